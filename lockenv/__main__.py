@@ -1,0 +1,3 @@
+from lockenv.cli import main
+
+raise SystemExit(main())

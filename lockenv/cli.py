@@ -1,0 +1,396 @@
+"""The ``lockenv`` command: parse arguments, call one function, print.
+
+Errors reach the user as one line and an exit code (0 ok, 1 a check failed, 2 bad
+input, 3 other failures); a traceback only with ``-v``.  Imports are made inside the
+commands so that the no-op ``sync`` starts quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lockenv import __version__
+from lockenv.errors import EXIT_INPUT_ERROR, LockenvError, UsageError
+
+if TYPE_CHECKING:
+    from lockenv.resolve import LockOptions
+    from lockenv.workspace import ProjectPaths
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Output:
+    """Where messages go: progress and notes to stderr, results to stdout."""
+
+    def __init__(self, verbosity: int) -> None:
+        self.verbosity = verbosity
+
+    def note(self, message: str) -> None:
+        if self.verbosity >= 0:
+            print(message, file=sys.stderr, flush=True)
+
+    def progress(self, message: str) -> None:
+        if self.verbosity >= 0:
+            print(message, file=sys.stderr, flush=True)
+
+    def debug(self, message: str) -> None:
+        if self.verbosity > 0:
+            print(message, file=sys.stderr, flush=True)
+
+
+def _paths(args: argparse.Namespace) -> ProjectPaths:
+    from lockenv.workspace import locate
+
+    return locate(Path(args.manifest) if args.manifest else None)
+
+
+def _lock_options(args: argparse.Namespace) -> LockOptions:
+    from packaging.utils import canonicalize_name
+
+    from lockenv.resolve import LockOptions
+
+    return LockOptions(
+        update=frozenset(canonicalize_name(n) for n in getattr(args, "update", None) or ()),
+        update_all=getattr(args, "update_all", False),
+        refresh=getattr(args, "refresh", False),
+        offline=getattr(args, "offline", False),
+    )
+
+
+# ------------------------------------------------------------------------- init / add
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from lockenv.manifest_edit import init_manifest_text
+    from lockenv.platforms import current_platform, get_platform
+
+    target = Path(args.manifest or "lockenv.toml")
+    if target.is_dir():
+        target = target / "lockenv.toml"
+    if target.exists():
+        raise UsageError(f"{str(target)!r} already exists; edit it or use `lockenv add`")
+    platforms = args.platform or [current_platform()]
+    for platform in platforms:
+        get_platform(platform)
+    if args.requires_python:
+        requires_python = args.requires_python
+    else:
+        requires_python = f"=={sys.version_info.major}.{sys.version_info.minor}.*"
+    name = args.name or target.resolve().parent.name or "project"
+    text = init_manifest_text(
+        name=name,
+        platforms=platforms,
+        channels=args.channel or [],
+        requires_python=requires_python,
+        indexes=args.index or [],
+    )
+    if args.from_file:
+        from lockenv.importers import import_requirements
+
+        text = import_requirements(text, Path(args.from_file))
+    from lockenv.manifest import parse_manifest
+
+    parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
+    target.write_text(text, encoding="utf-8")
+    _OUT.note(f"wrote {target}")
+    return 0
+
+
+def _edit_manifest(args: argparse.Namespace, edit: Callable[[str, bool], str]) -> int:
+    from lockenv import workspace
+    from lockenv.manifest import parse_manifest
+
+    paths = _paths(args)
+    original = paths.manifest.read_text(encoding="utf-8")
+    in_pyproject = paths.manifest.name == "pyproject.toml"
+    text = edit(original, in_pyproject)
+    parse_manifest(text, path=paths.manifest)
+    paths.manifest.write_text(text, encoding="utf-8")
+    if paths.lock.exists() and not args.no_lock:
+        # Like pixi and uv: the lock follows the manifest; a failed lock undoes the edit.
+        try:
+            outcome = workspace.lock(paths, _lock_options(args), say=_OUT.progress)
+        except BaseException:
+            paths.manifest.write_text(original, encoding="utf-8")
+            raise
+        for line in outcome.changes:
+            _OUT.note(line)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from lockenv import manifest_edit
+
+    if args.pypi:
+        requirements = []
+        for spec in args.specs:
+            try:
+                requirements.append(Requirement(spec))
+            except InvalidRequirement as exc:
+                raise UsageError(f"{spec!r} is not a PEP 508 requirement: {exc}") from None
+
+        def edit(text: str, in_pyproject: bool) -> str:
+            return manifest_edit.add_pypi_dependencies(
+                text, requirements, feature=args.feature, in_pyproject=in_pyproject)
+    else:
+        specs = [_split_conda_spec(s) for s in args.specs]
+
+        def edit(text: str, in_pyproject: bool) -> str:
+            return manifest_edit.add_conda_dependencies(
+                text, specs, feature=args.feature, in_pyproject=in_pyproject)
+
+    result = _edit_manifest(args, edit)
+    _OUT.note(f"added {', '.join(args.specs)}")
+    return result
+
+
+def _split_conda_spec(spec: str) -> tuple[str, str]:
+    text = spec.strip()
+    for i, char in enumerate(text):
+        if char in " =<>!~[":
+            name, rest = text[:i], text[i:].strip()
+            return name, rest or "*"
+    return text, "*"
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from lockenv import manifest_edit
+
+    removed: list[str] = []
+
+    def edit(text: str, in_pyproject: bool) -> str:
+        kind = "pypi" if args.pypi else "any"
+        new_text, names = manifest_edit.remove_dependencies(
+            text, args.names, feature=args.feature, in_pyproject=in_pyproject, kind=kind)
+        removed.extend(names)
+        return new_text
+
+    result = _edit_manifest(args, edit)
+    _OUT.note(f"removed {', '.join(removed)}")
+    return result
+
+
+# ------------------------------------------------------------------------- lock / list
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from lockenv import workspace
+
+    paths = _paths(args)
+    if args.check:
+        reasons = workspace.check(paths)
+        if reasons:
+            for reason in reasons:
+                _OUT.note(f"stale: {reason}")
+            _OUT.note(f"{workspace.LOCK_NAME} is out of date; run `lockenv lock`")
+            return 1
+        _OUT.note(f"{workspace.LOCK_NAME} is up to date")
+        return 0
+    if (not args.update and not args.update_all and not args.dry_run and not args.refresh
+            and paths.lock.exists() and not workspace.check(paths)):
+        # A lock that satisfies the manifest is kept as it is (no network needed), but
+        # its record of what the manifest asks for is brought up to date.
+        _OUT.note(f"{workspace.LOCK_NAME} is up to date")
+        return 0
+    outcome = workspace.lock(paths, _lock_options(args), dry_run=args.dry_run, say=_OUT.progress)
+    if args.json:
+        print(json.dumps({"changes": outcome.changes, "written": outcome.written}, indent=2))
+    else:
+        for line in outcome.changes:
+            print(line)
+    if args.dry_run:
+        _OUT.note("dry run: the lock was not written")
+    elif outcome.written:
+        _OUT.note(f"wrote {paths.lock}")
+    else:
+        _OUT.note(f"{workspace.LOCK_NAME} is up to date")
+    return 0
+
+
+def _lock_for_reading(args: argparse.Namespace) -> Any:
+    from lockenv.lockfile import read_lockfile
+
+    if getattr(args, "lock", None):
+        return read_lockfile(Path(args.lock))
+    return read_lockfile(_paths(args).lock)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from lockenv.platforms import current_platform
+    from lockenv.workspace import locked_packages
+
+    lock = _lock_for_reading(args)
+    platform = args.platform or current_platform()
+    rows = locked_packages(lock, args.environment, platform)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max((len(r["name"]) for r in rows), default=4)
+    vwidth = max((len(r["version"]) for r in rows), default=7)
+    for row in rows:
+        print(f"{row['name']:<{width}}  {row['version']:<{vwidth}}  {row['kind']:<5}  "
+              f"{row['filename']}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from lockenv.cache import default_cache_dir
+    from lockenv.platforms import current_platform
+
+    info: dict[str, Any] = {
+        "lockenv-version": __version__,
+        "platform": current_platform(),
+        "python": sys.version.split()[0],
+        "cache-dir": str(default_cache_dir()),
+    }
+    try:
+        paths = _paths(args)
+        info["manifest"] = str(paths.manifest)
+        info["lock"] = str(paths.lock) if paths.lock.exists() else None
+    except UsageError:
+        info["manifest"] = None
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    import shutil
+
+    from lockenv.cache import default_cache_dir
+
+    cache = default_cache_dir()
+    if args.action == "dir":
+        print(cache)
+    elif args.action == "clean":
+        shutil.rmtree(cache, ignore_errors=True)
+        _OUT.note(f"removed {cache}")
+    return 0
+
+
+# ------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lockenv",
+        description="Reproducible conda + PyPI environments from one lockfile.",
+    )
+    parser.add_argument("--version", action="version", version=f"lockenv {__version__}")
+    parser.add_argument("--manifest", metavar="PATH", help="the manifest (default: found by "
+                        "walking up from the current directory)")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-q", "--quiet", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("init", cmd_init, "create a lockenv.toml in the current directory")
+    p.add_argument("--platform", action="append", metavar="P")
+    p.add_argument("--channel", action="append", metavar="C")
+    p.add_argument("--index", action="append", metavar="URL")
+    p.add_argument("--requires-python", metavar="SPEC")
+    p.add_argument("--name")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="import requirements.txt or environment.yml")
+
+    for name, handler, text in (("add", cmd_add, "add dependencies to the manifest"),
+                                ("remove", cmd_remove, "remove dependencies from the manifest")):
+        p = command(name, handler, text)
+        p.add_argument("specs" if name == "add" else "names", nargs="+", metavar="SPEC")
+        p.add_argument("--pypi", action="store_true", help="PyPI packages (PEP 508)")
+        p.add_argument("--feature", metavar="F")
+        p.add_argument("--no-lock", action="store_true", help="edit the manifest only")
+
+    p = command("lock", cmd_lock, "resolve the manifest into lockenv.lock")
+    p.add_argument("--check", action="store_true", help="exit 1 if the lock is stale")
+    p.add_argument("--update", action="append", metavar="NAME")
+    p.add_argument("--update-all", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--refresh", action="store_true", help="ignore cached index pages")
+    p.add_argument("--offline", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    p = command("list", cmd_list, "list the locked packages of one environment")
+    p.add_argument("-e", "--environment", default="default")
+    p.add_argument("--platform")
+    p.add_argument("--lock", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+
+    p = command("info", cmd_info, "show what lockenv sees")
+    p.add_argument("--json", action="store_true")
+
+    p = command("cache", cmd_cache, "the shared cache")
+    p.add_argument("action", choices=["dir", "clean"])
+
+    _add_materializer_commands(command)
+    return parser
+
+
+def _add_materializer_commands(command: Callable[[str, Handler, str],
+                                                 argparse.ArgumentParser]) -> None:
+    try:
+        from lockenv import cli_env
+    except ImportError:  # the materializer is optional while it is being built
+        return
+    cli_env.add_commands(command)
+
+
+_OUT = _Output(0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    global _OUT
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _OUT = _Output(args.verbose - args.quiet)
+    try:
+        result: int = args.handler(args)
+        return result
+    except LockenvError as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 3
+    except Exception as exc:  # a bug: still one line unless -v
+        if args.verbose:
+            raise
+        print(f"error: internal error ({type(exc).__name__}: {exc}); run with -v for the "
+              "traceback and report it", file=sys.stderr)
+        return 3
+
+
+def output() -> _Output:
+    return _OUT
+
+
+__all__ = ["EXIT_INPUT_ERROR", "build_parser", "main", "output"]

@@ -1,0 +1,749 @@
+"""One HTTP client for every index and channel: caching, credentials, retries, file:// URLs.
+
+Credentials, first match wins, per host:
+
+1. user info in the URL (``https://user:token@host/simple``); once seen, the client also
+   uses it for other URLs of the same host (file URLs on an index page rarely carry it);
+2. ``.netrc`` (``$NETRC``, else ``~/.netrc``), the ``machine`` entry for the host;
+3. ``LOCKENV_HTTP_USERNAME_<HOST>`` / ``LOCKENV_HTTP_PASSWORD_<HOST>``, where ``<HOST>`` is
+   the host name upper-cased with every non-alphanumeric character turned into ``_``.
+
+Credentials travel only in the ``Authorization`` header: never in cache keys, messages,
+or anything written to disk (`redact_url`).  Redirects to another host drop the header.
+
+Index pages are cached on disk under ``<cache_dir>/http/``: revalidated with ETag /
+Last-Modified, kept for ``max-age`` when the server says so, never stored on ``no-store``,
+and kept ``page_ttl`` seconds (``LOCKENV_INDEX_TTL``) when the server gives no caching
+header at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import netrc
+import os
+import re
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lockenv.errors import IndexAccessError, IntegrityError, OfflineError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "ByteRange",
+    "HttpClient",
+    "HttpStatusError",
+    "Page",
+    "file_url_to_path",
+    "redact_url",
+]
+
+_RETRIES = 3
+_RETRY_BACKOFF = 0.2  # seconds, doubled after every failed try
+_CHUNK = 1 << 16
+_CACHE_FORMAT = 1
+
+
+class HttpStatusError(IndexAccessError):
+    """The server answered with an error status (``status``; 404 for a missing file://)."""
+
+    def __init__(self, message: str, *, url: str, status: int | None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page:
+    """A fetched page: the final URL (after redirects, redacted) and its body."""
+
+    url: str
+    content_type: str
+    content: bytes
+    from_cache: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ByteRange:
+    """Bytes ``data`` found at offset ``start`` of a file of ``total_size`` bytes.
+
+    A server that ignores ``Range`` sends the whole file: then ``start == 0`` and
+    `is_whole_file` is true, and the caller should use it rather than ask again.
+    """
+
+    data: bytes
+    start: int
+    total_size: int | None
+
+    @property
+    def is_whole_file(self) -> bool:
+        """True when ``data`` is the complete file."""
+        return self.start == 0 and self.total_size == len(self.data)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without user info (``user:password@``), otherwise unchanged."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return re.sub(r"//[^/@?#]*@", "//", url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def file_url_to_path(url: str) -> Path:
+    """Local path of a ``file://`` URL (percent-decoded; ``file://localhost/`` accepted)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "file":
+        raise ValueError(f"not a file:// URL: {redact_url(url)!r}")
+    if parts.netloc not in ("", "localhost"):
+        # Windows UNC path file://server/share/...
+        return Path(urllib.request.url2pathname(f"//{parts.netloc}{parts.path}"))
+    return Path(urllib.request.url2pathname(parts.path))
+
+
+def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    clean = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return clean, (urllib.parse.unquote(user), urllib.parse.unquote(password))
+
+
+def _host_env_suffix(host: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", host).upper()
+
+
+def _parse_cache_control(value: str) -> dict[str, str | None]:
+    directives: dict[str, str | None] = {}
+    for item in value.split(","):
+        name, sep, arg = item.strip().partition("=")
+        if name:
+            directives[name.strip().lower()] = arg.strip().strip('"') if sep else None
+    return directives
+
+
+def _guess_file_content_type(path: Path) -> str:
+    if path.suffix == ".json":
+        return (
+            "application/vnd.pypi.simple.v1+json"
+            if path.name == "index.json"
+            else ("application/json")
+        )
+    if path.suffix in (".html", ".htm"):
+        return "text/html"
+    return "application/octet-stream"
+
+
+def _hint(status: int) -> str:
+    if status in (401, 403):
+        return "check your credentials (.netrc or LOCKENV_HTTP_USERNAME_/PASSWORD_<HOST>)"
+    if status == 404:
+        return "check the index or channel URL"
+    if status >= 500:
+        return "the server failed; try again later"
+    return "check the index URL or your credentials"
+
+
+class HttpClient:
+    """A thread-safe HTTP(S) and file:// client shared by every index and channel client.
+
+    Use as a context manager (or call `close`).  ``offline=True`` serves index pages from
+    the cache only and refuses network downloads (`OfflineError`); ``refresh=True`` ignores
+    cached pages (they are still rewritten).
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path | None,
+        *,
+        offline: bool = False,
+        refresh: bool = False,
+        page_ttl: float = 600.0,
+        max_connections: int = 16,
+        timeout: float = 60.0,
+    ) -> None:
+        self.cache_dir = cache_dir
+        self.offline = offline
+        self.refresh = refresh
+        env_ttl = os.environ.get("LOCKENV_INDEX_TTL")
+        if env_ttl:
+            try:
+                page_ttl = float(env_ttl)
+            except ValueError:
+                raise IndexAccessError(
+                    f"LOCKENV_INDEX_TTL={env_ttl!r} is not a number of seconds; fix or unset it"
+                ) from None
+        self.page_ttl = page_ttl
+        self._max_connections = max_connections
+        self._timeout = timeout
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+        self._learned: dict[str, tuple[str, str]] = {}
+        self._netrc: netrc.netrc | bool | None = False  # False = not read yet
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _httpx(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(
+                    follow_redirects=True,
+                    timeout=httpx.Timeout(self._timeout),
+                    limits=httpx.Limits(
+                        max_connections=self._max_connections,
+                        max_keepalive_connections=self._max_connections,
+                    ),
+                    verify=_ssl_context(),
+                    # Credentials and proxies are our own business: no implicit netrc.
+                    trust_env=False,
+                    mounts=_proxy_mounts(),
+                    headers={"User-Agent": _user_agent()},
+                )
+            return self._client
+
+    # -- credentials -----------------------------------------------------------------------
+
+    def _prepare(self, url: str) -> tuple[str, Any]:
+        """Return (url without user info, httpx auth or None)."""
+        import httpx
+
+        clean, creds = _split_credentials(url)
+        host = urllib.parse.urlsplit(clean).hostname or ""
+        if creds is not None:
+            with self._lock:
+                self._learned.setdefault(host, creds)
+        else:
+            creds = self._credentials_for(host)
+        if creds is None:
+            return clean, None
+        return clean, httpx.BasicAuth(creds[0], creds[1])
+
+    def _credentials_for(self, host: str) -> tuple[str, str] | None:
+        with self._lock:
+            learned = self._learned.get(host)
+        if learned is not None:
+            return learned
+        rc = self._read_netrc()
+        if rc is not None:
+            entry = rc.authenticators(host)
+            if entry is not None:
+                login, account, secret = entry
+                return (login or account or "", secret or "")
+        suffix = _host_env_suffix(host)
+        user = os.environ.get(f"LOCKENV_HTTP_USERNAME_{suffix}")
+        password = os.environ.get(f"LOCKENV_HTTP_PASSWORD_{suffix}")
+        if user is not None or password is not None:
+            return (user or "", password or "")
+        return None
+
+    def _read_netrc(self) -> netrc.netrc | None:
+        if self._netrc is False:
+            path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+            parsed: netrc.netrc | None = None
+            if Path(path).is_file():
+                try:
+                    parsed = netrc.netrc(path)
+                except (netrc.NetrcParseError, OSError) as exc:
+                    # The exception text may quote a password: name the file only.
+                    raise IndexAccessError(
+                        f"netrc file {path!r} is unreadable (line "
+                        f"{getattr(exc, 'lineno', '?')}); fix it or set NETRC"
+                    ) from None
+            self._netrc = parsed
+        return self._netrc if isinstance(self._netrc, netrc.netrc) else None
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        ok_statuses: tuple[int, ...] = (200,),
+    ) -> httpx.Response:
+        """Send with retries; return the response (body read) if its status is acceptable."""
+        import httpx
+
+        clean, auth = self._prepare(url)
+        shown = redact_url(url)
+        client = self._httpx()
+        last: Exception | None = None
+        for attempt in range(_RETRIES):
+            if attempt:
+                time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
+            try:
+                response = client.request(method, clean, headers=headers, auth=auth)
+            except httpx.TransportError as exc:
+                last = exc
+                continue
+            if response.status_code >= 500 and attempt + 1 < _RETRIES:
+                continue
+            if response.status_code in ok_statuses:
+                return response
+            raise HttpStatusError(
+                f"{shown!r}: HTTP {response.status_code} {response.reason_phrase}; "
+                f"{_hint(response.status_code)}",
+                url=shown,
+                status=response.status_code,
+            )
+        raise IndexAccessError(
+            f"{shown!r}: {type(last).__name__}: {last} (after {_RETRIES} tries); "
+            "check the URL and your network or proxy settings"
+        )
+
+    def _check_online(self, url: str, what: str) -> None:
+        if self.offline:
+            raise OfflineError(
+                f"{redact_url(url)!r} is needed ({what}) but --offline forbids the network "
+                "and it is not in the cache; run once online or use a bundle"
+            )
+
+    # -- pages -----------------------------------------------------------------------------
+
+    def get_page(self, url: str, *, accept: str) -> Page:
+        """GET an index page (``Accept: accept``), through the on-disk cache."""
+        if url.startswith("file:"):
+            return self._get_file_page(url)
+        entry_path = self._cache_path(url, accept)
+        cached = None if entry_path is None else _read_cache_entry(entry_path)
+        now = time.time()
+        if self.offline and cached is not None:
+            return cached.page(from_cache=True)
+        self._check_online(url, "index page")
+        if cached is not None and not self.refresh and cached.is_fresh(now, self.page_ttl):
+            return cached.page(from_cache=True)
+
+        headers = {"Accept": accept}
+        if cached is not None and not self.refresh:
+            if cached.etag:
+                headers["If-None-Match"] = cached.etag
+            if cached.last_modified:
+                headers["If-Modified-Since"] = cached.last_modified
+        response = self._request("GET", url, headers, ok_statuses=(200, 304))
+        if response.status_code == 304 and cached is not None:
+            entry = cached.revalidated(response, now)
+            if entry_path is not None:
+                _write_cache_entry(entry_path, entry)
+            return entry.page(from_cache=True)
+        entry = _CacheEntry.from_response(response, now)
+        if entry_path is not None and not entry.no_store:
+            _write_cache_entry(entry_path, entry)
+        return entry.page(from_cache=False)
+
+    def _get_file_page(self, url: str) -> Page:
+        path = file_url_to_path(url)
+        if path.is_dir():
+            path = path / "index.html"
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            raise HttpStatusError(
+                f"{redact_url(url)!r}: no such file; check the index URL",
+                url=redact_url(url),
+                status=404,
+            ) from None
+        except OSError as exc:
+            raise IndexAccessError(f"{redact_url(url)!r}: cannot read: {exc}") from None
+        return Page(
+            url=url, content_type=_guess_file_content_type(path), content=content, from_cache=False
+        )
+
+    def _cache_path(self, url: str, accept: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha256(f"{redact_url(url)}\0{accept}".encode()).hexdigest()
+        return self.cache_dir / "http" / key[:2] / f"{key}.json"
+
+    def fetch_bytes(self, url: str) -> bytes:
+        """GET a small file (e.g. a ``.metadata`` file) without the page cache."""
+        if url.startswith("file:"):
+            path = file_url_to_path(url)
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                shown = redact_url(url)
+                raise HttpStatusError(f"{shown!r}: no such file", url=shown, status=404) from None
+            except OSError as exc:
+                raise IndexAccessError(f"{redact_url(url)!r}: cannot read: {exc}") from None
+        self._check_online(url, "download")
+        return self._request("GET", url).content
+
+    # -- ranges ----------------------------------------------------------------------------
+
+    def get_range(self, url: str, start: int, end: int | None = None) -> ByteRange:
+        """Bytes ``[start, end)`` of a file (to its end when ``end`` is None)."""
+        if url.startswith("file:"):
+            return _local_range(file_url_to_path(url), start, end)
+        self._check_online(url, "partial download")
+        spec = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+        return self._range_request(url, spec)
+
+    def get_suffix(self, url: str, n: int) -> ByteRange:
+        """The last ``n`` bytes of a file (all of it when it is shorter)."""
+        if url.startswith("file:"):
+            path = file_url_to_path(url)
+            size = _stat_size(path, url)
+            return _local_range(path, max(0, size - n), None)
+        self._check_online(url, "partial download")
+        return self._range_request(url, f"bytes=-{n}")
+
+    def _range_request(self, url: str, spec: str) -> ByteRange:
+        headers = {"Range": spec, "Accept-Encoding": "identity"}
+        response = self._request("GET", url, headers, ok_statuses=(200, 206))
+        data = response.content
+        if response.status_code == 200:
+            return ByteRange(data=data, start=0, total_size=len(data))
+        match = re.fullmatch(
+            r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", response.headers.get("content-range", "")
+        )
+        if match is None:
+            raise IndexAccessError(
+                f"{redact_url(url)!r}: HTTP 206 without a usable Content-Range "
+                f"({response.headers.get('content-range')!r})"
+            )
+        total = None if match[3] == "*" else int(match[3])
+        return ByteRange(data=data, start=int(match[1]), total_size=total)
+
+    def content_length(self, url: str) -> int | None:
+        """Size of a file from a HEAD request (or stat for file://); None if not given."""
+        if url.startswith("file:"):
+            return _stat_size(file_url_to_path(url), url)
+        self._check_online(url, "size check")
+        response = self._request("HEAD", url, {"Accept-Encoding": "identity"})
+        value = response.headers.get("content-length")
+        return int(value) if value and value.isdigit() else None
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def download(
+        self, url: str, dest: Path, *, sha256: str | None, size: int | None
+    ) -> tuple[str, int]:
+        """Download ``url`` to ``dest`` atomically, checking ``size`` and ``sha256`` if given.
+
+        The body is hashed while it streams into a temporary file beside ``dest``, which
+        replaces ``dest`` only when it matches.  Returns ``(sha256, size)``.
+        """
+        import httpx
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shown = redact_url(url)
+        last: Exception | None = None
+        for attempt in range(_RETRIES):
+            if attempt:
+                time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
+            try:
+                with _temp_beside(dest) as (tmp, fh):
+                    digest, written = self._stream_into(url, fh, size)
+                    fh.close()
+                    _check_integrity(shown, sha256, size, digest, written)
+                    os.replace(tmp, dest)
+                return digest, written
+            except (httpx.TransportError, _RetryableStatus) as exc:
+                last = exc
+        raise IndexAccessError(
+            f"{shown!r}: download failed: {type(last).__name__}: {last} (after {_RETRIES} "
+            "tries); check the URL and your network"
+        )
+
+    def _stream_into(self, url: str, fh: Any, limit: int | None) -> tuple[str, int]:
+        hasher = hashlib.sha256()
+        written = 0
+        for chunk in self._iter_bytes(url):
+            hasher.update(chunk)
+            fh.write(chunk)
+            written += len(chunk)
+            if limit is not None and written > limit:
+                break  # already wrong: no need to fetch the rest
+        return hasher.hexdigest(), written
+
+    def _iter_bytes(self, url: str) -> Iterator[bytes]:
+        if url.startswith("file:"):
+            path = file_url_to_path(url)
+            try:
+                with path.open("rb") as src:
+                    while chunk := src.read(_CHUNK):
+                        yield chunk
+            except FileNotFoundError:
+                raise HttpStatusError(
+                    f"{redact_url(url)!r}: no such file", url=redact_url(url), status=404
+                ) from None
+            return
+        self._check_online(url, "download")
+        clean, auth = self._prepare(url)
+        shown = redact_url(url)
+        with self._httpx().stream(
+            "GET", clean, auth=auth, headers={"Accept-Encoding": "identity"}
+        ) as response:
+            if response.status_code >= 500:
+                raise _RetryableStatus(f"HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise HttpStatusError(
+                    f"{shown!r}: HTTP {response.status_code} {response.reason_phrase}; "
+                    f"{_hint(response.status_code)}",
+                    url=shown,
+                    status=response.status_code,
+                )
+            yield from response.iter_raw(_CHUNK)
+
+
+class _RetryableStatus(Exception):
+    pass
+
+
+def _check_integrity(
+    shown: str, sha256: str | None, size: int | None, digest: str, written: int
+) -> None:
+    if size is not None and written != size:
+        raise IntegrityError(
+            f"{shown!r}: size mismatch: expected {size} bytes, got "
+            f"{'more than ' if written > size else ''}{written}; the file changed on the "
+            "server or the lock is wrong (re-lock, or check the mirror)"
+        )
+    if sha256 is not None and digest != sha256.lower():
+        raise IntegrityError(
+            f"{shown!r}: sha256 mismatch: expected {sha256.lower()}, got {digest}; the file "
+            "changed on the server or the lock is wrong (re-lock, or check the mirror)"
+        )
+
+
+@contextlib.contextmanager
+def _temp_beside(dest: Path) -> Iterator[tuple[Path, Any]]:
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(name)
+    fh = os.fdopen(fd, "wb")
+    try:
+        yield tmp, fh
+    finally:
+        fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _stat_size(path: Path, url: str) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        raise HttpStatusError(
+            f"{redact_url(url)!r}: no such file", url=redact_url(url), status=404
+        ) from None
+
+
+def _local_range(path: Path, start: int, end: int | None) -> ByteRange:
+    url = path.as_uri()
+    size = _stat_size(path, url)
+    stop = size if end is None else min(end, size)
+    with path.open("rb") as fh:
+        fh.seek(start)
+        data = fh.read(max(0, stop - start))
+    return ByteRange(data=data, start=start, total_size=size)
+
+
+# -- on-disk page cache --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _CacheEntry:
+    url: str
+    content_type: str
+    content: bytes
+    stored_at: float
+    etag: str | None
+    last_modified: str | None
+    max_age: float | None  # from Cache-Control / Expires
+    no_cache: bool  # must revalidate before use
+    no_store: bool
+
+    @classmethod
+    def from_response(cls, response: httpx.Response, now: float) -> _CacheEntry:
+        headers = response.headers
+        cc = _parse_cache_control(headers.get("cache-control", ""))
+        return cls(
+            url=redact_url(str(response.url)),
+            content_type=headers.get("content-type", ""),
+            content=response.content,
+            stored_at=now,
+            etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"),
+            max_age=_max_age(cc, headers.get("expires"), now),
+            no_cache="no-cache" in cc,
+            no_store="no-store" in cc,
+        )
+
+    def revalidated(self, response: httpx.Response, now: float) -> _CacheEntry:
+        headers = response.headers
+        cc = _parse_cache_control(headers.get("cache-control", ""))
+        return _CacheEntry(
+            url=self.url,
+            content_type=self.content_type,
+            content=self.content,
+            stored_at=now,
+            etag=headers.get("etag") or self.etag,
+            last_modified=headers.get("last-modified") or self.last_modified,
+            max_age=_max_age(cc, headers.get("expires"), now)
+            if headers.get("cache-control") or headers.get("expires")
+            else self.max_age,
+            no_cache="no-cache" in cc if headers.get("cache-control") else self.no_cache,
+            no_store=False,
+        )
+
+    def is_fresh(self, now: float, ttl: float) -> bool:
+        age = now - self.stored_at
+        if age < 0 or self.no_cache:
+            return False
+        if self.max_age is not None:
+            return age < self.max_age
+        if self.etag or self.last_modified:
+            return False  # cheap to revalidate: always ask
+        return age < ttl
+
+    def page(self, *, from_cache: bool) -> Page:
+        return Page(
+            url=self.url,
+            content_type=self.content_type,
+            content=self.content,
+            from_cache=from_cache,
+        )
+
+
+def _max_age(cc: dict[str, str | None], expires: str | None, now: float) -> float | None:
+    for key in ("s-maxage", "max-age"):
+        value = cc.get(key)
+        if value is not None:
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return 0.0
+    if expires:
+        try:
+            return max(0.0, parsedate_to_datetime(expires).timestamp() - now)
+        except (TypeError, ValueError):
+            return 0.0
+    return None
+
+
+def _read_cache_entry(path: Path) -> _CacheEntry | None:
+    try:
+        raw = path.read_bytes()
+        header, _, body = raw.partition(b"\n")
+        meta = json.loads(header)
+        if meta.get("format") != _CACHE_FORMAT or meta.get("length") != len(body):
+            return None
+        return _CacheEntry(
+            url=meta["url"],
+            content_type=meta["content_type"],
+            content=body,
+            stored_at=float(meta["stored_at"]),
+            etag=meta.get("etag"),
+            last_modified=meta.get("last_modified"),
+            max_age=meta.get("max_age"),
+            no_cache=bool(meta.get("no_cache")),
+            no_store=False,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a missing or damaged entry is just a miss
+
+
+def _write_cache_entry(path: Path, entry: _CacheEntry) -> None:
+    meta = {
+        "format": _CACHE_FORMAT,
+        "url": entry.url,
+        "content_type": entry.content_type,
+        "stored_at": entry.stored_at,
+        "etag": entry.etag,
+        "last_modified": entry.last_modified,
+        "max_age": entry.max_age,
+        "no_cache": entry.no_cache,
+        "length": len(entry.content),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _temp_beside(path) as (tmp, fh):
+            fh.write(json.dumps(meta, sort_keys=True).encode() + b"\n" + entry.content)
+            fh.close()
+            os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only or full cache must not break a lock
+
+
+# -- transport setup -----------------------------------------------------------------------
+
+
+def _ssl_context() -> Any:
+    """Trust the system store plus certifi, plus a bundle named like pip or requests do."""
+    import ssl
+
+    ctx = ssl.create_default_context()
+    with contextlib.suppress(ImportError, OSError):
+        import certifi
+
+        ctx.load_verify_locations(cafile=certifi.where())
+    for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
+        bundle = os.environ.get(var)
+        if bundle and Path(bundle).is_file():
+            with contextlib.suppress(ssl.SSLError, OSError):
+                ctx.load_verify_locations(cafile=bundle)
+    return ctx
+
+
+def _proxy_mounts() -> dict[str, Any] | None:
+    """Honour HTTP(S)_PROXY / NO_PROXY (trust_env is off so netrc stays ours)."""
+    import httpx
+
+    proxies = urllib.request.getproxies()
+    mounts: dict[str, Any] = {}
+    for scheme in ("http", "https"):
+        proxy = proxies.get(scheme)
+        if proxy:
+            mounts[f"{scheme}://"] = httpx.HTTPTransport(proxy=proxy, verify=_ssl_context())
+    if not mounts:
+        return None
+    # Loopback servers (test indexes, local mirrors) are never reached through a proxy.
+    for host in ["localhost", "127.0.0.1", *proxies.get("no", "").split(",")]:
+        host = host.strip().lstrip(".")
+        if host == "*":
+            return None
+        if not host or ":" in host or "/" in host:
+            continue  # IPv6 literals, ports and CIDR ranges: not expressible as mounts
+        mounts[f"all://{host}"] = None
+        if not host.replace(".", "").isdigit():
+            mounts[f"all://*.{host}"] = None
+    return mounts
+
+
+def _user_agent() -> str:
+    from lockenv import __version__
+
+    return f"lockenv/{__version__}"

@@ -1,0 +1,563 @@
+"""The lockfile model: ``lockenv.lock`` read, validated and written deterministically.
+
+The file is YAML, written only by lockenv.  Layout (``schemas/lockfile.schema.json``)::
+
+    version: 1
+    lockenv-version: 0.1.0
+    inputs: {platforms, channels, indexes, find-links, requires-python,
+             system-requirements, exclude-newer}
+    environments:
+      <env>:
+        python: '3.11'                # PyPI-only environments: the Python resolved for
+        requirements: {conda: [...], pypi: [...]}
+        packages:
+          <platform>: [{pypi: URL} | {conda: URL}, ...]
+    packages: [<artifact>, ...]       # every distinct artifact once, keyed by URL
+
+Environments and platforms only name artifacts by URL, so an artifact shared by several
+platforms and environments is described once.  Mappings whose keys are names are
+sorted, lists are sorted, and each record's keys come in one fixed order, so the same
+inputs give the same bytes and a small change gives a small diff.
+
+This module is part of the materializer's import graph: it imports yaml (lazily) and
+the standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lockenv import __version__
+from lockenv.errors import LockfileError
+
+LOCK_NAME = "lockenv.lock"
+LOCK_VERSION = 1
+
+ArtifactKind = Literal["pypi", "conda"]
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_CONFLICT_MARKER = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PypiArtifact:
+    """One wheel or sdist, as locked."""
+
+    name: str  # normalized (PEP 503)
+    version: str
+    filename: str
+    url: str  # never carries credentials
+    sha256: str
+    size: int
+    requires_dist: tuple[str, ...] = ()
+    requires_python: str | None = None
+    upload_time: str | None = None  # RFC 3339, UTC, as the index gave it (PEP 700)
+    index: str | None = None  # the index it came from (redacted)
+
+    kind: ArtifactKind = field(default="pypi", init=False)
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CondaArtifact:
+    """One conda package archive (``.conda`` or ``.tar.bz2``), as locked."""
+
+    name: str
+    version: str
+    build: str
+    build_number: int
+    subdir: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+    md5: str | None = None
+    depends: tuple[str, ...] = ()
+    constrains: tuple[str, ...] = ()
+    timestamp: int | None = None  # milliseconds since the epoch, as repodata gives it
+    channel: str | None = None
+    noarch: str | None = None  # "python" or "generic"
+    license: str | None = None
+    track_features: tuple[str, ...] = ()
+
+    kind: ArtifactKind = field(default="conda", init=False)
+
+
+Artifact = PypiArtifact | CondaArtifact
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockInputs:
+    """The inputs that shaped the lock (compared to the manifest for staleness)."""
+
+    platforms: tuple[str, ...]
+    channels: tuple[str, ...] = ()
+    indexes: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    requires_python: str | None = None
+    system_requirements: Mapping[str, str] = field(default_factory=dict)
+    exclude_newer: str | None = None  # RFC 3339 UTC
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockedEnvironment:
+    """One environment: what it asked for and, per platform, the artifacts it pins."""
+
+    name: str
+    python: str | None = None  # "3.11" for PyPI-only environments
+    conda_requirements: tuple[str, ...] = ()
+    pypi_requirements: tuple[str, ...] = ()  # PEP 508, as the manifest asked
+    packages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # platform -> URLs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lockfile:
+    inputs: LockInputs
+    environments: Mapping[str, LockedEnvironment]
+    artifacts: Mapping[str, Artifact]  # URL -> artifact
+    lockenv_version: str = __version__
+    version: int = LOCK_VERSION
+
+    def environment(self, name: str) -> LockedEnvironment:
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise LockfileError(
+                f"the lock has no environment {name!r} (it has: {known}); run `lockenv lock`"
+            ) from None
+
+    def packages_for(self, environment: str, platform: str) -> list[Artifact]:
+        """The artifacts ``environment`` pins on ``platform``, in lock order."""
+        env = self.environment(environment)
+        if platform not in env.packages:
+            known = ", ".join(sorted(env.packages)) or "none"
+            raise LockfileError(
+                f"environment {environment!r} is not locked for platform {platform!r} "
+                f"(locked for: {known}); add it to [project] platforms and run `lockenv lock`"
+            )
+        return [self.artifacts[url] for url in env.packages[platform]]
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _artifact_sort_key(artifact: Artifact) -> tuple[str, str, str, str, str]:
+    return (artifact.kind, artifact.name, artifact.version, artifact.filename, artifact.url)
+
+
+def _pypi_to_dict(a: PypiArtifact) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "kind": "pypi",
+        "name": a.name,
+        "version": a.version,
+        "filename": a.filename,
+        "url": a.url,
+        "sha256": a.sha256,
+        "size": a.size,
+    }
+    if a.index is not None:
+        data["index"] = a.index
+    if a.requires_python is not None:
+        data["requires-python"] = a.requires_python
+    if a.requires_dist:
+        data["requires-dist"] = list(a.requires_dist)
+    if a.upload_time is not None:
+        data["upload-time"] = a.upload_time
+    return data
+
+
+def _conda_to_dict(a: CondaArtifact) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "kind": "conda",
+        "name": a.name,
+        "version": a.version,
+        "build": a.build,
+        "build-number": a.build_number,
+        "subdir": a.subdir,
+        "filename": a.filename,
+        "url": a.url,
+        "sha256": a.sha256,
+        "size": a.size,
+    }
+    optional: dict[str, Any] = {
+        "md5": a.md5,
+        "channel": a.channel,
+        "noarch": a.noarch,
+        "license": a.license,
+        "timestamp": a.timestamp,
+        "depends": list(a.depends) or None,
+        "constrains": list(a.constrains) or None,
+        "track-features": list(a.track_features) or None,
+    }
+    data.update({k: v for k, v in optional.items() if v is not None})
+    return data
+
+
+def to_dict(lock: Lockfile) -> dict[str, Any]:
+    """The lock as plain data, in the canonical order it is written in."""
+    inputs: dict[str, Any] = {"platforms": sorted(lock.inputs.platforms)}
+    # Channel and index order carries meaning (priority): kept as written.
+    inputs["channels"] = list(lock.inputs.channels)
+    inputs["indexes"] = list(lock.inputs.indexes)
+    if lock.inputs.find_links:
+        inputs["find-links"] = list(lock.inputs.find_links)
+    if lock.inputs.requires_python is not None:
+        inputs["requires-python"] = lock.inputs.requires_python
+    if lock.inputs.system_requirements:
+        inputs["system-requirements"] = dict(sorted(lock.inputs.system_requirements.items()))
+    if lock.inputs.exclude_newer is not None:
+        inputs["exclude-newer"] = lock.inputs.exclude_newer
+
+    environments: dict[str, Any] = {}
+    for name in sorted(lock.environments):
+        env = lock.environments[name]
+        entry: dict[str, Any] = {}
+        if env.python is not None:
+            entry["python"] = env.python
+        requirements: dict[str, Any] = {}
+        if env.conda_requirements:
+            requirements["conda"] = sorted(env.conda_requirements)
+        if env.pypi_requirements:
+            requirements["pypi"] = sorted(env.pypi_requirements)
+        entry["requirements"] = requirements
+        packages: dict[str, Any] = {}
+        for platform in sorted(env.packages):
+            refs = sorted(
+                (lock.artifacts[url] for url in env.packages[platform]), key=_artifact_sort_key
+            )
+            packages[platform] = [{a.kind: a.url} for a in refs]
+        entry["packages"] = packages
+        environments[name] = entry
+
+    artifacts = sorted(lock.artifacts.values(), key=_artifact_sort_key)
+    return {
+        "version": lock.version,
+        "lockenv-version": lock.lockenv_version,
+        "inputs": inputs,
+        "environments": environments,
+        "packages": [
+            _pypi_to_dict(a) if isinstance(a, PypiArtifact) else _conda_to_dict(a)
+            for a in artifacts
+        ],
+    }
+
+
+def dumps(lock: Lockfile) -> str:
+    """The lock as YAML text: byte-identical for equal locks."""
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    header = "# This file is written by lockenv; do not edit it by hand. Run `lockenv lock`.\n"
+    body: str = yaml.dump(
+        to_dict(lock),
+        Dumper=dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1_000_000,
+        indent=2,
+    )
+    return header + body
+
+
+def write_lockfile(lock: Lockfile, path: Path) -> bool:
+    """Write ``lock`` to ``path`` atomically; False when the file already held these bytes."""
+    text = dumps(lock)
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.{hashlib.sha256(data).hexdigest()[:12]}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return True
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+class _Problems:
+    """Collects every problem of a hand-broken lock before raising once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{path}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            shown = "; ".join(self.items[:5])
+            more = f" (and {len(self.items) - 5} more)" if len(self.items) > 5 else ""
+            raise LockfileError(
+                f"{self.source} is not a valid lockfile: {shown}{more}; "
+                "run `lockenv lock` to write it again"
+            )
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path: str,
+         problems: _Problems, *, required: bool = True) -> Any:
+    if key not in data:
+        if required:
+            problems.add(f"{path}.{key}" if path else key, "missing")
+        return None
+    value = data[key]
+    # bool is an int subclass: a size of `true` is not a size.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        problems.add(f"{path}.{key}" if path else key, f"expected {_kind_name(kind)}, got {value!r}")
+        return None
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return {"str": "a string", "int": "an integer", "list": "a list", "dict": "a mapping"}.get(
+        kind.__name__, kind.__name__
+    )
+
+
+def _str_list(data: Mapping[str, Any], key: str, path: str, problems: _Problems) -> tuple[str, ...]:
+    value = _get(data, key, list, path, problems, required=False)
+    if value is None:
+        return ()
+    bad = [v for v in value if not isinstance(v, str)]
+    if bad:
+        problems.add(f"{path}.{key}", f"expected a list of strings, got {bad[0]!r}")
+        return ()
+    return tuple(value)
+
+
+def _check_hash(value: str | None, pattern: re.Pattern[str], path: str, what: str,
+                problems: _Problems) -> None:
+    if value is not None and not pattern.match(value):
+        problems.add(path, f"{value!r} is not a {what} hex digest")
+
+
+def _check_filename(filename: str | None, path: str, problems: _Problems) -> None:
+    # Filenames become cache and download paths: one plain path component only.
+    if filename is not None and (
+        filename in ("", ".", "..") or "/" in filename or "\\" in filename or "\0" in filename
+    ):
+        problems.add(path, f"{filename!r} is not a plain file name")
+
+
+def _artifact_from_dict(data: Any, path: str, problems: _Problems) -> Artifact | None:
+    if not isinstance(data, dict):
+        problems.add(path, f"expected a mapping, got {data!r}")
+        return None
+    kind = _get(data, "kind", str, path, problems)
+    common = {
+        "name": _get(data, "name", str, path, problems),
+        "version": _get(data, "version", str, path, problems),
+        "filename": _get(data, "filename", str, path, problems),
+        "url": _get(data, "url", str, path, problems),
+        "sha256": _get(data, "sha256", str, path, problems),
+        "size": _get(data, "size", int, path, problems),
+    }
+    _check_hash(common["sha256"], _SHA256, f"{path}.sha256", "sha256", problems)
+    _check_filename(common["filename"], f"{path}.filename", problems)
+    if isinstance(common["size"], int) and common["size"] < 0:
+        problems.add(f"{path}.size", f"{common['size']!r} is negative")
+    if kind == "pypi":
+        known = {"kind", "name", "version", "filename", "url", "sha256", "size", "index",
+                 "requires-python", "requires-dist", "upload-time"}
+        _unknown_keys(data, known, path, problems)
+        extra = {
+            "requires_dist": _str_list(data, "requires-dist", path, problems),
+            "requires_python": _get(data, "requires-python", str, path, problems, required=False),
+            "upload_time": _get(data, "upload-time", str, path, problems, required=False),
+            "index": _get(data, "index", str, path, problems, required=False),
+        }
+        if any(v is None for v in common.values()):
+            return None
+        return PypiArtifact(**common, **extra)
+    if kind == "conda":
+        known = {"kind", "name", "version", "build", "build-number", "subdir", "filename",
+                 "url", "sha256", "size", "md5", "depends", "constrains", "timestamp",
+                 "channel", "noarch", "license", "track-features"}
+        _unknown_keys(data, known, path, problems)
+        conda = {
+            "build": _get(data, "build", str, path, problems),
+            "build_number": _get(data, "build-number", int, path, problems),
+            "subdir": _get(data, "subdir", str, path, problems),
+        }
+        extra = {
+            "md5": _get(data, "md5", str, path, problems, required=False),
+            "depends": _str_list(data, "depends", path, problems),
+            "constrains": _str_list(data, "constrains", path, problems),
+            "timestamp": _get(data, "timestamp", int, path, problems, required=False),
+            "channel": _get(data, "channel", str, path, problems, required=False),
+            "noarch": _get(data, "noarch", str, path, problems, required=False),
+            "license": _get(data, "license", str, path, problems, required=False),
+            "track_features": _str_list(data, "track-features", path, problems),
+        }
+        _check_hash(extra["md5"], _MD5, f"{path}.md5", "md5", problems)
+        if any(v is None for v in (*common.values(), *conda.values())):
+            return None
+        return CondaArtifact(**common, **conda, **extra)
+    if kind is not None:
+        problems.add(f"{path}.kind", f"{kind!r} is neither 'pypi' nor 'conda'")
+    return None
+
+
+def _unknown_keys(data: Mapping[str, Any], known: set[str], path: str, problems: _Problems) -> None:
+    for key in sorted(set(data) - known):
+        problems.add(f"{path}.{key}", "unknown key")
+
+
+def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
+    """Validate plain data (as loaded from YAML) into a Lockfile, reporting every problem."""
+    problems = _Problems(source)
+    if not isinstance(data, dict):
+        problems.add("(top)", f"expected a mapping, got {type(data).__name__}")
+        problems.raise_if_any()
+    version = _get(data, "version", int, "", problems)
+    if isinstance(version, int) and version != LOCK_VERSION:
+        raise LockfileError(
+            f"{source} has lock format version {version!r}, this lockenv reads version "
+            f"{LOCK_VERSION}: upgrade lockenv or run `lockenv lock` to rewrite it"
+        )
+    lockenv_version = _get(data, "lockenv-version", str, "", problems) or __version__
+    _unknown_keys(data, {"version", "lockenv-version", "inputs", "environments", "packages"},
+                  "", problems)
+
+    raw_inputs = _get(data, "inputs", dict, "", problems) or {}
+    system = _get(raw_inputs, "system-requirements", dict, "inputs", problems, required=False) or {}
+    inputs = LockInputs(
+        platforms=_str_list(raw_inputs, "platforms", "inputs", problems),
+        channels=_str_list(raw_inputs, "channels", "inputs", problems),
+        indexes=_str_list(raw_inputs, "indexes", "inputs", problems),
+        find_links=_str_list(raw_inputs, "find-links", "inputs", problems),
+        requires_python=_get(raw_inputs, "requires-python", str, "inputs", problems,
+                             required=False),
+        system_requirements={str(k): str(v) for k, v in system.items()},
+        exclude_newer=_get(raw_inputs, "exclude-newer", str, "inputs", problems, required=False),
+    )
+    _unknown_keys(raw_inputs, {"platforms", "channels", "indexes", "find-links",
+                               "requires-python", "system-requirements", "exclude-newer"},
+                  "inputs", problems)
+
+    artifacts: dict[str, Artifact] = {}
+    raw_packages = _get(data, "packages", list, "", problems) or []
+    for i, raw in enumerate(raw_packages):
+        artifact = _artifact_from_dict(raw, f"packages[{i}]", problems)
+        if artifact is None:
+            continue
+        if artifact.url in artifacts:
+            problems.add(f"packages[{i}].url", f"{artifact.url!r} is described twice")
+        artifacts[artifact.url] = artifact
+
+    environments: dict[str, LockedEnvironment] = {}
+    raw_envs = _get(data, "environments", dict, "", problems) or {}
+    for env_name, raw_env in raw_envs.items():
+        path = f"environments.{env_name}"
+        if not isinstance(raw_env, dict):
+            problems.add(path, f"expected a mapping, got {raw_env!r}")
+            continue
+        _unknown_keys(raw_env, {"python", "requirements", "packages"}, path, problems)
+        requirements = _get(raw_env, "requirements", dict, path, problems, required=False) or {}
+        _unknown_keys(requirements, {"conda", "pypi"}, f"{path}.requirements", problems)
+        packages: dict[str, tuple[str, ...]] = {}
+        raw_platforms = _get(raw_env, "packages", dict, path, problems) or {}
+        for platform, refs in raw_platforms.items():
+            ppath = f"{path}.packages.{platform}"
+            if not isinstance(refs, list):
+                problems.add(ppath, f"expected a list, got {refs!r}")
+                continue
+            urls: list[str] = []
+            for j, ref in enumerate(refs):
+                if not (isinstance(ref, dict) and len(ref) == 1):
+                    problems.add(f"{ppath}[{j}]", f"expected {{pypi: URL}} or {{conda: URL}}, got {ref!r}")
+                    continue
+                ((kind, url),) = ref.items()
+                target = artifacts.get(url) if isinstance(url, str) else None
+                if target is None or target.kind != kind:
+                    problems.add(f"{ppath}[{j}]", f"{kind}: {url!r} is not described under packages")
+                    continue
+                urls.append(url)
+            packages[str(platform)] = tuple(urls)
+        environments[str(env_name)] = LockedEnvironment(
+            name=str(env_name),
+            python=_get(raw_env, "python", str, path, problems, required=False),
+            conda_requirements=_str_list(requirements, "conda", f"{path}.requirements", problems),
+            pypi_requirements=_str_list(requirements, "pypi", f"{path}.requirements", problems),
+            packages=packages,
+        )
+    problems.raise_if_any()
+    return Lockfile(
+        inputs=inputs,
+        environments=environments,
+        artifacts=artifacts,
+        lockenv_version=lockenv_version,
+        version=LOCK_VERSION,
+    )
+
+
+def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
+    """Parse lock text; LockfileError (one line, naming the problem) on anything wrong."""
+    marker = _CONFLICT_MARKER.search(text)
+    if marker:
+        line = text.count("\n", 0, marker.start()) + 1
+        raise LockfileError(
+            f"{source} has git merge conflict markers (line {line}): resolve the conflict in "
+            "the manifest, then run `lockenv lock` to write a fresh lock"
+        )
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise LockfileError(
+            f"{source} is not valid YAML{where}: {problem}; run `lockenv lock` to write it again"
+        ) from None
+    return from_dict(data, source=source)
+
+
+def read_lockfile(path: Path) -> Lockfile:
+    """Read and validate the lock at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LockfileError(f"no lockfile at {str(path)!r}: run `lockenv lock` first") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockfileError(f"cannot read {str(path)!r}: {exc}") from None
+    return loads(text, source=str(path))
+
+
+def env_requested_names(env: LockedEnvironment) -> frozenset[str]:
+    """Normalized names the manifest asked for directly (for REQUESTED / conda history)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names: set[str] = set()
+    for text in env.pypi_requirements:
+        try:
+            names.add(canonicalize_name(Requirement(text).name))
+        except InvalidRequirement:
+            continue
+    for text in env.conda_requirements:
+        names.add(re.split(r"[\s=<>!~\[]", text.split("::")[-1], maxsplit=1)[0].lower())
+    return frozenset(names)
+
+
+def sequence_of_urls(artifacts: Sequence[Artifact]) -> tuple[str, ...]:
+    """The URLs of ``artifacts`` in canonical lock order."""
+    return tuple(a.url for a in sorted(artifacts, key=_artifact_sort_key))

@@ -1,0 +1,148 @@
+"""Is a lock stale?  A satisfiability check, not a comparison of manifest bytes.
+
+The lock is fresh when it was made from the same inputs (platforms, indexes, channels,
+Python, system requirements, exclude-newer), has the same environments, and on every
+platform its pins satisfy every requirement of the manifest and every requirement of
+the pinned packages themselves, with nothing pinned that nothing needs.  Whitespace,
+comments and key order in the manifest never make a lock stale.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from lockenv.lockfile import Lockfile, PypiArtifact
+from lockenv.platforms import get_platform, marker_environment, python_target
+
+if TYPE_CHECKING:
+    from lockenv.manifest import EnvironmentSpec, Manifest
+
+
+def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
+    """Why ``lock`` no longer satisfies ``manifest``; empty when it does."""
+    from lockenv.resolve import manifest_inputs
+
+    reasons: list[str] = []
+    # When the manifest names no index the lock records pip's default at lock time; a
+    # lock stays valid wherever its pins came from, so only explicit indexes compare.
+    expected = manifest_inputs(manifest, manifest.indexes or lock.inputs.indexes)
+    actual = lock.inputs
+    for label, want, have in (
+        ("platforms", sorted(expected.platforms), sorted(actual.platforms)),
+        ("channels", list(expected.channels), list(actual.channels)),
+        ("indexes", list(expected.indexes), list(actual.indexes)),
+        ("find-links", list(expected.find_links), list(actual.find_links)),
+        ("requires-python", expected.requires_python, actual.requires_python),
+        ("system-requirements", dict(expected.system_requirements),
+         dict(actual.system_requirements)),
+        ("exclude-newer", expected.exclude_newer, actual.exclude_newer),
+    ):
+        if want != have:
+            reasons.append(f"{label} changed: the manifest has {want!r}, the lock {have!r}")
+    wanted_envs = set(manifest.environment_names())
+    for name in sorted(wanted_envs - set(lock.environments)):
+        reasons.append(f"environment {name!r} is not locked")
+    for name in sorted(set(lock.environments) - wanted_envs):
+        reasons.append(f"environment {name!r} is locked but no longer in the manifest")
+    for name in sorted(wanted_envs & set(lock.environments)):
+        reasons.extend(_environment_reasons(manifest.environment(name), lock))
+    return reasons
+
+
+def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile) -> list[str]:
+    locked = lock.environments[spec.name]
+    reasons: list[str] = []
+    python = python_target(spec.requires_python)
+    if locked.python is not None and locked.python != str(python):
+        reasons.append(f"{spec.name}: locked for Python {locked.python}, the manifest asks "
+                       f"for Python {python}")
+        return reasons
+    if spec.dependencies:
+        reasons.append(f"{spec.name}: has conda dependencies, which the lock cannot hold yet")
+    for platform in spec.platforms:
+        if platform not in locked.packages:
+            reasons.append(f"{spec.name}: platform {platform} is not locked")
+            continue
+        pinned = [lock.artifacts[url] for url in locked.packages[platform]]
+        pypi = {canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact)}
+        direct = [d.requirement for d in spec.pypi_dependencies]
+        problems = _closure_problems(direct, pypi, marker_environment(get_platform(platform),
+                                                                      python), python)
+        reasons.extend(f"{spec.name} on {platform}: {p}" for p in problems)
+    for platform in sorted(set(locked.packages) - set(spec.platforms)):
+        reasons.append(f"{spec.name}: platform {platform} is locked but no longer a target")
+    return reasons
+
+
+def _closure_problems(
+    direct: list[Requirement],
+    pinned: dict[str, PypiArtifact],
+    markers: dict[str, str],
+    python: Version,
+) -> list[str]:
+    """Walk requirements from the manifest through the pins; report what does not hold."""
+    problems: list[str] = []
+    queue: deque[tuple[Requirement, str]] = deque((r, "the manifest") for r in direct
+                                                  if _applies(r, markers, ""))
+    reached: set[str] = set()
+    extras_done: set[tuple[str, str]] = set()
+    while queue:
+        requirement, asker = queue.popleft()
+        name = canonicalize_name(requirement.name)
+        artifact = pinned.get(name)
+        if artifact is None:
+            problems.append(f"{asker} requires {str(requirement)!r}, which is not locked")
+            continue
+        try:
+            version = Version(artifact.version)
+        except InvalidVersion:
+            problems.append(f"{name} is locked at an invalid version {artifact.version!r}")
+            continue
+        if not requirement.specifier.contains(version, prereleases=True):
+            problems.append(f"{asker} requires {str(requirement)!r}, but {name} {version} "
+                            "is locked")
+        who = f"{name} {version}"
+        if name not in reached:
+            reached.add(name)
+            if artifact.requires_python and not _python_ok(artifact.requires_python, python):
+                problems.append(f"{who} requires Python {artifact.requires_python}")
+            for dep in _parse_all(artifact.requires_dist):
+                if _applies(dep, markers, ""):
+                    queue.append((dep, who))
+        for extra in sorted(canonicalize_name(e) for e in requirement.extras):
+            if (name, extra) in extras_done:
+                continue
+            extras_done.add((name, extra))
+            for dep in _parse_all(artifact.requires_dist):
+                if _applies(dep, markers, extra) and not _applies(dep, markers, ""):
+                    queue.append((dep, f"{who} [{extra}]"))
+    for name in sorted(set(pinned) - reached):
+        problems.append(f"{name} {pinned[name].version} is locked but nothing requires it")
+    return problems
+
+
+def _applies(requirement: Requirement, markers: dict[str, str], extra: str) -> bool:
+    return requirement.marker is None or requirement.marker.evaluate({**markers, "extra": extra})
+
+
+def _python_ok(requires_python: str, python: Version) -> bool:
+    try:
+        return SpecifierSet(requires_python).contains(python, prereleases=True)
+    except InvalidSpecifier:
+        return True
+
+
+def _parse_all(texts: tuple[str, ...]) -> list[Requirement]:
+    parsed: list[Requirement] = []
+    for text in texts:
+        try:
+            parsed.append(Requirement(text))
+        except InvalidRequirement:
+            continue
+    return parsed

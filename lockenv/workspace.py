@@ -1,0 +1,264 @@
+"""A project on disk: its manifest, its lock, its environments — and the operations
+that tie the stages together (lock, check, list).  The CLI calls these; they hold the
+decisions (what is stale, what to re-lock, where an environment lives).
+
+Kept cheap to import: the heavy stages are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lockenv.errors import LockfileError, StaleLockError, UsageError
+
+if TYPE_CHECKING:
+    from lockenv.lockfile import Artifact, Lockfile
+    from lockenv.manifest import Manifest
+    from lockenv.resolve import LockOptions
+
+LOCK_NAME = "lockenv.lock"
+MANIFEST_NAMES = ("lockenv.toml", "pyproject.toml")
+STATE_DIR = ".lockenv"
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProjectPaths:
+    """Where a project's files are, found without parsing anything."""
+
+    manifest: Path
+    root: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def env_prefix(self, env: str) -> Path:
+        return self.root / STATE_DIR / "envs" / env
+
+    @property
+    def freshness_record(self) -> Path:
+        return self.root / STATE_DIR / "fresh.json"
+
+
+def locate(manifest: Path | None, start: Path | None = None) -> ProjectPaths:
+    """The project's manifest: ``manifest`` if given, else walk up from ``start``.
+
+    Standard library only: this runs on the no-op sync path.
+    """
+    if manifest is not None:
+        path = Path(os.path.abspath(manifest))
+        if path.is_dir():
+            for name in MANIFEST_NAMES:
+                if _is_manifest(path / name):
+                    return ProjectPaths(manifest=path / name, root=path)
+        if not path.is_file():
+            raise UsageError(f"manifest {str(manifest)!r} does not exist; run `lockenv init` "
+                             "or pass --manifest PATH")
+        return ProjectPaths(manifest=path, root=path.parent)
+    directory = Path(os.path.abspath(start or Path.cwd()))
+    for candidate in (directory, *directory.parents):
+        for name in MANIFEST_NAMES:
+            if _is_manifest(candidate / name):
+                return ProjectPaths(manifest=candidate / name, root=candidate)
+    raise UsageError(
+        f"no lockenv.toml (or pyproject.toml with a [tool.lockenv] table) in {str(directory)!r} "
+        "or any parent directory; run `lockenv init` to create one, or pass --manifest PATH"
+    )
+
+
+def _is_manifest(path: Path) -> bool:
+    if path.name == "lockenv.toml":
+        return path.is_file()
+    try:
+        return b"[tool.lockenv" in path.read_bytes()
+    except OSError:
+        return False
+
+
+def file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+# -------------------------------------------------------------- freshness, remembered
+
+
+def known_fresh(paths: ProjectPaths) -> bool:
+    """True when this manifest and lock were already found consistent (by hashes)."""
+    try:
+        record = json.loads(paths.freshness_record.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(
+        record.get("manifest") == file_sha256(paths.manifest)
+        and record.get("lock") == file_sha256(paths.lock)
+    )
+
+
+def remember_fresh(paths: ProjectPaths) -> None:
+    record = {"manifest": file_sha256(paths.manifest), "lock": file_sha256(paths.lock)}
+    target = paths.freshness_record
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(target)
+
+
+# -------------------------------------------------------------- lock
+
+
+def load(paths: ProjectPaths) -> Manifest:
+    from lockenv.manifest import load_manifest
+
+    return load_manifest(paths.manifest)
+
+
+def read_lock(paths: ProjectPaths) -> Lockfile:
+    from lockenv.lockfile import read_lockfile
+
+    return read_lockfile(paths.lock)
+
+
+def check(paths: ProjectPaths, manifest: Manifest | None = None) -> list[str]:
+    """Why the lock is stale (empty: fresh).  No network."""
+    from lockenv.satisfy import stale_reasons
+
+    if not paths.lock.exists():
+        return [f"there is no {LOCK_NAME} yet"]
+    manifest = manifest or load(paths)
+    reasons = stale_reasons(manifest, read_lock(paths))
+    if not reasons:
+        remember_fresh(paths)
+    return reasons
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockOutcome:
+    lock: Lockfile
+    written: bool
+    changes: list[str]
+
+
+def lock(
+    paths: ProjectPaths,
+    options: LockOptions,
+    *,
+    dry_run: bool = False,
+    say: Say | None = None,
+    manifest: Manifest | None = None,
+) -> LockOutcome:
+    """Re-lock with the existing pins as preferences; write unless ``dry_run``."""
+    from lockenv.lockfile import dumps
+    from lockenv.resolve import load_previous, lock_manifest
+
+    manifest = manifest or load(paths)
+    previous = load_previous(paths.lock, warn=say)
+    new = lock_manifest(manifest, previous=previous, options=options, progress=say)
+    changes = describe_changes(previous, new)
+    written = False
+    if not dry_run:
+        data = dumps(new).encode()
+        try:
+            unchanged = paths.lock.read_bytes() == data
+        except FileNotFoundError:
+            unchanged = False
+        if not unchanged:
+            tmp = paths.lock.with_name(f".{LOCK_NAME}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(paths.lock)
+            written = True
+        remember_fresh(paths)
+    return LockOutcome(lock=new, written=written, changes=changes)
+
+
+def ensure_locked(
+    paths: ProjectPaths, *, locked: bool, options: LockOptions, say: Say | None
+) -> None:
+    """Make sure the lock satisfies the manifest: re-lock, or with ``locked`` fail."""
+    if known_fresh(paths):
+        return
+    manifest = load(paths)
+    reasons = check(paths, manifest)
+    if not reasons:
+        return
+    if locked:
+        raise StaleLockError(
+            f"{LOCK_NAME} is out of date with the manifest ({reasons[0]}"
+            + (f", and {len(reasons) - 1} more" if len(reasons) > 1 else "")
+            + "); run `lockenv lock` and commit the result"
+        )
+    if say:
+        say(f"lock is out of date ({reasons[0]}); locking")
+    lock(paths, options, say=say, manifest=manifest)
+
+
+def describe_changes(old: Lockfile | None, new: Lockfile) -> list[str]:
+    """Human lines: what moved between two locks, per environment and platform."""
+    lines: list[str] = []
+    for env_name in sorted(set(new.environments) | set(old.environments if old else {})):
+        new_env = new.environments.get(env_name)
+        old_env = old.environments.get(env_name) if old else None
+        platforms = set(new_env.packages if new_env else {}) | set(
+            old_env.packages if old_env else {})
+        for platform in sorted(platforms):
+            before = _versions(old, old_env.packages.get(platform, ()) if old_env else ())
+            after = _versions(new, new_env.packages.get(platform, ()) if new_env else ())
+            for name in sorted(set(before) | set(after)):
+                b, a = before.get(name), after.get(name)
+                if b == a:
+                    continue
+                where = f"{env_name}/{platform}"
+                if b is None:
+                    lines.append(f"+ {name} {a} ({where})")
+                elif a is None:
+                    lines.append(f"- {name} {b} ({where})")
+                else:
+                    lines.append(f"~ {name} {b} -> {a} ({where})")
+    return lines
+
+
+def _versions(lock: Lockfile | None, urls: Sequence[str]) -> dict[str, str]:
+    if lock is None:
+        return {}
+    return {lock.artifacts[u].name: lock.artifacts[u].version for u in urls}
+
+
+# -------------------------------------------------------------- list
+
+
+def locked_packages(lock: Lockfile, env: str, platform: str) -> list[dict[str, Any]]:
+    """The rows of ``lockenv list``: one per locked artifact."""
+    rows = []
+    for artifact in lock.packages_for(env, platform):
+        rows.append(_row(artifact))
+    return sorted(rows, key=lambda r: (r["name"], r["kind"]))
+
+
+def _row(artifact: Artifact) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": artifact.name,
+        "version": artifact.version,
+        "kind": artifact.kind,
+        "filename": artifact.filename,
+        "url": artifact.url,
+        "sha256": artifact.sha256,
+        "size": artifact.size,
+    }
+    if artifact.kind == "conda":
+        row["build"] = getattr(artifact, "build", None)
+    return row
+
+
+def require_env(lock: Lockfile, env: str) -> None:
+    if env not in lock.environments:
+        known = ", ".join(sorted(lock.environments)) or "none"
+        raise LockfileError(f"the lock has no environment {env!r} (it has: {known})")

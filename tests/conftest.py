@@ -1,0 +1,89 @@
+"""Shared test fixtures: the local package index, its server, and isolation from the machine.
+
+Tests never use the network: resolver, lock and sync tests run against the fixture index
+(``fixtures/index_src`` built into real wheels and sdists) served on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    # `fixtures` is a directory of the repository, not an installed package.
+    sys.path.insert(0, str(ROOT))
+
+from fixtures.build_index import build_index  # noqa: E402
+from fixtures.server import IndexServer, serve_index  # noqa: E402
+
+NETWORK_ENV = "LOCKENV_NETWORK_TESTS"
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.network`` tests unless LOCKENV_NETWORK_TESTS=1."""
+    if os.environ.get(NETWORK_ENV) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"uses the network; set {NETWORK_ENV}=1 to run")
+    for item in items:
+        if item.get_closest_marker("network") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolate_from_machine(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Keep the developer's pip config, indexes, credentials and cache out of every test."""
+    for key in list(os.environ):
+        if key.startswith("PIP_") or (key.startswith("LOCKENV_") and key != NETWORK_ENV):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("LOCKENV_CACHE_DIR", str(tmp_path_factory.mktemp("lockenv-cache")))
+    # A real ~/.netrc could add credentials to requests made to the fixture servers.
+    monkeypatch.setenv("NETRC", str(tmp_path_factory.getbasetemp() / "no-such-netrc"))
+    if request.node.get_closest_marker("network") is None:
+        # A proxy from the environment would receive the requests meant for 127.0.0.1.
+        for key in _PROXY_VARS:
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="session")
+def fixture_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture index, built once per session (``files/`` and ``simple/`` inside)."""
+    return build_index(tmp_path_factory.mktemp("fixture-index"))
+
+
+@pytest.fixture(scope="session")
+def index_server(fixture_index_dir: Path) -> Iterator[IndexServer]:
+    """The fixture index served with every feature on; ``index_server.url`` ends in /simple/.
+
+    Shared by the whole session: tests that corrupt files or inject failures must use
+    ``make_index_server`` instead.
+    """
+    with serve_index(fixture_index_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def make_index_server(fixture_index_dir: Path) -> Iterator[Callable[..., IndexServer]]:
+    """Factory: ``make_index_server(json_api=False, auth=("u", "p"), ...)`` starts a server
+    over the fixture index (options of ``fixtures.server.serve_index``) that stops when the
+    test ends."""
+    with contextlib.ExitStack() as stack:
+
+        def make(**options: Any) -> IndexServer:
+            return stack.enter_context(serve_index(fixture_index_dir, **options))
+
+        yield make
