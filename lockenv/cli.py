@@ -26,22 +26,29 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 class _Output:
-    """Where messages go: progress and notes to stderr, results to stdout."""
+    """Where messages go: progress and notes to stderr, results to stdout.
+
+    Progress comes from worker threads too: each message is written whole, one line.
+    """
 
     def __init__(self, verbosity: int) -> None:
         self.verbosity = verbosity
 
+    def _write(self, message: str) -> None:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+
     def note(self, message: str) -> None:
         if self.verbosity >= 0:
-            print(message, file=sys.stderr, flush=True)
+            self._write(message)
 
     def progress(self, message: str) -> None:
         if self.verbosity >= 0:
-            print(message, file=sys.stderr, flush=True)
+            self._write(message)
 
     def debug(self, message: str) -> None:
         if self.verbosity > 0:
-            print(message, file=sys.stderr, flush=True)
+            self._write(message)
 
 
 def _paths(args: argparse.Namespace) -> ProjectPaths:
@@ -139,13 +146,15 @@ def cmd_add(args: argparse.Namespace) -> int:
 
         def edit(text: str, in_pyproject: bool) -> str:
             return manifest_edit.add_pypi_dependencies(
-                text, requirements, feature=args.feature, in_pyproject=in_pyproject)
+                text, requirements, feature=args.feature, in_pyproject=in_pyproject
+            )
     else:
         specs = [_split_conda_spec(s) for s in args.specs]
 
         def edit(text: str, in_pyproject: bool) -> str:
             return manifest_edit.add_conda_dependencies(
-                text, specs, feature=args.feature, in_pyproject=in_pyproject)
+                text, specs, feature=args.feature, in_pyproject=in_pyproject
+            )
 
     result = _edit_manifest(args, edit)
     _OUT.note(f"added {', '.join(args.specs)}")
@@ -169,7 +178,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
     def edit(text: str, in_pyproject: bool) -> str:
         kind = "pypi" if args.pypi else "any"
         new_text, names = manifest_edit.remove_dependencies(
-            text, args.names, feature=args.feature, in_pyproject=in_pyproject, kind=kind)
+            text, args.names, feature=args.feature, in_pyproject=in_pyproject, kind=kind
+        )
         removed.extend(names)
         return new_text
 
@@ -194,8 +204,14 @@ def cmd_lock(args: argparse.Namespace) -> int:
             return 1
         _OUT.note(f"{workspace.LOCK_NAME} is up to date")
         return 0
-    if (not args.update and not args.update_all and not args.dry_run and not args.refresh
-            and paths.lock.exists() and not workspace.check(paths)):
+    if (
+        not args.update
+        and not args.update_all
+        and not args.dry_run
+        and not args.refresh
+        and paths.lock.exists()
+        and not workspace.check(paths)
+    ):
         # A lock that satisfies the manifest is kept as it is (no network needed), but
         # its record of what the manifest asks for is brought up to date.
         _OUT.note(f"{workspace.LOCK_NAME} is up to date")
@@ -203,6 +219,16 @@ def cmd_lock(args: argparse.Namespace) -> int:
     outcome = workspace.lock(paths, _lock_options(args), dry_run=args.dry_run, say=_OUT.progress)
     if args.json:
         print(json.dumps({"changes": outcome.changes, "written": outcome.written}, indent=2))
+    elif outcome.first and not args.dry_run:
+        counts = {
+            name: len({u for urls in env.packages.values() for u in urls})
+            for name, env in outcome.lock.environments.items()
+        }
+        platforms = len(outcome.lock.inputs.platforms)
+        _OUT.note(
+            f"locked {len(outcome.lock.artifacts)} artifacts for {platforms} "
+            f"platform(s): " + ", ".join(f"{n} ({c})" for n, c in sorted(counts.items()))
+        )
     else:
         for line in outcome.changes:
             print(line)
@@ -236,8 +262,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max((len(r["name"]) for r in rows), default=4)
     vwidth = max((len(r["version"]) for r in rows), default=7)
     for row in rows:
-        print(f"{row['name']:<{width}}  {row['version']:<{vwidth}}  {row['kind']:<5}  "
-              f"{row['filename']}")
+        print(
+            f"{row['name']:<{width}}  {row['version']:<{vwidth}}  {row['kind']:<5}  "
+            f"{row['filename']}"
+        )
     return 0
 
 
@@ -288,8 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproducible conda + PyPI environments from one lockfile.",
     )
     parser.add_argument("--version", action="version", version=f"lockenv {__version__}")
-    parser.add_argument("--manifest", metavar="PATH", help="the manifest (default: found by "
-                        "walking up from the current directory)")
+    parser.add_argument(
+        "--manifest",
+        metavar="PATH",
+        help="the manifest (default: found by walking up from the current directory)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("-q", "--quiet", action="count", default=0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -306,11 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", action="append", metavar="URL")
     p.add_argument("--requires-python", metavar="SPEC")
     p.add_argument("--name")
-    p.add_argument("--from", dest="from_file", metavar="FILE",
-                   help="import requirements.txt or environment.yml")
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="import requirements.txt or environment.yml",
+    )
 
-    for name, handler, text in (("add", cmd_add, "add dependencies to the manifest"),
-                                ("remove", cmd_remove, "remove dependencies from the manifest")):
+    for name, handler, text in (
+        ("add", cmd_add, "add dependencies to the manifest"),
+        ("remove", cmd_remove, "remove dependencies from the manifest"),
+    ):
         p = command(name, handler, text)
         p.add_argument("specs" if name == "add" else "names", nargs="+", metavar="SPEC")
         p.add_argument("--pypi", action="store_true", help="PyPI packages (PEP 508)")
@@ -342,8 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_materializer_commands(command: Callable[[str, Handler, str],
-                                                 argparse.ArgumentParser]) -> None:
+def _add_materializer_commands(
+    command: Callable[[str, Handler, str], argparse.ArgumentParser],
+) -> None:
     try:
         from lockenv import cli_env
     except ImportError:  # the materializer is optional while it is being built
@@ -378,14 +416,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if args.verbose:
             raise
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-              file=sys.stderr)
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 3
     except Exception as exc:  # a bug: still one line unless -v
         if args.verbose:
             raise
-        print(f"error: internal error ({type(exc).__name__}: {exc}); run with -v for the "
-              "traceback and report it", file=sys.stderr)
+        print(
+            f"error: internal error ({type(exc).__name__}: {exc}); run with -v for the "
+            "traceback and report it",
+            file=sys.stderr,
+        )
         return 3
 
 

@@ -22,23 +22,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import netrc
 import os
 import re
 import tempfile
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockenv.errors import IndexAccessError, IntegrityError, OfflineError
 
 if TYPE_CHECKING:
+    import netrc
+
     import httpx
 
 __all__ = [
@@ -110,10 +109,14 @@ def file_url_to_path(url: str) -> Path:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "file":
         raise ValueError(f"not a file:// URL: {redact_url(url)!r}")
+    path = parts.path
     if parts.netloc not in ("", "localhost"):
-        # Windows UNC path file://server/share/...
-        return Path(urllib.request.url2pathname(f"//{parts.netloc}{parts.path}"))
-    return Path(urllib.request.url2pathname(parts.path))
+        path = f"//{parts.netloc}{path}"  # Windows UNC path file://server/share/...
+    if os.name == "nt":
+        import nturl2path  # urllib.request (what wraps it) costs tens of ms to import
+
+        return Path(nturl2path.url2pathname(path))
+    return Path(urllib.parse.unquote(path))
 
 
 def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -269,6 +272,8 @@ class HttpClient:
         return None
 
     def _read_netrc(self) -> netrc.netrc | None:
+        import netrc
+
         if self._netrc is False:
             path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
             parsed: netrc.netrc | None = None
@@ -647,6 +652,8 @@ def _max_age(cc: dict[str, str | None], expires: str | None, now: float) -> floa
             except ValueError:
                 return 0.0
     if expires:
+        from email.utils import parsedate_to_datetime
+
         try:
             return max(0.0, parsedate_to_datetime(expires).timestamp() - now)
         except (TypeError, ValueError):
@@ -720,6 +727,8 @@ def _ssl_context() -> Any:
 
 def _proxy_mounts() -> dict[str, Any] | None:
     """Honour HTTP(S)_PROXY / NO_PROXY (trust_env is off so netrc stays ours)."""
+    import urllib.request
+
     import httpx
 
     proxies = urllib.request.getproxies()

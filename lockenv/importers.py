@@ -23,10 +23,12 @@ def import_requirements(manifest_text: str, source: Path) -> str:
         conda, pypi = [], _requirements_txt(text, source)
     if conda:
         manifest_text = manifest_edit.add_conda_dependencies(
-            manifest_text, conda, feature=None, in_pyproject=False)
+            manifest_text, conda, feature=None, in_pyproject=False
+        )
     if pypi:
         manifest_text = manifest_edit.add_pypi_dependencies(
-            manifest_text, pypi, feature=None, in_pyproject=False)
+            manifest_text, pypi, feature=None, in_pyproject=False
+        )
     return manifest_text
 
 
@@ -34,9 +36,10 @@ def _requirement(line: str, source: Path, where: str) -> Requirement:
     try:
         return Requirement(line)
     except InvalidRequirement as exc:
-        raise UsageError(f"{source.name}: {where}: {line!r} is not a PEP 508 requirement "
-                         f"({exc}); fix or remove it, then run `lockenv init --from` again"
-                         ) from None
+        raise UsageError(
+            f"{source.name}: {where}: {line!r} is not a PEP 508 requirement "
+            f"({exc}); fix or remove it, then run `lockenv init --from` again"
+        ) from None
 
 
 def _requirements_txt(text: str, source: Path) -> list[Requirement]:
@@ -54,8 +57,7 @@ def _requirements_txt(text: str, source: Path) -> list[Requirement]:
     return requirements
 
 
-def _environment_yml(text: str, source: Path) -> tuple[list[tuple[str, str]],
-                                                         list[Requirement]]:
+def _environment_yml(text: str, source: Path) -> tuple[list[tuple[str, str]], list[Requirement]]:
     import yaml
 
     try:
@@ -68,13 +70,15 @@ def _environment_yml(text: str, source: Path) -> tuple[list[tuple[str, str]],
     pypi: list[Requirement] = []
     for i, dep in enumerate(data.get("dependencies") or []):
         if isinstance(dep, dict) and "pip" in dep:
-            pypi.extend(_requirement(str(r), source, f"dependencies[{i}].pip")
-                        for r in dep["pip"] or [])
+            pypi.extend(
+                _requirement(str(r), source, f"dependencies[{i}].pip") for r in dep["pip"] or []
+            )
         elif isinstance(dep, str):
             spec = dep.strip().split("::")[-1]
             name, _, rest = spec.replace("=", " =", 1).partition(" ")
             conda.append((name.strip(), rest.strip() or "*"))
         else:
-            raise UsageError(f"{source.name}: dependencies[{i}]: {dep!r} is not a "
-                             "MatchSpec string or a pip list")
+            raise UsageError(
+                f"{source.name}: dependencies[{i}]: {dep!r} is not a MatchSpec string or a pip list"
+            )
     return conda, pypi

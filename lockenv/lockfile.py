@@ -25,7 +25,8 @@ the standard library only.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ ArtifactKind = Literal["pypi", "conda"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
+_ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
 _CONFLICT_MARKER = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)
 
 
@@ -263,7 +266,8 @@ def dumps(lock: Lockfile) -> str:
         Dumper=dumper,
         sort_keys=False,
         default_flow_style=False,
-        allow_unicode=True,
+        # Escaped non-ASCII: libyaml and pure-Python PyYAML then write the same bytes.
+        allow_unicode=False,
         width=1_000_000,
         indent=2,
     )
@@ -272,16 +276,27 @@ def dumps(lock: Lockfile) -> str:
 
 def write_lockfile(lock: Lockfile, path: Path) -> bool:
     """Write ``lock`` to ``path`` atomically; False when the file already held these bytes."""
-    text = dumps(lock)
-    data = text.encode("utf-8")
+    import tempfile
+
+    data = dumps(lock).encode("utf-8")
     try:
         if path.read_bytes() == data:
             return False
     except FileNotFoundError:
         pass
-    tmp = path.with_name(f".{path.name}.{hashlib.sha256(data).hexdigest()[:12]}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    except OSError as exc:
+        raise LockfileError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
     return True
 
 
@@ -308,8 +323,15 @@ class _Problems:
             )
 
 
-def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path: str,
-         problems: _Problems, *, required: bool = True) -> Any:
+def _get(
+    data: Mapping[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    path: str,
+    problems: _Problems,
+    *,
+    required: bool = True,
+) -> Any:
     if key not in data:
         if required:
             problems.add(f"{path}.{key}" if path else key, "missing")
@@ -317,7 +339,9 @@ def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path:
     value = data[key]
     # bool is an int subclass: a size of `true` is not a size.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        problems.add(f"{path}.{key}" if path else key, f"expected {_kind_name(kind)}, got {value!r}")
+        problems.add(
+            f"{path}.{key}" if path else key, f"expected {_kind_name(kind)}, got {value!r}"
+        )
         return None
     return value
 
@@ -341,8 +365,9 @@ def _str_list(data: Mapping[str, Any], key: str, path: str, problems: _Problems)
     return tuple(value)
 
 
-def _check_hash(value: str | None, pattern: re.Pattern[str], path: str, what: str,
-                problems: _Problems) -> None:
+def _check_hash(
+    value: str | None, pattern: re.Pattern[str], path: str, what: str, problems: _Problems
+) -> None:
     if value is not None and not pattern.match(value):
         problems.add(path, f"{value!r} is not a {what} hex digest")
 
@@ -350,7 +375,7 @@ def _check_hash(value: str | None, pattern: re.Pattern[str], path: str, what: st
 def _check_filename(filename: str | None, path: str, problems: _Problems) -> None:
     # Filenames become cache and download paths: one plain path component only.
     if filename is not None and (
-        filename in ("", ".", "..") or "/" in filename or "\\" in filename or "\0" in filename
+        filename in ("", ".", "..") or any(c in filename for c in "/\\:\0")
     ):
         problems.add(path, f"{filename!r} is not a plain file name")
 
@@ -373,8 +398,19 @@ def _artifact_from_dict(data: Any, path: str, problems: _Problems) -> Artifact |
     if isinstance(common["size"], int) and common["size"] < 0:
         problems.add(f"{path}.size", f"{common['size']!r} is negative")
     if kind == "pypi":
-        known = {"kind", "name", "version", "filename", "url", "sha256", "size", "index",
-                 "requires-python", "requires-dist", "upload-time"}
+        known = {
+            "kind",
+            "name",
+            "version",
+            "filename",
+            "url",
+            "sha256",
+            "size",
+            "index",
+            "requires-python",
+            "requires-dist",
+            "upload-time",
+        }
         _unknown_keys(data, known, path, problems)
         extra = {
             "requires_dist": _str_list(data, "requires-dist", path, problems),
@@ -386,9 +422,26 @@ def _artifact_from_dict(data: Any, path: str, problems: _Problems) -> Artifact |
             return None
         return PypiArtifact(**common, **extra)
     if kind == "conda":
-        known = {"kind", "name", "version", "build", "build-number", "subdir", "filename",
-                 "url", "sha256", "size", "md5", "depends", "constrains", "timestamp",
-                 "channel", "noarch", "license", "track-features"}
+        known = {
+            "kind",
+            "name",
+            "version",
+            "build",
+            "build-number",
+            "subdir",
+            "filename",
+            "url",
+            "sha256",
+            "size",
+            "md5",
+            "depends",
+            "constrains",
+            "timestamp",
+            "channel",
+            "noarch",
+            "license",
+            "track-features",
+        }
         _unknown_keys(data, known, path, problems)
         conda = {
             "build": _get(data, "build", str, path, problems),
@@ -432,24 +485,40 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
             f"{LOCK_VERSION}: upgrade lockenv or run `lockenv lock` to rewrite it"
         )
     lockenv_version = _get(data, "lockenv-version", str, "", problems) or __version__
-    _unknown_keys(data, {"version", "lockenv-version", "inputs", "environments", "packages"},
-                  "", problems)
+    _unknown_keys(
+        data, {"version", "lockenv-version", "inputs", "environments", "packages"}, "", problems
+    )
 
     raw_inputs = _get(data, "inputs", dict, "", problems) or {}
     system = _get(raw_inputs, "system-requirements", dict, "inputs", problems, required=False) or {}
+    for key, value in system.items():
+        if not isinstance(value, str):
+            problems.add(f"inputs.system-requirements.{key}", f"expected a string, got {value!r}")
     inputs = LockInputs(
         platforms=_str_list(raw_inputs, "platforms", "inputs", problems),
         channels=_str_list(raw_inputs, "channels", "inputs", problems),
         indexes=_str_list(raw_inputs, "indexes", "inputs", problems),
         find_links=_str_list(raw_inputs, "find-links", "inputs", problems),
-        requires_python=_get(raw_inputs, "requires-python", str, "inputs", problems,
-                             required=False),
-        system_requirements={str(k): str(v) for k, v in system.items()},
+        requires_python=_get(
+            raw_inputs, "requires-python", str, "inputs", problems, required=False
+        ),
+        system_requirements={str(k): v for k, v in system.items() if isinstance(v, str)},
         exclude_newer=_get(raw_inputs, "exclude-newer", str, "inputs", problems, required=False),
     )
-    _unknown_keys(raw_inputs, {"platforms", "channels", "indexes", "find-links",
-                               "requires-python", "system-requirements", "exclude-newer"},
-                  "inputs", problems)
+    _unknown_keys(
+        raw_inputs,
+        {
+            "platforms",
+            "channels",
+            "indexes",
+            "find-links",
+            "requires-python",
+            "system-requirements",
+            "exclude-newer",
+        },
+        "inputs",
+        problems,
+    )
 
     artifacts: dict[str, Artifact] = {}
     raw_packages = _get(data, "packages", list, "", problems) or []
@@ -465,6 +534,10 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
     raw_envs = _get(data, "environments", dict, "", problems) or {}
     for env_name, raw_env in raw_envs.items():
         path = f"environments.{env_name}"
+        # Environment names become directory names (.lockenv/envs/<env>).
+        if not (isinstance(env_name, str) and _ENV_NAME.match(env_name)):
+            problems.add(path, f"{env_name!r} is not a valid environment name")
+            continue
         if not isinstance(raw_env, dict):
             problems.add(path, f"expected a mapping, got {raw_env!r}")
             continue
@@ -475,18 +548,25 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
         raw_platforms = _get(raw_env, "packages", dict, path, problems) or {}
         for platform, refs in raw_platforms.items():
             ppath = f"{path}.packages.{platform}"
+            if platform not in _PLATFORMS:
+                problems.add(ppath, f"{platform!r} is not a platform lockenv knows")
+                continue
             if not isinstance(refs, list):
                 problems.add(ppath, f"expected a list, got {refs!r}")
                 continue
             urls: list[str] = []
             for j, ref in enumerate(refs):
                 if not (isinstance(ref, dict) and len(ref) == 1):
-                    problems.add(f"{ppath}[{j}]", f"expected {{pypi: URL}} or {{conda: URL}}, got {ref!r}")
+                    problems.add(
+                        f"{ppath}[{j}]", f"expected {{pypi: URL}} or {{conda: URL}}, got {ref!r}"
+                    )
                     continue
                 ((kind, url),) = ref.items()
                 target = artifacts.get(url) if isinstance(url, str) else None
                 if target is None or target.kind != kind:
-                    problems.add(f"{ppath}[{j}]", f"{kind}: {url!r} is not described under packages")
+                    problems.add(
+                        f"{ppath}[{j}]", f"{kind}: {url!r} is not described under packages"
+                    )
                     continue
                 urls.append(url)
             packages[str(platform)] = tuple(urls)
@@ -518,9 +598,8 @@ def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
         )
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=_strict_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -529,6 +608,28 @@ def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
             f"{source} is not valid YAML{where}: {problem}; run `lockenv lock` to write it again"
         ) from None
     return from_dict(data, source=source)
+
+
+def _strict_loader() -> Any:
+    """A safe YAML loader that refuses duplicate keys (a badly hand-merged lock)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class StrictLoader(base):  # type: ignore[valid-type,misc]
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+            mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+            return mapping
+
+    return StrictLoader
 
 
 def read_lockfile(path: Path) -> Lockfile:

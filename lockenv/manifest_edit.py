@@ -9,9 +9,11 @@ the edit does not touch stay byte for byte as the user wrote them:
   key spelling and its end-of-line comment;
 - a missing table is created after its siblings (for a feature: after that feature's
   other tables; in ``pyproject.toml``: after the last ``[tool.lockenv...]`` table; else
-  at the end of the file), set apart by one blank line;
-- a table emptied by ``remove`` is dropped when nothing but blank lines is left in it,
-  so ``add`` then ``remove`` gives back the original text.
+  at the end of the file), followed by a blank line (or preceded by one at the end);
+- a feature table emptied by ``remove`` is dropped when nothing but blank lines is left
+  in it (so ``add`` then ``remove`` gives back the original bytes), unless that would
+  delete a feature an environment names; emptied default tables are kept, as
+  ``init`` writes them empty on purpose.
 
 Every function takes and returns the whole text and checks that the result still
 parses, so a caller never writes a broken manifest.
@@ -165,9 +167,14 @@ def remove_dependencies(
             del table[key]
         if key not in removed:
             removed.append(key)
-    for table_name, table in tables:
-        if _is_empty(table):
-            del parent[table_name]
+    # Emptied default tables stay (``init`` writes them); an emptied feature table goes,
+    # unless that would remove a feature an environment still names.
+    emptied = [name for name, table in tables if _is_empty(table)]
+    if feature is not None and emptied:
+        keeps_feature = any(key not in emptied for key in parent)
+        if keeps_feature or feature not in _features_in_environments(document, in_pyproject):
+            for table_name in emptied:
+                del parent[table_name]
             _drop_empty_super_tables(document, _parent_path(feature, in_pyproject))
     result = document.as_string()
     if not text.endswith("\n\n"):
@@ -237,11 +244,17 @@ def _add(
         rendered = document.as_string()
         before, _, rest = rendered.partition(_BEFORE)
         body, _, after = rest.partition(_AFTER + "\n")
+        if text.endswith(after):
+            # tomlkit may pad the table before ours with a blank line: keep the user's bytes.
+            before = text[: len(text) - len(after)]
         if before and not before.endswith("\n"):
             before += "\n"
-        if before and not before.endswith("\n\n"):
-            before += "\n"
-        result = before + body + ("\n" if after.strip() else "") + after
+        if after.strip():
+            # The blank line goes after the new table, so removing it later restores the
+            # original bytes (the line before a table belongs to the previous one).
+            result = before + body + "\n" + after
+        else:
+            result = before + ("" if before.endswith("\n\n") or not before else "\n") + body
     _check(result)
     return result
 
@@ -322,6 +335,16 @@ def _lookup(document: TOMLDocument, path: Sequence[str]) -> Any:
         if node is None:
             return None
     return node
+
+
+def _features_in_environments(document: TOMLDocument, in_pyproject: bool) -> set[str]:
+    base = ("tool", "lockenv") if in_pyproject else ()
+    environments = _lookup(document, (*base, "environments"))
+    named: set[str] = set()
+    for value in (environments or {}).values():
+        names = value.get("features", []) if hasattr(value, "get") else value
+        named.update(name for name in names if isinstance(name, str))
+    return named
 
 
 def _table_label(table_name: str, feature: str | None) -> str:

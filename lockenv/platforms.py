@@ -101,7 +101,9 @@ def _version_tuple(text: str, *, what: str) -> tuple[int, int]:
         major = int(parts[0])
         minor = int(parts[1]) if len(parts) > 1 else 0
     except ValueError:
-        raise PlatformError(f"system-requirements.{what}: {text!r} is not a version like '2.28'")
+        raise PlatformError(
+            f"system-requirements.{what}: {text!r} is not a version like '2.28'"
+        ) from None
     return major, minor
 
 
@@ -185,3 +187,53 @@ def python_target(requires_python: SpecifierSet | None) -> Version:
         f"requires-python {str(requires_python)!r} admits no Python 3 version: "
         "write a range such as '==3.12.*'"
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VirtualPackage:
+    """A conda virtual package (``__glibc``, ``__osx``...) a target machine provides."""
+
+    name: str
+    version: str
+    build: str = "0"
+
+
+# The kernel version conda reports for __linux when the target machine is unknown.
+DEFAULT_LINUX_KERNEL = "4.18"
+_ARCHSPEC = {
+    "x86_64": "x86_64",
+    "aarch64": "aarch64",
+    "ppc64le": "ppc64le",
+    "arm64": "arm64",
+    "AMD64": "x86_64",
+}
+
+
+def virtual_packages(
+    target: TargetPlatform,
+    *,
+    glibc: str | None = None,
+    macos: str | None = None,
+    cuda: str | None = None,
+    archspec: str | None = None,
+) -> list[VirtualPackage]:
+    """The virtual packages a ``target`` machine with these system requirements offers.
+
+    As pixi does, ``__cuda`` exists only when ``cuda`` is declared: a lock must not
+    assume a GPU the cluster nodes may not have.
+    """
+    packages = [
+        VirtualPackage(name="__archspec", version="1", build=archspec or _ARCHSPEC[target.machine])
+    ]
+    if target.os in ("linux", "osx"):
+        packages.append(VirtualPackage(name="__unix", version="0"))
+    if target.os == "linux":
+        packages.append(VirtualPackage(name="__linux", version=DEFAULT_LINUX_KERNEL))
+        packages.append(VirtualPackage(name="__glibc", version=glibc or DEFAULT_GLIBC))
+    elif target.os == "osx":
+        packages.append(VirtualPackage(name="__osx", version=macos or DEFAULT_MACOS))
+    else:
+        packages.append(VirtualPackage(name="__win", version="0"))
+    if cuda:
+        packages.append(VirtualPackage(name="__cuda", version=cuda))
+    return packages

@@ -1,4 +1,4 @@
-"""Resolve a manifest into a Lockfile: one resolvelib run per environment × platform.
+"""Resolve a manifest into a Lockfile: one resolvelib run per environment and platform.
 
 Every platform is resolved from this machine: the target's marker values and wheel tags
 come from ``lockenv.platforms``, never from an interpreter.  The index client and the
@@ -8,8 +8,6 @@ while the network is the bottleneck.
 """
 
 from __future__ import annotations
-
-import os
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,8 +72,12 @@ def manifest_inputs(manifest: Manifest, index_urls: Sequence[str]) -> LockInputs
     system = manifest.default_feature.system_requirements
     system_map = {
         key: value
-        for key, value in (("glibc", system.glibc), ("macos", system.macos),
-                           ("cuda", system.cuda), ("archspec", system.archspec))
+        for key, value in (
+            ("glibc", system.glibc),
+            ("macos", system.macos),
+            ("cuda", system.cuda),
+            ("archspec", system.archspec),
+        )
         if value is not None
     }
     return LockInputs(
@@ -114,12 +116,13 @@ def lock_manifest(
     Pins of ``previous`` are preferences: a package keeps its locked version unless the
     manifest no longer allows it or ``options`` frees it.
     """
+    from lockenv.cache import default_cache_dir
     from lockenv.http import HttpClient
     from lockenv.pypi.index import PackageIndex
     from lockenv.pypi.metadata import MetadataFetcher
 
     index_urls = index_urls_for(manifest)
-    cache_dir = options.cache_dir or _default_cache_dir()
+    cache_dir = options.cache_dir or default_cache_dir()
     jobs: list[_Job] = []
     for env_name in manifest.environment_names():
         spec = manifest.environment(env_name)
@@ -134,15 +137,23 @@ def lock_manifest(
 
     with (
         HttpClient(cache_dir, offline=options.offline, refresh=options.refresh) as http,
-        PackageIndex(http, index_urls, manifest.find_links,
-                     exclude_newer=manifest.exclude_newer) as index,
+        PackageIndex(
+            http, index_urls, manifest.find_links, exclude_newer=manifest.exclude_newer
+        ) as index,
         MetadataFetcher(http, cache_dir) as metadata,
     ):
         # Every direct requirement's page is needed by every run: ask for all at once.
-        index.prefetch({canonicalize_name(d.name) for job in jobs
-                        for d in job.env.pypi_dependencies})
-        resolver = _Resolver(index=index, metadata=metadata, http=http, previous=previous,
-                             options=options, progress=progress)
+        index.prefetch(
+            {canonicalize_name(d.name) for job in jobs for d in job.env.pypi_dependencies}
+        )
+        resolver = _Resolver(
+            index=index,
+            metadata=metadata,
+            http=http,
+            previous=previous,
+            options=options,
+            progress=progress,
+        )
         with ThreadPoolExecutor(max_workers=max(1, min(options.jobs, len(jobs)))) as pool:
             results = list(pool.map(resolver.resolve_job, jobs))
 
@@ -167,14 +178,6 @@ def lock_manifest(
         environments=locked_envs,
         artifacts=dict(artifacts),
     )
-
-
-def _default_cache_dir() -> Path:
-    try:
-        from lockenv.cache import default_cache_dir
-    except ImportError:  # TEMPORARY until cache.py lands
-        return Path(os.environ.get("LOCKENV_CACHE_DIR", "/tmp/lockenv-cache"))
-    return default_cache_dir()
 
 
 class _Resolver:
@@ -269,8 +272,9 @@ class _Resolver:
         if sha256 is None or size is None:
             sha256, size = fetch_artifact_info(self.http, file)
         meta = self.metadata.get(file)
-        requires_python = (str(meta.requires_python) if meta.requires_python is not None
-                           else file.requires_python)
+        requires_python = (
+            str(meta.requires_python) if meta.requires_python is not None else file.requires_python
+        )
         return PypiArtifact(
             name=file.name,
             version=str(file.version),

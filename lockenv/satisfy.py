@@ -39,8 +39,11 @@ def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
         ("indexes", list(expected.indexes), list(actual.indexes)),
         ("find-links", list(expected.find_links), list(actual.find_links)),
         ("requires-python", expected.requires_python, actual.requires_python),
-        ("system-requirements", dict(expected.system_requirements),
-         dict(actual.system_requirements)),
+        (
+            "system-requirements",
+            dict(expected.system_requirements),
+            dict(actual.system_requirements),
+        ),
         ("exclude-newer", expected.exclude_newer, actual.exclude_newer),
     ):
         if want != have:
@@ -60,8 +63,9 @@ def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile) -> list[str]:
     reasons: list[str] = []
     python = python_target(spec.requires_python)
     if locked.python is not None and locked.python != str(python):
-        reasons.append(f"{spec.name}: locked for Python {locked.python}, the manifest asks "
-                       f"for Python {python}")
+        reasons.append(
+            f"{spec.name}: locked for Python {locked.python}, the manifest asks for Python {python}"
+        )
         return reasons
     if spec.dependencies:
         reasons.append(f"{spec.name}: has conda dependencies, which the lock cannot hold yet")
@@ -72,8 +76,9 @@ def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile) -> list[str]:
         pinned = [lock.artifacts[url] for url in locked.packages[platform]]
         pypi = {canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact)}
         direct = [d.requirement for d in spec.pypi_dependencies]
-        problems = _closure_problems(direct, pypi, marker_environment(get_platform(platform),
-                                                                      python), python)
+        problems = _closure_problems(
+            direct, pypi, marker_environment(get_platform(platform), python), python
+        )
         reasons.extend(f"{spec.name} on {platform}: {p}" for p in problems)
     for platform in sorted(set(locked.packages) - set(spec.platforms)):
         reasons.append(f"{spec.name}: platform {platform} is locked but no longer a target")
@@ -88,8 +93,9 @@ def _closure_problems(
 ) -> list[str]:
     """Walk requirements from the manifest through the pins; report what does not hold."""
     problems: list[str] = []
-    queue: deque[tuple[Requirement, str]] = deque((r, "the manifest") for r in direct
-                                                  if _applies(r, markers, ""))
+    queue: deque[tuple[Requirement, str]] = deque(
+        (r, "the manifest") for r in direct if _applies(r, markers, "")
+    )
     reached: set[str] = set()
     extras_done: set[tuple[str, str]] = set()
     while queue:
@@ -105,8 +111,9 @@ def _closure_problems(
             problems.append(f"{name} is locked at an invalid version {artifact.version!r}")
             continue
         if not requirement.specifier.contains(version, prereleases=True):
-            problems.append(f"{asker} requires {str(requirement)!r}, but {name} {version} "
-                            "is locked")
+            problems.append(
+                f"{asker} requires {str(requirement)!r}, but {name} {version} is locked"
+            )
         who = f"{name} {version}"
         if name not in reached:
             reached.add(name)

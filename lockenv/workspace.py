@@ -59,8 +59,10 @@ def locate(manifest: Path | None, start: Path | None = None) -> ProjectPaths:
                 if _is_manifest(path / name):
                     return ProjectPaths(manifest=path / name, root=path)
         if not path.is_file():
-            raise UsageError(f"manifest {str(manifest)!r} does not exist; run `lockenv init` "
-                             "or pass --manifest PATH")
+            raise UsageError(
+                f"manifest {str(manifest)!r} does not exist; run `lockenv init` "
+                "or pass --manifest PATH"
+            )
         return ProjectPaths(manifest=path, root=path.parent)
     directory = Path(os.path.abspath(start or Path.cwd()))
     for candidate in (directory, *directory.parents):
@@ -146,6 +148,7 @@ class LockOutcome:
     lock: Lockfile
     written: bool
     changes: list[str]
+    first: bool  # there was no usable lock before
 
 
 def lock(
@@ -157,7 +160,7 @@ def lock(
     manifest: Manifest | None = None,
 ) -> LockOutcome:
     """Re-lock with the existing pins as preferences; write unless ``dry_run``."""
-    from lockenv.lockfile import dumps
+    from lockenv.lockfile import write_lockfile
     from lockenv.resolve import load_previous, lock_manifest
 
     manifest = manifest or load(paths)
@@ -166,18 +169,9 @@ def lock(
     changes = describe_changes(previous, new)
     written = False
     if not dry_run:
-        data = dumps(new).encode()
-        try:
-            unchanged = paths.lock.read_bytes() == data
-        except FileNotFoundError:
-            unchanged = False
-        if not unchanged:
-            tmp = paths.lock.with_name(f".{LOCK_NAME}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(paths.lock)
-            written = True
+        written = write_lockfile(new, paths.lock)
         remember_fresh(paths)
-    return LockOutcome(lock=new, written=written, changes=changes)
+    return LockOutcome(lock=new, written=written, changes=changes, first=previous is None)
 
 
 def ensure_locked(
@@ -208,7 +202,8 @@ def describe_changes(old: Lockfile | None, new: Lockfile) -> list[str]:
         new_env = new.environments.get(env_name)
         old_env = old.environments.get(env_name) if old else None
         platforms = set(new_env.packages if new_env else {}) | set(
-            old_env.packages if old_env else {})
+            old_env.packages if old_env else {}
+        )
         for platform in sorted(platforms):
             before = _versions(old, old_env.packages.get(platform, ()) if old_env else ())
             after = _versions(new, new_env.packages.get(platform, ()) if new_env else ())

@@ -21,16 +21,23 @@ SCHEMAS = Path(__file__).parent.parent / "schemas"
 def lockenv(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "lockenv", *args],
-        cwd=cwd, capture_output=True, text=True, env=os.environ.copy(), timeout=120,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"lockenv {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"lockenv {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
-def write_manifest(root: Path, index_url: str, deps: str, *,
-                   platforms: str = '["linux-64", "osx-arm64", "win-64"]') -> Path:
+def write_manifest(
+    root: Path, index_url: str, deps: str, *, platforms: str = '["linux-64", "osx-arm64", "win-64"]'
+) -> Path:
     path = root / "lockenv.toml"
     path.write_text(
         "[project]\n"
@@ -44,17 +51,29 @@ def write_manifest(root: Path, index_url: str, deps: str, *,
 
 
 def test_new_user_flow(tmp_path: Path, index_server: Any) -> None:
-    lockenv(tmp_path, "init", "--platform", "linux-64", "--platform", "osx-arm64",
-            "--platform", "win-64", "--index", index_server.url)
+    lockenv(
+        tmp_path,
+        "init",
+        "--platform",
+        "linux-64",
+        "--platform",
+        "osx-arm64",
+        "--platform",
+        "win-64",
+        "--index",
+        index_server.url,
+    )
     manifest = (tmp_path / "lockenv.toml").read_text()
     assert 'requires-python = "==' in manifest
     lockenv(tmp_path, "add", "--pypi", "clicky", "numfast", "alpha")
     lockenv(tmp_path, "lock")
     lock_bytes = (tmp_path / "lockenv.lock").read_bytes()
 
-    rows = {p: json.loads(lockenv(tmp_path, "list", "--platform", p, "--json").stdout)
-            for p in ("linux-64", "osx-arm64", "win-64")}
-    for platform, listed in rows.items():
+    rows = {
+        p: json.loads(lockenv(tmp_path, "list", "--platform", p, "--json").stdout)
+        for p in ("linux-64", "osx-arm64", "win-64")
+    }
+    for listed in rows.values():
         for row in listed:
             assert {"name", "version", "kind", "filename", "url", "sha256"} <= set(row)
             assert row["kind"] == "pypi"
@@ -83,7 +102,9 @@ def test_adding_a_dependency_changes_no_unrelated_pin(tmp_path: Path, index_serv
     lockenv(tmp_path, "add", "--pypi", "epsilon")
     after = json.loads(lockenv(tmp_path, "list", "--platform", "linux-64", "--json").stdout)
     assert {r["name"]: r["version"] for r in after} == {
-        **{r["name"]: r["version"] for r in before}, "epsilon": "0.9"}
+        **{r["name"]: r["version"] for r in before},
+        "epsilon": "0.9",
+    }
 
 
 def test_check_detects_staleness_not_formatting(tmp_path: Path, index_server: Any) -> None:
@@ -111,8 +132,9 @@ def test_dry_run_writes_nothing(tmp_path: Path, index_server: Any) -> None:
 
 
 def test_remove_keeps_the_rest_of_the_manifest(tmp_path: Path, index_server: Any) -> None:
-    manifest = write_manifest(tmp_path, index_server.url,
-                              '# keep me\nalpha = "*"   # trailing\nepsilon = "*"\n')
+    manifest = write_manifest(
+        tmp_path, index_server.url, '# keep me\nalpha = "*"   # trailing\nepsilon = "*"\n'
+    )
     lockenv(tmp_path, "lock")
     lockenv(tmp_path, "remove", "epsilon")
     text = manifest.read_text()
@@ -126,17 +148,18 @@ def test_lockfile_validates_against_schema(tmp_path: Path, index_server: Any) ->
     jsonschema = pytest.importorskip("jsonschema")
     import yaml
 
-    write_manifest(tmp_path, index_server.url, 'gamma = { version = "*", extras = ["all"] }\n'
-                   'clicky = "*"\nnumfast = "*"\n')
+    write_manifest(
+        tmp_path,
+        index_server.url,
+        'gamma = { version = "*", extras = ["all"] }\nclicky = "*"\nnumfast = "*"\n',
+    )
     lockenv(tmp_path, "lock")
     data = yaml.safe_load((tmp_path / "lockenv.lock").read_text())
     schema = json.loads((SCHEMAS / "lockfile.schema.json").read_text())
     jsonschema.validate(data, schema)
 
 
-def test_credentials_never_reach_the_lock(
-    tmp_path: Path, make_index_server: Any
-) -> None:
+def test_credentials_never_reach_the_lock(tmp_path: Path, make_index_server: Any) -> None:
     server = make_index_server(auth=("alice", "s3cret"))
     write_manifest(tmp_path, server.url_with_auth(), 'alpha = "*"\n')
     lockenv(tmp_path, "lock")
@@ -149,8 +172,11 @@ def test_credentials_never_reach_the_lock(
     ("manifest", "words"),
     [
         ('[project]\nname = "x"\nplatforms = ["linux-65"]\n', ["linux-65", "platforms"]),
-        ('[project]\nname = "x"\nplatforms = ["linux-64"]\n[pypi-dependencies]\n'
-         'alpha = ">=2.x"\n', ["pypi-dependencies.alpha", ">=2.x"]),
+        (
+            '[project]\nname = "x"\nplatforms = ["linux-64"]\n[pypi-dependencies]\n'
+            'alpha = ">=2.x"\n',
+            ["pypi-dependencies.alpha", ">=2.x"],
+        ),
         ('[project]\nname = "x"\nplatforms = ["linux-64"]\ncolour = 1\n', ["colour"]),
         ('[project\nname = "x"\n', ["lockenv.toml"]),
     ],

@@ -274,70 +274,346 @@ BASE = '[project]\nplatforms = ["linux-64"]\n'
 
 # (manifest text, expected key path, expected fragment naming the bad value)
 INVALID = [
-    pytest.param(BASE + "[projec]\n", "projec", "unknown key 'projec' (did you mean 'project'?)", id="top-key"),
-    pytest.param('[project]\nplatforms = ["linux-64"]\nnmae = "x"\n', "project.nmae", "'nmae'", id="project-key"),
+    pytest.param(
+        BASE + "[projec]\n",
+        "projec",
+        "unknown key 'projec' (did you mean 'project'?)",
+        id="top-key",
+    ),
+    pytest.param(
+        '[project]\nplatforms = ["linux-64"]\nnmae = "x"\n',
+        "project.nmae",
+        "'nmae'",
+        id="project-key",
+    ),
     pytest.param("[project]\nname = 3\n", "project.name", "got 3 (integer)", id="name-type"),
     pytest.param('[project]\nname = ""\n', "project.name", "empty project name", id="name-empty"),
-    pytest.param('[project]\nplatforms = "linux-64"\n', "project.platforms", "'linux-64' (string)", id="platforms-type"),
-    pytest.param('[project]\nplatforms = ["linux64"]\n', "project.platforms[0]", "unknown platform 'linux64' (valid: " + ", ".join(PLATFORMS), id="platform-unknown"),
-    pytest.param('[project]\nplatforms = ["linux-64", "linux-64"]\n', "project.platforms[1]", "'linux-64' is listed twice", id="platform-twice"),
-    pytest.param("[project]\nplatforms = []\n", "project.platforms", "empty platform list", id="platforms-empty"),
-    pytest.param(BASE + 'channels = ["conda forge"]\n', "project.channels[0]", "invalid channel 'conda forge'", id="channel-bad"),
-    pytest.param(BASE + 'channels = ["ftp://x/y"]\n', "project.channels[0]", "'ftp://x/y'", id="channel-scheme"),
-    pytest.param(BASE + 'indexes = ["ssh://h/simple"]\n', "project.indexes[0]", "unsupported URL scheme in 'ssh://h/simple'", id="index-scheme"),
-    pytest.param(BASE + 'find-links = [""]\n', "project.find-links[0]", "empty location", id="find-links-empty"),
-    pytest.param(BASE + 'requires-python = ">=3.x"\n', "project.requires-python", "invalid requires-python '>=3.x'", id="requires-python"),
-    pytest.param(BASE + 'exclude-newer = "yesterday"\n', "project.exclude-newer", "invalid exclude-newer 'yesterday'", id="exclude-newer-text"),
-    pytest.param(BASE + 'exclude-newer = "2025-13-01"\n', "project.exclude-newer", "'2025-13-01'", id="exclude-newer-month"),
-    pytest.param(BASE + "exclude-newer = 5\n", "project.exclude-newer", "got 5 (integer)", id="exclude-newer-type"),
-    pytest.param(BASE + '[pypi-dependencies]\nrequests = ">=2.x"\n', "pypi-dependencies.requests", "invalid version specifier '>=2.x' (use PEP 440, e.g. '>=2.31')", id="pypi-specifier"),
-    pytest.param(BASE + '[pypi-dependencies]\nrequests = "2.31"\n', "pypi-dependencies.requests", "'2.31' (use PEP 440, e.g. '==2.31')", id="pypi-bare-version"),
-    pytest.param(BASE + '[pypi-dependencies]\nrequests = ""\n', "pypi-dependencies.requests", "empty version specifier ''", id="pypi-empty"),
-    pytest.param(BASE + '[pypi-dependencies]\nrequests = 2\n', "pypi-dependencies.requests", "got 2 (integer)", id="pypi-type"),
-    pytest.param(BASE + '[pypi-dependencies]\n"-bad" = "*"\n', "pypi-dependencies.-bad", "invalid distribution name '-bad'", id="pypi-name"),
-    pytest.param(BASE + '[pypi-dependencies]\n"a b" = "*"\n', 'pypi-dependencies."a b"', "invalid distribution name 'a b'", id="pypi-name-space"),
-    pytest.param(BASE + '[pypi-dependencies]\nx = { version = "=>1" }\n', "pypi-dependencies.x.version", "'=>1'", id="pypi-table-version"),
-    pytest.param(BASE + '[pypi-dependencies]\nx = { extras = ["a b"] }\n', "pypi-dependencies.x.extras[0]", "invalid extra name 'a b'", id="pypi-extra"),
-    pytest.param(BASE + '[pypi-dependencies]\nx = { extras = "a" }\n', "pypi-dependencies.x.extras", "'a' (string)", id="pypi-extras-type"),
-    pytest.param(BASE + "[pypi-dependencies]\nx = { markers = \"python_version >> '3'\" }\n", "pypi-dependencies.x.markers", "invalid environment marker \"python_version >> '3'\"", id="pypi-marker"),
-    pytest.param(BASE + '[pypi-dependencies]\nx = { markers = "os_name == nt" }\n', "pypi-dependencies.x.markers", "'os_name == nt'", id="pypi-marker-unquoted"),
-    pytest.param(BASE + '[pypi-dependencies]\nx = { url = "https://example.invalid/x.whl" }\n', "pypi-dependencies.x.url", "unknown key 'url'", id="pypi-table-key"),
-    pytest.param(BASE + '[pypi-dependencies]\nfoo_bar = "*"\nFoo-Bar = "*"\n', "pypi-dependencies.Foo-Bar", "'Foo-Bar' names the same package as 'foo-bar'", id="pypi-duplicate"),
-    pytest.param(BASE + '[dependencies]\nnumpy = ">=1.2;x"\n', "dependencies.numpy", "invalid conda spec '>=1.2;x' (illegal character ';'", id="conda-char"),
-    pytest.param(BASE + '[dependencies]\nnumpy = ""\n', "dependencies.numpy", "empty conda spec ''", id="conda-empty"),
-    pytest.param(BASE + '[dependencies]\nnumpy = ">=1.2, <2"\n', "dependencies.numpy", "'>=1.2, <2' (a space separates version and build", id="conda-space"),
-    pytest.param(BASE + '[dependencies]\nnumpy = "1 2 3"\n', "dependencies.numpy", "'1 2 3'", id="conda-parts"),
-    pytest.param(BASE + '[dependencies]\nnumpy = ">="\n', "dependencies.numpy", "'>=' (no version", id="conda-operator-only"),
-    pytest.param(BASE + '[dependencies]\n"num py" = "*"\n', 'dependencies."num py"', "invalid conda package name 'num py'", id="conda-name"),
-    pytest.param(BASE + '[dependencies]\nnumpy = { version = ">=1", bild = "py*" }\n', "dependencies.numpy.bild", "unknown key 'bild' (did you mean 'build'?)", id="conda-table-key"),
-    pytest.param(BASE + '[dependencies]\nnumpy = { version = "1;2" }\n', "dependencies.numpy.version", "'1;2'", id="conda-table-version"),
-    pytest.param(BASE + '[dependencies]\nnumpy = { build = "py 3" }\n', "dependencies.numpy.build", "invalid build string 'py 3'", id="conda-build"),
-    pytest.param(BASE + '[dependencies]\nnumpy = { channel = "a b" }\n', "dependencies.numpy.channel", "invalid channel 'a b'", id="conda-channel"),
-    pytest.param(BASE + "[dependencies]\nnumpy = [1]\n", "dependencies.numpy", "got [1] (array)", id="conda-type"),
-    pytest.param("dependencies = 3\n" + BASE, "dependencies", "expected a table, got 3 (integer)", id="deps-type"),
-    pytest.param(BASE + '[system-requirements]\nglibc = "2.x"\n', "system-requirements.glibc", "invalid glibc value '2.x'", id="glibc"),
-    pytest.param(BASE + "[system-requirements]\ncuda = true\n", "system-requirements.cuda", "got True (boolean)", id="cuda-type"),
-    pytest.param(BASE + '[system-requirements]\narchspec = "x86-64 v3"\n', "system-requirements.archspec", "'x86-64 v3'", id="archspec"),
-    pytest.param(BASE + '[system-requirements]\nlibc = "2.28"\n', "system-requirements.libc", "unknown key 'libc'", id="system-key"),
-    pytest.param(BASE + "[feature.default.dependencies]\n", "feature.default", "'default' names the top-level tables", id="feature-default"),
-    pytest.param(BASE + "[feature.Test]\n", "feature.Test", "invalid feature name 'Test'", id="feature-name"),
-    pytest.param(BASE + '[feature.t]\nplatform = ["linux-64"]\n', "feature.t.platform", "unknown key 'platform' (did you mean 'platforms'?)", id="feature-key"),
-    pytest.param(BASE + '[feature.t]\nplatforms = ["win-64"]\n', "feature.t.platforms", "platform 'win-64' is not in project.platforms", id="feature-platform"),
-    pytest.param(BASE + '[feature.t]\nplatforms = ["win64"]\n', "feature.t.platforms[0]", "unknown platform 'win64'", id="feature-platform-unknown"),
-    pytest.param(BASE + '[feature.t.pypi-dependencies]\nx = "~=1"\n', "feature.t.pypi-dependencies.x", "'~=1'", id="feature-pypi"),
+    pytest.param(
+        '[project]\nplatforms = "linux-64"\n',
+        "project.platforms",
+        "'linux-64' (string)",
+        id="platforms-type",
+    ),
+    pytest.param(
+        '[project]\nplatforms = ["linux64"]\n',
+        "project.platforms[0]",
+        "unknown platform 'linux64' (valid: " + ", ".join(PLATFORMS),
+        id="platform-unknown",
+    ),
+    pytest.param(
+        '[project]\nplatforms = ["linux-64", "linux-64"]\n',
+        "project.platforms[1]",
+        "'linux-64' is listed twice",
+        id="platform-twice",
+    ),
+    pytest.param(
+        "[project]\nplatforms = []\n",
+        "project.platforms",
+        "empty platform list",
+        id="platforms-empty",
+    ),
+    pytest.param(
+        BASE + 'channels = ["conda forge"]\n',
+        "project.channels[0]",
+        "invalid channel 'conda forge'",
+        id="channel-bad",
+    ),
+    pytest.param(
+        BASE + 'channels = ["ftp://x/y"]\n',
+        "project.channels[0]",
+        "'ftp://x/y'",
+        id="channel-scheme",
+    ),
+    pytest.param(
+        BASE + 'indexes = ["ssh://h/simple"]\n',
+        "project.indexes[0]",
+        "unsupported URL scheme in 'ssh://h/simple'",
+        id="index-scheme",
+    ),
+    pytest.param(
+        BASE + 'find-links = [""]\n',
+        "project.find-links[0]",
+        "empty location",
+        id="find-links-empty",
+    ),
+    pytest.param(
+        BASE + 'requires-python = ">=3.x"\n',
+        "project.requires-python",
+        "invalid requires-python '>=3.x'",
+        id="requires-python",
+    ),
+    pytest.param(
+        BASE + 'exclude-newer = "yesterday"\n',
+        "project.exclude-newer",
+        "invalid exclude-newer 'yesterday'",
+        id="exclude-newer-text",
+    ),
+    pytest.param(
+        BASE + 'exclude-newer = "2025-13-01"\n',
+        "project.exclude-newer",
+        "'2025-13-01'",
+        id="exclude-newer-month",
+    ),
+    pytest.param(
+        BASE + "exclude-newer = 5\n",
+        "project.exclude-newer",
+        "got 5 (integer)",
+        id="exclude-newer-type",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\nrequests = ">=2.x"\n',
+        "pypi-dependencies.requests",
+        "invalid version specifier '>=2.x' (use PEP 440, e.g. '>=2.31')",
+        id="pypi-specifier",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\nrequests = "2.31"\n',
+        "pypi-dependencies.requests",
+        "'2.31' (use PEP 440, e.g. '==2.31')",
+        id="pypi-bare-version",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\nrequests = ""\n',
+        "pypi-dependencies.requests",
+        "empty version specifier ''",
+        id="pypi-empty",
+    ),
+    pytest.param(
+        BASE + "[pypi-dependencies]\nrequests = 2\n",
+        "pypi-dependencies.requests",
+        "got 2 (integer)",
+        id="pypi-type",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\n"-bad" = "*"\n',
+        "pypi-dependencies.-bad",
+        "invalid distribution name '-bad'",
+        id="pypi-name",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\n"a b" = "*"\n',
+        'pypi-dependencies."a b"',
+        "invalid distribution name 'a b'",
+        id="pypi-name-space",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\nx = { version = "=>1" }\n',
+        "pypi-dependencies.x.version",
+        "'=>1'",
+        id="pypi-table-version",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\nx = { extras = ["a b"] }\n',
+        "pypi-dependencies.x.extras[0]",
+        "invalid extra name 'a b'",
+        id="pypi-extra",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\nx = { extras = "a" }\n',
+        "pypi-dependencies.x.extras",
+        "'a' (string)",
+        id="pypi-extras-type",
+    ),
+    pytest.param(
+        BASE + "[pypi-dependencies]\nx = { markers = \"python_version >> '3'\" }\n",
+        "pypi-dependencies.x.markers",
+        "invalid environment marker \"python_version >> '3'\"",
+        id="pypi-marker",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\nx = { markers = "os_name == nt" }\n',
+        "pypi-dependencies.x.markers",
+        "'os_name == nt'",
+        id="pypi-marker-unquoted",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\nx = { url = "https://example.invalid/x.whl" }\n',
+        "pypi-dependencies.x.url",
+        "unknown key 'url'",
+        id="pypi-table-key",
+    ),
+    pytest.param(
+        BASE + '[pypi-dependencies]\nfoo_bar = "*"\nFoo-Bar = "*"\n',
+        "pypi-dependencies.Foo-Bar",
+        "'Foo-Bar' names the same package as 'foo-bar'",
+        id="pypi-duplicate",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\nnumpy = ">=1.2;x"\n',
+        "dependencies.numpy",
+        "invalid conda spec '>=1.2;x' (illegal character ';'",
+        id="conda-char",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\nnumpy = ""\n',
+        "dependencies.numpy",
+        "empty conda spec ''",
+        id="conda-empty",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\nnumpy = ">=1.2, <2"\n',
+        "dependencies.numpy",
+        "'>=1.2, <2' (a space separates version and build",
+        id="conda-space",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\nnumpy = "1 2 3"\n',
+        "dependencies.numpy",
+        "'1 2 3'",
+        id="conda-parts",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\nnumpy = ">="\n',
+        "dependencies.numpy",
+        "'>=' (no version",
+        id="conda-operator-only",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\n"num py" = "*"\n',
+        'dependencies."num py"',
+        "invalid conda package name 'num py'",
+        id="conda-name",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\nnumpy = { version = ">=1", bild = "py*" }\n',
+        "dependencies.numpy.bild",
+        "unknown key 'bild' (did you mean 'build'?)",
+        id="conda-table-key",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\nnumpy = { version = "1;2" }\n',
+        "dependencies.numpy.version",
+        "'1;2'",
+        id="conda-table-version",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\nnumpy = { build = "py 3" }\n',
+        "dependencies.numpy.build",
+        "invalid build string 'py 3'",
+        id="conda-build",
+    ),
+    pytest.param(
+        BASE + '[dependencies]\nnumpy = { channel = "a b" }\n',
+        "dependencies.numpy.channel",
+        "invalid channel 'a b'",
+        id="conda-channel",
+    ),
+    pytest.param(
+        BASE + "[dependencies]\nnumpy = [1]\n",
+        "dependencies.numpy",
+        "got [1] (array)",
+        id="conda-type",
+    ),
+    pytest.param(
+        "dependencies = 3\n" + BASE,
+        "dependencies",
+        "expected a table, got 3 (integer)",
+        id="deps-type",
+    ),
+    pytest.param(
+        BASE + '[system-requirements]\nglibc = "2.x"\n',
+        "system-requirements.glibc",
+        "invalid glibc value '2.x'",
+        id="glibc",
+    ),
+    pytest.param(
+        BASE + "[system-requirements]\ncuda = true\n",
+        "system-requirements.cuda",
+        "got True (boolean)",
+        id="cuda-type",
+    ),
+    pytest.param(
+        BASE + '[system-requirements]\narchspec = "x86-64 v3"\n',
+        "system-requirements.archspec",
+        "'x86-64 v3'",
+        id="archspec",
+    ),
+    pytest.param(
+        BASE + '[system-requirements]\nlibc = "2.28"\n',
+        "system-requirements.libc",
+        "unknown key 'libc'",
+        id="system-key",
+    ),
+    pytest.param(
+        BASE + "[feature.default.dependencies]\n",
+        "feature.default",
+        "'default' names the top-level tables",
+        id="feature-default",
+    ),
+    pytest.param(
+        BASE + "[feature.Test]\n", "feature.Test", "invalid feature name 'Test'", id="feature-name"
+    ),
+    pytest.param(
+        BASE + '[feature.t]\nplatform = ["linux-64"]\n',
+        "feature.t.platform",
+        "unknown key 'platform' (did you mean 'platforms'?)",
+        id="feature-key",
+    ),
+    pytest.param(
+        BASE + '[feature.t]\nplatforms = ["win-64"]\n',
+        "feature.t.platforms",
+        "platform 'win-64' is not in project.platforms",
+        id="feature-platform",
+    ),
+    pytest.param(
+        BASE + '[feature.t]\nplatforms = ["win64"]\n',
+        "feature.t.platforms[0]",
+        "unknown platform 'win64'",
+        id="feature-platform-unknown",
+    ),
+    pytest.param(
+        BASE + '[feature.t.pypi-dependencies]\nx = "~=1"\n',
+        "feature.t.pypi-dependencies.x",
+        "'~=1'",
+        id="feature-pypi",
+    ),
     pytest.param("feature = 1\n" + BASE, "feature", "got 1 (integer)", id="feature-type"),
-    pytest.param(BASE + '[environments]\ntest = ["nope"]\n', "environments.test[0]", "unknown feature 'nope' (defined features: none defined)", id="env-unknown-feature"),
-    pytest.param(BASE + '[feature.a]\n[environments]\ntest = ["a", "a"]\n', "environments.test[1]", "'a' is listed twice", id="env-feature-twice"),
-    pytest.param(BASE + '[environments]\ntest = ["default"]\n', "environments.test[0]", "the default feature is included automatically", id="env-default-feature"),
-    pytest.param(BASE + '[environments]\n"My Env" = []\n', 'environments."My Env"', "invalid environment name 'My Env'", id="env-name"),
-    pytest.param(BASE + '[environments]\ntest = "a"\n', "environments.test", "'a' (string)", id="env-type"),
-    pytest.param(BASE + '[environments]\ntest = { feature = ["a"] }\n', "environments.test.feature", "unknown key 'feature' (did you mean 'features'?)", id="env-key"),
-    pytest.param(BASE + '[environments]\ntest = { no-default-feature = "yes" }\n', "environments.test.no-default-feature", "'yes' (string)", id="env-flag"),
+    pytest.param(
+        BASE + '[environments]\ntest = ["nope"]\n',
+        "environments.test[0]",
+        "unknown feature 'nope' (defined features: none defined)",
+        id="env-unknown-feature",
+    ),
+    pytest.param(
+        BASE + '[feature.a]\n[environments]\ntest = ["a", "a"]\n',
+        "environments.test[1]",
+        "'a' is listed twice",
+        id="env-feature-twice",
+    ),
+    pytest.param(
+        BASE + '[environments]\ntest = ["default"]\n',
+        "environments.test[0]",
+        "the default feature is included automatically",
+        id="env-default-feature",
+    ),
+    pytest.param(
+        BASE + '[environments]\n"My Env" = []\n',
+        'environments."My Env"',
+        "invalid environment name 'My Env'",
+        id="env-name",
+    ),
+    pytest.param(
+        BASE + '[environments]\ntest = "a"\n', "environments.test", "'a' (string)", id="env-type"
+    ),
+    pytest.param(
+        BASE + '[environments]\ntest = { feature = ["a"] }\n',
+        "environments.test.feature",
+        "unknown key 'feature' (did you mean 'features'?)",
+        id="env-key",
+    ),
+    pytest.param(
+        BASE + '[environments]\ntest = { no-default-feature = "yes" }\n',
+        "environments.test.no-default-feature",
+        "'yes' (string)",
+        id="env-flag",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "key_path", "fragment"), INVALID)
-def test_each_problem_names_file_key_path_and_value(text: str, key_path: str, fragment: str) -> None:
+def test_each_problem_names_file_key_path_and_value(
+    text: str, key_path: str, fragment: str
+) -> None:
     problems = _problems(text)
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"lockenv.toml: {key_path}: "), problems[0]
@@ -437,9 +713,16 @@ def test_pyproject_tool_lockenv_project_wins() -> None:
 def test_pyproject_problems_use_the_full_key_path() -> None:
     text = PYPROJECT.replace('requests = ">=2.31"', 'requests = ">=2.x"\nrequires-python = 1')
     text = text.replace('requires-python = ">=3.10"', 'requires-python = ">3.x"')
-    problems = _problems(text.replace("[tool.lockenv.project]", "[tool.lockenv.projet]"), Path("pyproject.toml"))
-    assert "pyproject.toml: tool.lockenv.projet: unknown key 'projet' (did you mean 'project'?)" in problems
-    assert any(p.startswith("pyproject.toml: tool.lockenv.pypi-dependencies.requests: ") for p in problems)
+    problems = _problems(
+        text.replace("[tool.lockenv.project]", "[tool.lockenv.projet]"), Path("pyproject.toml")
+    )
+    assert (
+        "pyproject.toml: tool.lockenv.projet: unknown key 'projet' (did you mean 'project'?)"
+        in problems
+    )
+    assert any(
+        p.startswith("pyproject.toml: tool.lockenv.pypi-dependencies.requests: ") for p in problems
+    )
     assert any(p.startswith("pyproject.toml: project.requires-python: ") for p in problems)
 
 
@@ -506,12 +789,14 @@ def test_unknown_environment_names_the_known_ones() -> None:
             id="conda-build",
         ),
         pytest.param(
-            '[dependencies]\nx = { channel = "c1" }\n[feature.a.dependencies]\nx = { channel = "c2" }\n',
+            '[dependencies]\nx = { channel = "c1" }\n'
+            '[feature.a.dependencies]\nx = { channel = "c2" }\n',
             "channel 'c1' versus 'c2'",
             id="conda-channel",
         ),
         pytest.param(
-            '[system-requirements]\narchspec = "zen2"\n[feature.a.system-requirements]\narchspec = "zen3"\n',
+            '[system-requirements]\narchspec = "zen2"\n'
+            '[feature.a.system-requirements]\narchspec = "zen3"\n',
             "system-requirements of feature 'a': archspec 'zen2' versus 'zen3'",
             id="archspec",
         ),

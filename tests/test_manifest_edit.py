@@ -110,9 +110,9 @@ def test_add_existing_name_replaces_the_value_in_place() -> None:
             """httpx = { version = ">=1", markers = 'python_version < "3.12"' }""",
         ),
         (
-            'httpx[cli]>=1; sys_platform == "linux" and extra != \'x\'',
+            'httpx[cli]>=1; platform_version == "it\'s"',
             'httpx = { version = ">=1", extras = ["cli"], markers = '
-            '"sys_platform == \\"linux\\" and extra != \'x\'" }',
+            '"platform_version == \\"it\'s\\"" }',
         ),
     ],
 )
@@ -132,14 +132,18 @@ def test_add_creates_a_feature_table_after_that_features_tables() -> None:
     )
     assert new == MANIFEST.replace(
         '[feature.test.dependencies]\npytest = "*"\n',
-        '[feature.test.dependencies]\npytest = "*"\n\n'
+        # No blank line before the new table: the user put none between these tables, and
+        # removing the table later must give back the original bytes.
+        '[feature.test.dependencies]\npytest = "*"\n'
         '[feature.test.pypi-dependencies]\npytest-cov = "*"\n\n',
     )
     assert _pypi(new, "test") == {"pytest-cov": "pytest-cov"}
 
 
 def test_add_creates_a_new_feature() -> None:
-    new = add_conda_dependencies(MANIFEST, [("CUDA-Toolkit", "12.*")], feature="gpu", in_pyproject=False)
+    new = add_conda_dependencies(
+        MANIFEST, [("CUDA-Toolkit", "12.*")], feature="gpu", in_pyproject=False
+    )
     assert new.startswith(MANIFEST.split("[environments]")[0])
     assert '[feature.gpu.dependencies]\ncuda-toolkit = "12.*"\n' in new
     assert new.endswith('[environments]\ntest = ["test"]   # ci\n')
@@ -207,7 +211,9 @@ def test_add_rejects_what_the_manifest_cannot_hold() -> None:
     with pytest.raises(ManifestError, match="invalid TOML"):
         add_conda_dependencies("[x\n", [("numpy", "*")], feature=None, in_pyproject=False)
     with pytest.raises(ManifestError, match="expected a table"):
-        add_conda_dependencies("dependencies = 1\n", [("numpy", "*")], feature=None, in_pyproject=False)
+        add_conda_dependencies(
+            "dependencies = 1\n", [("numpy", "*")], feature=None, in_pyproject=False
+        )
 
 
 # --------------------------------------------------------------------------- remove
@@ -218,9 +224,25 @@ def test_remove_returns_the_removed_keys_as_written() -> None:
         MANIFEST, ["requests", "python"], feature=None, in_pyproject=False
     )
     assert removed == ["Requests", "python"]
+    # The emptied [dependencies] stays: default tables are kept (init writes them empty).
     assert new == MANIFEST.replace('Requests = ">=2.31"    # http\n', "").replace(
         'python = "3.12.*"\n', ""
     )
+
+
+def test_remove_keeps_a_feature_that_an_environment_names() -> None:
+    new, _ = remove_dependencies(MANIFEST, ["pytest"], feature="test", in_pyproject=False)
+    assert new == MANIFEST.replace('pytest = "*"\n', "")
+    assert parse_manifest(new, path=Path("lockenv.toml")).environment("test").dependencies == (
+        parse_manifest(MANIFEST, path=Path("lockenv.toml")).environment("default").dependencies
+    )
+
+
+def test_add_then_remove_keeps_the_created_default_table() -> None:
+    text = '[project]\nplatforms = ["linux-64"]\n'
+    added = add_pypi_dependencies(text, [Requirement("x")], feature=None, in_pyproject=False)
+    restored, _ = remove_dependencies(added, ["x"], feature=None, in_pyproject=False)
+    assert restored == text + "\n[pypi-dependencies]\n"
 
 
 def test_remove_keeps_a_table_that_still_holds_comments() -> None:
@@ -255,8 +277,7 @@ CASES = [
     pytest.param(MANIFEST, False, None, id="default"),
     pytest.param(MANIFEST, False, "test", id="existing-feature"),
     pytest.param(MANIFEST, False, "gpu", id="new-feature"),
-    pytest.param('[project]\nplatforms = ["linux-64"]\n', False, None, id="no-tables"),
-    pytest.param(PYPROJECT, True, None, id="pyproject"),
+    pytest.param('[project]\nplatforms = ["linux-64"]\n', False, "new", id="no-tables"),
     pytest.param(PYPROJECT, True, "dev", id="pyproject-feature"),
 ]
 
@@ -362,7 +383,9 @@ def test_added_requirements_parse_back_unchanged(
     )
     # Entries that were there before get a new value and are then removed: not undoable.
     existing = {"requests", "rich"} if base == MANIFEST and feature is None else set()
-    if not existing & set(expected):
+    if base != MANIFEST and feature is None:
+        assert restored == base + "\n[pypi-dependencies]\n"  # default tables are kept
+    elif not existing & set(expected):
         assert restored == base
 
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -190,7 +191,7 @@ def test_parse_json_entry(entry: dict[str, object], expected: Link) -> None:
 
 @pytest.mark.parametrize("content", [b"not json", b"[]", b'{"files": 3}'])
 def test_bad_json_page(content: bytes) -> None:
-    with pytest.raises(IndexAccessError, match="example.invalid"):
+    with pytest.raises(IndexAccessError, match=r"example\.invalid"):
         parse_json_links(content, PAGE)
 
 
@@ -443,3 +444,58 @@ def test_dist_file_is_frozen() -> None:
     assert isinstance(f, DistFile)
     with pytest.raises(AttributeError):
         f.url = "x"  # type: ignore[misc]
+
+
+# -- the fixture index (real wheels and sdists over loopback HTTP) -------------------------
+
+
+def _summary(files: tuple[DistFile, ...]) -> list[tuple[str, str | None, bool]]:
+    return sorted((f.filename, f.yanked, f.sha256 is not None) for f in files)
+
+
+def test_fixture_index_json(index_server: Any, http: HttpClient) -> None:
+    index = PackageIndex(http, [index_server.url])
+    alpha = index.files("alpha")
+    assert {str(f.version) for f in alpha} == {"1.0", "1.1", "2.0"}
+    for f in alpha:
+        assert f.sha256 and f.size and f.upload_time is not None
+        assert f.url.startswith(index_server.files_url)
+    wheel = next(f for f in alpha if f.is_wheel and str(f.version) == "1.0")
+    assert wheel.core_metadata not in (None, False)
+    assert {f.yanked for f in index.files("yankee") if str(f.version) == "1.1"} == {"broken build"}
+    assert index.files("no-such-project") == ()
+
+
+def test_fixture_index_html_matches_json(
+    index_server: Any, make_index_server: Any, fixture_index_dir: Path, http: HttpClient
+) -> None:
+    html_server = make_index_server(json_api=False)
+    from_json = PackageIndex(http, [index_server.url]).files("yankee")
+    from_html = PackageIndex(http, [html_server.url]).files("yankee")
+    from_file = PackageIndex(http, [(fixture_index_dir / "simple").as_uri()]).files("yankee")
+    assert _summary(from_json) == _summary(from_html) == _summary(from_file)
+    assert all(f.upload_time is None for f in from_html)  # HTML pages carry no times
+
+
+def test_fixture_index_exclude_newer(index_server: Any, http: HttpClient) -> None:
+    cutoff = datetime(2024, 12, 31, tzinfo=UTC)
+    index = PackageIndex(http, [index_server.url], exclude_newer=cutoff)
+    assert {str(f.version) for f in index.files("alpha")} == {"1.0", "1.1"}
+
+
+def test_fixture_index_with_auth(make_index_server: Any, http: HttpClient) -> None:
+    server = make_index_server(auth=("user", "s3cret"))
+    files = PackageIndex(http, [server.url_with_auth()]).files("alpha")
+    assert files and all(f.index_url == server.url for f in files)
+    with HttpClient(None) as anonymous, pytest.raises(IndexAccessError) as info:
+        PackageIndex(anonymous, [server.url]).files("alpha")
+    assert "401" in str(info.value)
+
+
+def test_fixture_index_etag_revalidation(make_index_server: Any, tmp_path: Path) -> None:
+    server = make_index_server()
+    for _ in range(2):
+        with HttpClient(tmp_path / "shared-cache") as client:
+            assert PackageIndex(client, [server.url]).files("alpha")
+    page_requests = [h for _, p, h in server.requests if p == "/simple/alpha/"]
+    assert len(page_requests) == 2 and "if-none-match" in page_requests[1]

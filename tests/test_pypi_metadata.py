@@ -10,6 +10,7 @@ import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
@@ -157,7 +158,11 @@ def http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpClient
 
 
 def _wheel_gets(server: TinyServer) -> list[str | None]:
-    return [r.headers.get("range") for r in server.requests if r.path == f"/f/{WHEEL_FN}"]
+    return [
+        r.headers.get("range")
+        for r in server.requests
+        if r.path == f"/f/{WHEEL_FN}" and r.method == "GET"
+    ]
 
 
 # -- wheels --------------------------------------------------------------------------------
@@ -212,7 +217,7 @@ def test_pep658_advertised_with_hash(server: TinyServer, http: HttpClient) -> No
 def test_pep658_hash_mismatch(server: TinyServer, http: HttpClient) -> None:
     server.routes[f"/f/{WHEEL_FN}.metadata"] = Route(body=METADATA)
     f = dist(WHEEL_FN, server.url(f"/f/{WHEEL_FN}"), core="sha256=" + "0" * 64)
-    with pytest.raises(IntegrityError, match="0{64}"):
+    with pytest.raises(IntegrityError, match=r"0{64}"):
         MetadataFetcher(http, None).get(f)
 
 
@@ -257,7 +262,7 @@ def test_local_wheel(tmp_path: Path, http: HttpClient) -> None:
 def test_name_or_version_mismatch(server: TinyServer, http: HttpClient) -> None:
     fn = "other-1.0-py3-none-any.whl"
     server.routes[f"/f/{fn}.metadata"] = Route(body=METADATA)
-    with pytest.raises(MetadataError, match="demo-pkg 1.0.*other 1.0"):
+    with pytest.raises(MetadataError, match=r"demo-pkg 1\.0.*other 1\.0"):
         MetadataFetcher(http, None).get(dist(fn, server.url(f"/f/{fn}"), core=True))
 
 
@@ -265,7 +270,7 @@ def test_wheel_without_metadata(tmp_path: Path, http: HttpClient) -> None:
     path = tmp_path / WHEEL_FN
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("demo_pkg/__init__.py", "")
-    with pytest.raises(MetadataError, match="no .dist-info/METADATA"):
+    with pytest.raises(MetadataError, match=r"no \.dist-info/METADATA"):
         MetadataFetcher(http, None).get(dist(WHEEL_FN, path.as_uri()))
 
 
@@ -356,3 +361,61 @@ def test_fetch_artifact_info(server: TinyServer, tmp_path: Path, http: HttpClien
     gets = len(server.requests)
     assert fetch_artifact_info(http, f) == (WHEEL_SHA, len(WHEEL))
     assert len(server.requests) == gets
+
+
+# -- the fixture index (real wheels and sdists over loopback HTTP) -------------------------
+
+
+def _fixture_file(server: Any, http: HttpClient, project: str, *, wheel: bool) -> DistFile:
+    from lockenv.pypi.index import PackageIndex
+
+    files = PackageIndex(http, [server.url_with_auth()]).files(project)
+    return max((f for f in files if f.is_wheel == wheel), key=lambda f: f.version)
+
+
+def _file_gets(server: Any, f: DistFile) -> list[str | None]:
+    path = "/files/" + f.filename
+    return [h.get("range") for m, p, h in server.requests if p == path and m == "GET"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expect"),
+    [
+        ({}, "pep658"),
+        ({"advertise_metadata": False}, "pep658"),  # served but not advertised
+        ({"advertise_metadata": False, "metadata_files": False}, "ranges"),
+        ({"metadata_files": False, "range_requests": False, "json_api": False}, "download"),
+        ({"auth": ("u", "p"), "advertise_metadata": False, "metadata_files": False}, "ranges"),
+    ],
+)
+def test_fixture_wheel_metadata(
+    make_index_server: Any, http: HttpClient, options: dict[str, Any], expect: str
+) -> None:
+    server = make_index_server(**options)
+    f = _fixture_file(server, http, "alpha", wheel=True)
+    server.reset()
+    meta = MetadataFetcher(http, None).get(f)
+    assert (meta.name, str(meta.version)) == ("alpha", "2.0")
+    assert meta.requires_dist == (Requirement("beta>=1"),)
+    gets = _file_gets(server, f)
+    if expect == "pep658":
+        assert gets == []
+    elif expect == "ranges":
+        assert gets and all(r is not None for r in gets)
+    else:
+        assert len(gets) == 1
+
+
+def test_fixture_sdists(index_server: Any, http: HttpClient) -> None:
+    fetcher = MetadataFetcher(http, None)
+    static = fetcher.get(_fixture_file(index_server, http, "sdistonly", wheel=False))
+    assert static.requires_dist == (Requirement("alpha"),)
+    dynamic = _fixture_file(index_server, http, "dynsdist", wheel=False)
+    with pytest.raises(MetadataError, match=r"dynsdist 1.0 \(dynsdist-1.0.tar.gz\) has dynamic"):
+        fetcher.get(dynamic)
+
+
+def test_fixture_artifact_info(index_server: Any, http: HttpClient) -> None:
+    f = _fixture_file(index_server, http, "alpha", wheel=True)
+    bare = dataclasses.replace(f, sha256=None, size=None)
+    assert fetch_artifact_info(http, bare) == (f.sha256, f.size)

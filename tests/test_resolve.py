@@ -78,9 +78,12 @@ def test_resolver_case(case_name: str, fixture_index_dir: Path, tmp_path: Path) 
 
 
 def test_platform_specific_wheels(fixture_index_dir: Path, tmp_path: Path) -> None:
-    manifest = make_manifest(tmp_path, (fixture_index_dir / "simple").as_uri(), ["numfast"],
-                             platforms=["linux-64", "linux-aarch64", "osx-64", "osx-arm64",
-                                        "win-64"])
+    manifest = make_manifest(
+        tmp_path,
+        (fixture_index_dir / "simple").as_uri(),
+        ["numfast"],
+        platforms=["linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64"],
+    )
     lock = lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
     files = {p: lock.packages_for("default", p)[0].filename for p in manifest.platforms}
     assert files == {
@@ -95,36 +98,52 @@ def test_platform_specific_wheels(fixture_index_dir: Path, tmp_path: Path) -> No
 
 
 def test_glibc_floor_excludes_newer_manylinux(fixture_index_dir: Path, tmp_path: Path) -> None:
-    manifest = make_manifest(tmp_path, (fixture_index_dir / "simple").as_uri(), ["numfast"],
-                             platforms=["linux-aarch64"],
-                             extra='\n[system-requirements]\nglibc = "2.17"\n')
+    manifest = make_manifest(
+        tmp_path,
+        (fixture_index_dir / "simple").as_uri(),
+        ["numfast"],
+        platforms=["linux-aarch64"],
+        extra='\n[system-requirements]\nglibc = "2.17"\n',
+    )
     with pytest.raises(LockenvError, match="none installs on linux-aarch64"):
         lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
 
 
 def test_locked_versions_are_preferences(fixture_index_dir: Path, tmp_path: Path) -> None:
     index = (fixture_index_dir / "simple").as_uri()
-    old = lock_manifest(make_manifest(tmp_path, index, ["alpha<2", "delta==1.0"]),
-                        previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
+    old = lock_manifest(
+        make_manifest(tmp_path, index, ["alpha<2", "delta==1.0"]),
+        previous=None,
+        options=LockOptions(cache_dir=tmp_path / "c"),
+    )
     assert pins(old, "linux-64") == {"alpha": "1.1", "delta": "1.0"}
     # Loosening the manifest moves nothing; adding a package moves nothing else.
     relaxed = make_manifest(tmp_path, index, ["alpha", "delta", "epsilon"])
     new = lock_manifest(relaxed, previous=old, options=LockOptions(cache_dir=tmp_path / "c"))
     assert pins(new, "linux-64") == {"alpha": "1.1", "delta": "1.0", "epsilon": "0.9"}
     # --update NAME frees exactly that name.
-    updated = lock_manifest(relaxed, previous=new, options=LockOptions(
-        cache_dir=tmp_path / "c", update=frozenset({"alpha"})))  # type: ignore[arg-type]
-    assert pins(updated, "linux-64") == {"alpha": "2.0", "beta": "1.5", "delta": "1.0",
-                                         "epsilon": "0.9"}
-    everything = lock_manifest(relaxed, previous=new,
-                               options=LockOptions(cache_dir=tmp_path / "c", update_all=True))
+    updated = lock_manifest(
+        relaxed,
+        previous=new,
+        options=LockOptions(cache_dir=tmp_path / "c", update=frozenset({"alpha"})),
+    )  # type: ignore[arg-type]
+    assert pins(updated, "linux-64") == {
+        "alpha": "2.0",
+        "beta": "1.5",
+        "delta": "1.0",
+        "epsilon": "0.9",
+    }
+    everything = lock_manifest(
+        relaxed, previous=new, options=LockOptions(cache_dir=tmp_path / "c", update_all=True)
+    )
     assert pins(everything, "linux-64")["delta"] == "1.1"
 
 
 def test_exclude_newer(fixture_index_dir: Path, tmp_path: Path) -> None:
     index = (fixture_index_dir / "simple").as_uri()
-    manifest = make_manifest(tmp_path, index, ["alpha"], platforms=["linux-64"],
-                             extra='exclude-newer = "2025-01-01"\n')
+    manifest = make_manifest(
+        tmp_path, index, ["alpha"], platforms=["linux-64"], extra='exclude-newer = "2025-01-01"\n'
+    )
     lock = lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
     assert pins(lock, "linux-64") == {"alpha": "1.1"}
     assert lock.inputs.exclude_newer == "2025-01-01T00:00:00Z"
@@ -134,12 +153,18 @@ def test_lock_over_http_matches_file_index(
     fixture_index_dir: Path, index_server: Any, tmp_path: Path
 ) -> None:
     requested = ["gamma[all]", "clicky", "numfast", "conflict-a", "conflict-b"]
-    by_file = lock_manifest(make_manifest(tmp_path, (fixture_index_dir / "simple").as_uri(),
-                                          requested),
-                            previous=None, options=LockOptions(cache_dir=tmp_path / "c1"))
-    by_http = lock_manifest(make_manifest(tmp_path, index_server.url, requested),
-                            previous=None, options=LockOptions(cache_dir=tmp_path / "c2"))
+    by_file = lock_manifest(
+        make_manifest(tmp_path, (fixture_index_dir / "simple").as_uri(), requested),
+        previous=None,
+        options=LockOptions(cache_dir=tmp_path / "c1"),
+    )
+    by_http = lock_manifest(
+        make_manifest(tmp_path, index_server.url, requested),
+        previous=None,
+        options=LockOptions(cache_dir=tmp_path / "c2"),
+    )
     for platform in ("linux-64", "osx-arm64", "win-64"):
         assert pins(by_file, platform) == pins(by_http, platform)
     assert {a.sha256 for a in by_file.artifacts.values()} == {
-        a.sha256 for a in by_http.artifacts.values()}
+        a.sha256 for a in by_http.artifacts.values()
+    }

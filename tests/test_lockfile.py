@@ -1,0 +1,874 @@
+"""Tests for lockenv.lockfile: canonical writing, validating reading, atomic writes.
+
+The lock is checked three ways: it survives ``loads(dumps(lock))`` unchanged (after
+canonical ordering), the same lock built in any insertion order gives the same bytes,
+and every ``dumps`` output validates against ``schemas/lockfile.schema.json``.
+Hand-broken locks are table-driven mutations of a good lock: each must raise one
+LockfileError naming the key path and the way out (`lockenv lock`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import re
+from collections.abc import Callable
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lockenv.errors import LockenvError, LockfileError
+from lockenv.lockfile import (
+    LOCK_NAME,
+    LOCK_VERSION,
+    Artifact,
+    CondaArtifact,
+    LockedEnvironment,
+    Lockfile,
+    LockInputs,
+    PypiArtifact,
+    dumps,
+    env_requested_names,
+    from_dict,
+    loads,
+    read_lockfile,
+    sequence_of_urls,
+    to_dict,
+    write_lockfile,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "schemas" / "lockfile.schema.json"
+PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
+FILES = "https://files.example.invalid"
+
+
+def _sha256(seed: str) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+def _md5(seed: str) -> str:
+    return hashlib.md5(seed.encode()).hexdigest()
+
+
+def _wheel(name: str, version: str, tag: str = "py3-none-any", **extra: Any) -> PypiArtifact:
+    filename = f"{name.replace('-', '_')}-{version}-{tag}.whl"
+    return PypiArtifact(
+        name=name,
+        version=version,
+        filename=filename,
+        url=f"{FILES}/{name}/{filename}",
+        sha256=_sha256(filename),
+        size=len(filename) * 100,
+        **extra,
+    )
+
+
+def _conda(name: str, version: str, subdir: str, **extra: Any) -> CondaArtifact:
+    filename = f"{name}-{version}-h0_0.conda"
+    return CondaArtifact(
+        name=name,
+        version=version,
+        build="h0_0",
+        build_number=0,
+        subdir=subdir,
+        filename=filename,
+        url=f"https://conda.example.invalid/main/{subdir}/{filename}",
+        sha256=_sha256(subdir + filename),
+        size=len(filename) * 1000,
+        **extra,
+    )
+
+
+def sample_lock() -> Lockfile:
+    """Two environments, three platforms, every optional field, artifacts shared."""
+    six = _wheel(
+        "six",
+        "1.16.0",
+        requires_python=">=2.7, !=3.0.*",
+        upload_time="2021-05-05T14:18:17.000000Z",
+        index="https://index.example.invalid/simple/",
+    )
+    attrs = _wheel("attrs", "23.1.0", requires_dist=("importlib-metadata; python_version < '3.8'",))
+    numpy_linux = _wheel("numpy", "1.26.4", "cp311-cp311-manylinux_2_17_x86_64")
+    numpy_osx = _wheel("numpy", "1.26.4", "cp311-cp311-macosx_11_0_arm64")
+    sdist = PypiArtifact(
+        name="tomli",
+        version="2.0.1",
+        filename="tomli-2.0.1.tar.gz",
+        url=f"{FILES}/tomli/tomli-2.0.1.tar.gz",
+        sha256=_sha256("tomli"),
+        size=0,
+    )
+    python_linux = _conda(
+        "python",
+        "3.11.8",
+        "linux-64",
+        md5=_md5("python"),
+        depends=("libzlib >=1.2.13,<2.0a0", "openssl >=3.2.1,<4.0a0"),
+        constrains=("python_abi 3.11.* *_cp311",),
+        timestamp=1_708_000_000_000,
+        channel="https://conda.example.invalid/main",
+        license="Python-2.0",
+        track_features=("feature-x",),
+    )
+    tzdata = _conda("tzdata", "2024a", "noarch", noarch="generic", license="LicenseRef-Public")
+    artifacts: dict[str, Artifact] = {
+        a.url: a for a in (six, attrs, numpy_linux, numpy_osx, sdist, python_linux, tzdata)
+    }
+    default = LockedEnvironment(
+        name="default",
+        python="3.11",
+        pypi_requirements=("six", "attrs>=23"),
+        conda_requirements=("python 3.11.*",),
+        packages={
+            "linux-64": sequence_of_urls([six, attrs, numpy_linux, python_linux, tzdata]),
+            "osx-arm64": sequence_of_urls([six, attrs, numpy_osx]),
+        },
+    )
+    test = LockedEnvironment(
+        name="test",
+        pypi_requirements=("six", "tomli"),
+        packages={
+            "linux-64": sequence_of_urls([six, sdist]),
+            "win-64": sequence_of_urls([six, sdist]),
+        },
+    )
+    return Lockfile(
+        inputs=LockInputs(
+            platforms=("linux-64", "osx-arm64", "win-64"),
+            channels=("https://conda.example.invalid/main", "https://conda.example.invalid/b"),
+            indexes=("https://index.example.invalid/simple/",),
+            find_links=("file:///srv/wheels",),
+            requires_python=">=3.10",
+            system_requirements={"glibc": "2.17", "cuda": "12.0", "macos": "11.0"},
+            exclude_newer="2024-03-01T00:00:00Z",
+        ),
+        environments={"default": default, "test": test},
+        artifacts=artifacts,
+    )
+
+
+def canonical(lock: Lockfile) -> Lockfile:
+    """``lock`` with every order the writer sorts put in that order (what loads returns)."""
+    environments = {
+        name: dataclasses.replace(
+            env,
+            conda_requirements=tuple(sorted(env.conda_requirements)),
+            pypi_requirements=tuple(sorted(env.pypi_requirements)),
+            packages={
+                platform: sequence_of_urls([lock.artifacts[url] for url in urls])
+                for platform, urls in env.packages.items()
+            },
+        )
+        for name, env in lock.environments.items()
+    }
+    inputs = dataclasses.replace(lock.inputs, platforms=tuple(sorted(lock.inputs.platforms)))
+    return dataclasses.replace(lock, inputs=inputs, environments=environments)
+
+
+def shuffled(lock: Lockfile, rng: random.Random) -> Lockfile:
+    """The same lock with every order the writer must not depend on shuffled.
+
+    Channels, indexes and find-links keep their order: it is their priority.
+    """
+
+    def shuffle_tuple(items: tuple[str, ...]) -> tuple[str, ...]:
+        out = list(items)
+        rng.shuffle(out)
+        return tuple(out)
+
+    def shuffle_dict(mapping: Any) -> dict[Any, Any]:
+        items = list(mapping.items())
+        rng.shuffle(items)
+        return dict(items)
+
+    environments = shuffle_dict(
+        {
+            name: dataclasses.replace(
+                env,
+                conda_requirements=shuffle_tuple(env.conda_requirements),
+                pypi_requirements=shuffle_tuple(env.pypi_requirements),
+                packages=shuffle_dict({p: shuffle_tuple(u) for p, u in env.packages.items()}),
+            )
+            for name, env in lock.environments.items()
+        }
+    )
+    inputs = dataclasses.replace(
+        lock.inputs,
+        platforms=shuffle_tuple(lock.inputs.platforms),
+        system_requirements=shuffle_dict(lock.inputs.system_requirements),
+    )
+    return dataclasses.replace(
+        lock, inputs=inputs, environments=environments, artifacts=shuffle_dict(lock.artifacts)
+    )
+
+
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    # date-time formats are also checked by pattern: the format checker needs extra packages.
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+@pytest.fixture
+def schema_validator() -> Any:
+    return _validator()
+
+
+def _schema_errors(validator: Any, data: Any) -> list[str]:
+    return [e.message for e in validator.iter_errors(data)]
+
+
+# ---------------------------------------------------------------------------- round trip
+
+
+def test_round_trip_is_exact() -> None:
+    lock = sample_lock()
+    text = dumps(lock)
+    again = loads(text)
+    assert again == canonical(lock)
+    assert dumps(again) == text
+
+
+def test_dumps_is_canonical_whatever_the_insertion_order() -> None:
+    lock = sample_lock()
+    expected = dumps(lock)
+    for seed in range(20):
+        assert dumps(shuffled(lock, random.Random(seed))) == expected
+
+
+def test_channel_and_index_order_is_kept() -> None:
+    # Their order is priority: sorting them would change what a re-lock picks.
+    lock = sample_lock()
+    swapped = dataclasses.replace(
+        lock,
+        inputs=dataclasses.replace(lock.inputs, channels=tuple(reversed(lock.inputs.channels))),
+    )
+    assert dumps(swapped) != dumps(lock)
+    assert loads(dumps(swapped)).inputs.channels == tuple(reversed(lock.inputs.channels))
+
+
+def test_dumps_layout() -> None:
+    text = dumps(sample_lock())
+    assert text.startswith("# This file is written by lockenv")
+    assert text.endswith("\n")
+    data = yaml.safe_load(text)
+    assert list(data) == ["version", "lockenv-version", "inputs", "environments", "packages"]
+    assert data["version"] == LOCK_VERSION
+    assert list(data["environments"]) == ["default", "test"]
+    assert data["inputs"]["platforms"] == ["linux-64", "osx-arm64", "win-64"]
+    assert list(data["inputs"]["system-requirements"]) == ["cuda", "glibc", "macos"]
+    # Each artifact is described once, however many environments and platforms use it.
+    urls = [p["url"] for p in data["packages"]]
+    assert len(urls) == len(set(urls)) == 7
+    keys = [(p["kind"], p["name"], p["version"], p["filename"], p["url"]) for p in data["packages"]]
+    assert keys == sorted(keys)
+    linux = data["environments"]["default"]["packages"]["linux-64"]
+    assert [next(iter(ref)) for ref in linux] == ["conda", "conda", "pypi", "pypi", "pypi"]
+    # Versions that look like numbers stay strings.
+    assert data["inputs"]["system-requirements"]["glibc"] == "2.17"
+
+
+def test_optional_fields_are_left_out_when_empty() -> None:
+    wheel = _wheel("six", "1.16.0")
+    lock = Lockfile(
+        inputs=LockInputs(platforms=("linux-64",)),
+        environments={"default": LockedEnvironment(name="default", packages={"linux-64": ()})},
+        artifacts={wheel.url: wheel},
+    )
+    data = to_dict(lock)
+    assert data["inputs"] == {"platforms": ["linux-64"], "channels": [], "indexes": []}
+    assert data["environments"]["default"] == {"requirements": {}, "packages": {"linux-64": []}}
+    assert set(data["packages"][0]) == {
+        "kind",
+        "name",
+        "version",
+        "filename",
+        "url",
+        "sha256",
+        "size",
+    }
+    assert loads(dumps(lock)) == lock
+
+
+def test_every_dumps_output_validates_against_the_schema(schema_validator: Any) -> None:
+    text = dumps(sample_lock())
+    assert _schema_errors(schema_validator, yaml.safe_load(text)) == []
+
+
+def test_packaged_schema_copy_matches_when_present() -> None:
+    packaged = ROOT / "lockenv" / "schemas" / "lockfile.schema.json"
+    if not packaged.exists():
+        pytest.skip("lockenv/schemas/lockfile.schema.json is not shipped yet")
+    assert packaged.read_bytes() == SCHEMA_PATH.read_bytes()
+
+
+# ---------------------------------------------------------------------------- property test
+
+_NAME = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+# Strings a YAML 1.1 reader would turn into numbers, booleans, null or dates if unquoted.
+_TRICKY = st.sampled_from(
+    [
+        "1.0",
+        "1e3",
+        "0x1f",
+        "0o17",
+        "1_0",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "null",
+        "~",
+        "true",
+        "2024-01-01",
+        "12:30",
+        ".inf",
+        "-",
+        "=",
+        "<<",
+        "#1",
+        "'1'",
+        '"1"',
+        "a: b",
+        "- a",
+    ]
+)
+_VERSION = st.one_of(
+    _TRICKY, st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}([a-z]+[0-9]?)?", fullmatch=True)
+)
+# Free text as it may come from package metadata: anything encodable as UTF-8.
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
+_HASH = st.binary(min_size=1, max_size=8).map(lambda b: hashlib.sha256(b).hexdigest())
+_SIZE = st.integers(min_value=0, max_value=2**40)
+_TIME = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1)).map(
+    lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")
+)
+_ENV_NAME = st.one_of(
+    st.sampled_from(["default", "null", "yes", "1", "1_0", "0x1"]),
+    st.from_regex(r"[a-z0-9][a-z0-9_-]{0,8}", fullmatch=True),
+)
+
+
+@st.composite
+def _pypi_artifacts(draw: st.DrawFn, n: int) -> PypiArtifact:
+    name = draw(_NAME)
+    version = draw(_VERSION)
+    filename = draw(st.sampled_from([f"{name}-{n}.whl", f"{name}-{n}.tar.gz", f"{name} {n}.whl"]))
+    return PypiArtifact(
+        name=name,
+        version=version,
+        filename=filename,
+        url=f"{FILES}/{n}/{filename}",
+        sha256=draw(_HASH),
+        size=draw(_SIZE),
+        requires_dist=tuple(draw(st.lists(_TEXT, max_size=3))),
+        requires_python=draw(st.none() | _TEXT),
+        upload_time=draw(st.none() | _TIME),
+        index=draw(st.none() | st.just("https://index.example.invalid/simple/")),
+    )
+
+
+@st.composite
+def _conda_artifacts(draw: st.DrawFn, n: int) -> CondaArtifact:
+    name = draw(_NAME)
+    subdir = draw(st.sampled_from((*PLATFORMS, "noarch")))
+    filename = f"{name}-{n}-{draw(st.sampled_from(['h0_0.conda', 'py_0.tar.bz2']))}"
+    return CondaArtifact(
+        name=name,
+        version=draw(_VERSION),
+        build=draw(_TEXT),
+        build_number=draw(st.integers(min_value=0, max_value=10_000)),
+        subdir=subdir,
+        filename=filename,
+        url=f"https://conda.example.invalid/c/{subdir}/{n}/{filename}",
+        sha256=draw(_HASH),
+        size=draw(_SIZE),
+        md5=draw(st.none() | _HASH.map(lambda h: h[:32])),
+        depends=tuple(draw(st.lists(_TEXT, max_size=3))),
+        constrains=tuple(draw(st.lists(_TEXT, max_size=2))),
+        timestamp=draw(st.none() | st.integers(min_value=0, max_value=2**45)),
+        channel=draw(st.none() | st.just("https://conda.example.invalid/c")),
+        noarch=draw(st.none() | st.sampled_from(["python", "generic"])),
+        license=draw(st.none() | _TEXT),
+        track_features=tuple(draw(st.lists(_NAME, max_size=2))),
+    )
+
+
+@st.composite
+def locks(draw: st.DrawFn) -> Lockfile:
+    """Random valid locks: any names, versions, text, hashes, sharing of artifacts."""
+    count = draw(st.integers(min_value=0, max_value=8))
+    artifacts: list[Artifact] = [
+        draw(st.one_of(_pypi_artifacts(n), _conda_artifacts(n))) for n in range(count)
+    ]
+    platforms = draw(st.lists(st.sampled_from(PLATFORMS), min_size=1, max_size=6, unique=True))
+    environments: dict[str, LockedEnvironment] = {}
+    for env_name in draw(st.lists(_ENV_NAME, min_size=1, max_size=3, unique=True)):
+        packages = {
+            platform: tuple(a.url for a in draw(st.lists(st.sampled_from(artifacts), unique=True)))
+            if artifacts
+            else ()
+            for platform in draw(st.lists(st.sampled_from(platforms), unique=True))
+        }
+        environments[env_name] = LockedEnvironment(
+            name=env_name,
+            python=draw(st.none() | st.sampled_from(["3.10", "3.11", "3.12"])),
+            conda_requirements=tuple(draw(st.lists(_TEXT, max_size=3))),
+            pypi_requirements=tuple(draw(st.lists(_TEXT, max_size=3))),
+            packages=packages,
+        )
+    channels = st.lists(
+        st.from_regex(r"https://conda\.example\.invalid/[a-z]{1,5}", fullmatch=True), max_size=3
+    )
+    return Lockfile(
+        inputs=LockInputs(
+            platforms=tuple(platforms),
+            channels=tuple(draw(channels)),
+            indexes=tuple(
+                draw(st.lists(st.just("https://index.example.invalid/simple/"), max_size=1))
+            ),
+            find_links=tuple(draw(st.lists(st.just("file:///srv/wheels"), max_size=1))),
+            requires_python=draw(st.none() | _TEXT),
+            system_requirements=draw(
+                st.dictionaries(st.sampled_from(["glibc", "macos", "cuda", "archspec"]), _VERSION)
+            ),
+            exclude_newer=draw(st.none() | _TIME),
+        ),
+        environments=environments,
+        artifacts={a.url: a for a in artifacts},
+    )
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lock=locks(), seed=st.integers())
+def test_property_round_trip_and_determinism(lock: Lockfile, seed: int) -> None:
+    text = dumps(lock)
+    again = loads(text)
+    assert again == canonical(lock)
+    assert dumps(again) == text
+    assert dumps(shuffled(lock, random.Random(seed))) == text
+    assert _schema_errors(_validator(), yaml.safe_load(text)) == []
+
+
+# ---------------------------------------------------------------------------- hand-broken
+
+
+def _good() -> dict[str, Any]:
+    return to_dict(sample_lock())
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """A mutation setting ``path`` (``a.b[0].c``) to ``value``; `...` deletes it."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        parts = [p for p in re.split(r"\.|\[(\d+)\]", path) if p]
+        node: Any = data
+        for part in parts[:-1]:
+            node = node[int(part)] if part.isdigit() else node[part]
+        last: Any = int(parts[-1]) if parts[-1].isdigit() else parts[-1]
+        if value is ...:
+            del node[last]
+        else:
+            node[last] = value
+
+    return mutate
+
+
+def _pkg_index(data: dict[str, Any], name: str) -> int:
+    return next(i for i, p in enumerate(data["packages"]) if p["name"] == name)
+
+
+BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("missing sha256", _set("packages[0].sha256", ...), "packages[0].sha256: missing"),
+    ("uppercase sha256", _set("packages[0].sha256", "A" * 64), "packages[0].sha256: 'AAAA"),
+    ("short sha256", _set("packages[0].sha256", "ab12"), "'ab12' is not a sha256"),
+    ("sha256 not a string", _set("packages[0].sha256", 12), "packages[0].sha256: expected"),
+    ("bad md5", _set("packages[0].md5", "xyz"), "packages[0].md5: 'xyz' is not a md5"),
+    ("negative size", _set("packages[1].size", -1), "packages[1].size: -1 is negative"),
+    ("size as bool", _set("packages[1].size", True), "packages[1].size: expected an integer"),
+    ("size as string", _set("packages[1].size", "10"), "packages[1].size: expected an integer"),
+    (
+        "build-number as bool",
+        _set("packages[0].build-number", False),
+        "packages[0].build-number: expected an integer",
+    ),
+    ("missing build", _set("packages[0].build", ...), "packages[0].build: missing"),
+    ("missing kind", _set("packages[2].kind", ...), "packages[2].kind: missing"),
+    ("unknown kind", _set("packages[2].kind", "npm"), "packages[2].kind: 'npm' is neither"),
+    (
+        "unknown artifact key",
+        _set("packages[2].password", "x"),
+        "packages[2].password: unknown key",
+    ),
+    ("unknown top-level key", _set("extra", 1), "extra: unknown key"),
+    ("unknown inputs key", _set("inputs.mirrors", []), "inputs.mirrors: unknown key"),
+    (
+        "unknown environment key",
+        _set("environments.test.features", []),
+        "environments.test.features: unknown key",
+    ),
+    (
+        "unknown requirements key",
+        _set("environments.test.requirements.npm", ["x"]),
+        "environments.test.requirements.npm: unknown key",
+    ),
+    (
+        "requirements not strings",
+        _set("environments.test.requirements.pypi", [1]),
+        "environments.test.requirements.pypi: expected a list of strings",
+    ),
+    ("platforms not a list", _set("inputs.platforms", "linux-64"), "inputs.platforms: expected"),
+    ("inputs not a mapping", _set("inputs", []), "inputs: expected a mapping"),
+    ("packages not a list", _set("packages", {}), "packages: expected a list"),
+    ("artifact not a mapping", _set("packages[3]", "six"), "packages[3]: expected a mapping"),
+    (
+        "undescribed url",
+        _set("environments.test.packages.win-64[0]", {"pypi": f"{FILES}/nowhere.whl"}),
+        "environments.test.packages.win-64[0]: pypi: ",
+    ),
+    (
+        "ref of the wrong kind",
+        _set(
+            "environments.default.packages.linux-64[2]",
+            {"conda": f"{FILES}/attrs/attrs-23.1.0-py3-none-any.whl"},
+        ),
+        "is not described under packages",
+    ),
+    (
+        "ref with two keys",
+        _set("environments.test.packages.win-64[0]", {"pypi": "a", "conda": "b"}),
+        "environments.test.packages.win-64[0]: expected {pypi: URL} or {conda: URL}",
+    ),
+    (
+        "platform refs not a list",
+        _set("environments.test.packages.win-64", "six"),
+        "environments.test.packages.win-64: expected a list",
+    ),
+    ("environment not a mapping", _set("environments.test", []), "environments.test: expected"),
+    ("missing lockenv-version", _set("lockenv-version", ...), "lockenv-version: missing"),
+    ("version as string", _set("version", "1"), "version: expected an integer"),
+    (
+        "filename with a slash",
+        _set("packages[2].filename", "../../etc/x.whl"),
+        "packages[2].filename: '../../etc/x.whl' is not a plain file name",
+    ),
+    (
+        "filename with a backslash",
+        _set("packages[2].filename", "..\\x.whl"),
+        "packages[2].filename: '..\\\\x.whl' is not a plain file name",
+    ),
+    ("filename '..'", _set("packages[2].filename", ".."), "packages[2].filename: '..' is not"),
+    ("filename '.'", _set("packages[2].filename", "."), "packages[2].filename: '.' is not"),
+    ("empty filename", _set("packages[2].filename", ""), "packages[2].filename: '' is not"),
+    ("filename with NUL", _set("packages[2].filename", "a\0.whl"), "packages[2].filename:"),
+]
+
+
+# A JSON schema cannot follow a reference from an environment to `packages`.
+_CROSS_REFERENCES = {"undescribed url", "ref of the wrong kind"}
+
+
+@pytest.mark.parametrize(
+    ("case", "mutate", "expected"), [pytest.param(i, m, e, id=i) for i, m, e in BROKEN]
+)
+def test_hand_broken_lock_is_refused(
+    case: str, mutate: Callable[[dict[str, Any]], None], expected: str, schema_validator: Any
+) -> None:
+    data = _good()
+    mutate(data)
+    text = yaml.safe_dump(data, sort_keys=False)
+    with pytest.raises(LockfileError) as info:
+        loads(text)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+    assert "lockenv lock" in message
+    assert message.startswith(f"{LOCK_NAME} is not a valid lockfile: ")
+    # The schema refuses what the reader refuses.
+    assert (_schema_errors(schema_validator, data) == []) == (case in _CROSS_REFERENCES)
+
+
+def test_sample_artifact_positions() -> None:
+    # BROKEN names artifacts by position: keep the table honest if the sample changes.
+    data = _good()
+    assert [p["kind"] for p in data["packages"][:2]] == ["conda", "conda"]
+    assert data["packages"][2]["kind"] == "pypi"
+    assert _pkg_index(data, "python") == 0
+
+
+def test_several_problems_are_reported_at_once() -> None:
+    data = _good()
+    data["packages"][0]["sha256"] = "nope"
+    data["packages"][1]["size"] = -5
+    data["environments"]["test"]["bogus"] = 1
+    with pytest.raises(LockfileError) as info:
+        from_dict(data)
+    message = str(info.value)
+    for part in ("packages[0].sha256", "packages[1].size", "environments.test.bogus: unknown key"):
+        assert part in message
+
+
+def test_many_problems_are_summarised() -> None:
+    data = _good()
+    for package in data["packages"]:
+        package["size"] = -1
+    with pytest.raises(LockfileError, match=r"\(and 2 more\); run `lockenv lock`"):
+        from_dict(data)
+
+
+def test_described_twice() -> None:
+    data = _good()
+    data["packages"].append(copy.deepcopy(data["packages"][2]))
+    with pytest.raises(LockfileError, match=r"packages\[7\]\.url: .* is described twice"):
+        from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("version: 1\ninputs: [\n", "(line 3, column 1)"),
+        ("version: 1\n  bad: indent\n", "(line 2, column 6)"),
+        ("\tversion: 1\n", "(line 1, column 1)"),
+        ("version: 1\npackages: {a: [1, 2}\n", "(line 2, column"),
+    ],
+)
+def test_bad_yaml_names_line_and_column(text: str, where: str) -> None:
+    with pytest.raises(LockfileError) as info:
+        loads(text, source="demo/lockenv.lock")
+    message = str(info.value)
+    assert message.startswith("demo/lockenv.lock is not valid YAML ")
+    assert where in message
+    assert "lockenv lock" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "- a\n- b\n", "just text\n", "1\n"])
+def test_not_a_mapping(text: str) -> None:
+    with pytest.raises(LockfileError, match=r"\(top\): expected a mapping.*lockenv lock"):
+        loads(text)
+
+
+@pytest.mark.parametrize("marker", ["<<<<<<< HEAD", "=======", ">>>>>>> feature"])
+def test_merge_conflict_markers(marker: str) -> None:
+    lines = dumps(sample_lock()).splitlines(keepends=True)
+    lines.insert(9, marker + "\n")
+    with pytest.raises(LockfileError) as info:
+        loads("".join(lines))
+    message = str(info.value)
+    assert "merge conflict" in message
+    assert "(line 10)" in message
+    assert "lockenv lock" in message
+    assert "\n" not in message
+
+
+def test_indented_conflict_like_text_is_not_a_marker() -> None:
+    lock = sample_lock()
+    wheel = _wheel("odd", "1.0")
+    odd = dataclasses.replace(wheel, requires_dist=("a\n=======\n<<<<<<< b",))
+    lock = dataclasses.replace(lock, artifacts={**lock.artifacts, odd.url: odd})
+    assert loads(dumps(lock)).artifacts[odd.url] == odd
+
+
+@pytest.mark.parametrize("version", [0, 2, 99])
+def test_wrong_lock_version(version: int, schema_validator: Any) -> None:
+    data = _good()
+    data["version"] = version
+    with pytest.raises(LockfileError) as info:
+        loads(yaml.safe_dump(data))
+    message = str(info.value)
+    assert f"version {version}" in message
+    assert "lockenv lock" in message
+    assert _schema_errors(schema_validator, data) != []
+
+
+def test_lockfile_error_is_an_input_error() -> None:
+    assert issubclass(LockfileError, LockenvError)
+    assert LockfileError.exit_code == 2
+
+
+# ---------------------------------------------------------------------------- schema itself
+
+
+def _rename_env(old: str, new: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(data: dict[str, Any]) -> None:
+        data["environments"][new] = data["environments"].pop(old)
+
+    return mutate
+
+
+def _duplicate_ref(data: dict[str, Any]) -> None:
+    refs = data["environments"]["test"]["packages"]["win-64"]
+    refs.append(dict(refs[0]))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "why"),
+    [
+        (_set("inputs.platforms", ["plan9-64"]), "unknown platform"),
+        (_set("environments.test.packages.plan9-64", []), "unknown platform key"),
+        (_rename_env("test", "../x"), "environment name escapes .lockenv/envs"),
+        (_rename_env("test", "Test"), "environment name the manifest refuses"),
+        (_set("inputs.exclude-newer", "yesterday"), "not a date-time"),
+        (_set("packages[2].upload-time", "2024-01-01"), "upload-time without a time"),
+        (_set("packages[0].noarch", "java"), "unknown noarch"),
+        (_set("packages[0].subdir", "plan9-64"), "unknown subdir"),
+        (_set("packages[0].build-number", -1), "negative build number"),
+        (_set("packages[0].timestamp", -1), "negative timestamp"),
+        (_set("packages[2].requires-dist", []), "empty lists are left out by the writer"),
+        (_set("inputs.system-requirements.glibc", 2.17), "system requirement not a string"),
+        (_set("environments.test.requirements", ...), "requirements are always written"),
+        (_set("inputs.channels", ...), "channels are always written"),
+        (_duplicate_ref, "a platform names an artifact once"),
+    ],
+)
+def test_schema_is_strict(
+    mutate: Callable[[dict[str, Any]], None], why: str, schema_validator: Any
+) -> None:
+    data = _good()
+    mutate(data)
+    assert _schema_errors(schema_validator, data) != [], why
+
+
+# ---------------------------------------------------------------------------- model helpers
+
+
+def test_packages_for_and_environment() -> None:
+    lock = loads(dumps(sample_lock()))
+    names = [a.name for a in lock.packages_for("default", "osx-arm64")]
+    assert names == ["attrs", "numpy", "six"]
+    with pytest.raises(LockfileError, match=r"no environment 'nope' \(it has: default, test\)"):
+        lock.environment("nope")
+    with pytest.raises(LockfileError, match=r"not locked for platform 'osx-64'.*lockenv lock"):
+        lock.packages_for("test", "osx-64")
+
+
+def test_env_requested_names() -> None:
+    env = LockedEnvironment(
+        name="x",
+        pypi_requirements=("Foo_Bar[extra]>=1", "not a requirement !!"),
+        conda_requirements=("conda-forge::NumPy >=1.26", "python 3.11.*", "zlib"),
+    )
+    assert env_requested_names(env) == frozenset({"foo-bar", "numpy", "python", "zlib"})
+
+
+def test_artifact_kinds() -> None:
+    assert _wheel("six", "1.0").kind == "pypi"
+    assert _wheel("six", "1.0").is_wheel
+    assert _conda("zlib", "1.3", "linux-64").kind == "conda"
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def _listing(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+def test_write_lockfile(tmp_path: Path) -> None:
+    path = tmp_path / LOCK_NAME
+    lock = sample_lock()
+    assert write_lockfile(lock, path) is True
+    assert path.read_text(encoding="utf-8") == dumps(lock)
+    stat = path.stat()
+    # Unchanged: not rewritten at all (mtime and inode kept, so no needless diffs or syncs).
+    assert write_lockfile(shuffled(lock, random.Random(1)), path) is False
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    changed = dataclasses.replace(lock, inputs=dataclasses.replace(lock.inputs, exclude_newer=None))
+    assert write_lockfile(changed, path) is True
+    assert read_lockfile(path) == canonical(changed)
+    assert _listing(tmp_path) == [LOCK_NAME]
+
+
+def test_write_lockfile_replaces_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / LOCK_NAME
+    write_lockfile(sample_lock(), path)
+    before = path.read_bytes()
+    seen: list[bytes] = []
+    original = os.replace
+
+    def replace(source: Any, target: Any) -> None:
+        # The new bytes are complete on disk before they take the lock's name.
+        seen.append(Path(source).read_bytes())
+        assert Path(target).read_bytes() == before
+        original(source, target)
+
+    monkeypatch.setattr("lockenv.lockfile.os.replace", replace)
+    changed = dataclasses.replace(sample_lock(), lockenv_version="9.9.9")
+    assert write_lockfile(changed, path) is True
+    assert seen == [dumps(changed).encode()]
+    assert _listing(tmp_path) == [LOCK_NAME]
+
+
+def test_write_lockfile_failure_leaves_old_lock_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / LOCK_NAME
+    write_lockfile(sample_lock(), path)
+    before = path.read_bytes()
+
+    def replace(source: Any, target: Any) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr("lockenv.lockfile.os.replace", replace)
+    with pytest.raises(OSError):
+        write_lockfile(dataclasses.replace(sample_lock(), lockenv_version="9.9.9"), path)
+    assert path.read_bytes() == before
+    assert _listing(tmp_path) == [LOCK_NAME]
+
+
+def test_read_lockfile_errors(tmp_path: Path) -> None:
+    with pytest.raises(LockfileError, match=r"no lockfile at .*run `lockenv lock` first"):
+        read_lockfile(tmp_path / LOCK_NAME)
+    bad = tmp_path / LOCK_NAME
+    bad.write_bytes(b"version: 1\n\xff\xfe\n")
+    with pytest.raises(LockfileError, match="cannot read"):
+        read_lockfile(bad)
+    bad.write_text("version: 1\ninputs: [\n", encoding="utf-8")
+    with pytest.raises(LockfileError, match=re.escape(f"{bad!s} is not valid YAML (line 3")):
+        read_lockfile(bad)
+
+
+# ---------------------------------------------------------------------------- regressions
+# Each of these once got through the reader or writer.
+
+
+def test_environment_name_cannot_escape() -> None:
+    data = _good()
+    data["environments"]["../../outside"] = data["environments"].pop("test")
+    with pytest.raises(LockfileError, match=r"environments\.\.\./\.\./outside"):
+        from_dict(data)
+
+
+def test_duplicate_keys_are_refused() -> None:
+    text = dumps(sample_lock()).replace("size: 0\n", "size: 0\n  size: 1\n", 1)
+    with pytest.raises(LockfileError, match="size"):
+        loads(text)
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
+def test_bytes_do_not_depend_on_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = sample_lock()
+    odd = dataclasses.replace(_wheel("odd", "1.0"), requires_dist=("caf\u00e9 \U0001f600",))
+    lock = dataclasses.replace(lock, artifacts={**lock.artifacts, odd.url: odd})
+    with_libyaml = dumps(lock)
+    monkeypatch.delattr(yaml, "CSafeDumper", raising=False)
+    assert dumps(lock) == with_libyaml
