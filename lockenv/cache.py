@@ -20,9 +20,7 @@ import contextlib
 import errno
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +66,8 @@ def remove_tree(path: Path) -> None:
         return
     except OSError:
         pass
+    import shutil
+
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -87,6 +87,8 @@ class Cache:
 
     def make_temp_dir(self, purpose: str) -> Path:
         """A fresh directory under ``tmp/`` on the cache's filesystem, for `publish_dir`."""
+        import tempfile
+
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=tmp))

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lockenv import __version__
 from lockenv.errors import EXIT_INPUT_ERROR, LockenvError, UsageError
@@ -176,7 +176,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     removed: list[str] = []
 
     def edit(text: str, in_pyproject: bool) -> str:
-        kind = "pypi" if args.pypi else "any"
+        kind: Literal["pypi", "any"] = "pypi" if args.pypi else "any"
         new_text, names = manifest_edit.remove_dependencies(
             text, args.names, feature=args.feature, in_pyproject=in_pyproject, kind=kind
         )
@@ -307,6 +307,117 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------- environments
+
+
+def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
+    from lockenv import workspace
+    from lockenv.materialize import SyncOptions
+
+    target = workspace.sync_target(
+        manifest=Path(args.manifest) if args.manifest else None,
+        lock_file=Path(args.lock) if getattr(args, "lock", None) else None,
+        env=args.environment,
+        prefix=Path(args.prefix) if args.prefix else None,
+    )
+    options = SyncOptions(
+        link_mode=getattr(args, "link_mode", "hardlink"),
+        offline=args.offline,
+        python=Path(args.python) if getattr(args, "python", None) else None,
+        compile_bytecode=getattr(args, "compile", False),
+    )
+    report = workspace.sync(
+        target,
+        locked=args.locked,
+        frozen=args.frozen,
+        lock_options=lambda: _lock_options(args),
+        sync_options=options,
+        say=_OUT.progress,
+    )
+    if report is None:
+        if announce:
+            _OUT.note(f"environment {args.environment!r} is up to date ({target.prefix})")
+    elif announce:
+        _OUT.note(
+            f"synced {args.environment!r} in {report.seconds:.2f}s: "
+            f"{len(report.installed)} installed, {len(report.removed)} removed, "
+            f"{len(report.unchanged)} unchanged ({target.prefix})"
+        )
+    return target.prefix
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    _sync(args, announce=True)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from lockenv.materialize import activation_env
+
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("nothing to run: use `lockenv run -- CMD [ARG]...`")
+    args.lock = None
+    prefix = _sync(args, announce=False)
+    env = activation_env(prefix, os.environ)
+    if os.name != "nt":
+        import shutil
+
+        program = shutil.which(command[0], path=env.get("PATH"))
+        if program is None:
+            raise UsageError(
+                f"{command[0]!r} is not a command in environment {args.environment!r} or on PATH"
+            )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # exec: signals and the exit status reach the caller as if lockenv were not there.
+        os.execve(program, command, env)
+    return subprocess.call(command, env=env)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from lockenv import workspace
+    from lockenv.lockfile import read_lockfile
+    from lockenv.platforms import current_platform
+    from lockenv.verify import environment_digest, verify_environment
+
+    target = workspace.sync_target(
+        manifest=Path(args.manifest) if args.manifest else None,
+        lock_file=Path(args.lock) if args.lock else None,
+        env=args.environment,
+        prefix=Path(args.prefix) if args.prefix else None,
+    )
+    lock = read_lockfile(target.lock_path) if target.lock_path.exists() else None
+    report = verify_environment(target.prefix, lock, args.environment, current_platform())
+    digest = environment_digest(target.prefix) if args.digest and report.ok else None
+    if args.json:
+        data = report.to_json()
+        if digest:
+            data["digest"] = digest
+        print(json.dumps(data, indent=2))
+    else:
+        for label, items in (
+            ("modified", report.modified),
+            ("missing", report.missing),
+            ("extra", report.extra),
+            ("missing package", report.missing_packages),
+            ("extra package", report.extra_packages),
+            ("mismatched package", report.mismatched_packages),
+            ("problem", report.problems),
+        ):
+            for item in items:
+                print(f"{label}: {item}")
+        if digest:
+            print(digest)
+        if report.ok:
+            _OUT.note(f"{report.files_checked} files verified in {target.prefix}")
+    return 0 if report.ok else 1
+
+
 # ------------------------------------------------------------------------- parser
 
 
@@ -326,8 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    # The global options work after the command too (`lockenv lock -q`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--manifest", metavar="PATH", default=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS)
+
     def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
         p.set_defaults(handler=handler)
         return p
 
@@ -375,18 +492,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("cache", cmd_cache, "the shared cache")
     p.add_argument("action", choices=["dir", "clean"])
 
-    _add_materializer_commands(command)
+    p = command("sync", cmd_sync, "build or update an environment from the lock")
+    _env_options(p)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--locked", action="store_true", help="fail (exit 1) if the lock is stale; never write it"
+    )
+    mode.add_argument(
+        "--frozen", action="store_true", help="use the lock as it is, without reading the manifest"
+    )
+    p.add_argument("--lock", metavar="FILE", help="materialize this lockfile (needs --prefix)")
+    p.add_argument("--offline", action="store_true", help="use the cache only")
+    p.add_argument("--python", metavar="PATH", help="the host interpreter to build on")
+    p.add_argument("--link-mode", choices=["hardlink", "copy", "symlink"], default="hardlink")
+    p.add_argument("--compile", action="store_true", help="write deterministic bytecode")
+
+    p = command("run", cmd_run, "run a command in an environment (syncing it first)")
+    _env_options(p)
+    p.add_argument("--frozen", action="store_true")
+    p.add_argument("--locked", action="store_true")
+    p.add_argument("--offline", action="store_true")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG]...")
+
+    p = command("verify", cmd_verify, "re-hash an environment against its lock")
+    _env_options(p)
+    p.add_argument("--lock", metavar="FILE")
+    p.add_argument(
+        "--digest", action="store_true", help="print one hash of the environment's contents"
+    )
+    p.add_argument("--json", action="store_true")
     return parser
 
 
-def _add_materializer_commands(
-    command: Callable[[str, Handler, str], argparse.ArgumentParser],
-) -> None:
-    try:
-        from lockenv import cli_env
-    except ImportError:  # the materializer is optional while it is being built
-        return
-    cli_env.add_commands(command)
+def _env_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-e", "--environment", default="default", metavar="ENV")
+    p.add_argument("--prefix", metavar="DIR", help="where the environment lives")
 
 
 _OUT = _Output(0)

@@ -9,7 +9,8 @@ while the network is the bottleneck.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,13 +22,21 @@ from packaging.version import Version
 
 from lockenv.errors import LockenvError, ResolutionError
 from lockenv.lockfile import (
+    Artifact,
+    CondaArtifact,
     LockedEnvironment,
     Lockfile,
     LockInputs,
     PypiArtifact,
     sequence_of_urls,
 )
-from lockenv.platforms import get_platform, marker_environment, python_target, wheel_tags
+from lockenv.platforms import (
+    get_platform,
+    marker_environment,
+    python_target,
+    virtual_packages,
+    wheel_tags,
+)
 from lockenv.pypi.provider import (
     PYTHON,
     Candidate,
@@ -38,8 +47,11 @@ from lockenv.pypi.provider import (
 )
 
 if TYPE_CHECKING:
+    from lockenv.conda.matchspec import MatchSpec
+    from lockenv.conda.repodata import ChannelClient, RepoRecord
+    from lockenv.conda.solver import CondaCandidate
     from lockenv.http import HttpClient
-    from lockenv.manifest import EnvironmentSpec, Manifest
+    from lockenv.manifest import CondaDependency, EnvironmentSpec, Manifest
     from lockenv.pypi.index import DistFile, PackageIndex
     from lockenv.pypi.metadata import MetadataFetcher
 
@@ -62,7 +74,14 @@ class LockOptions:
 class _Job:
     env: EnvironmentSpec
     platform: str
-    python: Version
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Pins:
+    """What one job locked: conda records first, then PyPI files on top of them."""
+
+    artifacts: list[Artifact]
+    python: Version | None  # the Python a PyPI-only environment was resolved for
 
 
 def manifest_inputs(manifest: Manifest, index_urls: Sequence[str]) -> LockInputs:
@@ -123,18 +142,11 @@ def lock_manifest(
 
     index_urls = index_urls_for(manifest)
     cache_dir = options.cache_dir or default_cache_dir()
-    jobs: list[_Job] = []
-    for env_name in manifest.environment_names():
-        spec = manifest.environment(env_name)
-        if spec.dependencies:
-            names = ", ".join(d.name for d in spec.dependencies)
-            raise ResolutionError(
-                f"environment {env_name!r} has conda dependencies ({names}): conda channels "
-                "are not supported by this lockenv yet; move them to [pypi-dependencies]"
-            )
-        python = python_target(spec.requires_python)
-        jobs.extend(_Job(env=spec, platform=p, python=python) for p in spec.platforms)
-
+    jobs = [
+        _Job(env=spec, platform=platform)
+        for spec in map(manifest.environment, manifest.environment_names())
+        for platform in spec.platforms
+    ]
     with (
         HttpClient(cache_dir, offline=options.offline, refresh=options.refresh) as http,
         PackageIndex(
@@ -153,23 +165,29 @@ def lock_manifest(
             previous=previous,
             options=options,
             progress=progress,
+            root=manifest.root,
+            exclude_newer=manifest.exclude_newer,
         )
         with ThreadPoolExecutor(max_workers=max(1, min(options.jobs, len(jobs)))) as pool:
             results = list(pool.map(resolver.resolve_job, jobs))
 
-    artifacts: dict[str, PypiArtifact] = {}
+    artifacts: dict[str, Artifact] = {}
     environments: dict[str, dict[str, tuple[str, ...]]] = {}
-    for job, pinned in zip(jobs, results, strict=True):
-        for artifact in pinned:
+    pythons: dict[str, Version | None] = {}
+    for job, pins in zip(jobs, results, strict=True):
+        for artifact in pins.artifacts:
             artifacts.setdefault(artifact.url, artifact)
-        environments.setdefault(job.env.name, {})[job.platform] = sequence_of_urls(pinned)
+        environments.setdefault(job.env.name, {})[job.platform] = sequence_of_urls(pins.artifacts)
+        pythons[job.env.name] = pins.python
 
     locked_envs: dict[str, LockedEnvironment] = {}
     for env_name, platforms in environments.items():
         spec = manifest.environment(env_name)
+        python = pythons[env_name]
         locked_envs[env_name] = LockedEnvironment(
             name=env_name,
-            python=str(python_target(spec.requires_python)),
+            python=str(python) if python is not None else None,
+            conda_requirements=tuple(sorted(str(conda_spec(d)) for d in spec.dependencies)),
             pypi_requirements=tuple(sorted(str(d.requirement) for d in spec.pypi_dependencies)),
             packages=platforms,
         )
@@ -180,8 +198,15 @@ def lock_manifest(
     )
 
 
+def conda_spec(dependency: CondaDependency) -> MatchSpec:
+    """The MatchSpec a manifest ``[dependencies]`` entry stands for."""
+    from lockenv.conda.matchspec import parse_manifest_spec
+
+    return parse_manifest_spec(dependency.name, dependency.spec, channel=dependency.channel)
+
+
 class _Resolver:
-    """Runs one resolvelib resolution per job; shared state is thread-safe."""
+    """Runs the resolutions of one job (conda, then PyPI); shared state is thread-safe."""
 
     def __init__(
         self,
@@ -192,6 +217,8 @@ class _Resolver:
         previous: Lockfile | None,
         options: LockOptions,
         progress: Progress | None,
+        root: Path,
+        exclude_newer: datetime | None,
     ) -> None:
         self.index = index
         self.metadata = metadata
@@ -199,35 +226,170 @@ class _Resolver:
         self.previous = previous
         self.options = options
         self.progress = progress
+        self.root = root
+        self.exclude_newer = exclude_newer
+        self._channel_client: ChannelClient | None = None
+        self._client_lock = threading.Lock()
 
-    def preferences(self, env: str, platform: str) -> dict[NormalizedName, Version]:
+    def _locked(self, env: str, platform: str, kind: str) -> list[Artifact]:
         if self.previous is None or self.options.update_all:
-            return {}
+            return []
         locked = self.previous.environments.get(env)
         if locked is None or platform not in locked.packages:
-            return {}
+            return []
+        return [
+            a
+            for a in (self.previous.artifacts[url] for url in locked.packages[platform])
+            if a.kind == kind and canonicalize_name(a.name) not in self.options.update
+        ]
+
+    def pypi_preferences(self, env: str, platform: str) -> dict[NormalizedName, Version]:
         prefs: dict[NormalizedName, Version] = {}
-        for url in locked.packages[platform]:
-            artifact = self.previous.artifacts[url]
-            name = canonicalize_name(artifact.name)
-            if artifact.kind == "pypi" and name not in self.options.update:
-                try:
-                    prefs[name] = Version(artifact.version)
-                except ValueError:
-                    continue
+        for artifact in self._locked(env, platform, "pypi"):
+            try:
+                prefs[canonicalize_name(artifact.name)] = Version(artifact.version)
+            except ValueError:
+                continue
         return prefs
 
-    def resolve_job(self, job: _Job) -> list[PypiArtifact]:
+    def resolve_job(self, job: _Job) -> _Pins:
+        conda: list[CondaArtifact] = []
+        provided: dict[NormalizedName, Version] = {}
+        if job.env.dependencies:
+            conda = self.resolve_conda(job)
+            python_record = next((a for a in conda if a.name == "python"), None)
+            if python_record is None:
+                if job.env.pypi_dependencies:
+                    raise ResolutionError(
+                        f"environment {job.env.name!r} mixes conda and PyPI packages but "
+                        "locks no conda `python` to install the PyPI packages into: add "
+                        "python to [dependencies]"
+                    )
+                return _Pins(artifacts=list(conda), python=None)
+            python = Version(python_record.version)
+            # A PyPI package whose name a conda package has is not installed again: the
+            # conda one satisfies it (conda wins, as in pixi).
+            for artifact in conda:
+                try:
+                    provided[canonicalize_name(artifact.name)] = Version(artifact.version)
+                except ValueError:
+                    continue
+        else:
+            python = python_target(job.env.requires_python)
+        pypi = self.resolve_pypi(job, python, provided) if job.env.pypi_dependencies else []
+        return _Pins(artifacts=[*conda, *pypi], python=None if job.env.dependencies else python)
+
+    # -- conda -----------------------------------------------------------------------
+
+    def channel_client(self) -> ChannelClient:
+        from lockenv.conda.repodata import ChannelClient
+
+        with self._client_lock:
+            if self._channel_client is None:
+                self._channel_client = ChannelClient(self.http)
+            return self._channel_client
+
+    def resolve_conda(self, job: _Job) -> list[CondaArtifact]:
+        from resolvelib import BaseReporter, Resolver
+        from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
+
+        from lockenv.conda.repodata import Channel
+        from lockenv.conda.solver import CondaProvider, CondaReq, explain_conda_conflict
+
+        if not job.env.channels:
+            raise ResolutionError(
+                f"environment {job.env.name!r} has conda dependencies but no channels: add "
+                "[project] channels = [...]"
+            )
+        channels = [Channel.parse(c, root=self.root) for c in job.env.channels]
+        records = self.channel_client().records_by_name(channels, [job.platform])
+        system = job.env.system_requirements
+        direct = [conda_spec(d) for d in job.env.dependencies]
+        provider = CondaProvider(
+            records=records,
+            virtual_packages=virtual_packages(
+                get_platform(job.platform),
+                glibc=system.glibc,
+                macos=system.macos,
+                cuda=system.cuda,
+                archspec=system.archspec,
+            ),
+            direct=direct,
+            preferences={
+                a.name: a.filename for a in self._locked(job.env.name, job.platform, "conda")
+            },
+            exclude_newer_ms=(
+                int(self.exclude_newer.timestamp() * 1000) if self.exclude_newer else None
+            ),
+        )
+        if self.progress:
+            self.progress(f"solving conda packages of {job.env.name} for {job.platform}")
+        resolver: Resolver[CondaReq, CondaCandidate, str] = Resolver(provider, BaseReporter())
+        try:
+            result = resolver.resolve([CondaReq(s) for s in direct], max_rounds=20_000)
+        except ResolutionImpossible as exc:
+            raise ResolutionError(
+                f"cannot lock environment {job.env.name!r} for {job.platform}: "
+                f"{explain_conda_conflict(exc.causes, provider, job.platform)}"
+            ) from None
+        except ResolutionTooDeep:
+            raise ResolutionError(
+                f"cannot lock environment {job.env.name!r} for {job.platform}: the conda "
+                "solver gave up after too many backtracking rounds; pin some packages"
+            ) from None
+        return [
+            self.conda_artifact(candidate.record)
+            for candidate in result.mapping.values()
+            if candidate.record is not None
+        ]
+
+    def conda_artifact(self, record: RepoRecord) -> CondaArtifact:
+        from lockenv.http import redact_url
+
+        sha256, size = record.sha256, record.size
+        if sha256 is None or size is None:
+            sha256, size = self._hash_download(record.url)
+        return CondaArtifact(
+            name=record.name,
+            version=record.version,
+            build=record.build,
+            build_number=record.build_number,
+            subdir=record.subdir,
+            filename=record.filename,
+            url=redact_url(record.url),
+            sha256=sha256,
+            size=size,
+            md5=record.md5,
+            depends=record.depends,
+            constrains=record.constrains,
+            timestamp=record.timestamp,
+            channel=record.channel,
+            noarch=record.noarch,
+            license=record.license,
+            track_features=record.track_features,
+        )
+
+    def _hash_download(self, url: str) -> tuple[str, int]:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="lockenv-hash-") as tmp:
+            return self.http.download(url, Path(tmp) / "artifact", sha256=None, size=None)
+
+    # -- PyPI ------------------------------------------------------------------------
+
+    def resolve_pypi(
+        self, job: _Job, python: Version, provided: Mapping[NormalizedName, Version]
+    ) -> list[PypiArtifact]:
         from resolvelib import BaseReporter, Resolver
         from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
         target_platform = get_platform(job.platform)
         system = job.env.system_requirements
-        tags = wheel_tags(target_platform, job.python, glibc=system.glibc, macos=system.macos)
+        tags = wheel_tags(target_platform, python, glibc=system.glibc, macos=system.macos)
         target = PypiTarget(
             platform=job.platform,
-            python=job.python,
-            markers=marker_environment(target_platform, job.python),
+            python=python,
+            markers=marker_environment(target_platform, python),
             tag_rank={tag: rank for rank, tag in reversed(list(enumerate(tags)))},
         )
         direct = [d.requirement for d in job.env.pypi_dependencies]
@@ -237,20 +399,21 @@ class _Resolver:
             metadata=self.metadata,
             target=target,
             direct=applicable,
-            preferences=self.preferences(job.env.name, job.platform),
+            preferences=self.pypi_preferences(job.env.name, job.platform),
+            provided=provided,
         )
         requirements: list[Req] = []
         for requirement in applicable:
             requirements.extend(requirement_to_reqs(requirement, None))
         if self.progress:
-            self.progress(f"resolving {job.env.name} for {job.platform} (Python {job.python})")
+            self.progress(f"resolving {job.env.name} for {job.platform} (Python {python})")
         resolver: Resolver[Req, Candidate, str] = Resolver(provider, BaseReporter())
         try:
             result = resolver.resolve(requirements, max_rounds=20_000)
         except ResolutionImpossible as exc:
             raise ResolutionError(
                 f"cannot lock environment {job.env.name!r} for {job.platform} "
-                f"(Python {job.python}): {explain_conflict(exc.causes, provider, self.index)}"
+                f"(Python {python}): {explain_conflict(exc.causes, provider, self.index)}"
             ) from None
         except ResolutionTooDeep:
             raise ResolutionError(
@@ -289,7 +452,7 @@ class _Resolver:
         )
 
 
-def explain_conflict(causes: Sequence[Any], provider: PypiProvider, index: PackageIndex) -> str:
+def explain_conflict(causes: Collection[Any], provider: PypiProvider, index: PackageIndex) -> str:
     """One line naming every requirement in the conflict and who asked for it."""
     by_name: dict[str, list[str]] = {}
     for cause in causes:
@@ -311,6 +474,8 @@ def explain_conflict(causes: Sequence[Any], provider: PypiProvider, index: Packa
 
 
 def _why_no_candidate(name: NormalizedName, provider: PypiProvider, index: PackageIndex) -> str:
+    if name in provider.provided:
+        return f"conda provides {name} {provider.provided[name]}"
     evaluation = provider.evaluations.get(name)
     if evaluation is None:
         return ""

@@ -10,14 +10,14 @@ comments and key order in the manifest never make a lock stale.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from lockenv.lockfile import Lockfile, PypiArtifact
+from lockenv.lockfile import CondaArtifact, Lockfile, PypiArtifact
 from lockenv.platforms import get_platform, marker_environment, python_target
 
 if TYPE_CHECKING:
@@ -61,28 +61,123 @@ def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
 def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile) -> list[str]:
     locked = lock.environments[spec.name]
     reasons: list[str] = []
-    python = python_target(spec.requires_python)
-    if locked.python is not None and locked.python != str(python):
-        reasons.append(
-            f"{spec.name}: locked for Python {locked.python}, the manifest asks for Python {python}"
-        )
-        return reasons
-    if spec.dependencies:
-        reasons.append(f"{spec.name}: has conda dependencies, which the lock cannot hold yet")
+    python: Version | None = None
+    if not spec.dependencies:
+        python = python_target(spec.requires_python)
+        if locked.python != str(python):
+            reasons.append(
+                f"{spec.name}: locked for Python {locked.python}, the manifest asks for "
+                f"Python {python}"
+            )
+            return reasons
     for platform in spec.platforms:
         if platform not in locked.packages:
             reasons.append(f"{spec.name}: platform {platform} is not locked")
             continue
         pinned = [lock.artifacts[url] for url in locked.packages[platform]]
-        pypi = {canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact)}
+        conda = {a.name: a for a in pinned if isinstance(a, CondaArtifact)}
+        problems = _conda_problems(spec, platform, conda) if spec.dependencies else []
+        if spec.dependencies:
+            python = Version(conda["python"].version) if "python" in conda else None
+        pypi: dict[str, PypiArtifact] = {
+            canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact)
+        }
         direct = [d.requirement for d in spec.pypi_dependencies]
-        problems = _closure_problems(
-            direct, pypi, marker_environment(get_platform(platform), python), python
-        )
+        if python is not None:
+            provided: dict[str, Version] = {
+                canonicalize_name(name): Version(a.version)
+                for name, a in conda.items()
+                if _is_version(a.version)
+            }
+            problems += _closure_problems(
+                direct,
+                pypi,
+                marker_environment(get_platform(platform), python),
+                python,
+                provided,
+            )
+        elif direct:
+            problems.append("PyPI packages need a conda `python` in the environment")
         reasons.extend(f"{spec.name} on {platform}: {p}" for p in problems)
     for platform in sorted(set(locked.packages) - set(spec.platforms)):
         reasons.append(f"{spec.name}: platform {platform} is locked but no longer a target")
     return reasons
+
+
+def _is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def _conda_problems(
+    spec: EnvironmentSpec, platform: str, pinned: dict[str, CondaArtifact]
+) -> list[str]:
+    """The conda side: manifest specs and every record's depends met, constrains kept."""
+    from lockenv.conda.solver import parse_spec
+    from lockenv.platforms import virtual_packages
+    from lockenv.resolve import conda_spec
+
+    system = spec.system_requirements
+    virtual = {
+        v.name: v
+        for v in virtual_packages(
+            get_platform(platform),
+            glibc=system.glibc,
+            macos=system.macos,
+            cuda=system.cuda,
+            archspec=system.archspec,
+        )
+    }
+    problems: list[str] = []
+    queue: deque[tuple[str, str]] = deque(
+        (str(conda_spec(d)), "the manifest") for d in spec.dependencies
+    )
+    reached: set[str] = set()
+    while queue:
+        text, asker = queue.popleft()
+        match = parse_spec(text)
+        record: Any = pinned.get(match.name) or virtual.get(match.name)
+        if record is None:
+            problems.append(f"{asker} requires {text!r}, which is not locked")
+            continue
+        if not match.matches(_AsRecord(record)):
+            problems.append(
+                f"{asker} requires {text!r}, but {match.name} {record.version} {record.build} "
+                "is locked"
+            )
+        if match.name in pinned and match.name not in reached:
+            reached.add(match.name)
+            who = f"{record.name} {record.version}"
+            queue.extend((dep, who) for dep in record.depends)
+    for artifact in pinned.values():
+        for text in artifact.constrains:
+            match = parse_spec(text)
+            other = pinned.get(match.name)
+            if other is not None and not match.matches(_AsRecord(other)):
+                problems.append(
+                    f"{artifact.name} {artifact.version} constrains {text!r}, but "
+                    f"{other.name} {other.version} is locked"
+                )
+    for name in sorted(set(pinned) - reached):
+        problems.append(f"{name} {pinned[name].version} is locked but nothing requires it")
+    return problems
+
+
+class _AsRecord:
+    """A locked conda artifact or a virtual package, as MatchSpec.matches reads records."""
+
+    def __init__(self, source: Any) -> None:
+        self.name: str = source.name
+        self.version: str = source.version
+        self.build: str = source.build
+        self.build_number: int = getattr(source, "build_number", 0)
+        self.subdir: str | None = getattr(source, "subdir", None)
+        self.md5: str | None = getattr(source, "md5", None)
+        self.sha256: str | None = getattr(source, "sha256", None)
+        self.channel: str | None = getattr(source, "channel", None)
 
 
 def _closure_problems(
@@ -90,6 +185,7 @@ def _closure_problems(
     pinned: dict[str, PypiArtifact],
     markers: dict[str, str],
     python: Version,
+    provided: dict[str, Version] | None = None,
 ) -> list[str]:
     """Walk requirements from the manifest through the pins; report what does not hold."""
     problems: list[str] = []
@@ -100,8 +196,16 @@ def _closure_problems(
     extras_done: set[tuple[str, str]] = set()
     while queue:
         requirement, asker = queue.popleft()
-        name = canonicalize_name(requirement.name)
+        name: str = canonicalize_name(requirement.name)
         artifact = pinned.get(name)
+        if artifact is None and provided and name in provided:
+            # Installed by conda: only its version can be checked.
+            if not requirement.specifier.contains(provided[name], prereleases=True):
+                problems.append(
+                    f"{asker} requires {str(requirement)!r}, but conda provides "
+                    f"{name} {provided[name]}"
+                )
+            continue
         if artifact is None:
             problems.append(f"{asker} requires {str(requirement)!r}, which is not locked")
             continue

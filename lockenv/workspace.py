@@ -175,9 +175,12 @@ def lock(
 
 
 def ensure_locked(
-    paths: ProjectPaths, *, locked: bool, options: LockOptions, say: Say | None
+    paths: ProjectPaths, *, locked: bool, options: Callable[[], LockOptions], say: Say | None
 ) -> None:
-    """Make sure the lock satisfies the manifest: re-lock, or with ``locked`` fail."""
+    """Make sure the lock satisfies the manifest: re-lock, or with ``locked`` fail.
+
+    ``options`` is called only when a re-lock is needed (it imports the resolver).
+    """
     if known_fresh(paths):
         return
     manifest = load(paths)
@@ -192,7 +195,7 @@ def ensure_locked(
         )
     if say:
         say(f"lock is out of date ({reasons[0]}); locking")
-    lock(paths, options, say=say, manifest=manifest)
+    lock(paths, options(), say=say, manifest=manifest)
 
 
 def describe_changes(old: Lockfile | None, new: Lockfile) -> list[str]:
@@ -257,3 +260,76 @@ def require_env(lock: Lockfile, env: str) -> None:
     if env not in lock.environments:
         known = ", ".join(sorted(lock.environments)) or "none"
         raise LockfileError(f"the lock has no environment {env!r} (it has: {known})")
+
+
+# -------------------------------------------------------------- sync
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncTarget:
+    """Which lock to materialize, which environment of it, and where."""
+
+    lock_path: Path
+    env: str
+    prefix: Path
+    paths: ProjectPaths | None  # None: a lock given alone (--lock FILE), no manifest
+
+
+def sync_target(
+    *, manifest: Path | None, lock_file: Path | None, env: str, prefix: Path | None
+) -> SyncTarget:
+    """Resolve ``sync``'s options into a target, reading nothing but file names."""
+    if lock_file is not None:
+        if prefix is None:
+            raise UsageError("--lock FILE needs --prefix DIR: where to build the environment")
+        return SyncTarget(
+            lock_path=Path(os.path.abspath(lock_file)),
+            env=env,
+            prefix=Path(os.path.abspath(prefix)),
+            paths=None,
+        )
+    paths = locate(manifest)
+    return SyncTarget(
+        lock_path=paths.lock,
+        env=env,
+        prefix=Path(os.path.abspath(prefix or paths.env_prefix(env))),
+        paths=paths,
+    )
+
+
+def sync(
+    target: SyncTarget,
+    *,
+    locked: bool,
+    frozen: bool,
+    lock_options: Callable[[], LockOptions] | None,
+    sync_options: Any,
+    say: Say | None = None,
+) -> Any:
+    """Bring ``target.prefix`` in line with the lock (re-locking first unless told not to).
+
+    Returns the materializer's SyncReport, or None when the environment already matched
+    (decided from file hashes alone, without parsing the lock).
+    """
+    from lockenv.materialize import is_up_to_date
+
+    if target.paths is not None and not frozen:
+        assert lock_options is not None
+        ensure_locked(target.paths, locked=locked, options=lock_options, say=say)
+    try:
+        lock_bytes = target.lock_path.read_bytes()
+    except FileNotFoundError:
+        raise LockfileError(
+            f"no lockfile at {str(target.lock_path)!r}: run `lockenv lock` first"
+        ) from None
+    lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
+    if is_up_to_date(target.prefix, lock_sha256, target.env):
+        return None
+    from lockenv.lockfile import loads
+    from lockenv.materialize import sync_environment
+
+    lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
+    require_env(lock, target.env)
+    return sync_environment(
+        lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
+    )

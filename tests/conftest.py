@@ -87,3 +87,29 @@ def make_index_server(fixture_index_dir: Path) -> Iterator[Callable[..., IndexSe
             return stack.enter_context(serve_index(fixture_index_dir, **options))
 
         yield make
+
+
+# --- the fixture conda channel ---------------------------------------------------------
+
+from fixtures.build_channel import build_channel  # noqa: E402
+from fixtures.server import StaticServer, serve_static  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fixture_channel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture conda channel (``fixtures/channel_src``), built once per session.
+
+    ``<subdir>/repodata.json`` (+ ``.zst``, ``.bz2``) and the packages beside it, for
+    linux-64, linux-aarch64, osx-arm64, win-64 and noarch.  Read-only: copy it first to
+    change anything.
+    """
+    return build_channel(tmp_path_factory.mktemp("fixture-channel"))
+
+
+@pytest.fixture(scope="session")
+def channel_server(fixture_channel_dir: Path) -> Iterator[StaticServer]:
+    """The fixture channel over HTTP with ETag and Last-Modified; ``.url`` is the channel
+    root ``http://127.0.0.1:PORT/``.  Shared by the session: tests that inject failures or
+    corrupt files must start their own ``fixtures.server.serve_static``."""
+    with serve_static(fixture_channel_dir) as server:
+        yield server

@@ -7,47 +7,14 @@ over HTTP on 127.0.0.1 (or read through file://).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cli_support import lockenv, write_manifest
+
 SCHEMAS = Path(__file__).parent.parent / "schemas"
-
-
-def lockenv(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "lockenv", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=os.environ.copy(),
-        timeout=120,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"lockenv {' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
-def write_manifest(
-    root: Path, index_url: str, deps: str, *, platforms: str = '["linux-64", "osx-arm64", "win-64"]'
-) -> Path:
-    path = root / "lockenv.toml"
-    path.write_text(
-        "[project]\n"
-        'name = "demo"\n'
-        f"platforms = {platforms}\n"
-        f'indexes = ["{index_url}"]\n'
-        'requires-python = "==3.11.*"\n'
-        "\n[pypi-dependencies]\n" + deps
-    )
-    return path
 
 
 def test_new_user_flow(tmp_path: Path, index_server: Any) -> None:

@@ -15,7 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from packaging.tags import Tag
 from packaging.version import Version
-from test_http import Route, TinyServer
 
 from lockenv.errors import IndexAccessError
 from lockenv.http import HttpClient
@@ -28,6 +27,8 @@ from lockenv.pypi.index import (
     parse_json_links,
     parse_simple_page,
 )
+
+from test_http import Route, TinyServer
 
 PAGE = "https://example.invalid/simple/demo/"
 SHA = "a" * 64

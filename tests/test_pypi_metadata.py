@@ -16,7 +16,6 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from test_http import Route, TinyServer
 
 from lockenv import http as lhttp
 from lockenv.errors import IntegrityError, MetadataError
@@ -27,6 +26,8 @@ from lockenv.pypi.metadata import (
     fetch_artifact_info,
     parse_core_metadata,
 )
+
+from test_http import Route, TinyServer
 
 METADATA = b"""Metadata-Version: 2.3
 Name: Demo_Pkg

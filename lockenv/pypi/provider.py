@@ -85,7 +85,7 @@ class Candidate:
 
     @property
     def identifier(self) -> str:
-        if self.file is None:
+        if self.name == PYTHON:
             return PYTHON
         return f"{self.name}[{self.extra}]" if self.extra else self.name
 
@@ -123,7 +123,7 @@ def _split_identifier(identifier: str) -> tuple[NormalizedName, NormalizedName |
     return NormalizedName(identifier), None
 
 
-class PypiProvider(AbstractProvider):  # type: ignore[misc]
+class PypiProvider(AbstractProvider[Req, Candidate, str]):
     """resolvelib provider: finds candidates, orders them, reads their dependencies."""
 
     def __init__(
@@ -135,6 +135,7 @@ class PypiProvider(AbstractProvider):  # type: ignore[misc]
         direct: Sequence[Requirement],
         preferences: Mapping[NormalizedName, Version] | None = None,
         allow_prereleases: Iterable[NormalizedName] = (),
+        provided: Mapping[NormalizedName, Version] | None = None,
     ) -> None:
         super().__init__()
         self.index = index
@@ -144,6 +145,8 @@ class PypiProvider(AbstractProvider):  # type: ignore[misc]
         self.direct_order = {canonicalize_name(r.name): i for i, r in enumerate(direct)}
         self.preferences = dict(preferences or {})
         self.allow_prereleases = frozenset(allow_prereleases)
+        # Names another installer (conda) already provides, at the version it provides.
+        self.provided = dict(provided or {})
         self.evaluations: dict[NormalizedName, _Evaluation] = {}
         self._files_by_version: dict[NormalizedName, dict[Version, list[DistFile]]] = {}
         self._dependencies: dict[Candidate, list[Req]] = {}
@@ -193,6 +196,11 @@ class PypiProvider(AbstractProvider):  # type: ignore[misc]
             return []
         name, extra = _split_identifier(identifier)
         reqs = list(requirements[identifier])
+        if name in self.provided:
+            version = self.provided[name]
+            if all(r.specifier.contains(version, prereleases=True) for r in reqs):
+                return [Candidate(name, version, None, extra)]
+            return []
         bad = {c.version for c in incompatibilities[identifier]}
         exact = {r.exact for r in reqs if r.exact is not None}
         by_version = self._usable_files(name, pinned_versions=self._pinned_versions(reqs))
@@ -238,9 +246,6 @@ class PypiProvider(AbstractProvider):  # type: ignore[misc]
     # -- helpers ---------------------------------------------------------------------
 
     def _compute_dependencies(self, candidate: Candidate) -> list[Req]:
-        if candidate.file is None:
-            return []
-        meta = self.metadata.get(candidate.file)
         deps: list[Req] = []
         if candidate.extra is not None:
             deps.append(
@@ -253,6 +258,9 @@ class PypiProvider(AbstractProvider):  # type: ignore[misc]
                     exact=candidate.version,
                 )
             )
+            if candidate.file is None:  # provided by conda: its extras are its business
+                return deps
+            meta = self.metadata.get(candidate.file)
             if candidate.extra not in meta.provides_extra:
                 # pip warns and installs the base package alone; so do we.
                 return deps
@@ -262,6 +270,9 @@ class PypiProvider(AbstractProvider):  # type: ignore[misc]
                 ):
                     deps.extend(requirement_to_reqs(requirement, candidate))
             return deps
+        if candidate.file is None:
+            return deps
+        meta = self.metadata.get(candidate.file)
         if meta.requires_python is not None:
             deps.append(
                 Req(

@@ -1,0 +1,1 @@
+"""Conda packages: versions, MatchSpecs, channels, the resolver provider and archives."""

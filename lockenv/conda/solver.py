@@ -1,0 +1,303 @@
+"""The resolvelib provider for conda packages, for one target platform.
+
+Candidates are repodata records of the target's subdir and ``noarch``, ordered as conda
+orders them: records without ``track_features`` first, then the highest version, the
+highest build number and the newest timestamp.  Channels are strict: a name is taken
+from the first channel (in manifest order) that has it, so a mirror or a second channel
+cannot shadow the first one's packages (conda's and pixi's strict channel priority).
+
+``constrains`` restrict a package without requiring it: a constrained name that nothing
+depends on resolves to an *absent* candidate, which satisfies constraints only; a real
+dependency on it later makes the absent candidate fail and resolvelib backtracks to a
+real record.  Virtual packages (``__glibc``...) are single candidates made from the
+target's declared system requirements.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from resolvelib import AbstractProvider
+
+from lockenv.conda.matchspec import MatchSpec
+from lockenv.conda.version import VersionOrder
+from lockenv.errors import ResolutionError
+
+if TYPE_CHECKING:
+    from lockenv.conda.repodata import RepoRecord
+    from lockenv.platforms import VirtualPackage
+
+
+@lru_cache(maxsize=65536)
+def parse_spec(text: str) -> MatchSpec:
+    return MatchSpec.parse(text)
+
+
+@lru_cache(maxsize=65536)
+def parse_version(text: str) -> VersionOrder:
+    return VersionOrder.parse(text)
+
+
+@dataclass(frozen=True, slots=True)
+class CondaReq:
+    """A MatchSpec on one package, with the candidate that asked for it."""
+
+    spec: MatchSpec
+    parent: CondaCandidate | None = None
+    optional: bool = False  # from ``constrains``: limits the package, never requires it
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __str__(self) -> str:
+        return str(self.spec)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CondaCandidate:
+    """A repodata record, a virtual package, or the absence of a constrained package."""
+
+    name: str
+    version: str
+    build: str
+    build_number: int
+    record: RepoRecord | None = None
+    virtual: bool = False
+    absent: bool = False
+
+    # What MatchSpec.matches reads besides the fields above.
+    @property
+    def subdir(self) -> str | None:
+        return self.record.subdir if self.record else None
+
+    @property
+    def md5(self) -> str | None:
+        return self.record.md5 if self.record else None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.record.sha256 if self.record else None
+
+    @property
+    def channel(self) -> str | None:
+        return self.record.channel if self.record else None
+
+    @property
+    def fn(self) -> str | None:
+        return self.record.filename if self.record else None
+
+    @property
+    def url(self) -> str | None:
+        return self.record.url if self.record else None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        url = self.record.url if self.record else ("absent" if self.absent else "virtual")
+        return (self.name, self.version, self.build, url)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CondaCandidate) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __str__(self) -> str:
+        if self.absent:
+            return f"{self.name} (not installed)"
+        return f"{self.name} {self.version} {self.build}"
+
+
+def candidate_from_record(record: RepoRecord) -> CondaCandidate:
+    return CondaCandidate(
+        name=record.name,
+        version=record.version,
+        build=record.build,
+        build_number=record.build_number,
+        record=record,
+    )
+
+
+def _valid_version(text: str) -> bool:
+    """Records with versions conda cannot order are left out (broken repodata)."""
+    try:
+        parse_version(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _sort_key(candidate: CondaCandidate) -> tuple[bool, VersionOrder, int, int]:
+    record = candidate.record
+    assert record is not None
+    return (
+        not record.track_features,
+        parse_version(record.version),
+        record.build_number,
+        record.timestamp or 0,
+    )
+
+
+class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
+    """resolvelib provider over the records of one platform's subdir and noarch."""
+
+    def __init__(
+        self,
+        *,
+        records: Mapping[str, Sequence[RepoRecord]],
+        virtual_packages: Sequence[VirtualPackage],
+        direct: Sequence[MatchSpec],
+        preferences: Mapping[str, str] | None = None,  # name -> locked record's filename
+        exclude_newer_ms: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.records = records
+        self.virtual = {
+            v.name: CondaCandidate(
+                name=v.name, version=v.version, build=v.build, build_number=0, virtual=True
+            )
+            for v in virtual_packages
+        }
+        self.direct_names = frozenset(s.name for s in direct)
+        self.direct_order = {s.name: i for i, s in enumerate(direct)}
+        self.preferences = dict(preferences or {})
+        self.exclude_newer_ms = exclude_newer_ms
+        self._sorted: dict[str, list[CondaCandidate]] = {}
+        self._deps: dict[CondaCandidate, list[CondaReq]] = {}
+        self._lock = threading.Lock()
+
+    # -- resolvelib contract ---------------------------------------------------------
+
+    def identify(self, requirement_or_candidate: CondaReq | CondaCandidate) -> str:
+        return requirement_or_candidate.name
+
+    def get_preference(
+        self,
+        identifier: str,
+        resolutions: Mapping[str, CondaCandidate],
+        candidates: Mapping[str, Iterator[CondaCandidate]],
+        information: Mapping[str, Iterator[Any]],
+        backtrack_causes: Sequence[Any],
+    ) -> tuple[bool, bool, bool, bool, int, str]:
+        infos = list(information[identifier])
+        direct = any(info.parent is None for info in infos)
+        only_optional = all(info.requirement.optional for info in infos)
+        causes = {cause.requirement.name for cause in backtrack_causes}
+        return (
+            identifier not in self.virtual,
+            # What the user asked for is decided first and kept newest (pip's rule).
+            not direct,
+            identifier not in causes,
+            only_optional,
+            self.direct_order.get(identifier, len(self.direct_order)),
+            identifier,
+        )
+
+    def find_matches(
+        self,
+        identifier: str,
+        requirements: Mapping[str, Iterator[CondaReq]],
+        incompatibilities: Mapping[str, Iterator[CondaCandidate]],
+    ) -> list[CondaCandidate]:
+        reqs = list(requirements[identifier])
+        bad = set(incompatibilities[identifier])
+        if identifier in self.virtual:
+            pool = [self.virtual[identifier]]
+        else:
+            pool = self._candidates(identifier)
+        matches = [c for c in pool if c not in bad and all(r.spec.matches(c) for r in reqs)]
+        preferred = self.preferences.get(identifier)
+        if preferred is not None:
+            for i, candidate in enumerate(matches):
+                if candidate.record is not None and candidate.record.filename == preferred:
+                    matches.insert(0, matches.pop(i))
+                    break
+        if all(r.optional for r in reqs):
+            absent = CondaCandidate(
+                name=identifier, version="", build="", build_number=0, absent=True
+            )
+            if absent not in bad:
+                matches.insert(0, absent)
+        return matches
+
+    def is_satisfied_by(self, requirement: CondaReq, candidate: CondaCandidate) -> bool:
+        if candidate.absent:
+            return requirement.optional
+        return bool(requirement.spec.matches(candidate))
+
+    def get_dependencies(self, candidate: CondaCandidate) -> list[CondaReq]:
+        if candidate.record is None:
+            return []
+        cached = self._deps.get(candidate)
+        if cached is not None:
+            return cached
+        deps: list[CondaReq] = []
+        record = candidate.record
+        for text, optional in [
+            *((d, False) for d in record.depends),
+            *((c, True) for c in record.constrains),
+        ]:
+            try:
+                spec = parse_spec(text)
+            except ValueError as exc:
+                raise ResolutionError(
+                    f"{record.filename} in {record.channel} has an invalid dependency "
+                    f"{text!r} ({exc}); the channel's repodata is broken"
+                ) from None
+            deps.append(CondaReq(spec, candidate, optional))
+        self._deps[candidate] = deps
+        return deps
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _candidates(self, name: str) -> list[CondaCandidate]:
+        with self._lock:
+            cached = self._sorted.get(name)
+            if cached is not None:
+                return cached
+            records = [r for r in self.records.get(name, ()) if _valid_version(r.version)]
+            if self.exclude_newer_ms is not None:
+                cutoff = self.exclude_newer_ms
+                records = [r for r in records if r.timestamp is None or r.timestamp <= cutoff]
+            candidates = sorted(
+                (candidate_from_record(r) for r in records), key=_sort_key, reverse=True
+            )
+            self._sorted[name] = candidates
+            return candidates
+
+    def known(self, name: str) -> bool:
+        return name in self.virtual or bool(self.records.get(name))
+
+
+def explain_conda_conflict(causes: Collection[Any], provider: CondaProvider, platform: str) -> str:
+    """One line: every MatchSpec in the conflict, who asked for it, and why it failed."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for cause in causes:
+        req: CondaReq = cause.requirement
+        parent: CondaCandidate | None = cause.parent
+        who = f"{parent.name} {parent.version} requires" if parent else "the manifest asks for"
+        text = f"{who} {str(req.spec)!r}"
+        if text in seen:
+            continue
+        seen.add(text)
+        if req.name.startswith("__") and req.name not in provider.virtual:
+            text += (
+                f" (the {platform} target has no {req.name}: declare it under "
+                "[system-requirements])"
+            )
+        elif not provider.known(req.name):
+            text += f" (no package named {req.name!r} in the channels)"
+        elif len(causes) == 1:
+            versions = sorted(
+                {c.version for c in provider._candidates(req.name)}, key=parse_version
+            )
+            text += f" (available versions: {', '.join(versions[-6:])})"
+        parts.append(text)
+    if len(parts) == 1:
+        return parts[0]
+    return "these requirements conflict: " + "; ".join(parts)

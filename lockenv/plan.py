@@ -1,0 +1,209 @@
+"""What a synced environment records about itself, and the lock-versus-environment comparison.
+
+Every environment lockenv builds carries ``.lockenv-state.json`` at its root, written
+last into the staging tree and swapped in with it, so its presence means "complete".
+It records the lock (sha256 of its bytes), environment, platform, final prefix,
+interpreter, and for each installed distribution the artifact (sha256, file name) it
+came from.  The no-op check compares that record and a listing of site-packages
+(``os.listdir``: notices packages added or removed by hand) — nothing is hashed.
+
+Standard library only: this module is on the no-op fast path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "STATE_FILE",
+    "EnvState",
+    "InstalledPackage",
+    "SyncPlan",
+    "dist_info_names",
+    "plan_sync",
+    "read_state",
+    "write_state",
+]
+
+STATE_FILE = ".lockenv-state.json"
+STATE_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstalledPackage:
+    """One installed distribution and the locked artifact it was installed from."""
+
+    name: str  # normalized
+    version: str
+    sha256: str
+    filename: str
+    dist_info: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvState:
+    """The contents of ``.lockenv-state.json``."""
+
+    lock_sha256: str
+    environment: str
+    platform: str
+    prefix: str
+    lockenv_version: str
+    python_executable: str
+    python_version: str
+    site_packages: str  # relative to the prefix, POSIX
+    link_mode: str
+    bytecode: bool
+    packages: tuple[InstalledPackage, ...] = field(default=())
+
+    @property
+    def dist_infos(self) -> list[str]:
+        """Sorted dist-info directory names the environment should have."""
+        return sorted(p.dist_info for p in self.packages)
+
+    def to_json(self) -> str:
+        data = {
+            "format": STATE_FORMAT,
+            "lock_sha256": self.lock_sha256,
+            "environment": self.environment,
+            "platform": self.platform,
+            "prefix": self.prefix,
+            "lockenv_version": self.lockenv_version,
+            "python": {"executable": self.python_executable, "version": self.python_version},
+            "site_packages": self.site_packages,
+            "link_mode": self.link_mode,
+            "bytecode": self.bytecode,
+            "packages": [
+                {
+                    "name": p.name,
+                    "version": p.version,
+                    "sha256": p.sha256,
+                    "filename": p.filename,
+                    "dist_info": p.dist_info,
+                }
+                for p in sorted(self.packages, key=lambda p: p.name)
+            ],
+        }
+        return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> EnvState | None:
+        """The state in ``text``, or None when it is not a state this version understands."""
+        try:
+            data = json.loads(text)
+            if data.get("format") != STATE_FORMAT:
+                return None
+            return cls(
+                lock_sha256=str(data["lock_sha256"]),
+                environment=str(data["environment"]),
+                platform=str(data["platform"]),
+                prefix=str(data["prefix"]),
+                lockenv_version=str(data["lockenv_version"]),
+                python_executable=str(data["python"]["executable"]),
+                python_version=str(data["python"]["version"]),
+                site_packages=str(data["site_packages"]),
+                link_mode=str(data["link_mode"]),
+                bytecode=bool(data["bytecode"]),
+                packages=tuple(
+                    InstalledPackage(
+                        name=str(p["name"]),
+                        version=str(p["version"]),
+                        sha256=str(p["sha256"]),
+                        filename=str(p["filename"]),
+                        dist_info=str(p["dist_info"]),
+                    )
+                    for p in data["packages"]
+                ),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+def read_state(prefix: Path) -> EnvState | None:
+    """The state of the environment at ``prefix``; None if there is none (or it is unreadable)."""
+    try:
+        text = (prefix / STATE_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return EnvState.from_json(text)
+
+
+def write_state(root: Path, state: EnvState) -> None:
+    """Write ``state`` into the environment tree at ``root`` (atomically)."""
+    tmp = root / f"{STATE_FILE}.tmp"
+    tmp.write_text(state.to_json(), encoding="utf-8")
+    os.replace(tmp, root / STATE_FILE)
+
+
+def dist_info_names(site_packages: Path | str) -> list[str]:
+    """Sorted ``*.dist-info`` directory names in ``site_packages`` (empty if it is missing)."""
+    try:
+        return sorted(n for n in os.listdir(site_packages) if n.endswith(".dist-info"))
+    except OSError:
+        return []
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WantedPackage:
+    """A package the lock wants: what `plan_sync` needs of an artifact."""
+
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncPlan:
+    """How the lock differs from what is installed ("name==version" entries, sorted)."""
+
+    installed: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.installed or self.removed)
+
+
+def _split_dist_info(dist_info: str) -> tuple[str, str]:
+    name, _, version = dist_info[: -len(".dist-info")].rpartition("-")
+    return name.replace("_", "-").replace(".", "-").lower(), version
+
+
+def plan_sync(
+    wanted: Iterable[WantedPackage], state: EnvState | None, on_disk: Iterable[str]
+) -> SyncPlan:
+    """Compare the locked packages with the environment (its state and dist-info listing).
+
+    A package whose artifact changes is both removed (old) and installed (new).  Packages
+    installed by hand (a dist-info the state does not list) count as removed;
+    packages deleted by hand count as installed again.
+    """
+    present = set(on_disk)
+    previous: dict[str, InstalledPackage] = {}
+    if state is not None:
+        previous = {p.name: p for p in state.packages if p.dist_info in present}
+    known = {p.dist_info for p in previous.values()}
+    foreign: Mapping[str, str] = dict(_split_dist_info(d) for d in present - known)
+    installed, unchanged = [], []
+    kept: set[str] = set()
+    for w in wanted:
+        old = previous.get(w.name)
+        entry = f"{w.name}=={w.version}"
+        if old is not None and old.sha256 == w.sha256 and w.name not in foreign:
+            unchanged.append(entry)
+            kept.add(w.name)
+        else:
+            installed.append(entry)
+    # An upgrade is the old version removed and the new one installed, as uv reports it.
+    removed = [f"{p.name}=={p.version}" for n, p in previous.items() if n not in kept]
+    removed += [f"{n}=={v}" for n, v in foreign.items()]
+    return SyncPlan(
+        installed=tuple(sorted(installed)),
+        removed=tuple(sorted(set(removed))),
+        unchanged=tuple(sorted(unchanged)),
+    )

@@ -1,0 +1,184 @@
+"""Helpers shared by the materializer tests: locks over fixture wheels, hand-made wheels.
+
+Locks are built directly as `Lockfile` objects (no resolver): each artifact carries the
+real sha256 and size of a fixture wheel and a file:// or http://127.0.0.1 URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from lockenv.lockfile import LockedEnvironment, Lockfile, LockInputs, PypiArtifact
+from lockenv.platforms import current_platform
+
+PYTHON_XY = f"{sys.version_info.major}.{sys.version_info.minor}"
+INDEX = "http://127.0.0.1/simple/"
+
+# A small environment: pure wheels, a console script, .data dir + gui script, a platform wheel.
+BASIC = (
+    "alpha-2.0-py3-none-any.whl",
+    "beta-1.5-py3-none-any.whl",
+    "clicky-8.0-py3-none-any.whl",
+    "gui_app-1.0-py3-none-any.whl",
+    "numfast-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+)
+
+
+def _name_version(filename: str) -> tuple[str, str]:
+    name, version = filename.split("-")[:2]
+    return name.replace("_", "-").lower(), version
+
+
+def artifact_for(path: Path, url: str, *, index: str | None = INDEX) -> PypiArtifact:
+    """A locked artifact for the wheel at ``path`` served at ``url``."""
+    data = path.read_bytes()
+    name, version = _name_version(path.name)
+    return PypiArtifact(
+        name=name,
+        version=version,
+        filename=path.name,
+        url=url,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        index=index,
+    )
+
+
+def make_lock(
+    artifacts: Iterable[PypiArtifact],
+    *,
+    env: str = "default",
+    requested: Iterable[str] = (),
+    python: str = PYTHON_XY,
+    extra_envs: Mapping[str, Iterable[PypiArtifact]] | None = None,
+) -> Lockfile:
+    """A lock with one environment ``env`` pinning ``artifacts`` on this platform."""
+    platform = current_platform()
+    envs: dict[str, LockedEnvironment] = {}
+    every: dict[str, PypiArtifact] = {}
+    for env_name, arts in {env: artifacts, **(extra_envs or {})}.items():
+        listed = list(arts)
+        every.update({a.url: a for a in listed})
+        envs[env_name] = LockedEnvironment(
+            name=env_name,
+            python=python,
+            pypi_requirements=tuple(requested),
+            packages={platform: tuple(a.url for a in listed)},
+        )
+    return Lockfile(
+        inputs=LockInputs(platforms=(platform,), indexes=(INDEX,)),
+        environments=envs,
+        artifacts=every,
+    )
+
+
+def fixture_lock(
+    index_dir: Path,
+    filenames: Iterable[str] = BASIC,
+    *,
+    base_url: str | None = None,
+    requested: Iterable[str] = ("alpha", "clicky", "gui-app"),
+) -> Lockfile:
+    """A lock over fixture wheels, by file:// URL unless ``base_url`` (``{base}/files/``)."""
+    arts = []
+    for filename in filenames:
+        path = index_dir / "files" / filename
+        url = f"{base_url}/files/{filename}" if base_url else path.as_uri()
+        arts.append(artifact_for(path, url))
+    return make_lock(arts, requested=requested)
+
+
+def lock_sha(lock: Lockfile) -> str:
+    """A stand-in for the sha256 of the lock file's bytes."""
+    from lockenv.lockfile import dumps
+
+    return hashlib.sha256(dumps(lock).encode()).hexdigest()
+
+
+def _record_hash(data: bytes) -> str:
+    digest = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def build_wheel(
+    out_dir: Path,
+    name: str,
+    version: str,
+    files: Mapping[str, bytes],
+    *,
+    symlinks: Mapping[str, str] | None = None,
+    record_extra: Iterable[str] = (),
+    entry_points: str | None = None,
+) -> Path:
+    """Write a small wheel ``name-version-py3-none-any.whl`` with ``files`` (archive paths,
+    written as given, even hostile ones) and optional symlink members."""
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    members: dict[str, tuple[bytes, int]] = {k: (v, 0o644) for k, v in files.items()}
+    for link, target in (symlinks or {}).items():
+        members[link] = (target.encode(), stat.S_IFLNK | 0o777)
+    members[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        0o644,
+    )
+    members[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        0o644,
+    )
+    if entry_points is not None:
+        members[f"{info}/entry_points.txt"] = (entry_points.encode(), 0o644)
+    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, (d, _) in members.items())
+    record += "".join(f"{p},,\n" for p in record_extra)
+    record += f"{info}/RECORD,,\n"
+    members[f"{info}/RECORD"] = (record.encode(), 0o644)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path, (data, mode) in members.items():
+            zi = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
+            zi.create_system = 3
+            zi.external_attr = (mode if mode & 0o170000 else stat.S_IFREG | mode) << 16
+            zf.writestr(zi, data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{dist}-{version}-py3-none-any.whl"
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def run_in_env(prefix: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command with the environment activated (scripts dir first on PATH)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PATH"] = f"{prefix / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(prefix)
+    return subprocess.run(list(args), capture_output=True, text=True, env=env, check=check)
+
+
+def tree_snapshot(prefix: Path) -> dict[str, tuple[int, str]]:
+    """Every file under ``prefix``: mode and sha256 (symlinks: their target)."""
+    out: dict[str, tuple[int, str]] = {}
+    for root, dirs, files in os.walk(prefix):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, prefix)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = (st.st_mode, os.readlink(path))
+            else:
+                with open(path, "rb") as fh:
+                    out[rel] = (st.st_mode, hashlib.sha256(fh.read()).hexdigest())
+    return out
+
+
+def state_of(prefix: Path) -> dict[str, object]:
+    """The environment's state file as data."""
+    data: dict[str, object] = json.loads((prefix / ".lockenv-state.json").read_text())
+    return data

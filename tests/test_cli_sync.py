@@ -1,0 +1,162 @@
+"""End to end: `lockenv sync`, `run` and `verify`, as a user runs them, on fixture projects."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli_support import lockenv, write_manifest
+
+
+@pytest.fixture
+def project(tmp_path: Path, index_server: Any) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    write_manifest(
+        root,
+        index_server.url,
+        'clicky = "*"\nnumfast = "*"\ngamma = { version = "*", extras = ["all"] }\n',
+        platforms='["linux-64", "osx-arm64", "win-64"]',
+    )
+    lockenv(root, "lock")
+    return root
+
+
+def test_sync_run_verify(project: Path) -> None:
+    result = lockenv(project, "sync")
+    assert "installed" in result.stderr
+    prefix = project / ".lockenv" / "envs" / "default"
+    assert (prefix / "bin" / "clicky").exists()
+    assert lockenv(project, "run", "--", "clicky").stdout.strip() == "clicky ok"
+    out = lockenv(
+        project,
+        "run",
+        "--",
+        "python",
+        "-c",
+        "import numfast, gamma, sys; print(numfast.__version__, sys.prefix)",
+    ).stdout
+    assert out.split() == ["1.0", str(prefix)]
+    # The exit status of the command is passed through.
+    status = lockenv(project, "run", "--", "python", "-c", "raise SystemExit(7)", check=False)
+    assert status.returncode == 7
+    assert lockenv(project, "verify").returncode == 0
+    # A second sync is a no-op.
+    assert "up to date" in lockenv(project, "sync").stderr
+
+
+def test_verify_reports_drift(project: Path) -> None:
+    lockenv(project, "sync")
+    prefix = project / ".lockenv" / "envs" / "default"
+    init = next(prefix.glob("lib/python*/site-packages/gamma/__init__.py"))
+    init.unlink()
+    init.write_text("tampered = True\n")
+    result = lockenv(project, "verify", "--json", check=False)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert any(path.endswith("gamma/__init__.py") for path in report["modified"])
+    # sync repairs nothing by itself when the lock did not change, but --digest refuses.
+    lockenv(project, "cache", "dir")
+
+
+def test_locked_fails_on_stale_lock_and_frozen_ignores_manifest(project: Path) -> None:
+    lock_before = (project / "lockenv.lock").read_bytes()
+    manifest = project / "lockenv.toml"
+    manifest.write_text(manifest.read_text() + 'alpha = "*"\n')
+    result = lockenv(project, "sync", "--locked", check=False)
+    assert result.returncode == 1
+    assert "out of date" in result.stderr
+    assert (project / "lockenv.lock").read_bytes() == lock_before
+    # --frozen does not even read the manifest: a broken one is no obstacle.
+    manifest.write_text(manifest.read_text() + "this is not toml [[[\n")
+    lockenv(project, "sync", "--frozen")
+    assert (project / "lockenv.lock").read_bytes() == lock_before
+    assert lockenv(project, "verify").returncode == 0
+
+
+def test_sync_relocks_a_stale_lock_by_default(project: Path) -> None:
+    manifest = project / "lockenv.toml"
+    manifest.write_text(manifest.read_text() + 'alpha = "*"\n')
+    lockenv(project, "sync")
+    assert "alpha-2.0" in (project / "lockenv.lock").read_text()
+    lockenv(project, "run", "--", "python", "-c", "import alpha")
+
+
+def test_any_lock_into_any_prefix(project: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "node"
+    elsewhere.mkdir()
+    shutil.copy(project / "lockenv.lock", elsewhere / "cluster.lock")
+    prefix = elsewhere / "env"
+    lockenv(elsewhere, "sync", "--lock", "cluster.lock", "--prefix", str(prefix))
+    result = subprocess.run([str(prefix / "bin" / "clicky")], capture_output=True, text=True)
+    assert result.stdout.strip() == "clicky ok"
+    assert (
+        lockenv(elsewhere, "verify", "--lock", "cluster.lock", "--prefix", str(prefix)).returncode
+        == 0
+    )
+
+
+def test_digest_same_in_two_prefixes_and_after_cache_loss(project: Path, tmp_path: Path) -> None:
+    lockenv(project, "sync")
+    first = lockenv(project, "verify", "--digest").stdout.strip().splitlines()[-1]
+    other = tmp_path / "other-prefix"
+    lockenv(project, "sync", "--prefix", str(other))
+    second = (
+        lockenv(project, "verify", "--digest", "--prefix", str(other))
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    assert first == second and len(first) == 64
+    shutil.rmtree(os.environ["LOCKENV_CACHE_DIR"])
+    shutil.rmtree(other)
+    lockenv(project, "sync", "--prefix", str(other))
+    third = (
+        lockenv(project, "verify", "--digest", "--prefix", str(other))
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    assert third == first
+
+
+def test_offline(project: Path, tmp_path: Path) -> None:
+    result = lockenv(project, "sync", "--offline", "--frozen", check=False)
+    assert result.returncode != 0
+    assert "offline" in result.stderr.lower() and "clicky" in result.stderr
+    assert "Traceback" not in result.stderr
+    lockenv(project, "sync")
+    other = tmp_path / "offline-prefix"
+    lockenv(project, "sync", "--offline", "--frozen", "--prefix", str(other))
+    assert lockenv(project, "verify", "--prefix", str(other)).returncode == 0
+
+
+def test_lock_only_for_other_platforms_is_a_clear_error(tmp_path: Path, index_server: Any) -> None:
+    write_manifest(tmp_path, index_server.url, 'alpha = "*"\n', platforms='["win-64"]')
+    lockenv(tmp_path, "lock")
+    result = lockenv(tmp_path, "sync", check=False)
+    assert result.returncode != 0
+    assert "linux-64" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_op_sync_imports_nothing_heavy(project: Path) -> None:
+    lockenv(project, "sync")
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['lockenv', 'sync', '-q']\n"
+        "try:\n    runpy.run_module('lockenv', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('httpx', 'yaml', 'tomlkit', 'resolvelib', 'lockenv.resolve')\n"
+        "         if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
