@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock", type=Path, help="lock file (default: the fixture index)")
     parser.add_argument("--env", default="default")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--uv", default=shutil.which("uv") or "/work/dev/bin/uv")
+    parser.add_argument(
+        "--uv", default=shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    )
     parser.add_argument("--no-pip", action="store_true", help="skip pip (slow on big sets)")
     parser.add_argument(
         "--synthetic",

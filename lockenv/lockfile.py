@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from lockenv import __version__
 from lockenv.errors import LockfileError
+from lockenv.platforms import PLATFORMS
 
 LOCK_NAME = "lockenv.lock"
 LOCK_VERSION = 1
@@ -44,7 +45,6 @@ ArtifactKind = Literal["pypi", "conda"]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
 _CONFLICT_MARKER = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)
 
 
@@ -548,7 +548,7 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
         raw_platforms = _get(raw_env, "packages", dict, path, problems) or {}
         for platform, refs in raw_platforms.items():
             ppath = f"{path}.packages.{platform}"
-            if platform not in _PLATFORMS:
+            if platform not in PLATFORMS:
                 problems.add(ppath, f"{platform!r} is not a platform lockenv knows")
                 continue
             if not isinstance(refs, list):

@@ -49,6 +49,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import ManifestError, UsageError
+from lockenv.platforms import PLATFORMS as _TARGETS
 
 __all__ = [
     "MANIFEST_NAMES",
@@ -68,14 +69,7 @@ __all__ = [
 ]
 
 MANIFEST_NAMES = ("lockenv.toml", "pyproject.toml")
-PLATFORMS: tuple[str, ...] = (
-    "linux-64",
-    "linux-aarch64",
-    "linux-ppc64le",
-    "osx-64",
-    "osx-arm64",
-    "win-64",
-)
+PLATFORMS: tuple[str, ...] = tuple(_TARGETS)
 DEFAULT_FEATURE = "default"
 
 # PEP 508 distribution names (also used for extras, which PEP 685 normalizes alike).
@@ -239,35 +233,18 @@ def find_manifest(start: Path) -> Path:
     In each directory ``lockenv.toml`` wins over ``pyproject.toml``, and a
     ``pyproject.toml`` only counts when it has a ``[tool.lockenv]`` table.
     """
+    from lockenv.workspace import locate
+
     start = Path(os.path.abspath(start))
-    directory = start if start.is_dir() else start.parent
-    for candidate_dir in (directory, *directory.parents):
-        lockenv_toml = candidate_dir / MANIFEST_NAMES[0]
-        if lockenv_toml.is_file():
-            return lockenv_toml
-        pyproject = candidate_dir / MANIFEST_NAMES[1]
-        if pyproject.is_file() and _has_lockenv_table(pyproject):
-            return pyproject
-    raise UsageError(
-        f"no lockenv.toml (or pyproject.toml with a [tool.lockenv] table) in {str(directory)!r} "
-        "or any parent directory; run 'lockenv init' to create one, or pass --manifest PATH"
-    )
+    return locate(None, start if start.is_dir() else start.parent).manifest
 
 
 def load_manifest(path: Path) -> Manifest:
     """Read and validate the manifest at ``path`` (a file, or a directory holding one)."""
     if path.is_dir():
-        for name in MANIFEST_NAMES:
-            if (path / name).is_file() and (
-                name != "pyproject.toml" or _has_lockenv_table(path / name)
-            ):
-                path = path / name
-                break
-        else:
-            raise UsageError(
-                f"no lockenv.toml (or pyproject.toml with [tool.lockenv]) in {str(path)!r}; "
-                "run 'lockenv init' there or pass the manifest file itself"
-            )
+        from lockenv.workspace import locate
+
+        path = locate(path).manifest
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -357,22 +334,6 @@ def check_conda_spec(spec: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def _has_lockenv_table(pyproject: Path) -> bool:
-    try:
-        text = pyproject.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    if "lockenv" not in text:
-        return False
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        # A broken file that looks like ours is reported rather than silently skipped.
-        raise ManifestError(f"{_display(pyproject)}: invalid TOML: {error}") from None
-    tool = document.get("tool")
-    return isinstance(tool, dict) and isinstance(tool.get("lockenv"), dict)
 
 
 def _display(path: Path) -> str:

@@ -76,12 +76,25 @@ def locate(manifest: Path | None, start: Path | None = None) -> ProjectPaths:
 
 
 def _is_manifest(path: Path) -> bool:
+    """``lockenv.toml``, or a ``pyproject.toml`` with a ``[tool.lockenv]`` table."""
     if path.name == "lockenv.toml":
         return path.is_file()
     try:
-        return b"[tool.lockenv" in path.read_bytes()
+        data = path.read_bytes()
     except OSError:
         return False
+    if b"lockenv" not in data:
+        return False
+    import tomllib
+
+    try:
+        tool = tomllib.loads(data.decode("utf-8")).get("tool")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        # A broken file that looks like ours is reported rather than silently skipped.
+        from lockenv.errors import ManifestError
+
+        raise ManifestError(f"{path.name}: invalid TOML: {exc}") from None
+    return isinstance(tool, dict) and isinstance(tool.get("lockenv"), dict)
 
 
 def file_sha256(path: Path) -> str | None:

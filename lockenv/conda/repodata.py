@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lockenv.conda.matchspec import KNOWN_SUBDIRS
 from lockenv.errors import IndexAccessError, ManifestError, OfflineError
 from lockenv.http import HttpClient, HttpStatusError, redact_url
 
@@ -74,29 +75,6 @@ _BZ2_MAGIC = b"BZh"
 
 # Every subdir conda knows, so that a channel URL written with one at its end
 # (``https://host/channel/linux-64``) still means the channel.
-_KNOWN_SUBDIRS = frozenset(
-    {
-        "noarch",
-        "emscripten-wasm32",
-        "freebsd-64",
-        "linux-32",
-        "linux-64",
-        "linux-aarch64",
-        "linux-armv6l",
-        "linux-armv7l",
-        "linux-ppc64",
-        "linux-ppc64le",
-        "linux-riscv64",
-        "linux-s390x",
-        "osx-64",
-        "osx-arm64",
-        "wasi-wasm32",
-        "win-32",
-        "win-64",
-        "win-arm64",
-        "zos-z",
-    }
-)
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 _TRACK_FEATURES_SEP = re.compile(r"[\s,]+")
@@ -199,7 +177,7 @@ def _canonical_url(url: str) -> str:
     path = parts.path.rstrip("/")
     while True:
         head, _, last = path.rpartition("/")
-        if last not in _KNOWN_SUBDIRS or not head:
+        if last not in KNOWN_SUBDIRS or not head:
             break
         path = head.rstrip("/")
     return urllib.parse.urlunsplit(
