@@ -36,7 +36,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
@@ -104,6 +104,7 @@ _TOP_KEYS = (
     "system-requirements",
     "feature",
     "environments",
+    "conda-pypi-map",
 )
 _FEATURE_KEYS = (
     "dependencies",
@@ -200,6 +201,15 @@ class Manifest:
     default_feature: Feature
     features: Mapping[str, Feature]
     environments: Mapping[str, Environment]
+    # Conda package name -> the PyPI name it provides, where the two differ (pytorch ->
+    # torch); other conda packages provide the PyPI name equal to their own.
+    conda_pypi_map: Mapping[str, NormalizedName] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def pypi_name_of(self, conda_name: str) -> NormalizedName:
+        """The PyPI distribution a conda package of this name provides."""
+        return self.conda_pypi_map.get(conda_name) or canonicalize_name(conda_name)
 
     def environment_names(self) -> tuple[str, ...]:
         """Environment names: ``default`` first, then the others sorted."""
@@ -488,6 +498,7 @@ class _Reader:
             features[feature_name] = self._feature(feature_name, raw, keys, platforms)
 
         environments = self._environments(top.get("environments", {}), features)
+        conda_pypi_map = self._conda_pypi_map(top.get("conda-pypi-map", {}))
         if name is None or channels is None or indexes is None or find_links is None:
             return None
         manifest = Manifest(
@@ -503,11 +514,30 @@ class _Reader:
             default_feature=default_feature,
             features=MappingProxyType(features),
             environments=MappingProxyType(environments),
+            conda_pypi_map=MappingProxyType(conda_pypi_map),
         )
         if not self.problems:
             for env in environments.values():
                 _compose(manifest, env, self.problems.append)
         return manifest
+
+    def _conda_pypi_map(self, value: object) -> dict[str, NormalizedName]:
+        keys: tuple[Key, ...] = ("conda-pypi-map",)
+        if not isinstance(value, dict):
+            self.wrong_type(keys, "a table of conda name = PyPI name", value)
+            return {}
+        mapping: dict[str, NormalizedName] = {}
+        for conda_name, pypi_name in sorted(value.items()):
+            if not _CONDA_NAME.fullmatch(conda_name):
+                self.add((*keys, conda_name), f"{conda_name!r} is not a conda package name")
+            elif not isinstance(pypi_name, str) or not _DIST_NAME.fullmatch(pypi_name):
+                self.add(
+                    (*keys, conda_name),
+                    f'{pypi_name!r} is not a PyPI distribution name (e.g. "torch")',
+                )
+            else:
+                mapping[conda_name] = canonicalize_name(pypi_name)
+        return mapping
 
     def _project_name(self, project: dict[str, Any], pep621: dict[str, Any] | None) -> str | None:
         if "name" in project:

@@ -167,6 +167,7 @@ def lock_manifest(
             progress=progress,
             root=manifest.root,
             exclude_newer=manifest.exclude_newer,
+            pypi_name_of=manifest.pypi_name_of,
         )
         with ThreadPoolExecutor(max_workers=max(1, min(options.jobs, len(jobs)))) as pool:
             results = list(pool.map(resolver.resolve_job, jobs))
@@ -219,6 +220,7 @@ class _Resolver:
         progress: Progress | None,
         root: Path,
         exclude_newer: datetime | None,
+        pypi_name_of: Callable[[str], NormalizedName],
     ) -> None:
         self.index = index
         self.metadata = metadata
@@ -228,6 +230,7 @@ class _Resolver:
         self.progress = progress
         self.root = root
         self.exclude_newer = exclude_newer
+        self.pypi_name_of = pypi_name_of
         self._channel_client: ChannelClient | None = None
         self._client_lock = threading.Lock()
 
@@ -271,7 +274,7 @@ class _Resolver:
             # conda one satisfies it (conda wins, as in pixi).
             for artifact in conda:
                 try:
-                    provided[canonicalize_name(artifact.name)] = Version(artifact.version)
+                    provided[self.pypi_name_of(artifact.name)] = Version(artifact.version)
                 except ValueError:
                     continue
         else:

@@ -54,11 +54,11 @@ def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
     for name in sorted(set(lock.environments) - wanted_envs):
         reasons.append(f"environment {name!r} is locked but no longer in the manifest")
     for name in sorted(wanted_envs & set(lock.environments)):
-        reasons.extend(_environment_reasons(manifest.environment(name), lock))
+        reasons.extend(_environment_reasons(manifest.environment(name), lock, manifest))
     return reasons
 
 
-def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile) -> list[str]:
+def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile, manifest: Manifest) -> list[str]:
     locked = lock.environments[spec.name]
     reasons: list[str] = []
     python: Version | None = None
@@ -85,7 +85,7 @@ def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile) -> list[str]:
         direct = [d.requirement for d in spec.pypi_dependencies]
         if python is not None:
             provided: dict[str, Version] = {
-                canonicalize_name(name): Version(a.version)
+                manifest.pypi_name_of(name): Version(a.version)
                 for name, a in conda.items()
                 if _is_version(a.version)
             }

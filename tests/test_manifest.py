@@ -868,3 +868,26 @@ def test_load_manifest(tmp_path: Path) -> None:
     path.write_bytes(b"[project]\nname = '\xff'\n")
     with pytest.raises(ManifestError, match="not UTF-8"):
         load_manifest(path)
+
+
+def test_conda_pypi_map(tmp_path: Path) -> None:
+    text = '[project]\nname = "m"\nplatforms = ["linux-64"]\n[conda-pypi-map]\npytorch = "Torch"\n'
+    manifest = parse_manifest(text, path=tmp_path / "lockenv.toml")
+    assert manifest.pypi_name_of("pytorch") == "torch"
+    assert manifest.pypi_name_of("Ruamel.YAML") == "ruamel-yaml"
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ('"Bad Name" = "torch"', ['conda-pypi-map."Bad Name"', "not a conda package name"]),
+        ('pytorch = "not ok!"', ["conda-pypi-map.pytorch", "'not ok!'"]),
+        ("pytorch = 3", ["conda-pypi-map.pytorch", "3"]),
+    ],
+)
+def test_conda_pypi_map_errors(tmp_path: Path, table: str, words: list[str]) -> None:
+    text = f'[project]\nname = "m"\nplatforms = ["linux-64"]\n[conda-pypi-map]\n{table}\n'
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, path=tmp_path / "lockenv.toml")
+    for word in words:
+        assert word in str(info.value)

@@ -39,6 +39,9 @@ def conda_manifest(root: Path, channel: str, index: str, case: dict[str, Any]) -
                 lines.append(f'{name} = {{ version = "*", extras = ["{extras.rstrip("]")}"] }}')
             else:
                 lines.append(f'{name} = "*"')
+    if case.get("map"):
+        lines.append("[conda-pypi-map]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in case["map"].items()]
     if case.get("system"):
         lines.append("[system-requirements]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in case["system"].items()]
