@@ -212,8 +212,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
         and paths.lock.exists()
         and not workspace.check(paths)
     ):
-        # A lock that satisfies the manifest is kept as it is (no network needed), but
+        # A lock that satisfies the manifest keeps every pin (no network needed); only
         # its record of what the manifest asks for is brought up to date.
+        workspace.record_requirements(paths)
         _OUT.note(f"{workspace.LOCK_NAME} is up to date")
         return 0
     outcome = workspace.lock(paths, _lock_options(args), dry_run=args.dry_run, say=_OUT.progress)

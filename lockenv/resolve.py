@@ -188,8 +188,8 @@ def lock_manifest(
         locked_envs[env_name] = LockedEnvironment(
             name=env_name,
             python=str(python) if python is not None else None,
-            conda_requirements=tuple(sorted(str(conda_spec(d)) for d in spec.dependencies)),
-            pypi_requirements=tuple(sorted(str(d.requirement) for d in spec.pypi_dependencies)),
+            conda_requirements=conda_requirements(spec),
+            pypi_requirements=pypi_requirements(spec),
             packages=platforms,
         )
     return Lockfile(
@@ -197,6 +197,16 @@ def lock_manifest(
         environments=locked_envs,
         artifacts=dict(artifacts),
     )
+
+
+def conda_requirements(spec: EnvironmentSpec) -> tuple[str, ...]:
+    """What an environment asks of conda, as the lock records it."""
+    return tuple(sorted(str(conda_spec(d)) for d in spec.dependencies))
+
+
+def pypi_requirements(spec: EnvironmentSpec) -> tuple[str, ...]:
+    """What an environment asks of PyPI, as the lock records it."""
+    return tuple(sorted(str(d.requirement) for d in spec.pypi_dependencies))
 
 
 def conda_spec(dependency: CondaDependency) -> MatchSpec:

@@ -187,6 +187,29 @@ def lock(
     return LockOutcome(lock=new, written=written, changes=changes, first=previous is None)
 
 
+def record_requirements(paths: ProjectPaths, manifest: Manifest | None = None) -> bool:
+    """Bring the lock's record of what each environment asks for up to date, keeping
+    every pin (for a lock that still satisfies the manifest); True if it was rewritten."""
+    from dataclasses import replace
+
+    from lockenv.lockfile import write_lockfile
+    from lockenv.resolve import conda_requirements, pypi_requirements
+
+    manifest = manifest or load(paths)
+    lock = read_lock(paths)
+    environments = {}
+    for name, env in lock.environments.items():
+        spec = manifest.environment(name)
+        environments[name] = replace(
+            env,
+            conda_requirements=conda_requirements(spec),
+            pypi_requirements=pypi_requirements(spec),
+        )
+    written = write_lockfile(replace(lock, environments=environments), paths.lock)
+    remember_fresh(paths)
+    return written
+
+
 def ensure_locked(
     paths: ProjectPaths, *, locked: bool, options: Callable[[], LockOptions], say: Say | None
 ) -> None:

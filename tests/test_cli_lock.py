@@ -200,3 +200,17 @@ def test_pyproject_manifest(tmp_path: Path, index_server: Any) -> None:
     lockenv(tmp_path, "lock")
     listed = json.loads(lockenv(tmp_path, "list", "--platform", "linux-64", "--json").stdout)
     assert [(r["name"], r["version"]) for r in listed] == [("alpha", "1.1")]
+
+
+def test_relaxed_requirement_keeps_pins_and_updates_the_record(
+    tmp_path: Path, index_server: Any
+) -> None:
+    manifest = write_manifest(tmp_path, index_server.url, 'alpha = "<2"\n')
+    lockenv(tmp_path, "lock")
+    before = (tmp_path / "lockenv.lock").read_text()
+    manifest.write_text(manifest.read_text().replace('alpha = "<2"', 'alpha = "<3"'))
+    result = lockenv(tmp_path, "lock")
+    assert "up to date" in result.stderr
+    after = (tmp_path / "lockenv.lock").read_text()
+    assert "- alpha<3" in after and "- alpha<2" not in after
+    assert after.replace("alpha<3", "alpha<2") == before  # every pin kept
