@@ -69,6 +69,9 @@ class CondaCandidate:
     record: RepoRecord | None = None
     virtual: bool = False
     absent: bool = False
+    # Position in the provider's sorted pool of ``name`` (-1: in no pool): the bit of this
+    # candidate in the provider's per-spec match masks.
+    rank: int = -1
 
     # What MatchSpec.matches reads besides the fields above.
     @property
@@ -112,13 +115,14 @@ class CondaCandidate:
         return f"{self.name} {self.version} {self.build}"
 
 
-def candidate_from_record(record: RepoRecord) -> CondaCandidate:
+def candidate_from_record(record: RepoRecord, rank: int = -1) -> CondaCandidate:
     return CondaCandidate(
         name=record.name,
         version=record.version,
         build=record.build,
         build_number=record.build_number,
         record=record,
+        rank=rank,
     )
 
 
@@ -131,9 +135,7 @@ def _valid_version(text: str) -> bool:
     return True
 
 
-def _sort_key(candidate: CondaCandidate) -> tuple[bool, VersionOrder, int, int]:
-    record = candidate.record
-    assert record is not None
+def _sort_key(record: RepoRecord) -> tuple[bool, VersionOrder, int, int]:
     return (
         not record.track_features,
         parse_version(record.version),
@@ -150,7 +152,7 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
         *,
         records: Mapping[str, Sequence[RepoRecord]],
         virtual_packages: Sequence[VirtualPackage],
-        direct: Sequence[MatchSpec],
+        direct: Sequence[MatchSpec],  # the root requirements given to resolvelib
         preferences: Mapping[str, str] | None = None,  # name -> locked record's filename
         exclude_newer_ms: int | None = None,
     ) -> None:
@@ -158,7 +160,7 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
         self.records = records
         self.virtual = {
             v.name: CondaCandidate(
-                name=v.name, version=v.version, build=v.build, build_number=0, virtual=True
+                name=v.name, version=v.version, build=v.build, build_number=0, virtual=True, rank=0
             )
             for v in virtual_packages
         }
@@ -168,6 +170,12 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
         self.exclude_newer_ms = exclude_newer_ms
         self._sorted: dict[str, list[CondaCandidate]] = {}
         self._deps: dict[CondaCandidate, list[CondaReq]] = {}
+        # id(spec) -> (spec, bitmask over the sorted pool of spec.name: bit i set when
+        # candidate i matches).  resolvelib re-checks every requirement of every pinned
+        # name each round, and most requirements share a few specs (hundreds of packages
+        # ask for ``python >=3.12,<3.13.0a0``): each spec is matched against its pool once.
+        # The spec is kept in the value so that its id cannot be reused.
+        self._masks: dict[int, tuple[MatchSpec, int]] = {}
         self._lock = threading.Lock()
 
     # -- resolvelib contract ---------------------------------------------------------
@@ -183,15 +191,17 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
         information: Mapping[str, Iterator[Any]],
         backtrack_causes: Sequence[Any],
     ) -> tuple[bool, bool, bool, bool, int, str]:
-        infos = list(information[identifier])
-        direct = any(info.parent is None for info in infos)
-        only_optional = all(info.requirement.optional for info in infos)
-        causes = {cause.requirement.name for cause in backtrack_causes}
+        # Called for every open name in every round: no copies, and every scan stops at
+        # its first hit.  ``direct`` are the root requirements, so a name is asked for by
+        # the user exactly when it is one of theirs.
+        direct = identifier in self.direct_names
+        only_optional = all(info.requirement.optional for info in information[identifier])
+        caused = any(cause.requirement.name == identifier for cause in backtrack_causes)
         return (
             identifier not in self.virtual,
             # What the user asked for is decided first and kept newest (pip's rule).
             not direct,
-            identifier not in causes,
+            not caused,
             only_optional,
             self.direct_order.get(identifier, len(self.direct_order)),
             identifier,
@@ -204,12 +214,16 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
         incompatibilities: Mapping[str, Iterator[CondaCandidate]],
     ) -> list[CondaCandidate]:
         reqs = list(requirements[identifier])
-        bad = set(incompatibilities[identifier])
-        if identifier in self.virtual:
-            pool = [self.virtual[identifier]]
-        else:
-            pool = self._candidates(identifier)
-        matches = [c for c in pool if c not in bad and all(r.spec.matches(c) for r in reqs)]
+        bad = list(incompatibilities[identifier])
+        pool = self._pool(identifier)
+        mask = (1 << len(pool)) - 1
+        for req in reqs:
+            mask &= self._mask(req.spec, pool)
+        for candidate in bad:
+            rank = candidate.rank
+            if 0 <= rank < len(pool) and pool[rank] == candidate:
+                mask &= ~(1 << rank)
+        matches = [c for i, c in enumerate(pool) if mask >> i & 1]
         preferred = self.preferences.get(identifier)
         if preferred is not None:
             for i, candidate in enumerate(matches):
@@ -227,7 +241,13 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
     def is_satisfied_by(self, requirement: CondaReq, candidate: CondaCandidate) -> bool:
         if candidate.absent:
             return requirement.optional
-        return bool(requirement.spec.matches(candidate))
+        spec = requirement.spec
+        rank = candidate.rank
+        if rank >= 0 and spec.name == candidate.name:
+            known = self._masks.get(id(spec))
+            mask = known[1] if known is not None else self._mask(spec, self._pool(candidate.name))
+            return bool(mask >> rank & 1)
+        return bool(spec.matches(candidate))
 
     def get_dependencies(self, candidate: CondaCandidate) -> list[CondaReq]:
         if candidate.record is None:
@@ -254,6 +274,23 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
 
     # -- helpers ---------------------------------------------------------------------
 
+    def _pool(self, name: str) -> list[CondaCandidate]:
+        """Every candidate of ``name``, best first; each one's ``rank`` is its position."""
+        virtual = self.virtual.get(name)
+        return [virtual] if virtual is not None else self._candidates(name)
+
+    def _mask(self, spec: MatchSpec, pool: list[CondaCandidate]) -> int:
+        """Bitmask of the candidates of ``pool`` (the pool of ``spec.name``) that match."""
+        known = self._masks.get(id(spec))
+        if known is not None:
+            return known[1]
+        mask = 0
+        for i, candidate in enumerate(pool):
+            if spec.matches(candidate):
+                mask |= 1 << i
+        self._masks[id(spec)] = (spec, mask)
+        return mask
+
     def _candidates(self, name: str) -> list[CondaCandidate]:
         with self._lock:
             cached = self._sorted.get(name)
@@ -263,9 +300,8 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
             if self.exclude_newer_ms is not None:
                 cutoff = self.exclude_newer_ms
                 records = [r for r in records if r.timestamp is None or r.timestamp <= cutoff]
-            candidates = sorted(
-                (candidate_from_record(r) for r in records), key=_sort_key, reverse=True
-            )
+            records.sort(key=_sort_key, reverse=True)
+            candidates = [candidate_from_record(r, rank) for rank, r in enumerate(records)]
             self._sorted[name] = candidates
             return candidates
 
