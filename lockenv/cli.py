@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -142,7 +143,8 @@ def cmd_add(args: argparse.Namespace) -> int:
             try:
                 requirements.append(Requirement(spec))
             except InvalidRequirement as exc:
-                raise UsageError(f"{spec!r} is not a PEP 508 requirement: {exc}") from None
+                reason = str(exc).splitlines()[0]
+                raise UsageError(f"{spec!r} is not a PEP 508 requirement: {reason}") from None
 
         def edit(text: str, in_pyproject: bool) -> str:
             return manifest_edit.add_pypi_dependencies(
@@ -546,7 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        # One line, whatever a library put into the message.
+        print("error: " + re.sub(r"\s*\n\s*", " ", str(exc)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -36,9 +36,10 @@ def _requirement(line: str, source: Path, where: str) -> Requirement:
     try:
         return Requirement(line)
     except InvalidRequirement as exc:
+        reason = str(exc).splitlines()[0]
         raise UsageError(
             f"{source.name}: {where}: {line!r} is not a PEP 508 requirement "
-            f"({exc}); fix or remove it, then run `lockenv init --from` again"
+            f"({reason}); fix or remove it, then run `lockenv init --from` again"
         ) from None
 
 

@@ -852,7 +852,7 @@ class _Reader:
         try:
             requirement = Requirement(text)
         except InvalidRequirement as error:
-            self.add(keys, f"invalid requirement {text!r} ({error})")
+            self.add(keys, f"invalid requirement {text!r} ({str(error).splitlines()[0]})")
             return None
         return PypiDependency(name=normalized, requirement=requirement)
 

@@ -178,6 +178,16 @@ def lock(
 
     manifest = manifest or load(paths)
     previous = load_previous(paths.lock, warn=say)
+    if previous is not None and options.update:
+        from packaging.utils import canonicalize_name
+
+        locked = {canonicalize_name(a.name) for a in previous.artifacts.values()}
+        unknown = sorted(set(options.update) - locked)
+        if unknown:
+            raise UsageError(
+                f"--update {', '.join(unknown)}: not in {LOCK_NAME}; check the spelling "
+                "(names of locked packages are listed by `lockenv list`)"
+            )
     new = lock_manifest(manifest, previous=previous, options=options, progress=say)
     changes = describe_changes(previous, new)
     written = False

@@ -214,3 +214,18 @@ def test_relaxed_requirement_keeps_pins_and_updates_the_record(
     after = (tmp_path / "lockenv.lock").read_text()
     assert "- alpha<3" in after and "- alpha<2" not in after
     assert after.replace("alpha<3", "alpha<2") == before  # every pin kept
+
+
+def test_update_of_an_unlocked_name_is_an_error(tmp_path: Path, index_server: Any) -> None:
+    write_manifest(tmp_path, index_server.url, 'alpha = "*"\n')
+    lockenv(tmp_path, "lock")
+    result = lockenv(tmp_path, "lock", "--update", "alhpa", check=False)
+    assert result.returncode == 2
+    assert "alhpa" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_bad_requirement_on_the_command_line_is_one_line(tmp_path: Path, index_server: Any) -> None:
+    write_manifest(tmp_path, index_server.url, 'alpha = "*"\n')
+    result = lockenv(tmp_path, "add", "--pypi", "bad spec!!", check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
