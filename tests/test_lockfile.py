@@ -312,13 +312,6 @@ def test_every_dumps_output_validates_against_the_schema(schema_validator: Any) 
     assert _schema_errors(schema_validator, yaml.safe_load(text)) == []
 
 
-def test_packaged_schema_copy_matches_when_present() -> None:
-    packaged = ROOT / "lockenv" / "schemas" / "lockfile.schema.json"
-    if not packaged.exists():
-        pytest.skip("lockenv/schemas/lockfile.schema.json is not shipped yet")
-    assert packaged.read_bytes() == SCHEMA_PATH.read_bytes()
-
-
 # ---------------------------------------------------------------------------- property test
 
 _NAME = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
