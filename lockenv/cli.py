@@ -272,6 +272,82 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tree(args: argparse.Namespace) -> int:
+    from lockenv.platforms import current_platform
+    from lockenv.tree import dependency_tree, render_tree
+
+    lock = _lock_for_reading(args)
+    nodes = dependency_tree(
+        lock,
+        args.environment,
+        args.platform or current_platform(),
+        root=args.name,
+        invert=args.invert,
+    )
+    if args.json:
+        print(json.dumps([node.to_json() for node in nodes], indent=2))
+    else:
+        sys.stdout.write(render_tree(nodes))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from lockenv.diff import diff_locks
+    from lockenv.lockfile import loads, read_lockfile
+
+    if args.new:
+        old, new = read_lockfile(Path(args.old)), read_lockfile(Path(args.new))
+    else:
+        # Without two files: the committed lock (git HEAD) against the one on disk.
+        path = Path(args.old) if args.old else _paths(args).lock
+        new = read_lockfile(path)
+        shown = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if shown.returncode != 0:
+            raise UsageError(
+                f"cannot read {path.name} at git HEAD; name two lock files: "
+                "`lockenv diff OLD.lock NEW.lock`"
+            )
+        old = loads(shown.stdout, source=f"HEAD:{path.name}")
+    changes = diff_locks(old, new)
+    if args.json:
+        print(json.dumps(changes.to_json(), indent=2))
+    else:
+        for line in changes.render():
+            print(line)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lockenv.export import export
+    from lockenv.platforms import current_platform
+
+    lock = _lock_for_reading(args)
+    text = export(lock, args.environment, args.platform or current_platform(), args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        _OUT.note(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_shell_hook(args: argparse.Namespace) -> int:
+    from lockenv.shell import default_shell, shell_hook
+
+    args.lock = None
+    prefix = _sync(args, announce=False)
+    sys.stdout.write(shell_hook(prefix, args.shell or default_shell(os.environ)))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from lockenv.cache import default_cache_dir
     from lockenv.platforms import current_platform
@@ -488,6 +564,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform")
     p.add_argument("--lock", metavar="FILE")
     p.add_argument("--json", action="store_true")
+
+    p = command("tree", cmd_tree, "show the locked dependency tree")
+    p.add_argument("name", nargs="?", help="start from this package")
+    p.add_argument("--invert", action="store_true", help="show what depends on NAME")
+    p.add_argument("-e", "--environment", default="default")
+    p.add_argument("--platform")
+    p.add_argument("--lock", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+
+    p = command("diff", cmd_diff, "what changed between two locks (default: git HEAD vs disk)")
+    p.add_argument("old", nargs="?", metavar="OLD.lock")
+    p.add_argument("new", nargs="?", metavar="NEW.lock")
+    p.add_argument("--json", action="store_true")
+
+    p = command("export", cmd_export, "write the locked packages in another format")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=["requirements.txt", "pylock.toml", "conda-explicit", "environment.yml"],
+    )
+    p.add_argument("-e", "--environment", default="default")
+    p.add_argument("--platform")
+    p.add_argument("--lock", metavar="FILE")
+    p.add_argument("-o", "--output", metavar="FILE")
+
+    p = command("shell-hook", cmd_shell_hook, "print the script that activates an environment")
+    _env_options(p)
+    p.add_argument("--shell", choices=["bash", "zsh", "fish", "powershell"])
+    p.add_argument("--frozen", action="store_true")
+    p.add_argument("--locked", action="store_true")
+    p.add_argument("--offline", action="store_true")
 
     p = command("info", cmd_info, "show what lockenv sees")
     p.add_argument("--json", action="store_true")

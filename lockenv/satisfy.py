@@ -190,7 +190,7 @@ def _closure_problems(
     """Walk requirements from the manifest through the pins; report what does not hold."""
     problems: list[str] = []
     queue: deque[tuple[Requirement, str]] = deque(
-        (r, "the manifest") for r in direct if _applies(r, markers, "")
+        (r, "the manifest") for r in direct if applies(r, markers, "")
     )
     reached: set[str] = set()
     extras_done: set[tuple[str, str]] = set()
@@ -223,22 +223,22 @@ def _closure_problems(
             reached.add(name)
             if artifact.requires_python and not _python_ok(artifact.requires_python, python):
                 problems.append(f"{who} requires Python {artifact.requires_python}")
-            for dep in _parse_all(artifact.requires_dist):
-                if _applies(dep, markers, ""):
+            for dep in parse_requirements(artifact.requires_dist):
+                if applies(dep, markers, ""):
                     queue.append((dep, who))
         for extra in sorted(canonicalize_name(e) for e in requirement.extras):
             if (name, extra) in extras_done:
                 continue
             extras_done.add((name, extra))
-            for dep in _parse_all(artifact.requires_dist):
-                if _applies(dep, markers, extra) and not _applies(dep, markers, ""):
+            for dep in parse_requirements(artifact.requires_dist):
+                if applies(dep, markers, extra) and not applies(dep, markers, ""):
                     queue.append((dep, f"{who} [{extra}]"))
     for name in sorted(set(pinned) - reached):
         problems.append(f"{name} {pinned[name].version} is locked but nothing requires it")
     return problems
 
 
-def _applies(requirement: Requirement, markers: dict[str, str], extra: str) -> bool:
+def applies(requirement: Requirement, markers: dict[str, str], extra: str) -> bool:
     return requirement.marker is None or requirement.marker.evaluate({**markers, "extra": extra})
 
 
@@ -249,7 +249,7 @@ def _python_ok(requires_python: str, python: Version) -> bool:
         return True
 
 
-def _parse_all(texts: tuple[str, ...]) -> list[Requirement]:
+def parse_requirements(texts: tuple[str, ...]) -> list[Requirement]:
     parsed: list[Requirement] = []
     for text in texts:
         try:

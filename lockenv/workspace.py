@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,6 +173,7 @@ def lock(
     manifest: Manifest | None = None,
 ) -> LockOutcome:
     """Re-lock with the existing pins as preferences; write unless ``dry_run``."""
+    from lockenv.diff import diff_locks
     from lockenv.lockfile import write_lockfile
     from lockenv.resolve import load_previous, lock_manifest
 
@@ -189,7 +190,7 @@ def lock(
                 "(names of locked packages are listed by `lockenv list`)"
             )
     new = lock_manifest(manifest, previous=previous, options=options, progress=say)
-    changes = describe_changes(previous, new)
+    changes = diff_locks(previous, new).render(settings=False)
     written = False
     if not dry_run:
         written = write_lockfile(new, paths.lock)
@@ -242,38 +243,6 @@ def ensure_locked(
     if say:
         say(f"lock is out of date ({reasons[0]}); locking")
     lock(paths, options(), say=say, manifest=manifest)
-
-
-def describe_changes(old: Lockfile | None, new: Lockfile) -> list[str]:
-    """Human lines: what moved between two locks, per environment and platform."""
-    lines: list[str] = []
-    for env_name in sorted(set(new.environments) | set(old.environments if old else {})):
-        new_env = new.environments.get(env_name)
-        old_env = old.environments.get(env_name) if old else None
-        platforms = set(new_env.packages if new_env else {}) | set(
-            old_env.packages if old_env else {}
-        )
-        for platform in sorted(platforms):
-            before = _versions(old, old_env.packages.get(platform, ()) if old_env else ())
-            after = _versions(new, new_env.packages.get(platform, ()) if new_env else ())
-            for name in sorted(set(before) | set(after)):
-                b, a = before.get(name), after.get(name)
-                if b == a:
-                    continue
-                where = f"{env_name}/{platform}"
-                if b is None:
-                    lines.append(f"+ {name} {a} ({where})")
-                elif a is None:
-                    lines.append(f"- {name} {b} ({where})")
-                else:
-                    lines.append(f"~ {name} {b} -> {a} ({where})")
-    return lines
-
-
-def _versions(lock: Lockfile | None, urls: Sequence[str]) -> dict[str, str]:
-    if lock is None:
-        return {}
-    return {lock.artifacts[u].name: lock.artifacts[u].version for u in urls}
 
 
 # -------------------------------------------------------------- list

@@ -1,0 +1,255 @@
+"""``lockenv diff``: what moved between two locks.
+
+Per environment and platform, each package (kind and name) is added, removed or changed
+(another version, or the same version from another artifact: a conda rebuild, another
+wheel, a file whose hash changed).  Changes to the lock's inputs (channels, indexes,
+platforms...) and to each environment's Python and requirements are listed too.  The
+same lines are what ``lockenv lock`` prints after re-locking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lockenv.lockfile import Artifact, ArtifactKind, LockedEnvironment, Lockfile, LockInputs
+
+__all__ = ["ChangeKind", "LockDiff", "PackageChange", "SettingChange", "diff_locks"]
+
+ChangeKind = Literal["added", "removed", "changed"]
+Setting = str | tuple[str, ...] | Mapping[str, str] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PackageChange:
+    """One package of one environment and platform; ``old_*`` / ``new_*`` None when absent."""
+
+    environment: str
+    platform: str
+    kind: ArtifactKind
+    name: str
+    old_version: str | None
+    new_version: str | None
+    old_filename: str | None = None
+    new_filename: str | None = None
+    old_sha256: str | None = None
+    new_sha256: str | None = None
+
+    @property
+    def change(self) -> ChangeKind:
+        if self.old_version is None:
+            return "added"
+        if self.new_version is None:
+            return "removed"
+        return "changed"
+
+    def render(self) -> str:
+        """``+ name 1.0 (env/platform)``, ``- …``, ``~ name 1.0 -> 2.0 (env/platform)``."""
+        where = f"({self.environment}/{self.platform})"
+        if self.change == "added":
+            return f"+ {self.name} {self.new_version} {where}"
+        if self.change == "removed":
+            return f"- {self.name} {self.old_version} {where}"
+        if self.old_version != self.new_version:
+            return f"~ {self.name} {self.old_version} -> {self.new_version} {where}"
+        if self.old_filename != self.new_filename:
+            what = f"{self.old_filename} -> {self.new_filename}"
+        else:
+            what = "sha256 changed"
+        return f"~ {self.name} {self.new_version} ({what}) {where}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "platform": self.platform,
+            "kind": self.kind,
+            "name": self.name,
+            "change": self.change,
+            "old_version": self.old_version,
+            "new_version": self.new_version,
+            "old_filename": self.old_filename,
+            "new_filename": self.new_filename,
+            "old_sha256": self.old_sha256,
+            "new_sha256": self.new_sha256,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettingChange:
+    """A changed input (``inputs.channels``) or environment setting
+    (``environments.test.requirements.pypi``); None when absent on that side."""
+
+    key: str
+    old: Setting
+    new: Setting
+
+    def render(self) -> str:
+        if self.old is None:
+            return f"+ {self.key}: {_show(self.new)}"
+        if self.new is None:
+            return f"- {self.key}: {_show(self.old)}"
+        if isinstance(self.old, tuple) and isinstance(self.new, tuple):
+            gone = [f"-{v}" for v in self.old if v not in self.new]
+            came = [f"+{v}" for v in self.new if v not in self.old]
+            if gone or came:
+                return f"~ {self.key}: {', '.join(gone + came)}"
+            # Same items in another order: the order is the meaning (channel priority).
+        return f"~ {self.key}: {_show(self.old)} -> {_show(self.new)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "old": _plain(self.old), "new": _plain(self.new)}
+
+
+def _plain(value: Setting) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _show(value: Setting) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(value) if value else "(none)"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "(none)"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockDiff:
+    """Everything that differs between two locks, in a stable order."""
+
+    settings: tuple[SettingChange, ...] = ()
+    packages: tuple[PackageChange, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.settings or self.packages)
+
+    @property
+    def added(self) -> tuple[PackageChange, ...]:
+        return tuple(p for p in self.packages if p.change == "added")
+
+    @property
+    def removed(self) -> tuple[PackageChange, ...]:
+        return tuple(p for p in self.packages if p.change == "removed")
+
+    @property
+    def changed(self) -> tuple[PackageChange, ...]:
+        return tuple(p for p in self.packages if p.change == "changed")
+
+    def render(self, *, settings: bool = True) -> list[str]:
+        """One line per change: settings first (unless ``settings=False``), then packages."""
+        lines = [s.render() for s in self.settings] if settings else []
+        return lines + [p.render() for p in self.packages]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "settings": [s.to_json() for s in self.settings],
+            "packages": [p.to_json() for p in self.packages],
+        }
+
+
+def diff_locks(old: Lockfile | None, new: Lockfile) -> LockDiff:
+    """What changed from ``old`` to ``new`` (``old`` None: everything in ``new`` is added)."""
+    settings: list[SettingChange] = []
+    if old is not None:
+        settings += _input_changes(old.inputs, new.inputs)
+    old_envs = old.environments if old is not None else {}
+    packages: list[PackageChange] = []
+    for env_name in sorted(set(old_envs) | set(new.environments)):
+        old_env = old_envs.get(env_name)
+        new_env = new.environments.get(env_name)
+        prefix = f"environments.{env_name}"
+        if old is not None:
+            for key, was, now in (
+                ("python", _env_python(old_env), _env_python(new_env)),
+                ("requirements.conda", _conda_reqs(old_env), _conda_reqs(new_env)),
+                ("requirements.pypi", _pypi_reqs(old_env), _pypi_reqs(new_env)),
+            ):
+                if was != now:
+                    settings.append(SettingChange(key=f"{prefix}.{key}", old=was, new=now))
+        old_platforms = old_env.packages if old_env is not None else {}
+        new_platforms = new_env.packages if new_env is not None else {}
+        for platform in sorted(set(old_platforms) | set(new_platforms)):
+            before = _by_name(old, old_platforms.get(platform, ()))
+            after = _by_name(new, new_platforms.get(platform, ()))
+            for slot in sorted(set(before) | set(after), key=lambda s: (s[1], s[0])):
+                change = _package_change(
+                    env_name, platform, slot, before.get(slot), after.get(slot)
+                )
+                if change is not None:
+                    packages.append(change)
+    return LockDiff(settings=tuple(settings), packages=tuple(packages))
+
+
+def _input_changes(old: LockInputs, new: LockInputs) -> list[SettingChange]:
+    changes: list[SettingChange] = []
+    pairs: list[tuple[str, Setting, Setting]] = [
+        ("platforms", tuple(sorted(old.platforms)), tuple(sorted(new.platforms))),
+        ("channels", old.channels, new.channels),
+        ("indexes", old.indexes, new.indexes),
+        ("find-links", old.find_links, new.find_links),
+        ("requires-python", old.requires_python, new.requires_python),
+        (
+            "system-requirements",
+            dict(sorted(old.system_requirements.items())),
+            dict(sorted(new.system_requirements.items())),
+        ),
+        ("exclude-newer", old.exclude_newer, new.exclude_newer),
+    ]
+    for key, before, after in pairs:
+        if before != after:
+            changes.append(SettingChange(key=f"inputs.{key}", old=before, new=after))
+    return changes
+
+
+def _env_python(env: LockedEnvironment | None) -> str | None:
+    return env.python if env is not None else None
+
+
+def _conda_reqs(env: LockedEnvironment | None) -> tuple[str, ...] | None:
+    # An absent environment and one asking nothing of conda read the same: no line.
+    return tuple(sorted(env.conda_requirements)) or None if env is not None else None
+
+
+def _pypi_reqs(env: LockedEnvironment | None) -> tuple[str, ...] | None:
+    return tuple(sorted(env.pypi_requirements)) or None if env is not None else None
+
+
+def _by_name(
+    lock: Lockfile | None, urls: Sequence[str]
+) -> dict[tuple[ArtifactKind, str], Artifact]:
+    if lock is None:
+        return {}
+    found: dict[tuple[ArtifactKind, str], Artifact] = {}
+    for url in urls:
+        artifact = lock.artifacts[url]
+        found[(artifact.kind, artifact.name)] = artifact
+    return found
+
+
+def _package_change(
+    env: str,
+    platform: str,
+    slot: tuple[ArtifactKind, str],
+    old: Artifact | None,
+    new: Artifact | None,
+) -> PackageChange | None:
+    if old is not None and new is not None and (old.url, old.sha256) == (new.url, new.sha256):
+        return None
+    kind, name = slot
+    return PackageChange(
+        environment=env,
+        platform=platform,
+        kind=kind,
+        name=name,
+        old_version=old.version if old else None,
+        new_version=new.version if new else None,
+        old_filename=old.filename if old else None,
+        new_filename=new.filename if new else None,
+        old_sha256=old.sha256 if old else None,
+        new_sha256=new.sha256 if new else None,
+    )
