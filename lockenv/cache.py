@@ -3,7 +3,10 @@
 Layout under the cache root::
 
     archives/<sha256[:2]>/<sha256>/<filename>   downloaded artifacts, keyed by content
-    unpacked/<sha256[:2]>/<sha256>/             each wheel unpacked once (files/ + manifest.json)
+    unpacked/<sha256[:2]>/<sha256>/             each archive unpacked once: a wheel as files/,
+                                                a conda package as pkg/ (conda's extracted
+                                                package dir: info/ + payload), each with a
+                                                manifest.json beside it
     tmp/                                        work directories, renamed into place when complete
 
 Every entry appears through one ``os.rename`` (archives through ``os.replace`` in the HTTP
@@ -82,7 +85,7 @@ class Cache:
         return self.root / "archives" / sha256[:2] / sha256 / filename
 
     def unpacked_dir(self, sha256: str) -> Path:
-        """Where the wheel with this content is unpacked."""
+        """Where the wheel or conda package with this content is unpacked."""
         return self.root / "unpacked" / sha256[:2] / sha256
 
     def make_temp_dir(self, purpose: str) -> Path:

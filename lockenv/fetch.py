@@ -1,10 +1,10 @@
 """Get every locked artifact into the cache, each checked against the lock's sha256 and size.
 
-Archives already in the cache are hashed again before use: a cache shared by many
-machines or users is not trusted by location.  Downloads go through `lockenv.http`
-(imported only when something must be downloaded, so a warm sync never loads httpx),
-in a bounded pool of threads.  Every artifact is checked before anything is installed:
-the first problem aborts the sync with the environment untouched.
+Wheels and conda archives alike.  Archives already in the cache are hashed again before
+use: a cache shared by many machines or users is not trusted by location.  Downloads go
+through `lockenv.http` (imported only when something must be downloaded, so a warm sync
+never loads httpx), in a bounded pool of threads.  Every artifact is checked before
+anything is installed: the first problem aborts the sync with the environment untouched.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lockenv.cache import Cache, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
-from lockenv.lockfile import PypiArtifact
+from lockenv.lockfile import Artifact
 
 __all__ = ["FetchResult", "fetch_artifacts"]
 
@@ -33,7 +33,7 @@ class FetchResult:
     downloaded: tuple[str, ...]  # file names
 
 
-def _check_cached(cache: Cache, artifact: PypiArtifact, path: Path) -> None:
+def _check_cached(cache: Cache, artifact: Artifact, path: Path) -> None:
     try:
         digest, size = hash_file(path)
     except OSError as exc:
@@ -53,7 +53,7 @@ def _check_cached(cache: Cache, artifact: PypiArtifact, path: Path) -> None:
 
 
 def fetch_artifacts(
-    artifacts: Sequence[PypiArtifact],
+    artifacts: Sequence[Artifact],
     cache: Cache,
     *,
     offline: bool = False,
@@ -95,8 +95,8 @@ def fetch_artifacts(
 
 
 def _fetch_in_pool(
-    cached: list[PypiArtifact],
-    missing: list[PypiArtifact],
+    cached: list[Artifact],
+    missing: list[Artifact],
     cache: Cache,
     paths: dict[str, Path],
     offline: bool,
@@ -119,7 +119,7 @@ def _fetch_in_pool(
                     HttpClient(cache.root, offline=offline, max_connections=workers)
                 )
 
-                def download(artifact: PypiArtifact) -> None:
+                def download(artifact: Artifact) -> None:
                     if progress is not None:
                         progress(f"download {artifact.filename}")
                     try:

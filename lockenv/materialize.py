@@ -1,5 +1,11 @@
 """The sync: lock → fetch (verified) → unpack once → build a staging env → swap it in.
 
+Two kinds of environment come out of it.  A PyPI-only lock makes a virtual environment on
+a host interpreter.  A lock with conda packages makes a conda prefix: the packages linked
+in dependency order (`lockenv.conda.install`), ``conda-meta/`` written as conda writes
+it, and the PyPI wheels, if any, installed into the conda Python's site-packages with
+launchers for ``<prefix>/bin/python``.  Package scripts (post-link...) are never run.
+
 One orchestration function, `sync_environment`.  The environment is rebuilt completely in
 a staging directory beside the prefix (same filesystem; every absolute path written
 already names the final prefix), then exchanged with the prefix in one atomic step
@@ -35,6 +41,7 @@ from lockenv.plan import (
     EnvState,
     InstalledPackage,
     WantedPackage,
+    conda_meta_names,
     dist_info_names,
     plan_sync,
     read_state,
@@ -43,10 +50,19 @@ from lockenv.plan import (
 
 if TYPE_CHECKING:
     from lockenv.cache import Cache
+    from lockenv.conda.install import InstalledConda, UnpackedConda
     from lockenv.install.wheel import InstalledDist, UnpackedWheel
     from lockenv.link import Linker
-    from lockenv.lockfile import LockedEnvironment, Lockfile, PypiArtifact
-    from lockenv.venv import EnvLayout, Interpreter
+    from lockenv.lockfile import (
+        Artifact,
+        CondaArtifact,
+        LockedEnvironment,
+        Lockfile,
+        PypiArtifact,
+    )
+    from lockenv.venv import EnvLayout
+
+    Unpacked = UnpackedWheel | UnpackedConda
 
 __all__ = [
     "SyncOptions",
@@ -103,9 +119,18 @@ class SyncReport:
 # -- the fast path -------------------------------------------------------------------------
 
 
-def _interpreter_present(prefix: Path) -> bool:
-    python = prefix / ("Scripts/python.exe" if _IS_WINDOWS else "bin/python")
+def _interpreter_present(prefix: Path, state: EnvState) -> bool:
+    if state.kind == "conda":
+        if not state.python_version:
+            return True  # a conda environment without Python
+        python = prefix / ("python.exe" if _IS_WINDOWS else "bin/python")
+    else:
+        python = prefix / ("Scripts/python.exe" if _IS_WINDOWS else "bin/python")
     return os.path.exists(python)  # follows the symlink: a removed base Python is noticed
+
+
+def _site_dist_infos(prefix: Path, site_packages: str) -> list[str]:
+    return dist_info_names(prefix / site_packages) if site_packages else []
 
 
 def _state_is_current(state: EnvState, prefix: Path, platform: str) -> bool:
@@ -114,8 +139,9 @@ def _state_is_current(state: EnvState, prefix: Path, platform: str) -> bool:
         state.lockenv_version == __version__
         and state.platform == platform
         and state.prefix == str(prefix)
-        and dist_info_names(prefix / state.site_packages) == state.dist_infos
-        and _interpreter_present(prefix)
+        and _site_dist_infos(prefix, state.site_packages) == state.dist_infos
+        and (state.kind != "conda" or conda_meta_names(prefix) == state.conda_records)
+        and _interpreter_present(prefix, state)
     )
 
 
@@ -142,15 +168,33 @@ def is_up_to_date(prefix: Path, lock_sha256: str, env_name: str) -> bool:
 def activation_env(prefix: Path, base: Mapping[str, str]) -> dict[str, str]:
     """``base`` with the environment at ``prefix`` activated (for ``lockenv run``).
 
-    Puts its scripts directory first on PATH, sets VIRTUAL_ENV and removes PYTHONHOME
-    (which would point the interpreter at another standard library).
+    Puts its scripts directory first on PATH and removes PYTHONHOME (which would point the
+    interpreter at another standard library).  A virtual environment gets VIRTUAL_ENV; a
+    conda prefix (it has ``conda-meta/``) gets CONDA_PREFIX and loses a VIRTUAL_ENV
+    inherited from the caller (tools such as pip and uv prefer VIRTUAL_ENV).  Packages'
+    own activation scripts (``etc/conda/activate.d``) are package code and are not run.
     """
     prefix = Path(os.path.abspath(prefix))
     env = dict(base)
-    scripts = str(prefix / ("Scripts" if _IS_WINDOWS else "bin"))
+    conda = (prefix / "conda-meta").is_dir()
+    if conda and _IS_WINDOWS:
+        dirs = [
+            prefix,
+            prefix / "Library" / "mingw-w64" / "bin",
+            prefix / "Library" / "usr" / "bin",
+            prefix / "Library" / "bin",
+            prefix / "Scripts",
+            prefix / "bin",
+        ]
+    else:
+        dirs = [prefix / ("Scripts" if _IS_WINDOWS else "bin")]
     path = env.get("PATH", "")
-    env["PATH"] = scripts + (os.pathsep + path if path else "")
-    env["VIRTUAL_ENV"] = str(prefix)
+    env["PATH"] = os.pathsep.join(str(d) for d in dirs) + (os.pathsep + path if path else "")
+    if conda:
+        env["CONDA_PREFIX"] = str(prefix)
+        env.pop("VIRTUAL_ENV", None)
+    else:
+        env["VIRTUAL_ENV"] = str(prefix)
     env.pop("PYTHONHOME", None)
     return env
 
@@ -259,16 +303,13 @@ def _check_prefix_is_ours(prefix: Path) -> None:
 # -- the sync --------------------------------------------------------------------------------
 
 
-def _pypi_artifacts(lock: Lockfile, env_name: str, platform: str) -> list[PypiArtifact]:
-    from lockenv.lockfile import PypiArtifact
+def _split_artifacts(
+    lock: Lockfile, env_name: str, platform: str
+) -> tuple[list[CondaArtifact], list[PypiArtifact]]:
+    from lockenv.lockfile import CondaArtifact, PypiArtifact
 
     artifacts = lock.packages_for(env_name, platform)
-    conda = sorted(a.name for a in artifacts if not isinstance(a, PypiArtifact))
-    if conda:
-        raise InstallError(
-            f"environment {env_name!r} has conda packages ({', '.join(conda[:5])}); this sync "
-            "installs PyPI wheels into a virtual environment only"
-        )
+    conda = [a for a in artifacts if isinstance(a, CondaArtifact)]
     pypi = [a for a in artifacts if isinstance(a, PypiArtifact)]
     sdists = sorted(f"{a.name} ({a.filename})" for a in pypi if not a.is_wheel)
     if sdists:
@@ -277,7 +318,48 @@ def _pypi_artifacts(lock: Lockfile, env_name: str, platform: str) -> list[PypiAr
             "lockenv installs wheels only (building would run package code): lock a version "
             "that has a wheel for this platform"
         )
-    return pypi
+    if conda and pypi and not any(a.name == "python" for a in conda):
+        raise InstallError(
+            f"environment {env_name!r} has conda packages and PyPI packages but no conda "
+            "`python` to install the PyPI packages into; add python to [dependencies] and "
+            "run `lockenv lock`"
+        )
+    return conda, pypi
+
+
+_SPEC_NAME = re.compile(r"[\s=<>!~\[]")
+
+
+def _spec_name(spec: str) -> str:
+    return _SPEC_NAME.split(spec.split("::")[-1].strip(), maxsplit=1)[0].lower()
+
+
+def _link_order(conda: list[CondaArtifact]) -> list[CondaArtifact]:
+    """Dependencies before dependents (as conda links them), ties by name: deterministic,
+    and a file two packages ship ends as the dependent's."""
+    import heapq
+
+    by_name = {a.name: a for a in conda}
+    needs = {
+        a.name: {n for n in map(_spec_name, a.depends) if n in by_name and n != a.name}
+        for a in conda
+    }
+    users: dict[str, list[str]] = {name: [] for name in by_name}
+    for name, deps in needs.items():
+        for dep in deps:
+            users[dep].append(name)
+    ready = [name for name, deps in needs.items() if not deps]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for user in users[name]:
+            needs[user].discard(name)
+            if not needs[user]:
+                heapq.heappush(ready, user)
+    order += sorted(set(by_name) - set(order))  # a dependency cycle: by name
+    return [by_name[name] for name in order]
 
 
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
@@ -306,31 +388,51 @@ def _direct_url(lock: Lockfile, artifact: PypiArtifact) -> tuple[str, str] | Non
     return (artifact.url, artifact.sha256)
 
 
-def _ensure_unpacked(cache: Cache, artifact: PypiArtifact, archive: Path) -> UnpackedWheel:
-    from lockenv.install.wheel import load_unpacked, unpack_wheel
+def _load_unpacked(cache: Cache, artifact: Artifact) -> Unpacked | None:
+    """The artifact unpacked in the cache, or None when it is not (or not usable)."""
+    if artifact.kind == "conda":
+        from lockenv.conda.install import load_unpacked_conda
+
+        return load_unpacked_conda(cache.unpacked_dir(artifact.sha256))
+    from lockenv.install.wheel import load_unpacked
+
+    return load_unpacked(cache.unpacked_dir(artifact.sha256))
+
+
+def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path) -> Unpacked:
+    """Unpack the artifact into the cache once: in a temporary directory, published by
+    one rename, so concurrent syncs never see half an entry."""
+    from lockenv.lockfile import CondaArtifact
 
     final = cache.unpacked_dir(artifact.sha256)
-    wheel = load_unpacked(final)
-    if wheel is not None:
-        return wheel
+    unpacked = _load_unpacked(cache, artifact)
+    if unpacked is not None:
+        return unpacked
     if final.exists():
         cache.discard(final)  # written by another lockenv version, or damaged
     work = cache.make_temp_dir("unpack")
     try:
-        unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
+        if isinstance(artifact, CondaArtifact):
+            from lockenv.conda.install import unpack_conda
+
+            unpack_conda(archive, work, filename=artifact.filename, artifact=artifact)
+        else:
+            from lockenv.install.wheel import unpack_wheel
+
+            unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
     except BaseException:
         from lockenv.cache import remove_tree
 
         remove_tree(work)
         raise
     cache.publish_dir(work, final)
-    wheel = load_unpacked(final)
-    if wheel is None:
+    unpacked = _load_unpacked(cache, artifact)
+    if unpacked is None:
         raise InstallError(
             f"{artifact.filename}: the unpacked cache entry {str(final)!r} is unusable; "
             "run `lockenv cache clean` and sync again"
         )
-    return wheel
+    return unpacked
 
 
 def _install_all(
@@ -363,7 +465,39 @@ def _install_all(
     return [install(item) for item in wheels]
 
 
-def _compile_bytecode(layout: EnvLayout, interpreter: Interpreter) -> None:
+def _link_conda_all(
+    conda: list[CondaArtifact],
+    unpacked: Mapping[str, Unpacked],
+    tarballs: Mapping[str, Path],
+    layout: EnvLayout,
+    linker: Linker,
+    environment: LockedEnvironment,
+) -> list[tuple[CondaArtifact, InstalledConda]]:
+    """Link every conda package into the staging prefix, then write conda-meta/history."""
+    from lockenv.conda.install import UnpackedConda, install_conda_package
+    from lockenv.conda.prefix_record import HISTORY, history_text, requested_specs
+
+    specs = requested_specs(environment.conda_requirements)
+    done = []
+    for artifact in _link_order(conda):
+        pkg = unpacked[artifact.sha256]
+        assert isinstance(pkg, UnpackedConda)
+        installed = install_conda_package(
+            pkg,
+            artifact,
+            layout,
+            linker,
+            requested_spec=specs.get(artifact.name, ""),
+            tarball=tarballs[artifact.sha256],
+        )
+        done.append((artifact, installed))
+    history = layout.root / HISTORY
+    history.parent.mkdir(parents=True, exist_ok=True)
+    history.write_text(history_text(conda, specs.values()), encoding="utf-8")
+    return done
+
+
+def _compile_bytecode(layout: EnvLayout, python: Path) -> None:
     """Compile site-packages with the env's Python: deterministic unchecked-hash .pyc,
     with the final prefix (not the staging dir) as the source path in tracebacks."""
     import subprocess
@@ -377,7 +511,7 @@ def _compile_bytecode(layout: EnvLayout, interpreter: Interpreter) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["SOURCE_DATE_EPOCH"] = "315532800"
     subprocess.run(
-        [str(interpreter.executable), "-I", "-c", script, str(layout.site_packages), final_sp],
+        [str(python), "-I", "-c", script, str(layout.site_packages), final_sp],
         check=False,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -415,8 +549,16 @@ def sync_environment(
     if prefix.is_symlink():
         prefix = Path(os.path.realpath(prefix))
     environment = lock.environment(env_name)
-    artifacts = _pypi_artifacts(lock, env_name, platform)
-    wanted = [WantedPackage(name=a.name, version=a.version, sha256=a.sha256) for a in artifacts]
+    conda, pypi = _split_artifacts(lock, env_name, platform)
+    artifacts: list[Artifact] = [*conda, *pypi]
+    kind = "conda" if conda else "venv"
+    # A conda environment's Python is its `python` package ("" when it has none).
+    conda_python = next((a.version for a in conda if a.name == "python"), "")
+    conda_xy = ".".join(conda_python.split(".")[:2])
+    wanted = [
+        WantedPackage(name=a.name, version=a.version, sha256=a.sha256, kind=a.kind)
+        for a in artifacts
+    ]
     cache = Cache(options.cache_dir or _default_cache())
     python_version = environment.python or ".".join(map(str, sys.version_info[:2]))
 
@@ -429,20 +571,23 @@ def sync_environment(
         _recover(prefix)
         _check_prefix_is_ours(prefix)
         state = read_state(prefix)
-        on_disk = (
-            dist_info_names(prefix / state.site_packages)
-            if state is not None
-            else dist_info_names(layout_for(prefix, python_version).site_packages)
-        )
+        if state is not None:
+            site_packages = state.site_packages
+        elif kind == "venv":
+            site_packages = layout_for(prefix, python_version).site_packages_rel
+        else:
+            site_packages = layout_for(prefix, conda_xy, conda=True).site_packages_rel
+        on_disk = _site_dist_infos(prefix, site_packages) + conda_meta_names(prefix)
         plan = plan_sync(wanted, state, on_disk)
-        interpreter: Interpreter | None = None
-        if options.python is not None:
+        interpreter = None
+        if options.python is not None and kind == "venv":
             interpreter = find_interpreter(
                 python_version, python=options.python, cache_dir=cache.root
             )
         if (
             state is not None
             and state.environment == env_name
+            and state.kind == kind
             and not plan.changes
             and {p.sha256 for p in state.packages} == {w.sha256 for w in wanted}
             and _state_is_current(state, prefix, platform)
@@ -461,15 +606,27 @@ def sync_environment(
                 seconds=time.monotonic() - started,
             )
 
-        if interpreter is None:
-            interpreter = find_interpreter(python_version, cache_dir=cache.root)
-        note(f"using Python {interpreter.version} ({interpreter.executable})")
+        if kind == "venv":
+            if interpreter is None:
+                interpreter = find_interpreter(python_version, cache_dir=cache.root)
+            note(f"using Python {interpreter.version} ({interpreter.executable})")
+        elif options.python is not None:
+            note(f"--python ignored: environment {env_name!r} brings its own conda python")
 
         fetched = fetch_artifacts(
             artifacts, cache, offline=options.offline, jobs=options.jobs, progress=progress
         )
         cache.clean_stale_temp()
-        wheels = _unpack_all(cache, artifacts, fetched.paths, options.jobs)
+        unpacked = _unpack_all(cache, artifacts, fetched.paths, options.jobs)
+        by_sha = {a.sha256: u for a, u in unpacked}
+        from lockenv.install.wheel import UnpackedWheel
+        from lockenv.lockfile import PypiArtifact
+
+        wheels = [
+            (a, u)
+            for a, u in unpacked
+            if isinstance(a, PypiArtifact) and isinstance(u, UnpackedWheel)
+        ]
 
         import tempfile
 
@@ -477,14 +634,26 @@ def sync_environment(
         swapped = False
         try:
             os.chmod(staging, 0o755)
-            layout = layout_for(prefix, interpreter.major_minor, root=staging)
-            create_venv(layout, interpreter, prompt=env_name)
             linker = Linker(link_mode)
+            linked: list[tuple[CondaArtifact, InstalledConda]] = []
+            if interpreter is not None:
+                layout = layout_for(prefix, interpreter.major_minor, root=staging)
+                create_venv(layout, interpreter, prompt=env_name)
+                python_executable, python_full = str(interpreter.executable), interpreter.version
+                bytecode_python: Path | None = interpreter.executable
+            else:
+                layout = layout_for(prefix, conda_xy, root=staging, conda=True)
+                linked = _link_conda_all(conda, by_sha, fetched.paths, layout, linker, environment)
+                _report_package_scripts(linked, note)
+                python_full = conda_python
+                python_executable = layout.prefix_python if conda_python else ""
+                staged_python = staging / os.path.relpath(layout.prefix_python, prefix)
+                bytecode_python = staged_python if conda_python else None
             requested = _requested_names(environment)
             installed = _install_all(wheels, layout, linker, requested, lock)
-            if options.compile_bytecode:
+            if options.compile_bytecode and bytecode_python is not None:
                 note("compiling bytecode")
-                _compile_bytecode(layout, interpreter)
+                _compile_bytecode(layout, bytecode_python)
             by_name = {d.dist_info: d for d in installed}
             packages = []
             for artifact, wheel in wheels:
@@ -497,6 +666,23 @@ def sync_environment(
                         dist_info=wheel.dist_info,
                     )
                 )
+            conda_dist_infos: set[str] = set()
+            for record, result in linked:
+                packages.append(
+                    InstalledPackage(
+                        name=record.name,
+                        version=record.version,
+                        sha256=record.sha256,
+                        filename=record.filename,
+                        dist_info=result.record,
+                        kind="conda",
+                    )
+                )
+                if python_full:
+                    from lockenv.conda.install import conda_dist_infos as shipped
+
+                    conda_dist_infos |= shipped(result.files, layout.site_packages_rel)
+            has_site_packages = kind == "venv" or bool(python_full)
             write_state(
                 staging,
                 EnvState(
@@ -505,12 +691,14 @@ def sync_environment(
                     platform=platform,
                     prefix=str(prefix),
                     lockenv_version=__version__,
-                    python_executable=str(interpreter.executable),
-                    python_version=interpreter.version,
-                    site_packages=layout.site_packages_rel,
+                    python_executable=python_executable,
+                    python_version=python_full,
+                    site_packages=layout.site_packages_rel if has_site_packages else "",
                     link_mode=link_mode,
                     bytecode=options.compile_bytecode,
                     packages=tuple(packages),
+                    kind=kind,
+                    conda_dist_infos=tuple(sorted(conda_dist_infos)),
                 ),
             )
             old = _swap_into_place(staging, prefix)
@@ -531,16 +719,27 @@ def sync_environment(
     )
 
 
-def _unpack_all(
-    cache: Cache, artifacts: list[PypiArtifact], paths: Mapping[str, Path], jobs: int
-) -> list[tuple[PypiArtifact, UnpackedWheel]]:
-    """Every wheel unpacked in the cache (unpacking those that are not yet)."""
-    from lockenv.install.wheel import load_unpacked
+def _report_package_scripts(
+    linked: list[tuple[CondaArtifact, InstalledConda]], note: Progress
+) -> None:
+    with_scripts = [
+        f"{a.name} ({', '.join(r.package_scripts)})" for a, r in linked if r.package_scripts
+    ]
+    if with_scripts:
+        note(
+            "skipped package scripts (lockenv never runs package code): "
+            + ", ".join(sorted(with_scripts))
+        )
 
-    ready = [load_unpacked(cache.unpacked_dir(a.sha256)) for a in artifacts]
-    todo = [a for a, w in zip(artifacts, ready, strict=True) if w is None]
+
+def _unpack_all(
+    cache: Cache, artifacts: list[Artifact], paths: Mapping[str, Path], jobs: int
+) -> list[tuple[Artifact, Unpacked]]:
+    """Every artifact unpacked in the cache (unpacking those that are not yet)."""
+    ready = [_load_unpacked(cache, a) for a in artifacts]
+    todo = [a for a, u in zip(artifacts, ready, strict=True) if u is None]
     if not todo:
-        return [(a, w) for a, w in zip(artifacts, ready, strict=True) if w is not None]
+        return [(a, u) for a, u in zip(artifacts, ready, strict=True) if u is not None]
     todo.sort(key=lambda a: -a.size)  # biggest first: the pool finishes together
     workers = max(1, min(jobs, len(todo)))
     cpus = min(workers, os.cpu_count() or 1)
@@ -561,13 +760,13 @@ def _unpack_all(
             list(pool.map(lambda a: _ensure_unpacked(cache, a, paths[a.sha256]), todo))
     result = []
     for artifact in artifacts:
-        wheel = load_unpacked(cache.unpacked_dir(artifact.sha256))
-        if wheel is None:
+        unpacked = _load_unpacked(cache, artifact)
+        if unpacked is None:
             raise InstallError(
                 f"{artifact.filename}: the unpacked cache entry is unusable; run "
                 "`lockenv cache clean` and sync again"
             )
-        result.append((artifact, wheel))
+        result.append((artifact, unpacked))
     return result
 
 
@@ -579,7 +778,7 @@ def _can_fork() -> bool:
     return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
-def _unpack_in_worker(args: tuple[str, PypiArtifact, str]) -> None:
+def _unpack_in_worker(args: tuple[str, Artifact, str]) -> None:
     from lockenv.cache import Cache
 
     root, artifact, archive = args

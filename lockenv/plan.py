@@ -3,9 +3,15 @@
 Every environment lockenv builds carries ``.lockenv-state.json`` at its root, written
 last into the staging tree and swapped in with it, so its presence means "complete".
 It records the lock (sha256 of its bytes), environment, platform, final prefix,
-interpreter, and for each installed distribution the artifact (sha256, file name) it
-came from.  The no-op check compares that record and a listing of site-packages
-(``os.listdir``: notices packages added or removed by hand) — nothing is hashed.
+interpreter, and for each installed package the artifact (sha256, file name) it came
+from.  The no-op check compares that record with a listing of site-packages and, in a
+conda environment, of ``conda-meta/`` (``os.listdir``: notices packages added or removed
+by hand) — nothing is hashed.
+
+Two kinds of environment: ``venv`` (a virtual environment on a host Python, PyPI
+wheels only) and ``conda`` (a conda prefix: conda packages, and PyPI wheels installed
+into the conda Python's site-packages).  A PyPI package is known by its ``.dist-info``
+directory, a conda package by its ``conda-meta/<name>-<version>-<build>.json`` record.
 
 Standard library only: this module is on the no-op fast path.
 """
@@ -23,6 +29,7 @@ __all__ = [
     "EnvState",
     "InstalledPackage",
     "SyncPlan",
+    "conda_meta_names",
     "dist_info_names",
     "plan_sync",
     "read_state",
@@ -35,13 +42,18 @@ STATE_FORMAT = 1
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InstalledPackage:
-    """One installed distribution and the locked artifact it was installed from."""
+    """One installed package and the locked artifact it was installed from.
+
+    ``dist_info`` is what marks it installed: the ``.dist-info`` directory name of a PyPI
+    package, the ``conda-meta`` record file name of a conda package (``kind="conda"``).
+    """
 
     name: str  # normalized
     version: str
     sha256: str
     filename: str
     dist_info: str
+    kind: str = "pypi"  # "pypi" | "conda"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,15 +67,23 @@ class EnvState:
     lockenv_version: str
     python_executable: str
     python_version: str
-    site_packages: str  # relative to the prefix, POSIX
+    site_packages: str  # relative to the prefix, POSIX; "" in a conda env without Python
     link_mode: str
     bytecode: bool
     packages: tuple[InstalledPackage, ...] = field(default=())
+    kind: str = "venv"  # "venv" | "conda"
+    conda_dist_infos: tuple[str, ...] = ()  # dist-info dirs that conda packages shipped
 
     @property
     def dist_infos(self) -> list[str]:
-        """Sorted dist-info directory names the environment should have."""
-        return sorted(p.dist_info for p in self.packages)
+        """Sorted dist-info directory names the environment's site-packages should have."""
+        own = [p.dist_info for p in self.packages if p.kind == "pypi"]
+        return sorted([*own, *self.conda_dist_infos])
+
+    @property
+    def conda_records(self) -> list[str]:
+        """Sorted ``conda-meta`` record file names the environment should have."""
+        return sorted(p.dist_info for p in self.packages if p.kind == "conda")
 
     def to_json(self) -> str:
         data = {
@@ -77,6 +97,8 @@ class EnvState:
             "site_packages": self.site_packages,
             "link_mode": self.link_mode,
             "bytecode": self.bytecode,
+            "kind": self.kind,
+            "conda_dist_infos": sorted(self.conda_dist_infos),
             "packages": [
                 {
                     "name": p.name,
@@ -84,8 +106,9 @@ class EnvState:
                     "sha256": p.sha256,
                     "filename": p.filename,
                     "dist_info": p.dist_info,
+                    "kind": p.kind,
                 }
-                for p in sorted(self.packages, key=lambda p: p.name)
+                for p in sorted(self.packages, key=lambda p: (p.kind, p.name))
             ],
         }
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
@@ -115,9 +138,12 @@ class EnvState:
                         sha256=str(p["sha256"]),
                         filename=str(p["filename"]),
                         dist_info=str(p["dist_info"]),
+                        kind=str(p.get("kind", "pypi")),
                     )
                     for p in data["packages"]
                 ),
+                kind=str(data.get("kind", "venv")),
+                conda_dist_infos=tuple(str(d) for d in data.get("conda_dist_infos", ())),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -147,6 +173,16 @@ def dist_info_names(site_packages: Path | str) -> list[str]:
         return []
 
 
+def conda_meta_names(prefix: Path | str) -> list[str]:
+    """Sorted conda package record names (``*.json``) in ``<prefix>/conda-meta``."""
+    try:
+        return sorted(
+            n for n in os.listdir(os.path.join(prefix, "conda-meta")) if n.endswith(".json")
+        )
+    except OSError:
+        return []
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WantedPackage:
     """A package the lock wants: what `plan_sync` needs of an artifact."""
@@ -154,6 +190,7 @@ class WantedPackage:
     name: str
     version: str
     sha256: str
+    kind: str = "pypi"  # "pypi" | "conda"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,39 +206,51 @@ class SyncPlan:
         return bool(self.installed or self.removed)
 
 
-def _split_dist_info(dist_info: str) -> tuple[str, str]:
+def _split_dist_info(dist_info: str) -> tuple[str, str, str]:
+    """(kind, name, version) of a dist-info directory or conda-meta record name."""
+    if dist_info.endswith(".json"):  # conda-meta/<name>-<version>-<build>.json
+        name, version, _build = [*dist_info[: -len(".json")].rsplit("-", 2), "", ""][:3]
+        return "conda", name, version
     name, _, version = dist_info[: -len(".dist-info")].rpartition("-")
-    return name.replace("_", "-").replace(".", "-").lower(), version
+    return "pypi", name.replace("_", "-").replace(".", "-").lower(), version
 
 
 def plan_sync(
     wanted: Iterable[WantedPackage], state: EnvState | None, on_disk: Iterable[str]
 ) -> SyncPlan:
-    """Compare the locked packages with the environment (its state and dist-info listing).
+    """Compare the locked packages with the environment (its state and on-disk listing).
 
-    A package whose artifact changes is both removed (old) and installed (new).  Packages
-    installed by hand (a dist-info the state does not list) count as removed;
-    packages deleted by hand count as installed again.
+    ``on_disk`` holds the dist-info directory names in site-packages and, in a conda
+    environment, the ``conda-meta`` record names.  A package whose artifact changes is
+    both removed (old) and installed (new).  Packages installed by hand (a dist-info or
+    record the state does not list) count as removed; packages deleted by hand count as
+    installed again.
     """
     present = set(on_disk)
-    previous: dict[str, InstalledPackage] = {}
+    previous: dict[tuple[str, str], InstalledPackage] = {}
+    shipped: set[str] = set()
     if state is not None:
-        previous = {p.name: p for p in state.packages if p.dist_info in present}
-    known = {p.dist_info for p in previous.values()}
-    foreign: Mapping[str, str] = dict(_split_dist_info(d) for d in present - known)
+        previous = {(p.kind, p.name): p for p in state.packages if p.dist_info in present}
+        shipped = set(state.conda_dist_infos)
+    known = {p.dist_info for p in previous.values()} | shipped
+    foreign: Mapping[tuple[str, str], str] = {
+        (kind, name): version
+        for kind, name, version in map(_split_dist_info, sorted(present - known))
+    }
     installed, unchanged = [], []
-    kept: set[str] = set()
+    kept: set[tuple[str, str]] = set()
     for w in wanted:
-        old = previous.get(w.name)
+        key = (w.kind, w.name)
+        old = previous.get(key)
         entry = f"{w.name}=={w.version}"
-        if old is not None and old.sha256 == w.sha256 and w.name not in foreign:
+        if old is not None and old.sha256 == w.sha256 and key not in foreign:
             unchanged.append(entry)
-            kept.add(w.name)
+            kept.add(key)
         else:
             installed.append(entry)
     # An upgrade is the old version removed and the new one installed, as uv reports it.
-    removed = [f"{p.name}=={p.version}" for n, p in previous.items() if n not in kept]
-    removed += [f"{n}=={v}" for n, v in foreign.items()]
+    removed = [f"{p.name}=={p.version}" for k, p in previous.items() if k not in kept]
+    removed += [f"{name}=={v}" for (_kind, name), v in foreign.items()]
     return SyncPlan(
         installed=tuple(sorted(installed)),
         removed=tuple(sorted(set(removed))),

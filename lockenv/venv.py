@@ -58,12 +58,14 @@ class EnvLayout:
     """Where things go in an environment whose files are written under ``root``.
 
     ``prefix`` is where the environment will live (absolute); ``root`` is where it is being
-    built (the staging directory, or the prefix itself).
+    built (the staging directory, or the prefix itself).  ``conda``: a conda prefix, whose
+    interpreter on Windows is ``python.exe`` at the root rather than in ``Scripts``.
     """
 
     root: Path
     prefix: Path
     python_version: str  # "3.11"
+    conda: bool = False
 
     @property
     def site_packages_rel(self) -> str:
@@ -90,14 +92,19 @@ class EnvLayout:
     @property
     def prefix_python(self) -> str:
         """The environment's interpreter at its final place (for shebangs)."""
-        exe = "python.exe" if _IS_WINDOWS else "python"
-        return os.path.join(str(self.prefix), self.scripts_rel, exe)
+        if _IS_WINDOWS:
+            if self.conda:
+                return os.path.join(str(self.prefix), "python.exe")
+            return os.path.join(str(self.prefix), self.scripts_rel, "python.exe")
+        return os.path.join(str(self.prefix), self.scripts_rel, "python")
 
 
-def layout_for(prefix: Path, python_version: str, *, root: Path | None = None) -> EnvLayout:
+def layout_for(
+    prefix: Path, python_version: str, *, root: Path | None = None, conda: bool = False
+) -> EnvLayout:
     """The layout of an environment at ``prefix`` (built in ``root``, default the prefix)."""
     prefix = Path(os.path.abspath(prefix))
-    return EnvLayout(root=root or prefix, prefix=prefix, python_version=python_version)
+    return EnvLayout(root=root or prefix, prefix=prefix, python_version=python_version, conda=conda)
 
 
 # -- interpreters ---------------------------------------------------------------------------
