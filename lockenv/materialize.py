@@ -708,7 +708,6 @@ def sync_environment(
                 remove_tree(staging)
         if old is not None:
             remove_tree(old)
-    note(f"synced {len(artifacts)} packages into {prefix}")
     return SyncReport(
         prefix=prefix,
         installed=plan.installed,
