@@ -209,6 +209,20 @@ class PrefixRecord:
     paths: tuple[PrefixPath, ...]
     problems: tuple[str, ...] = ()
 
+    @classmethod
+    def unreadable(cls, file: str, problem: str) -> PrefixRecord:
+        """A record that could not be read: verify reports ``problem``."""
+        return cls(
+            file=file,
+            name="",
+            version="",
+            build="",
+            sha256=None,
+            fn=None,
+            paths=(),
+            problems=(problem,),
+        )
+
 
 def _inside(path: str) -> str | None:
     if (
@@ -228,16 +242,7 @@ def _inside(path: str) -> str | None:
 def _parse_record(file: str, doc: Any) -> PrefixRecord:
     where = f"{CONDA_META}/{file}"
     if not isinstance(doc, dict):
-        return PrefixRecord(
-            file=file,
-            name="",
-            version="",
-            build="",
-            sha256=None,
-            fn=None,
-            paths=(),
-            problems=(f"{where} is not a JSON object",),
-        )
+        return PrefixRecord.unreadable(file, f"{where} is not a JSON object")
     problems: list[str] = []
     paths: list[PrefixPath] = []
     paths_data = doc.get("paths_data")
@@ -290,16 +295,7 @@ def read_prefix_records(prefix: Path) -> list[PrefixRecord]:
                 doc = json.loads(fh.read())
         except (OSError, ValueError) as exc:
             records.append(
-                PrefixRecord(
-                    file=name,
-                    name="",
-                    version="",
-                    build="",
-                    sha256=None,
-                    fn=None,
-                    paths=(),
-                    problems=(f"{CONDA_META}/{name} is unreadable: {exc}",),
-                )
+                PrefixRecord.unreadable(name, f"{CONDA_META}/{name} is unreadable: {exc}")
             )
             continue
         records.append(_parse_record(name, doc))
