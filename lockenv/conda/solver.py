@@ -166,6 +166,9 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
         }
         self.direct_names = frozenset(s.name for s in direct)
         self.direct_order = {s.name: i for i, s in enumerate(direct)}
+        self.direct_text = {s.name: str(s) for s in direct}
+        # The first requirement seen on each name: how a failure is traced to the manifest.
+        self.requested_by: dict[str, CondaReq] = {}
         self.preferences = dict(preferences or {})
         self.exclude_newer_ms = exclude_newer_ms
         self._sorted: dict[str, list[CondaCandidate]] = {}
@@ -270,7 +273,26 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
                 ) from None
             deps.append(CondaReq(spec, candidate, optional))
         self._deps[candidate] = deps
+        for dep in deps:
+            if not dep.optional:
+                self.requested_by.setdefault(dep.name, dep)
         return deps
+
+    def chain_to(self, candidate: CondaCandidate) -> list[str]:
+        """How ``candidate``'s package came to be needed, from the manifest down."""
+        steps: list[str] = []
+        name = candidate.name
+        seen: set[str] = set()
+        while name not in seen:
+            seen.add(name)
+            req = self.requested_by.get(name)
+            if req is None or req.parent is None:
+                if name in self.direct_text:
+                    steps.append(f"the manifest asks for {self.direct_text[name]!r}")
+                break
+            steps.append(f"{req.parent.name} {req.parent.version} requires {str(req.spec)!r}")
+            name = req.parent.name
+        return steps[::-1]
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -316,7 +338,11 @@ def explain_conda_conflict(causes: Collection[Any], provider: CondaProvider, pla
     for cause in causes:
         req: CondaReq = cause.requirement
         parent: CondaCandidate | None = cause.parent
-        who = f"{parent.name} {parent.version} requires" if parent else "the manifest asks for"
+        if parent is None:
+            who = "the manifest asks for"
+        else:
+            lead = " -> ".join(provider.chain_to(parent))
+            who = (f"{lead} -> " if lead else "") + f"{parent.name} {parent.version} requires"
         text = f"{who} {str(req.spec)!r}"
         if text in seen:
             continue

@@ -143,6 +143,9 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         self.target = target
         self.direct_names = frozenset(canonicalize_name(r.name) for r in direct)
         self.direct_order = {canonicalize_name(r.name): i for i, r in enumerate(direct)}
+        self.direct_text: dict[str, str] = {canonicalize_name(r.name): str(r) for r in direct}
+        # The first requirement seen on each name: how a failure is traced to the manifest.
+        self.requested_by: dict[str, Req] = {}
         self.preferences = dict(preferences or {})
         self.allow_prereleases = frozenset(allow_prereleases)
         # Names another installer (conda) already provides, at the version it provides.
@@ -240,8 +243,26 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
             return cached
         deps = self._compute_dependencies(candidate)
         self._dependencies[candidate] = deps
+        for dep in deps:
+            self.requested_by.setdefault(dep.name, dep)
         self.index.prefetch({d.name for d in deps if d.identifier != PYTHON})
         return deps
+
+    def chain_to(self, candidate: Candidate) -> list[str]:
+        """How ``candidate``'s package came to be needed, from the manifest down."""
+        steps: list[str] = []
+        name: str = candidate.name
+        seen: set[str] = set()
+        while name not in seen:
+            seen.add(name)
+            req = self.requested_by.get(name)
+            if req is None or req.parent is None:
+                if name in self.direct_text:
+                    steps.append(f"the manifest asks for {self.direct_text[name]!r}")
+                break
+            steps.append(f"{req.parent.name} {req.parent.version} requires {str(req)!r}")
+            name = req.parent.name
+        return steps[::-1]
 
     # -- helpers ---------------------------------------------------------------------
 
