@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,15 +30,32 @@ Handler = Callable[[argparse.Namespace], int]
 class _Output:
     """Where messages go: progress and notes to stderr, results to stdout.
 
-    Progress comes from worker threads too: each message is written whole, one line.
+    On a terminal, progress is one status line rewritten in place; elsewhere (CI logs)
+    every message is a line of its own.  Progress comes from worker threads too, so
+    each write happens whole, under a lock.
     """
 
-    def __init__(self, verbosity: int) -> None:
-        self.verbosity = verbosity
+    def __init__(self, verbosity: int, *, live: bool | None = None) -> None:
+        import threading
 
-    def _write(self, message: str) -> None:
-        sys.stderr.write(message + "\n")
-        sys.stderr.flush()
+        self.verbosity = verbosity
+        self.live = sys.stderr.isatty() if live is None else live
+        self._status = False  # a status line is showing
+        self._lock = threading.Lock()
+
+    def _write(self, message: str, *, status: bool = False) -> None:
+        with self._lock:
+            if self.live:
+                width = shutil.get_terminal_size().columns - 1
+                clear = "\r\x1b[K" if self._status else ""
+                if status:
+                    sys.stderr.write(clear + message[:width])
+                else:
+                    sys.stderr.write(clear + message + "\n")
+                self._status = status
+            else:
+                sys.stderr.write(message + "\n")
+            sys.stderr.flush()
 
     def note(self, message: str) -> None:
         if self.verbosity >= 0:
@@ -45,11 +63,19 @@ class _Output:
 
     def progress(self, message: str) -> None:
         if self.verbosity >= 0:
-            self._write(message)
+            self._write(message, status=self.verbosity == 0)
 
     def debug(self, message: str) -> None:
         if self.verbosity > 0:
             self._write(message)
+
+    def finish(self) -> None:
+        """Clear a status line left showing."""
+        with self._lock:
+            if self._status:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+                self._status = False
 
 
 def _paths(args: argparse.Namespace) -> ProjectPaths:
@@ -373,8 +399,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    import shutil
-
     from lockenv.cache import default_cache_dir
 
     cache = default_cache_dir()
@@ -444,13 +468,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     prefix = _sync(args, announce=False)
     env = activation_env(prefix, os.environ)
     if os.name != "nt":
-        import shutil
-
         program = shutil.which(command[0], path=env.get("PATH"))
         if program is None:
             raise UsageError(
                 f"{command[0]!r} is not a command in environment {args.environment!r} or on PATH"
             )
+        _OUT.finish()
         sys.stdout.flush()
         sys.stderr.flush()
         # exec: signals and the exit status reach the caller as if lockenv were not there.
@@ -649,8 +672,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _OUT = _Output(args.verbose - args.quiet)
     try:
         result: int = args.handler(args)
+        _OUT.finish()
         return result
     except LockenvError as exc:
+        _OUT.finish()
         if args.verbose:
             import traceback
 
