@@ -58,6 +58,18 @@ def _requirements_txt(text: str, source: Path) -> list[Requirement]:
     return requirements
 
 
+def _conda_entry(text: str, source: Path, where: str) -> tuple[str, str]:
+    """``name`` and the manifest's spec text for one environment.yml MatchSpec."""
+    from lockenv.conda.matchspec import InvalidMatchSpec, MatchSpec
+
+    try:
+        spec = MatchSpec.parse(text.strip())
+    except InvalidMatchSpec as exc:
+        raise UsageError(f"{source.name}: {where}: {exc}") from None
+    version = str(spec.version) if spec.version is not None else "*"
+    return spec.name, f"{version} {spec.build}" if spec.build else version
+
+
 def _environment_yml(text: str, source: Path) -> tuple[list[tuple[str, str]], list[Requirement]]:
     import yaml
 
@@ -75,9 +87,7 @@ def _environment_yml(text: str, source: Path) -> tuple[list[tuple[str, str]], li
                 _requirement(str(r), source, f"dependencies[{i}].pip") for r in dep["pip"] or []
             )
         elif isinstance(dep, str):
-            spec = dep.strip().split("::")[-1]
-            name, _, rest = spec.replace("=", " =", 1).partition(" ")
-            conda.append((name.strip(), rest.strip() or "*"))
+            conda.append(_conda_entry(dep, source, f"dependencies[{i}]"))
         else:
             raise UsageError(
                 f"{source.name}: dependencies[{i}]: {dep!r} is not a MatchSpec string or a pip list"
