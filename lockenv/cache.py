@@ -14,6 +14,9 @@ client), so processes sharing a cache (cluster jobs on one filesystem) never see
 entry and need no lock: the loser of a race discards its own copy.  The cache is only
 trusted through hashes: archives are re-hashed against the lock before every use.
 
+Use is recorded in the entry directories' mtimes (`Cache.mark_used`, by a sync that fetches,
+never by the no-op sync); `prune` removes entries unused for a number of days.
+
 Standard library only: imported on the sync path.
 """
 
@@ -23,14 +26,18 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Cache", "default_cache_dir", "hash_file", "remove_tree"]
+__all__ = ["Cache", "PruneReport", "default_cache_dir", "hash_file", "prune", "remove_tree"]
 
 _STALE_TEMP_SECONDS = 24 * 3600
+# Whatever was used more recently than this may be in use by a running sync: never pruned,
+# whatever --older-than says.
+_IN_USE_SECONDS = 3600
 
 
 def default_cache_dir() -> Path:
@@ -88,6 +95,16 @@ class Cache:
         """Where the wheel or conda package with this content is unpacked."""
         return self.root / "unpacked" / sha256[:2] / sha256
 
+    def mark_used(self, sha256: str) -> None:
+        """Record that a sync is about to use this artifact (before it looks at it).
+
+        Sets the mtime of its archive and unpacked entry directories to now, which is what
+        `prune` reads; missing entries and read-only shared caches are ignored.
+        """
+        for entry in (self.root / "archives" / sha256[:2] / sha256, self.unpacked_dir(sha256)):
+            with contextlib.suppress(OSError):
+                os.utime(entry)
+
     def make_temp_dir(self, purpose: str) -> Path:
         """A fresh directory under ``tmp/`` on the cache's filesystem, for `publish_dir`."""
         import tempfile
@@ -123,12 +140,143 @@ class Cache:
         except OSError:
             remove_tree(path)
 
-    def clean_stale_temp(self, max_age: float = _STALE_TEMP_SECONDS) -> None:
-        """Delete work directories left by killed processes (older than ``max_age``)."""
+    def clean_stale_temp(self, max_age: float = _STALE_TEMP_SECONDS) -> tuple[int, int]:
+        """Delete work directories left by killed processes (older than ``max_age``);
+        return how many and the bytes freed."""
         tmp = self.root / "tmp"
         now = time.time()
+        count = freed = 0
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(tmp):
                 with contextlib.suppress(OSError):
                     if now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                        size = _freed_bytes(Path(entry.path))
                         remove_tree(Path(entry.path))
+                        count, freed = count + 1, freed + size
+        return count, freed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PruneReport:
+    """What `prune` removed: cache entries (archives and unpacked trees), leftovers of
+    killed processes (partial downloads, work directories), and the bytes freed (files
+    whose last link went: a tree still hardlinked into an environment frees nothing)."""
+
+    entries: int
+    leftovers: int
+    freed_bytes: int
+
+
+def prune(cache: Cache, *, older_than_days: float = 30.0, now: float | None = None) -> PruneReport:
+    """Remove from ``cache`` what no sync needs any more; safe while other processes sync.
+
+    Removed: archive and unpacked entries no sync used for ``older_than_days`` days (never
+    one used in the last hour: a running sync may be linking from it), unpacked trees
+    whose archive is gone, and partial downloads and work directories of killed
+    processes.  An entry is renamed away first (readers see it whole or not at all), and
+    put back if a sync marked it used between the scan and the rename.
+    """
+    from lockenv.errors import UsageError
+
+    if not older_than_days >= 0:  # also refuses NaN
+        raise UsageError(f"--older-than {older_than_days!r}: give a number of days (>= 0)")
+    now = time.time() if now is None else now
+    in_use = now - _IN_USE_SECONDS
+    unused = min(in_use, now - older_than_days * 86400)
+    entries = leftovers = freed = 0
+    live: set[str] = set()
+    for entry in _entries(cache.root / "archives"):
+        modified = _mtime(entry)  # before anything below changes it
+        items = _scandir(Path(entry.path))
+        # A download in progress keeps writing its .part file: an old one was abandoned.
+        parts = [i for i in items if i.name.startswith(".") and i.name.endswith(".part")]
+        dead = [i for i in parts if _mtime(i) < in_use]
+        has_archive = len(items) > len(parts)
+        limit = unused if has_archive else in_use
+        if modified < limit:
+            removed = _remove_unless_used(cache, Path(entry.path), limit)
+            if removed is not None:
+                freed += removed
+                entries += int(has_archive)
+                leftovers += len(dead) or int(not has_archive)
+                continue
+        for item in dead:
+            size = _freed_bytes(Path(item.path))
+            with contextlib.suppress(OSError):
+                os.unlink(item.path)
+                freed, leftovers = freed + size, leftovers + 1
+        if has_archive:
+            live.add(entry.name)
+    for entry in _entries(cache.root / "unpacked"):
+        # Without its archive an unpacked tree is never used (the archive is verified first).
+        limit = unused if entry.name in live else in_use
+        if _mtime(entry) < limit:
+            removed = _remove_unless_used(cache, Path(entry.path), limit)
+            if removed is not None:
+                freed += removed
+                entries += 1
+    count, size = cache.clean_stale_temp()
+    return PruneReport(entries=entries, leftovers=leftovers + count, freed_bytes=freed + size)
+
+
+def _scandir(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return list(it)
+    except OSError:
+        return []
+
+
+def _entries(top: Path) -> list[os.DirEntry[str]]:
+    """The ``<top>/<sha256[:2]>/<sha256>`` entry directories (shard dirs are kept: a
+    concurrent sync may be creating an entry in one)."""
+    return [
+        entry
+        for shard in _scandir(top)
+        if shard.is_dir(follow_symlinks=False)
+        for entry in _scandir(Path(shard.path))
+        if entry.is_dir(follow_symlinks=False)
+    ]
+
+
+def _mtime(entry: os.DirEntry[str] | Path) -> float:
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return time.time()  # vanished or unreadable: treat as in use, leave it alone
+
+
+def _freed_bytes(path: Path) -> int:
+    """Bytes that removing ``path`` frees: its regular files that have no other hardlink."""
+
+    def own_size(file: str) -> int:
+        try:
+            st = os.lstat(file)
+        except OSError:
+            return 0
+        return st.st_size if st.st_nlink == 1 and stat.S_ISREG(st.st_mode) else 0
+
+    if not path.is_dir() or path.is_symlink():
+        return own_size(str(path))
+    return sum(own_size(os.path.join(root, n)) for root, _, files in os.walk(path) for n in files)
+
+
+def _remove_unless_used(cache: Cache, path: Path, limit: float) -> int | None:
+    """Remove the entry ``path`` unless it was marked used at or after ``limit``; return
+    the bytes freed, or None when it was kept."""
+    try:
+        tomb = cache.make_temp_dir("prune") / "entry"
+        os.rename(path, tomb)
+    except OSError:
+        return None  # gone already, or not ours to remove
+    if _mtime(tomb) >= limit:
+        # A sync marked it between the scan and the rename: give it back.
+        with contextlib.suppress(OSError):
+            # Fails only when a sync re-created it meanwhile: content-addressed, so either
+            # copy will do.
+            os.rename(tomb, path)
+        remove_tree(tomb.parent)
+        return None
+    freed = _freed_bytes(tomb)
+    remove_tree(tomb.parent)
+    return freed

@@ -407,6 +407,44 @@ def cmd_cache(args: argparse.Namespace) -> int:
     elif args.action == "clean":
         shutil.rmtree(cache, ignore_errors=True)
         _OUT.note(f"removed {cache}")
+    elif args.action == "prune":
+        from lockenv.cache import Cache, prune
+
+        pruned = prune(Cache(cache), older_than_days=args.older_than)
+        _OUT.note(
+            f"pruned {pruned.entries} cache entries and {pruned.leftovers} leftovers "
+            f"({_size(pruned.freed_bytes)} freed) in {cache}"
+        )
+    return 0
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from lockenv.bundle import write_bundle
+
+    report = write_bundle(
+        Path(args.lock) if args.lock else _paths(args).lock,
+        Path(args.out),
+        environments=args.environment or (),
+        platforms=args.platform or (),
+        offline=args.offline,
+        progress=_OUT.progress,
+    )
+    _OUT.note(
+        f"bundled {report.artifacts} artifacts ({_size(report.size)}, "
+        f"{report.downloaded} downloaded) for {', '.join(report.environments)} on "
+        f"{', '.join(report.platforms)}: {report.path}"
+    )
     return 0
 
 
@@ -424,6 +462,7 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
         prefix=Path(args.prefix) if args.prefix else None,
     )
     options = SyncOptions(
+        bundle=_bundle(target.lock_path, getattr(args, "bundle", None)),
         link_mode=getattr(args, "link_mode", "hardlink"),
         offline=args.offline,
         python=Path(args.python) if getattr(args, "python", None) else None,
@@ -447,6 +486,14 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
             f"{len(report.unchanged)} unchanged ({target.prefix})"
         )
     return target.prefix
+
+
+def _bundle(lock_path: Path, explicit: str | None) -> Path | None:
+    if explicit is None and not (lock_path.parent / "bundle.json").is_file():
+        return None  # the usual case: no import, the no-op sync stays lean
+    from lockenv.bundle import bundle_for_lock
+
+    return bundle_for_lock(lock_path, Path(explicit) if explicit else None)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -623,7 +670,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = command("cache", cmd_cache, "the shared cache")
-    p.add_argument("action", choices=["dir", "clean"])
+    p.add_argument("action", choices=["dir", "clean", "prune"])
+    p.add_argument(
+        "--older-than",
+        type=float,
+        default=30.0,
+        metavar="DAYS",
+        help="prune: remove entries no sync used for DAYS days (default 30)",
+    )
+
+    p = command("bundle", cmd_bundle, "write a directory with everything needed to sync offline")
+    p.add_argument("out", metavar="OUT", help="the bundle directory (or OUT.tar: one tar file)")
+    p.add_argument("-e", "--environment", action="append", metavar="ENV", help="default: all")
+    p.add_argument("--platform", action="append", metavar="P", help="default: every locked one")
+    p.add_argument("--lock", metavar="FILE", help="bundle this lockfile (default: the project's)")
+    p.add_argument("--offline", action="store_true", help="take artifacts from the cache only")
 
     p = command("sync", cmd_sync, "build or update an environment from the lock")
     _env_options(p)
@@ -635,7 +696,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--frozen", action="store_true", help="use the lock as it is, without reading the manifest"
     )
     p.add_argument("--lock", metavar="FILE", help="materialize this lockfile (needs --prefix)")
-    p.add_argument("--offline", action="store_true", help="use the cache only")
+    p.add_argument("--offline", action="store_true", help="use the cache (and a bundle) only")
+    p.add_argument("--bundle", metavar="DIR", help=_BUNDLE_HELP)
     p.add_argument("--python", metavar="PATH", help="the host interpreter to build on")
     p.add_argument("--link-mode", choices=["hardlink", "copy", "symlink"], default="hardlink")
     p.add_argument("--compile", action="store_true", help="write deterministic bytecode")
@@ -645,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frozen", action="store_true")
     p.add_argument("--locked", action="store_true")
     p.add_argument("--offline", action="store_true")
+    p.add_argument("--bundle", metavar="DIR", help=_BUNDLE_HELP)
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG]...")
 
     p = command("verify", cmd_verify, "re-hash an environment against its lock")
@@ -655,6 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     return parser
+
+
+_BUNDLE_HELP = "take artifacts from this bundle (default: a bundle.json beside the lock)"
 
 
 def _env_options(p: argparse.ArgumentParser) -> None:

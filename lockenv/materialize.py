@@ -93,7 +93,8 @@ class SyncOptions:
     or "symlink".  ``offline``: use the cache (and file:// URLs) only.  ``python``: the
     host interpreter to use (else one matching the lock's Python is searched for).
     ``compile_bytecode``: write deterministic .pyc files (unchecked-hash).  ``cache_dir``:
-    else `default_cache_dir`.  ``jobs``: parallel downloads/unpacks.
+    else `default_cache_dir`.  ``jobs``: parallel downloads/unpacks.  ``bundle``: a bundle
+    directory (`lockenv.bundle`) that artifacts missing from the cache are taken from.
     """
 
     link_mode: str = "hardlink"
@@ -102,6 +103,7 @@ class SyncOptions:
     compile_bytecode: bool = False
     cache_dir: Path | None = None
     jobs: int = 8
+    bundle: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -614,7 +616,12 @@ def sync_environment(
             note(f"--python ignored: environment {env_name!r} brings its own conda python")
 
         fetched = fetch_artifacts(
-            artifacts, cache, offline=options.offline, jobs=options.jobs, progress=progress
+            artifacts,
+            cache,
+            offline=options.offline,
+            jobs=options.jobs,
+            progress=progress,
+            bundle=options.bundle,
         )
         cache.clean_stale_temp()
         unpacked = _unpack_all(cache, artifacts, fetched.paths, options.jobs)
