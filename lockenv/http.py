@@ -20,6 +20,7 @@ header at all.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -547,6 +548,9 @@ def _check_integrity(
 @contextlib.contextmanager
 def _temp_beside(dest: Path) -> Iterator[tuple[Path, Any]]:
     fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    # mkstemp makes the file private (0600); a downloaded file gets the modes any other
+    # new file would (umask), so a cache shared by a group of cluster users stays readable.
+    os.fchmod(fd, 0o666 & ~_umask())
     tmp = Path(name)
     fh = os.fdopen(fd, "wb")
     try:
@@ -555,6 +559,19 @@ def _temp_beside(dest: Path) -> Iterator[tuple[Path, Any]]:
         fh.close()
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask, read once (without changing it where the system allows)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    # Elsewhere os.umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _stat_size(path: Path, url: str) -> int:

@@ -494,3 +494,18 @@ def test_concurrent_pages_share_one_client(server: TinyServer, client: HttpClien
             pool.map(lambda i: client.get_page(server.url(f"/p{i}/"), accept="*/*"), range(20))
         )
     assert [p.content for p in pages] == [str(i).encode() for i in range(20)]
+
+
+def test_downloads_get_the_umask_modes_not_private_ones(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from lockenv.http import HttpClient
+
+    source = tmp_path / "artifact.bin"
+    source.write_bytes(b"shared cache")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    with HttpClient(tmp_path / "cache") as http:
+        http.download(source.as_uri(), tmp_path / "out.bin", sha256=None, size=None)
+    assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == 0o666 & ~mask
