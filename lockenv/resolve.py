@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
+from lockenv.conflicts import who_asked
 from lockenv.errors import LockenvError, ResolutionError
 from lockenv.lockfile import (
     Artifact,
@@ -471,7 +472,7 @@ def explain_conflict(causes: Collection[Any], provider: PypiProvider, index: Pac
     for cause in causes:
         req: Req = cause.requirement
         parent: Candidate | None = cause.parent
-        who = _who(parent, provider.chain_to(parent) if parent else [])
+        who = who_asked(parent, provider.chain_to(parent) if parent else [])
         what = f"Python {req.specifier}" if req.identifier == PYTHON else repr(str(req))
         by_name.setdefault(req.name, []).append(f"{who} {what}")
     parts: list[str] = []
@@ -484,14 +485,6 @@ def explain_conflict(causes: Collection[Any], provider: PypiProvider, index: Pac
     if len(by_name) == 1 and len(causes) == 1:
         return parts[0]
     return "these requirements conflict: " + "; ".join(parts)
-
-
-def _who(parent: Any, chain: list[str]) -> str:
-    """``the manifest asks for`` or the chain of requirements that led to ``parent``."""
-    if parent is None:
-        return "the manifest asks for"
-    lead = " -> ".join(chain)
-    return (f"{lead} -> " if lead else "") + f"{parent.name} {parent.version} requires"
 
 
 def _why_no_candidate(name: NormalizedName, provider: PypiProvider, index: PackageIndex) -> str:

@@ -25,6 +25,7 @@ from resolvelib import AbstractProvider
 
 from lockenv.conda.matchspec import MatchSpec
 from lockenv.conda.version import VersionOrder
+from lockenv.conflicts import requirement_chain, who_asked
 from lockenv.errors import ResolutionError
 
 if TYPE_CHECKING:
@@ -280,19 +281,7 @@ class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
 
     def chain_to(self, candidate: CondaCandidate) -> list[str]:
         """How ``candidate``'s package came to be needed, from the manifest down."""
-        steps: list[str] = []
-        name = candidate.name
-        seen: set[str] = set()
-        while name not in seen:
-            seen.add(name)
-            req = self.requested_by.get(name)
-            if req is None or req.parent is None:
-                if name in self.direct_text:
-                    steps.append(f"the manifest asks for {self.direct_text[name]!r}")
-                break
-            steps.append(f"{req.parent.name} {req.parent.version} requires {str(req.spec)!r}")
-            name = req.parent.name
-        return steps[::-1]
+        return requirement_chain(candidate.name, self.requested_by, self.direct_text)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -338,11 +327,7 @@ def explain_conda_conflict(causes: Collection[Any], provider: CondaProvider, pla
     for cause in causes:
         req: CondaReq = cause.requirement
         parent: CondaCandidate | None = cause.parent
-        if parent is None:
-            who = "the manifest asks for"
-        else:
-            lead = " -> ".join(provider.chain_to(parent))
-            who = (f"{lead} -> " if lead else "") + f"{parent.name} {parent.version} requires"
+        who = who_asked(parent, provider.chain_to(parent) if parent else [])
         text = f"{who} {str(req.spec)!r}"
         if text in seen:
             continue

@@ -24,6 +24,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 from resolvelib import AbstractProvider
 
+from lockenv.conflicts import requirement_chain
+
 if TYPE_CHECKING:
     from packaging.tags import Tag
 
@@ -250,19 +252,7 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
 
     def chain_to(self, candidate: Candidate) -> list[str]:
         """How ``candidate``'s package came to be needed, from the manifest down."""
-        steps: list[str] = []
-        name: str = candidate.name
-        seen: set[str] = set()
-        while name not in seen:
-            seen.add(name)
-            req = self.requested_by.get(name)
-            if req is None or req.parent is None:
-                if name in self.direct_text:
-                    steps.append(f"the manifest asks for {self.direct_text[name]!r}")
-                break
-            steps.append(f"{req.parent.name} {req.parent.version} requires {str(req)!r}")
-            name = req.parent.name
-        return steps[::-1]
+        return requirement_chain(candidate.name, self.requested_by, self.direct_text)
 
     # -- helpers ---------------------------------------------------------------------
 
