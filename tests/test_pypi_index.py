@@ -500,3 +500,42 @@ def test_fixture_index_etag_revalidation(make_index_server: Any, tmp_path: Path)
             assert PackageIndex(client, [server.url]).files("alpha")
     page_requests = [h for _, p, h in server.requests if p == "/simple/alpha/"]
     assert len(page_requests) == 2 and "if-none-match" in page_requests[1]
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "foo_bar-1.0-1abc-py2.py3-none-any.whl",
+        "Foo.Bar-1.0.post1-py3-none-any.whl",
+        "pkg-1.0-py3-none-macosx_10_9_x86_64.macosx_11_0_arm64.whl",
+    ],
+)
+def test_memoised_wheel_filename_parse_agrees_with_packaging(filename: str) -> None:
+    from packaging.utils import parse_wheel_filename
+
+    from lockenv.pypi.index import _parse_wheel_filename
+
+    assert _parse_wheel_filename(filename) == parse_wheel_filename(filename)
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "foo-1.0-py3-none.whl",
+        "foo__bar-1.0-py3-none-any.whl",
+        "foo-1.x.y-py3-none-any.whl",
+        "foo-1.0-x-py3-none-any.whl",
+        "foo-1.0-py3-none-.whl",
+        "foo-1.0-py3-none-any.zip",
+    ],
+)
+def test_memoised_wheel_filename_parse_rejects_what_packaging_rejects(filename: str) -> None:
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    from lockenv.pypi.index import _parse_wheel_filename
+
+    with pytest.raises(InvalidWheelFilename):
+        parse_wheel_filename(filename)
+    with pytest.raises(InvalidWheelFilename):
+        _parse_wheel_filename(filename)

@@ -9,6 +9,7 @@ added to whatever the index gave.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import html
 import json
@@ -23,14 +24,14 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
-from packaging.tags import Tag
+from packaging.tags import InvalidTag, Tag, parse_tag
 from packaging.utils import (
+    BuildTag,
     InvalidSdistFilename,
     InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
     parse_sdist_filename,
-    parse_wheel_filename,
 )
 from packaging.version import InvalidVersion, Version
 
@@ -123,7 +124,11 @@ def parse_json_links(content: bytes, page_url: str) -> list[Link]:
         filename, href = entry.get("filename"), entry.get("url")
         if not isinstance(filename, str) or not isinstance(href, str):
             continue
-        url, fragment_hash = _split_fragment(urllib.parse.urljoin(page_url, href))
+        # Most indexes give absolute URLs: urljoin (slow, per file) only when needed.
+        absolute = href.startswith(("https://", "http://", "file://"))
+        url, fragment_hash = _split_fragment(
+            href if absolute else urllib.parse.urljoin(page_url, href)
+        )
         hashes = entry.get("hashes")
         sha = hashes.get("sha256") if isinstance(hashes, dict) else None
         core = entry.get("core-metadata", entry.get("dist-info-metadata"))
@@ -252,12 +257,53 @@ def _parse_time(value: object) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+_WHEEL_NAME = re.compile(r"^[\w._]+\Z", re.UNICODE)
+_BUILD_TAG = re.compile(r"(\d+)(.*)", re.ASCII)
+
+
+@functools.lru_cache(maxsize=8192)
+def _tag_set(text: str) -> frozenset[Tag]:
+    return parse_tag(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _version(text: str) -> Version:
+    return Version(text)
+
+
+def _parse_wheel_filename(
+    filename: str,
+) -> tuple[NormalizedName, Version, BuildTag, frozenset[Tag]]:
+    """`packaging.utils.parse_wheel_filename`'s rules, with the costly parts memoised.
+
+    A project page lists the same tag sets and versions over and over (numpy: 4,000
+    files, a few dozen tag sets), and a lock parses every file of every page it reads.
+    """
+    stem = filename[:-4]
+    dashes = stem.count("-")
+    if not filename.endswith(".whl") or dashes not in (4, 5):
+        raise InvalidWheelFilename(f"invalid wheel filename: {filename!r}")
+    parts = stem.split("-", dashes - 2)
+    if "__" in parts[0] or _WHEEL_NAME.match(parts[0]) is None:
+        raise InvalidWheelFilename(f"invalid project name: {filename!r}")
+    build: BuildTag = ()
+    if dashes == 5:
+        match = _BUILD_TAG.match(parts[2])
+        if match is None:
+            raise InvalidWheelFilename(f"invalid build number: {filename!r}")
+        build = (int(match.group(1)), match.group(2))
+    try:
+        return canonicalize_name(parts[0]), _version(parts[1]), build, _tag_set(parts[-1])
+    except (InvalidVersion, InvalidTag) as exc:
+        raise InvalidWheelFilename(f"invalid wheel filename: {filename!r}") from exc
+
+
 def dist_file_from_link(link: Link, *, index_url: str) -> DistFile | None:
     """Parse a link's filename into a DistFile; None for files lockenv cannot use."""
     filename = link.filename
     try:
         if filename.endswith(".whl"):
-            name, version, build, tags = parse_wheel_filename(filename)
+            name, version, build, tags = _parse_wheel_filename(filename)
             is_wheel = True
         elif filename.endswith((".tar.gz", ".zip")):
             name, version = parse_sdist_filename(filename)

@@ -156,6 +156,7 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         self._files_by_version: dict[NormalizedName, dict[Version, list[DistFile]]] = {}
         self._dependencies: dict[Candidate, list[Req]] = {}
         self._lock = threading.Lock()
+        self._requires_python: dict[str, bool] = {}
         self.python_candidate = Candidate(NormalizedName(PYTHON), target.python, None)
 
     # -- resolvelib contract ---------------------------------------------------------
@@ -333,20 +334,14 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         evaluation = _Evaluation()
         self.evaluations[name] = evaluation
         by_version: dict[Version, list[DistFile]] = {}
-        python = self.target.python
         for file in self.index.files(name):
             evaluation.versions_seen.append(file.version)
             if file.is_wheel and not any(t in self.target.tag_rank for t in file.tags):
                 evaluation.platform_rejected += 1
                 continue
-            if file.requires_python:
-                try:
-                    if not SpecifierSet(file.requires_python).contains(python, prereleases=True):
-                        evaluation.python_rejected += 1
-                        continue
-                except ValueError:
-                    # An unparsable Requires-Python is ignored, as pip does.
-                    pass
+            if file.requires_python and not self._python_allowed(file.requires_python):
+                evaluation.python_rejected += 1
+                continue
             by_version.setdefault(file.version, []).append(file)
         # Within a version, yanked files are a last resort.
         for files in by_version.values():
@@ -354,6 +349,19 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
                 evaluation.yanked_skipped += sum(1 for f in files if f.yanked is not None)
                 files[:] = [f for f in files if f.yanked is None]
         return by_version
+
+    def _python_allowed(self, requires_python: str) -> bool:
+        """Whether the target Python meets a file's Requires-Python (memoised by text)."""
+        allowed = self._requires_python.get(requires_python)
+        if allowed is None:
+            try:
+                allowed = SpecifierSet(requires_python).contains(
+                    self.target.python, prereleases=True
+                )
+            except ValueError:
+                allowed = True  # an unparsable Requires-Python is ignored, as pip does
+            self._requires_python[requires_python] = allowed
+        return allowed
 
     def _best_file(self, files: Sequence[DistFile]) -> DistFile:
         """The most specific compatible wheel; an sdist only when there is no wheel."""
