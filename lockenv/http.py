@@ -726,17 +726,22 @@ def _write_cache_entry(path: Path, entry: _CacheEntry) -> None:
 
 
 def _ssl_context() -> Any:
-    """Trust the system store plus certifi, plus a bundle named like pip or requests do."""
+    """Trust the system store (else certifi's), plus a bundle named like pip or requests do."""
     import ssl
 
     ctx = ssl.create_default_context()
-    with contextlib.suppress(ImportError, OSError):
-        import certifi
+    # certifi only where the system has no CA store (minimal containers): loading it on
+    # top of a full system store costs ~45 ms of every cold sync and adds nothing.
+    if not ctx.cert_store_stats().get("x509_ca"):
+        with contextlib.suppress(ImportError, OSError):
+            import certifi
 
-        ctx.load_verify_locations(cafile=certifi.where())
+            ctx.load_verify_locations(cafile=certifi.where())
+    loaded = {os.path.realpath(p) for p in (ssl.get_default_verify_paths().cafile,) if p}
     for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
         bundle = os.environ.get(var)
-        if bundle and Path(bundle).is_file():
+        if bundle and Path(bundle).is_file() and os.path.realpath(bundle) not in loaded:
+            loaded.add(os.path.realpath(bundle))
             with contextlib.suppress(ssl.SSLError, OSError):
                 ctx.load_verify_locations(cafile=bundle)
     return ctx
