@@ -249,15 +249,12 @@ def cmd_lock(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"changes": outcome.changes, "written": outcome.written}, indent=2))
     elif outcome.first and not args.dry_run:
-        counts = {
-            name: len({u for urls in env.packages.values() for u in urls})
-            for name, env in outcome.lock.environments.items()
-        }
-        platforms = len(outcome.lock.inputs.platforms)
-        _OUT.note(
-            f"locked {len(outcome.lock.artifacts)} artifacts for {platforms} "
-            f"platform(s): " + ", ".join(f"{n} ({c})" for n, c in sorted(counts.items()))
-        )
+        for name, env in sorted(outcome.lock.environments.items()):
+            per_platform = ", ".join(
+                f"{len(urls)} on {p}" for p, urls in sorted(env.packages.items())
+            )
+            _OUT.note(f"locked {name!r}: {per_platform}")
+        _OUT.note(f"{len(outcome.lock.artifacts)} distinct artifacts")
     else:
         for line in outcome.changes:
             print(line)
