@@ -386,19 +386,11 @@ def _add_file(cache: Cache, artifact: Artifact, source: Path, dest: Path, *, cac
     it gets files of its own, with this user's umask (cache archives may be private).
     A cached archive found corrupt is removed from the cache, as a sync would.
     """
-    import hashlib
-
+    from lockenv.cache import copy_hashing
     from lockenv.errors import IntegrityError
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    hasher = hashlib.sha256()
-    size = 0
-    with source.open("rb") as src, dest.open("xb") as fh:
-        while chunk := src.read(1 << 20):
-            hasher.update(chunk)
-            fh.write(chunk)
-            size += len(chunk)
-    digest = hasher.hexdigest()
+    digest, size = copy_hashing(source, dest)
     if size == artifact.size and digest == artifact.sha256:
         return
     if cached:

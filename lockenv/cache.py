@@ -58,6 +58,19 @@ def default_cache_dir() -> Path:
     return home / ".cache" / "lockenv"
 
 
+def copy_hashing(source: Path, dest: Path) -> tuple[str, int]:
+    """Copy ``source`` to the new file ``dest``, returning ``(sha256 hex, size)`` of what
+    was written: the bytes are read once, hashed and written in the same pass."""
+    hasher = hashlib.sha256()
+    size = 0
+    with source.open("rb") as src, dest.open("xb") as out:
+        while chunk := src.read(1 << 20):
+            hasher.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    return hasher.hexdigest(), size
+
+
 def hash_file(path: Path) -> tuple[str, int]:
     """Return ``(sha256 hex, size)`` of the file at ``path``, read once."""
     with path.open("rb") as fh:

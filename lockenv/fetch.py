@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lockenv.cache import Cache, hash_file
+from lockenv.cache import Cache, copy_hashing, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
 from lockenv.lockfile import Artifact
 
@@ -138,7 +138,7 @@ def _import_from_bundle(artifact: Artifact, source: Path, dest: Path) -> None:
         except OSError:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            digest, size = _copy_hashing(source, tmp)
+            digest, size = copy_hashing(source, tmp)
         if size != artifact.size or digest != artifact.sha256:
             raise IntegrityError(
                 f"{artifact.filename}: the bundled archive {str(source)!r} is corrupt: "
@@ -154,19 +154,6 @@ def _import_from_bundle(artifact: Artifact, source: Path, dest: Path) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-
-
-def _copy_hashing(source: Path, dest: Path) -> tuple[str, int]:
-    import hashlib
-
-    hasher = hashlib.sha256()
-    size = 0
-    with source.open("rb") as src, dest.open("xb") as out:
-        while chunk := src.read(1 << 20):
-            hasher.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-    return hasher.hexdigest(), size
 
 
 def _fetch_in_pool(

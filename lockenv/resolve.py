@@ -359,10 +359,11 @@ class _Resolver:
 
     def conda_artifact(self, record: RepoRecord) -> CondaArtifact:
         from lockenv.http import redact_url
+        from lockenv.pypi.metadata import artifact_info
 
         sha256, size = record.sha256, record.size
         if sha256 is None or size is None:
-            sha256, size = self._hash_download(record.url)
+            sha256, size = artifact_info(self.http, record.url, sha256=sha256, size=size)
         return CondaArtifact(
             name=record.name,
             version=record.version,
@@ -382,12 +383,6 @@ class _Resolver:
             license=record.license,
             track_features=record.track_features,
         )
-
-    def _hash_download(self, url: str) -> tuple[str, int]:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="lockenv-hash-") as tmp:
-            return self.http.download(url, Path(tmp) / "artifact", sha256=None, size=None)
 
     # -- PyPI ------------------------------------------------------------------------
 

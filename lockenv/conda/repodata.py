@@ -427,26 +427,18 @@ def _parse_document(
     # The hot loop of a lock on a large channel: keep the per-entry work to a dict lookup
     # or two; everything else waits for RepodataIndex.get.
     try:
-        for filename, raw in conda_packages.items():
-            if filename in removed_set:
-                continue
-            name = raw.get("name")
-            entries = by_name.get(name)
-            if entries is None:
-                by_name[name] = [(filename, raw)]
-            else:
-                entries.append((filename, raw))
-        for filename, raw in bz2_packages.items():
-            if filename in removed_set or (
-                conda_packages and filename[:-8] + ".conda" in conda_packages
-            ):
-                continue  # the .conda twin is smaller and faster to extract
-            name = raw.get("name")
-            entries = by_name.get(name)
-            if entries is None:
-                by_name[name] = [(filename, raw)]
-            else:
-                entries.append((filename, raw))
+        for packages, is_bz2 in ((conda_packages, False), (bz2_packages, True)):
+            for filename, raw in packages.items():
+                if filename in removed_set or (
+                    is_bz2 and conda_packages and filename[:-8] + ".conda" in conda_packages
+                ):
+                    continue  # a .tar.bz2's .conda twin is smaller and faster to extract
+                name = raw.get("name")
+                entries = by_name.get(name)
+                if entries is None:
+                    by_name[name] = [(filename, raw)]
+                else:
+                    entries.append((filename, raw))
     except (AttributeError, TypeError):
         raise _corrupt(shown, "a package entry is not an object with a string name") from None
     by_name.pop(None, None)  # entries without a name cannot be asked for

@@ -40,6 +40,7 @@ from lockenv.pypi.index import DistFile, local_file_sha256
 __all__ = [
     "CoreMetadata",
     "MetadataFetcher",
+    "artifact_info",
     "fetch_artifact_info",
     "parse_core_metadata",
 ]
@@ -308,25 +309,33 @@ class MetadataFetcher:
 
 
 def fetch_artifact_info(http: HttpClient, file: DistFile) -> tuple[str, int]:
-    """``(sha256, size)`` of a file whose index did not give both.
+    """``(sha256, size)`` of a file whose index did not give both."""
+    return artifact_info(http, file.url, sha256=file.sha256, size=file.size)
+
+
+def artifact_info(
+    http: HttpClient, url: str, *, sha256: str | None, size: int | None
+) -> tuple[str, int]:
+    """``(sha256, size)`` of the artifact at ``url``, completing what an index gave.
 
     Local files are hashed in place; a remote file with a known hash is sized with HEAD;
-    anything else is downloaded to a temporary file (hashing while streaming).
+    anything else is downloaded to a temporary file (hashing while streaming).  Used for
+    wheels and sdists and for conda records alike.
     """
-    if file.url.startswith("file:"):
-        path = file_url_to_path(file.url)
+    if url.startswith("file:"):
+        path = file_url_to_path(url)
         digest = local_file_sha256(path)
         if digest is None:
-            raise IndexAccessError(f"{redact_url(file.url)!r}: cannot read the file")
+            raise IndexAccessError(f"{redact_url(url)!r}: cannot read the file")
         return digest, path.stat().st_size
-    if file.sha256 is not None and file.size is not None:
-        return file.sha256, file.size
-    if file.sha256 is not None:
-        size = http.content_length(file.url)
-        if size is not None:
-            return file.sha256, size
+    if sha256 is not None and size is not None:
+        return sha256, size
+    if sha256 is not None:
+        length = http.content_length(url)
+        if length is not None:
+            return sha256, length
     with tempfile.TemporaryDirectory(prefix="lockenv-hash-") as tmp:
-        return http.download(file.url, Path(tmp, "artifact"), sha256=file.sha256, size=file.size)
+        return http.download(url, Path(tmp, "artifact"), sha256=sha256, size=size)
 
 
 # -- reading archives ----------------------------------------------------------------------
