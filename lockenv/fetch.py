@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lockenv.cache import Cache, copy_hashing, hash_file
+from lockenv.checkpoints import checkpoint
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
 from lockenv.lockfile import Artifact
 
@@ -200,6 +201,7 @@ def _fetch_in_pool(
                             f"{artifact.filename}: downloaded file does not match the lock "
                             f"({redact_url(artifact.url)!r}): {_detail(str(exc))}"
                         ) from None
+                    checkpoint("fetch:downloaded")
 
                 futures += [pool.submit(download, a) for a in missing]
             for future in futures:

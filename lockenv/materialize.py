@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lockenv import __version__
+from lockenv.checkpoints import checkpoint
 from lockenv.errors import InstallError
 from lockenv.plan import (
     STATE_FILE,
@@ -284,6 +285,7 @@ def _swap_into_place(staging: Path, prefix: Path) -> Path | None:
     backup = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.old-", dir=prefix.parent))
     os.rmdir(backup)
     os.rename(prefix, backup)
+    checkpoint("swap:halfway")
     os.rename(staging, prefix)
     return backup
 
@@ -427,7 +429,9 @@ def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path) -> Unpacke
 
         remove_tree(work)
         raise
+    checkpoint("unpack:working")
     cache.publish_dir(work, final)
+    checkpoint("unpack:published")
     unpacked = _load_unpacked(cache, artifact)
     if unpacked is None:
         raise InstallError(
@@ -449,7 +453,7 @@ def _install_all(
     def install(item: tuple[PypiArtifact, UnpackedWheel]) -> InstalledDist:
         artifact, wheel = item
         try:
-            return install_wheel(
+            installed = install_wheel(
                 wheel,
                 layout,
                 linker,
@@ -461,6 +465,8 @@ def _install_all(
                 f"{artifact.filename}: the unpacked cache entry is damaged ({exc}); run "
                 "`lockenv cache clean` and sync again"
             ) from None
+        checkpoint("staging:linked")
+        return installed
 
     # One thread: measured faster than a pool (directory creation serialises in the
     # filesystem), and a path shipped by two wheels deterministically ends as the last's.
@@ -493,6 +499,7 @@ def _link_conda_all(
             tarball=tarballs[artifact.sha256],
         )
         done.append((artifact, installed))
+        checkpoint("staging:linked")
     history = layout.root / HISTORY
     history.parent.mkdir(parents=True, exist_ok=True)
     history.write_text(history_text(conda, specs.values()), encoding="utf-8")
@@ -623,6 +630,7 @@ def sync_environment(
             progress=progress,
             bundle=options.bundle,
         )
+        checkpoint("fetch:done")
         cache.clean_stale_temp()
         unpacked = _unpack_all(cache, artifacts, fetched.paths, options.jobs)
         by_sha = {a.sha256: u for a, u in unpacked}
@@ -641,6 +649,7 @@ def sync_environment(
         swapped = False
         try:
             os.chmod(staging, 0o755)
+            checkpoint("staging:created")
             linker = Linker(link_mode)
             linked: list[tuple[CondaArtifact, InstalledConda]] = []
             if interpreter is not None:
@@ -708,8 +717,10 @@ def sync_environment(
                     conda_dist_infos=tuple(sorted(conda_dist_infos)),
                 ),
             )
+            checkpoint("staging:complete")
             old = _swap_into_place(staging, prefix)
             swapped = True
+            checkpoint("swap:done")
         finally:
             if not swapped:
                 remove_tree(staging)

@@ -182,3 +182,74 @@ def state_of(prefix: Path) -> dict[str, object]:
     """The environment's state file as data."""
     data: dict[str, object] = json.loads((prefix / ".lockenv-state.json").read_text())
     return data
+
+
+# -- syncs in another process, and interrupting them at known moments ----------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SYNC_WORKER = """
+import hashlib, sys
+from pathlib import Path
+from lockenv import materialize
+from lockenv.lockfile import read_lockfile
+lock_path, prefix = Path(sys.argv[1]), Path(sys.argv[2])
+if len(sys.argv) > 3 and sys.argv[3] == "no-exchange":
+    materialize._exchange = lambda a, b: False  # the two-rename swap of other systems
+materialize.sync_environment(
+    read_lockfile(lock_path), hashlib.sha256(lock_path.read_bytes()).hexdigest(), "default",
+    prefix, materialize.SyncOptions())
+"""
+
+
+def sync_worker(
+    lock_path: Path,
+    prefix: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    no_exchange: bool = False,
+) -> subprocess.Popen[bytes]:
+    """``sync_environment`` of ``lock_path`` into ``prefix`` in a new process."""
+    argv = [sys.executable, "-c", SYNC_WORKER, str(lock_path), str(prefix)]
+    if no_exchange:
+        argv.append("no-exchange")
+    return subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def kill_sync_at(
+    lock_path: Path,
+    prefix: Path,
+    stage: str,
+    *,
+    cache_dir: Path,
+    no_exchange: bool = False,
+) -> None:
+    """Run a sync until it reaches ``stage`` (`lockenv.checkpoints`), then SIGKILL it.
+
+    The sync stops itself there (SIGSTOP), so the kill always lands at that moment, on a
+    fast machine or a loaded one.  Fails the test when the sync ends without reaching it.
+    """
+    from lockenv.checkpoints import STOP_AT_ENV
+
+    proc = sync_worker(
+        lock_path,
+        prefix,
+        env={STOP_AT_ENV: stage, "LOCKENV_CACHE_DIR": str(cache_dir)},
+        no_exchange=no_exchange,
+    )
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    if not os.WIFSTOPPED(status):
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        proc.stderr.close() if proc.stderr else None
+        raise AssertionError(f"the sync ended (exit {proc.returncode}) before {stage!r}: {err}")
+    proc.kill()
+    proc.wait()
+    if proc.stderr:
+        proc.stderr.close()

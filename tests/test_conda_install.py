@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -46,7 +45,7 @@ from lockenv.plan import EnvState, InstalledPackage, WantedPackage, plan_sync
 from lockenv.platforms import current_platform
 from lockenv.verify import environment_digest, verify_environment
 
-from materializer_support import artifact_for, lock_sha, tree_snapshot
+from materializer_support import artifact_for, kill_sync_at, lock_sha, sync_worker, tree_snapshot
 
 PLATFORM = current_platform()
 ROOT = Path(__file__).resolve().parent.parent
@@ -727,20 +726,45 @@ def test_failed_link_leaves_env(
     assert _leftovers(prefix) == []
 
 
-_WORKER = """
-import hashlib, sys
-from pathlib import Path
-from lockenv.lockfile import read_lockfile
-from lockenv.materialize import SyncOptions, sync_environment
-lock_path, prefix = Path(sys.argv[1]), Path(sys.argv[2])
-sync_environment(read_lockfile(lock_path), hashlib.sha256(lock_path.read_bytes()).hexdigest(),
-                 "default", prefix, SyncOptions())
-"""
+_CONDA_OLD = ("python-3.11.7", "libzlib-1.2.13", "zlib-1.3.1")
 
 
-def test_kill_9_leaves_old_or_new(tmp_path: Path, fixture_channel_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("stage", "left"),
+    [
+        ("fetch:downloaded", "old"),
+        ("unpack:working", "old"),
+        ("staging:created", "old"),
+        ("staging:linked#2", "old"),
+        ("staging:complete", "old"),
+        ("swap:done", "new"),
+    ],
+)
+def test_kill_9_at_each_stage_leaves_old_or_new(
+    tmp_path: Path, fixture_channel_dir: Path, stage: str, left: str
+) -> None:
     locks = {
-        "old": conda_lock(fixture_channel_dir, ("python-3.11.7", "libzlib-1.2.13", "zlib-1.3.1")),
+        "old": conda_lock(fixture_channel_dir, _CONDA_OLD),
+        "new": conda_lock(fixture_channel_dir, BASE),
+    }
+    new_path = tmp_path / "new.lock"
+    write_lockfile(locks["new"], new_path)
+    prefix = tmp_path / "envs" / "default"
+    _sync(locks["old"], prefix)
+    kill_sync_at(new_path, prefix, stage, cache_dir=tmp_path / "cold-cache")
+    report = verify_environment(prefix, locks[left], "default", PLATFORM)
+    assert report.ok, report.to_json()
+    _sync(locks["new"], prefix)
+    _verify_ok(prefix, locks["new"])
+    assert _leftovers(prefix) == []
+
+
+def test_kill_9_at_random_moments_leaves_old_or_new(
+    tmp_path: Path, fixture_channel_dir: Path
+) -> None:
+    # An extra to the kills at known stages; nothing is assumed about where these land.
+    locks = {
+        "old": conda_lock(fixture_channel_dir, _CONDA_OLD),
         "new": conda_lock(fixture_channel_dir, BASE),
     }
     paths = {}
@@ -750,22 +774,11 @@ def test_kill_9_leaves_old_or_new(tmp_path: Path, fixture_channel_dir: Path) -> 
     prefix = tmp_path / "envs" / "default"
     _sync(locks["old"], prefix)
     rng = random.Random(99)
-    for i in range(10):
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _WORKER,
-                str(paths["new" if i % 2 == 0 else "old"]),
-                str(prefix),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    for i in range(4):
+        proc = sync_worker(paths["new" if i % 2 == 0 else "old"], prefix)
         time.sleep(rng.uniform(0.05, 0.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.kill()
+        proc.communicate()
         reports = [verify_environment(prefix, lock, "default", PLATFORM) for lock in locks.values()]
         assert any(r.ok for r in reports), [r.to_json() for r in reports]
     _sync(locks["new"], prefix)

@@ -314,11 +314,13 @@ def test_gives_up_after_three_5xx(server: TinyServer, client: HttpClient) -> Non
 def test_connection_error_is_index_access_error(client: HttpClient) -> None:
     import socket
 
+    # Bound but not listening: connections are refused, and no other process can take
+    # the port while the test uses it.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(IndexAccessError, match="after 3 tries"):
-        client.get_page(f"http://u:pw@127.0.0.1:{port}/x/", accept="*/*")
+        with pytest.raises(IndexAccessError, match="after 3 tries"):
+            client.get_page(f"http://u:pw@127.0.0.1:{port}/x/", accept="*/*")
 
 
 # -- credentials ---------------------------------------------------------------------------

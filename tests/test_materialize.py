@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -31,12 +30,15 @@ from lockenv.verify import environment_digest, verify_environment
 
 from materializer_support import (
     BASIC,
+    SYNC_WORKER,
     artifact_for,
     fixture_lock,
+    kill_sync_at,
     lock_sha,
     make_lock,
     run_in_env,
     state_of,
+    sync_worker,
     tree_snapshot,
 )
 
@@ -520,29 +522,55 @@ def test_recovery_after_a_kill_between_the_two_renames(
     assert _leftovers(prefix) == []
 
 
-_WORKER = """
-import hashlib, sys
-from pathlib import Path
-from lockenv.lockfile import read_lockfile
-from lockenv.materialize import SyncOptions, sync_environment
-lock_path, prefix = Path(sys.argv[1]), Path(sys.argv[2])
-sync_environment(read_lockfile(lock_path), hashlib.sha256(lock_path.read_bytes()).hexdigest(),
-                 "default", prefix, SyncOptions())
-"""
+# Every moment of a sync at which it can be killed; the state it must leave is the old
+# environment before the swap and the new one after it (`lockenv.checkpoints`).
+_KILL_POINTS = [
+    ("fetch:downloaded", False, "old"),
+    ("fetch:done", False, "old"),
+    ("unpack:working", False, "old"),
+    ("unpack:published#2", False, "old"),
+    ("staging:created", False, "old"),
+    ("staging:linked", False, "old"),
+    ("staging:linked#3", False, "old"),
+    ("staging:complete", False, "old"),
+    ("swap:done", False, "new"),
+    ("staging:complete", True, "old"),
+    ("swap:halfway", True, None),  # no prefix until the next sync puts the old one back
+    ("swap:done", True, "new"),
+]
 
 
-def _worker(lock_path: Path, prefix: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _WORKER, str(lock_path), str(prefix)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+@pytest.mark.parametrize(("stage", "no_exchange", "left"), _KILL_POINTS)
+def test_kill_9_at_each_stage_leaves_old_or_new(
+    tmp_path: Path, fixture_index_dir: Path, stage: str, no_exchange: bool, left: str | None
+) -> None:
+    locks = {
+        "old": fixture_lock(fixture_index_dir, OLD),
+        "new": fixture_lock(fixture_index_dir, NEW),
+    }
+    new_path = tmp_path / "new.lock"
+    write_lockfile(locks["new"], new_path)
+    prefix = tmp_path / "envs" / "default"
+    _sync(locks["old"], prefix)
+    # An empty cache, so the sync downloads and unpacks and reaches every stage.
+    kill_sync_at(
+        new_path, prefix, stage, cache_dir=tmp_path / "cold-cache", no_exchange=no_exchange
     )
+    if left is None:
+        assert not prefix.exists()
+        assert _sync(locks["old"], prefix).no_op  # the moved-away environment is back
+    else:
+        _verify_ok(prefix, locks[left])
+    _sync(locks["new"], prefix)
+    _verify_ok(prefix, locks["new"])
+    assert _leftovers(prefix) == []
 
 
 def test_kill_9_at_random_moments_leaves_old_or_new(
     tmp_path: Path, fixture_index_dir: Path
 ) -> None:
+    # An extra to the kills at known stages: wherever these land (before, inside or after
+    # a sync, depending on the machine's speed), the prefix verifies as old or new.
     locks = {
         "old": fixture_lock(fixture_index_dir, OLD),
         "new": fixture_lock(fixture_index_dir, NEW),
@@ -554,18 +582,15 @@ def test_kill_9_at_random_moments_leaves_old_or_new(
     prefix = tmp_path / "envs" / "default"
     _sync(locks["old"], prefix)
     rng = random.Random(1234)
-    killed = 0
-    for i in range(24):
+    for i in range(6):
         target = "new" if i % 2 == 0 else "old"
-        proc = _worker(paths[target], prefix)
+        proc = sync_worker(paths[target], prefix)
         time.sleep(rng.uniform(0.05, 0.6))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        killed += proc.returncode == -signal.SIGKILL
+        proc.kill()
+        proc.communicate()
         assert prefix.is_dir(), f"iteration {i}: no environment at the prefix"
         reports = [verify_environment(prefix, lock, "default", PLATFORM) for lock in locks.values()]
         assert any(r.ok for r in reports), [r.to_json() for r in reports]
-    assert killed >= 5  # the kills did land in the middle of syncs
     _sync(locks["new"], prefix)
     _verify_ok(prefix, locks["new"])
     assert _leftovers(prefix) == []
@@ -579,7 +604,7 @@ def test_concurrent_syncs_share_one_cache(
     lock_path = tmp_path / "lockenv.lock"
     write_lockfile(lock, lock_path)
     prefixes = [tmp_path / f"env{i}" for i in range(4)]
-    procs = [_worker(lock_path, p) for p in prefixes]
+    procs = [sync_worker(lock_path, p) for p in prefixes]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()
@@ -601,7 +626,7 @@ def test_concurrent_syncs_of_one_prefix_are_serialised(
     lock_path = tmp_path / "lockenv.lock"
     write_lockfile(lock, lock_path)
     prefix = tmp_path / "env"
-    procs = [_worker(lock_path, prefix) for _ in range(3)]
+    procs = [sync_worker(lock_path, prefix) for _ in range(3)]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()
@@ -621,7 +646,7 @@ def test_unpacking_in_a_process_pool(tmp_path: Path, fixture_index_dir: Path) ->
         "import lockenv.materialize as m\n"
         "m._PROCESS_UNPACK_BYTES = 0\n"
         "assert m._can_fork()\n"
-        f"sys.argv = ['x', {str(lock_path)!r}, {str(tmp_path / 'env')!r}]\n" + _WORKER
+        f"sys.argv = ['x', {str(lock_path)!r}, {str(tmp_path / 'env')!r}]\n" + SYNC_WORKER
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     _verify_ok(tmp_path / "env", lock)
