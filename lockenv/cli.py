@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lockenv import __version__
 from lockenv.errors import EXIT_INPUT_ERROR, LockenvError, UsageError
+from lockenv.project import LOCK_NAME
 
 if TYPE_CHECKING:
-    from lockenv.resolve import LockOptions
-    from lockenv.workspace import ProjectPaths
+    from lockenv.lock.resolve import LockOptions
+    from lockenv.project import ProjectPaths
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -79,7 +80,7 @@ class _Output:
 
 
 def _paths(args: argparse.Namespace) -> ProjectPaths:
-    from lockenv.workspace import locate
+    from lockenv.project import locate
 
     return locate(Path(args.manifest) if args.manifest else None)
 
@@ -87,7 +88,7 @@ def _paths(args: argparse.Namespace) -> ProjectPaths:
 def _lock_options(args: argparse.Namespace) -> LockOptions:
     from packaging.utils import canonicalize_name
 
-    from lockenv.resolve import LockOptions
+    from lockenv.lock.resolve import LockOptions
 
     return LockOptions(
         update=frozenset(canonicalize_name(n) for n in getattr(args, "update", None) or ()),
@@ -101,7 +102,7 @@ def _lock_options(args: argparse.Namespace) -> LockOptions:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from lockenv.manifest_edit import init_manifest_text
+    from lockenv.lock.manifest_edit import init_manifest_text
     from lockenv.platforms import current_platform, get_platform
 
     target = Path(args.manifest or "lockenv.toml")
@@ -125,10 +126,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         indexes=args.index or [],
     )
     if args.from_file:
-        from lockenv.importers import import_requirements
+        from lockenv.lock.importers import import_requirements
 
         text = import_requirements(text, Path(args.from_file))
-    from lockenv.manifest import parse_manifest
+    from lockenv.lock.manifest import parse_manifest
 
     parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
     target.write_text(text, encoding="utf-8")
@@ -138,7 +139,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _edit_manifest(args: argparse.Namespace, edit: Callable[[str, bool], str]) -> int:
     from lockenv import workspace
-    from lockenv.manifest import parse_manifest
+    from lockenv.lock.manifest import parse_manifest
 
     paths = _paths(args)
     original = paths.manifest.read_text(encoding="utf-8")
@@ -161,7 +162,7 @@ def _edit_manifest(args: argparse.Namespace, edit: Callable[[str, bool], str]) -
 def cmd_add(args: argparse.Namespace) -> int:
     from packaging.requirements import InvalidRequirement, Requirement
 
-    from lockenv import manifest_edit
+    from lockenv.lock import manifest_edit
 
     if args.pypi:
         requirements = []
@@ -199,7 +200,7 @@ def _split_conda_spec(spec: str) -> tuple[str, str]:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from lockenv import manifest_edit
+    from lockenv.lock import manifest_edit
 
     removed: list[str] = []
 
@@ -228,9 +229,9 @@ def cmd_lock(args: argparse.Namespace) -> int:
         if reasons:
             for reason in reasons:
                 _OUT.note(f"stale: {reason}")
-            _OUT.note(f"{workspace.LOCK_NAME} is out of date; run `lockenv lock`")
+            _OUT.note(f"{LOCK_NAME} is out of date; run `lockenv lock`")
             return 1
-        _OUT.note(f"{workspace.LOCK_NAME} is up to date")
+        _OUT.note(f"{LOCK_NAME} is up to date")
         return 0
     if (
         not args.update
@@ -243,7 +244,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
         # A lock that satisfies the manifest keeps every pin (no network needed); only
         # its record of what the manifest asks for is brought up to date.
         workspace.record_requirements(paths)
-        _OUT.note(f"{workspace.LOCK_NAME} is up to date")
+        _OUT.note(f"{LOCK_NAME} is up to date")
         return 0
     outcome = workspace.lock(paths, _lock_options(args), dry_run=args.dry_run, say=_OUT.progress)
     if args.json:
@@ -263,7 +264,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     elif outcome.written:
         _OUT.note(f"wrote {paths.lock}")
     else:
-        _OUT.note(f"{workspace.LOCK_NAME} is up to date")
+        _OUT.note(f"{LOCK_NAME} is up to date")
     return 0
 
 
@@ -297,7 +298,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_tree(args: argparse.Namespace) -> int:
     from lockenv.platforms import current_platform
-    from lockenv.tree import dependency_tree, render_tree
+    from lockenv.reports.tree import dependency_tree, render_tree
 
     lock = _lock_for_reading(args)
     nodes = dependency_tree(
@@ -317,8 +318,8 @@ def cmd_tree(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     import subprocess
 
-    from lockenv.diff import diff_locks
     from lockenv.lockfile import loads, read_lockfile
+    from lockenv.reports.diff import diff_locks
 
     if args.new:
         old, new = read_lockfile(Path(args.old)), read_lockfile(Path(args.new))
@@ -349,8 +350,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lockenv.export import export
     from lockenv.platforms import current_platform
+    from lockenv.reports.export import export
 
     lock = _lock_for_reading(args)
     text = export(lock, args.environment, args.platform or current_platform(), args.format)
@@ -363,7 +364,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_shell_hook(args: argparse.Namespace) -> int:
-    from lockenv.shell import default_shell, shell_hook
+    from lockenv.sync.shell import default_shell, shell_hook
 
     args.lock = None
     prefix = _sync(args, announce=False)
@@ -427,7 +428,7 @@ def _size(n: int) -> str:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
-    from lockenv.bundle import write_bundle
+    from lockenv.reports.bundle import write_bundle
 
     report = write_bundle(
         Path(args.lock) if args.lock else _paths(args).lock,
@@ -450,7 +451,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
     from lockenv import workspace
-    from lockenv.materialize import SyncOptions
+    from lockenv.sync.materialize import SyncOptions
 
     target = workspace.sync_target(
         manifest=Path(args.manifest) if args.manifest else None,
@@ -488,7 +489,7 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
 def _bundle(lock_path: Path, explicit: str | None) -> Path | None:
     if explicit is None and not (lock_path.parent / "bundle.json").is_file():
         return None  # the usual case: no import, the no-op sync stays lean
-    from lockenv.bundle import bundle_for_lock
+    from lockenv.sync.bundle_source import bundle_for_lock
 
     return bundle_for_lock(lock_path, Path(explicit) if explicit else None)
 
@@ -501,7 +502,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import subprocess
 
-    from lockenv.materialize import activation_env
+    from lockenv.sync.materialize import activation_env
 
     command = list(args.cmd)
     if command and command[0] == "--":
@@ -529,7 +530,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from lockenv import workspace
     from lockenv.lockfile import read_lockfile
     from lockenv.platforms import current_platform
-    from lockenv.verify import environment_digest, verify_environment
+    from lockenv.sync.verify import environment_digest, verify_environment
 
     target = workspace.sync_target(
         manifest=Path(args.manifest) if args.manifest else None,

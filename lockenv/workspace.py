@@ -16,85 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockenv.errors import LockfileError, StaleLockError, UsageError
+from lockenv.project import LOCK_NAME, ProjectPaths, locate
 
 if TYPE_CHECKING:
+    from lockenv.lock.manifest import Manifest
+    from lockenv.lock.resolve import LockOptions
     from lockenv.lockfile import Artifact, Lockfile
-    from lockenv.manifest import Manifest
-    from lockenv.resolve import LockOptions
 
-LOCK_NAME = "lockenv.lock"
-MANIFEST_NAMES = ("lockenv.toml", "pyproject.toml")
-STATE_DIR = ".lockenv"
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProjectPaths:
-    """Where a project's files are, found without parsing anything."""
-
-    manifest: Path
-    root: Path
-
-    @property
-    def lock(self) -> Path:
-        return self.root / LOCK_NAME
-
-    def env_prefix(self, env: str) -> Path:
-        return self.root / STATE_DIR / "envs" / env
-
-    @property
-    def freshness_record(self) -> Path:
-        return self.root / STATE_DIR / "fresh.json"
-
-
-def locate(manifest: Path | None, start: Path | None = None) -> ProjectPaths:
-    """The project's manifest: ``manifest`` if given, else walk up from ``start``.
-
-    Standard library only: this runs on the no-op sync path.
-    """
-    if manifest is not None:
-        path = Path(os.path.abspath(manifest))
-        if path.is_dir():
-            for name in MANIFEST_NAMES:
-                if _is_manifest(path / name):
-                    return ProjectPaths(manifest=path / name, root=path)
-        if not path.is_file():
-            raise UsageError(
-                f"manifest {str(manifest)!r} does not exist; run `lockenv init` "
-                "or pass --manifest PATH"
-            )
-        return ProjectPaths(manifest=path, root=path.parent)
-    directory = Path(os.path.abspath(start or Path.cwd()))
-    for candidate in (directory, *directory.parents):
-        for name in MANIFEST_NAMES:
-            if _is_manifest(candidate / name):
-                return ProjectPaths(manifest=candidate / name, root=candidate)
-    raise UsageError(
-        f"no lockenv.toml (or pyproject.toml with a [tool.lockenv] table) in {str(directory)!r} "
-        "or any parent directory; run `lockenv init` to create one, or pass --manifest PATH"
-    )
-
-
-def _is_manifest(path: Path) -> bool:
-    """``lockenv.toml``, or a ``pyproject.toml`` with a ``[tool.lockenv]`` table."""
-    if path.name == "lockenv.toml":
-        return path.is_file()
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return False
-    if b"lockenv" not in data:
-        return False
-    import tomllib
-
-    try:
-        tool = tomllib.loads(data.decode("utf-8")).get("tool")
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        # A broken file that looks like ours is reported rather than silently skipped.
-        from lockenv.errors import ManifestError
-
-        raise ManifestError(f"{path.name}: invalid TOML: {exc}") from None
-    return isinstance(tool, dict) and isinstance(tool.get("lockenv"), dict)
 
 
 def file_sha256(path: Path) -> str | None:
@@ -132,7 +61,7 @@ def remember_fresh(paths: ProjectPaths) -> None:
 
 
 def load(paths: ProjectPaths) -> Manifest:
-    from lockenv.manifest import load_manifest
+    from lockenv.lock.manifest import load_manifest
 
     return load_manifest(paths.manifest)
 
@@ -145,7 +74,7 @@ def read_lock(paths: ProjectPaths) -> Lockfile:
 
 def check(paths: ProjectPaths, manifest: Manifest | None = None) -> list[str]:
     """Why the lock is stale (empty: fresh).  No network."""
-    from lockenv.satisfy import stale_reasons
+    from lockenv.lock.satisfy import stale_reasons
 
     if not paths.lock.exists():
         return [f"there is no {LOCK_NAME} yet"]
@@ -173,9 +102,9 @@ def lock(
     manifest: Manifest | None = None,
 ) -> LockOutcome:
     """Re-lock with the existing pins as preferences; write unless ``dry_run``."""
-    from lockenv.diff import diff_locks
+    from lockenv.lock.resolve import load_previous, lock_manifest
     from lockenv.lockfile import write_lockfile
-    from lockenv.resolve import load_previous, lock_manifest
+    from lockenv.reports.diff import diff_locks
 
     manifest = manifest or load(paths)
     previous = load_previous(paths.lock, warn=say)
@@ -203,8 +132,8 @@ def record_requirements(paths: ProjectPaths, manifest: Manifest | None = None) -
     every pin (for a lock that still satisfies the manifest); True if it was rewritten."""
     from dataclasses import replace
 
+    from lockenv.lock.resolve import conda_requirements, pypi_requirements
     from lockenv.lockfile import write_lockfile
-    from lockenv.resolve import conda_requirements, pypi_requirements
 
     manifest = manifest or load(paths)
     lock = read_lock(paths)
@@ -326,7 +255,7 @@ def sync(
     Returns the materializer's SyncReport, or None when the environment already matched
     (decided from file hashes alone, without parsing the lock).
     """
-    from lockenv.materialize import is_up_to_date
+    from lockenv.sync.materialize import is_up_to_date
 
     if target.paths is not None and not frozen:
         assert lock_options is not None
@@ -341,7 +270,7 @@ def sync(
     if is_up_to_date(target.prefix, lock_sha256, target.env):
         return None
     from lockenv.lockfile import loads
-    from lockenv.materialize import sync_environment
+    from lockenv.sync.materialize import sync_environment
 
     lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
     require_env(lock, target.env)

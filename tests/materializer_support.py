@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from lockenv.lockfile import LockedEnvironment, Lockfile, LockInputs, PypiArtifact
+from lockenv.lockfile import LockedEnvironment, Lockfile, LockInputs, PypiArtifact, write_lockfile
 from lockenv.platforms import current_platform
 
 PYTHON_XY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -191,7 +191,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SYNC_WORKER = """
 import hashlib, sys
 from pathlib import Path
-from lockenv import materialize
+from lockenv.sync import materialize
 from lockenv.lockfile import read_lockfile
 lock_path, prefix = Path(sys.argv[1]), Path(sys.argv[2])
 if len(sys.argv) > 3 and sys.argv[3] == "no-exchange":
@@ -230,12 +230,12 @@ def kill_sync_at(
     cache_dir: Path,
     no_exchange: bool = False,
 ) -> None:
-    """Run a sync until it reaches ``stage`` (`lockenv.checkpoints`), then SIGKILL it.
+    """Run a sync until it reaches ``stage`` (`lockenv.sync.checkpoints`), then SIGKILL it.
 
     The sync stops itself there (SIGSTOP), so the kill always lands at that moment, on a
     fast machine or a loaded one.  Fails the test when the sync ends without reaching it.
     """
-    from lockenv.checkpoints import STOP_AT_ENV
+    from lockenv.sync.checkpoints import STOP_AT_ENV
 
     proc = sync_worker(
         lock_path,
@@ -253,3 +253,86 @@ def kill_sync_at(
     proc.wait()
     if proc.stderr:
         proc.stderr.close()
+
+
+def _sync_and_verify(lock: Lockfile, prefix: Path) -> bool:
+    from lockenv.sync.materialize import SyncOptions, sync_environment
+
+    report = sync_environment(lock, lock_sha(lock), "default", prefix, SyncOptions())
+    _assert_verifies(prefix, lock)
+    return report.no_op
+
+
+def _assert_verifies(prefix: Path, lock: Lockfile) -> None:
+    from lockenv.sync.verify import verify_environment
+
+    report = verify_environment(prefix, lock, "default", current_platform())
+    assert report.ok, report.to_json()
+
+
+def _no_leftovers(prefix: Path) -> None:
+    stem = f".{prefix.name}."
+    found = [p.name for p in prefix.parent.iterdir() if p.name.startswith(stem)]
+    assert [name for name in found if not name.endswith(".lock")] == []
+
+
+def interrupt_at_stage(
+    tmp_path: Path,
+    old: Lockfile,
+    new: Lockfile,
+    stage: str,
+    left: str | None,
+    *,
+    no_exchange: bool = False,
+) -> None:
+    """Sync ``old``, kill a sync to ``new`` at ``stage``, check what it ``left`` ("old",
+    "new", or None: no prefix until the next sync restores the old), then sync ``new``."""
+    new_path = tmp_path / "new.lock"
+    write_lockfile(new, new_path)
+    prefix = tmp_path / "envs" / "default"
+    _sync_and_verify(old, prefix)
+    # An empty cache, so the sync downloads and unpacks and reaches every stage.
+    kill_sync_at(
+        new_path, prefix, stage, cache_dir=tmp_path / "cold-cache", no_exchange=no_exchange
+    )
+    if left is None:
+        assert not prefix.exists()
+        assert _sync_and_verify(old, prefix)  # a no-op: the moved-away environment is back
+    else:
+        _assert_verifies(prefix, {"old": old, "new": new}[left])
+    _sync_and_verify(new, prefix)
+    _no_leftovers(prefix)
+
+
+def interrupt_at_random_moments(
+    tmp_path: Path, old: Lockfile, new: Lockfile, *, seed: int, trials: int
+) -> None:
+    """Kill syncs alternating between ``old`` and ``new`` after random delays.
+
+    Wherever the kills land (before, inside or after a sync: that depends on the
+    machine's speed, so nothing is counted), the prefix verifies as old or new.
+    """
+    import random
+    import time
+
+    from lockenv.sync.verify import verify_environment
+
+    locks = {"old": old, "new": new}
+    paths = {}
+    for name, lock in locks.items():
+        paths[name] = tmp_path / f"{name}.lock"
+        write_lockfile(lock, paths[name])
+    prefix = tmp_path / "envs" / "default"
+    _sync_and_verify(old, prefix)
+    rng = random.Random(seed)
+    for i in range(trials):
+        proc = sync_worker(paths["new" if i % 2 == 0 else "old"], prefix)
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.kill()
+        proc.communicate()
+        assert prefix.is_dir(), f"trial {i}: no environment at the prefix"
+        platform = current_platform()
+        reports = [verify_environment(prefix, lock, "default", platform) for lock in (old, new)]
+        assert any(r.ok for r in reports), [r.to_json() for r in reports]
+    _sync_and_verify(new, prefix)
+    _no_leftovers(prefix)

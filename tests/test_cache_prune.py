@@ -13,10 +13,10 @@ import pytest
 from lockenv import cache as cache_mod
 from lockenv.cache import Cache, prune
 from lockenv.errors import UsageError
-from lockenv.fetch import fetch_artifacts
 from lockenv.lockfile import Artifact
-from lockenv.materialize import SyncOptions, sync_environment
-from lockenv.verify import verify_environment
+from lockenv.sync.fetch import fetch_artifacts
+from lockenv.sync.materialize import SyncOptions, sync_environment
+from lockenv.sync.verify import verify_environment
 
 from cli_support import lockenv
 from materializer_support import BASIC, fixture_lock, lock_sha

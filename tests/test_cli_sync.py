@@ -152,7 +152,7 @@ def test_no_op_sync_imports_nothing_heavy(project: Path) -> None:
         "sys.argv = ['lockenv', 'sync', '-q']\n"
         "try:\n    runpy.run_module('lockenv', run_name='__main__')\n"
         "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-        "heavy = [m for m in ('httpx', 'yaml', 'tomlkit', 'resolvelib', 'lockenv.resolve')\n"
+        "heavy = [m for m in ('httpx', 'yaml', 'tomlkit', 'resolvelib', 'lockenv.lock.resolve')\n"
         "         if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -27,7 +27,7 @@ from fixtures.build_channel import (
     placeholder_prefix,
 )
 from fixtures.server import StaticServer, serve_static
-from lockenv.conda.archive import extract_package, read_index_json
+from lockenv.sync.conda.archive import extract_package, read_index_json
 
 PLACEHOLDER = placeholder_prefix()
 

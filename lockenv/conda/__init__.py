@@ -1,1 +1,0 @@
-"""Conda packages: versions, MatchSpecs, channels, the resolver provider and archives."""

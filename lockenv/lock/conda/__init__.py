@@ -1,0 +1,2 @@
+"""Locking conda packages: versions and MatchSpecs, repodata (the channel client) and
+the solver."""

@@ -1,0 +1,1108 @@
+"""Read ``lockenv.toml`` (or ``[tool.lockenv]`` in ``pyproject.toml``) into a `Manifest`.
+
+Read-only and on the fast path of every command, so it uses the stdlib ``tomllib``;
+edits that must keep the user's formatting live in `lockenv.lock.manifest_edit`.
+
+Validation collects every problem first and raises one `ManifestError`; each problem
+names the file, the key path and the bad value, e.g.::
+
+    lockenv.toml: pypi-dependencies.requests: invalid version specifier '>=2.x' (...)
+
+Decisions the rest of lockenv relies on:
+
+- Names are normalized: PyPI names with PEP 503 (`canonicalize_name`), and the
+  `Requirement` of a `PypiDependency` is rebuilt with that name, so ``str(requirement)``
+  does not depend on how the user spelled it. Conda names are lower-cased.
+- An environment is the default feature (unless ``no-default-feature = true``) followed
+  by its features, in the order listed. When several of them name the same package:
+  PyPI specifiers are intersected, extras are united, markers must be equal; conda
+  version specs are joined with ``,`` (AND), build strings and channels must agree.
+  System requirements take the highest version (the machines must satisfy all of them);
+  ``archspec`` values must agree.
+- Platforms of an environment are ``project.platforms`` restricted by every feature that
+  sets ``platforms`` (a feature may only name platforms the project lists). Channels are
+  the project's, then each feature's in order (earlier = higher priority).
+- ``indexes``, ``find-links`` and channels that are written as local paths (``./x``,
+  ``../x``, absolute) become ``file://`` URLs, relative to the manifest's directory.
+- ``exclude-newer`` without a UTC offset (a TOML local datetime or a string without
+  ``Z``) is read as UTC, never as the machine's local time, so a lock is the same
+  everywhere; a date means midnight UTC of that day.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from packaging.markers import InvalidMarker, Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from lockenv.errors import ManifestError, UsageError
+from lockenv.platforms import PLATFORMS as _TARGETS
+
+__all__ = [
+    "MANIFEST_NAMES",
+    "PLATFORMS",
+    "CondaDependency",
+    "Environment",
+    "EnvironmentSpec",
+    "Feature",
+    "Manifest",
+    "PypiDependency",
+    "SystemRequirements",
+    "check_conda_name",
+    "check_conda_spec",
+    "find_manifest",
+    "load_manifest",
+    "parse_manifest",
+]
+
+MANIFEST_NAMES = ("lockenv.toml", "pyproject.toml")
+PLATFORMS: tuple[str, ...] = tuple(_TARGETS)
+DEFAULT_FEATURE = "default"
+
+# PEP 508 distribution names (also used for extras, which PEP 685 normalizes alike).
+_DIST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+_CONDA_NAME = re.compile(r"[a-z0-9_][a-z0-9_.+-]*")
+# Feature and environment names become directory names under .lockenv/envs.
+_GROUP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_NUMERIC_VERSION = re.compile(r"[0-9]+(\.[0-9]+)*")
+_ARCHSPEC = re.compile(r"[A-Za-z0-9_]+")
+_CONDA_VERSION_CHARS = re.compile(r"[A-Za-z0-9_.*+!<>=~,|()]+")
+_CONDA_BUILD_CHARS = re.compile(r"[A-Za-z0-9_.*+]+")
+_EXCLUDE_NEWER = re.compile(
+    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?)?"
+)
+
+_PROJECT_KEYS = (
+    "name",
+    "platforms",
+    "channels",
+    "indexes",
+    "find-links",
+    "requires-python",
+    "exclude-newer",
+)
+_TOP_KEYS = (
+    "project",
+    "dependencies",
+    "pypi-dependencies",
+    "system-requirements",
+    "feature",
+    "environments",
+    "conda-pypi-map",
+)
+_FEATURE_KEYS = (
+    "dependencies",
+    "pypi-dependencies",
+    "system-requirements",
+    "platforms",
+    "channels",
+)
+_CONDA_TABLE_KEYS = ("version", "build", "channel")
+_PYPI_TABLE_KEYS = ("version", "extras", "markers")
+_SYSTEM_KEYS = ("glibc", "macos", "cuda", "archspec")
+_ENVIRONMENT_KEYS = ("features", "no-default-feature")
+
+Key = str | int
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PypiDependency:
+    """One ``[pypi-dependencies]`` entry; ``str(requirement)`` is its PEP 508 text."""
+
+    name: NormalizedName
+    requirement: Requirement
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CondaDependency:
+    """One ``[dependencies]`` entry: a conda package name and its MatchSpec version/build."""
+
+    name: str
+    spec: str
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemRequirements:
+    """What the target machines provide (virtual packages and wheel tag floors)."""
+
+    glibc: str | None = None
+    macos: str | None = None
+    cuda: str | None = None
+    archspec: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feature:
+    """A named group of requirements; ``default`` holds the top-level tables."""
+
+    name: str
+    dependencies: tuple[CondaDependency, ...]
+    pypi_dependencies: tuple[PypiDependency, ...]
+    system_requirements: SystemRequirements
+    platforms: tuple[str, ...] | None = None
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Environment:
+    """An ``[environments]`` entry: which features make up an environment."""
+
+    name: str
+    features: tuple[str, ...]
+    include_default: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvironmentSpec:
+    """Everything the resolver needs for one environment, its features merged."""
+
+    name: str
+    platforms: tuple[str, ...]
+    channels: tuple[str, ...]
+    dependencies: tuple[CondaDependency, ...]
+    pypi_dependencies: tuple[PypiDependency, ...]
+    system_requirements: SystemRequirements
+    requires_python: SpecifierSet | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
+    """A validated manifest. ``root`` is where ``lockenv.lock`` and ``.lockenv/`` live."""
+
+    path: Path
+    root: Path
+    name: str
+    platforms: tuple[str, ...]
+    channels: tuple[str, ...]
+    indexes: tuple[str, ...]
+    find_links: tuple[str, ...]
+    requires_python: SpecifierSet | None
+    exclude_newer: datetime | None
+    default_feature: Feature
+    features: Mapping[str, Feature]
+    environments: Mapping[str, Environment]
+    # Conda package name -> the PyPI name it provides, where the two differ (pytorch ->
+    # torch); other conda packages provide the PyPI name equal to their own.
+    conda_pypi_map: Mapping[str, NormalizedName] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def pypi_name_of(self, conda_name: str) -> NormalizedName:
+        """The PyPI distribution a conda package of this name provides."""
+        return self.conda_pypi_map.get(conda_name) or canonicalize_name(conda_name)
+
+    def environment_names(self) -> tuple[str, ...]:
+        """Environment names: ``default`` first, then the others sorted."""
+        return tuple(self.environments)
+
+    def environment(self, name: str) -> EnvironmentSpec:
+        """Merge the features of environment ``name`` into one `EnvironmentSpec`.
+
+        Raises `UsageError` (listing the known environments) for an unknown name.
+        """
+        env = self.environments.get(name)
+        if env is None:
+            known = ", ".join(self.environments)
+            raise UsageError(
+                f"unknown environment {name!r} in {_display(self.path)}; "
+                f"known environments: {known}"
+            )
+        problems: list[str] = []
+        spec = _compose(self, env, problems.append)
+        if spec is None:
+            raise ManifestError(problems)
+        return spec
+
+
+# --------------------------------------------------------------------------- public functions
+
+
+def find_manifest(start: Path) -> Path:
+    """Find the manifest for ``start`` (a file or directory), walking up to the root.
+
+    In each directory ``lockenv.toml`` wins over ``pyproject.toml``, and a
+    ``pyproject.toml`` only counts when it has a ``[tool.lockenv]`` table.
+    """
+    from lockenv.project import locate
+
+    start = Path(os.path.abspath(start))
+    return locate(None, start if start.is_dir() else start.parent).manifest
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate the manifest at ``path`` (a file, or a directory holding one)."""
+    if path.is_dir():
+        from lockenv.project import locate
+
+        path = locate(path).manifest
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(
+            f"manifest {str(path)!r} does not exist; run 'lockenv init' or pass --manifest PATH"
+        ) from None
+    except OSError as error:
+        raise ManifestError(
+            f"{_display(path)}: cannot read the manifest ({error.strerror or error})"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ManifestError(
+            f"{_display(path)}: not UTF-8 text (bad byte at offset {error.start}); "
+            "save the file as UTF-8"
+        ) from None
+    return parse_manifest(text, path=path)
+
+
+def parse_manifest(text: str, *, path: Path) -> Manifest:
+    """Validate manifest ``text``; ``path`` names it in messages and gives the root.
+
+    A file named ``pyproject.toml`` is read in its ``[tool.lockenv]`` form.
+    """
+    label = _display(path)
+    root = Path(os.path.abspath(path)).parent
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ManifestError(f"{label}: invalid TOML: {error}") from None
+
+    if path.name == "pyproject.toml":
+        tool = document.get("tool")
+        table = tool.get("lockenv") if isinstance(tool, dict) else None
+        if not isinstance(table, dict):
+            raise ManifestError(
+                f"{label}: no [tool.lockenv] table; add one (e.g. [tool.lockenv.project]) "
+                "or use a lockenv.toml"
+            )
+        pep621 = document.get("project")
+        reader = _Reader(label, ("tool", "lockenv"), root)
+        manifest = reader.manifest(table, path, pep621 if isinstance(pep621, dict) else {})
+    else:
+        reader = _Reader(label, (), root)
+        manifest = reader.manifest(document, path, None)
+    if manifest is None or reader.problems:
+        raise ManifestError(reader.problems)
+    return manifest
+
+
+def check_conda_name(name: str) -> str | None:
+    """Why ``name`` is not a valid conda package name, or None when it is."""
+    if not _CONDA_NAME.fullmatch(name.lower()):
+        return (
+            f"invalid conda package name {name!r} "
+            "(use letters, digits, '_', '.', '+' and '-', e.g. 'python' or 'libgcc-ng')"
+        )
+    return None
+
+
+def check_conda_spec(spec: str) -> str | None:
+    """Why ``spec`` is not a plausible MatchSpec version/build text, or None.
+
+    A basic check (characters and shape); the conda resolver parses it fully.
+    """
+    example = "e.g. '>=1.26', '3.12.*' or '1.2 py*'"
+    parts = spec.split()
+    if not parts:
+        return f"empty conda spec {spec!r} (use '*' for any version)"
+    if len(parts) > 2 or (
+        len(parts) == 2 and (parts[0][-1] in ",|<>=!~" or parts[1][0] in ",|<>=!~")
+    ):
+        return (
+            f"invalid conda spec {spec!r} (a space separates version and build, so write the "
+            f"version without spaces, {example})"
+        )
+    version = parts[0]
+    bad = _first_illegal(version, _CONDA_VERSION_CHARS)
+    if bad is None and len(parts) == 2:
+        bad = _first_illegal(parts[1], _CONDA_BUILD_CHARS)
+    if bad is not None:
+        return f"invalid conda spec {spec!r} (illegal character {bad!r}; {example})"
+    if not re.search(r"[A-Za-z0-9*]", version):
+        return f"invalid conda spec {spec!r} (no version after the operator; {example})"
+    return None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _display(path: Path) -> str:
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+    return str(path)
+
+
+def _keypath(keys: Iterable[Key]) -> str:
+    out = ""
+    for key in keys:
+        if isinstance(key, int):
+            out += f"[{key}]"
+            continue
+        text = key if _BARE_KEY.fullmatch(key) else '"' + key.replace('"', '\\"') + '"'
+        out += f".{text}" if out else text
+    return out
+
+
+def _type_name(value: object) -> str:
+    match value:
+        case bool():
+            return "boolean"
+        case int():
+            return "integer"
+        case float():
+            return "float"
+        case str():
+            return "string"
+        case list():
+            return "array"
+        case dict():
+            return "table"
+        case datetime():
+            return "datetime"
+        case date():
+            return "date"
+        case time():
+            return "time"
+    return type(value).__name__
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _first_illegal(text: str, allowed: re.Pattern[str]) -> str | None:
+    for char in text:
+        if not allowed.fullmatch(char):
+            return char
+    return None
+
+
+class _Reader:
+    """Walks the parsed TOML, building the model and collecting problems."""
+
+    def __init__(self, label: str, prefix: tuple[str, ...], root: Path) -> None:
+        self.label = label
+        self.prefix = prefix
+        self.root = root
+        self.problems: list[str] = []
+
+    # ---- problem helpers
+
+    def add(self, keys: Sequence[Key], message: str, *, absolute: bool = False) -> None:
+        full = tuple(keys) if absolute else (*self.prefix, *keys)
+        self.problems.append(f"{self.label}: {_keypath(full)}: {message}")
+
+    def wrong_type(self, keys: Sequence[Key], expected: str, value: object) -> None:
+        self.add(keys, f"expected {expected}, got {_short(value)} ({_type_name(value)})")
+
+    def table(self, value: object, keys: Sequence[Key], allowed: Sequence[str]) -> dict[str, Any]:
+        """``value`` as a table with only ``allowed`` keys (else problems and ``{}``)."""
+        if not isinstance(value, dict):
+            self.wrong_type(keys, "a table", value)
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.unknown_key((*keys, key), key, allowed)
+        return {key: item for key, item in value.items() if key in allowed}
+
+    def unknown_key(self, keys: Sequence[Key], key: str, allowed: Sequence[str]) -> None:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "expected one of: " + ", ".join(allowed)
+        self.add(keys, f"unknown key {key!r} ({hint})")
+
+    def string(self, value: object, keys: Sequence[Key]) -> str | None:
+        if isinstance(value, str):
+            return value
+        self.wrong_type(keys, "a string", value)
+        return None
+
+    def string_list(self, value: object, keys: Sequence[Key]) -> list[tuple[int, str]] | None:
+        if not isinstance(value, list):
+            self.wrong_type(keys, "an array of strings", value)
+            return None
+        out: list[tuple[int, str]] = []
+        seen: set[str] = set()
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                self.wrong_type((*keys, index), "a string", item)
+            elif item in seen:
+                self.add((*keys, index), f"{item!r} is listed twice; remove one")
+            else:
+                seen.add(item)
+                out.append((index, item))
+        return out
+
+    # ---- whole manifest
+
+    def manifest(
+        self, doc: dict[str, Any], path: Path, pep621: dict[str, Any] | None
+    ) -> Manifest | None:
+        top = self.table(doc, (), _TOP_KEYS)
+        project = self.table(top.get("project", {}), ("project",), _PROJECT_KEYS)
+
+        name = self._project_name(project, pep621)
+        platforms = self._platforms(project.get("platforms"), ("project", "platforms"))
+        if platforms is None:
+            platforms = (_current_platform(),)
+        channels = self._channels(project.get("channels", []), ("project", "channels"))
+        indexes = self._locations(project.get("indexes", []), ("project", "indexes"))
+        find_links = self._locations(project.get("find-links", []), ("project", "find-links"))
+        requires_python = self._requires_python(project, pep621)
+        exclude_newer = self._exclude_newer(project.get("exclude-newer"))
+
+        default_feature = self._feature(DEFAULT_FEATURE, top, (), platforms)
+        features: dict[str, Feature] = {}
+        raw_features = top.get("feature", {})
+        if not isinstance(raw_features, dict):
+            self.wrong_type(("feature",), "a table of features", raw_features)
+            raw_features = {}
+        for feature_name in sorted(raw_features):
+            keys = ("feature", feature_name)
+            if feature_name == DEFAULT_FEATURE:
+                self.add(
+                    keys,
+                    "'default' names the top-level tables; give this feature another name",
+                )
+                continue
+            if not _GROUP_NAME.fullmatch(feature_name):
+                self.add(
+                    keys,
+                    f"invalid feature name {feature_name!r} "
+                    "(use lower-case letters, digits, '-' and '_')",
+                )
+            raw = self.table(raw_features[feature_name], keys, _FEATURE_KEYS)
+            features[feature_name] = self._feature(feature_name, raw, keys, platforms)
+
+        environments = self._environments(top.get("environments", {}), features)
+        conda_pypi_map = self._conda_pypi_map(top.get("conda-pypi-map", {}))
+        if name is None or channels is None or indexes is None or find_links is None:
+            return None
+        manifest = Manifest(
+            path=path,
+            root=self.root,
+            name=name,
+            platforms=platforms,
+            channels=channels,
+            indexes=indexes,
+            find_links=find_links,
+            requires_python=requires_python,
+            exclude_newer=exclude_newer,
+            default_feature=default_feature,
+            features=MappingProxyType(features),
+            environments=MappingProxyType(environments),
+            conda_pypi_map=MappingProxyType(conda_pypi_map),
+        )
+        if not self.problems:
+            for env in environments.values():
+                _compose(manifest, env, self.problems.append)
+        return manifest
+
+    def _conda_pypi_map(self, value: object) -> dict[str, NormalizedName]:
+        keys: tuple[Key, ...] = ("conda-pypi-map",)
+        if not isinstance(value, dict):
+            self.wrong_type(keys, "a table of conda name = PyPI name", value)
+            return {}
+        mapping: dict[str, NormalizedName] = {}
+        for conda_name, pypi_name in sorted(value.items()):
+            if not _CONDA_NAME.fullmatch(conda_name):
+                self.add((*keys, conda_name), f"{conda_name!r} is not a conda package name")
+            elif not isinstance(pypi_name, str) or not _DIST_NAME.fullmatch(pypi_name):
+                self.add(
+                    (*keys, conda_name),
+                    f'{pypi_name!r} is not a PyPI distribution name (e.g. "torch")',
+                )
+            else:
+                mapping[conda_name] = canonicalize_name(pypi_name)
+        return mapping
+
+    def _project_name(self, project: dict[str, Any], pep621: dict[str, Any] | None) -> str | None:
+        if "name" in project:
+            name = self.string(project["name"], ("project", "name"))
+            if name is not None and not name.strip():
+                self.add(("project", "name"), "empty project name; give the project a name")
+                return None
+            return name
+        if pep621 is not None and isinstance(pep621.get("name"), str) and pep621["name"].strip():
+            return str(pep621["name"])
+        return self.root.name or "project"
+
+    def _platforms(self, value: object, keys: tuple[Key, ...]) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        items = self.string_list(value, keys)
+        if items is None:
+            return None
+        if not items and isinstance(value, list) and not value:
+            self.add(keys, "empty platform list; name at least one of: " + ", ".join(PLATFORMS))
+            return None
+        out = []
+        for index, item in items:
+            if item in PLATFORMS:
+                out.append(item)
+            else:
+                self.add(
+                    (*keys, index), f"unknown platform {item!r} (valid: {', '.join(PLATFORMS)})"
+                )
+        return tuple(out)
+
+    def _channels(self, value: object, keys: tuple[Key, ...]) -> tuple[str, ...] | None:
+        items = self.string_list(value, keys)
+        if items is None:
+            return None
+        out = []
+        for index, item in items:
+            channel = self._channel(item, (*keys, index))
+            if channel is not None:
+                out.append(channel)
+        return tuple(out)
+
+    def _channel(self, item: str, keys: Sequence[Key]) -> str | None:
+        if _URL.match(item) or _is_local_path(item):
+            return self._location(item, keys, ("http", "https", "file"))
+        if _CHANNEL_NAME.fullmatch(item):
+            return item
+        self.add(
+            keys,
+            f"invalid channel {item!r} (use a channel name such as 'conda-forge', "
+            "an https:// or file:// URL, or a path starting with './')",
+        )
+        return None
+
+    def _locations(self, value: object, keys: tuple[Key, ...]) -> tuple[str, ...] | None:
+        items = self.string_list(value, keys)
+        if items is None:
+            return None
+        out = []
+        for index, item in items:
+            location = self._location(item, (*keys, index), ("http", "https", "file"))
+            if location is not None:
+                out.append(location)
+        return tuple(out)
+
+    def _location(self, item: str, keys: Sequence[Key], schemes: Sequence[str]) -> str | None:
+        if not item.strip():
+            self.add(keys, "empty location; use a URL or a directory path")
+            return None
+        if _URL.match(item):
+            scheme = item.split("://", 1)[0].lower()
+            if scheme not in schemes:
+                self.add(
+                    keys,
+                    f"unsupported URL scheme in {item!r} (use one of: "
+                    + ", ".join(f"{s}://" for s in schemes)
+                    + ")",
+                )
+                return None
+            return item
+        local = Path(os.path.expanduser(item))
+        if not local.is_absolute():
+            local = self.root / local
+        return Path(os.path.normpath(local)).as_uri()
+
+    def _requires_python(
+        self, project: dict[str, Any], pep621: dict[str, Any] | None
+    ) -> SpecifierSet | None:
+        if "requires-python" in project:
+            keys: tuple[Key, ...] = ("project", "requires-python")
+            value, absolute = project["requires-python"], False
+        elif pep621 is not None and "requires-python" in pep621:
+            keys, value, absolute = ("project", "requires-python"), pep621["requires-python"], True
+        else:
+            return None
+        if not isinstance(value, str):
+            self.add(
+                keys,
+                f"expected a string, got {_short(value)} ({_type_name(value)})",
+                absolute=absolute,
+            )
+            return None
+        try:
+            return SpecifierSet(value)
+        except InvalidSpecifier:
+            self.add(
+                keys,
+                f"invalid requires-python {value!r} (use PEP 440, e.g. '>=3.11' or '==3.12.*')",
+                absolute=absolute,
+            )
+            return None
+
+    def _exclude_newer(self, value: object) -> datetime | None:
+        keys = ("project", "exclude-newer")
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, date):
+            moment = datetime.combine(value, time())
+        elif isinstance(value, str):
+            text = value.strip()
+            try:
+                if not _EXCLUDE_NEWER.fullmatch(text):
+                    raise ValueError(text)
+                moment = datetime.fromisoformat(text.replace("z", "Z"))
+            except ValueError:
+                self.add(
+                    keys,
+                    f"invalid exclude-newer {value!r} (use an RFC 3339 timestamp such as "
+                    "'2025-06-01T00:00:00Z' or a date such as '2025-06-01')",
+                )
+                return None
+        else:
+            self.wrong_type(keys, "a datetime, a date or a string", value)
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+
+    # ---- features
+
+    def _feature(
+        self,
+        name: str,
+        raw: dict[str, Any],
+        keys: tuple[Key, ...],
+        project_platforms: tuple[str, ...],
+    ) -> Feature:
+        conda: list[CondaDependency] = []
+        deps = raw.get("dependencies", {})
+        if isinstance(deps, dict):
+            for dep_name in deps:
+                dep = self._conda_dependency(
+                    dep_name, deps[dep_name], (*keys, "dependencies", dep_name)
+                )
+                if dep is not None:
+                    conda.append(dep)
+        else:
+            self.wrong_type((*keys, "dependencies"), "a table", deps)
+
+        pypi: dict[str, PypiDependency] = {}
+        pypi_deps = raw.get("pypi-dependencies", {})
+        if isinstance(pypi_deps, dict):
+            for dep_name in pypi_deps:
+                dep_keys = (*keys, "pypi-dependencies", dep_name)
+                pypi_dep = self._pypi_dependency(dep_name, pypi_deps[dep_name], dep_keys)
+                if pypi_dep is None:
+                    continue
+                if pypi_dep.name in pypi:
+                    self.add(
+                        dep_keys,
+                        f"{dep_name!r} names the same package as "
+                        f"{pypi[pypi_dep.name].requirement.name!r}; keep one",
+                    )
+                pypi[pypi_dep.name] = pypi_dep
+        else:
+            self.wrong_type((*keys, "pypi-dependencies"), "a table", pypi_deps)
+
+        seen_conda: dict[str, CondaDependency] = {}
+        for dep in conda:
+            if dep.name in seen_conda:
+                self.add((*keys, "dependencies", dep.name), "listed twice (names ignore case)")
+            seen_conda[dep.name] = dep
+
+        system = self._system_requirements(raw.get("system-requirements", {}), keys)
+        platforms = None
+        channels: tuple[str, ...] = ()
+        if name != DEFAULT_FEATURE:
+            platforms = self._platforms(raw.get("platforms"), (*keys, "platforms"))
+            if platforms is not None:
+                for platform in platforms:
+                    if platform not in project_platforms:
+                        self.add(
+                            (*keys, "platforms"),
+                            f"platform {platform!r} is not in project.platforms "
+                            f"({', '.join(project_platforms)}); add it there first",
+                        )
+            channels = self._channels(raw.get("channels", []), (*keys, "channels")) or ()
+        return Feature(
+            name=name,
+            dependencies=tuple(sorted(seen_conda.values(), key=lambda d: d.name)),
+            pypi_dependencies=tuple(pypi[n] for n in sorted(pypi)),
+            system_requirements=system,
+            platforms=platforms,
+            channels=channels,
+        )
+
+    def _conda_dependency(
+        self, name: str, value: object, keys: tuple[Key, ...]
+    ) -> CondaDependency | None:
+        ok = True
+        problem = check_conda_name(name)
+        if problem is not None:
+            self.add(keys, problem)
+            ok = False
+        channel: str | None = None
+        if isinstance(value, str):
+            spec, spec_keys = value.strip(), keys
+        elif isinstance(value, dict):
+            table = self.table(value, keys, _CONDA_TABLE_KEYS)
+            if len(table) != len(value):
+                ok = False
+            version = self.string(table.get("version", "*"), (*keys, "version"))
+            build = self.string(table.get("build", ""), (*keys, "build"))
+            if "channel" in table:
+                raw_channel = self.string(table["channel"], (*keys, "channel"))
+                channel = (
+                    None if raw_channel is None else self._channel(raw_channel, (*keys, "channel"))
+                )
+                ok = ok and channel is not None
+            if version is None or build is None:
+                return None
+            if build.strip() and len(build.split()) != 1:
+                self.add((*keys, "build"), f"invalid build string {build!r} (no spaces allowed)")
+                return None
+            spec = (
+                f"{version.strip()} {build.strip()}".strip() if build.strip() else version.strip()
+            )
+            spec_keys = (*keys, "version") if "version" in table else keys
+        else:
+            self.wrong_type(keys, "a MatchSpec string or a table {version, build, channel}", value)
+            return None
+        problem = check_conda_spec(spec)
+        if problem is not None:
+            self.add(spec_keys, problem)
+            return None
+        return CondaDependency(name=name.lower(), spec=spec, channel=channel) if ok else None
+
+    def _pypi_dependency(
+        self, name: str, value: object, keys: tuple[Key, ...]
+    ) -> PypiDependency | None:
+        ok = True
+        if not _DIST_NAME.fullmatch(name):
+            self.add(
+                keys,
+                f"invalid distribution name {name!r} (use letters, digits, '.', '_' and '-', "
+                "starting and ending with a letter or digit)",
+            )
+            ok = False
+        version: str | None = "*"
+        extras: list[str] = []
+        marker: Marker | None = None
+        version_keys = keys
+        if isinstance(value, str):
+            version = value
+        elif isinstance(value, dict):
+            table = self.table(value, keys, _PYPI_TABLE_KEYS)
+            ok = ok and len(table) == len(value)
+            version_keys = (*keys, "version")
+            version = self.string(table.get("version", "*"), version_keys)
+            if "extras" in table:
+                items = self.string_list(table["extras"], (*keys, "extras"))
+                if items is None:
+                    ok = False
+                for index, extra in items or []:
+                    if _DIST_NAME.fullmatch(extra):
+                        extras.append(canonicalize_name(extra))
+                    else:
+                        self.add(
+                            (*keys, "extras", index),
+                            f"invalid extra name {extra!r} (use letters, digits, '.', '_' and "
+                            "'-', starting and ending with a letter or digit)",
+                        )
+                        ok = False
+            if "markers" in table:
+                marker_text = self.string(table["markers"], (*keys, "markers"))
+                try:
+                    marker = Marker(marker_text) if marker_text is not None else None
+                except InvalidMarker:
+                    self.add(
+                        (*keys, "markers"),
+                        f"invalid environment marker {marker_text!r} "
+                        "(use PEP 508, e.g. 'sys_platform == \"linux\"')",
+                    )
+                ok = ok and marker is not None
+        else:
+            self.wrong_type(
+                keys, "a version specifier string or a table {version, extras, markers}", value
+            )
+            return None
+        specifier = self._specifier(version, version_keys) if version is not None else None
+        if specifier is None or not ok:
+            return None
+        normalized = canonicalize_name(name)
+        text = str(normalized)
+        if extras:
+            text += "[" + ",".join(sorted(set(extras))) + "]"
+        text += str(specifier)
+        if marker is not None:
+            text += f"; {marker}"
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            self.add(keys, f"invalid requirement {text!r} ({str(error).splitlines()[0]})")
+            return None
+        return PypiDependency(name=normalized, requirement=requirement)
+
+    def _specifier(self, version: str, keys: tuple[Key, ...]) -> SpecifierSet | None:
+        text = version.strip()
+        if text == "*":
+            return SpecifierSet()
+        if not text:
+            self.add(keys, f"empty version specifier {version!r} (use '*' for any version)")
+            return None
+        try:
+            return SpecifierSet(text)
+        except InvalidSpecifier:
+            pass
+        example = "'>=2.31'"
+        try:
+            Version(text)
+            example = f"'=={text}'"
+        except InvalidVersion:
+            pass
+        self.add(keys, f"invalid version specifier {version!r} (use PEP 440, e.g. {example})")
+        return None
+
+    def _system_requirements(self, value: object, keys: tuple[Key, ...]) -> SystemRequirements:
+        keys = (*keys, "system-requirements")
+        table = self.table(value, keys, _SYSTEM_KEYS)
+        found: dict[str, str] = {}
+        for key, raw in table.items():
+            if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+                self.wrong_type((*keys, key), "a string or a number", raw)
+                continue
+            text = str(raw).strip()
+            pattern = _ARCHSPEC if key == "archspec" else _NUMERIC_VERSION
+            if not pattern.fullmatch(text):
+                example = "'x86_64_v3'" if key == "archspec" else "'2.28'"
+                self.add((*keys, key), f"invalid {key} value {raw!r} (e.g. {example})")
+                continue
+            found[key] = text
+        return SystemRequirements(**found)
+
+    # ---- environments
+
+    def _environments(
+        self, value: object, features: Mapping[str, Feature]
+    ) -> dict[str, Environment]:
+        environments: dict[str, Environment] = {}
+        if not isinstance(value, dict):
+            self.wrong_type(("environments",), "a table", value)
+            value = {}
+        known = ", ".join(features) or "none defined"
+        for env_name, raw in value.items():
+            keys: tuple[Key, ...] = ("environments", env_name)
+            if not _GROUP_NAME.fullmatch(env_name):
+                self.add(
+                    keys,
+                    f"invalid environment name {env_name!r} "
+                    "(use lower-case letters, digits, '-' and '_')",
+                )
+                continue
+            include_default = True
+            names_keys = keys
+            if isinstance(raw, dict):
+                table = self.table(raw, keys, _ENVIRONMENT_KEYS)
+                flag = table.get("no-default-feature", False)
+                if not isinstance(flag, bool):
+                    self.wrong_type((*keys, "no-default-feature"), "true or false", flag)
+                include_default = flag is not True
+                names_keys = (*keys, "features")
+                raw = table.get("features", [])
+            elif not isinstance(raw, list):
+                self.wrong_type(keys, "an array of feature names or a table {features}", raw)
+                continue
+            items = self.string_list(raw, names_keys)
+            if items is None:
+                continue
+            chosen = []
+            for index, feature_name in items:
+                if feature_name == DEFAULT_FEATURE:
+                    self.add(
+                        (*names_keys, index),
+                        "the default feature is included automatically "
+                        "(use no-default-feature = true to leave it out); remove 'default'",
+                    )
+                elif feature_name not in features:
+                    self.add(
+                        (*names_keys, index),
+                        f"unknown feature {feature_name!r} (defined features: {known})",
+                    )
+                else:
+                    chosen.append(feature_name)
+            environments[env_name] = Environment(
+                name=env_name, features=tuple(chosen), include_default=include_default
+            )
+        if DEFAULT_FEATURE not in environments:
+            environments[DEFAULT_FEATURE] = Environment(name=DEFAULT_FEATURE, features=())
+        ordered = {DEFAULT_FEATURE: environments.pop(DEFAULT_FEATURE)}
+        ordered.update(sorted(environments.items()))
+        return ordered
+
+
+def _is_local_path(text: str) -> bool:
+    return (
+        text.startswith(("./", "../", "~", ".\\", "..\\"))
+        or text in (".", "..")
+        or Path(text).is_absolute()
+        or text.startswith("/")
+    )
+
+
+def _current_platform() -> str:
+    # Imported here so that reading a manifest that names its platforms never needs it.
+    from lockenv.platforms import current_platform
+
+    return current_platform()
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def _compose(
+    manifest: Manifest, env: Environment, report: Callable[[str], None]
+) -> EnvironmentSpec | None:
+    """Merge ``env``'s features; report conflicts (one string each) and return None on any."""
+    label = _display(manifest.path)
+    prefix = "tool.lockenv." if manifest.path.name == "pyproject.toml" else ""
+    where = f"{label}: {prefix}environments.{env.name}"
+    failed = False
+
+    def fail(message: str) -> None:
+        nonlocal failed
+        failed = True
+        report(f"{where}: {message}")
+
+    features: list[Feature] = [manifest.default_feature] if env.include_default else []
+    features += [manifest.features[name] for name in env.features]
+
+    platforms = manifest.platforms
+    for feature in features:
+        if feature.platforms is not None:
+            platforms = tuple(p for p in platforms if p in feature.platforms)
+    if not platforms:
+        restricting = [f.name for f in features if f.platforms is not None]
+        fail(
+            f"no platform left: features {', '.join(map(repr, restricting))} restrict "
+            "platforms to sets with nothing in common; widen their platforms lists"
+        )
+
+    channels = list(manifest.channels)
+    for feature in features:
+        channels += [c for c in feature.channels if c not in channels]
+
+    conda: dict[str, tuple[CondaDependency, str]] = {}
+    pypi: dict[str, tuple[PypiDependency, str]] = {}
+    system = SystemRequirements()
+    for feature in features:
+        for dep in feature.dependencies:
+            if dep.name not in conda:
+                conda[dep.name] = (dep, feature.name)
+                continue
+            previous, owner = conda[dep.name]
+            merged = _merge_conda(previous, dep)
+            if isinstance(merged, str):
+                fail(
+                    f"conda dependency {dep.name!r} conflicts between features {owner!r} and "
+                    f"{feature.name!r}: {merged}"
+                )
+            else:
+                conda[dep.name] = (merged, owner)
+        for pypi_dep in feature.pypi_dependencies:
+            if pypi_dep.name not in pypi:
+                pypi[pypi_dep.name] = (pypi_dep, feature.name)
+                continue
+            previous_pypi, owner = pypi[pypi_dep.name]
+            merged_pypi = _merge_pypi(previous_pypi, pypi_dep)
+            if isinstance(merged_pypi, str):
+                fail(
+                    f"pypi dependency {pypi_dep.name!r} conflicts between features {owner!r} "
+                    f"and {feature.name!r}: {merged_pypi}"
+                )
+            else:
+                pypi[pypi_dep.name] = (merged_pypi, owner)
+        merged_system = _merge_system(system, feature.system_requirements)
+        if isinstance(merged_system, str):
+            fail(f"system-requirements of feature {feature.name!r}: {merged_system}")
+        else:
+            system = merged_system
+    if failed:
+        return None
+    return EnvironmentSpec(
+        name=env.name,
+        platforms=platforms,
+        channels=tuple(channels),
+        dependencies=tuple(conda[name][0] for name in sorted(conda)),
+        pypi_dependencies=tuple(pypi[name][0] for name in sorted(pypi)),
+        system_requirements=system,
+        requires_python=manifest.requires_python,
+    )
+
+
+def _merge_conda(a: CondaDependency, b: CondaDependency) -> CondaDependency | str:
+    if a.channel is not None and b.channel is not None and a.channel != b.channel:
+        return f"channel {a.channel!r} versus {b.channel!r}; use one channel"
+    channel = a.channel or b.channel
+    if a.spec == b.spec:
+        return CondaDependency(name=a.name, spec=a.spec, channel=channel)
+    version_a, _, build_a = a.spec.partition(" ")
+    version_b, _, build_b = b.spec.partition(" ")
+    if build_a and build_b and build_a != build_b:
+        return f"build {build_a!r} versus {build_b!r}; use one build string"
+    build = build_a or build_b
+    if version_a == "*" or version_a == version_b:
+        version = version_b
+    elif version_b == "*":
+        version = version_a
+    else:
+        # Parenthesized so an OR inside one spec cannot swallow the other (conda's , is AND).
+        version = ",".join(f"({v})" if "|" in v else v for v in (version_a, version_b))
+    spec = f"{version} {build}" if build else version
+    return CondaDependency(name=a.name, spec=spec, channel=channel)
+
+
+def _merge_pypi(a: PypiDependency, b: PypiDependency) -> PypiDependency | str:
+    ra, rb = a.requirement, b.requirement
+    if ra.marker != rb.marker:
+        return (
+            f"markers {str(ra.marker) if ra.marker else None!r} versus "
+            f"{str(rb.marker) if rb.marker else None!r}; use the same markers in both"
+        )
+    text = str(a.name)
+    extras = sorted(ra.extras | rb.extras)
+    if extras:
+        text += "[" + ",".join(extras) + "]"
+    text += str(ra.specifier & rb.specifier)
+    if ra.marker is not None:
+        text += f"; {ra.marker}"
+    return PypiDependency(name=a.name, requirement=Requirement(text))
+
+
+def _merge_system(a: SystemRequirements, b: SystemRequirements) -> SystemRequirements | str:
+    if a.archspec is not None and b.archspec is not None and a.archspec != b.archspec:
+        return f"archspec {a.archspec!r} versus {b.archspec!r}; use one archspec"
+
+    def highest(x: str | None, y: str | None) -> str | None:
+        if x is None or y is None:
+            return x or y
+        return x if Version(x) >= Version(y) else y
+
+    return SystemRequirements(
+        glibc=highest(a.glibc, b.glibc),
+        macos=highest(a.macos, b.macos),
+        cuda=highest(a.cuda, b.cuda),
+        archspec=a.archspec or b.archspec,
+    )

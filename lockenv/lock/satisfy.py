@@ -1,0 +1,259 @@
+"""Is a lock stale?  A satisfiability check, not a comparison of manifest bytes.
+
+The lock is fresh when it was made from the same inputs (platforms, indexes, channels,
+Python, system requirements, exclude-newer), has the same environments, and on every
+platform its pins satisfy every requirement of the manifest and every requirement of
+the pinned packages themselves, with nothing pinned that nothing needs.  Whitespace,
+comments and key order in the manifest never make a lock stale.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from lockenv.lockfile import CondaArtifact, Lockfile, PypiArtifact
+from lockenv.platforms import get_platform, marker_environment, python_target
+
+if TYPE_CHECKING:
+    from lockenv.lock.manifest import EnvironmentSpec, Manifest
+
+
+def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
+    """Why ``lock`` no longer satisfies ``manifest``; empty when it does."""
+    from lockenv.lock.resolve import manifest_inputs
+
+    reasons: list[str] = []
+    # When the manifest names no index the lock records pip's default at lock time; a
+    # lock stays valid wherever its pins came from, so only explicit indexes compare.
+    expected = manifest_inputs(manifest, manifest.indexes or lock.inputs.indexes)
+    actual = lock.inputs
+    for label, want, have in (
+        ("platforms", sorted(expected.platforms), sorted(actual.platforms)),
+        ("channels", list(expected.channels), list(actual.channels)),
+        ("indexes", list(expected.indexes), list(actual.indexes)),
+        ("find-links", list(expected.find_links), list(actual.find_links)),
+        ("requires-python", expected.requires_python, actual.requires_python),
+        (
+            "system-requirements",
+            dict(expected.system_requirements),
+            dict(actual.system_requirements),
+        ),
+        ("exclude-newer", expected.exclude_newer, actual.exclude_newer),
+    ):
+        if want != have:
+            reasons.append(f"{label} changed: the manifest has {want!r}, the lock {have!r}")
+    wanted_envs = set(manifest.environment_names())
+    for name in sorted(wanted_envs - set(lock.environments)):
+        reasons.append(f"environment {name!r} is not locked")
+    for name in sorted(set(lock.environments) - wanted_envs):
+        reasons.append(f"environment {name!r} is locked but no longer in the manifest")
+    for name in sorted(wanted_envs & set(lock.environments)):
+        reasons.extend(_environment_reasons(manifest.environment(name), lock, manifest))
+    return reasons
+
+
+def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile, manifest: Manifest) -> list[str]:
+    locked = lock.environments[spec.name]
+    reasons: list[str] = []
+    python: Version | None = None
+    if not spec.dependencies:
+        python = python_target(spec.requires_python)
+        if locked.python != str(python):
+            reasons.append(
+                f"{spec.name}: locked for Python {locked.python}, the manifest asks for "
+                f"Python {python}"
+            )
+            return reasons
+    for platform in spec.platforms:
+        if platform not in locked.packages:
+            reasons.append(f"{spec.name}: platform {platform} is not locked")
+            continue
+        pinned = [lock.artifacts[url] for url in locked.packages[platform]]
+        conda = {a.name: a for a in pinned if isinstance(a, CondaArtifact)}
+        problems = _conda_problems(spec, platform, conda) if spec.dependencies else []
+        if spec.dependencies:
+            python = Version(conda["python"].version) if "python" in conda else None
+        pypi: dict[str, PypiArtifact] = {
+            canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact)
+        }
+        direct = [d.requirement for d in spec.pypi_dependencies]
+        if python is not None:
+            provided: dict[str, Version] = {
+                manifest.pypi_name_of(name): Version(a.version)
+                for name, a in conda.items()
+                if _is_version(a.version)
+            }
+            problems += _closure_problems(
+                direct,
+                pypi,
+                marker_environment(get_platform(platform), python),
+                python,
+                provided,
+            )
+        elif direct:
+            problems.append("PyPI packages need a conda `python` in the environment")
+        reasons.extend(f"{spec.name} on {platform}: {p}" for p in problems)
+    for platform in sorted(set(locked.packages) - set(spec.platforms)):
+        reasons.append(f"{spec.name}: platform {platform} is locked but no longer a target")
+    return reasons
+
+
+def _is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def _conda_problems(
+    spec: EnvironmentSpec, platform: str, pinned: dict[str, CondaArtifact]
+) -> list[str]:
+    """The conda side: manifest specs and every record's depends met, constrains kept."""
+    from lockenv.lock.conda.solver import parse_spec
+    from lockenv.lock.resolve import conda_spec
+    from lockenv.platforms import virtual_packages
+
+    system = spec.system_requirements
+    virtual = {
+        v.name: v
+        for v in virtual_packages(
+            get_platform(platform),
+            glibc=system.glibc,
+            macos=system.macos,
+            cuda=system.cuda,
+            archspec=system.archspec,
+        )
+    }
+    problems: list[str] = []
+    queue: deque[tuple[str, str]] = deque(
+        (str(conda_spec(d)), "the manifest") for d in spec.dependencies
+    )
+    reached: set[str] = set()
+    while queue:
+        text, asker = queue.popleft()
+        match = parse_spec(text)
+        record: Any = pinned.get(match.name) or virtual.get(match.name)
+        if record is None:
+            problems.append(f"{asker} requires {text!r}, which is not locked")
+            continue
+        if not match.matches(_AsRecord(record)):
+            problems.append(
+                f"{asker} requires {text!r}, but {match.name} {record.version} {record.build} "
+                "is locked"
+            )
+        if match.name in pinned and match.name not in reached:
+            reached.add(match.name)
+            who = f"{record.name} {record.version}"
+            queue.extend((dep, who) for dep in record.depends)
+    for artifact in pinned.values():
+        for text in artifact.constrains:
+            match = parse_spec(text)
+            other = pinned.get(match.name)
+            if other is not None and not match.matches(_AsRecord(other)):
+                problems.append(
+                    f"{artifact.name} {artifact.version} constrains {text!r}, but "
+                    f"{other.name} {other.version} is locked"
+                )
+    for name in sorted(set(pinned) - reached):
+        problems.append(f"{name} {pinned[name].version} is locked but nothing requires it")
+    return problems
+
+
+class _AsRecord:
+    """A locked conda artifact or a virtual package, as MatchSpec.matches reads records."""
+
+    def __init__(self, source: Any) -> None:
+        self.name: str = source.name
+        self.version: str = source.version
+        self.build: str = source.build
+        self.build_number: int = getattr(source, "build_number", 0)
+        self.subdir: str | None = getattr(source, "subdir", None)
+        self.md5: str | None = getattr(source, "md5", None)
+        self.sha256: str | None = getattr(source, "sha256", None)
+        self.channel: str | None = getattr(source, "channel", None)
+
+
+def _closure_problems(
+    direct: list[Requirement],
+    pinned: dict[str, PypiArtifact],
+    markers: dict[str, str],
+    python: Version,
+    provided: dict[str, Version] | None = None,
+) -> list[str]:
+    """Walk requirements from the manifest through the pins; report what does not hold."""
+    problems: list[str] = []
+    queue: deque[tuple[Requirement, str]] = deque(
+        (r, "the manifest") for r in direct if applies(r, markers, "")
+    )
+    reached: set[str] = set()
+    extras_done: set[tuple[str, str]] = set()
+    while queue:
+        requirement, asker = queue.popleft()
+        name: str = canonicalize_name(requirement.name)
+        artifact = pinned.get(name)
+        if artifact is None and provided and name in provided:
+            # Installed by conda: only its version can be checked.
+            if not requirement.specifier.contains(provided[name], prereleases=True):
+                problems.append(
+                    f"{asker} requires {str(requirement)!r}, but conda provides "
+                    f"{name} {provided[name]}"
+                )
+            continue
+        if artifact is None:
+            problems.append(f"{asker} requires {str(requirement)!r}, which is not locked")
+            continue
+        try:
+            version = Version(artifact.version)
+        except InvalidVersion:
+            problems.append(f"{name} is locked at an invalid version {artifact.version!r}")
+            continue
+        if not requirement.specifier.contains(version, prereleases=True):
+            problems.append(
+                f"{asker} requires {str(requirement)!r}, but {name} {version} is locked"
+            )
+        who = f"{name} {version}"
+        if name not in reached:
+            reached.add(name)
+            if artifact.requires_python and not _python_ok(artifact.requires_python, python):
+                problems.append(f"{who} requires Python {artifact.requires_python}")
+            for dep in parse_requirements(artifact.requires_dist):
+                if applies(dep, markers, ""):
+                    queue.append((dep, who))
+        for extra in sorted(canonicalize_name(e) for e in requirement.extras):
+            if (name, extra) in extras_done:
+                continue
+            extras_done.add((name, extra))
+            for dep in parse_requirements(artifact.requires_dist):
+                if applies(dep, markers, extra) and not applies(dep, markers, ""):
+                    queue.append((dep, f"{who} [{extra}]"))
+    for name in sorted(set(pinned) - reached):
+        problems.append(f"{name} {pinned[name].version} is locked but nothing requires it")
+    return problems
+
+
+def applies(requirement: Requirement, markers: dict[str, str], extra: str) -> bool:
+    return requirement.marker is None or requirement.marker.evaluate({**markers, "extra": extra})
+
+
+def _python_ok(requires_python: str, python: Version) -> bool:
+    try:
+        return SpecifierSet(requires_python).contains(python, prereleases=True)
+    except InvalidSpecifier:
+        return True
+
+
+def parse_requirements(texts: tuple[str, ...]) -> list[Requirement]:
+    parsed: list[Requirement] = []
+    for text in texts:
+        try:
+            parsed.append(Requirement(text))
+        except InvalidRequirement:
+            continue
+    return parsed

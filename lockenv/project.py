@@ -1,0 +1,87 @@
+"""Where a project's files are: the manifest (found by walking up), the lock, the
+environments and lockenv's own state directory.  Found without parsing anything but a
+``pyproject.toml``'s tables, standard library only: this runs on the no-op sync path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lockenv.errors import UsageError
+
+__all__ = ["LOCK_NAME", "MANIFEST_NAMES", "STATE_DIR", "ProjectPaths", "locate"]
+
+LOCK_NAME = "lockenv.lock"
+MANIFEST_NAMES = ("lockenv.toml", "pyproject.toml")
+STATE_DIR = ".lockenv"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProjectPaths:
+    """Where a project's files are, found without parsing anything."""
+
+    manifest: Path
+    root: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def env_prefix(self, env: str) -> Path:
+        return self.root / STATE_DIR / "envs" / env
+
+    @property
+    def freshness_record(self) -> Path:
+        return self.root / STATE_DIR / "fresh.json"
+
+
+def locate(manifest: Path | None, start: Path | None = None) -> ProjectPaths:
+    """The project's manifest: ``manifest`` if given, else walk up from ``start``.
+
+    Standard library only: this runs on the no-op sync path.
+    """
+    if manifest is not None:
+        path = Path(os.path.abspath(manifest))
+        if path.is_dir():
+            for name in MANIFEST_NAMES:
+                if _is_manifest(path / name):
+                    return ProjectPaths(manifest=path / name, root=path)
+        if not path.is_file():
+            raise UsageError(
+                f"manifest {str(manifest)!r} does not exist; run `lockenv init` "
+                "or pass --manifest PATH"
+            )
+        return ProjectPaths(manifest=path, root=path.parent)
+    directory = Path(os.path.abspath(start or Path.cwd()))
+    for candidate in (directory, *directory.parents):
+        for name in MANIFEST_NAMES:
+            if _is_manifest(candidate / name):
+                return ProjectPaths(manifest=candidate / name, root=candidate)
+    raise UsageError(
+        f"no lockenv.toml (or pyproject.toml with a [tool.lockenv] table) in {str(directory)!r} "
+        "or any parent directory; run `lockenv init` to create one, or pass --manifest PATH"
+    )
+
+
+def _is_manifest(path: Path) -> bool:
+    """``lockenv.toml``, or a ``pyproject.toml`` with a ``[tool.lockenv]`` table."""
+    if path.name == "lockenv.toml":
+        return path.is_file()
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if b"lockenv" not in data:
+        return False
+    import tomllib
+
+    try:
+        tool = tomllib.loads(data.decode("utf-8")).get("tool")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        # A broken file that looks like ours is reported rather than silently skipped.
+        from lockenv.errors import ManifestError
+
+        raise ManifestError(f"{path.name}: invalid TOML: {exc}") from None
+    return isinstance(tool, dict) and isinstance(tool.get("lockenv"), dict)

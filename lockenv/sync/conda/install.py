@@ -1,0 +1,611 @@
+"""Conda packages: unpacked once into the cache, then linked into a prefix as conda links them.
+
+Unpacking (`unpack_conda`) extracts the verified archive with
+`lockenv.sync.conda.archive.extract_package` into ``pkg/`` (conda's "extracted package
+directory": ``info/`` plus the payload), reads ``info/index.json``, ``info/paths.json``
+(or the older ``info/files``, ``has_prefix`` and ``no_link``) and ``info/link.json``,
+checks every listed path, makes the files read-only (environments hardlink them), and
+writes ``manifest.json`` beside ``pkg/`` with what linking needs.
+
+Linking (`install_conda_package`) places each path of ``paths.json`` into the prefix:
+
+- regular files are hardlinked (copied across filesystems, or with ``--link-mode``),
+  but a file with a prefix placeholder, or marked ``no_link``, is always a private copy;
+- the placeholder is replaced by the FINAL prefix (the package is linked into a staging
+  directory, so the path written is not where the file is): in ``text`` files as plain
+  text, in ``binary`` files inside each NUL-terminated string, keeping the length and
+  padding with NUL bytes (a prefix longer than the placeholder cannot fit: refused);
+- softlinks are recreated as symlinks, checked to stay inside the prefix;
+- ``noarch: python`` packages are relocated: ``site-packages/`` into the environment's
+  ``lib/pythonX.Y/site-packages`` and ``python-scripts/`` into ``bin/``, and their
+  entry points (``info/link.json``) become console launchers for ``<prefix>/bin/python``;
+- then ``conda-meta/<name>-<version>-<build>.json`` records what was done.
+
+Package scripts (``bin/.<name>-post-link.sh`` and friends) are linked like any file
+(they are part of the package) but never run: lockenv runs no package code.  The
+caller is told which packages have them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shlex
+import stat
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from lockenv.errors import InstallError, UnsafePathError
+from lockenv.lockfile import CondaArtifact
+from lockenv.sync.conda.archive import extract_package
+from lockenv.sync.conda.prefix_record import (
+    CONDA_META,
+    LINK_TYPES,
+    dump_record,
+    prefix_record,
+    record_name,
+)
+from lockenv.sync.launchers import launcher_script
+from lockenv.sync.link import Linker, copy_file
+from lockenv.sync.venv import EnvLayout
+
+__all__ = [
+    "CondaFile",
+    "InstalledConda",
+    "UnpackedConda",
+    "conda_dist_infos",
+    "install_conda_package",
+    "load_unpacked_conda",
+    "replace_binary_prefix",
+    "replace_text_prefix",
+    "unpack_conda",
+]
+
+MANIFEST = "manifest.json"
+PKG = "pkg"
+_MANIFEST_FORMAT = 1
+_IS_WINDOWS = sys.platform == "win32"
+# conda-build's placeholder for has_prefix lines that name none (old packages).
+_LEGACY_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
+# Linux reads 127 bytes of a shebang line before kernel 5.1.
+_MAX_SHEBANG = 127
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_PACKAGE_SCRIPT = re.compile(
+    r"^(?:bin|Scripts)/\.(?P<name>.+)-(?P<kind>pre-link|post-link|pre-unlink)\.(?:sh|bat)$"
+)
+_ENTRY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+class CondaFile(NamedTuple):
+    """One ``paths.json`` entry of an unpacked package.
+
+    A NamedTuple rather than a frozen dataclass: a warm sync loads one per file.
+    """
+
+    path: str  # package-relative, POSIX
+    path_type: str  # "hardlink" (a regular file), "softlink" or "directory"
+    sha256: str  # hex; "" when unknown (directories, dangling links)
+    size: int  # -1 when unknown
+    executable: bool
+    placeholder: str  # "" when the file has none
+    file_mode: str  # "text" | "binary" | "" (no placeholder)
+    no_link: bool
+    target: str  # softlinks: the link text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpackedConda:
+    """A conda package unpacked in the cache."""
+
+    filename: str
+    directory: Path  # conda's extracted package dir: info/ + payload
+    name: str
+    version: str
+    build: str
+    noarch: str | None  # "python" | "generic" | None
+    entry_points: tuple[tuple[str, str], ...]  # (script name, "module:function")
+    files: tuple[CondaFile, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstalledConda:
+    """What linking one package produced."""
+
+    record: str  # conda-meta record file name
+    files: tuple[str, ...]  # prefix-relative paths (not directories)
+    package_scripts: tuple[str, ...]  # kinds of package scripts it has ("post-link"), not run
+
+
+# -- unpacking -------------------------------------------------------------------------
+
+
+def _broken(filename: str, why: str) -> InstallError:
+    return InstallError(f"{filename}: {why}; the package is broken, do not install it")
+
+
+def _safe_path(path: object, filename: str) -> str:
+    """``path`` (from paths.json) normalized, if it stays inside the package."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise UnsafePathError(f"{filename}: info/paths.json lists the path {path!r}")
+    if path.startswith("/") or _DRIVE.match(path) or "\\" in path:
+        raise UnsafePathError(
+            f"{filename}: info/paths.json lists the absolute or non-POSIX path {path!r}; "
+            "refusing to install this package (it is broken or malicious)"
+        )
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise UnsafePathError(
+            f"{filename}: info/paths.json lists {path!r}, which climbs out of the prefix; "
+            "refusing to install this package (it is broken or malicious)"
+        )
+    return "/".join(parts)
+
+
+def _read_json(path: Path, filename: str) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise _broken(filename, f"{path.parent.name}/{path.name} is unreadable: {exc}") from None
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _legacy_paths(info: Path, filename: str) -> list[dict[str, Any]]:
+    """paths.json entries rebuilt from the pre-2017 ``files``, ``has_prefix``, ``no_link``."""
+    placeholders: dict[str, tuple[str, str]] = {}
+    for line in _read_lines(info / "has_prefix"):
+        try:
+            parts = [p.strip("\"'") for p in shlex.split(line, posix=False)]
+        except ValueError:
+            raise _broken(filename, f"info/has_prefix line {line!r} is malformed") from None
+        if len(parts) == 1:
+            placeholders[parts[0]] = (_LEGACY_PLACEHOLDER, "text")
+        elif len(parts) == 3:
+            placeholders[parts[2]] = (parts[0], parts[1])
+        else:
+            raise _broken(filename, f"info/has_prefix line {line!r} is malformed")
+    no_link = set(_read_lines(info / "no_link"))
+    entries: list[dict[str, Any]] = []
+    for path in _read_lines(info / "files"):
+        entry: dict[str, Any] = {"_path": path}
+        if path in placeholders:
+            entry["prefix_placeholder"], entry["file_mode"] = placeholders[path]
+        if path in no_link:
+            entry["no_link"] = True
+        entries.append(entry)
+    return entries
+
+
+def _noarch(index: dict[str, Any], link: Any) -> str | None:
+    if isinstance(link, dict) and isinstance(link.get("noarch"), dict):
+        kind = link["noarch"].get("type")
+        if isinstance(kind, str):
+            return kind
+    value = index.get("noarch")
+    if isinstance(value, str) and value:
+        return value
+    if index.get("noarch_python") is True:  # conda-build 2 spelling
+        return "python"
+    return None
+
+
+def _entry_points(link: Any, filename: str) -> tuple[tuple[str, str], ...]:
+    raw = link.get("noarch", {}).get("entry_points", []) if isinstance(link, dict) else []
+    if not isinstance(raw, list):
+        raise _broken(filename, "info/link.json noarch.entry_points is not a list")
+    found = []
+    for item in raw:
+        name, sep, reference = str(item).partition("=")
+        name, reference = name.strip(), reference.strip()
+        if not sep or not _ENTRY_NAME.match(name) or name in (".", ".."):
+            raise UnsafePathError(
+                f"{filename}: entry point {item!r} in info/link.json is not "
+                "'name = module:function' with a plain script name; refusing to install it"
+            )
+        launcher_script("/python", reference)  # raises InstallError when not module:function
+        found.append((name, reference))
+    return tuple(found)
+
+
+def _describe(pkg_dir: str, entry: dict[str, Any], filename: str) -> CondaFile:
+    path = _safe_path(entry.get("_path"), filename)
+    declared = str(entry.get("path_type", "hardlink"))
+    full = os.path.join(pkg_dir, *path.split("/"))
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        if declared == "directory":
+            return CondaFile(path, "directory", "", -1, False, "", "", False, "")
+        raise _broken(
+            filename, f"info/paths.json lists {path!r}, which it does not contain"
+        ) from None
+    placeholder = entry.get("prefix_placeholder") or ""
+    file_mode = entry.get("file_mode") or ("text" if placeholder else "")
+    if not isinstance(placeholder, str) or file_mode not in ("", "text", "binary"):
+        raise _broken(filename, f"{path!r} has prefix placeholder mode {file_mode!r}")
+    raw_sha, raw_size = entry.get("sha256"), entry.get("size_in_bytes")
+    sha256: str = raw_sha if isinstance(raw_sha, str) else ""
+    size: int = raw_size if isinstance(raw_size, int) and not isinstance(raw_size, bool) else -1
+    if stat.S_ISLNK(st.st_mode):
+        return CondaFile(path, "softlink", sha256, size, False, "", "", False, os.readlink(full))
+    if stat.S_ISDIR(st.st_mode):
+        return CondaFile(path, "directory", "", -1, False, "", "", False, "")
+    if not sha256 or size < 0:  # old packages: hash what paths.json does not say
+        with open(full, "rb") as fh:
+            sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+        size = st.st_size
+    return CondaFile(
+        path,
+        "hardlink",
+        sha256,
+        size,
+        bool(st.st_mode & 0o111),
+        placeholder if file_mode else "",
+        file_mode if placeholder else "",
+        bool(entry.get("no_link", False)),
+        "",
+    )
+
+
+def unpack_conda(
+    archive: Path, work: Path, *, filename: str, artifact: CondaArtifact
+) -> UnpackedConda:
+    """Unpack the (already hash-checked) package ``archive`` into the empty dir ``work``.
+
+    Writes ``work/pkg/`` (info/ and the payload; regular files read-only) and
+    ``work/manifest.json``.  The package must be the locked one (name, version, build).
+    """
+    pkg_dir = work / PKG
+    extract_package(archive, pkg_dir)
+    info = pkg_dir / "info"
+    index = _read_json(info / "index.json", filename)
+    if not isinstance(index, dict):
+        raise _broken(filename, "info/index.json is missing or not a JSON object")
+    found = (str(index.get("name")), str(index.get("version")), str(index.get("build")))
+    wanted = (artifact.name, artifact.version, artifact.build)
+    if found != wanted:
+        raise InstallError(
+            f"{filename}: contains {'-'.join(found)!r}, not the locked "
+            f"{'-'.join(wanted)!r}; the artifact does not match the lock"
+        )
+    link = _read_json(info / "link.json", filename)
+    noarch = _noarch(index, link)
+    paths_doc = _read_json(info / "paths.json", filename)
+    if paths_doc is None:
+        entries = _legacy_paths(info, filename)
+    elif isinstance(paths_doc, dict) and isinstance(paths_doc.get("paths"), list):
+        entries = paths_doc["paths"]
+    else:
+        raise _broken(filename, "info/paths.json has no 'paths' list")
+    files: list[CondaFile] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise _broken(filename, f"info/paths.json entry {entry!r} is not an object")
+        item = _describe(str(pkg_dir), entry, filename)
+        if item.path in seen:
+            raise _broken(filename, f"info/paths.json lists {item.path!r} twice")
+        if item.path == "info" or item.path.startswith("info/"):
+            raise UnsafePathError(
+                f"{filename}: info/paths.json lists {item.path!r}: package metadata is never "
+                "installed; refusing to install this package"
+            )
+        seen.add(item.path)
+        files.append(item)
+    for item in files:
+        if item.path_type == "hardlink":
+            full = os.path.join(pkg_dir, *item.path.split("/"))
+            # Environments hardlink these: a write through one must not change the cache.
+            os.chmod(full, stat.S_IMODE(os.lstat(full).st_mode) & ~0o222)
+    unpacked = UnpackedConda(
+        filename=filename,
+        directory=pkg_dir,
+        name=artifact.name,
+        version=artifact.version,
+        build=artifact.build,
+        noarch=noarch,
+        entry_points=_entry_points(link, filename) if noarch == "python" else (),
+        files=tuple(files),
+    )
+    data = {
+        "format": _MANIFEST_FORMAT,
+        "filename": filename,
+        "name": unpacked.name,
+        "version": unpacked.version,
+        "build": unpacked.build,
+        "noarch": noarch,
+        "entry_points": [list(ep) for ep in unpacked.entry_points],
+        "files": [list(f) for f in files],
+    }
+    (work / MANIFEST).write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+    return unpacked
+
+
+def load_unpacked_conda(directory: Path) -> UnpackedConda | None:
+    """The package unpacked in ``directory``, or None when the entry is absent or unusable."""
+    try:
+        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        if data.get("format") != _MANIFEST_FORMAT or not (directory / PKG).is_dir():
+            return None
+        return UnpackedConda(
+            filename=str(data["filename"]),
+            directory=directory / PKG,
+            name=str(data["name"]),
+            version=str(data["version"]),
+            build=str(data["build"]),
+            noarch=data["noarch"],
+            entry_points=tuple((str(n), str(r)) for n, r in data["entry_points"]),
+            files=tuple(
+                CondaFile(str(p), str(t), str(h), int(s), bool(x), str(ph), str(m), bool(n), str(g))
+                for p, t, h, s, x, ph, m, n, g in data["files"]
+            ),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# -- prefix placeholders ----------------------------------------------------------------
+
+
+def replace_text_prefix(data: bytes, placeholder: bytes, prefix: bytes) -> bytes:
+    """``data`` with every ``placeholder`` replaced by ``prefix`` (lengths may differ).
+
+    A ``#!`` line the replacement made longer than the kernel reads becomes
+    ``#!/usr/bin/env <program>``, as conda does.
+    """
+    if placeholder not in data:
+        return data
+    new = data.replace(placeholder, prefix)
+    if new.startswith(b"#!") and not _IS_WINDOWS:
+        new = _shorten_shebang(new)
+    return new
+
+
+def _shorten_shebang(data: bytes) -> bytes:
+    end = data.find(b"\n")
+    line = data if end < 0 else data[:end]
+    if len(line) <= _MAX_SHEBANG:
+        return data
+    match = re.match(rb"^#!\s*(\S+)(.*)$", line)
+    if match is None:
+        return data
+    program = posixpath.basename(match[1])
+    return b"#!/usr/bin/env " + program + match[2] + data[len(line) :]
+
+
+def replace_binary_prefix(data: bytes, placeholder: bytes, prefix: bytes) -> bytes:
+    """``data`` with ``placeholder`` replaced by ``prefix`` inside NUL-terminated strings.
+
+    Each string keeps its length: what the shorter prefix frees is added as NUL bytes
+    after the string's terminator, so offsets in the binary do not move.  ValueError when
+    ``prefix`` is longer than ``placeholder``.
+    """
+    if len(prefix) > len(placeholder):
+        raise ValueError("the prefix is longer than the placeholder")
+    if placeholder not in data:
+        return data
+    pattern = re.compile(re.escape(placeholder) + rb"[^\0]*\0")
+
+    def pad(match: re.Match[bytes]) -> bytes:
+        string = match[0]
+        replaced = string.replace(placeholder, prefix)
+        return replaced + b"\0" * (len(string) - len(replaced))
+
+    return pattern.sub(pad, data)
+
+
+# -- linking -------------------------------------------------------------------------------
+
+
+def _write_file(path: str, data: bytes, *, executable: bool) -> None:
+    # Unlink first: the path may be a hardlink into the cache, which must never be written.
+    if os.path.lexists(path):
+        os.unlink(path)
+    mode = 0o755 if executable else 0o644
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, mode)
+
+
+def _destination(path: str, pkg: UnpackedConda, layout: EnvLayout) -> str:
+    if pkg.noarch == "python":
+        head, _, rest = path.partition("/")
+        if head == "site-packages" and rest:
+            return f"{layout.site_packages_rel}/{rest}"
+        if head == "python-scripts" and rest:
+            return f"{layout.scripts_rel}/{rest}"
+    return path
+
+
+def _check_link_target(dest: str, target: str, filename: str) -> None:
+    if not target or "\0" in target or target.startswith(("/", "\\")) or _DRIVE.match(target):
+        raise UnsafePathError(
+            f"{filename}: {dest!r} is a symlink to {target!r}, outside the prefix; "
+            "refusing to install this package (it is broken or malicious)"
+        )
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(dest), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise UnsafePathError(
+            f"{filename}: {dest!r} is a symlink to {target!r}, outside the prefix; "
+            "refusing to install this package (it is broken or malicious)"
+        )
+
+
+def _rewrite(item: CondaFile, data: bytes, layout: EnvLayout, filename: str, dest: str) -> bytes:
+    placeholder = item.placeholder.encode("utf-8")
+    prefix = str(layout.prefix)
+    if item.file_mode == "binary":
+        new = os.fsencode(prefix)
+        if len(new) > len(placeholder):
+            raise InstallError(
+                f"{filename}: {dest!r} holds the prefix in binary strings of "
+                f"{len(placeholder)} bytes, and the prefix {prefix!r} is {len(new)} bytes; "
+                f"choose a prefix of at most {len(placeholder)} bytes"
+            )
+        return replace_binary_prefix(data, placeholder, new)
+    if _IS_WINDOWS:
+        # conda writes forward slashes into text files: no backslash escapes to worry about.
+        prefix = prefix.replace("\\", "/")
+    return replace_text_prefix(data, placeholder, os.fsencode(prefix))
+
+
+def install_conda_package(
+    pkg: UnpackedConda,
+    artifact: CondaArtifact,
+    layout: EnvLayout,
+    linker: Linker,
+    *,
+    requested_spec: str,
+    tarball: Path,
+) -> InstalledConda:
+    """Link the unpacked ``pkg`` into ``layout.root`` (for ``layout.prefix``) and write its
+    ``conda-meta`` record.  ``tarball`` is the archive in the cache (recorded as conda does).
+
+    A later package replaces a file an earlier one placed (conda's "clobber"), never by
+    writing through it.  Raises InstallError / UnsafePathError naming the package.
+    """
+    if pkg.noarch == "python" and not layout.python_version:
+        raise InstallError(
+            f"{pkg.filename} is a noarch: python package, but the environment has no conda "
+            "`python` package to install it for; add python to [dependencies] and lock again"
+        )
+    root = str(layout.root)
+    placed = [(item, _destination(item.path, pkg, layout)) for item in pkg.files]
+    entry_points = [
+        (
+            f"{layout.scripts_rel}/{name}-script.py"
+            if _IS_WINDOWS
+            else f"{layout.scripts_rel}/{name}",
+            reference,
+        )
+        for name, reference in pkg.entry_points
+    ]
+    parents = {dest.rpartition("/")[0] for item, dest in placed if item.path_type != "directory"}
+    parents.update(dest.rpartition("/")[0] for dest, _ in entry_points)
+    parents.update(dest for item, dest in placed if item.path_type == "directory")
+    parents.add(CONDA_META)
+    try:
+        for parent in sorted(p for p in parents if p):
+            os.makedirs(f"{root}/{parent}", exist_ok=True)
+    except OSError as exc:
+        raise InstallError(
+            f"{pkg.filename}: cannot create a directory in the environment ({exc}); another "
+            "package has a file where this one needs a directory"
+        ) from None
+
+    paths: list[dict[str, Any]] = []
+    files: list[str] = []
+    links: list[str] = []
+    source_dir = str(pkg.directory)
+    for item, dest in placed:
+        target = f"{root}/{dest}"
+        entry: dict[str, Any] = {"_path": dest, "path_type": item.path_type}
+        if item.sha256:
+            entry["sha256"] = item.sha256
+        if item.size >= 0:
+            entry["size_in_bytes"] = item.size
+        try:
+            if item.path_type == "directory":
+                paths.append(entry)
+                continue
+            if item.path_type == "softlink":
+                _check_link_target(dest, item.target, pkg.filename)
+                if os.path.islink(target) or os.path.isfile(target):
+                    os.unlink(target)
+                os.symlink(item.target, target)
+                links.append(target)
+            else:
+                src = os.path.join(source_dir, *item.path.split("/"))
+                if item.placeholder:
+                    with open(src, "rb") as fh:
+                        data = fh.read()
+                    new = _rewrite(item, data, layout, pkg.filename, dest)
+                    _write_file(target, new, executable=item.executable)
+                    entry["prefix_placeholder"] = item.placeholder
+                    entry["file_mode"] = item.file_mode
+                    if new != data:
+                        entry["sha256_in_prefix"] = hashlib.sha256(new).hexdigest()
+                elif item.no_link:
+                    copy_file(src, target, executable=item.executable)
+                else:
+                    linker.place(src, target, executable=item.executable)
+                if item.no_link:
+                    entry["no_link"] = True
+        except FileNotFoundError as exc:
+            raise InstallError(
+                f"{pkg.filename}: the unpacked cache entry is damaged ({exc}); run "
+                "`lockenv cache clean` and sync again"
+            ) from None
+        except (IsADirectoryError, FileExistsError):
+            raise InstallError(
+                f"{pkg.filename}: {dest!r} is a directory in the environment (made by another "
+                "package); the two packages conflict"
+            ) from None
+        paths.append(entry)
+        files.append(dest)
+
+    for dest, reference in entry_points:
+        content = launcher_script(layout.prefix_python, reference)
+        _write_file(f"{root}/{dest}", content, executable=True)
+        digest = hashlib.sha256(content).hexdigest()
+        kind = "windows_python_entry_point_script" if _IS_WINDOWS else "unix_python_entry_point"
+        # Only the hash in the prefix: the launcher names the prefix, so nothing about it
+        # is the same in another environment.
+        paths.append({"_path": dest, "path_type": kind, "sha256_in_prefix": digest})
+        files.append(dest)
+
+    _check_links_stay_inside(root, links, pkg.filename)
+    record = record_name(artifact)
+    doc = prefix_record(
+        artifact,
+        noarch=pkg.noarch,
+        files=files,
+        paths=paths,
+        link_type=LINK_TYPES[linker.mode],
+        requested_spec=requested_spec,
+        extracted_package_dir=pkg.directory,
+        tarball=tarball,
+    )
+    with open(f"{root}/{CONDA_META}/{record}", "wb") as fh:
+        fh.write(dump_record(doc))
+    scripts = sorted({m["kind"] for m in map(_PACKAGE_SCRIPT.match, files) if m is not None})
+    return InstalledConda(record=record, files=tuple(sorted(files)), package_scripts=tuple(scripts))
+
+
+def _check_links_stay_inside(root: str, links: Iterable[str], filename: str) -> None:
+    """Each symlink resolves inside the environment, through chains of earlier links too."""
+    real_root = os.path.realpath(root)
+    for link in links:
+        real = os.path.realpath(link)
+        if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+            raise UnsafePathError(
+                f"{filename}: the symlink {os.path.relpath(link, root)!r} resolves outside "
+                "the prefix; refusing to install this package (it is broken or malicious)"
+            )
+
+
+def conda_dist_infos(files: Iterable[str], site_packages_rel: str) -> set[str]:
+    """The ``*.dist-info`` directories directly in site-packages among ``files``."""
+    head = site_packages_rel + "/"
+    found = set()
+    for path in files:
+        if path.startswith(head):
+            top = path[len(head) :].split("/", 1)[0]
+            if top.endswith(".dist-info"):
+                found.add(top)
+    return found

@@ -1,0 +1,802 @@
+"""The sync: lock → fetch (verified) → unpack once → build a staging env → swap it in.
+
+Two kinds of environment come out of it.  A PyPI-only lock makes a virtual environment on
+a host interpreter.  A lock with conda packages makes a conda prefix: the packages linked
+in dependency order (`lockenv.sync.conda.install`), ``conda-meta/`` written as conda writes
+it, and the PyPI wheels, if any, installed into the conda Python's site-packages with
+launchers for ``<prefix>/bin/python``.  Package scripts (post-link...) are never run.
+
+One orchestration function, `sync_environment`.  The environment is rebuilt completely in
+a staging directory beside the prefix (same filesystem; every absolute path written
+already names the final prefix), then exchanged with the prefix in one atomic step
+(``renameat2(RENAME_EXCHANGE)`` on Linux, ``renamex_np(RENAME_SWAP)`` on macOS; elsewhere
+two renames, recovered by the next sync).  So a sync is exact (whatever the lock does not
+list is gone, including packages installed by hand), and a failed or killed sync leaves
+the previous environment as it was.  Leftovers of a killed sync are removed by the next.
+Syncs of one prefix are serialised by ``flock`` on ``.<name>.lock`` beside it; the cache
+needs no lock.
+
+`is_up_to_date` is the no-op fast path: standard library only, nothing hashed.
+
+This module (and everything it imports) never reaches the resolver, the index clients or
+tomlkit; httpx is imported only when something must be downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lockenv import __version__
+from lockenv.errors import InstallError
+from lockenv.sync.checkpoints import checkpoint
+from lockenv.sync.plan import (
+    STATE_FILE,
+    EnvState,
+    InstalledPackage,
+    WantedPackage,
+    conda_meta_names,
+    dist_info_names,
+    plan_sync,
+    read_state,
+    write_state,
+)
+
+if TYPE_CHECKING:
+    from lockenv.cache import Cache
+    from lockenv.lockfile import (
+        Artifact,
+        CondaArtifact,
+        LockedEnvironment,
+        Lockfile,
+        PypiArtifact,
+    )
+    from lockenv.sync.conda.install import InstalledConda, UnpackedConda
+    from lockenv.sync.link import Linker
+    from lockenv.sync.pypi.wheel import InstalledDist, UnpackedWheel
+    from lockenv.sync.venv import EnvLayout
+
+    Unpacked = UnpackedWheel | UnpackedConda
+
+__all__ = [
+    "SyncOptions",
+    "SyncReport",
+    "activation_env",
+    "default_cache_dir",
+    "is_up_to_date",
+    "sync_environment",
+]
+
+Progress = Callable[[str], None]
+_IS_WINDOWS = sys.platform == "win32"
+_PROCESS_UNPACK_BYTES = 4 << 20  # archives to unpack above this: a process pool pays off
+
+
+def default_cache_dir() -> Path:
+    """The cache root: ``LOCKENV_CACHE_DIR``, else the platform's user cache directory."""
+    from lockenv.cache import default_cache_dir as _default
+
+    return _default()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncOptions:
+    """How to sync.
+
+    ``link_mode``: "hardlink" (default; copies automatically across filesystems), "copy"
+    or "symlink".  ``offline``: use the cache (and file:// URLs) only.  ``python``: the
+    host interpreter to use (else one matching the lock's Python is searched for).
+    ``compile_bytecode``: write deterministic .pyc files (unchecked-hash).  ``cache_dir``:
+    else `default_cache_dir`.  ``jobs``: parallel downloads/unpacks.  ``bundle``: a bundle
+    directory (`lockenv.sync.bundle_source`) that artifacts missing from the cache are taken from.
+    """
+
+    link_mode: str = "hardlink"
+    offline: bool = False
+    python: Path | None = None
+    compile_bytecode: bool = False
+    cache_dir: Path | None = None
+    jobs: int = 8
+    bundle: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncReport:
+    """What a sync did; package entries are ``name==version``, sorted."""
+
+    prefix: Path
+    installed: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    no_op: bool
+    seconds: float
+
+
+# -- the fast path -------------------------------------------------------------------------
+
+
+def _interpreter_present(prefix: Path, state: EnvState) -> bool:
+    if state.kind == "conda":
+        if not state.python_version:
+            return True  # a conda environment without Python
+        python = prefix / ("python.exe" if _IS_WINDOWS else "bin/python")
+    else:
+        python = prefix / ("Scripts/python.exe" if _IS_WINDOWS else "bin/python")
+    return os.path.exists(python)  # follows the symlink: a removed base Python is noticed
+
+
+def _site_dist_infos(prefix: Path, site_packages: str) -> list[str]:
+    return dist_info_names(prefix / site_packages) if site_packages else []
+
+
+def _state_is_current(state: EnvState, prefix: Path, platform: str) -> bool:
+    """The environment is intact: same machine layout, nothing added or removed by hand."""
+    return (
+        state.lockenv_version == __version__
+        and state.platform == platform
+        and state.prefix == str(prefix)
+        and _site_dist_infos(prefix, state.site_packages) == state.dist_infos
+        and (state.kind != "conda" or conda_meta_names(prefix) == state.conda_records)
+        and _interpreter_present(prefix, state)
+    )
+
+
+def is_up_to_date(prefix: Path, lock_sha256: str, env_name: str) -> bool:
+    """True when the environment at ``prefix`` was synced from exactly this lock and env.
+
+    Standard library only and nothing is hashed (one small JSON file, one directory
+    listing): packages added or removed by hand make it False; files edited in place are
+    found by `lockenv.sync.verify.verify_environment`.
+    """
+    from lockenv.platforms import current_platform
+
+    prefix = Path(os.path.abspath(prefix))
+    state = read_state(prefix)
+    if state is None or state.lock_sha256 != lock_sha256 or state.environment != env_name:
+        return False
+    try:
+        platform = current_platform()
+    except Exception:
+        return False
+    return _state_is_current(state, prefix, platform)
+
+
+def activation_env(prefix: Path, base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with the environment at ``prefix`` activated (for ``lockenv run``).
+
+    Puts its scripts directory first on PATH and removes PYTHONHOME (which would point the
+    interpreter at another standard library).  A virtual environment gets VIRTUAL_ENV; a
+    conda prefix (it has ``conda-meta/``) gets CONDA_PREFIX and loses a VIRTUAL_ENV
+    inherited from the caller (tools such as pip and uv prefer VIRTUAL_ENV).  Packages'
+    own activation scripts (``etc/conda/activate.d``) are package code and are not run.
+    """
+    prefix = Path(os.path.abspath(prefix))
+    env = dict(base)
+    conda = (prefix / "conda-meta").is_dir()
+    if conda and _IS_WINDOWS:
+        dirs = [
+            prefix,
+            prefix / "Library" / "mingw-w64" / "bin",
+            prefix / "Library" / "usr" / "bin",
+            prefix / "Library" / "bin",
+            prefix / "Scripts",
+            prefix / "bin",
+        ]
+    else:
+        dirs = [prefix / ("Scripts" if _IS_WINDOWS else "bin")]
+    path = env.get("PATH", "")
+    env["PATH"] = os.pathsep.join(str(d) for d in dirs) + (os.pathsep + path if path else "")
+    if conda:
+        env["CONDA_PREFIX"] = str(prefix)
+        env.pop("VIRTUAL_ENV", None)
+    else:
+        env["VIRTUAL_ENV"] = str(prefix)
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+# -- locking and swapping --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _prefix_lock(prefix: Path, progress: Progress | None) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<name>.lock`` beside the prefix."""
+    lock_path = prefix.parent / f".{prefix.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _IS_WINDOWS:
+            import fcntl
+
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if progress is not None:
+                    progress(f"waiting for another sync of {str(prefix)!r} to finish")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _leftovers(prefix: Path) -> list[Path]:
+    stem = f".{prefix.name}."
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(prefix.parent):
+            if entry.name.startswith((stem + "staging-", stem + "old-")):
+                found.append(Path(entry.path))
+    return sorted(found)
+
+
+def _recover(prefix: Path) -> None:
+    """Finish what a killed sync left: restore a moved-away env, delete partial trees."""
+    from lockenv.cache import remove_tree
+
+    leftovers = _leftovers(prefix)
+    if not os.path.lexists(prefix):
+        # Killed between the two renames of the non-atomic swap: either tree is complete
+        # (the state file is written last); prefer the old one, it was the live one.
+        complete = [p for p in leftovers if (p / STATE_FILE).is_file()]
+        complete.sort(key=lambda p: (".old-" not in p.name, p.name))
+        if complete:
+            os.rename(complete[0], prefix)
+            leftovers.remove(complete[0])
+    for path in leftovers:
+        remove_tree(path)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two directory entries; False where the OS cannot."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:
+        return False
+    src, dst = os.fsencode(a), os.fsencode(b)
+    if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+        at_fdcwd, rename_exchange = -100, 2
+        result = libc.renameat2(at_fdcwd, src, at_fdcwd, dst, rename_exchange)
+    elif sys.platform == "darwin" and hasattr(libc, "renamex_np"):
+        rename_swap = 2
+        result = libc.renamex_np(src, dst, rename_swap)
+    else:
+        return False
+    return bool(result == 0)
+
+
+def _swap_into_place(staging: Path, prefix: Path) -> Path | None:
+    """Put the complete tree ``staging`` at ``prefix``; return the old tree to delete."""
+    if not os.path.lexists(prefix):
+        os.rename(staging, prefix)
+        return None
+    if _exchange(staging, prefix):
+        return staging
+    import tempfile
+
+    backup = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.old-", dir=prefix.parent))
+    os.rmdir(backup)
+    os.rename(prefix, backup)
+    checkpoint("swap:halfway")
+    os.rename(staging, prefix)
+    return backup
+
+
+def _check_prefix_is_ours(prefix: Path) -> None:
+    if not os.path.lexists(prefix):
+        return
+    if not prefix.is_dir():
+        raise InstallError(f"{str(prefix)!r} exists and is not a directory; choose another prefix")
+    if (prefix / STATE_FILE).exists() or (prefix / "pyvenv.cfg").exists():
+        return
+    if any(True for _ in os.scandir(prefix)):
+        raise InstallError(
+            f"{str(prefix)!r} exists, is not empty and is not an environment; a sync replaces "
+            "the whole prefix, so remove it or choose another prefix"
+        )
+
+
+# -- the sync --------------------------------------------------------------------------------
+
+
+def _split_artifacts(
+    lock: Lockfile, env_name: str, platform: str
+) -> tuple[list[CondaArtifact], list[PypiArtifact]]:
+    from lockenv.lockfile import CondaArtifact, PypiArtifact
+
+    artifacts = lock.packages_for(env_name, platform)
+    conda = [a for a in artifacts if isinstance(a, CondaArtifact)]
+    pypi = [a for a in artifacts if isinstance(a, PypiArtifact)]
+    sdists = sorted(f"{a.name} ({a.filename})" for a in pypi if not a.is_wheel)
+    if sdists:
+        raise InstallError(
+            f"environment {env_name!r} locks source distributions: {', '.join(sdists)}; "
+            "lockenv installs wheels only (building would run package code): lock a version "
+            "that has a wheel for this platform"
+        )
+    if conda and pypi and not any(a.name == "python" for a in conda):
+        raise InstallError(
+            f"environment {env_name!r} has conda packages and PyPI packages but no conda "
+            "`python` to install the PyPI packages into; add python to [dependencies] and "
+            "run `lockenv lock`"
+        )
+    return conda, pypi
+
+
+_SPEC_NAME = re.compile(r"[\s=<>!~\[]")
+
+
+def _spec_name(spec: str) -> str:
+    return _SPEC_NAME.split(spec.split("::")[-1].strip(), maxsplit=1)[0].lower()
+
+
+def _link_order(conda: list[CondaArtifact]) -> list[CondaArtifact]:
+    """Dependencies before dependents (as conda links them), ties by name: deterministic,
+    and a file two packages ship ends as the dependent's."""
+    import heapq
+
+    by_name = {a.name: a for a in conda}
+    needs = {
+        a.name: {n for n in map(_spec_name, a.depends) if n in by_name and n != a.name}
+        for a in conda
+    }
+    users: dict[str, list[str]] = {name: [] for name in by_name}
+    for name, deps in needs.items():
+        for dep in deps:
+            users[dep].append(name)
+    ready = [name for name, deps in needs.items() if not deps]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for user in users[name]:
+            needs[user].discard(name)
+            if not needs[user]:
+                heapq.heappush(ready, user)
+    order += sorted(set(by_name) - set(order))  # a dependency cycle: by name
+    return [by_name[name] for name in order]
+
+
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+def _requested_names(environment: LockedEnvironment) -> frozenset[str]:
+    """Normalized names of the PyPI requirements the manifest asked for directly.
+
+    `lockenv.lockfile.env_requested_names` without ``packaging``: only the name, which
+    PEP 508 puts first, is needed here, and the import would cost a warm sync 15 ms.
+    """
+    names = set()
+    for text in environment.pypi_requirements:
+        match = _REQUIREMENT_NAME.match(text)
+        if match:
+            names.add(re.sub(r"[-_.]+", "-", match[1]).lower())
+    return frozenset(names)
+
+
+def _direct_url(lock: Lockfile, artifact: PypiArtifact) -> tuple[str, str] | None:
+    if artifact.index is not None:
+        return None
+    sources = (*lock.inputs.indexes, *lock.inputs.find_links)
+    if any(artifact.url.startswith(s.rstrip("/") + "/") for s in sources if s):
+        return None
+    return (artifact.url, artifact.sha256)
+
+
+def _load_unpacked(cache: Cache, artifact: Artifact) -> Unpacked | None:
+    """The artifact unpacked in the cache, or None when it is not (or not usable)."""
+    if artifact.kind == "conda":
+        from lockenv.sync.conda.install import load_unpacked_conda
+
+        return load_unpacked_conda(cache.unpacked_dir(artifact.sha256))
+    from lockenv.sync.pypi.wheel import load_unpacked
+
+    return load_unpacked(cache.unpacked_dir(artifact.sha256))
+
+
+def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path) -> Unpacked:
+    """Unpack the artifact into the cache once: in a temporary directory, published by
+    one rename, so concurrent syncs never see half an entry."""
+    from lockenv.lockfile import CondaArtifact
+
+    final = cache.unpacked_dir(artifact.sha256)
+    unpacked = _load_unpacked(cache, artifact)
+    if unpacked is not None:
+        return unpacked
+    if final.exists():
+        cache.discard(final)  # written by another lockenv version, or damaged
+    work = cache.make_temp_dir("unpack")
+    try:
+        if isinstance(artifact, CondaArtifact):
+            from lockenv.sync.conda.install import unpack_conda
+
+            unpack_conda(archive, work, filename=artifact.filename, artifact=artifact)
+        else:
+            from lockenv.sync.pypi.wheel import unpack_wheel
+
+            unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
+    except BaseException:
+        from lockenv.cache import remove_tree
+
+        remove_tree(work)
+        raise
+    checkpoint("unpack:working")
+    cache.publish_dir(work, final)
+    checkpoint("unpack:published")
+    unpacked = _load_unpacked(cache, artifact)
+    if unpacked is None:
+        raise InstallError(
+            f"{artifact.filename}: the unpacked cache entry {str(final)!r} is unusable; "
+            "run `lockenv cache clean` and sync again"
+        )
+    return unpacked
+
+
+def _install_all(
+    wheels: list[tuple[PypiArtifact, UnpackedWheel]],
+    layout: EnvLayout,
+    linker: Linker,
+    requested: frozenset[str],
+    lock: Lockfile,
+) -> list[InstalledDist]:
+    from lockenv.sync.pypi.wheel import install_wheel
+
+    def install(item: tuple[PypiArtifact, UnpackedWheel]) -> InstalledDist:
+        artifact, wheel = item
+        try:
+            installed = install_wheel(
+                wheel,
+                layout,
+                linker,
+                requested=artifact.name in requested,
+                direct_url=_direct_url(lock, artifact),
+            )
+        except FileNotFoundError as exc:
+            raise InstallError(
+                f"{artifact.filename}: the unpacked cache entry is damaged ({exc}); run "
+                "`lockenv cache clean` and sync again"
+            ) from None
+        checkpoint("staging:linked")
+        return installed
+
+    # One thread: measured faster than a pool (directory creation serialises in the
+    # filesystem), and a path shipped by two wheels deterministically ends as the last's.
+    return [install(item) for item in wheels]
+
+
+def _link_conda_all(
+    conda: list[CondaArtifact],
+    unpacked: Mapping[str, Unpacked],
+    tarballs: Mapping[str, Path],
+    layout: EnvLayout,
+    linker: Linker,
+    environment: LockedEnvironment,
+) -> list[tuple[CondaArtifact, InstalledConda]]:
+    """Link every conda package into the staging prefix, then write conda-meta/history."""
+    from lockenv.sync.conda.install import UnpackedConda, install_conda_package
+    from lockenv.sync.conda.prefix_record import HISTORY, history_text, requested_specs
+
+    specs = requested_specs(environment.conda_requirements)
+    done = []
+    for artifact in _link_order(conda):
+        pkg = unpacked[artifact.sha256]
+        assert isinstance(pkg, UnpackedConda)
+        installed = install_conda_package(
+            pkg,
+            artifact,
+            layout,
+            linker,
+            requested_spec=specs.get(artifact.name, ""),
+            tarball=tarballs[artifact.sha256],
+        )
+        done.append((artifact, installed))
+        checkpoint("staging:linked")
+    history = layout.root / HISTORY
+    history.parent.mkdir(parents=True, exist_ok=True)
+    history.write_text(history_text(conda, specs.values()), encoding="utf-8")
+    return done
+
+
+def _compile_bytecode(layout: EnvLayout, python: Path) -> None:
+    """Compile site-packages with the env's Python: deterministic unchecked-hash .pyc,
+    with the final prefix (not the staging dir) as the source path in tracebacks."""
+    import subprocess
+
+    script = (
+        "import compileall, sys, py_compile\n"
+        "ok = compileall.compile_dir(sys.argv[1], ddir=sys.argv[2], quiet=2, workers=0,\n"
+        "    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+    )
+    final_sp = os.path.join(str(layout.prefix), layout.site_packages_rel)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["SOURCE_DATE_EPOCH"] = "315532800"
+    subprocess.run(
+        [str(python), "-I", "-c", script, str(layout.site_packages), final_sp],
+        check=False,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def sync_environment(
+    lock: Lockfile,
+    lock_sha256: str,
+    env_name: str,
+    prefix: Path,
+    options: SyncOptions,
+    *,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Make the environment at ``prefix`` exactly what ``lock`` pins for ``env_name`` here.
+
+    ``lock_sha256`` is the sha256 of the lock file's bytes (recorded for `is_up_to_date`).
+    Every artifact is checked (sha256 and size) before anything is installed; on any
+    error the environment at ``prefix`` is left as it was.  Raises InstallError,
+    IntegrityError, OfflineError, UnsafePathError (all LockenvError).
+    """
+    from lockenv.cache import Cache, remove_tree
+    from lockenv.cache import default_cache_dir as _default_cache
+    from lockenv.platforms import current_platform
+    from lockenv.sync.fetch import fetch_artifacts
+    from lockenv.sync.link import Linker, check_link_mode
+    from lockenv.sync.venv import create_venv, find_interpreter, layout_for
+
+    started = time.monotonic()
+    link_mode = check_link_mode(options.link_mode)
+    platform = current_platform()
+    prefix = Path(os.path.abspath(prefix))
+    if prefix.is_symlink():
+        prefix = Path(os.path.realpath(prefix))
+    environment = lock.environment(env_name)
+    conda, pypi = _split_artifacts(lock, env_name, platform)
+    artifacts: list[Artifact] = [*conda, *pypi]
+    kind = "conda" if conda else "venv"
+    # A conda environment's Python is its `python` package ("" when it has none).
+    conda_python = next((a.version for a in conda if a.name == "python"), "")
+    conda_xy = ".".join(conda_python.split(".")[:2])
+    wanted = [
+        WantedPackage(name=a.name, version=a.version, sha256=a.sha256, kind=a.kind)
+        for a in artifacts
+    ]
+    cache = Cache(options.cache_dir or _default_cache())
+    python_version = environment.python or ".".join(map(str, sys.version_info[:2]))
+
+    def note(message: str) -> None:
+        if progress is not None:
+            progress(message)
+
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with _prefix_lock(prefix, progress):
+        _recover(prefix)
+        _check_prefix_is_ours(prefix)
+        state = read_state(prefix)
+        if state is not None:
+            site_packages = state.site_packages
+        elif kind == "venv":
+            site_packages = layout_for(prefix, python_version).site_packages_rel
+        else:
+            site_packages = layout_for(prefix, conda_xy, conda=True).site_packages_rel
+        on_disk = _site_dist_infos(prefix, site_packages) + conda_meta_names(prefix)
+        plan = plan_sync(wanted, state, on_disk)
+        interpreter = None
+        if options.python is not None and kind == "venv":
+            interpreter = find_interpreter(
+                python_version, python=options.python, cache_dir=cache.root
+            )
+        if (
+            state is not None
+            and state.environment == env_name
+            and state.kind == kind
+            and not plan.changes
+            and {p.sha256 for p in state.packages} == {w.sha256 for w in wanted}
+            and _state_is_current(state, prefix, platform)
+            and state.link_mode == link_mode
+            and (state.bytecode or not options.compile_bytecode)
+            and (interpreter is None or state.python_executable == str(interpreter.executable))
+        ):
+            if state.lock_sha256 != lock_sha256:
+                write_state(prefix, replace(state, lock_sha256=lock_sha256))
+            return SyncReport(
+                prefix=prefix,
+                installed=(),
+                removed=(),
+                unchanged=plan.unchanged,
+                no_op=True,
+                seconds=time.monotonic() - started,
+            )
+
+        if kind == "venv":
+            if interpreter is None:
+                interpreter = find_interpreter(python_version, cache_dir=cache.root)
+            note(f"using Python {interpreter.version} ({interpreter.executable})")
+        elif options.python is not None:
+            note(f"--python ignored: environment {env_name!r} brings its own conda python")
+
+        fetched = fetch_artifacts(
+            artifacts,
+            cache,
+            offline=options.offline,
+            jobs=options.jobs,
+            progress=progress,
+            bundle=options.bundle,
+        )
+        checkpoint("fetch:done")
+        cache.clean_stale_temp()
+        unpacked = _unpack_all(cache, artifacts, fetched.paths, options.jobs)
+        by_sha = {a.sha256: u for a, u in unpacked}
+        from lockenv.lockfile import PypiArtifact
+        from lockenv.sync.pypi.wheel import UnpackedWheel
+
+        wheels = [
+            (a, u)
+            for a, u in unpacked
+            if isinstance(a, PypiArtifact) and isinstance(u, UnpackedWheel)
+        ]
+
+        import tempfile
+
+        staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
+        swapped = False
+        try:
+            os.chmod(staging, 0o755)
+            checkpoint("staging:created")
+            linker = Linker(link_mode)
+            linked: list[tuple[CondaArtifact, InstalledConda]] = []
+            if interpreter is not None:
+                layout = layout_for(prefix, interpreter.major_minor, root=staging)
+                create_venv(layout, interpreter, prompt=env_name)
+                python_executable, python_full = str(interpreter.executable), interpreter.version
+                bytecode_python: Path | None = interpreter.executable
+            else:
+                layout = layout_for(prefix, conda_xy, root=staging, conda=True)
+                linked = _link_conda_all(conda, by_sha, fetched.paths, layout, linker, environment)
+                _report_package_scripts(linked, note)
+                python_full = conda_python
+                python_executable = layout.prefix_python if conda_python else ""
+                staged_python = staging / os.path.relpath(layout.prefix_python, prefix)
+                bytecode_python = staged_python if conda_python else None
+            requested = _requested_names(environment)
+            installed = _install_all(wheels, layout, linker, requested, lock)
+            if options.compile_bytecode and bytecode_python is not None:
+                note("compiling bytecode")
+                _compile_bytecode(layout, bytecode_python)
+            by_name = {d.dist_info: d for d in installed}
+            packages = []
+            for artifact, wheel in wheels:
+                packages.append(
+                    InstalledPackage(
+                        name=artifact.name,
+                        version=by_name[wheel.dist_info].version,
+                        sha256=artifact.sha256,
+                        filename=artifact.filename,
+                        dist_info=wheel.dist_info,
+                    )
+                )
+            conda_dist_infos: set[str] = set()
+            for record, result in linked:
+                packages.append(
+                    InstalledPackage(
+                        name=record.name,
+                        version=record.version,
+                        sha256=record.sha256,
+                        filename=record.filename,
+                        dist_info=result.record,
+                        kind="conda",
+                    )
+                )
+                if python_full:
+                    from lockenv.sync.conda.install import conda_dist_infos as shipped
+
+                    conda_dist_infos |= shipped(result.files, layout.site_packages_rel)
+            has_site_packages = kind == "venv" or bool(python_full)
+            write_state(
+                staging,
+                EnvState(
+                    lock_sha256=lock_sha256,
+                    environment=env_name,
+                    platform=platform,
+                    prefix=str(prefix),
+                    lockenv_version=__version__,
+                    python_executable=python_executable,
+                    python_version=python_full,
+                    site_packages=layout.site_packages_rel if has_site_packages else "",
+                    link_mode=link_mode,
+                    bytecode=options.compile_bytecode,
+                    packages=tuple(packages),
+                    kind=kind,
+                    conda_dist_infos=tuple(sorted(conda_dist_infos)),
+                ),
+            )
+            checkpoint("staging:complete")
+            old = _swap_into_place(staging, prefix)
+            swapped = True
+            checkpoint("swap:done")
+        finally:
+            if not swapped:
+                remove_tree(staging)
+        if old is not None:
+            remove_tree(old)
+    return SyncReport(
+        prefix=prefix,
+        installed=plan.installed,
+        removed=plan.removed,
+        unchanged=plan.unchanged,
+        no_op=False,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _report_package_scripts(
+    linked: list[tuple[CondaArtifact, InstalledConda]], note: Progress
+) -> None:
+    with_scripts = [
+        f"{a.name} ({', '.join(r.package_scripts)})" for a, r in linked if r.package_scripts
+    ]
+    if with_scripts:
+        note(
+            "skipped package scripts (lockenv never runs package code): "
+            + ", ".join(sorted(with_scripts))
+        )
+
+
+def _unpack_all(
+    cache: Cache, artifacts: list[Artifact], paths: Mapping[str, Path], jobs: int
+) -> list[tuple[Artifact, Unpacked]]:
+    """Every artifact unpacked in the cache (unpacking those that are not yet)."""
+    ready = [_load_unpacked(cache, a) for a in artifacts]
+    todo = [a for a, u in zip(artifacts, ready, strict=True) if u is None]
+    if not todo:
+        return [(a, u) for a, u in zip(artifacts, ready, strict=True) if u is not None]
+    todo.sort(key=lambda a: -a.size)  # biggest first: the pool finishes together
+    workers = max(1, min(jobs, len(todo)))
+    cpus = min(workers, os.cpu_count() or 1)
+    if cpus > 1 and sum(a.size for a in todo) > _PROCESS_UNPACK_BYTES and _can_fork():
+        # Unpacking thousands of small files is Python-bound: processes use every CPU
+        # (measured 2x on two cores), threads do not.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        jobs_args = [(str(cache.root), a, str(paths[a.sha256])) for a in todo]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=cpus, mp_context=context) as pool:
+            list(pool.map(_unpack_in_worker, jobs_args))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda a: _ensure_unpacked(cache, a, paths[a.sha256]), todo))
+    result = []
+    for artifact in artifacts:
+        unpacked = _load_unpacked(cache, artifact)
+        if unpacked is None:
+            raise InstallError(
+                f"{artifact.filename}: the unpacked cache entry is unusable; run "
+                "`lockenv cache clean` and sync again"
+            )
+        result.append((artifact, unpacked))
+    return result
+
+
+def _can_fork() -> bool:
+    # fork() copies only the calling thread: safe while lockenv is the only thread (its
+    # download pool has been shut down); never on macOS, where system libraries forbid it.
+    import threading
+
+    return sys.platform.startswith("linux") and threading.active_count() == 1
+
+
+def _unpack_in_worker(args: tuple[str, Artifact, str]) -> None:
+    from lockenv.cache import Cache
+
+    root, artifact, archive = args
+    _ensure_unpacked(Cache(Path(root)), artifact, Path(archive))

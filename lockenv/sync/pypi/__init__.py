@@ -1,0 +1,2 @@
+"""Installing wheels: unpacking into the cache, RECORD, entry points, the install
+itself."""

@@ -1,0 +1,510 @@
+"""Wheels: unpacked once into the cache, then linked into environments as pip installs them.
+
+Unpacking checks every member path (no absolute paths, drive letters, ``..`` or symlinks
+pointing out of the wheel), hashes each file while it is written, and records what an
+install needs in ``manifest.json`` beside the files, so installing a cached wheel is
+links plus a few small generated files: launchers, rewritten ``#!python`` scripts,
+RECORD, INSTALLER, REQUESTED and (for direct URLs) ``direct_url.json``.
+
+Where files go (the wheel spec, for a virtual environment)::
+
+    <root of wheel>            site-packages (purelib or platlib: the same in a venv)
+    <name>.data/purelib|platlib site-packages
+    <name>.data/scripts        bin/   (``#!python`` rewritten to the environment's python)
+    <name>.data/headers        include/site/pythonX.Y/<project>/
+    <name>.data/data           the prefix
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import re
+import stat
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from lockenv.errors import InstallError, UnsafePathError
+from lockenv.sync.launchers import (
+    EntryPoint,
+    launcher_script,
+    parse_entry_points,
+    rewrite_python_shebang,
+)
+from lockenv.sync.link import Linker
+from lockenv.sync.pypi.record import (
+    check_member_path,
+    parse_record,
+    record_hash,
+    record_hash_of_digest,
+    render_record_rows,
+)
+from lockenv.sync.venv import EnvLayout
+
+if TYPE_CHECKING:
+    import zipfile
+
+__all__ = [
+    "InstalledDist",
+    "UnpackedWheel",
+    "WheelFile",
+    "install_wheel",
+    "load_unpacked",
+    "unpack_wheel",
+]
+
+MANIFEST = "manifest.json"
+FILES = "files"
+_MANIFEST_FORMAT = 1
+INSTALLER_NAME = b"lockenv\n"
+# Written by the installer, never taken from the wheel.
+_GENERATED = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
+_SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 normalized project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class WheelFile(NamedTuple):
+    """One regular file of an unpacked wheel.
+
+    A NamedTuple rather than a frozen dataclass: a warm sync loads one per installed file
+    (thousands), and tuples are built several times faster.
+    """
+
+    path: str  # wheel-relative, POSIX
+    hash: str  # RECORD form, sha256=...
+    size: int
+    executable: bool
+    python_shebang: bool  # a .data/scripts file starting with #!python
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpackedWheel:
+    """A wheel unpacked in the cache: its files under ``files_dir`` and what they are."""
+
+    filename: str
+    files_dir: Path
+    name: str  # as the dist-info directory spells it
+    project_name: str  # as METADATA spells it ("gui-app"): names the headers directory
+    version: str
+    dist_info: str
+    data_dir: str | None
+    root_is_purelib: bool
+    files: tuple[WheelFile, ...]
+    entry_points: tuple[EntryPoint, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstalledDist:
+    """What installing one wheel produced."""
+
+    dist_info: str
+    name: str
+    version: str
+    files: int  # RECORD rows written
+
+
+# -- unpacking ---------------------------------------------------------------------------
+
+
+def _dist_info_dir(members: Sequence[str], wheel: str, expected: str) -> tuple[str, str, str]:
+    tops = {m.split("/", 1)[0] for m in members if "/" in m}
+    infos = sorted(t for t in tops if t.endswith(".dist-info"))
+    if len(infos) != 1:
+        found = ", ".join(infos) or "none"
+        raise InstallError(
+            f"{wheel}: a wheel has exactly one .dist-info directory, found {found}; "
+            "the wheel is broken"
+        )
+    dist_info = infos[0]
+    name, sep, version = dist_info[: -len(".dist-info")].rpartition("-")
+    if not sep or not name or not version:
+        raise InstallError(f"{wheel}: .dist-info directory {dist_info!r} is not NAME-VERSION")
+    if normalize_name(name) != expected:
+        raise InstallError(
+            f"{wheel}: contains {dist_info!r}, not the locked project {expected!r}; the "
+            "artifact does not match the lock"
+        )
+    return dist_info, name, version
+
+
+def _parse_wheel_metadata(text: str, wheel: str) -> bool:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    version = fields.get("wheel-version", "")
+    if version.split(".")[0] != "1":
+        raise InstallError(
+            f"{wheel}: Wheel-Version {version!r} is not supported (only 1.x); "
+            "this wheel needs a newer installer"
+        )
+    return fields.get("root-is-purelib", "").lower() == "true"
+
+
+def _metadata_name(zf: zipfile.ZipFile, member: str) -> str | None:
+    try:
+        head = zf.read(member)[:4096].decode("utf-8", "replace")
+    except KeyError:
+        return None
+    for line in head.splitlines():
+        if not line.strip():
+            break  # end of the headers
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == "name":
+            name = value.strip()
+            # It names a directory: the same rules as any member path component.
+            if name and "/" not in name and "\\" not in name and name not in (".", ".."):
+                return name
+            return None
+    return None
+
+
+def _symlink_target_is_safe(member: str, target: str) -> bool:
+    if not target or target.startswith("/") or "\\" in target or re.match(r"^[A-Za-z]:", target):
+        return False
+    depth = len(member.split("/")) - 1
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif part not in ("", "."):
+            depth += 1
+    return True
+
+
+_LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # zip local file header, 30 bytes
+_IN_MEMORY_LIMIT = 64 << 20
+
+
+def _member_bytes(
+    zf: zipfile.ZipFile, view: mmap.mmap, info: zipfile.ZipInfo, filename: str
+) -> bytes:
+    """The content of one member, read straight from the mapped archive.
+
+    Much cheaper per member than ``ZipFile.open`` (thousands of small files per wheel).
+    The CRC is not checked: the whole archive already matched the lock's sha256.
+    """
+    if info.file_size > _IN_MEMORY_LIMIT or info.compress_type not in (0, 8):
+        return zf.read(info)  # huge or unusual members: zipfile streams and decodes them
+    offset = info.header_offset
+    try:
+        magic, _ver, flags, _method, _t, _d, _crc, _cs, _us, name_len, extra_len = (
+            _LOCAL_HEADER.unpack_from(view, offset)
+        )
+    except struct.error:
+        magic, flags, name_len, extra_len = b"", 0, 0, 0
+    if magic != b"PK\x03\x04" or flags & 0x1:
+        raise InstallError(
+            f"{filename}: member {info.filename!r} is damaged or encrypted; the wheel is broken"
+        )
+    start = offset + _LOCAL_HEADER.size + name_len + extra_len
+    raw = view[start : start + info.compress_size]
+    try:
+        data = raw if info.compress_type == 0 else zlib.decompress(raw, -15, info.file_size or 1)
+    except zlib.error as exc:
+        raise InstallError(f"{filename}: member {info.filename!r} is damaged: {exc}") from None
+    if len(data) != info.file_size:
+        raise InstallError(f"{filename}: member {info.filename!r} has the wrong size")
+    return data
+
+
+def _extract_member(
+    zf: zipfile.ZipFile,
+    view: mmap.mmap,
+    info: zipfile.ZipInfo,
+    path: str,
+    files_dir: str,
+    filename: str,
+    scripts_prefix: str,
+) -> WheelFile:
+    mode = info.external_attr >> 16
+    data = _member_bytes(zf, view, info, filename)
+    if stat.S_ISLNK(mode):
+        # Installed as a file holding the link text, as pip does, but a link that points
+        # out of the wheel marks a hostile archive.
+        target = data.decode("utf-8", "replace")
+        if not _symlink_target_is_safe(path, target):
+            raise UnsafePathError(
+                f"{filename}: member {path!r} is a symlink to {target!r}, outside the "
+                "wheel; refusing to install this wheel (it is broken or malicious)"
+            )
+    is_script = path.startswith(scripts_prefix)
+    executable = bool(mode & 0o111) or is_script
+    fd = os.open(
+        os.path.join(files_dir, path),
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+        0o555 if executable else 0o444,
+    )
+    try:
+        written = 0
+        with memoryview(data) as remaining:
+            while written < len(data):
+                written += os.write(fd, remaining[written:])
+    finally:
+        os.close(fd)
+    return WheelFile(
+        path=path,
+        hash=record_hash_of_digest(hashlib.sha256(data).digest()),
+        size=len(data),
+        executable=executable,
+        python_shebang=is_script and data.startswith(b"#!python"),
+    )
+
+
+def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> UnpackedWheel:
+    """Unpack the (already hash-checked) wheel ``archive`` into the empty dir ``work``.
+
+    Writes ``work/files/...`` (read-only files: they are hardlinked into environments)
+    and ``work/manifest.json``.  ``project`` is the locked, normalized project name.
+    """
+    import zipfile  # not needed to install a wheel that is already unpacked
+
+    files_dir = work / FILES
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InstallError(f"{filename}: not a readable zip archive: {exc}") from None
+    with zf:
+        infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
+        seen: set[str] = set()
+        members: list[tuple[str, zipfile.ZipInfo]] = []
+        for info in infos:
+            path = check_member_path(info.filename, wheel=filename)
+            if path in seen:
+                raise InstallError(
+                    f"{filename}: member {path!r} appears twice; the wheel is broken"
+                )
+            seen.add(path)
+            members.append((path, info))
+        names = [p for p, _ in members]
+        dist_info, name, version = _dist_info_dir(names, filename, project)
+        data_dir = f"{dist_info[: -len('.dist-info')]}.data"
+        try:
+            wheel_text = zf.read(f"{dist_info}/WHEEL").decode("utf-8")
+            record_text = zf.read(f"{dist_info}/RECORD").decode("utf-8")
+        except KeyError as exc:
+            raise InstallError(
+                f"{filename}: {exc.args[0]} is missing; the wheel is broken"
+            ) from None
+        except UnicodeDecodeError:
+            raise InstallError(f"{filename}: WHEEL or RECORD is not UTF-8") from None
+        root_is_purelib = _parse_wheel_metadata(wheel_text, filename)
+        project_name = _metadata_name(zf, f"{dist_info}/METADATA") or name
+        for row in parse_record(record_text):
+            check_member_path(row.path, wheel=filename)
+        entry_points: list[EntryPoint] = []
+        if f"{dist_info}/entry_points.txt" in seen:
+            text = zf.read(f"{dist_info}/entry_points.txt").decode("utf-8", "replace")
+            entry_points = parse_entry_points(text, wheel=filename)
+
+        scripts_prefix = f"{data_dir}/scripts/"
+        for parent in sorted({os.path.dirname(p) for p in names}):
+            os.makedirs(os.path.join(files_dir, parent), exist_ok=True)
+        with open(archive, "rb") as fh:
+            view = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+            def extract(item: tuple[str, zipfile.ZipInfo]) -> WheelFile:
+                path, info = item
+                return _extract_member(
+                    zf, view, info, path, str(files_dir), filename, scripts_prefix
+                )
+
+            try:
+                files = [extract(item) for item in members]
+            finally:
+                view.close()
+    wheel = UnpackedWheel(
+        filename=filename,
+        files_dir=files_dir,
+        name=name,
+        project_name=project_name,
+        version=version,
+        dist_info=dist_info,
+        data_dir=data_dir if any(p.startswith(f"{data_dir}/") for p in names) else None,
+        root_is_purelib=root_is_purelib,
+        files=tuple(files),
+        entry_points=tuple(entry_points),
+    )
+    _write_manifest(work / MANIFEST, wheel)
+    return wheel
+
+
+def _write_manifest(path: Path, wheel: UnpackedWheel) -> None:
+    data = {
+        "format": _MANIFEST_FORMAT,
+        "filename": wheel.filename,
+        "name": wheel.name,
+        "project_name": wheel.project_name,
+        "version": wheel.version,
+        "dist_info": wheel.dist_info,
+        "data_dir": wheel.data_dir,
+        "root_is_purelib": wheel.root_is_purelib,
+        "files": [
+            [f.path, f.hash, f.size, int(f.executable), int(f.python_shebang)] for f in wheel.files
+        ],
+        "entry_points": [list(ep) for ep in wheel.entry_points],
+    }
+    path.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+
+
+def load_unpacked(directory: Path) -> UnpackedWheel | None:
+    """The wheel unpacked in ``directory``, or None when the entry is absent or unusable."""
+    try:
+        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        if data.get("format") != _MANIFEST_FORMAT:
+            return None
+        return UnpackedWheel(
+            filename=data["filename"],
+            files_dir=directory / FILES,
+            name=data["name"],
+            project_name=data["project_name"],
+            version=data["version"],
+            dist_info=data["dist_info"],
+            data_dir=data["data_dir"],
+            root_is_purelib=bool(data["root_is_purelib"]),
+            files=tuple(
+                WheelFile(p, h, int(s), bool(x), bool(sb)) for p, h, s, x, sb in data["files"]
+            ),
+            entry_points=tuple((g, n, r) for g, n, r in data["entry_points"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# -- installing ----------------------------------------------------------------------------
+
+
+def _write_file(path: str, data: bytes, *, executable: bool) -> None:
+    # Unlink first: the path may be a hardlink into the cache, which must never be written.
+    if os.path.lexists(path):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if executable else 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    # The mode given to open is masked by the umask; pip ends with the same bits.
+    os.chmod(path, 0o755 if executable else 0o644)
+
+
+def install_wheel(
+    wheel: UnpackedWheel,
+    layout: EnvLayout,
+    linker: Linker,
+    *,
+    requested: bool,
+    direct_url: tuple[str, str] | None = None,
+) -> InstalledDist:
+    """Install the unpacked ``wheel`` into ``layout.root`` (for ``layout.prefix``).
+
+    ``direct_url`` is ``(url, sha256)`` of an artifact that came from no index; it is
+    recorded in ``direct_url.json`` (PEP 610).  Returns the RECORD written.
+    """
+    sp_rel = layout.site_packages_rel
+    up = "../" * len(sp_rel.split("/"))
+    scheme_dirs = {
+        "purelib": sp_rel,
+        "platlib": sp_rel,
+        "scripts": layout.scripts_rel,
+        "headers": f"{layout.include_rel}/{wheel.project_name}",
+        "data": "",
+    }
+    root = str(layout.root)
+    python = layout.prefix_python
+    data_prefix = f"{wheel.data_dir}/" if wheel.data_dir else None
+    dist_info_prefix = f"{wheel.dist_info}/"
+    sp_prefix = sp_rel + "/"
+
+    def destination(path: str) -> str:
+        if data_prefix is not None and path.startswith(data_prefix):
+            scheme, _, rest = path[len(data_prefix) :].partition("/")
+            if scheme not in scheme_dirs or not rest:
+                raise InstallError(
+                    f"{wheel.filename}: {path!r} is in no known .data scheme "
+                    f"({', '.join(_SCHEMES)}); the wheel is broken"
+                )
+            base = scheme_dirs[scheme]
+            return f"{base}/{rest}" if base else rest
+        return sp_prefix + path
+
+    def record_path(dest: str) -> str:
+        return dest[len(sp_prefix) :] if dest.startswith(sp_prefix) else up + dest
+
+    # Plan every destination first, so directories are made once each, parents first.
+    placed = [
+        (f, destination(f.path))
+        for f in wheel.files
+        if not (
+            f.path.startswith(dist_info_prefix) and f.path[len(dist_info_prefix) :] in _GENERATED
+        )
+    ]
+    scripts = [f"{layout.scripts_rel}/{script}" for _g, script, _r in wheel.entry_points]
+    parents = {dest.rpartition("/")[0] for _f, dest in placed}
+    parents.update(dest.rpartition("/")[0] for dest in scripts)
+    parents.add(f"{sp_rel}/{wheel.dist_info}")
+    for parent in sorted(parents):
+        if not parent:
+            continue
+        target_dir = f"{root}/{parent}"
+        try:
+            os.mkdir(target_dir)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(target_dir, exist_ok=True)
+
+    rows: list[tuple[str, str, int | None]] = []
+    files_dir = str(wheel.files_dir)
+    fast_link = os.link if linker.mode == "hardlink" else None
+    for f, dest in placed:
+        target = f"{root}/{dest}"
+        src = f"{files_dir}/{f.path}"
+        if f.python_shebang:
+            with open(src, "rb") as fh:
+                rewritten = rewrite_python_shebang(fh.read(), python)
+            assert rewritten is not None
+            _write_file(target, rewritten, executable=True)
+            rows.append((record_path(dest), record_hash(rewritten), len(rewritten)))
+            continue
+        if fast_link is not None:
+            try:
+                fast_link(src, target)
+            except OSError:
+                linker.place(src, target, executable=f.executable)
+        else:
+            linker.place(src, target, executable=f.executable)
+        rows.append((record_path(dest), f.hash, f.size))
+
+    for (_group, _script, reference), dest in zip(wheel.entry_points, scripts, strict=True):
+        content = launcher_script(python, reference)
+        _write_file(f"{root}/{dest}", content, executable=True)
+        rows.append((record_path(dest), record_hash(content), len(content)))
+
+    generated: dict[str, bytes] = {"INSTALLER": INSTALLER_NAME}
+    if requested:
+        generated["REQUESTED"] = b""
+    if direct_url is not None:
+        url, sha256 = direct_url
+        info = {"hash": f"sha256={sha256}", "hashes": {"sha256": sha256}}
+        generated["direct_url.json"] = json.dumps(
+            {"archive_info": info, "url": url}, sort_keys=True
+        ).encode("utf-8")
+    dist_info_dir = f"{root}/{sp_rel}/{wheel.dist_info}"
+    for name, content in generated.items():
+        _write_file(f"{dist_info_dir}/{name}", content, executable=False)
+        rows.append((f"{wheel.dist_info}/{name}", record_hash(content), len(content)))
+    rows.append((f"{wheel.dist_info}/RECORD", "", None))
+    _write_file(f"{dist_info_dir}/RECORD", render_record_rows(rows), executable=False)
+    return InstalledDist(
+        dist_info=wheel.dist_info, name=wheel.name, version=wheel.version, files=len(rows)
+    )

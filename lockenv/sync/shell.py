@@ -1,0 +1,119 @@
+"""``lockenv shell-hook``: the script ``eval "$(lockenv shell-hook)"`` runs to activate.
+
+It does what `lockenv.sync.materialize.activation_env` does for ``lockenv run``, in the
+user's shell: the environment's executables first on PATH, VIRTUAL_ENV (a virtual
+environment) or CONDA_PREFIX (a conda prefix: one with ``conda-meta/``), PYTHONHOME
+removed (it would point the interpreter at another standard library).  Every value is
+quoted for the shell it is meant for, so a prefix with spaces, quotes, ``$`` or
+newlines arrives intact.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Literal, get_args
+
+from lockenv.errors import UsageError
+
+__all__ = ["SHELLS", "Shell", "default_shell", "path_entries", "quote", "shell_hook"]
+
+Shell = Literal["bash", "zsh", "fish", "powershell"]
+SHELLS: tuple[str, ...] = get_args(Shell)
+
+# What `conda activate` puts on PATH for a Windows prefix, in its order.
+_CONDA_WINDOWS_DIRS = (
+    "",
+    "Library/mingw-w64/bin",
+    "Library/usr/bin",
+    "Library/bin",
+    "Scripts",
+    "bin",
+)
+# Characters PowerShell reads as a single quote, each escaped by doubling it.
+_PS_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+
+def quote(value: str, shell: Shell) -> str:
+    """``value`` as one literal word of ``shell`` (always single-quoted)."""
+    if shell in ("bash", "zsh"):
+        return "'" + value.replace("'", "'\"'\"'") + "'"
+    if shell == "fish":
+        # In fish single quotes only \\ and \' are escapes.
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if shell == "powershell":
+        return "'" + "".join(c * 2 if c in _PS_QUOTES else c for c in value) + "'"
+    raise UsageError(f"unknown shell {shell!r}: use one of {', '.join(SHELLS)}")
+
+
+def is_conda_prefix(prefix: Path) -> bool:
+    """A conda prefix (``conda-meta/`` inside) rather than a virtual environment."""
+    return (prefix / "conda-meta").is_dir()
+
+
+def path_entries(prefix: str, *, conda: bool, windows: bool) -> list[str]:
+    """The directories of ``prefix`` to put first on PATH, first one first."""
+    if windows:
+        base = PureWindowsPath(prefix)
+        subdirs = _CONDA_WINDOWS_DIRS if conda else ("Scripts",)
+        return [str(base / d) if d else str(base) for d in subdirs]
+    return [str(PurePosixPath(prefix) / "bin")]
+
+
+def default_shell(environ: Mapping[str, str]) -> Shell:
+    """The user's shell, from ``$SHELL`` (PowerShell on Windows, else bash, when unknown)."""
+    name = os.path.basename(environ.get("SHELL", "")).removesuffix(".exe").lower()
+    for shell in ("bash", "zsh", "fish"):
+        if name == shell:
+            return shell
+    if name in ("pwsh", "powershell"):
+        return "powershell"
+    return "powershell" if sys.platform == "win32" else "bash"
+
+
+def shell_hook(prefix: Path, shell: Shell, *, windows: bool | None = None) -> str:
+    """The activation script of the environment at ``prefix`` for ``shell``.
+
+    ``windows`` picks the prefix layout (``Scripts`` rather than ``bin``); by default
+    the machine this runs on decides.  UsageError for an unknown shell.
+    """
+    if shell not in SHELLS:
+        raise UsageError(f"unknown shell {shell!r}: use one of {', '.join(SHELLS)}")
+    native = sys.platform == "win32"
+    windows = native if windows is None else windows
+    # An absolute path: the hook is evaluated from whatever directory the user is in.
+    root = os.path.abspath(prefix) if windows == native else str(prefix)
+    conda = is_conda_prefix(Path(root))
+    if windows:
+        root = str(PureWindowsPath(root))
+    entries = path_entries(root, conda=conda, windows=windows)
+    # Only one of the two: tools such as uv and pip take VIRTUAL_ENV over CONDA_PREFIX.
+    set_var, drop_var = ("CONDA_PREFIX", "VIRTUAL_ENV") if conda else ("VIRTUAL_ENV", None)
+    drops = [v for v in (drop_var, "PYTHONHOME") if v is not None]
+    if shell in ("bash", "zsh"):
+        # ${PATH:+...}: an empty PATH must not gain an empty entry (the current directory).
+        head = ":".join(quote(e, shell) for e in entries)
+        lines = [
+            f'export PATH={head}"${{PATH:+:${{PATH}}}}"',
+            f"export {set_var}={quote(root, shell)}",
+            *(f"unset {v}" for v in drops),
+            # Forget command locations cached from the old PATH.
+            "hash -r 2>/dev/null || true",
+        ]
+    elif shell == "fish":
+        lines = [
+            f"set -gx PATH {' '.join(quote(e, shell) for e in entries)} $PATH",
+            f"set -gx {set_var} {quote(root, shell)}",
+            *(f"set -q {v}; and set -e {v}" for v in drops),
+        ]
+    else:
+        items = ", ".join(quote(e, shell) for e in entries)
+        lines = [
+            f"$env:PATH = (@({items}) + @($env:PATH | Where-Object {{ $_ }}))"
+            " -join [IO.Path]::PathSeparator",
+            f"$env:{set_var} = {quote(root, shell)}",
+            *(f"Remove-Item Env:{v} -ErrorAction SilentlyContinue" for v in drops),
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,170 @@
+"""Resolver cases from fixtures/resolver_cases/cases.toml, over the fixture index."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+
+from lockenv.errors import LockenvError
+from lockenv.lock.manifest import Manifest, parse_manifest
+from lockenv.lock.resolve import LockOptions, lock_manifest
+from lockenv.lockfile import Lockfile
+
+CASES_FILE = Path(__file__).parents[2] / "fixtures" / "resolver_cases" / "cases.toml"
+CASES: dict[str, dict[str, Any]] = tomllib.loads(CASES_FILE.read_text())
+
+
+def make_manifest(
+    root: Path,
+    index_url: str,
+    requested: list[str],
+    *,
+    platforms: list[str] | None = None,
+    python: str = "3.11",
+    extra: str = "",
+) -> Manifest:
+    lines = []
+    for requirement in requested:
+        req = Requirement(requirement)
+        spec = str(req.specifier) or "*"
+        if req.extras:
+            extras = ", ".join(f'"{e}"' for e in sorted(req.extras))
+            lines.append(f'{req.name} = {{ version = "{spec}", extras = [{extras}] }}')
+        else:
+            lines.append(f'{req.name} = "{spec}"')
+    text = (
+        "[project]\n"
+        'name = "case"\n'
+        f"platforms = {platforms or ['linux-64', 'osx-arm64', 'win-64']!r}\n".replace("'", '"')
+        + f'indexes = ["{index_url}"]\n'
+        + f'requires-python = "=={python}.*"\n'
+        + extra
+        + "\n[pypi-dependencies]\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    return parse_manifest(text, path=root / "lockenv.toml")
+
+
+def pins(lock: Lockfile, platform: str, env: str = "default") -> dict[str, str]:
+    return {a.name: a.version for a in lock.packages_for(env, platform)}
+
+
+@pytest.mark.parametrize("case_name", sorted(CASES))
+def test_resolver_case(case_name: str, fixture_index_dir: Path, tmp_path: Path) -> None:
+    case = CASES[case_name]
+    manifest = make_manifest(
+        tmp_path,
+        (fixture_index_dir / "simple").as_uri(),
+        case["requested"],
+        platforms=case.get("platforms"),
+        python=case.get("python", "3.11"),
+    )
+    if "error" in case:
+        with pytest.raises(LockenvError) as info:
+            lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
+        message = str(info.value)
+        assert "\n" not in message
+        for words in case["error"]:
+            assert words in message
+        return
+    lock = lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
+    for platform in manifest.platforms:
+        assert pins(lock, platform) == case["resolved"], platform
+
+
+def test_platform_specific_wheels(fixture_index_dir: Path, tmp_path: Path) -> None:
+    manifest = make_manifest(
+        tmp_path,
+        (fixture_index_dir / "simple").as_uri(),
+        ["numfast"],
+        platforms=["linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64"],
+    )
+    lock = lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
+    files = {p: lock.packages_for("default", p)[0].filename for p in manifest.platforms}
+    assert files == {
+        "linux-64": "numfast-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "linux-aarch64": "numfast-1.0-cp311-cp311-manylinux_2_28_aarch64.whl",
+        "osx-64": "numfast-1.0-cp311-cp311-macosx_10_9_x86_64.whl",
+        "osx-arm64": "numfast-1.0-cp311-cp311-macosx_11_0_arm64.whl",
+        "win-64": "numfast-1.0-cp311-cp311-win_amd64.whl",
+    }
+    # One artifact per distinct file: pure wheels are shared, platform wheels are not.
+    assert len(lock.artifacts) == 5
+
+
+def test_glibc_floor_excludes_newer_manylinux(fixture_index_dir: Path, tmp_path: Path) -> None:
+    manifest = make_manifest(
+        tmp_path,
+        (fixture_index_dir / "simple").as_uri(),
+        ["numfast"],
+        platforms=["linux-aarch64"],
+        extra='\n[system-requirements]\nglibc = "2.17"\n',
+    )
+    with pytest.raises(LockenvError, match="none installs on linux-aarch64"):
+        lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
+
+
+def test_locked_versions_are_preferences(fixture_index_dir: Path, tmp_path: Path) -> None:
+    index = (fixture_index_dir / "simple").as_uri()
+    old = lock_manifest(
+        make_manifest(tmp_path, index, ["alpha<2", "delta==1.0"]),
+        previous=None,
+        options=LockOptions(cache_dir=tmp_path / "c"),
+    )
+    assert pins(old, "linux-64") == {"alpha": "1.1", "delta": "1.0"}
+    # Loosening the manifest moves nothing; adding a package moves nothing else.
+    relaxed = make_manifest(tmp_path, index, ["alpha", "delta", "epsilon"])
+    new = lock_manifest(relaxed, previous=old, options=LockOptions(cache_dir=tmp_path / "c"))
+    assert pins(new, "linux-64") == {"alpha": "1.1", "delta": "1.0", "epsilon": "0.9"}
+    # --update NAME frees exactly that name.
+    updated = lock_manifest(
+        relaxed,
+        previous=new,
+        options=LockOptions(cache_dir=tmp_path / "c", update=frozenset({"alpha"})),
+    )  # type: ignore[arg-type]
+    assert pins(updated, "linux-64") == {
+        "alpha": "2.0",
+        "beta": "1.5",
+        "delta": "1.0",
+        "epsilon": "0.9",
+    }
+    everything = lock_manifest(
+        relaxed, previous=new, options=LockOptions(cache_dir=tmp_path / "c", update_all=True)
+    )
+    assert pins(everything, "linux-64")["delta"] == "1.1"
+
+
+def test_exclude_newer(fixture_index_dir: Path, tmp_path: Path) -> None:
+    index = (fixture_index_dir / "simple").as_uri()
+    manifest = make_manifest(
+        tmp_path, index, ["alpha"], platforms=["linux-64"], extra='exclude-newer = "2025-01-01"\n'
+    )
+    lock = lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
+    assert pins(lock, "linux-64") == {"alpha": "1.1"}
+    assert lock.inputs.exclude_newer == "2025-01-01T00:00:00Z"
+
+
+def test_lock_over_http_matches_file_index(
+    fixture_index_dir: Path, index_server: Any, tmp_path: Path
+) -> None:
+    requested = ["gamma[all]", "clicky", "numfast", "conflict-a", "conflict-b"]
+    by_file = lock_manifest(
+        make_manifest(tmp_path, (fixture_index_dir / "simple").as_uri(), requested),
+        previous=None,
+        options=LockOptions(cache_dir=tmp_path / "c1"),
+    )
+    by_http = lock_manifest(
+        make_manifest(tmp_path, index_server.url, requested),
+        previous=None,
+        options=LockOptions(cache_dir=tmp_path / "c2"),
+    )
+    for platform in ("linux-64", "osx-arm64", "win-64"):
+        assert pins(by_file, platform) == pins(by_http, platform)
+    assert {a.sha256 for a in by_file.artifacts.values()} == {
+        a.sha256 for a in by_http.artifacts.values()
+    }

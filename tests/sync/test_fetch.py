@@ -1,0 +1,87 @@
+"""fetch_artifacts: downloads into the content-addressed cache, every byte checked."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fixtures.server import IndexServer
+from lockenv.cache import Cache
+from lockenv.errors import IntegrityError, OfflineError
+from lockenv.lockfile import PypiArtifact
+from lockenv.sync.fetch import fetch_artifacts
+
+from materializer_support import BASIC, fixture_lock
+
+
+def _artifacts(index: Path, base_url: str | None = None) -> list[PypiArtifact]:
+    lock = fixture_lock(index, BASIC, base_url=base_url)
+    return [a for a in lock.artifacts.values() if isinstance(a, PypiArtifact)]
+
+
+def test_download_then_reuse(
+    tmp_path: Path, fixture_index_dir: Path, make_index_server: Callable[..., IndexServer]
+) -> None:
+    server = make_index_server()
+    artifacts = _artifacts(fixture_index_dir, server.base)
+    cache = Cache(tmp_path / "cache")
+    seen: list[str] = []
+    result = fetch_artifacts(artifacts, cache, jobs=3, progress=seen.append)
+    assert sorted(result.downloaded) == sorted(a.filename for a in artifacts)
+    assert len(seen) == len(artifacts)
+    for a in artifacts:
+        path = result.paths[a.sha256]
+        assert path == cache.archive_path(a.sha256, a.filename)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == a.sha256
+    requests = len(server.paths("GET"))
+    again = fetch_artifacts(artifacts, cache)
+    assert again.downloaded == ()
+    assert len(server.paths("GET")) == requests  # nothing fetched twice
+
+
+def test_corrupt_cache_entry(tmp_path: Path, fixture_index_dir: Path) -> None:
+    artifacts = _artifacts(fixture_index_dir)
+    cache = Cache(tmp_path / "cache")
+    fetch_artifacts(artifacts, cache)
+    victim = artifacts[0]
+    path = cache.archive_path(victim.sha256, victim.filename)
+    path.write_bytes(b"truncated")
+    with pytest.raises(IntegrityError) as info:
+        fetch_artifacts(artifacts, cache)
+    message = str(info.value)
+    assert victim.filename in message and victim.sha256 in message
+    assert hashlib.sha256(b"truncated").hexdigest() in message
+    assert "corrupt" in message and "removed" in message
+    assert not path.exists()
+    fetch_artifacts(artifacts, cache)  # the next fetch downloads it again
+    assert path.exists()
+
+
+def test_all_problems_are_reported_once(
+    tmp_path: Path, fixture_index_dir: Path, make_index_server: Callable[..., IndexServer]
+) -> None:
+    server = make_index_server()
+    artifacts = _artifacts(fixture_index_dir, server.base)
+    for a in artifacts[:2]:
+        server.corrupt(a.filename, b"not the wheel")
+    with pytest.raises(IntegrityError) as info:
+        fetch_artifacts(artifacts, Cache(tmp_path / "cache"))
+    assert "1 more" in str(info.value)
+    for a in artifacts[:2]:
+        assert a.filename in str(info.value)
+
+
+def test_offline(tmp_path: Path, fixture_index_dir: Path, index_server: IndexServer) -> None:
+    cache = Cache(tmp_path / "cache")
+    remote = _artifacts(fixture_index_dir, index_server.base)
+    with pytest.raises(OfflineError) as info:
+        fetch_artifacts(remote, cache, offline=True)
+    assert all(a.url in str(info.value) for a in remote)
+    # file:// URLs are local files: readable offline.
+    local = _artifacts(fixture_index_dir)
+    assert len(fetch_artifacts(local, cache, offline=True).downloaded) == len(local)
+    # Once cached, the remote lock works offline too (same content, same cache entries).
+    assert fetch_artifacts(remote, cache, offline=True).downloaded == ()

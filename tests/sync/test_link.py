@@ -1,0 +1,62 @@
+"""Placing cached files: hardlink, copy, symlink, and the cross-filesystem fallback."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from lockenv.errors import UsageError
+from lockenv.sync import link as link_mod
+from lockenv.sync.link import Linker, check_link_mode
+
+
+def _src(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.write_text("data")
+    src.chmod(0o444)
+    return src
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "copy", "symlink"])
+def test_modes(tmp_path: Path, mode: str) -> None:
+    src = _src(tmp_path)
+    dst = tmp_path / "dst"
+    dst.write_text("old")  # replaced, never written through
+    Linker(check_link_mode(mode)).place(str(src), str(dst), executable=False)
+    assert dst.read_text() == "data"
+    assert dst.is_symlink() == (mode == "symlink")
+    assert (os.stat(dst).st_ino == os.stat(src).st_ino) == (mode != "copy")
+    if mode == "copy":
+        assert os.stat(dst).st_mode & 0o777 == 0o644
+
+
+def test_exdev_switches_to_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cross_device(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr(link_mod.os, "link", cross_device)
+    linker = Linker("hardlink")
+    src = _src(tmp_path)
+    linker.place(str(src), str(tmp_path / "a"), executable=True)
+    assert linker.mode == "copy" and linker.copied_across_filesystems
+    assert (tmp_path / "a").read_text() == "data"
+    assert os.stat(tmp_path / "a").st_mode & 0o777 == 0o755
+
+
+def test_eperm_copies_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def protected(src: str, dst: str) -> None:
+        raise OSError(errno.EPERM, "protected_hardlinks")
+
+    monkeypatch.setattr(link_mod.os, "link", protected)
+    linker = Linker("hardlink")
+    linker.place(str(_src(tmp_path)), str(tmp_path / "a"), executable=False)
+    assert linker.mode == "hardlink"
+    assert (tmp_path / "a").read_text() == "data"
+
+
+def test_unknown_mode() -> None:
+    with pytest.raises(UsageError, match="hardlink, copy, symlink"):
+        check_link_mode("reflink")

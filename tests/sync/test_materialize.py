@@ -1,0 +1,618 @@
+"""sync_environment end to end: install, exactness, integrity, offline, atomicity, concurrency."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fixtures.server import IndexServer
+from lockenv.cache import default_cache_dir
+from lockenv.errors import InstallError, IntegrityError, OfflineError
+from lockenv.lockfile import Lockfile, write_lockfile
+from lockenv.platforms import current_platform
+from lockenv.sync import materialize
+from lockenv.sync.materialize import (
+    SyncOptions,
+    activation_env,
+    is_up_to_date,
+    sync_environment,
+)
+from lockenv.sync.verify import environment_digest, verify_environment
+
+from materializer_support import (
+    BASIC,
+    SYNC_WORKER,
+    artifact_for,
+    fixture_lock,
+    interrupt_at_random_moments,
+    interrupt_at_stage,
+    lock_sha,
+    make_lock,
+    run_in_env,
+    state_of,
+    sync_worker,
+    tree_snapshot,
+)
+
+PLATFORM = current_platform()
+ROOT = Path(__file__).resolve().parents[2]
+
+OLD = ("alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl", "clicky-8.0-py3-none-any.whl")
+NEW = (
+    "alpha-2.0-py3-none-any.whl",
+    "beta-1.5-py3-none-any.whl",
+    "delta-1.1-py3-none-any.whl",
+    "gui_app-1.0-py3-none-any.whl",
+    "numfast-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+)
+
+
+def _sync(lock: Lockfile, prefix: Path, **options: object) -> materialize.SyncReport:
+    return sync_environment(lock, lock_sha(lock), "default", prefix, SyncOptions(**options))  # type: ignore[arg-type]
+
+
+def _verify_ok(prefix: Path, lock: Lockfile) -> None:
+    report = verify_environment(prefix, lock, "default", PLATFORM)
+    assert report.ok, report.to_json()
+
+
+def _leftovers(prefix: Path) -> list[str]:
+    return sorted(
+        p.name
+        for p in prefix.parent.iterdir()
+        if p.name.startswith(f".{prefix.name}.") and not p.name.endswith(".lock")
+    )
+
+
+# -- install and run ------------------------------------------------------------------------
+
+
+def test_sync_installs_and_entry_points_run(tmp_path: Path, fixture_index_dir: Path) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    prefix = tmp_path / "env"
+    report = _sync(lock, prefix)
+    assert not report.no_op
+    assert report.installed == (
+        "alpha==2.0",
+        "beta==1.5",
+        "clicky==8.0",
+        "gui-app==1.0",
+        "numfast==1.0",
+    )
+    assert report.prefix == prefix
+    assert run_in_env(prefix, "clicky").stdout.strip() == "clicky ok"
+    assert run_in_env(prefix, "gui-app-tool").stdout.strip() == "gui-app-tool ok"
+    run_in_env(prefix, "gui-app-cli")
+    code = (
+        "import sys, alpha, numfast._wheel_tag as t; "
+        "print(sys.prefix, alpha.__version__, t.WHEEL_TAG)"
+    )
+    out = run_in_env(prefix, "python", "-c", code).stdout.split()
+    assert out[0] == str(prefix)
+    assert out[1] == "2.0"
+    assert out[2].startswith("cp311-cp311-manylinux")
+    _verify_ok(prefix, lock)
+    sp = (
+        prefix
+        / "lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        / "site-packages"
+    )
+    assert (sp / "alpha-2.0.dist-info" / "REQUESTED").exists()
+    assert not (sp / "beta-1.5.dist-info" / "REQUESTED").exists()
+
+
+def test_sync_is_exact_and_reports_changes(tmp_path: Path, fixture_index_dir: Path) -> None:
+    prefix = tmp_path / "env"
+    _sync(fixture_lock(fixture_index_dir, OLD), prefix)
+    lock = fixture_lock(fixture_index_dir, NEW)
+    report = _sync(lock, prefix)
+    assert report.removed == ("alpha==1.0", "beta==1.0", "clicky==8.0")
+    assert "delta==1.1" in report.installed
+    assert not (prefix / "bin" / "clicky").exists()
+    _verify_ok(prefix, lock)
+    assert _leftovers(prefix) == []
+
+
+def _pip_install_by_hand(prefix: Path, wheel: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(prefix / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--no-compile",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        check=True,
+        env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
+    )
+
+
+def test_hand_installed_package_is_removed(tmp_path: Path, fixture_index_dir: Path) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    prefix = tmp_path / "env"
+    _sync(lock, prefix)
+    _pip_install_by_hand(prefix, fixture_index_dir / "files" / "epsilon-0.9-py3-none-any.whl")
+    assert not is_up_to_date(prefix, lock_sha(lock), "default")
+    report = verify_environment(prefix, lock, "default", PLATFORM)
+    assert report.extra_packages == ("epsilon==0.9",)
+    again = _sync(lock, prefix)
+    assert not again.no_op
+    assert again.removed == ("epsilon==0.9",)
+    assert run_in_env(prefix, "python", "-c", "import epsilon", check=False).returncode != 0
+    _verify_ok(prefix, lock)
+    assert is_up_to_date(prefix, lock_sha(lock), "default")
+
+
+def test_hand_removed_package_is_restored(tmp_path: Path, fixture_index_dir: Path) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    prefix = tmp_path / "env"
+    _sync(lock, prefix)
+    sp = Path(state_of(prefix)["site_packages"])  # type: ignore[arg-type]
+    import shutil
+
+    shutil.rmtree(prefix / sp / "beta-1.5.dist-info")
+    assert not is_up_to_date(prefix, lock_sha(lock), "default")
+    report = _sync(lock, prefix)
+    assert "beta==1.5" in report.installed
+    _verify_ok(prefix, lock)
+
+
+# -- no-op ----------------------------------------------------------------------------------
+
+
+def test_no_op_sync(tmp_path: Path, fixture_index_dir: Path) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    prefix = tmp_path / "env"
+    _sync(lock, prefix)
+    assert is_up_to_date(prefix, lock_sha(lock), "default")
+    assert not is_up_to_date(prefix, "0" * 64, "default")
+    assert not is_up_to_date(prefix, lock_sha(lock), "other")
+    assert not is_up_to_date(tmp_path / "nowhere", lock_sha(lock), "default")
+    before = tree_snapshot(prefix)
+    report = _sync(lock, prefix)
+    assert report.no_op
+    assert report.installed == () and report.removed == ()
+    assert len(report.unchanged) == len(BASIC)
+    assert tree_snapshot(prefix) == before
+
+
+def test_new_lock_bytes_with_same_packages_is_a_no_op(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    prefix = tmp_path / "env"
+    _sync(lock, prefix)
+    report = sync_environment(lock, "f" * 64, "default", prefix, SyncOptions())
+    assert report.no_op
+    assert is_up_to_date(prefix, "f" * 64, "default")
+
+
+def test_is_up_to_date_imports_nothing_heavy(tmp_path: Path, fixture_index_dir: Path) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    prefix = tmp_path / "env"
+    _sync(lock, prefix)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from lockenv.sync.materialize import is_up_to_date\n"
+        f"ok = is_up_to_date(Path({str(prefix)!r}), {lock_sha(lock)!r}, 'default')\n"
+        "heavy = ['httpx', 'yaml', 'tomlkit', 'packaging', 'zipfile', 'lockenv.lock',\n"
+        "         'lockenv.sync.pypi', 'lockenv.http', 'concurrent.futures']\n"
+        "print(ok, [m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.strip() == "True []"
+
+
+def test_materializer_never_imports_resolver_or_index_clients(
+    tmp_path: Path, fixture_index_dir: Path, index_server: IndexServer
+) -> None:
+    lock = fixture_lock(fixture_index_dir, base_url=index_server.base)
+    lock_path = tmp_path / "lockenv.lock"
+    write_lockfile(lock, lock_path)
+    code = (
+        "import sys, hashlib\n"
+        "from pathlib import Path\n"
+        "from lockenv.lockfile import read_lockfile\n"
+        "from lockenv.sync.materialize import sync_environment, SyncOptions\n"
+        "from lockenv.sync.verify import verify_environment, environment_digest\n"
+        f"p = Path({str(lock_path)!r})\n"
+        "lock = read_lockfile(p)\n"
+        f"sync_environment(lock, hashlib.sha256(p.read_bytes()).hexdigest(), 'default',"
+        f" Path({str(tmp_path / 'env')!r}), SyncOptions())\n"
+        f"verify_environment(Path({str(tmp_path / 'env')!r}), lock, 'default', {PLATFORM!r})\n"
+        f"environment_digest(Path({str(tmp_path / 'env')!r}))\n"
+        "bad = [m for m in sys.modules\n"
+        "       if m.startswith(('lockenv.lock.', 'tomlkit', 'resolvelib'))]\n"
+        "print(bad, 'httpx' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.strip() == "[] True"
+
+
+# -- integrity ------------------------------------------------------------------------------
+
+
+def test_tampered_cache_archive_is_refused_and_env_unchanged(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    prefix = tmp_path / "env"
+    _sync(old, prefix)
+    _sync(new, tmp_path / "other")  # fills the cache with NEW's archives
+    before = tree_snapshot(prefix)
+    victim = next(a for a in new.artifacts.values() if a.name == "delta")
+    archive = default_cache_dir() / "archives" / victim.sha256[:2] / victim.sha256 / victim.filename
+    data = bytearray(archive.read_bytes())
+    data[100] ^= 0xFF  # same size, other bytes
+    archive.write_bytes(bytes(data))
+    actual = hashlib.sha256(bytes(data)).hexdigest()
+    with pytest.raises(IntegrityError) as info:
+        _sync(new, prefix)
+    message = str(info.value)
+    assert victim.filename in message
+    assert victim.sha256 in message and actual in message
+    assert "corrupt" in message
+    assert tree_snapshot(prefix) == before
+    _verify_ok(prefix, old)
+    assert not archive.exists()
+    assert _leftovers(prefix) == []
+    _sync(new, prefix)  # downloads it again
+    _verify_ok(prefix, new)
+
+
+def test_server_serving_other_bytes_is_refused_and_env_unchanged(
+    tmp_path: Path, fixture_index_dir: Path, make_index_server: Callable[..., IndexServer]
+) -> None:
+    server = make_index_server()
+    old = fixture_lock(fixture_index_dir, OLD, base_url=server.base)
+    new = fixture_lock(fixture_index_dir, NEW, base_url=server.base)
+    prefix = tmp_path / "env"
+    _sync(old, prefix)
+    before = tree_snapshot(prefix)
+    victim = next(a for a in new.artifacts.values() if a.name == "alpha")
+    evil = (fixture_index_dir / "files" / victim.filename).read_bytes()
+    evil = evil[:-1] + bytes([evil[-1] ^ 1])
+    server.corrupt(victim.filename, evil)
+    with pytest.raises(IntegrityError) as info:
+        _sync(new, prefix)
+    message = str(info.value)
+    assert victim.filename in message
+    assert victim.sha256 in message
+    assert hashlib.sha256(evil).hexdigest() in message
+    assert tree_snapshot(prefix) == before
+    archive_dir = default_cache_dir() / "archives" / victim.sha256[:2] / victim.sha256
+    assert not any(archive_dir.glob("*.whl"))
+    server.reset()
+    _sync(new, prefix)
+    _verify_ok(prefix, new)
+
+
+def test_size_mismatch_in_lock_is_refused(tmp_path: Path, fixture_index_dir: Path) -> None:
+    path = fixture_index_dir / "files" / "alpha-1.0-py3-none-any.whl"
+    good = artifact_for(path, path.as_uri())
+    from dataclasses import replace
+
+    lock = make_lock([replace(good, size=good.size + 1)])
+    with pytest.raises(IntegrityError, match="size"):
+        _sync(lock, tmp_path / "env")
+    assert not (tmp_path / "env").exists()
+
+
+# -- offline --------------------------------------------------------------------------------
+
+
+def test_offline_lists_every_missing_artifact(
+    tmp_path: Path, fixture_index_dir: Path, index_server: IndexServer
+) -> None:
+    lock = fixture_lock(fixture_index_dir, base_url=index_server.base)
+    with pytest.raises(OfflineError) as info:
+        _sync(lock, tmp_path / "env", offline=True)
+    for artifact in lock.artifacts.values():
+        assert artifact.filename in str(info.value)
+        assert artifact.url in str(info.value)
+    assert not (tmp_path / "env").exists()
+
+
+def test_offline_sync_from_cache_without_httpx(
+    tmp_path: Path, fixture_index_dir: Path, index_server: IndexServer
+) -> None:
+    lock = fixture_lock(fixture_index_dir, base_url=index_server.base)
+    _sync(lock, tmp_path / "first")
+    lock_path = tmp_path / "lockenv.lock"
+    write_lockfile(lock, lock_path)
+    prefix = tmp_path / "second"
+    code = (
+        "import sys, hashlib\n"
+        "from pathlib import Path\n"
+        "from lockenv.lockfile import read_lockfile\n"
+        "from lockenv.sync.materialize import sync_environment, SyncOptions\n"
+        f"p = Path({str(lock_path)!r})\n"
+        f"sync_environment(read_lockfile(p), 'x' * 64, 'default', Path({str(prefix)!r}),"
+        " SyncOptions(offline=True))\n"
+        "print('httpx' in sys.modules, 'lockenv.http' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.strip() == "False False"
+    _verify_ok(prefix, lock)
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+def test_sdist_in_lock_is_refused(tmp_path: Path, fixture_index_dir: Path) -> None:
+    path = fixture_index_dir / "files" / "sdistonly-1.0.tar.gz"
+    lock = make_lock([artifact_for(path, path.as_uri())])
+    with pytest.raises(InstallError, match=r"wheels only.*sdistonly|sdistonly.*wheels only"):
+        _sync(lock, tmp_path / "env")
+
+
+def test_refuses_to_replace_a_directory_that_is_not_an_environment(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    prefix = tmp_path / "precious"
+    prefix.mkdir()
+    (prefix / "thesis.tex").write_text("years of work")
+    with pytest.raises(InstallError, match="not an environment"):
+        _sync(fixture_lock(fixture_index_dir), prefix)
+    assert (prefix / "thesis.tex").read_text() == "years of work"
+
+
+def test_missing_interpreter_names_version_and_option(
+    tmp_path: Path, fixture_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = fixture_index_dir / "files" / "alpha-1.0-py3-none-any.whl"
+    lock = make_lock([artifact_for(path, path.as_uri())], python="3.99")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    with pytest.raises(InstallError, match=r"3\.99.*--python PATH"):
+        _sync(lock, tmp_path / "env")
+
+
+# -- link modes, bytecode, digests ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "copy", "symlink"])
+def test_link_modes_verify_and_share_one_digest(
+    tmp_path: Path, fixture_index_dir: Path, mode: str
+) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    reference = tmp_path / "reference"
+    _sync(lock, reference)
+    prefix = tmp_path / mode
+    _sync(lock, prefix, link_mode=mode)
+    _verify_ok(prefix, lock)
+    assert environment_digest(prefix) == environment_digest(reference)
+    assert run_in_env(prefix, "clicky").stdout.strip() == "clicky ok"
+    init = next(prefix.glob("lib/python*/site-packages/alpha/__init__.py"))
+    assert init.is_symlink() == (mode == "symlink")
+    assert (os.stat(init).st_nlink > 1) == (mode in ("hardlink", "symlink"))
+
+
+def test_digest_same_in_any_prefix_and_after_cache_loss(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    first, second = tmp_path / "a", tmp_path / "some" / "deeper" / "b"
+    _sync(lock, first)
+    _sync(lock, second)
+    digest = environment_digest(first)
+    assert environment_digest(second) == digest
+    import shutil
+
+    shutil.rmtree(default_cache_dir())
+    shutil.rmtree(first)
+    _sync(lock, first)
+    assert environment_digest(first) == digest
+    # Content changes change it.
+    (next(first.glob("lib/python*/site-packages/alpha")) / "extra.py").write_text("x = 1\n")
+    assert environment_digest(first) != digest
+
+
+def test_compile_bytecode(tmp_path: Path, fixture_index_dir: Path) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    prefix = tmp_path / "env"
+    _sync(lock, prefix)
+    digest = environment_digest(prefix)
+    report = _sync(lock, prefix, compile_bytecode=True)
+    assert not report.no_op  # bytecode was asked for and is not there yet
+    pycs = sorted(prefix.glob("lib/python*/site-packages/clicky/__pycache__/*.pyc"))
+    assert pycs
+    # Unchecked-hash pycs: flags word 0b01 (hash-based, not checked).
+    assert int.from_bytes(pycs[0].read_bytes()[4:8], "little") == 1
+    _verify_ok(prefix, lock)
+    assert environment_digest(prefix) == digest
+    code = "import clicky.cli as c; print(c.__spec__.cached); print(c.main.__code__.co_filename)"
+    cached, source = run_in_env(prefix, "python", "-c", code).stdout.split()
+    assert Path(cached).exists()
+    assert source.startswith(str(prefix)), source  # not the staging directory
+    assert _sync(lock, prefix, compile_bytecode=True).no_op
+
+
+def test_activation_env(tmp_path: Path) -> None:
+    base = {"PATH": "/usr/bin", "PYTHONHOME": "/x", "HOME": "/h"}
+    env = activation_env(tmp_path / "env", base)
+    assert env["PATH"] == f"{tmp_path / 'env' / 'bin'}{os.pathsep}/usr/bin"
+    assert env["VIRTUAL_ENV"] == str(tmp_path / "env")
+    assert "PYTHONHOME" not in env
+    assert env["HOME"] == "/h"
+    assert base["PYTHONHOME"] == "/x"
+
+
+def test_activate_script_in_bash(tmp_path: Path, fixture_index_dir: Path) -> None:
+    prefix = tmp_path / "env"
+    _sync(fixture_lock(fixture_index_dir), prefix)
+    script = (
+        f"source {prefix}/bin/activate && echo $VIRTUAL_ENV && command -v clicky && "
+        "deactivate && echo ${VIRTUAL_ENV:-gone}"
+    )
+    out = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [str(prefix), str(prefix / "bin" / "clicky"), "gone"]
+
+
+# -- atomicity ------------------------------------------------------------------------------
+
+
+def test_failed_build_leaves_env_and_no_leftovers(
+    tmp_path: Path, fixture_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = tmp_path / "env"
+    old = fixture_lock(fixture_index_dir, OLD)
+    _sync(old, prefix)
+    before = tree_snapshot(prefix)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise InstallError("injected failure")
+
+    monkeypatch.setattr(materialize, "_install_all", boom)
+    with pytest.raises(InstallError, match="injected"):
+        _sync(fixture_lock(fixture_index_dir, NEW), prefix)
+    assert tree_snapshot(prefix) == before
+    assert _leftovers(prefix) == []
+
+
+def test_swap_without_rename_exchange(
+    tmp_path: Path, fixture_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(materialize, "_exchange", lambda a, b: False)
+    prefix = tmp_path / "env"
+    _sync(fixture_lock(fixture_index_dir, OLD), prefix)
+    new = fixture_lock(fixture_index_dir, NEW)
+    _sync(new, prefix)
+    _verify_ok(prefix, new)
+    assert _leftovers(prefix) == []
+
+
+def test_recovery_after_a_kill_between_the_two_renames(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    prefix = tmp_path / "env"
+    old = fixture_lock(fixture_index_dir, OLD)
+    _sync(old, prefix)
+    # What the fallback swap leaves when killed after `rename(prefix, backup)`.
+    os.rename(prefix, tmp_path / ".env.old-abc123")
+    (tmp_path / ".env.staging-partial").mkdir()
+    (tmp_path / ".env.staging-partial" / "junk").write_text("x")
+    assert _sync(old, prefix).no_op  # the old environment is back, and it is current
+    _verify_ok(prefix, old)
+    assert _leftovers(prefix) == []
+
+
+# Every moment of a sync at which it can be killed; the state it must leave is the old
+# environment before the swap and the new one after it (`lockenv.sync.checkpoints`).
+_KILL_POINTS = [
+    ("fetch:downloaded", False, "old"),
+    ("fetch:done", False, "old"),
+    ("unpack:working", False, "old"),
+    ("unpack:published#2", False, "old"),
+    ("staging:created", False, "old"),
+    ("staging:linked", False, "old"),
+    ("staging:linked#3", False, "old"),
+    ("staging:complete", False, "old"),
+    ("swap:done", False, "new"),
+    ("staging:complete", True, "old"),
+    ("swap:halfway", True, None),  # no prefix until the next sync puts the old one back
+    ("swap:done", True, "new"),
+]
+
+
+@pytest.mark.parametrize(("stage", "no_exchange", "left"), _KILL_POINTS)
+def test_kill_9_at_each_stage_leaves_old_or_new(
+    tmp_path: Path, fixture_index_dir: Path, stage: str, no_exchange: bool, left: str | None
+) -> None:
+    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    interrupt_at_stage(tmp_path, old, new, stage, left, no_exchange=no_exchange)
+
+
+def test_kill_9_at_random_moments_leaves_old_or_new(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    interrupt_at_random_moments(tmp_path, old, new, seed=1234, trials=6)
+
+
+def test_concurrent_syncs_share_one_cache(
+    tmp_path: Path, fixture_index_dir: Path, make_index_server: Callable[..., IndexServer]
+) -> None:
+    server = make_index_server()
+    lock = fixture_lock(fixture_index_dir, BASIC + NEW[2:3], base_url=server.base)
+    lock_path = tmp_path / "lockenv.lock"
+    write_lockfile(lock, lock_path)
+    prefixes = [tmp_path / f"env{i}" for i in range(4)]
+    procs = [sync_worker(lock_path, p) for p in prefixes]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    digests = set()
+    for prefix in prefixes:
+        _verify_ok(prefix, lock)
+        digests.add(environment_digest(prefix))
+    assert len(digests) == 1
+    cache = default_cache_dir()
+    assert not any((cache / "tmp").iterdir()) if (cache / "tmp").exists() else True
+    unpacked = sorted(p.name for p in (cache / "unpacked").glob("*/*"))
+    assert unpacked == sorted({a.sha256 for a in lock.artifacts.values()})
+
+
+def test_concurrent_syncs_of_one_prefix_are_serialised(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    lock = fixture_lock(fixture_index_dir)
+    lock_path = tmp_path / "lockenv.lock"
+    write_lockfile(lock, lock_path)
+    prefix = tmp_path / "env"
+    procs = [sync_worker(lock_path, prefix) for _ in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    _verify_ok(prefix, lock)
+    assert _leftovers(prefix) == []
+    assert json.loads((prefix / ".lockenv-state.json").read_text())["environment"] == "default"
+
+
+def test_unpacking_in_a_process_pool(tmp_path: Path, fixture_index_dir: Path) -> None:
+    # Large downloads are unpacked by forked workers; force that path on the small fixtures
+    # in a fresh process (no server threads, so fork is allowed).
+    lock = fixture_lock(fixture_index_dir)
+    lock_path = tmp_path / "lockenv.lock"
+    write_lockfile(lock, lock_path)
+    code = (
+        "import sys\n"
+        "import lockenv.sync.materialize as m\n"
+        "m._PROCESS_UNPACK_BYTES = 0\n"
+        "assert m._can_fork()\n"
+        f"sys.argv = ['x', {str(lock_path)!r}, {str(tmp_path / 'env')!r}]\n" + SYNC_WORKER
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    _verify_ok(tmp_path / "env", lock)
+    assert environment_digest(tmp_path / "env") == environment_digest(
+        _sync_and_return(lock, tmp_path / "threads")
+    )
+
+
+def _sync_and_return(lock: Lockfile, prefix: Path) -> Path:
+    _sync(lock, prefix)
+    return prefix

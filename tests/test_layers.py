@@ -1,0 +1,85 @@
+"""The package's layering, as the import contracts in pyproject.toml state it.
+
+`lockenv/__init__.py` describes the layers; import-linter checks them over every import
+(function-level and TYPE_CHECKING ones included).  The contracts are also run on a copy
+of the package with deliberate violations, to show they fail when broken.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_LINT = (
+    "import sys\n"
+    "from importlinter.cli import lint_imports_command\n"
+    "sys.exit(lint_imports_command())\n"
+)
+
+
+def _lint(project: Path, *contracts: str) -> subprocess.CompletedProcess[str]:
+    args = ["--no-logo", "--no-cache"]
+    for contract in contracts:
+        args += ["--contract", contract]
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    return subprocess.run(
+        [sys.executable, "-c", _LINT, *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_contracts_hold() -> None:
+    pytest.importorskip("importlinter")
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def _copy_project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
+    shutil.copytree(
+        ROOT / "lockenv", project / "lockenv", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return project
+
+
+def _append(path: Path, line: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + f"\n{line}\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("module", "violation", "contract"),
+    [
+        ("sync/fetch.py", "import lockenv.lock.resolve  # noqa", "sync-alone"),
+        ("sync/verify.py", "import tomlkit  # noqa", "sync-alone"),
+        ("sync/plan.py", "from lockenv.lock.pypi import index  # noqa", "sync-alone"),
+        ("lockfile.py", "from lockenv import cli  # noqa", "no-cli"),
+        ("lock/resolve.py", "from lockenv.sync import materialize  # noqa", "layers"),
+        ("errors.py", "import lockenv.platforms  # noqa", "layers"),
+        ("lock/pypi/provider.py", "import lockenv.lock.conda.solver  # noqa", "ecosystems"),
+    ],
+)
+def test_a_deliberate_violation_breaks_its_contract(
+    tmp_path: Path, module: str, violation: str, contract: str
+) -> None:
+    pytest.importorskip("importlinter")
+    project = _copy_project(tmp_path)
+    _append(project / "lockenv" / module, violation)
+    result = _lint(project, contract)
+    assert result.returncode != 0, result.stdout
+    assert "BROKEN" in result.stdout
+    # The run used the copy, not the installed package.
+    assert "lockenv." in result.stdout
