@@ -473,6 +473,18 @@ def _install_all(
     return [install(item) for item in wheels]
 
 
+def _python_site_packages_path(conda: list[CondaArtifact], unpacked: Mapping[str, Unpacked]) -> str:
+    """CEP 17: the site-packages the conda ``python`` package names, "" when it names none."""
+    from lockenv.sync.conda.install import UnpackedConda
+
+    for artifact in conda:
+        if artifact.name == "python":
+            pkg = unpacked.get(artifact.sha256)
+            if isinstance(pkg, UnpackedConda):
+                return pkg.python_site_packages_path
+    return ""
+
+
 def _link_conda_all(
     conda: list[CondaArtifact],
     unpacked: Mapping[str, Unpacked],
@@ -482,10 +494,11 @@ def _link_conda_all(
     environment: LockedEnvironment,
 ) -> list[tuple[CondaArtifact, InstalledConda]]:
     """Link every conda package into the staging prefix, then write conda-meta/history."""
-    from lockenv.sync.conda.install import UnpackedConda, install_conda_package
+    from lockenv.sync.conda.install import ClobberRegistry, UnpackedConda, install_conda_package
     from lockenv.sync.conda.prefix_record import HISTORY, history_text, requested_specs
 
     specs = requested_specs(environment.conda_requirements)
+    clobbers = ClobberRegistry()
     done = []
     for artifact in _link_order(conda):
         pkg = unpacked[artifact.sha256]
@@ -497,9 +510,11 @@ def _link_conda_all(
             linker,
             requested_spec=specs.get(artifact.name, ""),
             tarball=tarballs[artifact.sha256],
+            clobbers=clobbers,
         )
         done.append((artifact, installed))
         checkpoint("staging:linked")
+    clobbers.write_changed(str(layout.root))
     history = layout.root / HISTORY
     history.parent.mkdir(parents=True, exist_ok=True)
     history.write_text(history_text(conda, specs.values()), encoding="utf-8")
@@ -658,7 +673,13 @@ def sync_environment(
                 python_executable, python_full = str(interpreter.executable), interpreter.version
                 bytecode_python: Path | None = interpreter.executable
             else:
-                layout = layout_for(prefix, conda_xy, root=staging, conda=True)
+                layout = layout_for(
+                    prefix,
+                    conda_xy,
+                    root=staging,
+                    conda=True,
+                    python_site_packages_path=_python_site_packages_path(conda, by_sha),
+                )
                 linked = _link_conda_all(conda, by_sha, fetched.paths, layout, linker, environment)
                 _report_package_scripts(linked, note)
                 python_full = conda_python

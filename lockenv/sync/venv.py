@@ -66,10 +66,15 @@ class EnvLayout:
     prefix: Path
     python_version: str  # "3.11"
     conda: bool = False
+    # CEP 17: where the conda `python` package says its site-packages is
+    # (``lib/python3.13t/site-packages`` for a free-threading build); "" for the default.
+    python_site_packages_path: str = ""
 
     @property
     def site_packages_rel(self) -> str:
         """site-packages relative to the prefix, POSIX separators."""
+        if self.python_site_packages_path:
+            return self.python_site_packages_path
         if _IS_WINDOWS:
             return "Lib/site-packages"
         return f"lib/python{self.python_version}/site-packages"
@@ -100,11 +105,26 @@ class EnvLayout:
 
 
 def layout_for(
-    prefix: Path, python_version: str, *, root: Path | None = None, conda: bool = False
+    prefix: Path,
+    python_version: str,
+    *,
+    root: Path | None = None,
+    conda: bool = False,
+    python_site_packages_path: str = "",
 ) -> EnvLayout:
-    """The layout of an environment at ``prefix`` (built in ``root``, default the prefix)."""
+    """The layout of an environment at ``prefix`` (built in ``root``, default the prefix).
+
+    ``python_site_packages_path``: a conda python's own site-packages (CEP 17), already
+    checked to be a relative path inside the prefix.
+    """
     prefix = Path(os.path.abspath(prefix))
-    return EnvLayout(root=root or prefix, prefix=prefix, python_version=python_version, conda=conda)
+    return EnvLayout(
+        root=root or prefix,
+        prefix=prefix,
+        python_version=python_version,
+        conda=conda,
+        python_site_packages_path=python_site_packages_path,
+    )
 
 
 # -- interpreters ---------------------------------------------------------------------------

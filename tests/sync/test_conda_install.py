@@ -1024,3 +1024,166 @@ def test_compile_bytecode_with_the_conda_python(tmp_path: Path, fixture_channel_
     _verify_ok(prefix, lock)
     assert environment_digest(prefix) == digest_without  # bytecode is not in the digest
     assert _sync(lock, prefix, compile_bytecode=True).no_op
+
+
+def _archive_package(
+    path: Path, index: dict[str, Any], members: dict[str, bytes], symlinks: dict[str, str]
+) -> CondaArtifact:
+    """A hand-made .tar.bz2 package (regular files and symlinks), locked by file:// URL."""
+    import bz2
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name.startswith("bin/") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in symlinks.items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+    blob = bz2.compress(buf.getvalue())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(blob)
+    return CondaArtifact(
+        name=index["name"],
+        version=index["version"],
+        build=index["build"],
+        build_number=0,
+        subdir=index.get("subdir", "noarch"),
+        filename=path.name,
+        url=path.as_uri(),
+        sha256=hashlib.sha256(blob).hexdigest(),
+        size=len(blob),
+        noarch=index.get("noarch"),
+    )
+
+
+def _paths_json(entries: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"paths_version": 1, "paths": entries}).encode()
+
+
+def _free_threading_python(tmp_path: Path, site_packages: object) -> CondaArtifact:
+    index = {
+        "name": "python",
+        "version": "3.13.1",
+        "build": "h_0_cp313t",
+        "subdir": PLATFORM,
+        "python_site_packages_path": site_packages,
+    }
+    script = (ROOT / "fixtures" / "channel_src" / "files" / "python" / "python.sh").read_bytes()
+    return _archive_package(
+        tmp_path / "custom" / "python-3.13.1-h_0_cp313t.tar.bz2",
+        index,
+        {
+            "info/index.json": json.dumps(index).encode(),
+            "info/paths.json": _paths_json(
+                [
+                    {"_path": "bin/python3.13t", "path_type": "hardlink"},
+                    {"_path": "bin/python", "path_type": "softlink"},
+                ]
+            ),
+            "bin/python3.13t": script,
+        },
+        {"bin/python": "python3.13t"},
+    )
+
+
+def test_python_site_packages_path_places_noarch_python(
+    tmp_path: Path, fixture_channel_dir: Path
+) -> None:
+    # CEP 17: a free-threading python says its site-packages is lib/python3.13t/...;
+    # noarch: python packages go there, not into lib/python3.13/.
+    python = _free_threading_python(tmp_path, "lib/python3.13t/site-packages")
+    pure = _custom_package(
+        tmp_path,
+        "pure",
+        [PayloadFile(path="site-packages/pure/__init__.py", kind="hardlink", data=b"X = 1\n")],
+        noarch="python",
+    )
+    lock = conda_lock(fixture_channel_dir, (), extra=[python, pure], requested=["python", "pure"])
+    prefix = tmp_path / "env"
+    _sync(lock, prefix)
+    assert (prefix / "lib" / "python3.13t" / "site-packages" / "pure" / "__init__.py").is_file()
+    assert not (prefix / "lib" / "python3.13").exists()
+    _verify_ok(prefix, lock)
+
+
+@pytest.mark.parametrize("bad", ["../outside/site-packages", "/abs/site-packages", 7])
+def test_python_site_packages_path_outside_the_prefix_is_refused(
+    tmp_path: Path, fixture_channel_dir: Path, bad: object
+) -> None:
+    python = _free_threading_python(tmp_path, bad)
+    lock = conda_lock(fixture_channel_dir, (), extra=[python], requested=["python"])
+    with pytest.raises((UnsafePathError, InstallError), match="python_site_packages_path"):
+        _sync(lock, tmp_path / "env")
+    assert not (tmp_path / "env").exists()
+
+
+def test_clobbered_file_belongs_to_the_last_package(
+    tmp_path: Path, fixture_channel_dir: Path
+) -> None:
+    # Two packages ship share/common.txt: the later one's copy is in place, the earlier
+    # one's is kept under __clobbers__, and both records say so: verify is clean.
+    first = _custom_package(
+        tmp_path,
+        "first",
+        [
+            PayloadFile(path="share/common.txt", kind="hardlink", data=b"first\n"),
+            PayloadFile(path="share/first.txt", kind="hardlink", data=b"1\n"),
+        ],
+    )
+    second = _custom_package(
+        tmp_path,
+        "second",
+        [PayloadFile(path="share/common.txt", kind="hardlink", data=b"second\n")],
+        depends=("first",),  # linked after first
+    )
+    lock = conda_lock(fixture_channel_dir, (), extra=[second, first], requested=["first", "second"])
+    prefix = tmp_path / "env"
+    _sync(lock, prefix)
+    assert (prefix / "share" / "common.txt").read_bytes() == b"second\n"
+    assert (prefix / "__clobbers__" / "first" / "share" / "common.txt").read_bytes() == b"first\n"
+    records = {p.name: json.loads(p.read_text()) for p in (prefix / "conda-meta").glob("*.json")}
+    first_record = records["first-1.0-h_test_0.json"]
+    assert "share/common.txt" not in first_record["files"]
+    assert "__clobbers__/first/share/common.txt" in first_record["files"]
+    moved = [e for e in first_record["paths_data"]["paths"] if e.get("original_path")]
+    assert [(e["_path"], e["original_path"]) for e in moved] == [
+        ("__clobbers__/first/share/common.txt", "share/common.txt")
+    ]
+    assert "share/common.txt" in records["second-1.0-h_test_0.json"]["files"]
+    _verify_ok(prefix, lock)
+    # A changed clobbered copy is drift like any other file.
+    copy = prefix / "__clobbers__" / "first" / "share" / "common.txt"
+    copy.chmod(0o644)
+    copy.unlink()
+    copy.write_bytes(b"edited\n")
+    report = verify_environment(prefix, lock, "default", PLATFORM)
+    assert report.modified == ("__clobbers__/first/share/common.txt",)
+
+
+@pytest.mark.parametrize("declared", ["softlink", "directory"])
+def test_paths_json_type_must_match_the_archive(
+    tmp_path: Path, fixture_channel_dir: Path, declared: str
+) -> None:
+    # paths.json calls the entry a symlink (or directory); the archive holds a regular file.
+    index = {"name": "liar", "version": "1.0", "build": "0"}
+    liar = _archive_package(
+        tmp_path / "custom" / "liar-1.0-0.tar.bz2",
+        index,
+        {
+            "info/index.json": json.dumps(index).encode(),
+            "info/paths.json": _paths_json([{"_path": "lib/libx.so", "path_type": declared}]),
+            "lib/libx.so": b"",
+        },
+        {},
+    )
+    lock = conda_lock(fixture_channel_dir, (), extra=[liar], requested=["liar"])
+    with pytest.raises(InstallError, match=f"calls 'lib/libx.so' a {declared}"):
+        _sync(lock, tmp_path / "env")
+    assert not (tmp_path / "env").exists()

@@ -21,6 +21,11 @@ Linking (`install_conda_package`) places each path of ``paths.json`` into the pr
   entry points (``info/link.json``) become console launchers for ``<prefix>/bin/python``;
 - then ``conda-meta/<name>-<version>-<build>.json`` records what was done.
 
+Two packages may ship the same file ("clobbering").  The one linked later wins, as with
+conda; the earlier one's copy is moved to ``__clobbers__/<name>/<path>`` and its record
+rewritten to list it there (with ``original_path``, as rattler records it), so every
+record describes exactly the files it owns and ``verify`` right after ``sync`` is clean.
+
 Package scripts (``bin/.<name>-post-link.sh`` and friends) are linked like any file
 (they are part of the package) but never run: lockenv runs no package code.  The
 caller is told which packages have them.
@@ -56,6 +61,8 @@ from lockenv.sync.link import Linker, copy_file
 from lockenv.sync.venv import EnvLayout
 
 __all__ = [
+    "CLOBBERS_DIR",
+    "ClobberRegistry",
     "CondaFile",
     "InstalledConda",
     "UnpackedConda",
@@ -68,8 +75,10 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+#: Where a file that a later package replaced is kept (rattler's directory name).
+CLOBBERS_DIR = "__clobbers__"
 PKG = "pkg"
-_MANIFEST_FORMAT = 1
+_MANIFEST_FORMAT = 2  # 2: python_site_packages_path (CEP 17)
 _IS_WINDOWS = sys.platform == "win32"
 # conda-build's placeholder for has_prefix lines that name none (old packages).
 _LEGACY_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
@@ -111,6 +120,9 @@ class UnpackedConda:
     noarch: str | None  # "python" | "generic" | None
     entry_points: tuple[tuple[str, str], ...]  # (script name, "module:function")
     files: tuple[CondaFile, ...]
+    # CEP 17, from a python package's info/index.json: its site-packages relative to the
+    # prefix (``lib/python3.13t/site-packages``); "" when it does not say.
+    python_site_packages_path: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,19 +141,19 @@ def _broken(filename: str, why: str) -> InstallError:
     return InstallError(f"{filename}: {why}; the package is broken, do not install it")
 
 
-def _safe_path(path: object, filename: str) -> str:
+def _safe_path(path: object, filename: str, where: str = "info/paths.json lists") -> str:
     """``path`` (from paths.json) normalized, if it stays inside the package."""
     if not isinstance(path, str) or not path or "\0" in path:
-        raise UnsafePathError(f"{filename}: info/paths.json lists the path {path!r}")
+        raise UnsafePathError(f"{filename}: {where} the path {path!r}")
     if path.startswith("/") or _DRIVE.match(path) or "\\" in path:
         raise UnsafePathError(
-            f"{filename}: info/paths.json lists the absolute or non-POSIX path {path!r}; "
+            f"{filename}: {where} the absolute or non-POSIX path {path!r}; "
             "refusing to install this package (it is broken or malicious)"
         )
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise UnsafePathError(
-            f"{filename}: info/paths.json lists {path!r}, which climbs out of the prefix; "
+            f"{filename}: {where} {path!r}, which climbs out of the prefix; "
             "refusing to install this package (it is broken or malicious)"
         )
     return "/".join(parts)
@@ -244,6 +256,13 @@ def _describe(pkg_dir: str, entry: dict[str, Any], filename: str) -> CondaFile:
         return CondaFile(path, "softlink", sha256, size, False, "", "", False, os.readlink(full))
     if stat.S_ISDIR(st.st_mode):
         return CondaFile(path, "directory", "", -1, False, "", "", False, "")
+    if declared in ("softlink", "directory"):
+        # What paths.json says is what conda and verify will check later: a "symlink" that
+        # is a regular file would install, then fail every verify (rattler refuses it too).
+        raise _broken(
+            filename,
+            f"info/paths.json calls {path!r} a {declared}, but the archive holds a regular file",
+        )
     if not sha256 or size < 0:  # old packages: hash what paths.json does not say
         with open(full, "rb") as fh:
             sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
@@ -259,6 +278,16 @@ def _describe(pkg_dir: str, entry: dict[str, Any], filename: str) -> CondaFile:
         bool(entry.get("no_link", False)),
         "",
     )
+
+
+def _python_site_packages_path(index: dict[str, Any], filename: str) -> str:
+    """CEP 17's ``python_site_packages_path`` of index.json, checked to stay in the prefix."""
+    value = index.get("python_site_packages_path")
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise _broken(filename, f"info/index.json python_site_packages_path is {value!r}")
+    return _safe_path(value, filename, "info/index.json python_site_packages_path is")
 
 
 def unpack_conda(
@@ -320,6 +349,7 @@ def unpack_conda(
         noarch=noarch,
         entry_points=_entry_points(link, filename) if noarch == "python" else (),
         files=tuple(files),
+        python_site_packages_path=_python_site_packages_path(index, filename),
     )
     data = {
         "format": _MANIFEST_FORMAT,
@@ -330,6 +360,7 @@ def unpack_conda(
         "noarch": noarch,
         "entry_points": [list(ep) for ep in unpacked.entry_points],
         "files": [list(f) for f in files],
+        "python_site_packages_path": unpacked.python_site_packages_path,
     }
     (work / MANIFEST).write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
     return unpacked
@@ -353,6 +384,7 @@ def load_unpacked_conda(directory: Path) -> UnpackedConda | None:
                 CondaFile(str(p), str(t), str(h), int(s), bool(x), str(ph), str(m), bool(n), str(g))
                 for p, t, h, s, x, ph, m, n, g in data["files"]
             ),
+            python_site_packages_path=str(data["python_site_packages_path"]),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -409,6 +441,52 @@ def replace_binary_prefix(data: bytes, placeholder: bytes, prefix: bytes) -> byt
 
 
 # -- linking -------------------------------------------------------------------------------
+
+
+class ClobberRegistry:
+    """Which package owns each path linked so far into one environment.
+
+    `claim` is called before a package places a path: when an earlier package placed it,
+    that package's copy moves to ``__clobbers__/<name>/<path>`` and its record (kept here
+    since `register`) is changed to say so; `write_changed` then rewrites those records.
+    """
+
+    def __init__(self) -> None:
+        self._owner: dict[str, str] = {}  # prefix-relative path -> record file name
+        self._records: dict[str, tuple[str, dict[str, Any]]] = {}  # record -> (name, doc)
+        self._changed: set[str] = set()
+
+    def claim(self, root: str, dest: str, record: str) -> None:
+        """``record``'s package is about to place ``dest``: move an earlier owner's aside."""
+        owner = self._owner.get(dest)
+        self._owner[dest] = record
+        if owner is None or owner == record or owner not in self._records:
+            return
+        name, doc = self._records[owner]
+        moved = f"{CLOBBERS_DIR}/{name}/{dest}"
+        source = f"{root}/{dest}"
+        if not os.path.lexists(source):
+            return
+        os.makedirs(os.path.dirname(f"{root}/{moved}"), exist_ok=True)
+        os.replace(source, f"{root}/{moved}")
+        doc["files"] = sorted(moved if f == dest else f for f in doc.get("files", []))
+        for entry in doc.get("paths_data", {}).get("paths", []):
+            if entry.get("_path") == dest:
+                entry["_path"] = moved
+                entry["original_path"] = dest
+        doc["paths_data"]["paths"].sort(key=lambda e: str(e["_path"]))
+        self._changed.add(owner)
+
+    def register(self, record: str, name: str, doc: dict[str, Any]) -> None:
+        """The record just written for package ``name`` (changed later if it loses a path)."""
+        self._records[record] = (name, doc)
+
+    def write_changed(self, root: str) -> list[str]:
+        """Rewrite the records of packages that lost a path; their file names."""
+        for record in sorted(self._changed):
+            with open(f"{root}/{CONDA_META}/{record}", "wb") as fh:
+                fh.write(dump_record(self._records[record][1]))
+        return sorted(self._changed)
 
 
 def _write_file(path: str, data: bytes, *, executable: bool) -> None:
@@ -472,12 +550,15 @@ def install_conda_package(
     *,
     requested_spec: str,
     tarball: Path,
+    clobbers: ClobberRegistry | None = None,
 ) -> InstalledConda:
     """Link the unpacked ``pkg`` into ``layout.root`` (for ``layout.prefix``) and write its
     ``conda-meta`` record.  ``tarball`` is the archive in the cache (recorded as conda does).
 
     A later package replaces a file an earlier one placed (conda's "clobber"), never by
-    writing through it.  Raises InstallError / UnsafePathError naming the package.
+    writing through it; with ``clobbers``, the earlier copy is kept aside and its record
+    updated (call `ClobberRegistry.write_changed` after the last package).  Raises
+    InstallError / UnsafePathError naming the package.
     """
     if pkg.noarch == "python" and not layout.python_version:
         raise InstallError(
@@ -485,6 +566,7 @@ def install_conda_package(
             "`python` package to install it for; add python to [dependencies] and lock again"
         )
     root = str(layout.root)
+    record = record_name(artifact)
     placed = [(item, _destination(item.path, pkg, layout)) for item in pkg.files]
     entry_points = [
         (
@@ -523,6 +605,8 @@ def install_conda_package(
             if item.path_type == "directory":
                 paths.append(entry)
                 continue
+            if clobbers is not None:
+                clobbers.claim(root, dest, record)
             if item.path_type == "softlink":
                 _check_link_target(dest, item.target, pkg.filename)
                 if os.path.islink(target) or os.path.isfile(target):
@@ -560,6 +644,8 @@ def install_conda_package(
         files.append(dest)
 
     for dest, reference in entry_points:
+        if clobbers is not None:
+            clobbers.claim(root, dest, record)
         content = launcher_script(layout.prefix_python, reference)
         _write_file(f"{root}/{dest}", content, executable=True)
         digest = hashlib.sha256(content).hexdigest()
@@ -570,7 +656,6 @@ def install_conda_package(
         files.append(dest)
 
     _check_links_stay_inside(root, links, pkg.filename)
-    record = record_name(artifact)
     doc = prefix_record(
         artifact,
         noarch=pkg.noarch,
@@ -583,6 +668,8 @@ def install_conda_package(
     )
     with open(f"{root}/{CONDA_META}/{record}", "wb") as fh:
         fh.write(dump_record(doc))
+    if clobbers is not None:
+        clobbers.register(record, pkg.name, doc)
     scripts = sorted({m["kind"] for m in map(_PACKAGE_SCRIPT.match, files) if m is not None})
     return InstalledConda(record=record, files=tuple(sorted(files)), package_scripts=tuple(scripts))
 
