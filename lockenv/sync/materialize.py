@@ -413,7 +413,13 @@ def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path) -> Unpacke
     if unpacked is not None:
         return unpacked
     if final.exists():
-        cache.discard(final)  # written by another lockenv version, or damaged
+        # Another sync may have published it since we looked (publishing is one rename of
+        # a complete tree): look again before calling it damaged (or written by another
+        # lockenv version) and removing it from under that sync.
+        unpacked = _load_unpacked(cache, artifact)
+        if unpacked is not None:
+            return unpacked
+        cache.discard(final)
     work = cache.make_temp_dir("unpack")
     try:
         if isinstance(artifact, CondaArtifact):
