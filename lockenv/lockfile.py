@@ -5,7 +5,7 @@ The file is YAML, written only by lockenv.  Layout (``schemas/lockfile.schema.js
     version: 1
     lockenv-version: 0.1.0
     inputs: {platforms, channels, indexes, find-links, requires-python,
-             system-requirements, exclude-newer}
+             system-requirements, exclude-newer, exclude-newer-span}
     environments:
       <env>:
         python: '3.11'                # PyPI-only environments: the Python resolved for
@@ -109,6 +109,8 @@ class LockInputs:
     requires_python: str | None = None
     system_requirements: Mapping[str, str] = field(default_factory=dict)
     exclude_newer: str | None = None  # RFC 3339 UTC
+    # The manifest's duration ("2 weeks") when exclude_newer was computed from one.
+    exclude_newer_span: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -220,6 +222,8 @@ def to_dict(lock: Lockfile) -> dict[str, Any]:
         inputs["system-requirements"] = dict(sorted(lock.inputs.system_requirements.items()))
     if lock.inputs.exclude_newer is not None:
         inputs["exclude-newer"] = lock.inputs.exclude_newer
+    if lock.inputs.exclude_newer_span is not None:
+        inputs["exclude-newer-span"] = lock.inputs.exclude_newer_span
 
     environments: dict[str, Any] = {}
     for name in sorted(lock.environments):
@@ -504,6 +508,9 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
         ),
         system_requirements={str(k): v for k, v in system.items() if isinstance(v, str)},
         exclude_newer=_get(raw_inputs, "exclude-newer", str, "inputs", problems, required=False),
+        exclude_newer_span=_get(
+            raw_inputs, "exclude-newer-span", str, "inputs", problems, required=False
+        ),
     )
     _unknown_keys(
         raw_inputs,
@@ -515,6 +522,7 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
             "requires-python",
             "system-requirements",
             "exclude-newer",
+            "exclude-newer-span",
         },
         "inputs",
         problems,

@@ -91,6 +91,47 @@ def test_check_detects_staleness_not_formatting(tmp_path: Path, index_server: An
     assert lockenv(tmp_path, "lock", "--check", check=False).returncode == 1
 
 
+def _inputs(root: Path) -> dict[str, Any]:
+    import yaml
+
+    inputs: dict[str, Any] = yaml.safe_load((root / "lockenv.lock").read_text())["inputs"]
+    return inputs
+
+
+def test_exclude_newer_duration_does_not_go_stale(tmp_path: Path, index_server: Any) -> None:
+    manifest = write_manifest(tmp_path, index_server.url, 'alpha = "*"\n')
+    text = manifest.read_text().replace("[project]\n", '[project]\nexclude-newer = "30 days"\n')
+    manifest.write_text(text)
+    lockenv(tmp_path, "lock")
+    inputs = _inputs(tmp_path)
+    assert inputs["exclude-newer-span"] == "30 days"
+    # As if the lock had been made long ago: time passing does not make it stale...
+    lock = tmp_path / "lockenv.lock"
+    lock.write_text(lock.read_text().replace(inputs["exclude-newer"], "2024-07-01T00:00:00Z"))
+    assert lockenv(tmp_path, "lock", "--check").returncode == 0
+    # ...and `lock` on a fresh lock keeps the moment it recorded (and every pin).
+    assert "up to date" in lockenv(tmp_path, "lock").stderr
+    assert _inputs(tmp_path)["exclude-newer"] == "2024-07-01T00:00:00Z"
+    # The same span written another way is the same input.
+    manifest.write_text(text.replace('"30 days"', '"P30D"'))
+    assert lockenv(tmp_path, "lock", "--check").returncode == 0
+    # Another span is a change: the lock is stale, and a lock evaluates the span anew.
+    manifest.write_text(text.replace('"30 days"', '"2 weeks"'))
+    result = lockenv(tmp_path, "lock", "--check", check=False)
+    assert result.returncode == 1
+    assert "exclude-newer changed: the manifest has '2 weeks', the lock '30 days'" in result.stderr
+    lockenv(tmp_path, "lock")
+    inputs = _inputs(tmp_path)
+    assert inputs["exclude-newer-span"] == "2 weeks"
+    assert inputs["exclude-newer"] > "2025-"
+    # A fixed moment instead of a span: stale again, and the span leaves the lock.
+    manifest.write_text(text.replace('"30 days"', '"2025-01-01"'))
+    assert lockenv(tmp_path, "lock", "--check", check=False).returncode == 1
+    lockenv(tmp_path, "lock")
+    assert "exclude-newer-span" not in _inputs(tmp_path)
+    assert lockenv(tmp_path, "lock", "--check").returncode == 0
+
+
 def test_dry_run_writes_nothing(tmp_path: Path, index_server: Any) -> None:
     write_manifest(tmp_path, index_server.url, 'alpha = "*"\n')
     result = lockenv(tmp_path, "lock", "--dry-run")

@@ -443,6 +443,9 @@ def locks(draw: st.DrawFn) -> Lockfile:
                 st.dictionaries(st.sampled_from(["glibc", "macos", "cuda", "archspec"]), _VERSION)
             ),
             exclude_newer=draw(st.none() | _TIME),
+            exclude_newer_span=draw(
+                st.none() | st.from_regex(r"[1-9][0-9]{0,3} (week|day|hour)s?", fullmatch=True)
+            ),
         ),
         environments=environments,
         artifacts={a.url: a for a in artifacts},
@@ -719,6 +722,7 @@ def _duplicate_ref(data: dict[str, Any]) -> None:
         (_rename_env("test", "../x"), "environment name escapes .lockenv/envs"),
         (_rename_env("test", "Test"), "environment name the manifest refuses"),
         (_set("inputs.exclude-newer", "yesterday"), "not a date-time"),
+        (_set("inputs.exclude-newer-span", "3 months"), "span in calendar units"),
         (_set("packages[2].upload-time", "2024-01-01"), "upload-time without a time"),
         (_set("packages[0].noarch", "java"), "unknown noarch"),
         (_set("packages[0].subdir", "plan9-64"), "unknown subdir"),

@@ -26,7 +26,9 @@ Decisions the rest of lockenv relies on:
   ``../x``, absolute) become ``file://`` URLs, relative to the manifest's directory.
 - ``exclude-newer`` without a UTC offset (a TOML local datetime or a string without
   ``Z``) is read as UTC, never as the machine's local time, so a lock is the same
-  everywhere; a date means midnight UTC of that day.
+  everywhere; a date means midnight UTC of that day.  A duration (``"14 days"``,
+  ``"P2W"``; `lockenv.lock.exclude_newer`) is evaluated when the manifest is read: the
+  cutoff is then, minus the span, and ``exclude_newer_span`` keeps the span.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -201,6 +203,8 @@ class Manifest:
     default_feature: Feature
     features: Mapping[str, Feature]
     environments: Mapping[str, Environment]
+    # Set when exclude-newer is a duration; exclude_newer is then now minus this span.
+    exclude_newer_span: timedelta | None = None
     # Conda package name -> the PyPI name it provides, where the two differ (pytorch ->
     # torch); other conda packages provide the PyPI name equal to their own.
     conda_pypi_map: Mapping[str, NormalizedName] = field(
@@ -472,7 +476,7 @@ class _Reader:
         indexes = self._locations(project.get("indexes", []), ("project", "indexes"))
         find_links = self._locations(project.get("find-links", []), ("project", "find-links"))
         requires_python = self._requires_python(project, pep621)
-        exclude_newer = self._exclude_newer(project.get("exclude-newer"))
+        exclude_newer, exclude_newer_span = self._exclude_newer(project.get("exclude-newer"))
 
         default_feature = self._feature(DEFAULT_FEATURE, top, (), platforms)
         features: dict[str, Feature] = {}
@@ -511,6 +515,7 @@ class _Reader:
             find_links=find_links,
             requires_python=requires_python,
             exclude_newer=exclude_newer,
+            exclude_newer_span=exclude_newer_span,
             default_feature=default_feature,
             features=MappingProxyType(features),
             environments=MappingProxyType(environments),
@@ -650,16 +655,25 @@ class _Reader:
             )
             return None
 
-    def _exclude_newer(self, value: object) -> datetime | None:
+    def _exclude_newer(self, value: object) -> tuple[datetime | None, timedelta | None]:
+        from lockenv.lock.exclude_newer import SpanError, parse_span, span_cutoff
+
         keys = ("project", "exclude-newer")
         if value is None:
-            return None
+            return None, None
         if isinstance(value, datetime):
             moment = value
         elif isinstance(value, date):
             moment = datetime.combine(value, time())
         elif isinstance(value, str):
             text = value.strip()
+            try:
+                span = parse_span(text)
+            except SpanError as error:
+                self.add(keys, f"invalid exclude-newer duration {value!r}: {error}")
+                return None, None
+            if span is not None:
+                return span_cutoff(span), span
             try:
                 if not _EXCLUDE_NEWER.fullmatch(text):
                     raise ValueError(text)
@@ -668,15 +682,16 @@ class _Reader:
                 self.add(
                     keys,
                     f"invalid exclude-newer {value!r} (use an RFC 3339 timestamp such as "
-                    "'2025-06-01T00:00:00Z' or a date such as '2025-06-01')",
+                    "'2025-06-01T00:00:00Z', a date such as '2025-06-01', or a duration "
+                    "such as '14 days' or 'P2W')",
                 )
-                return None
+                return None, None
         else:
-            self.wrong_type(keys, "a datetime, a date or a string", value)
-            return None
+            self.wrong_type(keys, "a datetime, a date, a duration or a string", value)
+            return None, None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC)
+        return moment.astimezone(UTC), None
 
     # ---- features
 

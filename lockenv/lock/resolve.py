@@ -88,6 +88,7 @@ class _Pins:
 def manifest_inputs(manifest: Manifest, index_urls: Sequence[str]) -> LockInputs:
     """The inputs a lock of ``manifest`` records (credentials removed)."""
     from lockenv.http import redact_url
+    from lockenv.lock.exclude_newer import format_span
 
     system = manifest.default_feature.system_requirements
     system_map = {
@@ -108,6 +109,9 @@ def manifest_inputs(manifest: Manifest, index_urls: Sequence[str]) -> LockInputs
         requires_python=str(manifest.requires_python) if manifest.requires_python else None,
         system_requirements=system_map,
         exclude_newer=format_time(manifest.exclude_newer) if manifest.exclude_newer else None,
+        exclude_newer_span=(
+            format_span(manifest.exclude_newer_span) if manifest.exclude_newer_span else None
+        ),
     )
 
 

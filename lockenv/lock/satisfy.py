@@ -17,7 +17,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from lockenv.lockfile import CondaArtifact, Lockfile, PypiArtifact
+from lockenv.lockfile import CondaArtifact, Lockfile, LockInputs, PypiArtifact
 from lockenv.platforms import get_platform, marker_environment, python_target
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
             dict(expected.system_requirements),
             dict(actual.system_requirements),
         ),
-        ("exclude-newer", expected.exclude_newer, actual.exclude_newer),
+        *_exclude_newer_inputs(expected, actual),
     ):
         if want != have:
             reasons.append(f"{label} changed: the manifest has {want!r}, the lock {have!r}")
@@ -56,6 +56,20 @@ def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
     for name in sorted(wanted_envs & set(lock.environments)):
         reasons.extend(_environment_reasons(manifest.environment(name), lock, manifest))
     return reasons
+
+
+def _exclude_newer_inputs(
+    expected: LockInputs, actual: LockInputs
+) -> list[tuple[str, object, object]]:
+    """What exclude-newer compares: the span when the manifest gives a duration (the
+    moment it yields moves with the clock and must not make a lock stale), else the
+    moment itself."""
+    if expected.exclude_newer_span is not None:
+        return [("exclude-newer", expected.exclude_newer_span, actual.exclude_newer_span)]
+    return [
+        ("exclude-newer", expected.exclude_newer, actual.exclude_newer),
+        ("exclude-newer-span", None, actual.exclude_newer_span),
+    ]
 
 
 def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile, manifest: Manifest) -> list[str]:

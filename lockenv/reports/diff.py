@@ -199,6 +199,7 @@ def _input_changes(old: LockInputs, new: LockInputs) -> list[SettingChange]:
             dict(sorted(new.system_requirements.items())),
         ),
         ("exclude-newer", old.exclude_newer, new.exclude_newer),
+        ("exclude-newer-span", old.exclude_newer_span, new.exclude_newer_span),
     ]
     for key, before, after in pairs:
         if before != after:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +268,28 @@ def test_exclude_newer_forms(toml_value: str, expected: datetime) -> None:
     assert manifest.exclude_newer.tzinfo is UTC
 
 
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [("14 days", timedelta(days=14)), ("P2W", timedelta(days=14)), ("36h", timedelta(hours=36))],
+)
+def test_exclude_newer_duration(text: str, span: timedelta) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    manifest = parse_manifest(
+        f'[project]\nplatforms = ["linux-64"]\nexclude-newer = "{text}"\n', path=LOCKENV_TOML
+    )
+    after = datetime.now(UTC)
+    assert manifest.exclude_newer_span == span
+    assert manifest.exclude_newer is not None
+    assert before - span <= manifest.exclude_newer <= after - span
+
+
+def test_exclude_newer_moment_has_no_span() -> None:
+    manifest = parse_manifest(
+        '[project]\nplatforms = ["linux-64"]\nexclude-newer = "2025-06-01"\n', path=LOCKENV_TOML
+    )
+    assert manifest.exclude_newer_span is None
+
+
 # --------------------------------------------------------------------------- validation errors
 
 BASE = '[project]\nplatforms = ["linux-64"]\n'
@@ -347,6 +369,12 @@ INVALID = [
         "project.exclude-newer",
         "invalid exclude-newer 'yesterday'",
         id="exclude-newer-text",
+    ),
+    pytest.param(
+        BASE + 'exclude-newer = "3 months"\n',
+        "project.exclude-newer",
+        "invalid exclude-newer duration '3 months': 'months' has no fixed length",
+        id="exclude-newer-months",
     ),
     pytest.param(
         BASE + 'exclude-newer = "2025-13-01"\n',

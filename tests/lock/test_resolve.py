@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import pytest
 from packaging.requirements import Requirement
 
 from lockenv.errors import LockenvError
+from lockenv.lock.exclude_newer import format_span
 from lockenv.lock.manifest import Manifest, parse_manifest
-from lockenv.lock.resolve import LockOptions, lock_manifest
+from lockenv.lock.resolve import LockOptions, format_time, lock_manifest
 from lockenv.lockfile import Lockfile
 
 CASES_FILE = Path(__file__).parents[2] / "fixtures" / "resolver_cases" / "cases.toml"
@@ -147,6 +149,20 @@ def test_exclude_newer(fixture_index_dir: Path, tmp_path: Path) -> None:
     lock = lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
     assert pins(lock, "linux-64") == {"alpha": "1.1"}
     assert lock.inputs.exclude_newer == "2025-01-01T00:00:00Z"
+
+
+def test_exclude_newer_duration(fixture_index_dir: Path, tmp_path: Path) -> None:
+    # A span that puts the cutoff on 2025-01-01 today: between alpha 1.1 and 2.0.
+    days = (datetime.now(UTC) - datetime(2025, 1, 1, tzinfo=UTC)).days
+    index = (fixture_index_dir / "simple").as_uri()
+    manifest = make_manifest(
+        tmp_path, index, ["alpha"], platforms=["linux-64"], extra=f'exclude-newer = "{days}d"\n'
+    )
+    lock = lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
+    assert pins(lock, "linux-64") == {"alpha": "1.1"}
+    assert lock.inputs.exclude_newer_span == format_span(timedelta(days=days))
+    assert lock.inputs.exclude_newer == format_time(manifest.exclude_newer or datetime.now())
+    assert lock.inputs.exclude_newer.startswith("2025-01-0")
 
 
 def test_lock_over_http_matches_file_index(
