@@ -446,6 +446,15 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge_driver(args: argparse.Namespace) -> int:
+    from lockenv import workspace
+
+    merged = workspace.merge_driver(
+        Path(args.base), Path(args.ours), Path(args.theirs), say=_OUT.note
+    )
+    return 0 if merged else 1
+
+
 # ------------------------------------------------------------------------- environments
 
 
@@ -683,6 +692,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", action="append", metavar="P", help="default: every locked one")
     p.add_argument("--lock", metavar="FILE", help="bundle this lockfile (default: the project's)")
     p.add_argument("--offline", action="store_true", help="take artifacts from the cache only")
+
+    p = command(
+        "merge-driver",
+        cmd_merge_driver,
+        "git merge driver for lockenv.lock: merge the pins of both sides (see the README)",
+    )
+    p.add_argument("base", metavar="BASE", help="the common ancestor (git's %%O)")
+    p.add_argument("ours", metavar="OURS", help="our version, overwritten with the result (%%A)")
+    p.add_argument("theirs", metavar="THEIRS", help="their version (%%B)")
+    p.add_argument(
+        "path", nargs="?", metavar="PATH", help="the lock's path in the repository (%%P)"
+    )
 
     p = command("sync", cmd_sync, "build or update an environment from the lock")
     _env_options(p)

@@ -595,6 +595,11 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
     )
 
 
+def has_conflict_markers(text: str) -> bool:
+    """True when ``text`` holds git merge conflict markers (a lock left mid-merge)."""
+    return _CONFLICT_MARKER.search(text) is not None
+
+
 def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
     """Parse lock text; LockfileError (one line, naming the problem) on anything wrong."""
     marker = _CONFLICT_MARKER.search(text)
@@ -602,7 +607,8 @@ def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
         line = text.count("\n", 0, marker.start()) + 1
         raise LockfileError(
             f"{source} has git merge conflict markers (line {line}): resolve the conflict in "
-            "the manifest, then run `lockenv lock` to write a fresh lock"
+            "the manifest, then run `lockenv lock`: it solves again, preferring both sides' "
+            "pins (or set up lockenv's git merge driver, see the README)"
         )
     import yaml
 

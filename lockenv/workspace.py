@@ -78,11 +78,22 @@ def check(paths: ProjectPaths, manifest: Manifest | None = None) -> list[str]:
 
     if not paths.lock.exists():
         return [f"there is no {LOCK_NAME} yet"]
+    if _conflicted(paths.lock):
+        return [f"{LOCK_NAME} has git conflict markers"]
     manifest = manifest or load(paths)
     reasons = stale_reasons(manifest, read_lock(paths))
     if not reasons:
         remember_fresh(paths)
     return reasons
+
+
+def _conflicted(path: Path) -> bool:
+    from lockenv.lockfile import has_conflict_markers
+
+    try:
+        return has_conflict_markers(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False  # reading it again reports the problem
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +183,70 @@ def ensure_locked(
     if say:
         say(f"lock is out of date ({reasons[0]}); locking")
     lock(paths, options(), say=say, manifest=manifest)
+
+
+# -------------------------------------------------------------- merge
+
+
+def merge_driver(base: Path, ours: Path, theirs: Path, *, say: Say | None = None) -> bool:
+    """git's merge driver for a lock: merge ``base``, ``ours`` and ``theirs`` into ``ours``.
+
+    Pins are merged three ways (`lockenv.lock.merge.merge_locks`); the result is a lock
+    that ``lockenv lock`` then checks against the merged manifest.  Returns False when
+    ``ours`` or ``theirs`` is not a readable lock: ``ours`` then holds git's own conflict
+    markers (which ``lockenv lock`` also resolves).
+    """
+    from lockenv.lock.merge import merge_locks
+    from lockenv.lockfile import write_lockfile
+
+    sides = [_read_version(path, label) for path, label in ((ours, "ours"), (theirs, "theirs"))]
+    if sides[0] is None or sides[1] is None:
+        _merge_file_with_markers(base, ours, theirs)
+        if say:
+            say(f"{ours}: not a readable lock on both sides; left git's conflict markers")
+        return False
+    common = _read_version(base, "base")
+    outcome = merge_locks(common, sides[0], sides[1])
+    write_lockfile(outcome.lock, ours)
+    if say:
+        for note in outcome.notes:
+            say(f"merge: {note}")
+        say(f"merged {LOCK_NAME}; run `lockenv lock` to check it against the merged manifest")
+    return True
+
+
+def _read_version(path: Path, label: str) -> Lockfile | None:
+    """One of the versions git hands a merge driver (empty: there is no common ancestor)."""
+    from lockenv.lock.merge import read_conflicted
+    from lockenv.lockfile import has_conflict_markers, loads
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            return None
+        if has_conflict_markers(text):
+            # git's recursive strategy can hand over a virtual ancestor with markers.
+            outcome = read_conflicted(text, source=f"{LOCK_NAME} ({label})")
+            return outcome.lock if outcome is not None else None
+        return loads(text, source=f"{LOCK_NAME} ({label})")
+    except (OSError, UnicodeDecodeError, LockfileError):
+        return None
+
+
+def _merge_file_with_markers(base: Path, ours: Path, theirs: Path) -> None:
+    import subprocess
+
+    labels = ["-L", "ours", "-L", "base", "-L", "theirs"]
+    try:
+        subprocess.run(
+            ["git", "merge-file", *labels, str(ours), str(base), str(theirs)],
+            check=False,
+            capture_output=True,
+        )
+    except OSError:  # no git: the whole file as one conflict
+        text = ours.read_text(encoding="utf-8", errors="replace")
+        other = theirs.read_text(encoding="utf-8", errors="replace")
+        ours.write_text(f"<<<<<<< ours\n{text}=======\n{other}>>>>>>> theirs\n", encoding="utf-8")
 
 
 # -------------------------------------------------------------- list

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from lockenv.errors import LockenvError, ResolutionError
+from lockenv.errors import LockenvError, LockfileError, ResolutionError
 from lockenv.lock.conflicts import who_asked
 from lockenv.lock.pypi.provider import (
     PYTHON,
@@ -511,13 +511,33 @@ def _summarize(versions: Sequence[Version], limit: int = 6) -> str:
 
 
 def load_previous(path: Path, warn: Progress | None = None) -> Lockfile | None:
-    """The existing lock as preferences; a broken one is ignored with a warning."""
-    from lockenv.lockfile import read_lockfile
+    """The existing lock as preferences; a broken one is ignored with a warning.
+
+    A lock left with git conflict markers stands for both sides merged
+    (`lockenv.lock.merge.read_conflicted`): the pins either side had are preferred.
+    """
+    from lockenv.lockfile import has_conflict_markers, loads
 
     if not path.exists():
         return None
     try:
-        return read_lockfile(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LockfileError(f"cannot read {str(path)!r}: {exc}") from None
+        if not has_conflict_markers(text):
+            return loads(text, source=str(path))
+        from lockenv.lock.merge import read_conflicted
+
+        outcome = read_conflicted(text, source=str(path))
+        assert outcome is not None
+        if warn:
+            warn(
+                f"{path.name} has git conflict markers: solving again, preferring both sides' pins"
+            )
+            for note in outcome.notes:
+                warn(f"merge: {note}")
+        return outcome.lock
     except LockenvError as exc:
         if warn:
             warn(f"warning: ignoring the existing lock's pins: {exc}")
