@@ -382,17 +382,28 @@ def cmd_info(args: argparse.Namespace) -> int:
         "python": sys.version.split()[0],
         "cache-dir": str(default_cache_dir()),
     }
+    from lockenv.mirrors import config_files, describe, load_mirrors
+
+    manifest: Path | None = None
     try:
         paths = _paths(args)
+        manifest = paths.manifest
         info["manifest"] = str(paths.manifest)
         info["lock"] = str(paths.lock) if paths.lock.exists() else None
     except UsageError:
         info["manifest"] = None
+    info["config-files"] = [str(p) for p in config_files() if p.is_file()]
+    info["mirrors"] = list(describe(load_mirrors(manifest)))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         for key, value in info.items():
-            print(f"{key}: {value}")
+            if isinstance(value, list):
+                print(f"{key}:" + ("" if value else " none"))
+                for item in value:
+                    print(f"  {item}")
+            else:
+                print(f"{key}: {value}")
     return 0
 
 
@@ -474,6 +485,7 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
         offline=args.offline,
         python=Path(args.python) if getattr(args, "python", None) else None,
         compile_bytecode=getattr(args, "compile", False),
+        manifest=target.paths.manifest if target.paths is not None else None,
     )
     report = workspace.sync(
         target,

@@ -40,6 +40,11 @@ class ManifestError(LockenvError):
         super().__init__("; ".join(self.problems))
 
 
+class ConfigError(ManifestError):
+    """A site setting (``LOCKENV_MIRRORS``, a lockenv ``config.toml``) is invalid; like a
+    manifest, every problem is collected and named."""
+
+
 class PlatformError(LockenvError):
     """An unknown or unsupported target platform."""
 

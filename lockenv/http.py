@@ -11,6 +11,13 @@ Credentials, first match wins, per host:
 Credentials travel only in the ``Authorization`` header: never in cache keys, messages,
 or anything written to disk (`redact_url`).  Redirects to another host drop the header.
 
+Mirrors (`lockenv.mirrors`): a URL a rule covers is fetched from the rule's mirrors in
+order, the next one tried when one does not have it (HTTP 404/410, another 4xx or 5xx,
+no connection, bytes that fail the expected sha256 or size); a mirror that could not be
+reached is tried last for the rest of the client's life.  The client never rewrites what
+it returns: a page's ``url`` is where it was actually read (so its relative links
+resolve), and `HttpClient.origin_of` names it as its origin would.
+
 Index pages are cached on disk under ``<cache_dir>/http/``: revalidated with ETag /
 Last-Modified, kept for ``max-age`` when the server says so, never stored on ``no-store``,
 and kept ``page_ttl`` seconds (``LOCKENV_INDEX_TTL``) when the server gives no caching
@@ -32,14 +39,19 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from lockenv.errors import IndexAccessError, IntegrityError, OfflineError
+from lockenv.errors import IndexAccessError, IntegrityError, LockenvError, OfflineError
 
 if TYPE_CHECKING:
     import netrc
+    from collections.abc import Callable
 
     import httpx
+
+    from lockenv.mirrors import Mirrors
+
+    T = TypeVar("T")
 
 __all__ = [
     "ByteRange",
@@ -170,7 +182,8 @@ class HttpClient:
 
     Use as a context manager (or call `close`).  ``offline=True`` serves index pages from
     the cache only and refuses network downloads (`OfflineError`); ``refresh=True`` ignores
-    cached pages (they are still rewritten).
+    cached pages (they are still rewritten).  ``mirrors``: the rules to fetch through
+    (default: the machine's, `lockenv.mirrors.site_mirrors`, read at the first request).
     """
 
     def __init__(
@@ -182,8 +195,11 @@ class HttpClient:
         page_ttl: float = 600.0,
         max_connections: int = 16,
         timeout: float = 60.0,
+        mirrors: Mirrors | None = None,
     ) -> None:
         self.cache_dir = cache_dir
+        self._mirrors = mirrors
+        self._unreachable: set[str] = set()  # mirror prefixes that could not be reached
         self.offline = offline
         self.refresh = refresh
         env_ttl = os.environ.get("LOCKENV_INDEX_TTL")
@@ -236,6 +252,48 @@ class HttpClient:
                     headers={"User-Agent": _user_agent()},
                 )
             return self._client
+
+    # -- mirrors ---------------------------------------------------------------------------
+
+    @property
+    def mirrors(self) -> Mirrors:
+        """The mirror rules this client fetches through."""
+        if self._mirrors is None:
+            from lockenv.mirrors import site_mirrors
+
+            mirrors = site_mirrors()
+            with self._lock:
+                if self._mirrors is None:
+                    self._mirrors = mirrors
+        assert self._mirrors is not None
+        return self._mirrors
+
+    def origin_of(self, url: str) -> str:
+        """``url`` named as its origin would name it (unchanged when no mirror serves it)."""
+        return self.mirrors.origin_of(url) if self.mirrors else url
+
+    def _via_mirrors(self, url: str, fetch: Callable[[str], T]) -> T:
+        """``fetch`` from the first location of ``url`` that has it (see the module doc)."""
+        rule = self.mirrors.rule_for(url) if self.mirrors else None
+        if rule is None:
+            return fetch(url)
+        rest = redact_url(url)[len(rule.origin) :]
+        if len(rule.mirrors) == 1:
+            return fetch(rule.mirrors[0] + rest)
+        with self._lock:
+            # Stable: the order of the rule, with mirrors found unreachable moved last.
+            prefixes = sorted(rule.mirrors, key=lambda m: m in self._unreachable)
+        failures: list[tuple[str, Exception]] = []
+        for prefix in prefixes:
+            try:
+                return fetch(prefix + rest)
+            except (HttpStatusError, IntegrityError, OfflineError) as exc:
+                failures.append((prefix + rest, exc))
+            except IndexAccessError as exc:  # no connection, after the retries
+                failures.append((prefix + rest, exc))
+                with self._lock:
+                    self._unreachable.add(prefix)
+        raise _no_location(redact_url(url), failures)
 
     # -- credentials -----------------------------------------------------------------------
 
@@ -341,6 +399,9 @@ class HttpClient:
 
     def get_page(self, url: str, *, accept: str) -> Page:
         """GET an index page (``Accept: accept``), through the on-disk cache."""
+        return self._via_mirrors(url, lambda location: self._get_page(location, accept))
+
+    def _get_page(self, url: str, accept: str) -> Page:
         if url.startswith("file:"):
             return self._get_file_page(url)
         entry_path = self._cache_path(url, accept)
@@ -395,6 +456,9 @@ class HttpClient:
 
     def fetch_bytes(self, url: str) -> bytes:
         """GET a small file (e.g. a ``.metadata`` file) without the page cache."""
+        return self._via_mirrors(url, self._fetch_bytes)
+
+    def _fetch_bytes(self, url: str) -> bytes:
         if url.startswith("file:"):
             path = file_url_to_path(url)
             try:
@@ -411,6 +475,9 @@ class HttpClient:
 
     def get_range(self, url: str, start: int, end: int | None = None) -> ByteRange:
         """Bytes ``[start, end)`` of a file (to its end when ``end`` is None)."""
+        return self._via_mirrors(url, lambda location: self._get_range(location, start, end))
+
+    def _get_range(self, url: str, start: int, end: int | None) -> ByteRange:
         if url.startswith("file:"):
             return _local_range(file_url_to_path(url), start, end)
         self._check_online(url, "partial download")
@@ -419,6 +486,9 @@ class HttpClient:
 
     def get_suffix(self, url: str, n: int) -> ByteRange:
         """The last ``n`` bytes of a file (all of it when it is shorter)."""
+        return self._via_mirrors(url, lambda location: self._get_suffix(location, n))
+
+    def _get_suffix(self, url: str, n: int) -> ByteRange:
         if url.startswith("file:"):
             path = file_url_to_path(url)
             size = _stat_size(path, url)
@@ -445,6 +515,9 @@ class HttpClient:
 
     def content_length(self, url: str) -> int | None:
         """Size of a file from a HEAD request (or stat for file://); None if not given."""
+        return self._via_mirrors(url, self._content_length)
+
+    def _content_length(self, url: str) -> int | None:
         if url.startswith("file:"):
             return _stat_size(file_url_to_path(url), url)
         self._check_online(url, "size check")
@@ -460,8 +533,16 @@ class HttpClient:
         """Download ``url`` to ``dest`` atomically, checking ``size`` and ``sha256`` if given.
 
         The body is hashed while it streams into a temporary file beside ``dest``, which
-        replaces ``dest`` only when it matches.  Returns ``(sha256, size)``.
+        replaces ``dest`` only when it matches.  Returns ``(sha256, size)``.  Through
+        mirrors, a mirror whose bytes do not match is passed over for the next.
         """
+        return self._via_mirrors(
+            url, lambda location: self._download(location, dest, sha256=sha256, size=size)
+        )
+
+    def _download(
+        self, url: str, dest: Path, *, sha256: str | None, size: int | None
+    ) -> tuple[str, int]:
         import httpx
 
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -527,6 +608,35 @@ class HttpClient:
 
 class _RetryableStatus(Exception):
     pass
+
+
+def _no_location(shown: str, failures: list[tuple[str, Exception]]) -> LockenvError:
+    """One error for a URL no mirror could serve, of the kind callers act on: a 404 when
+    every mirror that answered said it has no such file, an integrity error when one
+    served wrong bytes, else the first failure."""
+    tried = "; ".join(f"{redact_url(loc)}: {_reason(exc)}" for loc, exc in failures)
+    message = f"{shown!r}: no mirror could serve it ({tried}); check the mirrors' settings"
+    integrity = [exc for _, exc in failures if isinstance(exc, IntegrityError)]
+    if integrity:
+        return IntegrityError(message)
+    statuses = [exc.status for _, exc in failures if isinstance(exc, HttpStatusError)]
+    if statuses and all(status in (404, 410) for status in statuses):
+        return HttpStatusError(message, url=shown, status=statuses[0])
+    first = failures[0][1]
+    if isinstance(first, HttpStatusError):
+        return HttpStatusError(message, url=shown, status=first.status)
+    if isinstance(first, OfflineError):
+        return first
+    return IndexAccessError(message)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, HttpStatusError) and exc.status is not None:
+        return f"HTTP {exc.status}"
+    if isinstance(exc, IntegrityError):
+        return "sha256 or size mismatch"
+    text = str(exc)
+    return text.rpartition(": ")[2] if ": " in text else text
 
 
 def _check_integrity(

@@ -48,6 +48,8 @@ def _isolate_from_machine(
         if key.startswith("PIP_") or (key.startswith("LOCKENV_") and key != NETWORK_ENV):
             monkeypatch.delenv(key)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    # Nor lockenv's own site settings (mirrors) from ~/.config or /etc.
+    monkeypatch.setenv("LOCKENV_CONFIG", os.devnull)
     monkeypatch.setenv("LOCKENV_CACHE_DIR", str(tmp_path_factory.mktemp("lockenv-cache")))
     # A real ~/.netrc could add credentials to requests made to the fixture servers.
     monkeypatch.setenv("NETRC", str(tmp_path_factory.getbasetemp() / "no-such-netrc"))

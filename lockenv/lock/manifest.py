@@ -51,6 +51,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import ManifestError, UsageError
+from lockenv.mirrors import Mirrors, parse_mirror_table
 from lockenv.platforms import PLATFORMS as _TARGETS
 
 __all__ = [
@@ -107,6 +108,7 @@ _TOP_KEYS = (
     "feature",
     "environments",
     "conda-pypi-map",
+    "mirrors",
 )
 _FEATURE_KEYS = (
     "dependencies",
@@ -205,6 +207,8 @@ class Manifest:
     environments: Mapping[str, Environment]
     # Set when exclude-newer is a duration; exclude_newer is then now minus this span.
     exclude_newer_span: timedelta | None = None
+    # [mirrors]: where to fetch from (never recorded in the lock); see lockenv.mirrors.
+    mirrors: Mirrors = field(default_factory=Mirrors)
     # Conda package name -> the PyPI name it provides, where the two differ (pytorch ->
     # torch); other conda packages provide the PyPI name equal to their own.
     conda_pypi_map: Mapping[str, NormalizedName] = field(
@@ -503,6 +507,14 @@ class _Reader:
 
         environments = self._environments(top.get("environments", {}), features)
         conda_pypi_map = self._conda_pypi_map(top.get("conda-pypi-map", {}))
+        mirrors = parse_mirror_table(
+            top.get("mirrors", {}),
+            source=self.label,
+            base_dir=self.root,
+            problem=lambda key, message: self.add(
+                ("mirrors", key) if key else ("mirrors",), message
+            ),
+        )
         if name is None or channels is None or indexes is None or find_links is None:
             return None
         manifest = Manifest(
@@ -520,6 +532,7 @@ class _Reader:
             features=MappingProxyType(features),
             environments=MappingProxyType(environments),
             conda_pypi_map=MappingProxyType(conda_pypi_map),
+            mirrors=mirrors,
         )
         if not self.problems:
             for env in environments.values():

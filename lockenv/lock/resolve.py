@@ -144,16 +144,20 @@ def lock_manifest(
     from lockenv.http import HttpClient
     from lockenv.lock.pypi.index import PackageIndex
     from lockenv.lock.pypi.metadata import MetadataFetcher
+    from lockenv.mirrors import site_mirrors
 
     index_urls = index_urls_for(manifest)
     cache_dir = options.cache_dir or default_cache_dir()
+    mirrors = site_mirrors().then(manifest.mirrors)
     jobs = [
         _Job(env=spec, platform=platform)
         for spec in map(manifest.environment, manifest.environment_names())
         for platform in spec.platforms
     ]
     with (
-        HttpClient(cache_dir, offline=options.offline, refresh=options.refresh) as http,
+        HttpClient(
+            cache_dir, offline=options.offline, refresh=options.refresh, mirrors=mirrors
+        ) as http,
         PackageIndex(
             http, index_urls, manifest.find_links, exclude_newer=manifest.exclude_newer
         ) as index,
@@ -375,7 +379,7 @@ class _Resolver:
             build_number=record.build_number,
             subdir=record.subdir,
             filename=record.filename,
-            url=redact_url(record.url),
+            url=redact_url(self.http.origin_of(record.url)),
             sha256=sha256,
             size=size,
             md5=record.md5,
@@ -455,7 +459,8 @@ class _Resolver:
             name=file.name,
             version=str(file.version),
             filename=file.filename,
-            url=redact_url(file.url),
+            # Read through a mirror, a file is still locked under its origin's URL.
+            url=redact_url(self.http.origin_of(file.url)),
             sha256=sha256,
             size=size,
             requires_dist=tuple(str(r) for r in meta.requires_dist),

@@ -17,11 +17,15 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lockenv.cache import Cache, copy_hashing, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
 from lockenv.lockfile import Artifact
 from lockenv.sync.checkpoints import checkpoint
+
+if TYPE_CHECKING:
+    from lockenv.mirrors import Mirrors
 
 __all__ = ["FetchResult", "fetch_artifacts"]
 
@@ -65,12 +69,15 @@ def fetch_artifacts(
     jobs: int = 8,
     progress: Progress | None = None,
     bundle: Path | None = None,
+    manifest: Path | None = None,
 ) -> FetchResult:
     """Make each artifact's archive available in ``cache``, sha256 and size verified.
 
     Artifacts not in the cache are taken from the ``bundle`` directory when it has them,
-    else downloaded.  Raises OfflineError listing every missing artifact when
-    ``offline`` (``file://`` URLs are local files, read even offline), and IntegrityError
+    else downloaded, through the mirrors of the machine and of ``manifest`` (if given).
+    Raises OfflineError listing every missing artifact when ``offline`` (``file://`` URLs,
+    and mirrors on a shared filesystem, are local files, read even offline), and
+    IntegrityError
     naming the artifact, the expected and the actual sha256 when any artifact (cached,
     bundled or downloaded) does not match the lock.
     """
@@ -91,8 +98,13 @@ def fetch_artifacts(
             if source is not None:
                 bundled[a.sha256] = source
         missing = [a for a in missing if a.sha256 not in bundled]
-    if offline:
-        unavailable = [a for a in missing if not a.url.startswith("file:")]
+    mirrors: Mirrors | None = None
+    if missing:
+        from lockenv.mirrors import load_mirrors
+
+        mirrors = load_mirrors(manifest)
+    if offline and mirrors is not None:
+        unavailable = [a for a in missing if not _local(a.url, mirrors)]
         if unavailable:
             listed = "; ".join(f"{a.filename} ({a.url})" for a in unavailable)
             where = f"the cache ({cache.root})"
@@ -114,7 +126,9 @@ def fetch_artifacts(
                 errors.append(exc)
     else:
         imports = [(a, bundled[a.sha256]) for a in from_bundle]
-        errors = _fetch_in_pool(cached, imports, missing, cache, paths, offline, jobs, progress)
+        errors = _fetch_in_pool(
+            cached, imports, missing, cache, paths, offline, jobs, progress, mirrors
+        )
     if errors:
         _raise_all(errors)
     return FetchResult(
@@ -122,6 +136,11 @@ def fetch_artifacts(
         downloaded=tuple(a.filename for a in missing),
         bundled=tuple(a.filename for a in from_bundle),
     )
+
+
+def _local(url: str, mirrors: Mirrors) -> bool:
+    """True when ``url`` (or a mirror of it) is a local file, readable offline."""
+    return any(location.startswith("file:") for location in mirrors.locations(url))
 
 
 def _import_from_bundle(artifact: Artifact, source: Path, dest: Path) -> None:
@@ -167,6 +186,7 @@ def _fetch_in_pool(
     offline: bool,
     jobs: int,
     progress: Progress | None,
+    mirrors: Mirrors | None,
 ) -> list[LockenvError]:
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -184,7 +204,9 @@ def _fetch_in_pool(
                 from lockenv.http import HttpClient, redact_url
 
                 client = stack.enter_context(
-                    HttpClient(cache.root, offline=offline, max_connections=workers)
+                    HttpClient(
+                        cache.root, offline=offline, max_connections=workers, mirrors=mirrors
+                    )
                 )
 
                 def download(artifact: Artifact) -> None:

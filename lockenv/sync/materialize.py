@@ -96,6 +96,8 @@ class SyncOptions:
     ``compile_bytecode``: write deterministic .pyc files (unchecked-hash).  ``cache_dir``:
     else `default_cache_dir`.  ``jobs``: parallel downloads/unpacks.  ``bundle``: a bundle
     directory (`lockenv.sync.bundle_source`) that artifacts missing from the cache are taken from.
+    ``manifest``: the project's manifest, whose ``[mirrors]`` apply to downloads (with the
+    machine's, `lockenv.mirrors`); read only when something must be downloaded.
     """
 
     link_mode: str = "hardlink"
@@ -105,6 +107,7 @@ class SyncOptions:
     cache_dir: Path | None = None
     jobs: int = 8
     bundle: Path | None = None
+    manifest: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -650,6 +653,7 @@ def sync_environment(
             jobs=options.jobs,
             progress=progress,
             bundle=options.bundle,
+            manifest=options.manifest,
         )
         checkpoint("fetch:done")
         cache.clean_stale_temp()

@@ -919,3 +919,35 @@ def test_conda_pypi_map_errors(tmp_path: Path, table: str, words: list[str]) -> 
         parse_manifest(text, path=tmp_path / "lockenv.toml")
     for word in words:
         assert word in str(info.value)
+
+
+def test_mirrors(tmp_path: Path) -> None:
+    text = (
+        '[project]\nname = "m"\nplatforms = ["linux-64"]\n[mirrors]\n'
+        '"https://origin.invalid/simple" = ["https://m.invalid/simple", "./wheels"]\n'
+    )
+    manifest = parse_manifest(text, path=tmp_path / "lockenv.toml")
+    assert manifest.mirrors.locations("https://origin.invalid/simple/a/") == (
+        "https://m.invalid/simple/a/",
+        (tmp_path / "wheels").as_uri() + "/a/",
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ('"./here" = ["https://m.invalid"]', ['mirrors."./here"', "not a URL without credentials"]),
+        ('"https://o.invalid" = []', ['mirrors."https://o.invalid"', "a list of mirror URLs"]),
+        (
+            '"https://o.invalid" = ["https://u:secret@m.invalid", "gopher://x"]',
+            ["'gopher://x' is not an http://"],
+        ),
+    ],
+)
+def test_mirrors_errors(tmp_path: Path, table: str, words: list[str]) -> None:
+    text = f'[project]\nname = "m"\nplatforms = ["linux-64"]\n[mirrors]\n{table}\n'
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, path=tmp_path / "lockenv.toml")
+    for word in words:
+        assert word in str(info.value)
+    assert "secret" not in str(info.value)
