@@ -14,8 +14,8 @@ flow ``lockenv.toml --lock--> lockenv.lock --sync--> environment``:
 - `lockenv.reports` — what is made from a lock: tree, diff, export, bundle.
 - `lockenv.workspace` ties the stages together for a project on disk, and `lockenv.cli`
   parses arguments and prints; nothing imports the CLI.
-- Beneath them all, shared by both sides: `errors`, `platforms`, `project` (where a
-  project's files are), `cache`, `http`, `pipconfig`.
+- Beneath them all, shared by both sides: `errors`, `atomic` (crash-safe file writes),
+  `platforms`, `project` (where a project's files are), `cache`, `http`, `pipconfig`.
 
 Imports only go down this list (and `lock` and `sync` never into each other); the
 contracts in ``pyproject.toml`` ([tool.importlinter]) are checked by the test suite.

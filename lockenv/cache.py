@@ -6,13 +6,25 @@ Layout under the cache root::
     unpacked/<sha256[:2]>/<sha256>/             each archive unpacked once: a wheel as files/,
                                                 a conda package as pkg/ (conda's extracted
                                                 package dir: info/ + payload), each with a
-                                                manifest.json beside it
+                                                manifest.json and a seal.json beside it
+    unpacked/<sha256[:2]>/<sha256>-u<uid>/      the same, private to user <uid>, when the
+                                                shared entry was made by another user
     tmp/                                        work directories, renamed into place when complete
 
 Every entry appears through one ``os.rename`` (archives through ``os.replace`` in the HTTP
 client), so processes sharing a cache (cluster jobs on one filesystem) never see a partial
-entry and need no lock: the loser of a race discards its own copy.  The cache is only
-trusted through hashes: archives are re-hashed against the lock before every use.
+entry and need no lock: the loser of a race discards its own copy.
+
+The cache is only trusted through hashes, never through where a file is.  Archives are
+re-hashed against the lock before every use.  An unpacked tree is made from such a
+checked archive and sealed before it is published (`seal_entry`): ``seal.json`` lists
+every file with its sha256, size, mode, inode and mtime.  Before a sync links from a tree,
+`check_entry` compares each file's ``lstat`` with the seal (no reading, no hashing: cheap
+on warm syncs) and re-hashes only a file whose inode, size or mtime changed; a changed
+mode or content, a file swapped for a link, or a file another user owns makes the entry
+damaged (the sync unpacks it again).  The seal itself is trusted only when the current
+user (or root) owns it and nobody else can write it: an entry made by another user of a
+shared cache is "foreign", and the sync makes (and seals) a private copy instead.
 
 Use is recorded in the entry directories' mtimes (`Cache.mark_used`, by a sync that fetches,
 never by the no-op sync); `prune` removes entries unused for a number of days.
@@ -25,15 +37,30 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import stat
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["Cache", "PruneReport", "default_cache_dir", "hash_file", "prune", "remove_tree"]
+__all__ = [
+    "SEAL",
+    "Cache",
+    "EntryState",
+    "PruneReport",
+    "check_entry",
+    "default_cache_dir",
+    "hash_file",
+    "prune",
+    "remove_tree",
+    "seal_entry",
+]
 
+SEAL = "seal.json"
+_SEAL_FORMAT = 1
 _STALE_TEMP_SECONDS = 24 * 3600
 # Whatever was used more recently than this may be in use by a running sync: never pruned,
 # whatever --older-than says.
@@ -94,6 +121,98 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# -- sealed entries ---------------------------------------------------------------------
+
+EntryState = Literal["ok", "missing", "damaged", "foreign"]
+
+
+def _trusted_owner(uid: int) -> bool:
+    # Only the current user or root could have written a file they own.
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is None or uid in (geteuid(), 0)
+
+
+def seal_entry(work: Path) -> None:
+    """Write ``work/seal.json``: every regular file and symlink under ``work`` (a completed
+    cache entry, before it is published) with what `check_entry` compares.
+
+    Files are hashed (they were just written: read from the page cache); the seal is
+    made read-only.
+    """
+    files: list[list[object]] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(work / rel_dir if rel_dir else work) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            rel = f"{rel_dir}{entry.name}"
+            if rel == SEAL:
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(rel + "/")
+            elif stat.S_ISLNK(st.st_mode):
+                files.append([rel, "l", 0, 0, 0, 0, os.readlink(entry.path)])
+            elif stat.S_ISREG(st.st_mode):
+                digest, _ = hash_file(Path(entry.path))
+                # The whole st_mode (type and permission bits): compared in one go.
+                files.append([rel, "f", st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, digest])
+            else:
+                raise OSError(f"{entry.path!r} is neither a file, a directory nor a link")
+    data = {"format": _SEAL_FORMAT, "files": files}
+    path = work / SEAL
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, separators=(",", ":"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def check_entry(entry: Path) -> EntryState:
+    """Whether the unpacked tree ``entry`` is still what its seal says.
+
+    "ok": every sealed file is there with its mode and content (a file whose inode, size
+    or mtime moved is re-hashed); "missing": no entry, or no seal (made by a lockenv
+    without seals: remake it); "damaged": a file differs; "foreign": the seal was written
+    by another user (or is writable by others), so it proves nothing.
+
+    One ``lstat`` per file and nothing read: the cost of a warm sync's check.
+    """
+    seal = entry / SEAL
+    try:
+        st = os.lstat(seal)
+    except OSError:
+        return "missing"
+    if not stat.S_ISREG(st.st_mode) or not _trusted_owner(st.st_uid) or st.st_mode & 0o022:
+        return "foreign"
+    geteuid = getattr(os, "geteuid", None)
+    owners = {geteuid(), 0} if geteuid is not None else None
+    base = f"{entry}{os.sep}"
+    lstat = os.lstat
+    try:
+        with open(seal, "rb") as fh:
+            data = json.loads(fh.read())
+        if data.get("format") != _SEAL_FORMAT:
+            return "missing"
+        for rel, kind, size, mtime, ino, mode, value in data["files"]:
+            path = base + rel
+            st = lstat(path)
+            if kind == "l":
+                if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != value:
+                    return "damaged"
+                continue
+            if st.st_mode != mode or st.st_size != size:
+                return "damaged"  # a chmod, a link or directory swapped in, a new length
+            if owners is not None and st.st_uid not in owners:
+                return "damaged"  # another user's file could change under our links
+            if (st.st_ino != ino or st.st_mtime_ns != mtime) and hash_file(Path(path))[0] != value:
+                return "damaged"  # touched, or copied back: what counts is the content
+    except (OSError, ValueError, KeyError, TypeError):
+        return "damaged"
+    return "ok"
+
+
 @dataclass(frozen=True, slots=True)
 class Cache:
     """A cache root and the paths of its entries."""
@@ -107,6 +226,11 @@ class Cache:
     def unpacked_dir(self, sha256: str) -> Path:
         """Where the wheel or conda package with this content is unpacked."""
         return self.root / "unpacked" / sha256[:2] / sha256
+
+    def private_unpacked_dir(self, sha256: str) -> Path:
+        """This user's own copy of the unpacked tree, for when the shared one is foreign."""
+        uid = getattr(os, "geteuid", lambda: 0)()
+        return self.root / "unpacked" / sha256[:2] / f"{sha256}-u{uid}"
 
     def mark_used(self, sha256: str) -> None:
         """Record that a sync is about to use this artifact (before it looks at it).
@@ -222,7 +346,7 @@ def prune(cache: Cache, *, older_than_days: float = 30.0, now: float | None = No
             live.add(entry.name)
     for entry in _entries(cache.root / "unpacked"):
         # Without its archive an unpacked tree is never used (the archive is verified first).
-        limit = unused if entry.name in live else in_use
+        limit = unused if entry.name.partition("-")[0] in live else in_use
         if _mtime(entry) < limit:
             removed = _remove_unless_used(cache, Path(entry.path), limit)
             if removed is not None:

@@ -27,12 +27,10 @@ header at all.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -657,31 +655,13 @@ def _check_integrity(
 
 @contextlib.contextmanager
 def _temp_beside(dest: Path) -> Iterator[tuple[Path, Any]]:
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    # mkstemp makes the file private (0600); a downloaded file gets the modes any other
-    # new file would (umask), so a cache shared by a group of cluster users stays readable.
-    os.fchmod(fd, 0o666 & ~_umask())
-    tmp = Path(name)
-    fh = os.fdopen(fd, "wb")
-    try:
+    # A downloaded file gets the modes any other new file would (umask), not mkstemp's
+    # private 0600, so a cache shared by a group of cluster users stays readable; the
+    # partial file is removed whatever happens, a full disk included.
+    from lockenv.atomic import new_file_mode, temp_file_beside
+
+    with temp_file_beside(dest, suffix=".part", mode=new_file_mode()) as (tmp, fh):
         yield tmp, fh
-    finally:
-        fh.close()
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-@functools.cache
-def _umask() -> int:
-    """The process umask, read once (without changing it where the system allows)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    # Elsewhere os.umask can only be read by setting it; set it straight back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _stat_size(path: Path, url: str) -> int:

@@ -17,8 +17,16 @@ import sys
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
-from lockenv.lockfile import LockedEnvironment, Lockfile, LockInputs, PypiArtifact, write_lockfile
+from lockenv.lockfile import (
+    CondaArtifact,
+    LockedEnvironment,
+    Lockfile,
+    LockInputs,
+    PypiArtifact,
+    write_lockfile,
+)
 from lockenv.platforms import current_platform
 
 PYTHON_XY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -336,3 +344,83 @@ def interrupt_at_random_moments(
         assert any(r.ok for r in reports), [r.to_json() for r in reports]
     _sync_and_verify(new, prefix)
     _no_leftovers(prefix)
+
+
+def _repodata(channel: Path, subdir: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((channel / subdir / "repodata.json").read_text())
+    return data
+
+
+def conda_artifact(channel: Path, stem: str, *, fmt: str = ".conda") -> CondaArtifact:
+    """The locked artifact of fixture package ``stem`` ("name-version"), from repodata."""
+    for subdir in (current_platform(), "noarch"):
+        repodata = _repodata(channel, subdir)
+        key = "packages.conda" if fmt == ".conda" else "packages"
+        for filename, record in sorted(repodata[key].items()):
+            if filename.startswith(stem + "-") and filename.endswith(fmt):
+                return CondaArtifact(
+                    name=record["name"],
+                    version=record["version"],
+                    build=record["build"],
+                    build_number=record["build_number"],
+                    subdir=subdir,
+                    filename=filename,
+                    url=(channel / subdir / filename).as_uri(),
+                    sha256=record["sha256"],
+                    size=record["size"],
+                    md5=record["md5"],
+                    depends=tuple(record.get("depends", ())),
+                    constrains=tuple(record.get("constrains", ())),
+                    timestamp=record.get("timestamp"),
+                    channel=channel.as_uri(),
+                    noarch=record.get("noarch"),
+                    license=record.get("license"),
+                )
+    raise AssertionError(f"no fixture package {stem}")
+
+
+def custom_conda_package(
+    directory: Path, name: str, files: Iterable[Any], *, fmt: str = ".conda", **spec: Any
+) -> CondaArtifact:
+    """A hand-made conda package (the fixture builder's code) written into ``directory``
+    and locked by file:// URL; ``files`` are `fixtures.build_channel.PayloadFile`s, ``spec``
+    overrides version, subdir, noarch, depends, entry_points."""
+    from fixtures.build_channel import PackageSpec, build_package, placeholder_prefix
+
+    depends = tuple(spec.pop("depends", ()))
+    package = PackageSpec(
+        name=name,
+        version=spec.pop("version", "1.0"),
+        build="h_test_0",
+        build_number=0,
+        subdir=spec.pop("subdir", "noarch"),
+        noarch=spec.pop("noarch", "generic"),
+        depends=depends,
+        constrains=(),
+        track_features=(),
+        license="MIT",
+        summary="test package",
+        timestamp=1704067200000,
+        entry_points=tuple(spec.pop("entry_points", ())),
+        files=tuple(sorted(files, key=lambda f: f.path)),
+        placeholder=placeholder_prefix(),
+    )
+    assert not spec, spec
+    built = build_package(package)
+    data = built.conda if fmt == ".conda" else built.tar_bz2
+    path = directory / f"{package.stem}{fmt}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return CondaArtifact(
+        name=package.name,
+        version=package.version,
+        build=package.build,
+        build_number=0,
+        subdir=package.subdir,
+        filename=path.name,
+        url=path.as_uri(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        noarch=package.noarch,
+        depends=depends,
+    )

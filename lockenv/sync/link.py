@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable
 from typing import Literal, get_args
 
 from lockenv.errors import UsageError
@@ -39,13 +38,16 @@ class Linker:
         self.copied_across_filesystems = False
         self._lock = threading.Lock()
 
-    def place(self, src: str, dst: str, *, executable: bool) -> None:
-        """Make ``dst`` a file with the content of ``src`` (replacing an existing ``dst``)."""
+    def place_new(self, src: str, dst: str, *, executable: bool) -> None:
+        """Create ``dst`` with the content of ``src``; FileExistsError if ``dst`` exists
+        (the caller decides what may be replaced: `lockenv.sync.guard.PrefixGuard`)."""
         mode = self.mode
         if mode == "hardlink":
             try:
-                _replace_existing(os.link, src, dst)
+                os.link(src, dst)
                 return
+            except FileExistsError:
+                raise
             except OSError as exc:
                 if exc.errno == errno.EXDEV:
                     with self._lock:
@@ -55,25 +57,36 @@ class Linker:
                     raise
             mode = "copy"
         if mode == "symlink":
-            _replace_existing(os.symlink, src, dst)
+            os.symlink(src, dst)
             return
         copy_file(src, dst, executable=executable)
 
+    def place(self, src: str, dst: str, *, executable: bool) -> None:
+        """Make ``dst`` a file with the content of ``src``, replacing (never writing
+        through) a file or link already at ``dst``."""
+        try:
+            self.place_new(src, dst, executable=executable)
+        except FileExistsError:
+            # Two wheels shipping one path: the later one wins, as with pip.
+            os.unlink(dst)
+            self.place_new(src, dst, executable=executable)
+
 
 def copy_file(src: str, dst: str, *, executable: bool) -> None:
-    """Copy ``src`` to ``dst`` as a private, writable file."""
+    """Copy the regular file ``src`` to the new file ``dst`` (0755 or 0644, private).
+
+    Neither end is followed if it is a symlink: ``dst`` must not exist (FileExistsError),
+    and a symlink at ``src`` is refused (an unpacked cache entry holds regular files).
+    """
     import shutil
 
-    if os.path.lexists(dst):
-        os.unlink(dst)
-    shutil.copyfile(src, dst)
-    os.chmod(dst, 0o755 if executable else 0o644)
-
-
-def _replace_existing(op: Callable[[str, str], None], src: str, dst: str) -> None:
-    try:
-        op(src, dst)
-    except FileExistsError:
-        # Two wheels shipping one path: the later one wins, as with pip.
-        os.unlink(dst)
-        op(src, dst)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    binary = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    mode = 0o755 if executable else 0o644
+    src_fd = os.open(src, os.O_RDONLY | nofollow | binary)
+    with os.fdopen(src_fd, "rb") as source:
+        dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow | binary, mode)
+        with os.fdopen(dst_fd, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+            if hasattr(os, "fchmod"):
+                os.fchmod(out.fileno(), mode)  # open's mode is masked by the umask

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
         PypiArtifact,
     )
     from lockenv.sync.conda.install import InstalledConda, UnpackedConda
-    from lockenv.sync.link import Linker
+    from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.pypi.wheel import InstalledDist, UnpackedWheel
     from lockenv.sync.venv import EnvLayout
 
@@ -148,6 +148,8 @@ def _state_is_current(state: EnvState, prefix: Path, platform: str) -> bool:
         and _site_dist_infos(prefix, state.site_packages) == state.dist_infos
         and (state.kind != "conda" or conda_meta_names(prefix) == state.conda_records)
         and _interpreter_present(prefix, state)
+        # Link mode "symlink": the files live in the cache, which may have been cleaned.
+        and all(os.path.isdir(entry) for entry in state.cache_entries)
     )
 
 
@@ -293,6 +295,18 @@ def _swap_into_place(staging: Path, prefix: Path) -> Path | None:
     return backup
 
 
+def _check_not_a_symlink(prefix: Path) -> None:
+    """Refuse a prefix that is a symlink: a sync replaces the whole tree at the prefix,
+    and a link (committed to a repository as ``.lockenv/envs/default``, say) would make
+    it build, and delete, whatever the link points at."""
+    if os.path.islink(prefix):
+        raise InstallError(
+            f"{str(prefix)!r} is a symlink (to {os.readlink(prefix)!r}); lockenv does not "
+            "build an environment through a symlink: remove the link, or pass the real "
+            "directory with --prefix"
+        )
+
+
 def _check_prefix_is_ours(prefix: Path) -> None:
     if not os.path.lexists(prefix):
         return
@@ -395,33 +409,43 @@ def _direct_url(lock: Lockfile, artifact: PypiArtifact) -> tuple[str, str] | Non
     return (artifact.url, artifact.sha256)
 
 
-def _load_unpacked(cache: Cache, artifact: Artifact) -> Unpacked | None:
-    """The artifact unpacked in the cache, or None when it is not (or not usable)."""
+def _load_unpacked(entry: Path, artifact: Artifact) -> Unpacked | None:
+    """The artifact unpacked in the cache entry ``entry``, or None when it is unusable."""
     if artifact.kind == "conda":
         from lockenv.sync.conda.install import load_unpacked_conda
 
-        return load_unpacked_conda(cache.unpacked_dir(artifact.sha256))
+        return load_unpacked_conda(entry)
     from lockenv.sync.pypi.wheel import load_unpacked
 
-    return load_unpacked(cache.unpacked_dir(artifact.sha256))
+    return load_unpacked(entry)
 
 
-def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path) -> Unpacked:
-    """Unpack the artifact into the cache once: in a temporary directory, published by
-    one rename, so concurrent syncs never see half an entry."""
+def _trusted_entry(cache: Cache, artifact: Artifact) -> tuple[Path, str]:
+    """The cache entry this sync should use for ``artifact`` and its state: the shared
+    one unless another user made it, then this user's private one (`lockenv.cache`)."""
+    from lockenv.cache import check_entry
+
+    shared = cache.unpacked_dir(artifact.sha256)
+    state = check_entry(shared)
+    if state != "foreign":
+        return shared, state
+    private = cache.private_unpacked_dir(artifact.sha256)
+    return private, check_entry(private)
+
+
+def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path, final: Path) -> None:
+    """Unpack the (verified) archive into the entry ``final``, replacing what is there:
+    in a temporary directory, sealed, then published by one rename, so concurrent syncs
+    never see half an entry."""
+    from lockenv.cache import check_entry, remove_tree, seal_entry
     from lockenv.lockfile import CondaArtifact
 
-    final = cache.unpacked_dir(artifact.sha256)
-    unpacked = _load_unpacked(cache, artifact)
-    if unpacked is not None:
-        return unpacked
-    if final.exists():
+    if os.path.lexists(final):
         # Another sync may have published it since we looked (publishing is one rename of
-        # a complete tree): look again before calling it damaged (or written by another
-        # lockenv version) and removing it from under that sync.
-        unpacked = _load_unpacked(cache, artifact)
-        if unpacked is not None:
-            return unpacked
+        # a complete, sealed tree): look again before calling it damaged (or made by a
+        # lockenv without seals) and removing it from under that sync.
+        if check_entry(final) == "ok":
+            return
         cache.discard(final)
     work = cache.make_temp_dir("unpack")
     try:
@@ -433,27 +457,19 @@ def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path) -> Unpacke
             from lockenv.sync.pypi.wheel import unpack_wheel
 
             unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
+        seal_entry(work)
     except BaseException:
-        from lockenv.cache import remove_tree
-
         remove_tree(work)
         raise
     checkpoint("unpack:working")
     cache.publish_dir(work, final)
     checkpoint("unpack:published")
-    unpacked = _load_unpacked(cache, artifact)
-    if unpacked is None:
-        raise InstallError(
-            f"{artifact.filename}: the unpacked cache entry {str(final)!r} is unusable; "
-            "run `lockenv cache clean` and sync again"
-        )
-    return unpacked
 
 
 def _install_all(
     wheels: list[tuple[PypiArtifact, UnpackedWheel]],
     layout: EnvLayout,
-    linker: Linker,
+    guard: PrefixGuard,
     requested: frozenset[str],
     lock: Lockfile,
 ) -> list[InstalledDist]:
@@ -465,7 +481,7 @@ def _install_all(
             installed = install_wheel(
                 wheel,
                 layout,
-                linker,
+                guard,
                 requested=artifact.name in requested,
                 direct_url=_direct_url(lock, artifact),
             )
@@ -499,7 +515,7 @@ def _link_conda_all(
     unpacked: Mapping[str, Unpacked],
     tarballs: Mapping[str, Path],
     layout: EnvLayout,
-    linker: Linker,
+    guard: PrefixGuard,
     environment: LockedEnvironment,
 ) -> list[tuple[CondaArtifact, InstalledConda]]:
     """Link every conda package into the staging prefix, then write conda-meta/history."""
@@ -516,17 +532,16 @@ def _link_conda_all(
             pkg,
             artifact,
             layout,
-            linker,
+            guard,
             requested_spec=specs.get(artifact.name, ""),
             tarball=tarballs[artifact.sha256],
             clobbers=clobbers,
         )
         done.append((artifact, installed))
         checkpoint("staging:linked")
-    clobbers.write_changed(str(layout.root))
-    history = layout.root / HISTORY
-    history.parent.mkdir(parents=True, exist_ok=True)
-    history.write_text(history_text(conda, specs.values()), encoding="utf-8")
+    clobbers.write_changed(guard)
+    text = history_text(conda, specs.values()).encode("utf-8")
+    guard.write(HISTORY, text, executable=False, what="conda-meta", internal=True)
     return done
 
 
@@ -572,6 +587,7 @@ def sync_environment(
     from lockenv.cache import default_cache_dir as _default_cache
     from lockenv.platforms import current_platform
     from lockenv.sync.fetch import fetch_artifacts
+    from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.link import Linker, check_link_mode
     from lockenv.sync.venv import create_venv, find_interpreter, layout_for
 
@@ -579,8 +595,7 @@ def sync_environment(
     link_mode = check_link_mode(options.link_mode)
     platform = current_platform()
     prefix = Path(os.path.abspath(prefix))
-    if prefix.is_symlink():
-        prefix = Path(os.path.realpath(prefix))
+    _check_not_a_symlink(prefix)
     environment = lock.environment(env_name)
     conda, pypi = _split_artifacts(lock, env_name, platform)
     artifacts: list[Artifact] = [*conda, *pypi]
@@ -646,18 +661,25 @@ def sync_environment(
         elif options.python is not None:
             note(f"--python ignored: environment {env_name!r} brings its own conda python")
 
-        fetched = fetch_artifacts(
-            artifacts,
-            cache,
-            offline=options.offline,
-            jobs=options.jobs,
-            progress=progress,
-            bundle=options.bundle,
-            manifest=options.manifest,
-        )
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, min(4, options.jobs, len(artifacts)))) as pool:
+            # Unpacked entries are checked against their seals while the archives are
+            # hashed: both mostly wait on the kernel, so they overlap.
+            checking = {a.sha256: pool.submit(_trusted_entry, cache, a) for a in artifacts}
+            fetched = fetch_artifacts(
+                artifacts,
+                cache,
+                offline=options.offline,
+                jobs=options.jobs,
+                progress=progress,
+                bundle=options.bundle,
+                manifest=options.manifest,
+            )
+            entries = {sha: future.result() for sha, future in checking.items()}
         checkpoint("fetch:done")
         cache.clean_stale_temp()
-        unpacked = _unpack_all(cache, artifacts, fetched.paths, options.jobs)
+        unpacked = _unpack_all(cache, artifacts, fetched.paths, options.jobs, note, entries)
         by_sha = {a.sha256: u for a, u in unpacked}
         from lockenv.lockfile import PypiArtifact
         from lockenv.sync.pypi.wheel import UnpackedWheel
@@ -675,7 +697,7 @@ def sync_environment(
         try:
             os.chmod(staging, 0o755)
             checkpoint("staging:created")
-            linker = Linker(link_mode)
+            guard = PrefixGuard(staging, Linker(link_mode))
             linked: list[tuple[CondaArtifact, InstalledConda]] = []
             if interpreter is not None:
                 layout = layout_for(prefix, interpreter.major_minor, root=staging)
@@ -690,14 +712,16 @@ def sync_environment(
                     conda=True,
                     python_site_packages_path=_python_site_packages_path(conda, by_sha),
                 )
-                linked = _link_conda_all(conda, by_sha, fetched.paths, layout, linker, environment)
+                linked = _link_conda_all(conda, by_sha, fetched.paths, layout, guard, environment)
                 _report_package_scripts(linked, note)
                 python_full = conda_python
                 python_executable = layout.prefix_python if conda_python else ""
                 staged_python = staging / os.path.relpath(layout.prefix_python, prefix)
                 bytecode_python = staged_python if conda_python else None
             requested = _requested_names(environment)
-            installed = _install_all(wheels, layout, linker, requested, lock)
+            guard.protect_interpreter()  # no wheel may replace it
+            installed = _install_all(wheels, layout, guard, requested, lock)
+            guard.finish()  # every symlink still resolves inside, now that all is placed
             if options.compile_bytecode and bytecode_python is not None:
                 note("compiling bytecode")
                 _compile_bytecode(layout, bytecode_python)
@@ -746,6 +770,7 @@ def sync_environment(
                     packages=tuple(packages),
                     kind=kind,
                     conda_dist_infos=tuple(sorted(conda_dist_infos)),
+                    cache_entries=_entries_linked(unpacked) if link_mode == "symlink" else (),
                 ),
             )
             checkpoint("staging:complete")
@@ -767,6 +792,18 @@ def sync_environment(
     )
 
 
+def _entries_linked(unpacked: list[tuple[Artifact, Unpacked]]) -> tuple[str, ...]:
+    """The cache entry directories an environment in link mode "symlink" points into."""
+    from lockenv.sync.pypi.wheel import UnpackedWheel
+
+    return tuple(
+        sorted(
+            str((u.files_dir if isinstance(u, UnpackedWheel) else u.directory).parent)
+            for _a, u in unpacked
+        )
+    )
+
+
 def _report_package_scripts(
     linked: list[tuple[CondaArtifact, InstalledConda]], note: Progress
 ) -> None:
@@ -781,34 +818,39 @@ def _report_package_scripts(
 
 
 def _unpack_all(
-    cache: Cache, artifacts: list[Artifact], paths: Mapping[str, Path], jobs: int
+    cache: Cache,
+    artifacts: list[Artifact],
+    paths: Mapping[str, Path],
+    jobs: int,
+    note: Progress,
+    entries: Mapping[str, tuple[Path, str]],
 ) -> list[tuple[Artifact, Unpacked]]:
-    """Every artifact unpacked in the cache (unpacking those that are not yet)."""
-    ready = [_load_unpacked(cache, a) for a in artifacts]
-    todo = [a for a, u in zip(artifacts, ready, strict=True) if u is None]
-    if not todo:
-        return [(a, u) for a, u in zip(artifacts, ready, strict=True) if u is not None]
-    todo.sort(key=lambda a: -a.size)  # biggest first: the pool finishes together
-    workers = max(1, min(jobs, len(todo)))
-    cpus = min(workers, os.cpu_count() or 1)
-    if cpus > 1 and sum(a.size for a in todo) > _PROCESS_UNPACK_BYTES and _can_fork():
-        # Unpacking thousands of small files is Python-bound: processes use every CPU
-        # (measured 2x on two cores), threads do not.
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        jobs_args = [(str(cache.root), a, str(paths[a.sha256])) for a in todo]
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=cpus, mp_context=context) as pool:
-            list(pool.map(_unpack_in_worker, jobs_args))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda a: _ensure_unpacked(cache, a, paths[a.sha256]), todo))
+    """Every artifact unpacked in the cache.  ``entries``: each artifact's entry and
+    its state (`_trusted_entry`); missing or damaged ones are unpacked (again) from the
+    verified archive."""
+    found: dict[str, Unpacked] = {}
+    todo: list[tuple[Artifact, Path]] = []
+    for artifact in artifacts:
+        entry, state = entries[artifact.sha256]
+        loaded = _load_unpacked(entry, artifact) if state == "ok" else None
+        if loaded is not None:
+            found[artifact.sha256] = loaded
+            continue
+        if state == "damaged" or (state == "ok" and loaded is None):
+            note(f"{artifact.filename}: its unpacked cache entry was changed; unpacking it again")
+        todo.append((artifact, entry))
+    if todo:
+        _unpack_in_pool(cache, todo, paths, jobs)
     result = []
     for artifact in artifacts:
-        unpacked = _load_unpacked(cache, artifact)
+        unpacked = found.get(artifact.sha256)
+        if unpacked is None:
+            entry, state = _trusted_entry(cache, artifact)
+            if state != "ok":
+                # Another user's process published a shared entry first: make our own.
+                _ensure_unpacked(cache, artifact, paths[artifact.sha256], entry)
+                entry, state = _trusted_entry(cache, artifact)
+            unpacked = _load_unpacked(entry, artifact) if state == "ok" else None
         if unpacked is None:
             raise InstallError(
                 f"{artifact.filename}: the unpacked cache entry is unusable; run "
@@ -816,6 +858,35 @@ def _unpack_all(
             )
         result.append((artifact, unpacked))
     return result
+
+
+def _unpack_in_pool(
+    cache: Cache, todo: list[tuple[Artifact, Path]], paths: Mapping[str, Path], jobs: int
+) -> None:
+    todo.sort(key=lambda item: -item[0].size)  # biggest first: the pool finishes together
+    workers = max(1, min(jobs, len(todo)))
+    cpus = min(workers, os.cpu_count() or 1)
+    if cpus > 1 and sum(a.size for a, _ in todo) > _PROCESS_UNPACK_BYTES and _can_fork():
+        # Unpacking thousands of small files is Python-bound: processes use every CPU
+        # (measured 2x on two cores), threads do not.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        jobs_args = [(str(cache.root), a, str(paths[a.sha256]), str(e)) for a, e in todo]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=cpus, mp_context=context) as pool:
+            list(pool.map(_unpack_in_worker, jobs_args))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda item: _ensure_unpacked(cache, *item), _with_paths(todo, paths)))
+
+
+def _with_paths(
+    todo: list[tuple[Artifact, Path]], paths: Mapping[str, Path]
+) -> list[tuple[Artifact, Path, Path]]:
+    return [(a, paths[a.sha256], entry) for a, entry in todo]
 
 
 def _can_fork() -> bool:
@@ -826,8 +897,8 @@ def _can_fork() -> bool:
     return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
-def _unpack_in_worker(args: tuple[str, Artifact, str]) -> None:
+def _unpack_in_worker(args: tuple[str, Artifact, str, str]) -> None:
     from lockenv.cache import Cache
 
-    root, artifact, archive = args
-    _ensure_unpacked(Cache(Path(root)), artifact, Path(archive))
+    root, artifact, archive, entry = args
+    _ensure_unpacked(Cache(Path(root)), artifact, Path(archive), Path(entry))

@@ -73,6 +73,8 @@ class EnvState:
     packages: tuple[InstalledPackage, ...] = field(default=())
     kind: str = "venv"  # "venv" | "conda"
     conda_dist_infos: tuple[str, ...] = ()  # dist-info dirs that conda packages shipped
+    # Link mode "symlink": the cache entries the environment's files point into.
+    cache_entries: tuple[str, ...] = ()
 
     @property
     def dist_infos(self) -> list[str]:
@@ -99,6 +101,7 @@ class EnvState:
             "bytecode": self.bytecode,
             "kind": self.kind,
             "conda_dist_infos": sorted(self.conda_dist_infos),
+            "cache_entries": sorted(self.cache_entries),
             "packages": [
                 {
                     "name": p.name,
@@ -144,6 +147,7 @@ class EnvState:
                 ),
                 kind=str(data.get("kind", "venv")),
                 conda_dist_infos=tuple(str(d) for d in data.get("conda_dist_infos", ())),
+                cache_entries=tuple(str(d) for d in data.get("cache_entries", ())),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -159,10 +163,12 @@ def read_state(prefix: Path) -> EnvState | None:
 
 
 def write_state(root: Path, state: EnvState) -> None:
-    """Write ``state`` into the environment tree at ``root`` (atomically)."""
-    tmp = root / f"{STATE_FILE}.tmp"
-    tmp.write_text(state.to_json(), encoding="utf-8")
-    os.replace(tmp, root / STATE_FILE)
+    """Write ``state`` into the environment tree at ``root`` (atomically: a new file
+    renamed over the old, never written through whatever is at the path)."""
+    from lockenv.atomic import write_atomic
+
+    # Not fsynced: no file of the environment is (a crash loses the sync, not the state).
+    write_atomic(root / STATE_FILE, state.to_json(), mode=0o644, durable=False)
 
 
 def dist_info_names(site_packages: Path | str) -> list[str]:

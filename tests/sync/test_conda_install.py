@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fixtures.build_channel import PackageSpec, PayloadFile, build_package, placeholder_prefix
+from fixtures.build_channel import PayloadFile, placeholder_prefix
 from lockenv.cache import default_cache_dir
 from lockenv.errors import InstallError, IntegrityError, UnsafePathError
 from lockenv.lockfile import (
@@ -44,6 +44,8 @@ from lockenv.sync.verify import environment_digest, verify_environment
 
 from materializer_support import (
     artifact_for,
+    conda_artifact,
+    custom_conda_package,
     interrupt_at_random_moments,
     interrupt_at_stage,
     lock_sha,
@@ -67,39 +69,6 @@ def _host_python(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- locks over the fixture channel -------------------------------------------------------
-
-
-def _repodata(channel: Path, subdir: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((channel / subdir / "repodata.json").read_text())
-    return data
-
-
-def conda_artifact(channel: Path, stem: str, *, fmt: str = ".conda") -> CondaArtifact:
-    """The locked artifact of fixture package ``stem`` ("name-version"), from repodata."""
-    for subdir in (PLATFORM, "noarch"):
-        repodata = _repodata(channel, subdir)
-        key = "packages.conda" if fmt == ".conda" else "packages"
-        for filename, record in sorted(repodata[key].items()):
-            if filename.startswith(stem + "-") and filename.endswith(fmt):
-                return CondaArtifact(
-                    name=record["name"],
-                    version=record["version"],
-                    build=record["build"],
-                    build_number=record["build_number"],
-                    subdir=subdir,
-                    filename=filename,
-                    url=(channel / subdir / filename).as_uri(),
-                    sha256=record["sha256"],
-                    size=record["size"],
-                    md5=record["md5"],
-                    depends=tuple(record.get("depends", ())),
-                    constrains=tuple(record.get("constrains", ())),
-                    timestamp=record.get("timestamp"),
-                    channel=channel.as_uri(),
-                    noarch=record.get("noarch"),
-                    license=record.get("license"),
-                )
-    raise AssertionError(f"no fixture package {stem}")
 
 
 def conda_lock(
@@ -170,40 +139,7 @@ def _custom_package(
     tmp_path: Path, name: str, files: list[PayloadFile], **spec: Any
 ) -> CondaArtifact:
     """A hand-made .conda package (the fixture builder's code), locked by file:// URL."""
-    package = PackageSpec(
-        name=name,
-        version=spec.pop("version", "1.0"),
-        build="h_test_0",
-        build_number=0,
-        subdir=spec.pop("subdir", "noarch"),
-        noarch=spec.pop("noarch", "generic"),
-        depends=tuple(spec.pop("depends", ())),
-        constrains=(),
-        track_features=(),
-        license="MIT",
-        summary="test package",
-        timestamp=1704067200000,
-        entry_points=tuple(spec.pop("entry_points", ())),
-        files=tuple(sorted(files, key=lambda f: f.path)),
-        placeholder=PLACEHOLDER,
-    )
-    assert not spec
-    built = build_package(package)
-    path = tmp_path / "custom" / f"{package.stem}.conda"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(built.conda)
-    return CondaArtifact(
-        name=package.name,
-        version=package.version,
-        build=package.build,
-        build_number=0,
-        subdir=package.subdir,
-        filename=path.name,
-        url=path.as_uri(),
-        sha256=hashlib.sha256(built.conda).hexdigest(),
-        size=len(built.conda),
-        noarch=package.noarch,
-    )
+    return custom_conda_package(tmp_path / "custom", name, files, **spec)
 
 
 # -- placeholders ------------------------------------------------------------------------
@@ -640,6 +576,7 @@ def test_symlink_out_of_the_package_is_refused(tmp_path: Path, fixture_channel_d
 def test_link_step_refuses_links_out_of_the_prefix(tmp_path: Path, target: str) -> None:
     # The extractor refuses these already; linking checks again (defence in depth).
     from lockenv.sync.conda.install import CondaFile, UnpackedConda, install_conda_package
+    from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.link import Linker
     from lockenv.sync.venv import layout_for
 
@@ -665,10 +602,10 @@ def test_link_step_refuses_links_out_of_the_prefix(tmp_path: Path, target: str) 
         size=1,
     )
     layout = layout_for(tmp_path / "env", "", root=tmp_path / "staging", conda=True)
+    (tmp_path / "staging").mkdir()
+    guard = PrefixGuard(layout.root, Linker("hardlink"))
     with pytest.raises(UnsafePathError, match=r"evil-1\.0-0\.conda.*outside the prefix"):
-        install_conda_package(
-            pkg, artifact, layout, Linker("hardlink"), requested_spec="", tarball=tmp_path
-        )
+        install_conda_package(pkg, artifact, layout, guard, requested_spec="", tarball=tmp_path)
     assert not (tmp_path / "staging" / "share" / "x").exists()
 
 

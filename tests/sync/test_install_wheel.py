@@ -13,6 +13,7 @@ import pytest
 
 from lockenv.cache import Cache
 from lockenv.errors import InstallError, UnsafePathError
+from lockenv.sync.guard import PrefixGuard
 from lockenv.sync.link import Linker
 from lockenv.sync.materialize import SyncOptions, sync_environment
 from lockenv.sync.pypi.record import parse_record, record_hash
@@ -34,7 +35,7 @@ def _install(tmp_path: Path, wheel: Path, *, project: str | None = None) -> Path
     prefix = tmp_path / "env"
     layout = layout_for(prefix, PY.major_minor)
     create_venv(layout, PY)
-    install_wheel(unpacked, layout, Linker("hardlink"), requested=True)
+    install_wheel(unpacked, layout, PrefixGuard(layout.root, Linker("hardlink")), requested=True)
     return prefix
 
 

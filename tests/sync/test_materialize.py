@@ -599,7 +599,7 @@ def test_an_entry_published_by_another_sync_meanwhile_is_used_not_discarded(
     # The race seen with concurrent syncs on one cache: this sync finds no entry, another
     # publishes one, and this sync then took the complete entry for a damaged one and
     # removed it from under the other sync ("the unpacked cache entry ... is unusable").
-    from lockenv.cache import Cache
+    from lockenv.cache import Cache, seal_entry
     from lockenv.sync.pypi.wheel import unpack_wheel
 
     lock = fixture_lock(fixture_index_dir, OLD[:1])
@@ -607,28 +607,23 @@ def test_an_entry_published_by_another_sync_meanwhile_is_used_not_discarded(
     archive = fixture_index_dir / "files" / artifact.filename
     cache = Cache(tmp_path / "cache")
     final = cache.unpacked_dir(artifact.sha256)
-    real_load = materialize._load_unpacked
-    published: list[bool] = []
+    assert materialize._trusted_entry(cache, artifact) == (final, "missing")  # our look
+    # The other sync publishes its complete, sealed entry now.
+    work = cache.make_temp_dir("other-sync")
+    unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
+    seal_entry(work)
+    cache.publish_dir(work, final)
     discarded: list[Path] = []
     real_discard = Cache.discard
-
-    def load_while_another_sync_publishes(c: Cache, a: object) -> object:
-        if not published:  # our first look: nothing yet; the other sync publishes now
-            work = cache.make_temp_dir("other-sync")
-            unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
-            cache.publish_dir(work, final)
-            published.append(True)
-            return None
-        return real_load(c, a)  # type: ignore[arg-type]
 
     def discard(self: Cache, path: Path) -> None:
         discarded.append(path)
         real_discard(self, path)
 
-    monkeypatch.setattr(materialize, "_load_unpacked", load_while_another_sync_publishes)
     monkeypatch.setattr(Cache, "discard", discard)
-    assert materialize._ensure_unpacked(cache, artifact, archive) is not None
+    materialize._ensure_unpacked(cache, artifact, archive, final)
     assert discarded == []  # the other sync's complete entry was left in place
+    assert materialize._trusted_entry(cache, artifact) == (final, "ok")
     assert list((cache.root / "tmp").iterdir()) == []
 
 

@@ -56,8 +56,8 @@ from lockenv.sync.conda.prefix_record import (
     prefix_record,
     record_name,
 )
+from lockenv.sync.guard import PrefixGuard
 from lockenv.sync.launchers import launcher_script
-from lockenv.sync.link import Linker, copy_file
 from lockenv.sync.venv import EnvLayout
 
 __all__ = [
@@ -456,7 +456,7 @@ class ClobberRegistry:
         self._records: dict[str, tuple[str, dict[str, Any]]] = {}  # record -> (name, doc)
         self._changed: set[str] = set()
 
-    def claim(self, root: str, dest: str, record: str) -> None:
+    def claim(self, guard: PrefixGuard, dest: str, record: str) -> None:
         """``record``'s package is about to place ``dest``: move an earlier owner's aside."""
         owner = self._owner.get(dest)
         self._owner[dest] = record
@@ -464,11 +464,10 @@ class ClobberRegistry:
             return
         name, doc = self._records[owner]
         moved = f"{CLOBBERS_DIR}/{name}/{dest}"
-        source = f"{root}/{dest}"
-        if not os.path.lexists(source):
+        if not guard.exists(dest):
             return
-        os.makedirs(os.path.dirname(f"{root}/{moved}"), exist_ok=True)
-        os.replace(source, f"{root}/{moved}")
+        guard.makedirs(moved.rpartition("/")[0], what=record)
+        guard.move(dest, moved, what=record)
         doc["files"] = sorted(moved if f == dest else f for f in doc.get("files", []))
         for entry in doc.get("paths_data", {}).get("paths", []):
             if entry.get("_path") == dest:
@@ -481,23 +480,13 @@ class ClobberRegistry:
         """The record just written for package ``name`` (changed later if it loses a path)."""
         self._records[record] = (name, doc)
 
-    def write_changed(self, root: str) -> list[str]:
+    def write_changed(self, guard: PrefixGuard) -> list[str]:
         """Rewrite the records of packages that lost a path; their file names."""
         for record in sorted(self._changed):
-            with open(f"{root}/{CONDA_META}/{record}", "wb") as fh:
-                fh.write(dump_record(self._records[record][1]))
+            data = dump_record(self._records[record][1])
+            meta = f"{CONDA_META}/{record}"
+            guard.write(meta, data, executable=False, what=record, internal=True)
         return sorted(self._changed)
-
-
-def _write_file(path: str, data: bytes, *, executable: bool) -> None:
-    # Unlink first: the path may be a hardlink into the cache, which must never be written.
-    if os.path.lexists(path):
-        os.unlink(path)
-    mode = 0o755 if executable else 0o644
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(path, mode)
 
 
 def _destination(path: str, pkg: UnpackedConda, layout: EnvLayout) -> str:
@@ -546,7 +535,7 @@ def install_conda_package(
     pkg: UnpackedConda,
     artifact: CondaArtifact,
     layout: EnvLayout,
-    linker: Linker,
+    guard: PrefixGuard,
     *,
     requested_spec: str,
     tarball: Path,
@@ -554,6 +543,8 @@ def install_conda_package(
 ) -> InstalledConda:
     """Link the unpacked ``pkg`` into ``layout.root`` (for ``layout.prefix``) and write its
     ``conda-meta`` record.  ``tarball`` is the archive in the cache (recorded as conda does).
+    Every entry is created through ``guard`` (rooted at ``layout.root``): it stays inside
+    the tree whatever symlinks this or earlier packages placed.
 
     A later package replaces a file an earlier one placed (conda's "clobber"), never by
     writing through it; with ``clobbers``, the earlier copy is kept aside and its record
@@ -565,7 +556,7 @@ def install_conda_package(
             f"{pkg.filename} is a noarch: python package, but the environment has no conda "
             "`python` package to install it for; add python to [dependencies] and lock again"
         )
-    root = str(layout.root)
+    what = pkg.filename
     record = record_name(artifact)
     placed = [(item, _destination(item.path, pkg, layout)) for item in pkg.files]
     entry_points = [
@@ -583,7 +574,7 @@ def install_conda_package(
     parents.add(CONDA_META)
     try:
         for parent in sorted(p for p in parents if p):
-            os.makedirs(f"{root}/{parent}", exist_ok=True)
+            guard.makedirs(parent, what=what)
     except OSError as exc:
         raise InstallError(
             f"{pkg.filename}: cannot create a directory in the environment ({exc}); another "
@@ -592,10 +583,8 @@ def install_conda_package(
 
     paths: list[dict[str, Any]] = []
     files: list[str] = []
-    links: list[str] = []
     source_dir = str(pkg.directory)
     for item, dest in placed:
-        target = f"{root}/{dest}"
         entry: dict[str, Any] = {"_path": dest, "path_type": item.path_type}
         if item.sha256:
             entry["sha256"] = item.sha256
@@ -606,28 +595,25 @@ def install_conda_package(
                 paths.append(entry)
                 continue
             if clobbers is not None:
-                clobbers.claim(root, dest, record)
+                clobbers.claim(guard, dest, record)
             if item.path_type == "softlink":
                 _check_link_target(dest, item.target, pkg.filename)
-                if os.path.islink(target) or os.path.isfile(target):
-                    os.unlink(target)
-                os.symlink(item.target, target)
-                links.append(target)
+                guard.symlink(item.target, dest, what=what)
             else:
                 src = os.path.join(source_dir, *item.path.split("/"))
                 if item.placeholder:
                     with open(src, "rb") as fh:
                         data = fh.read()
                     new = _rewrite(item, data, layout, pkg.filename, dest)
-                    _write_file(target, new, executable=item.executable)
+                    guard.write(dest, new, executable=item.executable, what=what)
                     entry["prefix_placeholder"] = item.placeholder
                     entry["file_mode"] = item.file_mode
                     if new != data:
                         entry["sha256_in_prefix"] = hashlib.sha256(new).hexdigest()
                 elif item.no_link:
-                    copy_file(src, target, executable=item.executable)
+                    guard.copy(src, dest, executable=item.executable, what=what)
                 else:
-                    linker.place(src, target, executable=item.executable)
+                    guard.place(src, dest, executable=item.executable, what=what)
                 if item.no_link:
                     entry["no_link"] = True
         except FileNotFoundError as exc:
@@ -645,9 +631,9 @@ def install_conda_package(
 
     for dest, reference in entry_points:
         if clobbers is not None:
-            clobbers.claim(root, dest, record)
+            clobbers.claim(guard, dest, record)
         content = launcher_script(layout.prefix_python, reference)
-        _write_file(f"{root}/{dest}", content, executable=True)
+        guard.write(dest, content, executable=True, what=what)
         digest = hashlib.sha256(content).hexdigest()
         kind = "windows_python_entry_point_script" if _IS_WINDOWS else "unix_python_entry_point"
         # Only the hash in the prefix: the launcher names the prefix, so nothing about it
@@ -655,35 +641,23 @@ def install_conda_package(
         paths.append({"_path": dest, "path_type": kind, "sha256_in_prefix": digest})
         files.append(dest)
 
-    _check_links_stay_inside(root, links, pkg.filename)
     doc = prefix_record(
         artifact,
         noarch=pkg.noarch,
         files=files,
         paths=paths,
-        link_type=LINK_TYPES[linker.mode],
+        link_type=LINK_TYPES[guard.linker.mode],
         requested_spec=requested_spec,
         extracted_package_dir=pkg.directory,
         tarball=tarball,
     )
-    with open(f"{root}/{CONDA_META}/{record}", "wb") as fh:
-        fh.write(dump_record(doc))
+    guard.write(
+        f"{CONDA_META}/{record}", dump_record(doc), executable=False, what=what, internal=True
+    )
     if clobbers is not None:
         clobbers.register(record, pkg.name, doc)
     scripts = sorted({m["kind"] for m in map(_PACKAGE_SCRIPT.match, files) if m is not None})
     return InstalledConda(record=record, files=tuple(sorted(files)), package_scripts=tuple(scripts))
-
-
-def _check_links_stay_inside(root: str, links: Iterable[str], filename: str) -> None:
-    """Each symlink resolves inside the environment, through chains of earlier links too."""
-    real_root = os.path.realpath(root)
-    for link in links:
-        real = os.path.realpath(link)
-        if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
-            raise UnsafePathError(
-                f"{filename}: the symlink {os.path.relpath(link, root)!r} resolves outside "
-                "the prefix; refusing to install this package (it is broken or malicious)"
-            )
 
 
 def conda_dist_infos(files: Iterable[str], site_packages_rel: str) -> set[str]:

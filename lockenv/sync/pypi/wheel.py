@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from lockenv.errors import InstallError, UnsafePathError
+from lockenv.sync.guard import PrefixGuard
 from lockenv.sync.launchers import (
     EntryPoint,
     launcher_script,
     parse_entry_points,
     rewrite_python_shebang,
 )
-from lockenv.sync.link import Linker
 from lockenv.sync.pypi.record import (
     check_member_path,
     parse_record,
@@ -386,29 +386,21 @@ def load_unpacked(directory: Path) -> UnpackedWheel | None:
 # -- installing ----------------------------------------------------------------------------
 
 
-def _write_file(path: str, data: bytes, *, executable: bool) -> None:
-    # Unlink first: the path may be a hardlink into the cache, which must never be written.
-    if os.path.lexists(path):
-        os.unlink(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if executable else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    # The mode given to open is masked by the umask; pip ends with the same bits.
-    os.chmod(path, 0o755 if executable else 0o644)
-
-
 def install_wheel(
     wheel: UnpackedWheel,
     layout: EnvLayout,
-    linker: Linker,
+    guard: PrefixGuard,
     *,
     requested: bool,
     direct_url: tuple[str, str] | None = None,
 ) -> InstalledDist:
     """Install the unpacked ``wheel`` into ``layout.root`` (for ``layout.prefix``).
 
-    ``direct_url`` is ``(url, sha256)`` of an artifact that came from no index; it is
-    recorded in ``direct_url.json`` (PEP 610).  Returns the RECORD written.
+    Every file is created through ``guard`` (rooted at ``layout.root``), which keeps it
+    inside the tree whatever symlinks earlier packages placed, and refuses to replace
+    the interpreter or lockenv's own records.  ``direct_url`` is ``(url, sha256)`` of an
+    artifact that came from no index; it is recorded in ``direct_url.json`` (PEP 610).
+    Returns the RECORD written.
     """
     sp_rel = layout.site_packages_rel
     up = "../" * len(sp_rel.split("/"))
@@ -419,7 +411,6 @@ def install_wheel(
         "headers": f"{layout.include_rel}/{wheel.project_name}",
         "data": "",
     }
-    root = str(layout.root)
     python = layout.prefix_python
     data_prefix = f"{wheel.data_dir}/" if wheel.data_dir else None
     dist_info_prefix = f"{wheel.dist_info}/"
@@ -452,42 +443,29 @@ def install_wheel(
     parents = {dest.rpartition("/")[0] for _f, dest in placed}
     parents.update(dest.rpartition("/")[0] for dest in scripts)
     parents.add(f"{sp_rel}/{wheel.dist_info}")
+    what = wheel.filename
     for parent in sorted(parents):
-        if not parent:
-            continue
-        target_dir = f"{root}/{parent}"
-        try:
-            os.mkdir(target_dir)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            os.makedirs(target_dir, exist_ok=True)
+        if parent:
+            guard.makedirs(parent, what=what)
 
     rows: list[tuple[str, str, int | None]] = []
     files_dir = str(wheel.files_dir)
-    fast_link = os.link if linker.mode == "hardlink" else None
+    place = guard.place
     for f, dest in placed:
-        target = f"{root}/{dest}"
         src = f"{files_dir}/{f.path}"
         if f.python_shebang:
             with open(src, "rb") as fh:
                 rewritten = rewrite_python_shebang(fh.read(), python)
             assert rewritten is not None
-            _write_file(target, rewritten, executable=True)
+            guard.write(dest, rewritten, executable=True, what=what)
             rows.append((record_path(dest), record_hash(rewritten), len(rewritten)))
             continue
-        if fast_link is not None:
-            try:
-                fast_link(src, target)
-            except OSError:
-                linker.place(src, target, executable=f.executable)
-        else:
-            linker.place(src, target, executable=f.executable)
+        place(src, dest, executable=f.executable, what=what)
         rows.append((record_path(dest), f.hash, f.size))
 
     for (_group, _script, reference), dest in zip(wheel.entry_points, scripts, strict=True):
         content = launcher_script(python, reference)
-        _write_file(f"{root}/{dest}", content, executable=True)
+        guard.write(dest, content, executable=True, what=what)
         rows.append((record_path(dest), record_hash(content), len(content)))
 
     generated: dict[str, bytes] = {"INSTALLER": INSTALLER_NAME}
@@ -499,12 +477,13 @@ def install_wheel(
         generated["direct_url.json"] = json.dumps(
             {"archive_info": info, "url": url}, sort_keys=True
         ).encode("utf-8")
-    dist_info_dir = f"{root}/{sp_rel}/{wheel.dist_info}"
+    dist_info_dir = f"{sp_rel}/{wheel.dist_info}"
     for name, content in generated.items():
-        _write_file(f"{dist_info_dir}/{name}", content, executable=False)
+        guard.write(f"{dist_info_dir}/{name}", content, executable=False, what=what)
         rows.append((f"{wheel.dist_info}/{name}", record_hash(content), len(content)))
     rows.append((f"{wheel.dist_info}/RECORD", "", None))
-    _write_file(f"{dist_info_dir}/RECORD", render_record_rows(rows), executable=False)
+    record = render_record_rows(rows)
+    guard.write(f"{dist_info_dir}/RECORD", record, executable=False, what=what)
     return InstalledDist(
         dist_info=wheel.dist_info, name=wheel.name, version=wheel.version, files=len(rows)
     )

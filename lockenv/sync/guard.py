@@ -1,0 +1,311 @@
+"""The one gate every write into an environment tree goes through.
+
+Packages ship symlinks, and a symlink placed by one package (or by an earlier file of
+the same package) changes where a later path leads: P1 ships ``a -> sub`` and
+``lnk -> a/../../x`` (inside while ``a`` goes down), P2 replaces ``a`` with ``a -> .``
+(now ``lnk`` leads out), P3 ships ``lnk/victim``.  Checking each package's paths as text,
+or its links after the fact, cannot see this.  So `PrefixGuard` resolves the real parent
+directory of every entry before creating it, the way the kernel would, but inside the
+tree: starting from the root, each component is looked at without following it
+(``lstat``); a directory is entered, a symlink is replaced by its target (relative
+targets only) and resolution continues, and a ``..`` that would leave the root, an
+absolute link, or a loop is refused.  The entry is then created in that real directory
+through a path made only of real directories, with ``O_EXCL`` / ``O_NOFOLLOW`` semantics
+for its last component: an existing file or link there is unlinked first, never
+written through (it may be a hardlink into the shared cache).  `finish` checks, once
+every package is in place, that each symlink created still resolves inside the tree.
+
+Real directories seen are remembered for the whole sync (the guard never removes a
+directory nor lets anything replace one), and lexical parents are memoised until a
+symlink is created or replaced, so a wheel of thousands of files costs a dictionary
+lookup per file.
+
+Some paths are lockenv's own and never a package's: the state file and ``conda-meta/``
+(`RESERVED`), and, once `protect_interpreter` was called (after the venv skeleton or the
+conda packages are in place, before the wheels), the environment's interpreter:
+``bin/python*``, ``pyvenv.cfg``, ``Scripts/python*.exe``.
+
+Standard library only: this runs on every sync that links anything.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+
+from lockenv.errors import InstallError, UnsafePathError
+from lockenv.sync.link import Linker, copy_file
+
+__all__ = ["RESERVED_TOP", "PrefixGuard"]
+
+STATE_NAMES = (".lockenv-state.json", ".lockenv-state.json.tmp")
+# Top-level names no package may write: lockenv's record of the environment.
+RESERVED_TOP = frozenset({*STATE_NAMES, "conda-meta"})
+_INTERPRETER = re.compile(
+    r"^(?:pyvenv\.cfg|pythonw?\.exe|(?:bin|Scripts)/python[^/]*)$", re.IGNORECASE
+)
+_MAX_LINK_HOPS = 40  # what Linux allows when resolving one path
+_NOT_NAMES = frozenset({"", ".", ".."})
+# Real directories where a path `_check_target` refuses can be (conda-meta/ is prefixed).
+_GUARDED_DIRS = frozenset({"", "bin", "Scripts", "conda-meta"})
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _is_absolute(target: str) -> bool:
+    # Empty counts too: a link to nothing is refused, as conda's checks do.
+    return not target or target.startswith(("/", "\\")) or bool(_DRIVE.match(target))
+
+
+class PrefixGuard:
+    """Creates files, directories and symlinks under ``root``, never anywhere else.
+
+    ``linker`` places files from the cache (hardlink, copy or symlink).  Paths given to
+    every method are relative to ``root``, POSIX style, as packages spell them; ``what``
+    names the package for error messages.  Not thread-safe: one guard per sync, used by
+    one thread.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], linker: Linker) -> None:
+        self.root = os.path.realpath(root)
+        self.linker = linker
+        self._dirs: set[str] = {""}  # real directories, relative to root
+        self._parents: dict[str, str] = {}  # lexical directory -> real directory
+        self._links: dict[str, str] = {}  # real path of a symlink we made -> package
+        self._protect_interpreter = False
+
+    # -- what may be written ----------------------------------------------------------
+
+    def protect_interpreter(self) -> None:
+        """From now on, refuse writes that would replace the environment's interpreter."""
+        self._protect_interpreter = True
+
+    def _check_target(self, real: str, what: str, internal: bool) -> None:
+        top = real.partition("/")[0]
+        if not internal and top in RESERVED_TOP:
+            raise UnsafePathError(
+                f"{what}: would write {real!r}, which holds lockenv's record of the "
+                "environment; refusing to install it (it is broken or malicious)"
+            )
+        if self._protect_interpreter and _INTERPRETER.match(real):
+            raise UnsafePathError(
+                f"{what}: would replace the environment's interpreter ({real!r}); "
+                "refusing to install it (it is broken or malicious)"
+            )
+
+    # -- resolution -------------------------------------------------------------------
+
+    def _escape(self, rel: str, what: str, why: str) -> UnsafePathError:
+        return UnsafePathError(
+            f"{what}: {rel!r} {why}; refusing to install it (it is broken or malicious)"
+        )
+
+    def _walk(self, parts: list[str], rel: str, what: str, *, create: bool) -> list[str]:
+        """The real components of directory ``parts`` (made when missing and ``create``)."""
+        real: list[str] = []
+        pending = parts[::-1]
+        hops = 0
+        while pending:
+            name = pending.pop()
+            if name in ("", "."):
+                continue
+            if name == "..":
+                if not real:
+                    raise self._escape(rel, what, "leads outside the environment")
+                real.pop()
+                continue
+            if "\0" in name:
+                raise self._escape(rel, what, "contains a NUL byte")
+            real.append(name)
+            key = "/".join(real)
+            if key in self._dirs:
+                continue
+            path = f"{self.root}/{key}"
+            if create:
+                try:
+                    os.mkdir(path)  # most directories are new: one syscall, not two
+                    self._dirs.add(key)
+                    continue
+                except FileExistsError:
+                    pass
+            st = os.lstat(path)  # FileNotFoundError when not ``create``
+            if stat.S_ISDIR(st.st_mode):
+                self._dirs.add(key)
+                continue
+            if not stat.S_ISLNK(st.st_mode):
+                raise InstallError(
+                    f"{what}: {rel!r} needs {key!r} as a directory, but another package "
+                    "placed a file there; the packages conflict"
+                )
+            hops += 1
+            if hops > _MAX_LINK_HOPS:
+                raise self._escape(rel, what, "goes through a loop of symlinks")
+            target = os.readlink(path)
+            real.pop()
+            if _is_absolute(target):
+                raise self._escape(
+                    rel, what, f"goes through the symlink {key!r} -> {target!r}, out of the tree"
+                )
+            pending.extend(reversed(target.split("/")))
+        return real
+
+    def _parent(self, rel: str, what: str) -> tuple[str, str]:
+        """``(absolute path to create, real relative path)`` of the entry ``rel``."""
+        lexical, _, name = rel.rpartition("/")
+        if name in _NOT_NAMES or "\0" in name or rel.startswith("/"):
+            raise self._escape(rel, what, "is not a path inside the environment")
+        real_dir = self._parents.get(lexical)
+        if real_dir is None:
+            real_dir = "/".join(self._walk(lexical.split("/"), rel, what, create=True))
+            self._parents[lexical] = real_dir
+        real = f"{real_dir}/{name}" if real_dir else name
+        return f"{self.root}/{real}", real
+
+    def _clear(self, path: str, real: str, rel: str, what: str) -> None:
+        """Make room at ``path`` for a new entry: unlink a file or link, never a directory."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise InstallError(
+                f"{what}: {rel!r} is a directory in the environment (made by another "
+                "package); the packages conflict"
+            )
+        if stat.S_ISLNK(st.st_mode):
+            self._links.pop(real, None)
+            self._parents.clear()  # lexical paths through it now lead elsewhere
+        os.unlink(path)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def makedirs(self, rel: str, *, what: str) -> None:
+        """Make the directory ``rel`` (and its parents), following symlinks inside only."""
+        if rel in self._parents:
+            return
+        real = "/".join(self._walk(rel.split("/"), rel, what, create=True))
+        self._parents[rel] = real
+
+    def place(self, src: str, rel: str, *, executable: bool, what: str) -> None:
+        """Put the cache file ``src`` at ``rel`` with the linker (hardlink/copy/symlink).
+
+        The hot path of a sync (once per file): a memoised parent, and the checks of
+        `_check_target` only where lockenv's own paths can be (top level, ``bin``,
+        ``Scripts``, ``conda-meta``).
+        """
+        lexical, _, name = rel.rpartition("/")
+        real_dir = self._parents.get(lexical)
+        if real_dir is None or name in _NOT_NAMES:
+            path, real = self._parent(rel, what)
+            self._check_target(real, what, False)
+        else:
+            real = f"{real_dir}/{name}" if real_dir else name
+            if real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/"):
+                self._check_target(real, what, False)
+            path = f"{self.root}/{real}"
+        if self.linker.mode == "hardlink":
+            try:
+                os.link(src, path)
+                return
+            except OSError:
+                pass  # exists, or cannot be hardlinked: the linker decides
+        try:
+            self.linker.place_new(src, path, executable=executable)
+        except FileExistsError:
+            self._clear(path, real, rel, what)
+            self.linker.place_new(src, path, executable=executable)
+
+    def copy(self, src: str, rel: str, *, executable: bool, what: str) -> None:
+        """Put a private copy of ``src`` at ``rel`` (files that must never be shared)."""
+        path, real = self._parent(rel, what)
+        self._check_target(real, what, False)
+        self._clear(path, real, rel, what)
+        copy_file(src, path, executable=executable)
+
+    def write(
+        self, rel: str, data: bytes, *, executable: bool, what: str, internal: bool = False
+    ) -> None:
+        """Create the file ``rel`` holding ``data`` (0755 or 0644, as pip and conda do).
+
+        ``internal``: lockenv's own record (state file, ``conda-meta/``), not a package's.
+        """
+        path, real = self._parent(rel, what)
+        self._check_target(real, what, internal)
+        self._clear(path, real, rel, what)
+        mode = 0o755 if executable else 0o644
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0), mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)  # the mode given to open is masked by the umask
+        finally:
+            os.close(fd)
+
+    def symlink(self, target: str, rel: str, *, what: str) -> None:
+        """Create the symlink ``rel -> target``; the target must resolve inside the tree
+        now (`finish` checks again once everything is in place)."""
+        path, real = self._parent(rel, what)
+        self._check_target(real, what, False)
+        if "\0" in target or _is_absolute(target):
+            raise self._escape(rel, what, f"is a symlink to {target!r}, outside the environment")
+        self._check_link(real, target, what)
+        self._clear(path, real, rel, what)
+        os.symlink(target, path)
+        self._links[real] = what
+        self._parents.clear()
+
+    def move(self, rel_src: str, rel_dst: str, *, what: str) -> None:
+        """Rename the entry ``rel_src`` to ``rel_dst`` (both inside the tree)."""
+        src, src_real = self._parent(rel_src, what)
+        dst, dst_real = self._parent(rel_dst, what)
+        self._check_target(dst_real, what, False)
+        self._clear(dst, dst_real, rel_dst, what)
+        os.rename(src, dst)
+        if src_real in self._links:
+            self._links[dst_real] = self._links.pop(src_real)
+            self._parents.clear()
+
+    def exists(self, rel: str) -> bool:
+        """True when an entry (of any kind) is at ``rel``, resolved inside the tree."""
+        try:
+            path, _real = self._parent(rel, "")
+        except (InstallError, OSError):
+            return False
+        return os.path.lexists(path)
+
+    # -- the end ----------------------------------------------------------------------
+
+    def _check_link(self, real: str, target: str, what: str) -> None:
+        """``real -> target`` resolves inside the tree, as the tree is now."""
+        parent = real.rpartition("/")[0]
+        parts = [*parent.split("/"), *target.split("/")] if parent else target.split("/")
+        try:
+            self._walk(parts, real, what, create=False)
+        except (FileNotFoundError, NotADirectoryError, InstallError):
+            # Dangling for now, or through a regular file (which the kernel cannot
+            # resolve either): harmless; `finish` looks again once the tree is complete.
+            return
+        except UnsafePathError:
+            raise UnsafePathError(
+                f"{what}: the symlink {real!r} -> {target!r} leads outside the "
+                "environment; refusing to install it (it is broken or malicious)"
+            ) from None
+
+    def finish(self) -> None:
+        """Check every symlink made still resolves inside the tree (later packages may
+        have changed what its target goes through); UnsafePathError naming it if not."""
+        for real, what in sorted(self._links.items()):
+            path = f"{self.root}/{real}"
+            try:
+                if not stat.S_ISLNK(os.lstat(path).st_mode):
+                    continue
+                target = os.readlink(path)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                    continue
+                raise
+            self._check_link(real, target, what)
