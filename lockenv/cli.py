@@ -486,6 +486,7 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
         python=Path(args.python) if getattr(args, "python", None) else None,
         compile_bytecode=getattr(args, "compile", False),
         manifest=target.paths.manifest if target.paths is not None else None,
+        allow_base_drift=getattr(args, "allow_base_drift", False),
     )
     report = workspace.sync(
         target,
@@ -530,7 +531,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise UsageError("nothing to run: use `lockenv run -- CMD [ARG]...`")
-    args.lock = None
     prefix = _sync(args, announce=False)
     env = activation_env(prefix, os.environ)
     if os.name != "nt":
@@ -732,9 +732,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--python", metavar="PATH", help="the host interpreter to build on")
     p.add_argument("--link-mode", choices=["hardlink", "copy", "symlink"], default="hardlink")
     p.add_argument("--compile", action="store_true", help="write deterministic bytecode")
+    p.add_argument(
+        "--allow-base-drift",
+        action="store_true",
+        help="build on a base environment that changed since the lock (default: refuse)",
+    )
 
     p = command("run", cmd_run, "run a command in an environment (syncing it first)")
     _env_options(p)
+    p.add_argument("--lock", metavar="FILE", help="this lockfile's environment (needs --prefix)")
     p.add_argument("--frozen", action="store_true")
     p.add_argument("--locked", action="store_true")
     p.add_argument("--offline", action="store_true")

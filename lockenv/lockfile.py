@@ -8,6 +8,7 @@ The file is YAML, written only by lockenv.  Layout (``schemas/lockfile.schema.js
              system-requirements, exclude-newer, exclude-newer-span}
     environments:
       <env>:
+        base-environment: {path, python, site-packages, digest, conda, pypi}   # if any
         python: '3.11'                # PyPI-only environments: the Python resolved for
         requirements: {conda: [...], pypi: [...]}
         packages:
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lockenv import __version__
+from lockenv.base_environment import BaseEnvironment
 from lockenv.errors import LockfileError
 from lockenv.platforms import PLATFORMS
 
@@ -122,6 +124,7 @@ class LockedEnvironment:
     conda_requirements: tuple[str, ...] = ()
     pypi_requirements: tuple[str, ...] = ()  # PEP 508, as the manifest asked
     packages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # platform -> URLs
+    base: BaseEnvironment | None = None  # the site environment it is built on, as locked
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,6 +211,20 @@ def _conda_to_dict(a: CondaArtifact) -> dict[str, Any]:
     return data
 
 
+def _base_to_dict(base: BaseEnvironment) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "path": base.prefix,
+        "python": base.python,
+        "site-packages": base.site_packages,
+        "digest": base.digest,
+    }
+    if base.conda:
+        data["conda"] = list(base.conda)
+    if base.pypi:
+        data["pypi"] = list(base.pypi)
+    return data
+
+
 def to_dict(lock: Lockfile) -> dict[str, Any]:
     """The lock as plain data, in the canonical order it is written in."""
     inputs: dict[str, Any] = {"platforms": sorted(lock.inputs.platforms)}
@@ -229,6 +246,8 @@ def to_dict(lock: Lockfile) -> dict[str, Any]:
     for name in sorted(lock.environments):
         env = lock.environments[name]
         entry: dict[str, Any] = {}
+        if env.base is not None:
+            entry["base-environment"] = _base_to_dict(env.base)
         if env.python is not None:
             entry["python"] = env.python
         requirements: dict[str, Any] = {}
@@ -476,6 +495,33 @@ def _unknown_keys(data: Mapping[str, Any], known: set[str], path: str, problems:
         problems.add(f"{path}.{key}", "unknown key")
 
 
+def _base_from_dict(
+    raw_env: Mapping[str, Any], path: str, problems: _Problems
+) -> BaseEnvironment | None:
+    raw = _get(raw_env, "base-environment", dict, path.rpartition(".")[0], problems, required=False)
+    if raw is None:
+        return None
+    _unknown_keys(
+        raw, {"path", "python", "site-packages", "digest", "conda", "pypi"}, path, problems
+    )
+    values = {
+        "prefix": _get(raw, "path", str, path, problems),
+        "python": _get(raw, "python", str, path, problems),
+        "site_packages": _get(raw, "site-packages", str, path, problems),
+    }
+    digest = _get(raw, "digest", str, path, problems)
+    if any(v is None for v in values.values()) or digest is None:
+        return None
+    base = BaseEnvironment(
+        **values,
+        conda=_str_list(raw, "conda", path, problems),
+        pypi=_str_list(raw, "pypi", path, problems),
+    )
+    if base.digest != digest:
+        problems.add(f"{path}.digest", "does not match the package set recorded beside it")
+    return base
+
+
 def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
     """Validate plain data (as loaded from YAML) into a Lockfile, reporting every problem."""
     problems = _Problems(source)
@@ -549,7 +595,9 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
         if not isinstance(raw_env, dict):
             problems.add(path, f"expected a mapping, got {raw_env!r}")
             continue
-        _unknown_keys(raw_env, {"python", "requirements", "packages"}, path, problems)
+        _unknown_keys(
+            raw_env, {"base-environment", "python", "requirements", "packages"}, path, problems
+        )
         requirements = _get(raw_env, "requirements", dict, path, problems, required=False) or {}
         _unknown_keys(requirements, {"conda", "pypi"}, f"{path}.requirements", problems)
         packages: dict[str, tuple[str, ...]] = {}
@@ -584,6 +632,7 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
             conda_requirements=_str_list(requirements, "conda", f"{path}.requirements", problems),
             pypi_requirements=_str_list(requirements, "pypi", f"{path}.requirements", problems),
             packages=packages,
+            base=_base_from_dict(raw_env, f"{path}.base-environment", problems),
         )
     problems.raise_if_any()
     return Lockfile(

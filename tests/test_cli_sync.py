@@ -102,6 +102,13 @@ def test_any_lock_into_any_prefix(project: Path, tmp_path: Path) -> None:
         lockenv(elsewhere, "verify", "--lock", "cluster.lock", "--prefix", str(prefix)).returncode
         == 0
     )
+    # `run` takes a lock alone too (a job on a node): no manifest anywhere.
+    ran = lockenv(
+        elsewhere, "run", "--lock", "cluster.lock", "--prefix", str(prefix), "--", "clicky"
+    )
+    assert ran.stdout.strip() == "clicky ok"
+    alone = lockenv(elsewhere, "run", "--lock", "cluster.lock", "--", "clicky", check=False)
+    assert alone.returncode == 2 and "--lock FILE needs --prefix DIR" in alone.stderr
 
 
 def test_digest_same_in_two_prefixes_and_after_cache_loss(project: Path, tmp_path: Path) -> None:

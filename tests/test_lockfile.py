@@ -27,6 +27,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lockenv.base_environment import BaseEnvironment
 from lockenv.errors import LockenvError, LockfileError
 from lockenv.lockfile import (
     LOCK_NAME,
@@ -405,6 +406,18 @@ def _conda_artifacts(draw: st.DrawFn, n: int) -> CondaArtifact:
 
 
 @st.composite
+def _bases(draw: st.DrawFn) -> BaseEnvironment:
+    entries = st.lists(st.tuples(_NAME, _VERSION), max_size=3, unique_by=lambda e: e[0])
+    return BaseEnvironment(
+        prefix=draw(st.sampled_from(["/opt/site/envs/ml", "/sw/conda/envs/x y"])),
+        python=draw(st.sampled_from(["3.11", "3.11.7", "3.12.1"])),
+        site_packages="lib/python3.11/site-packages",
+        conda=tuple(sorted(f"{n}={v}=h0_0" for n, v in draw(entries))),
+        pypi=tuple(sorted(f"{n}=={v}" for n, v in draw(entries))),
+    )
+
+
+@st.composite
 def locks(draw: st.DrawFn) -> Lockfile:
     """Random valid locks: any names, versions, text, hashes, sharing of artifacts."""
     count = draw(st.integers(min_value=0, max_value=8))
@@ -426,6 +439,7 @@ def locks(draw: st.DrawFn) -> Lockfile:
             conda_requirements=tuple(draw(st.lists(_TEXT, max_size=3))),
             pypi_requirements=tuple(draw(st.lists(_TEXT, max_size=3))),
             packages=packages,
+            base=draw(st.none() | _bases()),
         )
     channels = st.lists(
         st.from_regex(r"https://conda\.example\.invalid/[a-z]{1,5}", fullmatch=True), max_size=3
@@ -723,6 +737,10 @@ def _duplicate_ref(data: dict[str, Any]) -> None:
         (_rename_env("test", "Test"), "environment name the manifest refuses"),
         (_set("inputs.exclude-newer", "yesterday"), "not a date-time"),
         (_set("inputs.exclude-newer-span", "3 months"), "span in calendar units"),
+        (
+            _set("environments.test.base-environment", {"path": "/b", "python": "3.11"}),
+            "base environment without its site-packages and digest",
+        ),
         (_set("packages[2].upload-time", "2024-01-01"), "upload-time without a time"),
         (_set("packages[0].noarch", "java"), "unknown noarch"),
         (_set("packages[0].subdir", "plan9-64"), "unknown subdir"),
@@ -869,3 +887,18 @@ def test_bytes_do_not_depend_on_libyaml(monkeypatch: pytest.MonkeyPatch) -> None
     with_libyaml = dumps(lock)
     monkeypatch.delattr(yaml, "CSafeDumper", raising=False)
     assert dumps(lock) == with_libyaml
+
+
+def test_a_base_environment_whose_digest_does_not_match_is_refused() -> None:
+    base = BaseEnvironment(
+        prefix="/opt/site",
+        python="3.11.7",
+        site_packages="lib/python3.11/site-packages",
+        pypi=("alpha==1.0",),
+    )
+    lock = sample_lock()
+    env = dataclasses.replace(lock.environments["default"], base=base)
+    text = dumps(dataclasses.replace(lock, environments={**lock.environments, "default": env}))
+    assert loads(text).environments["default"].base == base
+    with pytest.raises(LockfileError, match=r"base-environment\.digest: does not match"):
+        loads(text.replace("- alpha==1.0", "- alpha==2.0"))

@@ -99,6 +99,7 @@ _PROJECT_KEYS = (
     "find-links",
     "requires-python",
     "exclude-newer",
+    "base-environment",
 )
 _TOP_KEYS = (
     "project",
@@ -120,7 +121,7 @@ _FEATURE_KEYS = (
 _CONDA_TABLE_KEYS = ("version", "build", "channel")
 _PYPI_TABLE_KEYS = ("version", "extras", "markers")
 _SYSTEM_KEYS = ("glibc", "macos", "cuda", "archspec")
-_ENVIRONMENT_KEYS = ("features", "no-default-feature")
+_ENVIRONMENT_KEYS = ("features", "no-default-feature", "base-environment")
 
 Key = str | int
 
@@ -174,6 +175,7 @@ class Environment:
     name: str
     features: tuple[str, ...]
     include_default: bool = True
+    base_environment: Path | None = None  # overrides [project] base-environment
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +189,8 @@ class EnvironmentSpec:
     pypi_dependencies: tuple[PypiDependency, ...]
     system_requirements: SystemRequirements
     requires_python: SpecifierSet | None
+    # A site environment to build on: a venv over its Python, its packages installed.
+    base_environment: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,6 +213,7 @@ class Manifest:
     exclude_newer_span: timedelta | None = None
     # [mirrors]: where to fetch from (never recorded in the lock); see lockenv.mirrors.
     mirrors: Mirrors = field(default_factory=Mirrors)
+    base_environment: Path | None = None  # [project] base-environment
     # Conda package name -> the PyPI name it provides, where the two differ (pytorch ->
     # torch); other conda packages provide the PyPI name equal to their own.
     conda_pypi_map: Mapping[str, NormalizedName] = field(
@@ -481,6 +486,7 @@ class _Reader:
         find_links = self._locations(project.get("find-links", []), ("project", "find-links"))
         requires_python = self._requires_python(project, pep621)
         exclude_newer, exclude_newer_span = self._exclude_newer(project.get("exclude-newer"))
+        base_environment = self._base_environment(project, ("project", "base-environment"))
 
         default_feature = self._feature(DEFAULT_FEATURE, top, (), platforms)
         features: dict[str, Feature] = {}
@@ -533,6 +539,7 @@ class _Reader:
             environments=MappingProxyType(environments),
             conda_pypi_map=MappingProxyType(conda_pypi_map),
             mirrors=mirrors,
+            base_environment=base_environment,
         )
         if not self.problems:
             for env in environments.values():
@@ -640,6 +647,22 @@ class _Reader:
         if not local.is_absolute():
             local = self.root / local
         return Path(os.path.normpath(local)).as_uri()
+
+    def _base_environment(self, table: dict[str, Any], keys: tuple[Key, ...]) -> Path | None:
+        if "base-environment" not in table:
+            return None
+        value = self.string(table["base-environment"], keys)
+        if value is None:
+            return None
+        if not value.strip() or _URL.match(value):
+            self.add(
+                keys,
+                f"invalid base-environment {value!r} (the directory of a Python environment, "
+                "e.g. '/opt/site/envs/ml-2025')",
+            )
+            return None
+        path = Path(os.path.expanduser(value.strip()))
+        return Path(os.path.normpath(path if path.is_absolute() else self.root / path))
 
     def _requires_python(
         self, project: dict[str, Any], pep621: dict[str, Any] | None
@@ -942,8 +965,10 @@ class _Reader:
                 continue
             include_default = True
             names_keys = keys
+            base: Path | None = None
             if isinstance(raw, dict):
                 table = self.table(raw, keys, _ENVIRONMENT_KEYS)
+                base = self._base_environment(table, (*keys, "base-environment"))
                 flag = table.get("no-default-feature", False)
                 if not isinstance(flag, bool):
                     self.wrong_type((*keys, "no-default-feature"), "true or false", flag)
@@ -972,7 +997,10 @@ class _Reader:
                 else:
                     chosen.append(feature_name)
             environments[env_name] = Environment(
-                name=env_name, features=tuple(chosen), include_default=include_default
+                name=env_name,
+                features=tuple(chosen),
+                include_default=include_default,
+                base_environment=base,
             )
         if DEFAULT_FEATURE not in environments:
             environments[DEFAULT_FEATURE] = Environment(name=DEFAULT_FEATURE, features=())
@@ -1077,6 +1105,7 @@ def _compose(
         pypi_dependencies=tuple(pypi[name][0] for name in sorted(pypi)),
         system_requirements=system,
         requires_python=manifest.requires_python,
+        base_environment=env.base_environment or manifest.base_environment,
     )
 
 

@@ -21,6 +21,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from lockenv.errors import LockenvError, LockfileError, ResolutionError
+from lockenv.lock.base_env import BaseReader
 from lockenv.lock.conflicts import who_asked
 from lockenv.lock.pypi.provider import (
     PYTHON,
@@ -48,6 +49,7 @@ from lockenv.platforms import (
 )
 
 if TYPE_CHECKING:
+    from lockenv.base_environment import BaseEnvironment
     from lockenv.http import HttpClient
     from lockenv.lock.conda.matchspec import MatchSpec
     from lockenv.lock.conda.repodata import ChannelClient, RepoRecord
@@ -83,6 +85,7 @@ class _Pins:
 
     artifacts: list[Artifact]
     python: Version | None  # the Python a PyPI-only environment was resolved for
+    base: BaseEnvironment | None = None  # the base environment it was resolved on
 
 
 def manifest_inputs(manifest: Manifest, index_urls: Sequence[str]) -> LockInputs:
@@ -184,11 +187,13 @@ def lock_manifest(
     artifacts: dict[str, Artifact] = {}
     environments: dict[str, dict[str, tuple[str, ...]]] = {}
     pythons: dict[str, Version | None] = {}
+    bases: dict[str, BaseEnvironment | None] = {}
     for job, pins in zip(jobs, results, strict=True):
         for artifact in pins.artifacts:
             artifacts.setdefault(artifact.url, artifact)
         environments.setdefault(job.env.name, {})[job.platform] = sequence_of_urls(pins.artifacts)
         pythons[job.env.name] = pins.python
+        bases[job.env.name] = pins.base
 
     locked_envs: dict[str, LockedEnvironment] = {}
     for env_name, platforms in environments.items():
@@ -200,6 +205,7 @@ def lock_manifest(
             conda_requirements=conda_requirements(spec),
             pypi_requirements=pypi_requirements(spec),
             packages=platforms,
+            base=bases[env_name],
         )
     return Lockfile(
         inputs=manifest_inputs(manifest, index_urls),
@@ -252,6 +258,7 @@ class _Resolver:
         self.pypi_name_of = pypi_name_of
         self._channel_client: ChannelClient | None = None
         self._client_lock = threading.Lock()
+        self._bases = BaseReader()
 
     def _locked(self, env: str, platform: str, kind: str) -> list[Artifact]:
         if self.previous is None or self.options.update_all:
@@ -275,6 +282,8 @@ class _Resolver:
         return prefs
 
     def resolve_job(self, job: _Job) -> _Pins:
+        if job.env.base_environment is not None:
+            return self.resolve_on_base(job, job.env.base_environment)
         conda: list[CondaArtifact] = []
         provided: dict[NormalizedName, Version] = {}
         if job.env.dependencies:
@@ -300,6 +309,22 @@ class _Resolver:
             python = python_target(job.env.requires_python)
         pypi = self.resolve_pypi(job, python, provided) if job.env.pypi_dependencies else []
         return _Pins(artifacts=[*conda, *pypi], python=None if job.env.dependencies else python)
+
+    def resolve_on_base(self, job: _Job, path: Path) -> _Pins:
+        """PyPI packages on top of a base environment (`lockenv.lock.base_env`)."""
+        from lockenv.lock.base_env import base_problems, provided_by_base, raise_if
+
+        base = self._bases.read(path)
+        raise_if(base_problems(job.env, job.platform, base), job.env.name)
+        python = Version(base.python)
+        pypi = (
+            self.resolve_pypi(
+                job, python, provided_by_base(base), provided_by="the base environment"
+            )
+            if job.env.pypi_dependencies
+            else []
+        )
+        return _Pins(artifacts=list(pypi), python=Version(base.python_xy), base=base)
 
     # -- conda -----------------------------------------------------------------------
 
@@ -395,7 +420,12 @@ class _Resolver:
     # -- PyPI ------------------------------------------------------------------------
 
     def resolve_pypi(
-        self, job: _Job, python: Version, provided: Mapping[NormalizedName, Version]
+        self,
+        job: _Job,
+        python: Version,
+        provided: Mapping[NormalizedName, Version],
+        *,
+        provided_by: str = "conda",
     ) -> list[PypiArtifact]:
         from resolvelib import BaseReporter, Resolver
         from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
@@ -430,7 +460,8 @@ class _Resolver:
         except ResolutionImpossible as exc:
             raise ResolutionError(
                 f"cannot lock environment {job.env.name!r} for {job.platform} "
-                f"(Python {python}): {explain_conflict(exc.causes, provider, self.index)}"
+                f"(Python {python}): "
+                f"{explain_conflict(exc.causes, provider, self.index, provided_by=provided_by)}"
             ) from None
         except ResolutionTooDeep:
             raise ResolutionError(
@@ -470,8 +501,15 @@ class _Resolver:
         )
 
 
-def explain_conflict(causes: Collection[Any], provider: PypiProvider, index: PackageIndex) -> str:
-    """One line naming every requirement in the conflict and who asked for it."""
+def explain_conflict(
+    causes: Collection[Any],
+    provider: PypiProvider,
+    index: PackageIndex,
+    *,
+    provided_by: str = "conda",
+) -> str:
+    """One line naming every requirement in the conflict and who asked for it;
+    ``provided_by`` names what installed the packages the provider takes as given."""
     by_name: dict[str, list[str]] = {}
     for cause in causes:
         req: Req = cause.requirement
@@ -484,16 +522,18 @@ def explain_conflict(causes: Collection[Any], provider: PypiProvider, index: Pac
         if name == PYTHON:
             parts.append(f"{'; '.join(asks)}, but the target is Python {provider.target.python}")
             continue
-        reason = _why_no_candidate(NormalizedName(name), provider, index)
+        reason = _why_no_candidate(NormalizedName(name), provider, index, provided_by)
         parts.append(f"{'; '.join(asks)}" + (f" ({reason})" if reason else ""))
     if len(by_name) == 1 and len(causes) == 1:
         return parts[0]
     return "these requirements conflict: " + "; ".join(parts)
 
 
-def _why_no_candidate(name: NormalizedName, provider: PypiProvider, index: PackageIndex) -> str:
+def _why_no_candidate(
+    name: NormalizedName, provider: PypiProvider, index: PackageIndex, provided_by: str
+) -> str:
     if name in provider.provided:
-        return f"conda provides {name} {provider.provided[name]}"
+        return f"{provided_by} provides {name} {provider.provided[name]}"
     evaluation = provider.evaluations.get(name)
     if evaluation is None:
         return ""

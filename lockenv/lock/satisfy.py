@@ -9,7 +9,9 @@ comments and key order in the manifest never make a lock stale.
 
 from __future__ import annotations
 
+import os
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -74,6 +76,8 @@ def _exclude_newer_inputs(
 
 def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile, manifest: Manifest) -> list[str]:
     locked = lock.environments[spec.name]
+    if spec.base_environment is not None or locked.base is not None:
+        return _on_base_reasons(spec, lock)
     reasons: list[str] = []
     python: Version | None = None
     if not spec.dependencies:
@@ -112,6 +116,60 @@ def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile, manifest: Manife
             )
         elif direct:
             problems.append("PyPI packages need a conda `python` in the environment")
+        reasons.extend(f"{spec.name} on {platform}: {p}" for p in problems)
+    for platform in sorted(set(locked.packages) - set(spec.platforms)):
+        reasons.append(f"{spec.name}: platform {platform} is locked but no longer a target")
+    return reasons
+
+
+def _on_base_reasons(spec: EnvironmentSpec, lock: Lockfile) -> list[str]:
+    """An environment on a base: the base as locked, the pins on top of it.
+
+    The base as it is now counts too, where it exists (a lock made on the cluster and
+    checked elsewhere cannot see it): a base changed since the lock makes it stale.
+    """
+    from lockenv.base_environment import base_drift, read_base_environment
+    from lockenv.errors import LockenvError
+    from lockenv.lock.base_env import base_problems, provided_by_base
+
+    locked = lock.environments[spec.name]
+    base = locked.base
+    wanted = str(spec.base_environment) if spec.base_environment is not None else None
+    if base is None or wanted is None or base.prefix != wanted:
+        have = base.prefix if base is not None else None
+        return [
+            f"{spec.name}: base-environment changed: the manifest has {wanted!r}, the lock {have!r}"
+        ]
+    reasons: list[str] = []
+    if os.path.isdir(base.prefix):
+        try:
+            current = read_base_environment(Path(base.prefix))
+        except LockenvError as exc:
+            reasons.append(f"{spec.name}: {exc}")
+        else:
+            if current.digest != base.digest:
+                reasons.append(
+                    f"{spec.name}: base environment {base.prefix!r} changed since the lock "
+                    f"({base_drift(base, current)})"
+                )
+    python = Version(base.python)
+    direct = [d.requirement for d in spec.pypi_dependencies]
+    for platform in spec.platforms:
+        if platform not in locked.packages:
+            reasons.append(f"{spec.name}: platform {platform} is not locked")
+            continue
+        problems = base_problems(spec, None, base)
+        pinned = [lock.artifacts[url] for url in locked.packages[platform]]
+        pypi: dict[str, PypiArtifact] = {
+            canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact)
+        }
+        provided: dict[str, Version] = {str(k): v for k, v in provided_by_base(base).items()}
+        problems += _closure_problems(
+            direct, pypi, marker_environment(get_platform(platform), python), python, provided
+        )
+        problems += [
+            f"{a.name} {a.version} is a conda package" for a in pinned if a.kind == "conda"
+        ]
         reasons.extend(f"{spec.name} on {platform}: {p}" for p in problems)
     for platform in sorted(set(locked.packages) - set(spec.platforms)):
         reasons.append(f"{spec.name}: platform {platform} is locked but no longer a target")

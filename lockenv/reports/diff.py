@@ -168,6 +168,7 @@ def diff_locks(old: Lockfile | None, new: Lockfile) -> LockDiff:
                 ("python", _env_python(old_env), _env_python(new_env)),
                 ("requirements.conda", _conda_reqs(old_env), _conda_reqs(new_env)),
                 ("requirements.pypi", _pypi_reqs(old_env), _pypi_reqs(new_env)),
+                ("base-environment", _base(old_env), _base(new_env)),
             ):
                 if was != now:
                     settings.append(SettingChange(key=f"{prefix}.{key}", old=was, new=now))
@@ -209,6 +210,19 @@ def _input_changes(old: LockInputs, new: LockInputs) -> list[SettingChange]:
 
 def _env_python(env: LockedEnvironment | None) -> str | None:
     return env.python if env is not None else None
+
+
+def _base(env: LockedEnvironment | None) -> tuple[str, ...] | None:
+    """A base environment as items a diff can compare one by one."""
+    base = env.base if env is not None else None
+    if base is None:
+        return None
+    return (
+        base.prefix,
+        f"python {base.python}",
+        *(f"conda {c}" for c in base.conda),
+        *(f"pypi {p}" for p in base.pypi),
+    )
 
 
 def _conda_reqs(env: LockedEnvironment | None) -> tuple[str, ...] | None:

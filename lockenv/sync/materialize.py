@@ -1,10 +1,13 @@
 """The sync: lock → fetch (verified) → unpack once → build a staging env → swap it in.
 
 Two kinds of environment come out of it.  A PyPI-only lock makes a virtual environment on
-a host interpreter.  A lock with conda packages makes a conda prefix: the packages linked
-in dependency order (`lockenv.sync.conda.install`), ``conda-meta/`` written as conda writes
-it, and the PyPI wheels, if any, installed into the conda Python's site-packages with
-launchers for ``<prefix>/bin/python``.  Package scripts (post-link...) are never run.
+a host interpreter, or on a base environment's (`lockenv.base_environment`): its
+site-packages visible after the environment's own, and a sync that refuses (DriftError)
+when the base no longer holds what it held when the lock was made.  A lock with conda
+packages makes a conda prefix: the packages linked in dependency order
+(`lockenv.sync.conda.install`), ``conda-meta/`` written as conda writes it, and the PyPI
+wheels, if any, installed into the conda Python's site-packages with launchers for
+``<prefix>/bin/python``.  Package scripts (post-link...) are never run.
 
 One orchestration function, `sync_environment`.  The environment is rebuilt completely in
 a staging directory beside the prefix (same filesystem; every absolute path written
@@ -50,6 +53,7 @@ from lockenv.sync.plan import (
 )
 
 if TYPE_CHECKING:
+    from lockenv.base_environment import BaseEnvironment
     from lockenv.cache import Cache
     from lockenv.lockfile import (
         Artifact,
@@ -98,6 +102,8 @@ class SyncOptions:
     directory (`lockenv.sync.bundle_source`) that artifacts missing from the cache are taken from.
     ``manifest``: the project's manifest, whose ``[mirrors]`` apply to downloads (with the
     machine's, `lockenv.mirrors`); read only when something must be downloaded.
+    ``allow_base_drift``: build on a base environment that changed since the lock (with a
+    warning) instead of refusing.
     """
 
     link_mode: str = "hardlink"
@@ -108,6 +114,7 @@ class SyncOptions:
     jobs: int = 8
     bundle: Path | None = None
     manifest: Path | None = None
+    allow_base_drift: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,7 +157,46 @@ def _state_is_current(state: EnvState, prefix: Path, platform: str) -> bool:
         and _interpreter_present(prefix, state)
         # Link mode "symlink": the files live in the cache, which may have been cleaned.
         and all(os.path.isdir(entry) for entry in state.cache_entries)
+        and _base_unchanged(state)
     )
+
+
+def _base_unchanged(state: EnvState) -> bool:
+    """The base environment, if any, holds what it held when this one was built."""
+    if not state.base_prefix:
+        return True
+    from lockenv.base_environment import read_base_environment
+    from lockenv.errors import LockenvError
+
+    try:
+        return read_base_environment(Path(state.base_prefix)).digest == state.base_digest
+    except LockenvError:
+        return False
+
+
+def _current_base(
+    environment: LockedEnvironment, allow_drift: bool, note: Callable[[str], None]
+) -> BaseEnvironment | None:
+    """The base environment as it is now; DriftError when it changed since the lock."""
+    if environment.base is None:
+        return None
+    from lockenv.base_environment import base_drift, read_base_environment
+    from lockenv.errors import DriftError
+
+    locked = environment.base
+    current = read_base_environment(Path(locked.prefix))
+    if current.digest != locked.digest:
+        message = (
+            f"base environment {locked.prefix!r} changed since the lock "
+            f"({base_drift(locked, current)})"
+        )
+        if not allow_drift:
+            raise DriftError(
+                f"{message}: run `lockenv lock` to lock against it as it is now (or "
+                "`lockenv sync --allow-base-drift` to build on it anyway)"
+            )
+        note(f"warning: {message}; building on it anyway (--allow-base-drift)")
+    return current
 
 
 def is_up_to_date(prefix: Path, lock_sha256: str, env_name: str) -> bool:
@@ -589,7 +635,7 @@ def sync_environment(
     from lockenv.sync.fetch import fetch_artifacts
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.link import Linker, check_link_mode
-    from lockenv.sync.venv import create_venv, find_interpreter, layout_for
+    from lockenv.sync.venv import base_interpreter, create_venv, find_interpreter, layout_for
 
     started = time.monotonic()
     link_mode = check_link_mode(options.link_mode)
@@ -614,6 +660,7 @@ def sync_environment(
         if progress is not None:
             progress(message)
 
+    base = _current_base(environment, options.allow_base_drift, note)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with _prefix_lock(prefix, progress):
         _recover(prefix)
@@ -628,7 +675,11 @@ def sync_environment(
         on_disk = _site_dist_infos(prefix, site_packages) + conda_meta_names(prefix)
         plan = plan_sync(wanted, state, on_disk)
         interpreter = None
-        if options.python is not None and kind == "venv":
+        if base is not None:
+            interpreter = base_interpreter(Path(base.prefix), cache_dir=cache.root)
+            if options.python is not None:
+                note(f"--python ignored: environment {env_name!r} uses its base's Python")
+        elif options.python is not None and kind == "venv":
             interpreter = find_interpreter(
                 python_version, python=options.python, cache_dir=cache.root
             )
@@ -642,6 +693,7 @@ def sync_environment(
             and state.link_mode == link_mode
             and (state.bytecode or not options.compile_bytecode)
             and (interpreter is None or state.python_executable == str(interpreter.executable))
+            and state.base_digest == (base.digest if base is not None else "")
         ):
             if state.lock_sha256 != lock_sha256:
                 write_state(prefix, replace(state, lock_sha256=lock_sha256))
@@ -701,7 +753,14 @@ def sync_environment(
             linked: list[tuple[CondaArtifact, InstalledConda]] = []
             if interpreter is not None:
                 layout = layout_for(prefix, interpreter.major_minor, root=staging)
-                create_venv(layout, interpreter, prompt=env_name)
+                create_venv(
+                    layout,
+                    interpreter,
+                    prompt=env_name,
+                    base_site_packages=(
+                        Path(base.prefix, base.site_packages) if base is not None else None
+                    ),
+                )
                 python_executable, python_full = str(interpreter.executable), interpreter.version
                 bytecode_python: Path | None = interpreter.executable
             else:
@@ -771,6 +830,8 @@ def sync_environment(
                     kind=kind,
                     conda_dist_infos=tuple(sorted(conda_dist_infos)),
                     cache_entries=_entries_linked(unpacked) if link_mode == "symlink" else (),
+                    base_prefix=base.prefix if base is not None else "",
+                    base_digest=base.digest if base is not None else "",
                 ),
             )
             checkpoint("staging:complete")

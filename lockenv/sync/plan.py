@@ -75,6 +75,8 @@ class EnvState:
     conda_dist_infos: tuple[str, ...] = ()  # dist-info dirs that conda packages shipped
     # Link mode "symlink": the cache entries the environment's files point into.
     cache_entries: tuple[str, ...] = ()
+    base_prefix: str = ""  # the base environment it is built on ("" for none)
+    base_digest: str = ""  # that base's package-set digest when it was built
 
     @property
     def dist_infos(self) -> list[str]:
@@ -102,6 +104,7 @@ class EnvState:
             "kind": self.kind,
             "conda_dist_infos": sorted(self.conda_dist_infos),
             "cache_entries": sorted(self.cache_entries),
+            "base": {"prefix": self.base_prefix, "digest": self.base_digest},
             "packages": [
                 {
                     "name": p.name,
@@ -148,6 +151,8 @@ class EnvState:
                 kind=str(data.get("kind", "venv")),
                 conda_dist_infos=tuple(str(d) for d in data.get("conda_dist_infos", ())),
                 cache_entries=tuple(str(d) for d in data.get("cache_entries", ())),
+                base_prefix=str(data.get("base", {}).get("prefix", "")),
+                base_digest=str(data.get("base", {}).get("digest", "")),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None

@@ -23,6 +23,7 @@ from lockenv.errors import InstallError
 __all__ = [
     "EnvLayout",
     "Interpreter",
+    "base_interpreter",
     "create_venv",
     "find_interpreter",
     "interpreter_info",
@@ -261,15 +262,44 @@ def find_interpreter(
     )
 
 
+def base_interpreter(prefix: Path, *, cache_dir: Path | None = None) -> Interpreter:
+    """The CPython a base environment at ``prefix`` runs (behind any launcher script)."""
+    from lockenv.base_environment import base_python
+
+    python = base_python(prefix)
+    info = interpreter_info(python, cache_dir)
+    if info is None or info.implementation != "cpython":
+        raise InstallError(
+            f"the base environment's Python {str(python)!r} does not run as CPython "
+            f"({'not runnable' if info is None else info.implementation}); fix the base "
+            "environment, or build this environment without it"
+        )
+    return info
+
+
 # -- virtual environments -------------------------------------------------------------------
 
 
-def create_venv(layout: EnvLayout, interpreter: Interpreter, *, prompt: str | None = None) -> None:
+BASE_PTH = "_lockenv_base.pth"
+
+
+def create_venv(
+    layout: EnvLayout,
+    interpreter: Interpreter,
+    *,
+    prompt: str | None = None,
+    base_site_packages: Path | None = None,
+) -> None:
     """Write the skeleton of a virtual environment into ``layout.root`` (which may exist).
 
     The result is what ``python -m venv --without-pip`` makes: ``pyvenv.cfg``, the
     interpreter symlinks, an empty site-packages, ``lib64 -> lib`` and activation scripts
     for bash/zsh and fish, every absolute path naming ``layout.prefix``.
+
+    ``base_site_packages``: a base environment's site-packages, made visible after the
+    environment's own by `BASE_PTH`, which adds it as a site directory (its own ``.pth``
+    files processed): what ``--system-site-packages`` does for the interpreter's own
+    installation, for any base (a conda environment, a Python installation, a venv).
     """
     root = layout.root
     scripts = root / layout.scripts_rel
@@ -302,6 +332,15 @@ def create_venv(layout: EnvLayout, interpreter: Interpreter, *, prompt: str | No
     name = prompt or layout.prefix.name
     for filename, text in activation_scripts(layout.prefix, layout.scripts_rel, name).items():
         (scripts / filename).write_text(text, encoding="utf-8")
+    if base_site_packages is not None:
+        (layout.site_packages / BASE_PTH).write_text(
+            base_pth_text(base_site_packages), encoding="utf-8"
+        )
+
+
+def base_pth_text(base_site_packages: Path) -> str:
+    """The ``.pth`` line that puts a base environment's site-packages on ``sys.path``."""
+    return f"import site; site.addsitedir({str(base_site_packages)!r})\n"
 
 
 def _symlink(target: str, link: Path) -> None:

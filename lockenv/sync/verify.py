@@ -224,6 +224,42 @@ def _compare_conda(
     return missing, extra, mismatched
 
 
+def _check_base(
+    prefix: Path,
+    sp_rel: str | None,
+    lock: Lockfile | None,
+    env_name: str | None,
+    state: EnvState | None,
+) -> tuple[str | None, tuple[str, bytes] | None]:
+    """(a drift problem, (the base .pth file, its expected bytes)) of an environment built
+    on a base environment; (None, None) for others."""
+    from lockenv.base_environment import base_drift, read_base_environment
+    from lockenv.errors import LockenvError
+    from lockenv.sync.venv import BASE_PTH, base_pth_text
+
+    locked = lock.environments.get(env_name) if lock is not None and env_name else None
+    base = locked.base if locked is not None else None
+    base_prefix = base.prefix if base is not None else (state.base_prefix if state else "")
+    if not base_prefix:
+        return None, None
+    problem = None
+    try:
+        current = read_base_environment(Path(base_prefix))
+    except LockenvError as exc:
+        return str(exc), None
+    expected_digest = base.digest if base is not None else state.base_digest if state else ""
+    if current.digest != expected_digest:
+        against = base_drift(base, current) if base is not None else "its package set differs"
+        problem = (
+            f"base environment {base_prefix!r} changed since the "
+            f"{'lock' if base is not None else 'environment was built'} ({against})"
+        )
+    if sp_rel is None:
+        return problem, None
+    pth = base_pth_text(Path(current.prefix, current.site_packages)).encode()
+    return problem, (f"{sp_rel}/{BASE_PTH}", pth)
+
+
 def verify_environment(
     prefix: Path, lock: Lockfile | None, env_name: str | None, platform: str
 ) -> VerifyReport:
@@ -323,6 +359,15 @@ def verify_environment(
             missing.append(rel)
 
     skeleton = _SKELETON_FILES if not conda_env else frozenset({STATE_FILE, f"{STATE_FILE}.tmp"})
+    base_problem, base_pth = _check_base(prefix, sp_rel, lock, env_name, state)
+    if base_problem is not None:
+        problems.append(base_problem)
+    if base_pth is not None:
+        skeleton = skeleton | {base_pth[0]}
+        if not os.path.exists(prefix / base_pth[0]):
+            missing.append(base_pth[0])
+        elif (prefix / base_pth[0]).read_bytes() != base_pth[1]:
+            modified.append(base_pth[0])
     extra = [
         rel
         for rel, _entry in _walk(prefix)
