@@ -496,7 +496,8 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
         sync_options=options,
         say=_OUT.progress,
     )
-    if report is None:
+    if report is None or report.no_op:
+        # (no_op: another sync, waited for, had just made it so)
         if announce:
             _OUT.note(f"environment {args.environment!r} is up to date ({target.prefix})")
     elif announce:

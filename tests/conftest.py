@@ -24,17 +24,23 @@ from fixtures.build_index import build_index  # noqa: E402
 from fixtures.server import IndexServer, serve_index  # noqa: E402
 
 NETWORK_ENV = "LOCKENV_NETWORK_TESTS"
+SLURM_ENV = "LOCKENV_SLURM_TESTS"
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``@pytest.mark.network`` tests unless LOCKENV_NETWORK_TESTS=1."""
-    if os.environ.get(NETWORK_ENV) == "1":
-        return
-    skip = pytest.mark.skip(reason=f"uses the network; set {NETWORK_ENV}=1 to run")
-    for item in items:
-        if item.get_closest_marker("network") is not None:
-            item.add_marker(skip)
+    """Skip ``@pytest.mark.network`` tests unless LOCKENV_NETWORK_TESTS=1, and
+    ``@pytest.mark.slurm`` tests unless LOCKENV_SLURM_TESTS=1."""
+    for marker, variable, why in (
+        ("network", NETWORK_ENV, "uses the network"),
+        ("slurm", SLURM_ENV, "starts a Slurm cluster on this machine (as root)"),
+    ):
+        if os.environ.get(variable) == "1":
+            continue
+        skip = pytest.mark.skip(reason=f"{why}; set {variable}=1 to run")
+        for item in items:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +51,9 @@ def _isolate_from_machine(
 ) -> None:
     """Keep the developer's pip config, indexes, credentials and cache out of every test."""
     for key in list(os.environ):
-        if key.startswith("PIP_") or (key.startswith("LOCKENV_") and key != NETWORK_ENV):
+        if key.startswith("PIP_") or (
+            key.startswith("LOCKENV_") and key not in (NETWORK_ENV, SLURM_ENV)
+        ):
             monkeypatch.delenv(key)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     # Nor lockenv's own site settings (mirrors) from ~/.config or /etc.
