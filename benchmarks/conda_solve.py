@@ -4,7 +4,7 @@
                                      [--channel-dir DIR] [--rattler-python PATH]
 
 The channel (~2,500 names, 130k+ records over linux-64, osx-arm64, win-64 and noarch,
-shaped like conda-forge; see ``gen_channel.py``) is generated once per seed and scale
+shaped like conda-forge; see ``fixtures/gen_channel.py``) is generated once per seed and scale
 into a temporary directory and read through ``file://`` by both tools.  Both solve the
 same 20 specs for linux-64, osx-arm64 and win-64 with the same virtual packages (the
 ones lockenv gives each target by default).
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import resource
 import shutil
@@ -45,8 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gen_channel import SUBDIRS, benchmark_specs, generate  # noqa: E402
+from rattler_peer import find_rattler_python, peer_env  # noqa: E402
 
+from fixtures.gen_channel import SUBDIRS, benchmark_specs, generate  # noqa: E402
 from lockenv.platforms import get_platform, virtual_packages  # noqa: E402
 
 PLATFORMS = ("linux-64", "osx-arm64", "win-64")
@@ -81,14 +81,7 @@ print(json.dumps({"pins": result, "import": imported - started, "solve": done - 
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PIP_", "UV_", "LOCKENV_", "VIRTUAL_ENV", "PYTHON"))
-    }
-    env.update(PIP_CONFIG_FILE=os.devnull)
-    env.update(extra)
-    return env
+    return peer_env() | extra
 
 
 # CPU seconds (user + system) of every finished child process so far.
@@ -121,21 +114,6 @@ def ensure_channel(directory: Path, seed: int, scale: float) -> dict[str, int]:
     print(f"generating the channel in {directory} ...", flush=True)
     shutil.rmtree(directory, ignore_errors=True)
     return generate(directory, seed=seed, scale=scale)
-
-
-def find_rattler_python(given: str | None) -> str:
-    python = given or sys.executable
-    probe = subprocess.run(
-        [python, "-c", "import rattler"], capture_output=True, text=True, check=False
-    )
-    if probe.returncode != 0:
-        sys.exit(
-            f"{python} cannot import rattler (py-rattler). It is not a lockenv dependency; "
-            "install it into a throwaway venv:\n"
-            "  uv venv /tmp/rattler && VIRTUAL_ENV=/tmp/rattler uv pip install py-rattler\n"
-            "then pass --rattler-python /tmp/rattler/bin/python"
-        )
-    return python
 
 
 def lockenv_pins(project: Path, env: dict[str, str]) -> dict[str, dict[str, list[str]]]:

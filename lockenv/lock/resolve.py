@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from lockenv.http import HttpClient
     from lockenv.lock.conda.matchspec import MatchSpec
     from lockenv.lock.conda.repodata import ChannelClient, RepoRecord
-    from lockenv.lock.conda.solver import CondaCandidate
     from lockenv.lock.manifest import CondaDependency, EnvironmentSpec, Manifest
     from lockenv.lock.pypi.index import DistFile, PackageIndex
     from lockenv.lock.pypi.metadata import MetadataFetcher
@@ -337,11 +336,8 @@ class _Resolver:
             return self._channel_client
 
     def resolve_conda(self, job: _Job) -> list[CondaArtifact]:
-        from resolvelib import BaseReporter, Resolver
-        from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
-
         from lockenv.lock.conda.repodata import Channel
-        from lockenv.lock.conda.solver import CondaProvider, CondaReq, explain_conda_conflict
+        from lockenv.lock.conda.solver import CondaSolver, Unsatisfiable
 
         if not job.env.channels:
             raise ResolutionError(
@@ -351,8 +347,7 @@ class _Resolver:
         channels = [Channel.parse(c, root=self.root) for c in job.env.channels]
         records = self.channel_client().records_by_name(channels, [job.platform])
         system = job.env.system_requirements
-        direct = [conda_spec(d) for d in job.env.dependencies]
-        provider = CondaProvider(
+        solver = CondaSolver(
             records=records,
             virtual_packages=virtual_packages(
                 get_platform(job.platform),
@@ -361,34 +356,24 @@ class _Resolver:
                 cuda=system.cuda,
                 archspec=system.archspec,
             ),
-            direct=direct,
+            direct=[conda_spec(d) for d in job.env.dependencies],
             preferences={
                 a.name: a.filename for a in self._locked(job.env.name, job.platform, "conda")
             },
             exclude_newer_ms=(
                 int(self.exclude_newer.timestamp() * 1000) if self.exclude_newer else None
             ),
+            platform=job.platform,
         )
         if self.progress:
             self.progress(f"solving conda packages of {job.env.name} for {job.platform}")
-        resolver: Resolver[CondaReq, CondaCandidate, str] = Resolver(provider, BaseReporter())
         try:
-            result = resolver.resolve([CondaReq(s) for s in direct], max_rounds=20_000)
-        except ResolutionImpossible as exc:
+            solution = solver.solve()
+        except Unsatisfiable as exc:
             raise ResolutionError(
-                f"cannot lock environment {job.env.name!r} for {job.platform}: "
-                f"{explain_conda_conflict(exc.causes, provider, job.platform)}"
+                f"cannot lock environment {job.env.name!r} for {job.platform}: {exc.explanation}"
             ) from None
-        except ResolutionTooDeep:
-            raise ResolutionError(
-                f"cannot lock environment {job.env.name!r} for {job.platform}: the conda "
-                "solver gave up after too many backtracking rounds; pin some packages"
-            ) from None
-        return [
-            self.conda_artifact(candidate.record)
-            for candidate in result.mapping.values()
-            if candidate.record is not None
-        ]
+        return [self.conda_artifact(record) for record in solution]
 
     def conda_artifact(self, record: RepoRecord) -> CondaArtifact:
         from lockenv.http import redact_url

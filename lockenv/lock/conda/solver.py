@@ -1,30 +1,51 @@
-"""The resolvelib provider for conda packages, for one target platform.
+"""The conda solver: one environment's conda packages for one platform.
 
-Candidates are repodata records of the target's subdir and ``noarch``, ordered as conda
-orders them: records without ``track_features`` first, then the highest version, the
-highest build number and the newest timestamp.  Channels are strict: a name is taken
-from the first channel (in manifest order) that has it, so a mirror or a second channel
-cannot shadow the first one's packages (conda's and pixi's strict channel priority).
+Every build of every package name the solve reaches is a boolean variable of the
+CDCL engine in `lockenv.lock.conda.sat`, and the builds of one name form an at-most-one
+group.  The clauses say what conda's rules say:
 
-``constrains`` restrict a package without requiring it: a constrained name that nothing
-depends on resolves to an *absent* candidate, which satisfies constraints only; a real
-dependency on it later makes the absent candidate fail and resolvelib backtracks to a
-real record.  Virtual packages (``__glibc``...) are single candidates made from the
-target's declared system requirements.
+- the manifest's MatchSpecs: one of the builds each admits (a clause per spec);
+- a build's ``depends``: if it is installed, so is one of the builds each dependency
+  admits (``not build or dep1 or dep2 ...``; no build admitted makes ``not build`` a fact);
+- a build's ``constrains``: if it is installed, no build of the constrained name that
+  the spec rejects is (``not build or not other``); a constrained name nothing requires stays
+  out of the environment.
+
+Clauses are made lazily.  A name's records are read and ordered the first time a
+requirement names it (so a solve touches the names it can reach, not the channel), and a
+build's ``depends`` and ``constrains`` are encoded the first time the build is installed
+or is about to be tried.  Trying a build only after encoding it means a build whose
+dependency has become impossible (a ``py313`` build once ``python 3.12`` is chosen) is
+ruled out by propagation, without a conflict.
+
+**Decisions** follow conda's optimization order (`lockenv.lock.conda.order`): the
+solver takes the first open requirement — the manifest's, in the manifest's order, before
+any package's, then packages' requirements in the order they were found (the names
+conflicts involve most, first, once there are conflicts) — and installs the best build
+that requirement admits that every other open requirement on the name admits too.  A
+locked pin (``preferences``) is tried first.  Conflicts are learned and backjumped over
+(`sat`), so every request is either solved or proven impossible; an impossible one is
+explained by the requirements that prove it (`Unsatisfiable`), traced back to the
+manifest through `lockenv.lock.conflicts`.
+
+Channels are strict: the records given are those of the first channel that has each
+name (`lockenv.lock.conda.repodata.ChannelRecords`).  Virtual packages (``__glibc``...)
+are single builds made from the target's declared system requirements; a ``__`` name
+the target does not declare has no build.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import heapq
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
-
-from resolvelib import AbstractProvider
+from typing import TYPE_CHECKING, TypeAlias
 
 from lockenv.errors import ResolutionError
 from lockenv.lock.conda.matchspec import MatchSpec
+from lockenv.lock.conda.order import Newest, order_builds
+from lockenv.lock.conda.sat import DONE, RETRY, Engine
 from lockenv.lock.conda.version import VersionOrder
 from lockenv.lock.conflicts import requirement_chain, who_asked
 
@@ -32,9 +53,19 @@ if TYPE_CHECKING:
     from lockenv.lock.conda.repodata import RepoRecord
     from lockenv.platforms import VirtualPackage
 
+__all__ = ["CondaSolver", "Unsatisfiable", "VirtualRecord", "parse_spec", "parse_version"]
+
+# How many requirements an explanation names before it says "and N more".
+_EXPLAIN_LIMIT = 8
+# Proofs larger than this are explained as they are, without looking for a smaller one.
+_MINIMIZE_UNITS = 60
+_MINIMIZE_CLAUSES = 5000
+_MINIMIZE_CONFLICTS = 2000  # in all: a smaller explanation is not worth more time
+
 
 @lru_cache(maxsize=65536)
 def parse_spec(text: str) -> MatchSpec:
+    """A MatchSpec from repodata or a lock (cached: the same texts recur everywhere)."""
     return MatchSpec.parse(text)
 
 
@@ -43,88 +74,633 @@ def parse_version(text: str) -> VersionOrder:
     return VersionOrder.parse(text)
 
 
+class Unsatisfiable(ResolutionError):
+    """No set of builds meets the requirements; ``explanation`` says which conflict."""
+
+    def __init__(self, explanation: str) -> None:
+        self.explanation = explanation
+        super().__init__(explanation)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VirtualRecord:
+    """A virtual package (``__glibc 2.28``) as a build the solver can pick."""
+
+    name: str
+    version: str
+    build: str
+    build_number: int = 0
+    track_features: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()
+    constrains: tuple[str, ...] = ()
+    timestamp: int | None = None
+
+
+_Record: TypeAlias = "RepoRecord | VirtualRecord"
+# What a group of clauses says: (package name or "" for the manifest, verb, target name).
+_Key = tuple[str, str, str]
+
+
+class _Pool:
+    """The builds of one package name, best first; ``vars[i]`` is ``records[i]``'s."""
+
+    __slots__ = ("active", "group", "index", "masks", "name", "records", "requirements", "vars")
+
+    def __init__(self, name: str, index: int, group: int, records: list[_Record]):
+        self.name = name
+        self.index = index
+        self.group = group
+        self.records = records
+        self.vars: list[int] = []
+        # id(spec) -> (spec, bitmask of the builds it admits by position, their positions)
+        self.masks: dict[int, tuple[MatchSpec, int, list[int]]] = {}
+        self.requirements: list[int] = []  # requirements on this name
+        # The requirements on this name in force (the manifest's, and those of builds
+        # that are true), by the bitmask of builds they admit.
+        self.active: dict[int, set[int]] = {}
+
+
 @dataclass(frozen=True, slots=True)
-class CondaReq:
-    """A MatchSpec on one package, with the candidate that asked for it."""
+class _Requirement:
+    """A MatchSpec that the manifest (``parent`` -1) or an installed build must meet."""
 
+    parent: int  # the requiring build's variable, or -1 for the manifest
     spec: MatchSpec
-    parent: CondaCandidate | None = None
-    optional: bool = False  # from ``constrains``: limits the package, never requires it
+    pool: _Pool
+    mask: int
+    clause: int
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """Who first asked for a name, as `lockenv.lock.conflicts.requirement_chain` reads it."""
+
+    parent: _Record | None
+    spec: MatchSpec
 
     def __str__(self) -> str:
         return str(self.spec)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class CondaCandidate:
-    """A repodata record, a virtual package, or the absence of a constrained package."""
+class CondaSolver:
+    """One solve: construct, then call `solve` once."""
 
-    name: str
-    version: str
-    build: str
-    build_number: int
-    record: RepoRecord | None = None
-    virtual: bool = False
-    absent: bool = False
-    # Position in the provider's sorted pool of ``name`` (-1: in no pool): the bit of this
-    # candidate in the provider's per-spec match masks.
-    rank: int = -1
+    def __init__(
+        self,
+        *,
+        records: Mapping[str, Sequence[RepoRecord]],
+        virtual_packages: Sequence[VirtualPackage],
+        direct: Sequence[MatchSpec],
+        preferences: Mapping[str, str] | None = None,  # name -> locked record's filename
+        exclude_newer_ms: int | None = None,
+        platform: str = "",
+    ) -> None:
+        self.records = records
+        self.virtual = {
+            v.name: VirtualRecord(name=v.name, version=v.version, build=v.build)
+            for v in virtual_packages
+        }
+        self.direct = list(direct)
+        self.direct_text = {s.name: str(s) for s in direct}
+        self.preferences = dict(preferences or {})
+        self.exclude_newer_ms = exclude_newer_ms
+        self.platform = platform
+        self.engine = Engine(self)
+        self.pools: dict[str, _Pool] = {}
+        self.pool_list: list[_Pool] = []
+        self.activity: list[float] = []  # by pool index
+        self.pool_of: list[_Pool] = []  # by variable
+        self.record_of: list[_Record] = []  # by variable
+        self.expanded: list[bool] = []  # by variable
+        self.requires: list[list[int]] = []  # by variable: its requirements' ids
+        self.requirements: list[_Requirement] = []
+        self.requirement_of_clause: dict[int, int] = {}
+        self.constraint_of_clause: dict[int, tuple[int, MatchSpec]] = {}
+        self.pending_constraints: dict[str, list[tuple[int, MatchSpec]]] = {}
+        self.requested_by: dict[str, _Asked] = {}
+        self.heap: list[tuple[int, float, int]] = []
+        self._raw: dict[str, list[_Record]] = {}
+        self._newest: dict[int, tuple[MatchSpec, Newest]] = {}
+        self._clashed: set[tuple[int, int]] = set()  # (build, requirement) pairs encoded
 
-    # What MatchSpec.matches reads besides the fields above.
+    # -- the answer --------------------------------------------------------------------
+
+    def solve(self) -> list[RepoRecord]:
+        """The records to install (no virtual packages), by name.
+
+        Raises `Unsatisfiable` (a `ResolutionError`) with a one-line explanation when no
+        set of builds meets the requirements, and `ResolutionError` for broken repodata.
+        """
+        for spec in self.direct:
+            self._require(-1, spec)
+        if self.engine.solve() is False:
+            raise Unsatisfiable(self._explain())
+        chosen = [
+            self.record_of[var]
+            for var in range(len(self.record_of))
+            if self.engine.values[2 * var] == 1
+        ]
+        solution = sorted(
+            (r for r in chosen if not isinstance(r, VirtualRecord)), key=lambda r: r.name
+        )
+        self._check(chosen)
+        return solution
+
     @property
-    def subdir(self) -> str | None:
-        return self.record.subdir if self.record else None
+    def names_loaded(self) -> int:
+        """How many package names the solve read (for benchmarks and tests)."""
+        return len(self._raw)
 
-    @property
-    def md5(self) -> str | None:
-        return self.record.md5 if self.record else None
+    # -- records and their order -------------------------------------------------------
 
-    @property
-    def sha256(self) -> str | None:
-        return self.record.sha256 if self.record else None
+    def _candidates(self, name: str) -> list[_Record]:
+        """Every usable record of ``name``, unordered (valid version, not too new)."""
+        found = self._raw.get(name)
+        if found is not None:
+            return found
+        virtual = self.virtual.get(name)
+        if virtual is not None:
+            found = [virtual]
+        elif name.startswith("__"):
+            found = []
+        else:
+            cutoff = self.exclude_newer_ms
+            found = [
+                r
+                for r in self.records.get(name, ())
+                if _valid_version(r.version)
+                and (cutoff is None or r.timestamp is None or r.timestamp <= cutoff)
+            ]
+        self._raw[name] = found
+        return found
 
-    @property
-    def channel(self) -> str | None:
-        return self.record.channel if self.record else None
+    def _newest_admitted(self, spec: MatchSpec) -> Newest:
+        known = self._newest.get(id(spec))
+        if known is not None:
+            return known[1]
+        best: Newest = None
+        for record in self._candidates(spec.name):
+            if spec.matches(record):
+                version = parse_version(record.version)
+                tracked = bool(record.track_features)
+                if best is None or version > best[1] or (version == best[1] and not tracked):
+                    best = (tracked, version)
+        self._newest[id(spec)] = (spec, best)
+        return best
 
-    @property
-    def fn(self) -> str | None:
-        return self.record.filename if self.record else None
+    def _pool(self, name: str) -> _Pool:
+        pool = self.pools.get(name)
+        if pool is not None:
+            return pool
+        ordered = order_builds(
+            self._candidates(name),
+            version_of=parse_version,
+            parse_spec=parse_spec,
+            newest=self._newest_admitted,
+        )
+        preferred = self.preferences.get(name)
+        if preferred is not None:
+            for i, record in enumerate(ordered):
+                if getattr(record, "filename", None) == preferred:
+                    ordered.insert(0, ordered.pop(i))
+                    break
+        engine = self.engine
+        pool = _Pool(name, len(self.pool_list), engine.new_group(), ordered)
+        self.pools[name] = pool
+        self.pool_list.append(pool)
+        self.activity.append(0.0)
+        for record in ordered:
+            var = engine.new_var(pool.group)
+            pool.vars.append(var)
+            self.pool_of.append(pool)
+            self.record_of.append(record)
+            self.expanded.append(False)
+            self.requires.append([])
+        for parent, spec in self.pending_constraints.pop(name, ()):
+            self._constrain(parent, spec, pool)
+        return pool
 
-    @property
-    def url(self) -> str | None:
-        return self.record.url if self.record else None
+    def _match(self, pool: _Pool, spec: MatchSpec) -> tuple[int, list[int]]:
+        known = pool.masks.get(id(spec))
+        if known is not None:
+            return known[1], known[2]
+        positions = [i for i, record in enumerate(pool.records) if spec.matches(record)]
+        mask = sum(1 << i for i in positions)
+        pool.masks[id(spec)] = (spec, mask, positions)
+        return mask, positions
 
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        url = self.record.url if self.record else ("absent" if self.absent else "virtual")
-        return (self.name, self.version, self.build, url)
+    # -- clauses -----------------------------------------------------------------------
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CondaCandidate) and self.key == other.key
+    def _require(self, parent: int, spec: MatchSpec) -> int:
+        """Encode "``parent`` (or the manifest) needs a build ``spec`` admits"."""
+        pool = self._pool(spec.name)
+        mask, positions = self._match(pool, spec)
+        head = [] if parent < 0 else [2 * parent + 1]
+        clause = self.engine.add_clause(
+            head + [2 * pool.vars[i] for i in positions],
+            within=(pool.group, mask, 2 * parent + 1 if parent >= 0 else -1),
+        )
+        rid = len(self.requirements)
+        self.requirements.append(_Requirement(parent, spec, pool, mask, clause))
+        self.requirement_of_clause[clause] = rid
+        pool.requirements.append(rid)
+        self.requested_by.setdefault(
+            spec.name, _Asked(self.record_of[parent] if parent >= 0 else None, spec)
+        )
+        if parent < 0:
+            heapq.heappush(self.heap, (0, 0.0, rid))
+            pool.active.setdefault(mask, set()).add(rid)
+        return rid
 
-    def __hash__(self) -> int:
-        return hash(self.key)
+    def _constrain(self, parent: int, spec: MatchSpec, pool: _Pool) -> None:
+        """Encode "if ``parent`` is installed, no build of ``pool`` that ``spec`` rejects"."""
+        mask, _ = self._match(pool, spec)
+        negated = 2 * parent + 1
+        for i, var in enumerate(pool.vars):
+            if not mask >> i & 1 and var != parent:
+                clause = self.engine.add_clause([negated, 2 * var + 1])
+                self.constraint_of_clause[clause] = (parent, spec)
 
-    def __str__(self) -> str:
-        if self.absent:
-            return f"{self.name} (not installed)"
-        return f"{self.name} {self.version} {self.build}"
+    def _expand(self, var: int) -> None:
+        """Encode a build's ``depends`` and ``constrains`` (once)."""
+        self.expanded[var] = True
+        record = self.record_of[var]
+        self.requires[var] = [self._require(var, self._spec(t, record)) for t in record.depends]
+        for text in record.constrains:
+            spec = self._spec(text, record)
+            pool = self.pools.get(spec.name)
+            if pool is None:
+                # Nothing needs that name yet, and maybe nothing will: encode it if it comes.
+                self.pending_constraints.setdefault(spec.name, []).append((var, spec))
+            else:
+                self._constrain(var, spec, pool)
+
+    @staticmethod
+    def _spec(text: str, record: _Record) -> MatchSpec:
+        try:
+            return parse_spec(text)
+        except ValueError as exc:
+            where = getattr(record, "filename", record.name)
+            channel = getattr(record, "channel", "")
+            raise ResolutionError(
+                f"{where} in {channel} has an invalid dependency {text!r} ({exc}); the "
+                "channel's repodata is broken"
+            ) from None
+
+    # -- the engine's questions ----------------------------------------------------------
+
+    def on_true(self, var: int) -> None:
+        if not self.expanded[var]:
+            self._expand(var)
+        heap = self.heap
+        activity = self.activity
+        requirements = self.requirements
+        for rid in self.requires[var]:
+            requirement = requirements[rid]
+            pool = requirement.pool
+            heapq.heappush(heap, (1, -activity[pool.index], rid))
+            pool.active.setdefault(requirement.mask, set()).add(rid)
+        self._clashes(var)
+
+    def on_unassigned(self, vars_: list[int]) -> None:
+        heap = self.heap
+        activity = self.activity
+        requirements = self.requirements
+        for var in vars_:
+            for rid in self.requires[var]:
+                requirement = requirements[rid]
+                active = requirement.pool.active.get(requirement.mask)
+                if active is not None:
+                    active.discard(rid)
+        # A name whose build was undone is open again for the requirements in force.
+        for var in vars_:
+            pool = self.pool_of[var]
+            for active in pool.active.values():
+                for rid in active:
+                    kind = 0 if requirements[rid].parent < 0 else 1
+                    heapq.heappush(heap, (kind, -activity[pool.index] * kind, rid))
+
+    def on_conflict(self, vars_: list[int], bump: float) -> None:
+        activity = self.activity
+        requirements = self.requirements
+        bumped: set[int] = set()
+        for var in vars_:
+            pool = self.pool_of[var]
+            activity[pool.index] += bump
+            bumped.add(pool.index)
+        if bump > 1e100:  # rescale before floats run out
+            self.activity = activity = [a * 1e-100 for a in activity]
+            self.engine.bump *= 1e-100
+        # Open requirements on those names move up: queue them again with the new
+        # activity (the entries queued before stay, and are skipped once met).
+        heap = self.heap
+        for index in bumped:
+            pool = self.pool_list[index]
+            if self.engine.chosen[pool.group] >= 0:
+                continue
+            for active in pool.active.values():
+                for rid in active:
+                    if requirements[rid].parent >= 0:
+                        heapq.heappush(heap, (1, -activity[index], rid))
+
+    def decide(self) -> int:
+        values = self.engine.values
+        chosen = self.engine.chosen
+        heap = self.heap
+        requirements = self.requirements
+        while heap:
+            requirement = requirements[heap[0][2]]
+            parent = requirement.parent
+            if (parent >= 0 and values[2 * parent] != 1) or chosen[requirement.pool.group] >= 0:
+                heapq.heappop(heap)
+                continue
+            var = self._pick(requirement)
+            if var < 0:
+                # Every build it admits is out, yet its parent is in: a conflict that
+                # propagation did not see (an implication made at a level since undone).
+                # Stating the requirement again lets the engine find it.
+                heapq.heappop(heap)
+                clause = self.engine.clauses[requirement.clause]
+                self.engine.add_clause(list(clause), derived_from=[requirement.clause])
+                return RETRY
+            if not self.expanded[var]:
+                # Encode it first: if a dependency is already impossible, propagation
+                # rules the build out and the next one is tried, with no conflict.
+                self._expand(var)
+                return RETRY
+            if self._clashes(var):
+                return RETRY
+            return 2 * var
+        return DONE
+
+    def _clashes(self, var: int) -> bool:
+        """Rule out ``var`` next to what is installed, when one of its requirements
+        and one in force (an installed build's, or the manifest's) on the same name
+        admit no build in common: the clause "not both" follows from the two
+        requirements.  Found by propagation, this saves trying every build of that name
+        in turn."""
+        requirements = self.requirements
+        found = False
+        for rid in self.requires[var]:
+            mine = requirements[rid]
+            if not mine.mask:
+                continue  # the requirement's own clause already rules ``var`` out
+            for mask, active in mine.pool.active.items():
+                if mask & mine.mask:
+                    continue
+                for other_id in active:
+                    other = requirements[other_id]
+                    parent = other.parent
+                    if parent == var or (var, other_id) in self._clashed:
+                        continue
+                    self._clashed.add((var, other_id))
+                    lits = [2 * var + 1] if parent < 0 else [2 * var + 1, 2 * parent + 1]
+                    self.engine.add_clause(lits, derived_from=[mine.clause, other.clause])
+                    found = True
+        return found
+
+    def _pick(self, requirement: _Requirement) -> int:
+        """The best unassigned build ``requirement`` admits, preferring one that every
+        other open requirement on the name admits too; -1 if none is left."""
+        values = self.engine.values
+        pool = requirement.pool
+        mask = requirement.mask
+        for other, active in pool.active.items():
+            narrowed = mask & other
+            if narrowed and active:
+                mask = narrowed
+        for wanted in (mask, requirement.mask):
+            for position in _positions(wanted):
+                var = pool.vars[position]
+                if values[2 * var] == 0:
+                    return var
+        return -1
+
+    # -- checks and explanations -------------------------------------------------------
+
+    def _check(self, chosen: list[_Record]) -> None:
+        """The solution meets every requirement (a bug in the solver must not become a
+        broken lock)."""
+        by_name = {r.name: r for r in chosen}
+        problems = [str(s) for s in self.direct if not _met(s, by_name, required=True)]
+        for record in chosen:
+            problems += [
+                f"{record.name} {record.version} requires {t!r}"
+                for t in record.depends
+                if not _met(parse_spec(t), by_name, required=True)
+            ]
+            problems += [
+                f"{record.name} {record.version} constrains {t!r}"
+                for t in record.constrains
+                if not _met(parse_spec(t), by_name, required=False)
+            ]
+        if problems:
+            raise ResolutionError(
+                "internal error: the conda solver produced a solution that does not meet "
+                f"{'; '.join(problems[:5])}; please report this"
+            )
+
+    def _explain(self) -> str:
+        """One line: the requirements that together cannot be met, and who asked."""
+        clauses, _pairs = self.engine.core()
+        # The proof's clauses by what they say: each manifest requirement alone, and a
+        # package's requirements (or constraints) on one other name together.
+        units: dict[tuple[str, str, str], list[int]] = {}
+        for clause in sorted(clauses):
+            rid = self.requirement_of_clause.get(clause)
+            if rid is not None:
+                requirement = self.requirements[rid]
+                if requirement.parent < 0:
+                    key = ("", "asks", requirement.spec.name)
+                else:
+                    key = (
+                        self.record_of[requirement.parent].name,
+                        "requires",
+                        requirement.spec.name,
+                    )
+            elif clause in self.constraint_of_clause:
+                parent, spec = self.constraint_of_clause[clause]
+                key = (self.record_of[parent].name, "constrains", spec.name)
+            else:
+                continue
+            units.setdefault(key, []).append(clause)
+        units = self._minimal(units)
+        asked = dict(self.requested_by)
+        for clause in sorted((c for cs in units.values() for c in cs), reverse=True):
+            # How the proof's requirements brought a name in explains it best.
+            rid = self.requirement_of_clause.get(clause)
+            if rid is not None:
+                requirement = self.requirements[rid]
+                parent = requirement.parent
+                record = self.record_of[parent] if parent >= 0 else None
+                asked[requirement.spec.name] = _Asked(record, requirement.spec)
+        direct = [
+            self.requirements[self.requirement_of_clause[cs[0]]]
+            for key, cs in units.items()
+            if key[1] == "asks"
+        ]
+        groups = {key: cs for key, cs in units.items() if key[1] != "asks"}
+        chained = {root for name, _, _ in groups for root in _roots(name, asked)}
+        parts = [
+            f"the manifest asks for {self.direct_text[r.spec.name]!r}{self._why_none(r)}"
+            for r in sorted(direct, key=lambda r: self._direct_position(r.spec.name))
+            # A requirement shown as the start of a chain below need not stand alone.
+            if not (r.spec.name in chained and r.mask)
+        ]
+        parts += [self._describe_group(key, cs, asked) for key, cs in groups.items()]
+        if not parts:  # cannot happen: a refutation uses at least one requirement
+            return "the requirements conflict"
+        if len(parts) > _EXPLAIN_LIMIT:
+            parts = [*parts[:_EXPLAIN_LIMIT], f"and {len(parts) - _EXPLAIN_LIMIT} more"]
+        if len(parts) == 1:
+            return parts[0]
+        return "these requirements conflict: " + "; ".join(parts)
+
+    def _minimal(self, units: dict[_Key, list[int]]) -> dict[_Key, list[int]]:
+        """Drop every unit the conflict does not need (a proof's clauses include detours).
+
+        Each check solves the small problem made of the remaining units' clauses alone
+        (one at-most-one group per package name), so it is cheap; large proofs are
+        left as they are.
+        """
+        if len(units) > _MINIMIZE_UNITS or sum(map(len, units.values())) > _MINIMIZE_CLAUSES:
+            return units
+        kept = dict(units)
+        budget = _MINIMIZE_CONFLICTS
+        # Packages' requirements first (last found first), the manifest's last.
+        for key in sorted(kept, key=lambda k: (k[1] == "asks", -min(kept[k]))):
+            trial = {k: v for k, v in kept.items() if k != key}
+            if not trial or budget <= 0:
+                continue
+            answer, spent = self._satisfiable([c for cs in trial.values() for c in cs], budget)
+            budget -= spent
+            if answer is False:
+                kept = trial
+        return kept
+
+    def _satisfiable(self, clause_ids: list[int], budget: int) -> tuple[bool | None, int]:
+        """Whether these clauses alone admit a solution (None: not found out within
+        ``budget`` conflicts), and the conflicts spent."""
+        clauses = [self.engine.clauses[c] for c in clause_ids]
+        problem = _Plain()
+        engine = Engine(problem)
+        problem.engine = engine
+        renamed: dict[int, int] = {}
+        groups: dict[int, int] = {}
+        for clause in clauses:
+            for lit in clause:
+                var = lit >> 1
+                if var not in renamed:
+                    pool = self.pool_of[var].index
+                    if pool not in groups:
+                        groups[pool] = engine.new_group()
+                    renamed[var] = engine.new_var(groups[pool])
+        for clause in clauses:
+            engine.add_clause([2 * renamed[lit >> 1] + (lit & 1) for lit in clause])
+        return engine.solve(max_conflicts=budget), engine.conflicts
+
+    def _describe_group(self, key: _Key, clauses: list[int], asked: Mapping[str, _Asked]) -> str:
+        """``chain -> P 1.0 requires 'S'``, for the best build of P that asks, and how
+        many other builds of P ask the same of that name."""
+        name, verb, _target = key
+        asks: list[tuple[_Record, str, _Requirement | None]] = []
+        for clause in clauses:
+            rid = self.requirement_of_clause.get(clause)
+            if rid is not None:
+                found = self.requirements[rid]
+                asks.append((self.record_of[found.parent], str(found.spec), found))
+            else:
+                parent, spec = self.constraint_of_clause[clause]
+                asks.append((self.record_of[parent], str(spec), None))
+        rank = {id(r): i for i, r in enumerate(self.pools[name].records)}
+        asks.sort(key=lambda item: rank.get(id(item[0]), 0))
+        record, spec_text, requirement = asks[0]
+        who = who_asked(record, requirement_chain(name, asked, self.direct_text))
+        if verb == "constrains":
+            who = who.removesuffix("requires") + "constrains"
+        text = f"{who} {spec_text!r}"
+        if requirement is not None:
+            text += self._why_none(requirement)
+        others = sorted({spec for _, spec, _ in asks[1:]} - {spec_text})
+        builds = len({id(r) for r, _, _ in asks}) - 1
+        if builds > 0:
+            text += f" (as do {builds} more {name} builds"
+            if others:
+                text += ", with " + ", ".join(repr(s) for s in others[:3])
+                text += ", ..." if len(others) > 3 else ""
+            text += ")"
+        return text
+
+    def _why_none(self, requirement: _Requirement) -> str:
+        """Why a requirement admits no build at all ("" when it admits some)."""
+        if requirement.mask:
+            return ""
+        name = requirement.spec.name
+        if name.startswith("__"):
+            virtual = self.virtual.get(name)
+            if virtual is None:
+                return (
+                    f" (the {self.platform or 'target'} target has no {name}: declare it "
+                    "under [system-requirements])"
+                )
+            return f" (the target has {name} {virtual.version})"
+        records = self._candidates(name)
+        if not records:
+            return f" (no package named {name!r} in the channels)"
+        versions = sorted({r.version for r in records}, key=parse_version)
+        shown = ", ".join(versions[-6:])
+        return f" (available versions: {'..., ' if len(versions) > 6 else ''}{shown})"
+
+    def _direct_position(self, name: str) -> int:
+        for i, spec in enumerate(self.direct):
+            if spec.name == name:
+                return i
+        return len(self.direct)
 
 
-def candidate_from_record(record: RepoRecord, rank: int = -1) -> CondaCandidate:
-    return CondaCandidate(
-        name=record.name,
-        version=record.version,
-        build=record.build,
-        build_number=record.build_number,
-        record=record,
-        rank=rank,
-    )
+class _Plain:
+    """Decides the variables of a small, fully encoded problem in order."""
+
+    engine: Engine
+    next = 0  # where to look for an unassigned variable first
+
+    def on_true(self, var: int) -> None:
+        pass
+
+    def on_unassigned(self, vars_: list[int]) -> None:
+        self.next = 0
+
+    def on_conflict(self, vars_: list[int], bump: float) -> None:
+        self.next = 0
+
+    def decide(self) -> int:
+        values = self.engine.values
+        for start in (self.next, 0):  # a backtrack may have undone earlier ones
+            for var in range(start, len(values) // 2):
+                if values[2 * var] == 0:
+                    self.next = var
+                    return 2 * var + 1
+        return DONE
+
+
+def _roots(name: str, asked: Mapping[str, _Asked]) -> Iterator[str]:
+    """The manifest's name at the start of the chain that brought ``name`` in."""
+    seen: set[str] = set()
+    while name not in seen:
+        seen.add(name)
+        first = asked.get(name)
+        if first is None or first.parent is None:
+            yield name
+            return
+        name = first.parent.name
+
+
+def _positions(mask: int) -> Iterator[int]:
+    """The set bits of ``mask``, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
 
 
 def _valid_version(text: str) -> bool:
@@ -136,215 +712,8 @@ def _valid_version(text: str) -> bool:
     return True
 
 
-def _sort_key(record: RepoRecord) -> tuple[bool, VersionOrder, int, int]:
-    return (
-        not record.track_features,
-        parse_version(record.version),
-        record.build_number,
-        record.timestamp or 0,
-    )
-
-
-class CondaProvider(AbstractProvider[CondaReq, CondaCandidate, str]):
-    """resolvelib provider over the records of one platform's subdir and noarch."""
-
-    def __init__(
-        self,
-        *,
-        records: Mapping[str, Sequence[RepoRecord]],
-        virtual_packages: Sequence[VirtualPackage],
-        direct: Sequence[MatchSpec],  # the root requirements given to resolvelib
-        preferences: Mapping[str, str] | None = None,  # name -> locked record's filename
-        exclude_newer_ms: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.records = records
-        self.virtual = {
-            v.name: CondaCandidate(
-                name=v.name, version=v.version, build=v.build, build_number=0, virtual=True, rank=0
-            )
-            for v in virtual_packages
-        }
-        self.direct_names = frozenset(s.name for s in direct)
-        self.direct_order = {s.name: i for i, s in enumerate(direct)}
-        self.direct_text = {s.name: str(s) for s in direct}
-        # The first requirement seen on each name: how a failure is traced to the manifest.
-        self.requested_by: dict[str, CondaReq] = {}
-        self.preferences = dict(preferences or {})
-        self.exclude_newer_ms = exclude_newer_ms
-        self._sorted: dict[str, list[CondaCandidate]] = {}
-        self._deps: dict[CondaCandidate, list[CondaReq]] = {}
-        # id(spec) -> (spec, bitmask over the sorted pool of spec.name: bit i set when
-        # candidate i matches).  resolvelib re-checks every requirement of every pinned
-        # name each round, and most requirements share a few specs (hundreds of packages
-        # ask for ``python >=3.12,<3.13.0a0``): each spec is matched against its pool once.
-        # The spec is kept in the value so that its id cannot be reused.
-        self._masks: dict[int, tuple[MatchSpec, int]] = {}
-        self._lock = threading.Lock()
-
-    # -- resolvelib contract ---------------------------------------------------------
-
-    def identify(self, requirement_or_candidate: CondaReq | CondaCandidate) -> str:
-        return requirement_or_candidate.name
-
-    def get_preference(
-        self,
-        identifier: str,
-        resolutions: Mapping[str, CondaCandidate],
-        candidates: Mapping[str, Iterator[CondaCandidate]],
-        information: Mapping[str, Iterator[Any]],
-        backtrack_causes: Sequence[Any],
-    ) -> tuple[bool, bool, bool, bool, int, str]:
-        # Called for every open name in every round: no copies, and every scan stops at
-        # its first hit.  ``direct`` are the root requirements, so a name is asked for by
-        # the user exactly when it is one of theirs.
-        direct = identifier in self.direct_names
-        only_optional = all(info.requirement.optional for info in information[identifier])
-        caused = any(cause.requirement.name == identifier for cause in backtrack_causes)
-        return (
-            identifier not in self.virtual,
-            # What the user asked for is decided first and kept newest (pip's rule).
-            not direct,
-            not caused,
-            only_optional,
-            self.direct_order.get(identifier, len(self.direct_order)),
-            identifier,
-        )
-
-    def find_matches(
-        self,
-        identifier: str,
-        requirements: Mapping[str, Iterator[CondaReq]],
-        incompatibilities: Mapping[str, Iterator[CondaCandidate]],
-    ) -> list[CondaCandidate]:
-        reqs = list(requirements[identifier])
-        bad = list(incompatibilities[identifier])
-        pool = self._pool(identifier)
-        mask = (1 << len(pool)) - 1
-        for req in reqs:
-            mask &= self._mask(req.spec, pool)
-        for candidate in bad:
-            rank = candidate.rank
-            if 0 <= rank < len(pool) and pool[rank] == candidate:
-                mask &= ~(1 << rank)
-        matches = [c for i, c in enumerate(pool) if mask >> i & 1]
-        preferred = self.preferences.get(identifier)
-        if preferred is not None:
-            for i, candidate in enumerate(matches):
-                if candidate.record is not None and candidate.record.filename == preferred:
-                    matches.insert(0, matches.pop(i))
-                    break
-        if all(r.optional for r in reqs):
-            absent = CondaCandidate(
-                name=identifier, version="", build="", build_number=0, absent=True
-            )
-            if absent not in bad:
-                matches.insert(0, absent)
-        return matches
-
-    def is_satisfied_by(self, requirement: CondaReq, candidate: CondaCandidate) -> bool:
-        if candidate.absent:
-            return requirement.optional
-        spec = requirement.spec
-        rank = candidate.rank
-        if rank >= 0 and spec.name == candidate.name:
-            known = self._masks.get(id(spec))
-            mask = known[1] if known is not None else self._mask(spec, self._pool(candidate.name))
-            return bool(mask >> rank & 1)
-        return bool(spec.matches(candidate))
-
-    def get_dependencies(self, candidate: CondaCandidate) -> list[CondaReq]:
-        if candidate.record is None:
-            return []
-        cached = self._deps.get(candidate)
-        if cached is not None:
-            return cached
-        deps: list[CondaReq] = []
-        record = candidate.record
-        for text, optional in [
-            *((d, False) for d in record.depends),
-            *((c, True) for c in record.constrains),
-        ]:
-            try:
-                spec = parse_spec(text)
-            except ValueError as exc:
-                raise ResolutionError(
-                    f"{record.filename} in {record.channel} has an invalid dependency "
-                    f"{text!r} ({exc}); the channel's repodata is broken"
-                ) from None
-            deps.append(CondaReq(spec, candidate, optional))
-        self._deps[candidate] = deps
-        for dep in deps:
-            if not dep.optional:
-                self.requested_by.setdefault(dep.name, dep)
-        return deps
-
-    def chain_to(self, candidate: CondaCandidate) -> list[str]:
-        """How ``candidate``'s package came to be needed, from the manifest down."""
-        return requirement_chain(candidate.name, self.requested_by, self.direct_text)
-
-    # -- helpers ---------------------------------------------------------------------
-
-    def _pool(self, name: str) -> list[CondaCandidate]:
-        """Every candidate of ``name``, best first; each one's ``rank`` is its position."""
-        virtual = self.virtual.get(name)
-        return [virtual] if virtual is not None else self._candidates(name)
-
-    def _mask(self, spec: MatchSpec, pool: list[CondaCandidate]) -> int:
-        """Bitmask of the candidates of ``pool`` (the pool of ``spec.name``) that match."""
-        known = self._masks.get(id(spec))
-        if known is not None:
-            return known[1]
-        mask = 0
-        for i, candidate in enumerate(pool):
-            if spec.matches(candidate):
-                mask |= 1 << i
-        self._masks[id(spec)] = (spec, mask)
-        return mask
-
-    def _candidates(self, name: str) -> list[CondaCandidate]:
-        with self._lock:
-            cached = self._sorted.get(name)
-            if cached is not None:
-                return cached
-            records = [r for r in self.records.get(name, ()) if _valid_version(r.version)]
-            if self.exclude_newer_ms is not None:
-                cutoff = self.exclude_newer_ms
-                records = [r for r in records if r.timestamp is None or r.timestamp <= cutoff]
-            records.sort(key=_sort_key, reverse=True)
-            candidates = [candidate_from_record(r, rank) for rank, r in enumerate(records)]
-            self._sorted[name] = candidates
-            return candidates
-
-    def known(self, name: str) -> bool:
-        return name in self.virtual or bool(self.records.get(name))
-
-
-def explain_conda_conflict(causes: Collection[Any], provider: CondaProvider, platform: str) -> str:
-    """One line: every MatchSpec in the conflict, who asked for it, and why it failed."""
-    parts: list[str] = []
-    seen: set[str] = set()
-    for cause in causes:
-        req: CondaReq = cause.requirement
-        parent: CondaCandidate | None = cause.parent
-        who = who_asked(parent, provider.chain_to(parent) if parent else [])
-        text = f"{who} {str(req.spec)!r}"
-        if text in seen:
-            continue
-        seen.add(text)
-        if req.name.startswith("__") and req.name not in provider.virtual:
-            text += (
-                f" (the {platform} target has no {req.name}: declare it under "
-                "[system-requirements])"
-            )
-        elif not provider.known(req.name):
-            text += f" (no package named {req.name!r} in the channels)"
-        elif len(causes) == 1:
-            versions = sorted(
-                {c.version for c in provider._candidates(req.name)}, key=parse_version
-            )
-            text += f" (available versions: {', '.join(versions[-6:])})"
-        parts.append(text)
-    if len(parts) == 1:
-        return parts[0]
-    return "these requirements conflict: " + "; ".join(parts)
+def _met(spec: MatchSpec, by_name: Mapping[str, _Record], *, required: bool) -> bool:
+    record = by_name.get(spec.name)
+    if record is None:
+        return not required
+    return spec.matches(record)

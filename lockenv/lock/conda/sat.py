@@ -1,0 +1,573 @@
+"""A conflict-driven clause-learning (CDCL) engine for package solving.
+
+The engine knows nothing about packages: it decides boolean variables against clauses,
+and asks its `Problem` (the conda side, `lockenv.lock.conda.solver`) what to decide next
+and for more clauses as variables become true.  The design follows the family of
+libsolv and resolvo — watched literals, first-UIP learning, backjumping, clauses added
+lazily — written for Python's costs:
+
+- Literals are ints, ``2 * var`` for "var is true" and ``2 * var + 1`` for "var is
+  false", so negation is ``lit ^ 1`` and ``values[lit]`` (1 true, -1 false, 0 unset) is
+  one list index.  Clauses of two literals live in per-literal implication lists; longer
+  ones are watched on two literals (``clause[0]`` and ``clause[1]``).
+- **At-most-one groups** (every build of one package name) are native: when a member
+  becomes true every other member becomes false, with the pair ``(not chosen or not other)`` as
+  the reason.  Written out as clauses that would be n² binary clauses per name.
+- **Lazy clauses.**  `Problem.on_true` may call `add_clause` while the search runs (a
+  package's dependencies are only encoded once one of its builds is chosen or tried);
+  a new clause is attached at the next propagation, where it may imply literals or
+  conflict like any other.
+- **Implications at their own level.**  A clause that becomes unit implies its literal
+  at the highest level among its other literals, which can be below the current
+  decision level (a lazily added clause, or a learned one under chronological
+  backtracking).  The trail is then not sorted by level: backtracking keeps every
+  literal at or below the target level, and conflict analysis works at the conflict's
+  own level.  Without this, every dependency found impossible deep in the search would
+  undo all decisions made since the level that made it impossible.
+- **Learning.**  A conflict is analysed to its first unique implication point; the
+  learned clause is kept, with the clauses it was derived from, so that an
+  unsatisfiable problem yields the original clauses that prove it (`core`), which the
+  conda side turns into an explanation.  Backjumping is non-chronological unless the
+  jump would undo more than `CHRONO_LIMIT` levels.
+
+Nothing is ever removed: problems are a few thousand variables and conflicts few.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["DECISION", "DONE", "RETRY", "Engine", "Problem"]
+
+#: ``reason`` of a decided variable (others: a clause id >= 0, or ``-2 - chosen`` for a
+#: member made false by the at-most-one group in which ``chosen`` is true).
+DECISION = -1
+#: `Problem.decide` results besides a literal.
+DONE = -1
+RETRY = -2
+#: Backjumps longer than this many levels go back one level only (chronological
+#: backtracking); the asserted literal still gets its own, lower level.
+CHRONO_LIMIT = 100
+_ACTIVITY_GROWTH = 1 / 0.95  # the bump grows instead of every activity decaying
+
+
+class Problem(Protocol):
+    """What the engine asks of the problem it solves."""
+
+    def on_true(self, var: int) -> None:
+        """``var`` became true (again): encode its clauses the first time."""
+
+    def on_unassigned(self, vars_: list[int]) -> None:
+        """These variables, true before, were unassigned by a backtrack."""
+
+    def decide(self) -> int:
+        """A literal to decide, `DONE` when every requirement is met, or `RETRY` after
+        adding clauses that must be propagated before deciding."""
+
+    def on_conflict(self, vars_: list[int], bump: float) -> None:
+        """The variables of a learned clause: raise their activity by ``bump``."""
+
+
+class Engine:
+    """The CDCL search over the clauses and at-most-one groups of one `Problem`."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.values: list[int] = []  # by literal
+        self.level: list[int] = []  # by variable
+        self.reason: list[int] = []  # by variable
+        self.group: list[int] = []  # by variable: its at-most-one group, or -1
+        self.rank: list[int] = []  # by variable: its position in its group
+        self.members: list[list[int]] = []  # by group
+        self.chosen: list[int] = []  # by group: the true member, or -1
+        self.clauses: list[list[int]] = []
+        # By clause: (group, bitmask of members by rank, head) when the clause is
+        # "head or one of those members" (head -1: none), as a requirement on a package
+        # name is: the group's chosen member decides it without a look at its literals.
+        self.within: list[tuple[int, int, int] | None] = []
+        self.resume: list[int] = []  # by clause: where the search for a new watch resumes
+        self.shortcuts: dict[tuple[int, int], int] = {}  # see `_shortcut`
+        self.watches: list[list[int]] = []  # by literal: clauses watching it
+        # By literal: [other, clause, other, clause...] of the two-literal clauses that
+        # hold it: when it becomes false, ``other`` must be true.
+        self.binaries: list[list[int]] = []
+        self.derived: dict[int, list[int | tuple[int, int]]] = {}  # learned -> antecedents
+        self.trail: list[int] = []
+        self.trail_lim: list[int] = []  # trail index where each decision level starts
+        self.qhead = 0
+        self.pending: list[int] = []  # clauses added but not yet attached
+        self.conflicts = 0
+        self.decisions = 0
+        self.bump = 1.0
+        self.final: int = -1  # the clause found false at level 0, when unsatisfiable
+
+    # -- building ------------------------------------------------------------------------
+
+    def new_var(self, group: int = -1) -> int:
+        """A new unassigned variable (member of at-most-one ``group``, if not -1)."""
+        var = len(self.level)
+        self.values += (0, 0)
+        self.level.append(0)
+        self.reason.append(DECISION)
+        self.group.append(group)
+        self.watches += ([], [])
+        self.binaries += ([], [])
+        if group >= 0:
+            self.rank.append(len(self.members[group]))
+            self.members[group].append(var)
+        else:
+            self.rank.append(-1)
+        return var
+
+    def new_group(self) -> int:
+        """A new, empty at-most-one group."""
+        self.members.append([])
+        self.chosen.append(-1)
+        return len(self.members) - 1
+
+    def add_clause(
+        self,
+        lits: list[int],
+        derived_from: list[int] | None = None,
+        within: tuple[int, int, int] | None = None,
+    ) -> int:
+        """Add a clause (distinct literals, at least one true); returns its id.
+
+        May be called at any time, also during the search: the clause is attached (and
+        propagated, or found in conflict) by the next `propagate`.  ``derived_from``:
+        the clauses it follows from, when it is not one of the problem's own (`core`
+        then explains it by them).  ``within``: (group, mask, head) when the clause is
+        ``head`` (a literal, or -1 for none) plus the members of that group whose rank
+        bits the mask sets (a requirement on a package name).
+        """
+        cid = len(self.clauses)
+        self.clauses.append(lits)
+        self.within.append(within)
+        self.resume.append(2)
+        self.pending.append(cid)
+        if derived_from is not None:
+            self.derived[cid] = list(derived_from)
+        return cid
+
+    # -- search --------------------------------------------------------------------------
+
+    def solve(self, max_conflicts: int | None = None) -> bool | None:
+        """Search until every requirement is met (True) or none can be (False); None
+        when ``max_conflicts`` conflicts came first."""
+        problem = self.problem
+        limit = self.conflicts + max_conflicts if max_conflicts is not None else -1
+        while True:
+            conflict = self.propagate()
+            if conflict >= 0:
+                if self.conflicts == limit:
+                    return None
+                if not self._resolve(conflict):
+                    return False
+                continue
+            lit = problem.decide()
+            if lit == RETRY:
+                continue
+            if lit == DONE:
+                return True
+            self.decisions += 1
+            self.trail_lim.append(len(self.trail))
+            self._assign(lit, len(self.trail_lim), DECISION)
+
+    def value_of_var(self, var: int) -> int:
+        """1 true, -1 false, 0 unassigned."""
+        return self.values[2 * var]
+
+    def _assign(self, lit: int, level: int, reason: int) -> None:
+        values = self.values
+        values[lit] = 1
+        values[lit ^ 1] = -1
+        var = lit >> 1
+        self.level[var] = level
+        self.reason[var] = reason
+        self.trail.append(lit)
+
+    def propagate(self) -> int:
+        """Unit propagation to a fixed point; a false clause's id, or -1."""
+        values = self.values
+        level = self.level
+        trail = self.trail
+        clauses = self.clauses
+        watches = self.watches
+        binaries = self.binaries
+        group = self.group
+        within = self.within
+        resume = self.resume
+        chosen = self.chosen
+        rank = self.rank
+        problem = self.problem
+        while True:
+            if self.pending:
+                pending, self.pending = self.pending, []
+                for index, cid in enumerate(pending):
+                    if self._attach(cid):
+                        self.pending = pending[index + 1 :] + self.pending
+                        return cid
+                continue
+            if self.qhead >= len(trail):
+                return -1
+            lit = trail[self.qhead]
+            self.qhead += 1
+            var = lit >> 1
+            if not lit & 1:
+                g = group[var]
+                if g >= 0:
+                    conflict = self._choose(g, var)
+                    if conflict >= 0:
+                        return conflict
+                problem.on_true(var)
+            false = lit ^ 1
+            implied_level = level[var]
+            pairs = binaries[false]
+            for i in range(0, len(pairs), 2):
+                other = pairs[i]
+                value = values[other]
+                if value == 1:
+                    continue
+                if value == -1:
+                    return pairs[i + 1]
+                self._assign(other, implied_level, pairs[i + 1])
+            watching = watches[false]
+            i = j = 0
+            end = len(watching)
+            while i < end:
+                cid = watching[i]
+                i += 1
+                clause = clauses[cid]
+                if clause[0] == false:
+                    clause[0] = clause[1]
+                    clause[1] = false
+                first = clause[0]
+                if values[first] == 1:
+                    watching[j] = cid
+                    j += 1
+                    continue
+                members = within[cid]
+                if members is not None:
+                    member = chosen[members[0]]
+                    if member >= 0:
+                        if members[1] >> rank[member] & 1:
+                            if level[member] <= implied_level:
+                                # The chosen member, assigned no later than this
+                                # literal's falsity, meets the clause: keep the watch
+                                # (valid until that member is undone), skip the scan.
+                                watching[j] = cid
+                                j += 1
+                                continue
+                        else:
+                            # Every member the clause names is out: it says no more
+                            # than "not both ``head`` false and the chosen member".
+                            head = members[2]
+                            if head < 0 or values[head] != 1:
+                                reason = self._shortcut(cid, head, member)
+                                if head < 0 or values[head] == -1:
+                                    watching[j:] = watching[i - 1 : end]
+                                    return reason
+                                self._assign(head, level[member], reason)
+                            watching[j] = cid
+                            j += 1
+                            continue
+                # Look for a new watch where the last search ended: long clauses
+                # (a requirement's builds, learned clauses) are not rescanned from
+                # the start each time.
+                size = len(clause)
+                start = resume[cid]
+                found = 0
+                if start < size:
+                    for k in range(start, size):
+                        if values[clause[k]] != -1:
+                            found = k
+                            break
+                if not found:
+                    for k in range(2, min(start, size)):
+                        if values[clause[k]] != -1:
+                            found = k
+                            break
+                if found:
+                    candidate = clause[found]
+                    clause[1] = candidate
+                    clause[found] = false
+                    watches[candidate].append(cid)
+                    resume[cid] = found
+                else:
+                    watching[j] = cid
+                    j += 1
+                    if values[first] == -1:
+                        watching[j:] = watching[i:end]
+                        return cid
+                    top = 0
+                    for other in clause[1:]:
+                        other_level = level[other >> 1]
+                        if other_level > top:
+                            top = other_level
+                    self._assign(first, top, cid)
+            del watching[j:]
+
+    def _choose(self, g: int, var: int) -> int:
+        """``var`` of group ``g`` is true: every other member false; a conflict or -1."""
+        current = self.chosen[g]
+        if current >= 0 and current != var:
+            return self._pair_conflict(current, var)
+        self.chosen[g] = var
+        values = self.values
+        implied_level = self.level[var]
+        reason = -2 - var
+        for other in self.members[g]:
+            if other == var:
+                continue
+            value = values[2 * other]
+            if value == 0:
+                self._assign(2 * other + 1, implied_level, reason)
+            elif value == 1:
+                return self._pair_conflict(var, other)
+        return -1
+
+    def _shortcut(self, cid: int, head: int, member: int) -> int:
+        """The clause "``head`` or not ``member``", implied by clause ``cid`` (a
+        requirement whose members all lie outside ``member``'s choice) and the group's
+        at-most-one; made once per pair, then propagated like any two-literal clause."""
+        key = (cid, member)
+        found = self.shortcuts.get(key)
+        if found is not None:
+            return found
+        lits = [2 * member + 1] if head < 0 else [head, 2 * member + 1]
+        found = len(self.clauses)
+        self.clauses.append(lits)
+        self.within.append(None)
+        self.resume.append(2)
+        self.derived[found] = [cid]
+        if head >= 0:
+            self.binaries[head].extend((2 * member + 1, found))
+            self.binaries[2 * member + 1].extend((head, found))
+        # (A one-literal clause is only ever a conflict: it is then asserted at level 0.)
+        self.shortcuts[key] = found
+        return found
+
+    def _pair_conflict(self, a: int, b: int) -> int:
+        """Two members of one group are true: the clause (not a or not b), as a conflict."""
+        cid = len(self.clauses)
+        self.clauses.append([2 * a + 1, 2 * b + 1])
+        self.within.append(None)
+        self.resume.append(2)
+        self.binaries[2 * a + 1].extend((2 * b + 1, cid))
+        self.binaries[2 * b + 1].extend((2 * a + 1, cid))
+        self.derived[cid] = [(a, b)]
+        return cid
+
+    def _attach(self, cid: int) -> bool:
+        """Watch a new clause; assign what it implies.  True when it is false."""
+        clause = self.clauses[cid]
+        values = self.values
+        level = self.level
+        if not clause:
+            return True
+        if len(clause) == 1:
+            lit = clause[0]
+            value = values[lit]
+            if value == -1:
+                return True
+            if value == 0:
+                self._assign(lit, 0, cid)
+            elif level[lit >> 1] > 0:
+                # True already, but by later decisions: make it a fact.
+                level[lit >> 1] = 0
+                self.reason[lit >> 1] = cid
+            return False
+        # Non-false literals first, then false ones from the highest level down.
+        clause.sort(key=lambda lit: -1 << 30 if values[lit] != -1 else -level[lit >> 1])
+        first, second = clause[0], clause[1]
+        if len(clause) == 2:
+            self.binaries[first].extend((second, cid))
+            self.binaries[second].extend((first, cid))
+        else:
+            self.watches[first].append(cid)
+            self.watches[second].append(cid)
+        if values[first] == -1:
+            return True
+        if values[first] == 0 and values[second] == -1:
+            self._assign(first, level[second >> 1], cid)
+        return False
+
+    # -- conflicts -----------------------------------------------------------------------
+
+    def reason_literals(self, var: int) -> list[int]:
+        """The clause that implied ``var``'s value (its own literal included)."""
+        reason = self.reason[var]
+        if reason >= 0:
+            return self.clauses[reason]
+        return [2 * var + 1, 2 * (-2 - reason) + 1]
+
+    def _resolve(self, cid: int) -> bool:
+        """Learn from the false clause ``cid`` and backjump; False when unsatisfiable."""
+        self.conflicts += 1
+        level = self.level
+        clause = self.clauses[cid]
+        top = max((level[lit >> 1] for lit in clause), default=0)
+        if top == 0:
+            self.final = cid
+            return False
+        at_top = [lit for lit in clause if level[lit >> 1] == top]
+        if len(at_top) == 1:
+            # Only one literal at the conflict's level: the clause was unit one level
+            # down and its implication was missed there; make it now.
+            lower = max((level[lit >> 1] for lit in clause if level[lit >> 1] < top), default=0)
+            self.backtrack(top - 1)
+            self._assign(at_top[0], lower, cid)
+            return True
+        self.backtrack(top)
+        learned, antecedents = self._analyze(cid, top)
+        assert_level = max((level[lit >> 1] for lit in learned[1:]), default=0)
+        self.backtrack(assert_level if top - assert_level <= CHRONO_LIMIT else top - 1)
+        new = len(self.clauses)
+        self.clauses.append(learned)
+        self.within.append(None)
+        self.resume.append(2)
+        self.derived[new] = antecedents
+        if len(learned) >= 2:
+            # Watch the asserted literal and the false one of the highest level.
+            best = max(range(1, len(learned)), key=lambda i: level[learned[i] >> 1])
+            learned[1], learned[best] = learned[best], learned[1]
+            if len(learned) == 2:
+                self.binaries[learned[0]].extend((learned[1], new))
+                self.binaries[learned[1]].extend((learned[0], new))
+            else:
+                self.watches[learned[0]].append(new)
+                self.watches[learned[1]].append(new)
+        self._assign(learned[0], assert_level, new)
+        self.problem.on_conflict([lit >> 1 for lit in learned], self.bump)
+        self.bump *= _ACTIVITY_GROWTH
+        return True
+
+    def _analyze(self, cid: int, top: int) -> tuple[list[int], list[int | tuple[int, int]]]:
+        """First-UIP analysis at level ``top``: the learned clause (asserted literal
+        first) and the clauses (or at-most-one pairs) it was derived from."""
+        level = self.level
+        reason = self.reason
+        trail = self.trail
+        seen: set[int] = set()
+        learned: list[int] = [0]
+        antecedents: list[int | tuple[int, int]] = [cid]
+        at_top = 0
+        clause = self.clauses[cid]
+        skip = -1
+        index = len(trail) - 1
+        while True:
+            for lit in clause:
+                var = lit >> 1
+                if var == skip or var in seen:
+                    continue
+                seen.add(var)
+                var_level = level[var]
+                if var_level == top:
+                    at_top += 1
+                elif var_level > 0:
+                    learned.append(lit)
+            while True:
+                lit = trail[index]
+                index -= 1
+                var = lit >> 1
+                if var in seen and level[var] == top:
+                    break
+            at_top -= 1
+            if at_top == 0:
+                learned[0] = lit ^ 1
+                break
+            why = reason[var]
+            antecedents.append(why if why >= 0 else (-2 - why, var))
+            clause = self.reason_literals(var)
+            skip = var
+        return self._minimize(learned, seen, antecedents), antecedents
+
+    def _minimize(
+        self, learned: list[int], seen: set[int], antecedents: list[int | tuple[int, int]]
+    ) -> list[int]:
+        """Drop literals whose reason lies entirely within the clause (or at level 0)."""
+        level = self.level
+        reason = self.reason
+        kept = [learned[0]]
+        for lit in learned[1:]:
+            var = lit >> 1
+            why = reason[var]
+            if why == DECISION:
+                kept.append(lit)
+                continue
+            others = [o >> 1 for o in self.reason_literals(var) if o >> 1 != var]
+            if all(o in seen or level[o] == 0 for o in others):
+                antecedents.append(why if why >= 0 else (-2 - why, var))
+            else:
+                kept.append(lit)
+        return kept
+
+    def backtrack(self, target: int) -> None:
+        """Undo every assignment above level ``target``; keep the lower ones."""
+        if len(self.trail_lim) <= target:
+            return
+        start = self.trail_lim[target]
+        values = self.values
+        level = self.level
+        group = self.group
+        chosen = self.chosen
+        trail = self.trail
+        kept: list[int] = []
+        undone: list[int] = []
+        for lit in trail[start:]:
+            var = lit >> 1
+            if level[var] <= target:
+                kept.append(lit)
+                continue
+            values[lit] = 0
+            values[lit ^ 1] = 0
+            if not lit & 1:
+                undone.append(var)
+                g = group[var]
+                if g >= 0 and chosen[g] == var:
+                    chosen[g] = -1
+        del trail[start:]
+        trail.extend(kept)
+        del self.trail_lim[target:]
+        # Kept literals are propagated again: what they implied above the target is gone.
+        self.qhead = min(self.qhead, start)
+        if undone:
+            self.problem.on_unassigned(undone)
+
+    def core(self) -> tuple[set[int], set[tuple[int, int]]]:
+        """After `solve` returned False: the original clauses (ids) and at-most-one pairs
+        (chosen, other) that together admit no solution."""
+        clauses: set[int] = set()
+        pairs: set[tuple[int, int]] = set()
+        visited_vars: set[int] = set()
+        done: set[int] = set()
+        stack: list[int | tuple[int, int]] = [self.final]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, tuple):
+                if item in pairs:
+                    continue
+                pairs.add(item)
+                lits = [2 * item[0] + 1, 2 * item[1] + 1]
+            else:
+                if item in done:
+                    continue
+                done.add(item)
+                derived = self.derived.get(item)
+                if derived is not None:
+                    stack.extend(derived)
+                    lits = self.clauses[item]
+                else:
+                    clauses.add(item)
+                    lits = self.clauses[item]
+            for lit in lits:
+                var = lit >> 1
+                if var in visited_vars or self.values[lit] != -1 or self.level[var] != 0:
+                    continue
+                visited_vars.add(var)
+                why = self.reason[var]
+                if why >= 0:
+                    stack.append(why)
+                elif why != DECISION:
+                    stack.append((-2 - why, var))
+        return clauses, pairs

@@ -1,0 +1,149 @@
+"""The CDCL engine (lockenv.lock.conda.sat) against brute force on small random problems.
+
+Problems mix every kind of clause the conda solver uses: plain clauses, at-most-one
+groups, clauses added lazily when a variable becomes true, and "within" clauses (a head
+literal or members of a group, as a requirement on a package name is).  Satisfiable
+answers are checked against every clause; unsatisfiable ones by brute force, and their
+`core` must be unsatisfiable on its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lockenv.lock.conda.sat import DONE, Engine
+
+
+@dataclass
+class Problem:
+    """Decides variables in order, with a given polarity; adds clauses lazily."""
+
+    polarity: list[bool]
+    lazy: dict[int, list[tuple[list[int], tuple[int, int, int] | None]]]
+    engine: Engine = field(init=False)
+    added: dict[int, list[int]] = field(default_factory=dict)  # clause id -> literals
+
+    def on_true(self, var: int) -> None:
+        for lits, within in self.lazy.pop(var, []):
+            self.added[self.engine.add_clause(list(lits), within=within)] = lits
+
+    def on_unassigned(self, vars_: list[int]) -> None:
+        pass
+
+    def on_conflict(self, vars_: list[int], bump: float) -> None:
+        pass
+
+    def decide(self) -> int:
+        values = self.engine.values
+        for var, positive in enumerate(self.polarity):
+            if values[2 * var] == 0:
+                return 2 * var + (0 if positive else 1)
+        return DONE
+
+
+@st.composite
+def problems(draw: st.DrawFn) -> dict[str, object]:
+    n = draw(st.integers(1, 8))
+    order = draw(st.permutations(list(range(n))))
+    groups: list[list[int]] = []
+    rest = list(order)
+    while len(rest) >= 2 and draw(st.booleans()):
+        size = draw(st.integers(2, min(4, len(rest))))
+        groups.append(sorted(rest[:size]))
+        rest = rest[size:]
+    literal = st.integers(0, 2 * n - 1)
+    clauses = draw(st.lists(st.lists(literal, min_size=0, max_size=4, unique=True), max_size=12))
+    within: list[tuple[int, list[int], list[int]]] = []  # (head literal, group, members)
+    for group in groups:
+        for _ in range(draw(st.integers(0, 2))):
+            members = draw(st.lists(st.sampled_from(group), unique=True, max_size=len(group)))
+            head = draw(st.integers(-1, 2 * n - 1))
+            within.append((head, group, sorted(members)))
+    lazy_share = draw(st.floats(0, 1))
+    polarity = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return {
+        "n": n,
+        "groups": groups,
+        "clauses": clauses,
+        "within": within,
+        "lazy_share": lazy_share,
+        "polarity": polarity,
+    }
+
+
+def satisfied(bits: tuple[int, ...], clauses: list[list[int]], groups: list[list[int]]) -> bool:
+    if any(sum(bits[v] for v in group) > 1 for group in groups):
+        return False
+    return all(any(bits[lit >> 1] != lit & 1 for lit in clause) for clause in clauses)
+
+
+def brute_force(n: int, clauses: list[list[int]], groups: list[list[int]]) -> bool:
+    return any(satisfied(bits, clauses, groups) for bits in itertools.product((0, 1), repeat=n))
+
+
+@settings(max_examples=400, deadline=None)
+@given(problems())
+def test_engine_agrees_with_brute_force(spec: dict[str, object]) -> None:
+    n: int = spec["n"]  # type: ignore[assignment]
+    groups: list[list[int]] = spec["groups"]  # type: ignore[assignment]
+    problem = Problem(polarity=spec["polarity"], lazy={})  # type: ignore[arg-type]
+    engine = Engine(problem)
+    problem.engine = engine
+    group_of: dict[int, int] = {}
+    for group in groups:
+        g = engine.new_group()
+        for var in group:
+            group_of[var] = g
+    for var in range(n):
+        engine.new_var(group_of.get(var, -1))
+    everything: list[list[int]] = []
+    share: float = spec["lazy_share"]  # type: ignore[assignment]
+    items: list[tuple[list[int], tuple[int, int, int] | None]] = [
+        (c, None)
+        for c in spec["clauses"]  # type: ignore[attr-defined]
+    ]
+    for head, group, members in spec["within"]:  # type: ignore[attr-defined]
+        ranks = sorted(group)  # engine ranks follow creation order within the group
+        mask = sum(1 << ranks.index(m) for m in members)
+        lits = ([head] if head >= 0 else []) + [2 * m for m in members]
+        items.append((list(dict.fromkeys(lits)), (group_of[group[0]], mask, head)))
+    for index, (lits, within) in enumerate(items):
+        everything.append(lits)
+        negative = [lit for lit in lits if lit & 1]
+        if negative and (index * 0.618 % 1) < share:
+            # Added only once the variable it is about becomes true, as package
+            # dependencies are.
+            problem.lazy.setdefault(negative[0] >> 1, []).append((lits, within))
+        else:
+            problem.added[engine.add_clause(list(lits), within=within)] = lits
+    answer = engine.solve()
+    assert answer == brute_force(n, everything, groups)
+    if answer:
+        bits = tuple(1 if engine.values[2 * v] == 1 else 0 for v in range(n))
+        assert satisfied(bits, everything, groups)
+    else:
+        core, _pairs = engine.core()
+        assert core <= set(problem.added)
+        assert not brute_force(n, [problem.added[c] for c in core], groups)
+
+
+def test_conflict_budget() -> None:
+    # Pigeonhole 5 into 4: unsatisfiable, and no quick proof for a CDCL solver.
+    holes, pigeons = 4, 5
+    problem = Problem(polarity=[True] * (holes * pigeons), lazy={})
+    engine = Engine(problem)
+    problem.engine = engine
+    for _ in range(holes * pigeons):
+        engine.new_var()
+    var = [[p * holes + h for h in range(holes)] for p in range(pigeons)]
+    for p in range(pigeons):
+        engine.add_clause([2 * v for v in var[p]])
+    for h in range(holes):
+        for a, b in itertools.combinations(range(pigeons), 2):
+            engine.add_clause([2 * var[a][h] + 1, 2 * var[b][h] + 1])
+    assert engine.solve(max_conflicts=3) is None
+    assert engine.solve() is False
