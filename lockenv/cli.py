@@ -45,6 +45,7 @@ class _Output:
         self._lock = threading.Lock()
 
     def _write(self, message: str, *, status: bool = False) -> None:
+        message = _scrub(message)
         with self._lock:
             if self.live:
                 width = shutil.get_terminal_size().columns - 1
@@ -781,11 +782,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LockenvError as exc:
         _OUT.finish()
         if args.verbose:
-            import traceback
-
-            traceback.print_exc()
-        # One line, whatever a library put into the message.
-        print("error: " + re.sub(r"\s*\n\s*", " ", str(exc)), file=sys.stderr)
+            _print_traceback()
+        _print_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -795,18 +793,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:
         if args.verbose:
-            raise
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+            _print_traceback()
+        _print_error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return 3
     except Exception as exc:  # a bug: still one line unless -v
         if args.verbose:
-            raise
-        print(
-            f"error: internal error ({type(exc).__name__}: {exc}); run with -v for the "
-            "traceback and report it",
-            file=sys.stderr,
+            _print_traceback()
+        _print_error(
+            f"internal error ({type(exc).__name__}: {exc}); run with -v for the "
+            "traceback and report it"
         )
         return 3
+
+
+def _scrub(text: str) -> str:
+    """``text`` with every URL's credentials and tokens removed (`redact_text`): the last
+    line of defence, whatever a message or a library put into it."""
+    if "://" not in text:
+        return text
+    from lockenv.http import redact_text
+
+    return redact_text(text)
+
+
+def _print_error(message: str) -> None:
+    # One line, whatever a library put into the message.
+    print("error: " + re.sub(r"\s*\n\s*", " ", _scrub(message)), file=sys.stderr)
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    sys.stderr.write(_scrub(traceback.format_exc()))
 
 
 def output() -> _Output:

@@ -1,15 +1,24 @@
 """One HTTP client for every index and channel: caching, credentials, retries, file:// URLs.
 
-Credentials, first match wins, per host:
+Credentials, first match wins:
 
 1. user info in the URL (``https://user:token@host/simple``); once seen, the client also
-   uses it for other URLs of the same host (file URLs on an index page rarely carry it);
+   uses it for other URLs of the same origin (scheme, host and port: never another port
+   of the same host), as file URLs on an index page rarely carry it.  URLs seen this way
+   include, before the first request, pip's configured index (``PIP_INDEX_URL``,
+   pip.conf), the conda channel alias (``LOCKENV_CHANNEL_ALIAS``) and the URLs the
+   client was given (``credential_urls``: the manifest's indexes and channels), so a
+   sync downloads with the credentials the lock was made with;
 2. ``.netrc`` (``$NETRC``, else ``~/.netrc``), the ``machine`` entry for the host;
 3. ``LOCKENV_HTTP_USERNAME_<HOST>`` / ``LOCKENV_HTTP_PASSWORD_<HOST>``, where ``<HOST>`` is
    the host name upper-cased with every non-alphanumeric character turned into ``_``.
 
-Credentials travel only in the ``Authorization`` header: never in cache keys, messages,
-or anything written to disk (`redact_url`).  Redirects to another host drop the header.
+A conda token (``https://host/t/<token>/channel``) is a credential too: learned the same
+way for its origin and put back into the path of requests under the same prefix.
+
+Credentials travel only in requests (user info in the ``Authorization`` header): never in
+cache keys, messages, or anything written to disk (`redact_url`, `redact_text`).
+Redirects to another origin drop the header.
 
 Mirrors (`lockenv.mirrors`): a URL a rule covers is fetched from the rule's mirrors in
 order, the next one tried when one does not have it (HTTP 404/410, another 4xx or 5xx,
@@ -34,7 +43,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -57,6 +66,7 @@ __all__ = [
     "HttpStatusError",
     "Page",
     "file_url_to_path",
+    "redact_text",
     "redact_url",
 ]
 
@@ -103,16 +113,37 @@ class ByteRange:
         return self.start == 0 and self.total_size == len(self.data)
 
 
+# A conda token travels in the path: ``https://host/t/<token>/channel/...``.
+_CONDA_TOKEN = re.compile(r"/t/[^/?#]+(?=/|$)")
+_CONDA_TOKEN_SPLIT = re.compile(r"^(.*?)/t/([^/?#]+)(/.*)?$")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]]+(?:\[[^\s'\"]*)?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]  # scheme, host, port: the scope of a credential
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` without user info (``user:password@``), otherwise unchanged."""
+    """``url`` without credentials: no user info (``user:password@``) and no conda token
+    (a ``/t/<token>`` path segment).  The one function every URL goes through before it
+    reaches a message, a lock, a bundle, a cache key or anything else lockenv writes."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
-        return re.sub(r"//[^/@?#]*@", "//", url)
-    if "@" not in parts.netloc:
+        return _CONDA_TOKEN.sub("", re.sub(r"//[^/@?#\s]*@", "//", url))
+    netloc = parts.netloc.rpartition("@")[2]
+    path = parts.path
+    if parts.scheme.lower() in _DEFAULT_PORTS:
+        path = _CONDA_TOKEN.sub("", path)
+    if netloc == parts.netloc and path == parts.path:
         return url
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, path=path))
+
+
+def redact_text(text: str) -> str:
+    """``text`` (a message) with `redact_url` applied to every URL in it."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match[0]), text)
 
 
 def file_url_to_path(url: str) -> Path:
@@ -130,14 +161,48 @@ def file_url_to_path(url: str) -> Path:
     return Path(urllib.parse.unquote(path))
 
 
-def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+def _split_credentials(
+    url: str,
+) -> tuple[str, tuple[str, str] | None, tuple[str, str] | None]:
+    """``(url without credentials, (user, password), (path prefix, conda token))``."""
     parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    clean = urllib.parse.urlunsplit(parts._replace(netloc=host))
-    return clean, (urllib.parse.unquote(user), urllib.parse.unquote(password))
+    creds = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        creds = (urllib.parse.unquote(user), urllib.parse.unquote(password))
+    token = None
+    path = parts.path
+    if parts.scheme.lower() in _DEFAULT_PORTS:
+        match = _CONDA_TOKEN_SPLIT.match(path)
+        if match is not None:
+            token = (match[1], match[2])
+            path = match[1] + (match[3] or "")
+    if creds is None and token is None:
+        return url, None, None
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, path=path)), creds, token
+
+
+def _origin(url: str) -> Origin:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0))
+
+
+def _with_token(url: str, token: tuple[str, str]) -> str:
+    """``url`` with the conda token put back after its path prefix (when under it)."""
+    prefix, value = token
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path
+    if path != prefix and not path.startswith(prefix + "/"):
+        return url
+    path = f"{prefix}/t/{value}{path[len(prefix) :]}"
+    return urllib.parse.urlunsplit(parts._replace(path=path))
 
 
 def _host_env_suffix(host: str) -> str:
@@ -194,6 +259,7 @@ class HttpClient:
         max_connections: int = 16,
         timeout: float = 60.0,
         mirrors: Mirrors | None = None,
+        credential_urls: Sequence[str] = (),
     ) -> None:
         self.cache_dir = cache_dir
         self._mirrors = mirrors
@@ -213,7 +279,12 @@ class HttpClient:
         self._timeout = timeout
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
-        self._learned: dict[str, tuple[str, str]] = {}
+        # Credentials and conda tokens seen in URLs, each for its origin only.
+        self._learned: dict[Origin, tuple[str, str]] = {}
+        self._tokens: dict[Origin, tuple[str, str]] = {}  # origin -> (path prefix, token)
+        self._credential_urls = tuple(credential_urls)
+        self._seeded = False
+        self._seed_lock = threading.Lock()
         self._netrc: netrc.netrc | bool | None = False  # False = not read yet
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -295,26 +366,62 @@ class HttpClient:
 
     # -- credentials -----------------------------------------------------------------------
 
+    def learn_credentials(self, url: str) -> None:
+        """Remember the credentials and conda token in ``url`` for its origin (scheme,
+        host and port), unless that origin has some already."""
+        try:
+            clean, creds, token = _split_credentials(url)
+        except ValueError:
+            return
+        origin = _origin(clean)
+        with self._lock:
+            if creds is not None:
+                self._learned.setdefault(origin, creds)
+            if token is not None:
+                self._tokens.setdefault(origin, token)
+
+    def _seed(self) -> None:
+        """Learn, once, the credentials a lock was made with: URLs given to the client,
+        pip's configured index (``PIP_INDEX_URL``, pip.conf) and the conda channel alias
+        (``LOCKENV_CHANNEL_ALIAS``), so a sync downloads with them too."""
+        if self._seeded:
+            return
+        with self._seed_lock:  # downloads start in several threads at once
+            if self._seeded:
+                return
+            urls = list(self._credential_urls)
+            from lockenv.errors import LockenvError
+            from lockenv.pipconfig import configured_index_url
+
+            # An unreadable pip.conf is reported where the index itself is needed.
+            with contextlib.suppress(LockenvError):
+                urls.append(configured_index_url() or "")
+            urls.append(os.environ.get("LOCKENV_CHANNEL_ALIAS", ""))
+            for url in urls:
+                if "@" in url or "/t/" in url:
+                    self.learn_credentials(url)
+            self._seeded = True
+
     def _prepare(self, url: str) -> tuple[str, Any]:
-        """Return (url without user info, httpx auth or None)."""
+        """Return (the URL to request, httpx auth or None): user info moved into the
+        ``Authorization`` header, a conda token kept in (or put back into) the path, both
+        only for the origin they were given for."""
         import httpx
 
-        clean, creds = _split_credentials(url)
-        host = urllib.parse.urlsplit(clean).hostname or ""
-        if creds is not None:
-            with self._lock:
-                self._learned.setdefault(host, creds)
-        else:
-            creds = self._credentials_for(host)
+        self._seed()
+        self.learn_credentials(url)
+        clean, creds, token = _split_credentials(url)
+        origin = _origin(clean)
+        with self._lock:
+            creds = creds or self._learned.get(origin)
+            token = token or self._tokens.get(origin)
         if creds is None:
-            return clean, None
-        return clean, httpx.BasicAuth(creds[0], creds[1])
+            creds = self._credentials_for(origin[1])
+        if token is not None:
+            clean = _with_token(clean, token)
+        return clean, None if creds is None else httpx.BasicAuth(creds[0], creds[1])
 
     def _credentials_for(self, host: str) -> tuple[str, str] | None:
-        with self._lock:
-            learned = self._learned.get(host)
-        if learned is not None:
-            return learned
         rc = self._read_netrc()
         if rc is not None:
             entry = rc.authenticators(host)

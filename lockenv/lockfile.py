@@ -163,18 +163,32 @@ def _artifact_sort_key(artifact: Artifact) -> tuple[str, str, str, str, str]:
     return (artifact.kind, artifact.name, artifact.version, artifact.filename, artifact.url)
 
 
+def redact_url(url: str) -> str:
+    """`lockenv.http.redact_url`, imported when a lock is written (not when one is read)."""
+    from lockenv.http import redact_url as redact
+
+    return redact(url)
+
+
+def redact_text(text: str) -> str:
+    """`lockenv.http.redact_text`, imported when a lock is written."""
+    from lockenv.http import redact_text as redact
+
+    return redact(text)
+
+
 def _pypi_to_dict(a: PypiArtifact) -> dict[str, Any]:
     data: dict[str, Any] = {
         "kind": "pypi",
         "name": a.name,
         "version": a.version,
         "filename": a.filename,
-        "url": a.url,
+        "url": redact_url(a.url),
         "sha256": a.sha256,
         "size": a.size,
     }
     if a.index is not None:
-        data["index"] = a.index
+        data["index"] = redact_url(a.index)
     if a.requires_python is not None:
         data["requires-python"] = a.requires_python
     if a.requires_dist:
@@ -193,13 +207,13 @@ def _conda_to_dict(a: CondaArtifact) -> dict[str, Any]:
         "build-number": a.build_number,
         "subdir": a.subdir,
         "filename": a.filename,
-        "url": a.url,
+        "url": redact_url(a.url),
         "sha256": a.sha256,
         "size": a.size,
     }
     optional: dict[str, Any] = {
         "md5": a.md5,
-        "channel": a.channel,
+        "channel": None if a.channel is None else redact_url(a.channel),
         "noarch": a.noarch,
         "license": a.license,
         "timestamp": a.timestamp,
@@ -226,13 +240,17 @@ def _base_to_dict(base: BaseEnvironment) -> dict[str, Any]:
 
 
 def to_dict(lock: Lockfile) -> dict[str, Any]:
-    """The lock as plain data, in the canonical order it is written in."""
+    """The lock as plain data, in the canonical order it is written in.
+
+    Every URL and requirement goes through `lockenv.http.redact_url`: a lock never holds
+    credentials or conda tokens, whatever the artifacts it is given carry.
+    """
     inputs: dict[str, Any] = {"platforms": sorted(lock.inputs.platforms)}
     # Channel and index order carries meaning (priority): kept as written.
-    inputs["channels"] = list(lock.inputs.channels)
-    inputs["indexes"] = list(lock.inputs.indexes)
+    inputs["channels"] = [redact_url(c) for c in lock.inputs.channels]
+    inputs["indexes"] = [redact_url(u) for u in lock.inputs.indexes]
     if lock.inputs.find_links:
-        inputs["find-links"] = list(lock.inputs.find_links)
+        inputs["find-links"] = [redact_url(u) for u in lock.inputs.find_links]
     if lock.inputs.requires_python is not None:
         inputs["requires-python"] = lock.inputs.requires_python
     if lock.inputs.system_requirements:
@@ -252,16 +270,16 @@ def to_dict(lock: Lockfile) -> dict[str, Any]:
             entry["python"] = env.python
         requirements: dict[str, Any] = {}
         if env.conda_requirements:
-            requirements["conda"] = sorted(env.conda_requirements)
+            requirements["conda"] = sorted(map(redact_text, env.conda_requirements))
         if env.pypi_requirements:
-            requirements["pypi"] = sorted(env.pypi_requirements)
+            requirements["pypi"] = sorted(map(redact_text, env.pypi_requirements))
         entry["requirements"] = requirements
         packages: dict[str, Any] = {}
         for platform in sorted(env.packages):
             refs = sorted(
                 (lock.artifacts[url] for url in env.packages[platform]), key=_artifact_sort_key
             )
-            packages[platform] = [{a.kind: a.url} for a in refs]
+            packages[platform] = [{a.kind: redact_url(a.url)} for a in refs]
         entry["packages"] = packages
         environments[name] = entry
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lockenv.errors import UsageError
 
-__all__ = ["config_files", "default_index_url"]
+__all__ = ["config_files", "configured_index_url", "default_index_url"]
 
 _SECTIONS = ("global", "install")  # later sections win, as for `pip install`
 _PIP_DEFAULT_SNIPPET = "from pip._internal.models.index import PyPI; print(PyPI.simple_url)"
@@ -38,13 +38,14 @@ def default_index_url() -> str:
     Raises UsageError when no index is configured and pip is not available to say what its
     default is.
     """
+    return configured_index_url() or _pip_builtin_default()
+
+
+def configured_index_url() -> str | None:
+    """The index URL pip is configured with (``PIP_INDEX_URL``, then pip's configuration
+    files), or None; never asks pip for its built-in default (no subprocess)."""
     from_env = os.environ.get("PIP_INDEX_URL", "").strip()
-    if from_env:
-        return from_env
-    from_files = _index_url_from_files()
-    if from_files:
-        return from_files
-    return _pip_builtin_default()
+    return from_env or _index_url_from_files()
 
 
 def config_files() -> list[Path]:

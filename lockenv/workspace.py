@@ -261,12 +261,14 @@ def locked_packages(lock: Lockfile, env: str, platform: str) -> list[dict[str, A
 
 
 def _row(artifact: Artifact) -> dict[str, Any]:
+    from lockenv.http import redact_url
+
     row: dict[str, Any] = {
         "name": artifact.name,
         "version": artifact.version,
         "kind": artifact.kind,
         "filename": artifact.filename,
-        "url": artifact.url,
+        "url": redact_url(artifact.url),
         "sha256": artifact.sha256,
         "size": artifact.size,
     }

@@ -106,7 +106,9 @@ def fetch_artifacts(
     if offline and mirrors is not None:
         unavailable = [a for a in missing if not _local(a.url, mirrors)]
         if unavailable:
-            listed = "; ".join(f"{a.filename} ({a.url})" for a in unavailable)
+            from lockenv.http import redact_url
+
+            listed = "; ".join(f"{a.filename} ({redact_url(a.url)})" for a in unavailable)
             where = f"the cache ({cache.root})"
             if bundle is not None:
                 where += f" or the bundle ({bundle})"
@@ -127,7 +129,7 @@ def fetch_artifacts(
     else:
         imports = [(a, bundled[a.sha256]) for a in from_bundle]
         errors = _fetch_in_pool(
-            cached, imports, missing, cache, paths, offline, jobs, progress, mirrors
+            cached, imports, missing, cache, paths, offline, jobs, progress, mirrors, manifest
         )
     if errors:
         _raise_all(errors)
@@ -187,6 +189,7 @@ def _fetch_in_pool(
     jobs: int,
     progress: Progress | None,
     mirrors: Mirrors | None,
+    manifest: Path | None,
 ) -> list[LockenvError]:
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -205,7 +208,11 @@ def _fetch_in_pool(
 
                 client = stack.enter_context(
                     HttpClient(
-                        cache.root, offline=offline, max_connections=workers, mirrors=mirrors
+                        cache.root,
+                        offline=offline,
+                        max_connections=workers,
+                        mirrors=mirrors,
+                        credential_urls=_manifest_credential_urls(manifest),
                     )
                 )
 
@@ -248,4 +255,37 @@ def _raise_all(errors: list[LockenvError]) -> None:
     if len(errors) == 1:
         raise first
     others = "; ".join(str(e) for e in errors if e is not first)
-    raise type(first)(f"{first} (and {len(errors) - 1} more: {others})")
+    # The first error, same class and attributes, with the others in its message (its
+    # constructor may want more than a message: HttpStatusError does).
+    cls = type(first)
+    combined = cls.__new__(cls)
+    combined.__dict__.update(vars(first))
+    combined.args = (f"{first} (and {len(errors) - 1} more: {others})",)
+    raise combined from None
+
+
+def _manifest_credential_urls(manifest: Path | None) -> list[str]:
+    """The manifest's index and channel URLs that carry credentials or a conda token, so
+    a sync downloads with what the lock was made with (read as raw TOML: the sync side
+    never parses a manifest)."""
+    if manifest is None:
+        return []
+    import tomllib
+
+    try:
+        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, RecursionError):
+        return []
+    table: object = data
+    for key in ("tool", "lockenv") if manifest.name == "pyproject.toml" else ():
+        table = table.get(key, {}) if isinstance(table, dict) else {}
+    project = table.get("project", {}) if isinstance(table, dict) else {}
+    if not isinstance(project, dict):
+        return []
+    urls = []
+    for key in ("indexes", "channels", "find-links"):
+        values = project.get(key, [])
+        for value in values if isinstance(values, list) else []:
+            if isinstance(value, str) and "://" in value and ("@" in value or "/t/" in value):
+                urls.append(value)
+    return urls

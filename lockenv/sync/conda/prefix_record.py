@@ -71,8 +71,17 @@ def record_name(artifact: CondaArtifact) -> str:
 
 
 def channel_url(artifact: CondaArtifact) -> str:
-    """The channel subdirectory URL the package came from, as conda records ``channel``."""
-    return artifact.url.rsplit("/", 1)[0]
+    """The channel subdirectory URL the package came from, as conda records ``channel``
+    (without credentials or token)."""
+    from lockenv.http import redact_url
+
+    return redact_url(artifact.url.rsplit("/", 1)[0])
+
+
+def _redacted(url: str) -> str:
+    from lockenv.http import redact_url
+
+    return redact_url(url)
 
 
 def requested_specs(conda_requirements: Iterable[str]) -> dict[str, str]:
@@ -106,7 +115,7 @@ def prefix_record(
         "channel": channel_url(artifact),
         "subdir": artifact.subdir,
         "fn": artifact.filename,
-        "url": artifact.url,
+        "url": _redacted(artifact.url),
         "sha256": artifact.sha256,
         "size": artifact.size,
         "depends": list(artifact.depends),
@@ -145,7 +154,8 @@ def history_text(
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
     lines = [f"==> {stamp} <==", "# cmd: lockenv sync", f"# lockenv version: {__version__}"]
     lines += sorted(
-        f"+{a.channel or channel_url(a)}::{a.name}-{a.version}-{a.build}" for a in artifacts
+        f"+{_redacted(a.channel) if a.channel else channel_url(a)}::{a.name}-{a.version}-{a.build}"
+        for a in artifacts
     )
     listed = sorted(specs)
     if listed:
