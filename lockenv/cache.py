@@ -227,6 +227,16 @@ class Cache:
         """Where the wheel or conda package with this content is unpacked."""
         return self.root / "unpacked" / sha256[:2] / sha256
 
+    def trusted_entry(self, sha256: str) -> tuple[Path, EntryState]:
+        """The unpacked entry to use for this artifact and its `check_entry` state: the
+        shared one unless another user made it, then this user's private one."""
+        shared = self.unpacked_dir(sha256)
+        state = check_entry(shared)
+        if state != "foreign":
+            return shared, state
+        private = self.private_unpacked_dir(sha256)
+        return private, check_entry(private)
+
     def private_unpacked_dir(self, sha256: str) -> Path:
         """This user's own copy of the unpacked tree, for when the shared one is foreign."""
         uid = getattr(os, "geteuid", lambda: 0)()

@@ -562,7 +562,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         prefix=Path(args.prefix) if args.prefix else None,
     )
     lock = read_lockfile(target.lock_path) if target.lock_path.exists() else None
-    report = verify_environment(target.prefix, lock, args.environment, current_platform())
+    from lockenv.cache import default_cache_dir
+
+    report = verify_environment(
+        target.prefix, lock, args.environment, current_platform(), cache_dir=default_cache_dir()
+    )
     digest = environment_digest(target.prefix) if args.digest and report.ok else None
     if args.json:
         data = report.to_json()
@@ -577,6 +581,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             ("missing package", report.missing_packages),
             ("extra package", report.extra_packages),
             ("mismatched package", report.mismatched_packages),
+            ("mode", report.wrong_modes),
             ("problem", report.problems),
         ):
             for item in items:

@@ -411,16 +411,39 @@ def custom_conda_package(
     path = directory / f"{package.stem}{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    return CondaArtifact(
-        name=package.name,
-        version=package.version,
-        build=package.build,
-        build_number=0,
+    return conda_archive_artifact(
+        path,
+        package.name,
+        package.version,
+        package.build,
         subdir=package.subdir,
+        depends=depends,
+        noarch=package.noarch,
+    )
+
+
+def conda_archive_artifact(
+    path: Path,
+    name: str,
+    version: str,
+    build: str,
+    *,
+    subdir: str = "noarch",
+    depends: Iterable[str] = (),
+    noarch: str | None = None,
+) -> CondaArtifact:
+    """The locked artifact of the conda archive at ``path``, by file:// URL."""
+    data = path.read_bytes()
+    return CondaArtifact(
+        name=name,
+        version=version,
+        build=build,
+        build_number=0,
+        subdir=subdir,
         filename=path.name,
         url=path.as_uri(),
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
-        noarch=package.noarch,
-        depends=depends,
+        noarch=noarch,
+        depends=tuple(depends),
     )

@@ -467,16 +467,7 @@ def _load_unpacked(entry: Path, artifact: Artifact) -> Unpacked | None:
 
 
 def _trusted_entry(cache: Cache, artifact: Artifact) -> tuple[Path, str]:
-    """The cache entry this sync should use for ``artifact`` and its state: the shared
-    one unless another user made it, then this user's private one (`lockenv.cache`)."""
-    from lockenv.cache import check_entry
-
-    shared = cache.unpacked_dir(artifact.sha256)
-    state = check_entry(shared)
-    if state != "foreign":
-        return shared, state
-    private = cache.private_unpacked_dir(artifact.sha256)
-    return private, check_entry(private)
+    return cache.trusted_entry(artifact.sha256)
 
 
 def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path, final: Path) -> None:
@@ -794,6 +785,9 @@ def sync_environment(
                         sha256=artifact.sha256,
                         filename=artifact.filename,
                         dist_info=wheel.dist_info,
+                        record_sha256=_file_sha256(
+                            staging / layout.site_packages_rel / wheel.dist_info / "RECORD"
+                        ),
                     )
                 )
             conda_dist_infos: set[str] = set()
@@ -806,6 +800,7 @@ def sync_environment(
                         filename=record.filename,
                         dist_info=result.record,
                         kind="conda",
+                        record_sha256=_file_sha256(staging / "conda-meta" / result.record),
                     )
                 )
                 if python_full:
@@ -851,6 +846,13 @@ def sync_environment(
         no_op=False,
         seconds=time.monotonic() - started,
     )
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def _entries_linked(unpacked: list[tuple[Artifact, Unpacked]]) -> tuple[str, ...]:

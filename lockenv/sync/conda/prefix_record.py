@@ -204,6 +204,7 @@ class PrefixPath:
     path_type: str
     sha256: str | None  # what the file in the prefix should hash to (hex)
     size: int | None  # its size, when known (not for rewritten files)
+    original_path: str | None = None  # a clobbered file kept aside: where it was linked
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -271,12 +272,14 @@ def _parse_record(file: str, doc: Any) -> PrefixRecord:
         in_prefix = entry.get("sha256_in_prefix")
         sha = in_prefix if isinstance(in_prefix, str) else entry.get("sha256")
         size = entry.get("size_in_bytes") if in_prefix is None else None
+        original = entry.get("original_path")
         paths.append(
             PrefixPath(
                 path=rel,
                 path_type=str(entry.get("path_type", "hardlink")),
                 sha256=sha if isinstance(sha, str) else None,
                 size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                original_path=_inside(original) if isinstance(original, str) else None,
             )
         )
     return PrefixRecord(

@@ -289,6 +289,13 @@ def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> U
             seen.add(path)
             members.append((path, info))
         names = [p for p, _ in members]
+        parents = {p[:i] for p in names for i, c in enumerate(p) if c == "/"}
+        clash = sorted(parents & seen)
+        if clash:
+            raise InstallError(
+                f"{filename}: {clash[0]!r} is both a file and a directory in the wheel; "
+                "the wheel is broken"
+            )
         dist_info, name, version = _dist_info_dir(names, filename, project)
         data_dir = f"{dist_info[: -len('.dist-info')]}.data"
         try:
@@ -386,24 +393,10 @@ def load_unpacked(directory: Path) -> UnpackedWheel | None:
 # -- installing ----------------------------------------------------------------------------
 
 
-def install_wheel(
-    wheel: UnpackedWheel,
-    layout: EnvLayout,
-    guard: PrefixGuard,
-    *,
-    requested: bool,
-    direct_url: tuple[str, str] | None = None,
-) -> InstalledDist:
-    """Install the unpacked ``wheel`` into ``layout.root`` (for ``layout.prefix``).
-
-    Every file is created through ``guard`` (rooted at ``layout.root``), which keeps it
-    inside the tree whatever symlinks earlier packages placed, and refuses to replace
-    the interpreter or lockenv's own records.  ``direct_url`` is ``(url, sha256)`` of an
-    artifact that came from no index; it is recorded in ``direct_url.json`` (PEP 610).
-    Returns the RECORD written.
-    """
+def wheel_destinations(wheel: UnpackedWheel, layout: EnvLayout) -> list[tuple[WheelFile, str]]:
+    """Where each file of ``wheel`` goes, prefix-relative (the wheel spec's schemes),
+    leaving out the files the installer writes itself (RECORD, INSTALLER...)."""
     sp_rel = layout.site_packages_rel
-    up = "../" * len(sp_rel.split("/"))
     scheme_dirs = {
         "purelib": sp_rel,
         "platlib": sp_rel,
@@ -411,7 +404,6 @@ def install_wheel(
         "headers": f"{layout.include_rel}/{wheel.project_name}",
         "data": "",
     }
-    python = layout.prefix_python
     data_prefix = f"{wheel.data_dir}/" if wheel.data_dir else None
     dist_info_prefix = f"{wheel.dist_info}/"
     sp_prefix = sp_rel + "/"
@@ -428,18 +420,56 @@ def install_wheel(
             return f"{base}/{rest}" if base else rest
         return sp_prefix + path
 
-    def record_path(dest: str) -> str:
-        return dest[len(sp_prefix) :] if dest.startswith(sp_prefix) else up + dest
-
-    # Plan every destination first, so directories are made once each, parents first.
-    placed = [
+    return [
         (f, destination(f.path))
         for f in wheel.files
         if not (
             f.path.startswith(dist_info_prefix) and f.path[len(dist_info_prefix) :] in _GENERATED
         )
     ]
-    scripts = [f"{layout.scripts_rel}/{script}" for _g, script, _r in wheel.entry_points]
+
+
+def wheel_launchers(wheel: UnpackedWheel, layout: EnvLayout) -> list[tuple[str, bytes]]:
+    """``(prefix-relative path, content)`` of the entry-point launchers ``wheel`` gets."""
+    return [
+        (f"{layout.scripts_rel}/{script}", launcher_script(layout.prefix_python, reference))
+        for _group, script, reference in wheel.entry_points
+    ]
+
+
+def record_row_path(dest: str, site_packages_rel: str) -> str:
+    """The RECORD path of the prefix-relative ``dest``: relative to site-packages."""
+    head = site_packages_rel + "/"
+    if dest.startswith(head):
+        return dest[len(head) :]
+    return "../" * len(site_packages_rel.split("/")) + dest
+
+
+def install_wheel(
+    wheel: UnpackedWheel,
+    layout: EnvLayout,
+    guard: PrefixGuard,
+    *,
+    requested: bool,
+    direct_url: tuple[str, str] | None = None,
+) -> InstalledDist:
+    """Install the unpacked ``wheel`` into ``layout.root`` (for ``layout.prefix``).
+
+    Every file is created through ``guard`` (rooted at ``layout.root``), which keeps it
+    inside the tree whatever symlinks earlier packages placed, and refuses to replace
+    the interpreter or lockenv's own records.  ``direct_url`` is ``(url, sha256)`` of an
+    artifact that came from no index; it is recorded in ``direct_url.json`` (PEP 610).
+    Returns the RECORD written.
+    """
+    placed = wheel_destinations(wheel, layout)
+    launchers = wheel_launchers(wheel, layout)
+    scripts = [dest for dest, _content in launchers]
+    sp_rel = layout.site_packages_rel
+    python = layout.prefix_python
+
+    def record_path(dest: str) -> str:
+        return record_row_path(dest, sp_rel)
+
     parents = {dest.rpartition("/")[0] for _f, dest in placed}
     parents.update(dest.rpartition("/")[0] for dest in scripts)
     parents.add(f"{sp_rel}/{wheel.dist_info}")
@@ -463,8 +493,7 @@ def install_wheel(
         place(src, dest, executable=f.executable, what=what)
         rows.append((record_path(dest), f.hash, f.size))
 
-    for (_group, _script, reference), dest in zip(wheel.entry_points, scripts, strict=True):
-        content = launcher_script(python, reference)
+    for dest, content in launchers:
         guard.write(dest, content, executable=True, what=what)
         rows.append((record_path(dest), record_hash(content), len(content)))
 
