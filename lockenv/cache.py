@@ -41,6 +41,7 @@ import json
 import os
 import stat
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,12 +254,24 @@ class Cache:
                 os.utime(entry)
 
     def make_temp_dir(self, purpose: str) -> Path:
-        """A fresh directory under ``tmp/`` on the cache's filesystem, for `publish_dir`."""
+        """A fresh directory under ``tmp/`` on the cache's filesystem, for `publish_dir`.
+
+        It is held (an ``flock`` on ``<dir>.lock`` beside it) until `publish_dir` or
+        `remove_temp_dir`: `clean_stale_temp` removes at once a directory whose holder
+        died (a killed sync), and leaves a live one alone whatever its age.
+        """
         import tempfile
 
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=tmp))
+        path = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=tmp))
+        _hold(path)
+        return path
+
+    def remove_temp_dir(self, work: Path) -> None:
+        """Delete the work directory ``work`` (made by `make_temp_dir`) and release it."""
+        remove_tree(work)
+        _release(work)
 
     def publish_dir(self, work: Path, final: Path) -> bool:
         """Move the completed directory ``work`` to ``final`` in one rename.
@@ -269,11 +282,12 @@ class Cache:
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(work, final)
+            _release(work)
             return True
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
                 raise
-        remove_tree(work)
+        self.remove_temp_dir(work)
         return False
 
     def discard(self, path: Path) -> None:
@@ -281,25 +295,44 @@ class Cache:
         if not path.exists() and not path.is_symlink():
             return
         try:
-            tomb = self.make_temp_dir("discard") / "entry"
-            os.rename(path, tomb)
-            remove_tree(tomb.parent)
+            work = self.make_temp_dir("discard")
         except OSError:
             remove_tree(path)
+            return
+        try:
+            os.rename(path, work / "entry")
+        except OSError:
+            remove_tree(path)
+        self.remove_temp_dir(work)
 
     def clean_stale_temp(self, max_age: float = _STALE_TEMP_SECONDS) -> tuple[int, int]:
-        """Delete work directories left by killed processes (older than ``max_age``);
-        return how many and the bytes freed."""
+        """Delete work directories left by killed processes; return how many and the bytes
+        freed.  One whose holder's lock is free is removed at once; one without a lock
+        (made by an older lockenv, or where ``flock`` does not exist) once it is older
+        than ``max_age``; a held one never.  Costs one directory listing when empty."""
         tmp = self.root / "tmp"
         now = time.time()
         count = freed = 0
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(tmp):
-                with contextlib.suppress(OSError):
-                    if now - entry.stat(follow_symlinks=False).st_mtime > max_age:
-                        size = _freed_bytes(Path(entry.path))
-                        remove_tree(Path(entry.path))
+        try:
+            entries = list(os.scandir(tmp))
+        except FileNotFoundError:
+            return 0, 0
+        names = {entry.name for entry in entries}
+        for entry in entries:
+            if entry.name.endswith(_HOLD_SUFFIX):
+                if entry.name[: -len(_HOLD_SUFFIX)] not in names:
+                    _remove_abandoned(None, Path(entry.path))  # its directory went already
+                continue
+            path = Path(entry.path)
+            with contextlib.suppress(OSError):
+                if entry.name + _HOLD_SUFFIX in names:
+                    size = _freed_bytes(path)
+                    if _remove_abandoned(path, Path(entry.path + _HOLD_SUFFIX)):
                         count, freed = count + 1, freed + size
+                elif now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                    size = _freed_bytes(path)
+                    remove_tree(path)
+                    count, freed = count + 1, freed + size
         return count, freed
 
 
@@ -366,6 +399,59 @@ def prune(cache: Cache, *, older_than_days: float = 30.0, now: float | None = No
     return PruneReport(entries=entries, leftovers=leftovers + count, freed_bytes=freed + size)
 
 
+# -- work directories held while in use ----------------------------------------------------
+
+_HOLD_SUFFIX = ".lock"
+_held: dict[str, int] = {}  # work directory -> descriptor of its held lock (this process)
+_held_lock = threading.Lock()
+
+
+def _hold(path: Path) -> None:
+    """Hold ``<path>.lock`` (exclusive flock) for as long as this process uses ``path``:
+    the kernel releases it when the process dies, however it dies."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: work directories are only cleaned by age
+        return
+    fd = os.open(f"{path}{_HOLD_SUFFIX}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: never waits
+    with _held_lock:
+        _held[str(path)] = fd
+
+
+def _release(path: Path) -> None:
+    with _held_lock:
+        fd = _held.pop(str(path), None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(f"{path}{_HOLD_SUFFIX}")
+        os.close(fd)
+
+
+def _remove_abandoned(path: Path | None, lock: Path) -> bool:
+    """Remove ``path`` and its ``lock`` if no live process holds the lock; True if so."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held: a running sync's
+        if path is not None:
+            remove_tree(path)
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        return True
+    finally:
+        os.close(fd)
+
+
 def _scandir(path: Path) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
@@ -412,9 +498,14 @@ def _remove_unless_used(cache: Cache, path: Path, limit: float) -> int | None:
     """Remove the entry ``path`` unless it was marked used at or after ``limit``; return
     the bytes freed, or None when it was kept."""
     try:
-        tomb = cache.make_temp_dir("prune") / "entry"
+        work = cache.make_temp_dir("prune")
+    except OSError:
+        return None
+    tomb = work / "entry"
+    try:
         os.rename(path, tomb)
     except OSError:
+        cache.remove_temp_dir(work)
         return None  # gone already, or not ours to remove
     if _mtime(tomb) >= limit:
         # A sync marked it between the scan and the rename: give it back.
@@ -422,8 +513,8 @@ def _remove_unless_used(cache: Cache, path: Path, limit: float) -> int | None:
             # Fails only when a sync re-created it meanwhile: content-addressed, so either
             # copy will do.
             os.rename(tomb, path)
-        remove_tree(tomb.parent)
+        cache.remove_temp_dir(work)
         return None
     freed = _freed_bytes(tomb)
-    remove_tree(tomb.parent)
+    cache.remove_temp_dir(work)
     return freed

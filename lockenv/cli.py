@@ -133,7 +133,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     from lockenv.lock.manifest import parse_manifest
 
     parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
-    target.write_text(text, encoding="utf-8")
+    from lockenv.atomic import write_atomic
+
+    write_atomic(target, text)
     _OUT.note(f"wrote {target}")
     return 0
 
@@ -147,13 +149,22 @@ def _edit_manifest(args: argparse.Namespace, edit: Callable[[str, bool], str]) -
     in_pyproject = paths.manifest.name == "pyproject.toml"
     text = edit(original, in_pyproject)
     parse_manifest(text, path=paths.manifest)
-    paths.manifest.write_text(text, encoding="utf-8")
+    from lockenv.atomic import write_atomic
+
+    # A new file renamed over the manifest: a full disk or a kill never leaves half of it.
+    write_atomic(paths.manifest, text)
     if paths.lock.exists() and not args.no_lock:
         # Like pixi and uv: the lock follows the manifest; a failed lock undoes the edit.
         try:
             outcome = workspace.lock(paths, _lock_options(args), say=_OUT.progress)
         except BaseException:
-            paths.manifest.write_text(original, encoding="utf-8")
+            try:
+                write_atomic(paths.manifest, original)
+            except OSError as exc:
+                _OUT.note(
+                    f"could not restore {str(paths.manifest)!r} ({exc.strerror or exc}): it "
+                    "holds the edited version, whole"
+                )
             raise
         for line in outcome.changes:
             _OUT.note(line)
@@ -357,7 +368,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     lock = _lock_for_reading(args)
     text = export(lock, args.environment, args.platform or current_platform(), args.format)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        from lockenv.atomic import write_atomic
+
+        write_atomic(Path(args.output), text)
         _OUT.note(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
@@ -738,7 +751,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", metavar="DIR", help=_BUNDLE_HELP)
     p.add_argument("--python", metavar="PATH", help="the host interpreter to build on")
     p.add_argument("--link-mode", choices=["hardlink", "copy", "symlink"], default="hardlink")
-    p.add_argument("--compile", action="store_true", help="write deterministic bytecode")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help=(
+            "write deterministic bytecode, compiled by the Python running lockenv when it is "
+            "the environment's version, else by the environment's own interpreter (a conda "
+            "environment's locked python), isolated (-I -S: no site, no package code)"
+        ),
+    )
     p.add_argument(
         "--allow-base-drift",
         action="store_true",
@@ -822,8 +843,11 @@ def _scrub(text: str) -> str:
 
 
 def _print_error(message: str) -> None:
-    # One line, whatever a library put into the message.
-    print("error: " + re.sub(r"\s*\n\s*", " ", _scrub(message)), file=sys.stderr)
+    # One line, whatever a library put into the message, and no control characters (a
+    # hostile lock or archive name must not drive the terminal).
+    line = re.sub(r"\s*\n\s*", " ", _scrub(message))
+    line = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", lambda m: f"\\x{ord(m[0]):02x}", line)
+    print("error: " + line, file=sys.stderr)
 
 
 def _print_traceback() -> None:

@@ -71,6 +71,12 @@ __all__ = [
 ]
 
 _RETRIES = 3
+TIMEOUT_ENV = "LOCKENV_HTTP_TIMEOUT"
+# A transfer has ``timeout`` plus the time its size needs at this rate, retries included:
+# a server that trickles bytes (one every few seconds never trips a read timeout) ends
+# there rather than never.
+_MIN_RATE = 32 * 1024  # bytes per second
+_UNKNOWN_SIZE = 32 << 20  # what a body of unannounced length is budgeted as
 _RETRY_BACKOFF = 0.2  # seconds, doubled after every failed try
 _CHUNK = 1 << 16
 _CACHE_FORMAT = 1
@@ -113,9 +119,11 @@ class ByteRange:
         return self.start == 0 and self.total_size == len(self.data)
 
 
-# A conda token travels in the path: ``https://host/t/<token>/channel/...``.
-_CONDA_TOKEN = re.compile(r"/t/[^/?#]+(?=/|$)")
-_CONDA_TOKEN_SPLIT = re.compile(r"^(.*?)/t/([^/?#]+)(/.*)?$")
+# A conda token travels in the path: ``https://host/t/<token>/channel/...``.  Tokens are
+# long (anaconda.org's are 30-odd characters): a short ``/t/x`` is an ordinary path.
+_TOKEN = r"[A-Za-z0-9][A-Za-z0-9_-]{11,255}"
+_CONDA_TOKEN = re.compile(rf"/t/{_TOKEN}(?=/|$)")
+_CONDA_TOKEN_SPLIT = re.compile(rf"^(.*?)/t/({_TOKEN})(/.*)?$")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]]+(?:\[[^\s'\"]*)?")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -129,7 +137,7 @@ def redact_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
-        return _CONDA_TOKEN.sub("", re.sub(r"//[^/@?#\s]*@", "//", url))
+        return _CONDA_TOKEN.sub("", re.sub(r"//[^/@?#]*@", "//", url))
     netloc = parts.netloc.rpartition("@")[2]
     path = parts.path
     if parts.scheme.lower() in _DEFAULT_PORTS:
@@ -276,6 +284,16 @@ class HttpClient:
                 ) from None
         self.page_ttl = page_ttl
         self._max_connections = max_connections
+        env_timeout = os.environ.get(TIMEOUT_ENV)
+        if env_timeout:
+            try:
+                timeout = float(env_timeout)
+                if not timeout > 0:
+                    raise ValueError(env_timeout)
+            except ValueError:
+                raise IndexAccessError(
+                    f"{TIMEOUT_ENV}={env_timeout!r} is not a number of seconds; fix or unset it"
+                ) from None
         self._timeout = timeout
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
@@ -410,7 +428,10 @@ class HttpClient:
 
         self._seed()
         self.learn_credentials(url)
-        clean, creds, token = _split_credentials(url)
+        try:
+            clean, creds, token = _split_credentials(url)
+        except ValueError as exc:
+            raise IndexAccessError(f"{redact_url(url)!r} is not a valid URL ({exc})") from None
         origin = _origin(clean)
         with self._lock:
             creds = creds or self._learned.get(origin)
@@ -469,12 +490,20 @@ class HttpClient:
         clean, auth = self._prepare(url)
         shown = redact_url(url)
         client = self._httpx()
+        started = time.monotonic()
         last: Exception | None = None
         for attempt in range(_RETRIES):
             if attempt:
                 time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
             try:
-                response = client.request(method, clean, headers=headers, auth=auth)
+                with (
+                    _request_errors(shown),
+                    client.stream(method, clean, headers=headers, auth=auth) as streamed,
+                ):
+                    length = streamed.headers.get("content-length", "")
+                    size = int(length) if length.isdigit() else None
+                    body = b"".join(self._chunks(streamed.iter_bytes(), shown, started, size))
+                    response = _loaded(streamed, body)
             except httpx.TransportError as exc:
                 last = exc
                 continue
@@ -652,13 +681,14 @@ class HttpClient:
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         shown = redact_url(url)
+        started = time.monotonic()
         last: Exception | None = None
         for attempt in range(_RETRIES):
             if attempt:
                 time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
             try:
                 with _temp_beside(dest) as (tmp, fh):
-                    digest, written = self._stream_into(url, fh, size)
+                    digest, written = self._stream_into(url, fh, size, started)
                     fh.close()
                     _check_integrity(shown, sha256, size, digest, written)
                     os.replace(tmp, dest)
@@ -670,10 +700,10 @@ class HttpClient:
             "tries); check the URL and your network"
         )
 
-    def _stream_into(self, url: str, fh: Any, limit: int | None) -> tuple[str, int]:
+    def _stream_into(self, url: str, fh: Any, limit: int | None, started: float) -> tuple[str, int]:
         hasher = hashlib.sha256()
         written = 0
-        for chunk in self._iter_bytes(url):
+        for chunk in self._chunks(self._iter_bytes(url), redact_url(url), started, limit):
             hasher.update(chunk)
             fh.write(chunk)
             written += len(chunk)
@@ -696,9 +726,12 @@ class HttpClient:
         self._check_online(url, "download")
         clean, auth = self._prepare(url)
         shown = redact_url(url)
-        with self._httpx().stream(
-            "GET", clean, auth=auth, headers={"Accept-Encoding": "identity"}
-        ) as response:
+        with (
+            _request_errors(shown),
+            self._httpx().stream(
+                "GET", clean, auth=auth, headers={"Accept-Encoding": "identity"}
+            ) as response,
+        ):
             if response.status_code >= 500:
                 raise _RetryableStatus(f"HTTP {response.status_code}")
             if response.status_code != 200:
@@ -708,7 +741,54 @@ class HttpClient:
                     url=shown,
                     status=response.status_code,
                 )
-            yield from response.iter_raw(_CHUNK)
+            yield from response.iter_raw()  # as received: a deadline is checked between reads
+
+    def _chunks(
+        self, chunks: Iterator[bytes], shown: str, started: float, size: int | None
+    ) -> Iterator[bytes]:
+        """``chunks`` until the transfer's deadline (`_MIN_RATE`), then IndexAccessError."""
+        budget = self._timeout + (size if size is not None else _UNKNOWN_SIZE) / _MIN_RATE
+        received = 0
+        for chunk in chunks:
+            received += len(chunk)
+            yield chunk
+            if time.monotonic() - started > budget:
+                raise IndexAccessError(
+                    f"{shown!r}: too slow: the deadline of {budget:.0f} s passed with "
+                    f"{received} bytes received; the server stalls (set {TIMEOUT_ENV}, in "
+                    "seconds, to wait longer)"
+                )
+
+
+@contextlib.contextmanager
+def _request_errors(shown: str) -> Iterator[None]:
+    """httpx's errors that retrying cannot fix, as one-line IndexAccessErrors."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TooManyRedirects:
+        raise IndexAccessError(
+            f"{shown!r}: too many redirects (the server redirects in a loop); check the URL "
+            "or the server"
+        ) from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise IndexAccessError(f"{shown!r} cannot be requested: {exc}") from None
+
+
+def _loaded(streamed: httpx.Response, body: bytes) -> httpx.Response:
+    """A plain response holding ``body`` (already decoded), for the callers of
+    `HttpClient._request`: same status, headers and request (so its final URL)."""
+    import httpx
+
+    # The body is decoded: its encoding, and the length of the encoded form, no longer hold.
+    dropped = {"content-encoding", "transfer-encoding"}
+    if "content-encoding" in streamed.headers:
+        dropped.add("content-length")
+    headers = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in dropped]
+    return httpx.Response(
+        streamed.status_code, headers=headers, content=body, request=streamed.request
+    )
 
 
 class _RetryableStatus(Exception):

@@ -26,8 +26,7 @@ the standard library only.
 
 from __future__ import annotations
 
-import contextlib
-import os
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -300,7 +299,13 @@ def dumps(lock: Lockfile) -> str:
     """The lock as YAML text: byte-identical for equal locks."""
     import yaml
 
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    class Dumper(base):  # type: ignore[valid-type,misc]
+        def ignore_aliases(self, data: Any) -> bool:
+            return True  # never anchors: the loader refuses aliases
+
+    dumper = Dumper
     header = "# This file is written by lockenv; do not edit it by hand. Run `lockenv lock`.\n"
     body: str = yaml.dump(
         to_dict(lock),
@@ -316,8 +321,10 @@ def dumps(lock: Lockfile) -> str:
 
 
 def write_lockfile(lock: Lockfile, path: Path) -> bool:
-    """Write ``lock`` to ``path`` atomically; False when the file already held these bytes."""
-    import tempfile
+    """Write ``lock`` to ``path`` atomically (`lockenv.atomic.write_atomic`: the old lock
+    whole or the new one, its file mode kept); False when the file already held these
+    bytes."""
+    from lockenv.atomic import write_atomic
 
     data = dumps(lock).encode("utf-8")
     try:
@@ -327,17 +334,7 @@ def write_lockfile(lock: Lockfile, path: Path) -> bool:
         pass
     except OSError as exc:
         raise LockfileError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    write_atomic(path, data)
     return True
 
 
@@ -688,26 +685,62 @@ def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
         raise LockfileError(
             f"{source} is not valid YAML{where}: {problem}; run `lockenv lock` to write it again"
         ) from None
+    except RecursionError:
+        raise LockfileError(
+            f"{source} is nested too deeply to be a lockfile; run `lockenv lock` to write it again"
+        ) from None
     return from_dict(data, source=source)
 
 
+def loads_bytes(data: bytes, *, source: str = LOCK_NAME) -> Lockfile:
+    """`loads` of a lock file's bytes (UTF-8); LockfileError when they are not text."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LockfileError(
+            f"{source} is not UTF-8 text (byte {exc.start}): it is not a lockfile lockenv "
+            "wrote; run `lockenv lock` to write it again"
+        ) from None
+    return loads(text, source=source)
+
+
+@functools.cache
 def _strict_loader() -> Any:
-    """A safe YAML loader that refuses duplicate keys (a badly hand-merged lock)."""
+    """A safe YAML loader for locks: no aliases (``*name``: lockenv never writes them, and
+    nested aliases make a kilobyte of YAML into gigabytes), no merge keys, no duplicate or
+    unhashable keys (a badly hand-merged lock)."""
     import yaml
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    error = yaml.constructor.ConstructorError
 
     class StrictLoader(base):  # type: ignore[valid-type,misc]
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            # Every node is constructed once; a node met again is an alias of an anchor.
+            if node in self.constructed_objects or node in self.recursive_objects:
+                raise error(None, None, "aliases are not allowed in a lockfile", node.start_mark)
+            return super().construct_object(node, deep=deep)
+
         def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
+            if not isinstance(node, yaml.MappingNode):
+                raise error(None, None, f"expected a mapping, found {node.id}", node.start_mark)
+            mapping: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise error(None, None, "merge keys are not allowed", key_node.start_mark)
                 key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
-                seen.add(key)
-            mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+                try:
+                    hash(key)
+                except TypeError:
+                    raise error(
+                        None,
+                        None,
+                        "a mapping key must be a string, not a list or mapping",
+                        key_node.start_mark,
+                    ) from None
+                if key in mapping:
+                    raise error(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                mapping[key] = self.construct_object(value_node, deep=deep)
             return mapping
 
     return StrictLoader

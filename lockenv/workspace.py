@@ -52,9 +52,9 @@ def remember_fresh(paths: ProjectPaths) -> None:
     record = {"manifest": file_sha256(paths.manifest), "lock": file_sha256(paths.lock)}
     target = paths.freshness_record
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(target)
+    from lockenv.atomic import write_atomic
+
+    write_atomic(target, json.dumps(record), durable=False)
 
 
 # -------------------------------------------------------------- lock
@@ -246,7 +246,9 @@ def _merge_file_with_markers(base: Path, ours: Path, theirs: Path) -> None:
     except OSError:  # no git: the whole file as one conflict
         text = ours.read_text(encoding="utf-8", errors="replace")
         other = theirs.read_text(encoding="utf-8", errors="replace")
-        ours.write_text(f"<<<<<<< ours\n{text}=======\n{other}>>>>>>> theirs\n", encoding="utf-8")
+        from lockenv.atomic import write_atomic
+
+        write_atomic(ours, f"<<<<<<< ours\n{text}=======\n{other}>>>>>>> theirs\n")
 
 
 # -------------------------------------------------------------- list
@@ -332,7 +334,7 @@ def sync(
     Returns the materializer's SyncReport, or None when the environment already matched
     (decided from file hashes alone, without parsing the lock).
     """
-    from lockenv.sync.materialize import is_up_to_date
+    from lockenv.sync.materialize import is_up_to_date, tidy
 
     if target.paths is not None and not frozen:
         assert lock_options is not None
@@ -345,11 +347,12 @@ def sync(
         ) from None
     lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
     if is_up_to_date(target.prefix, lock_sha256, target.env):
+        tidy(target.prefix, getattr(sync_options, "cache_dir", None))
         return None
-    from lockenv.lockfile import loads
+    from lockenv.lockfile import loads_bytes
     from lockenv.sync.materialize import sync_environment
 
-    lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
+    lock = loads_bytes(lock_bytes, source=str(target.lock_path))
     require_env(lock, target.env)
     return sync_environment(
         lock, lock_sha256, target.env, target.prefix, sync_options, progress=say

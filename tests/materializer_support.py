@@ -447,3 +447,23 @@ def conda_archive_artifact(
         noarch=noarch,
         depends=tuple(depends),
     )
+
+
+def abandoned_work_dir(cache_root: Path, purpose: str = "unpack") -> Path:
+    """A work directory in the cache's ``tmp/`` as a killed process leaves it: made by
+    `Cache.make_temp_dir` in another process that then died without releasing it."""
+    code = (
+        "import os, sys\n"
+        "from lockenv.cache import Cache\n"
+        "print(Cache(__import__('pathlib').Path(sys.argv[1])).make_temp_dir(sys.argv[2]))\n"
+        "sys.stdout.flush()\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(cache_root), purpose],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return Path(out.stdout.strip())

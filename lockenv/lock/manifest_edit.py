@@ -31,6 +31,7 @@ from packaging.utils import canonicalize_name
 
 from lockenv.errors import ManifestError
 from lockenv.lock.manifest import check_conda_name, check_conda_spec, parse_manifest
+from lockenv.project import TOML_ERRORS, toml_problem
 
 if TYPE_CHECKING:
     from tomlkit.container import Container
@@ -310,8 +311,9 @@ def _parse(text: str) -> TOMLDocument:
 
     try:
         return tomlkit.parse(text)
-    except TOMLKitError as error:
-        raise ManifestError(f"invalid TOML: {error}; fix the manifest first") from None
+    except (TOMLKitError, *TOML_ERRORS) as error:
+        problem = toml_problem(error) if isinstance(error, TOML_ERRORS) else str(error)
+        raise ManifestError(f"invalid TOML: {problem}; fix the manifest first") from None
 
 
 def _check(text: str) -> None:

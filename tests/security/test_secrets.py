@@ -32,10 +32,11 @@ TOKEN = "tk-0123456789abcdef"
         ("https://user:pw@host/simple/", "https://host/simple/"),
         ("https://user@host:8443/simple/", "https://host:8443/simple/"),
         (
-            "https://conda.example/t/tk-123_AB/conda-forge/noarch",
+            "https://conda.example/t/tk-123_AB-4567/conda-forge/noarch",
             "https://conda.example/conda-forge/noarch",
         ),
-        ("https://u:p@h/prefix/t/tk-1/chan/x.conda", "https://h/prefix/chan/x.conda"),
+        ("https://u:p@h/prefix/t/tk-1234567890/chan/x.conda", "https://h/prefix/chan/x.conda"),
+        ("https://h/t/short/x.whl", "https://h/t/short/x.whl"),  # not a token: too short
         ("http://[::1", "http://[::1"),
         ("file:///home/t/x", "file:///home/t/x"),
     ],
@@ -47,10 +48,11 @@ def test_redact_url(url: str, shown: str) -> None:
 def test_redact_text_scrubs_every_url_in_a_message() -> None:
     text = (
         "no package on http://alice:hunter2@10.0.0.1:8080/simple/, "
-        "'https://h/t/tk-9/chan/linux-64/repodata.json': HTTP 404"
+        "'https://h/t/tk-9876543210/chan/linux-64/repodata.json': HTTP 404"
     )
     scrubbed = redact_text(text)
-    assert "hunter2" not in scrubbed and "alice" not in scrubbed and "tk-9" not in scrubbed
+    assert "hunter2" not in scrubbed and "alice" not in scrubbed
+    assert "tk-9876543210" not in scrubbed
     assert "http://10.0.0.1:8080/simple/" in scrubbed
 
 

@@ -25,7 +25,7 @@ import re
 import stat
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -185,19 +185,17 @@ def _symlink_target_is_safe(member: str, target: str) -> bool:
 
 
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # zip local file header, 30 bytes
-_IN_MEMORY_LIMIT = 64 << 20
+_CHUNK = 1 << 20  # what one member is read and written by: memory stays bounded
+_MAX_LINK_TEXT = 4096
 
 
-def _member_bytes(
-    zf: zipfile.ZipFile, view: mmap.mmap, info: zipfile.ZipInfo, filename: str
-) -> bytes:
-    """The content of one member, read straight from the mapped archive.
+def _member_error(filename: str, info: zipfile.ZipInfo, why: str) -> InstallError:
+    return InstallError(
+        f"{filename}: member {info.filename!r} {why}; the wheel is broken or malicious"
+    )
 
-    Much cheaper per member than ``ZipFile.open`` (thousands of small files per wheel).
-    The CRC is not checked: the whole archive already matched the lock's sha256.
-    """
-    if info.file_size > _IN_MEMORY_LIMIT or info.compress_type not in (0, 8):
-        return zf.read(info)  # huge or unusual members: zipfile streams and decodes them
+
+def _data_start(view: mmap.mmap, info: zipfile.ZipInfo, filename: str) -> int:
     offset = info.header_offset
     try:
         magic, _ver, flags, _method, _t, _d, _crc, _cs, _us, name_len, extra_len = (
@@ -206,18 +204,76 @@ def _member_bytes(
     except struct.error:
         magic, flags, name_len, extra_len = b"", 0, 0, 0
     if magic != b"PK\x03\x04" or flags & 0x1:
-        raise InstallError(
-            f"{filename}: member {info.filename!r} is damaged or encrypted; the wheel is broken"
-        )
-    start = offset + _LOCAL_HEADER.size + name_len + extra_len
-    raw = view[start : start + info.compress_size]
+        raise _member_error(filename, info, "is damaged or encrypted")
+    start = int(offset + _LOCAL_HEADER.size + name_len + extra_len)
+    if start + info.compress_size > len(view):
+        raise _member_error(filename, info, "runs past the end of the archive")
+    return start
+
+
+def _inflate(view: mmap.mmap, start: int, end: int) -> Iterator[bytes]:
+    """A raw deflate stream in ``view[start:end]``, inflated in pieces of at most _CHUNK."""
+    inflater = zlib.decompressobj(-15)
+    pos = start
+    while pos < end and not inflater.eof:
+        raw = view[pos : min(pos + _CHUNK, end)]
+        pos += len(raw)
+        yield inflater.decompress(raw, _CHUNK)
+        while inflater.unconsumed_tail and not inflater.eof:
+            yield inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+    if not inflater.eof:
+        raise zlib.error("the compressed data ends too early")
+    yield inflater.flush()
+
+
+def _member_chunks(
+    zf: zipfile.ZipFile, view: mmap.mmap, info: zipfile.ZipInfo, filename: str
+) -> Iterator[bytes]:
+    """The content of one member, in pieces, read straight from the mapped archive.
+
+    Never more than the size the archive declares for it: a member that would inflate
+    past it (a "zip bomb" behind a small claim) is refused at the first piece too many,
+    memory bounded by _CHUNK.  Its CRC-32 is checked too: a lock may pin a corrupt
+    archive (hashed as it was served).  Cheaper per member than ``ZipFile.open``
+    (thousands of small files per wheel).
+    """
+    import zipfile  # imported already by `unpack_wheel`, the only caller
+
+    size = info.file_size
+    produced = 0
+    crc = 0
     try:
-        data = raw if info.compress_type == 0 else zlib.decompress(raw, -15, info.file_size or 1)
-    except zlib.error as exc:
-        raise InstallError(f"{filename}: member {info.filename!r} is damaged: {exc}") from None
-    if len(data) != info.file_size:
-        raise InstallError(f"{filename}: member {info.filename!r} has the wrong size")
-    return data
+        if info.compress_type == 0:
+            start = _data_start(view, info, filename)
+            end = start + info.compress_size
+            pieces: Iterator[bytes] = (
+                view[pos : min(pos + _CHUNK, end)] for pos in range(start, end, _CHUNK)
+            )
+        elif info.compress_type == 8:
+            start = _data_start(view, info, filename)
+            pieces = _inflate(view, start, start + info.compress_size)
+        else:
+            pieces = _zipfile_pieces(zf, info)  # zipfile decodes other methods
+        for piece in pieces:
+            produced += len(piece)
+            if produced > size:
+                raise _member_error(
+                    filename, info, f"inflates past the size its header declares ({size} bytes)"
+                )
+            crc = zlib.crc32(piece, crc)
+            yield piece
+    except (zlib.error, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise _member_error(filename, info, f"is damaged ({exc})") from None
+    if produced != size:
+        raise _member_error(filename, info, f"holds {produced} bytes, its header says {size}")
+    if crc != info.CRC:
+        raise _member_error(filename, info, "fails its CRC-32 check (corrupt bytes)")
+
+
+def _zipfile_pieces(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    with zf.open(info) as fh:
+        while piece := fh.read(_CHUNK):
+            yield piece
 
 
 def _extract_member(
@@ -230,16 +286,20 @@ def _extract_member(
     scripts_prefix: str,
 ) -> WheelFile:
     mode = info.external_attr >> 16
-    data = _member_bytes(zf, view, info, filename)
+    chunks = _member_chunks(zf, view, info, filename)
     if stat.S_ISLNK(mode):
         # Installed as a file holding the link text, as pip does, but a link that points
         # out of the wheel marks a hostile archive.
-        target = data.decode("utf-8", "replace")
+        if info.file_size > _MAX_LINK_TEXT:
+            raise _member_error(filename, info, "is a symlink with a target too long")
+        text = b"".join(chunks)
+        target = text.decode("utf-8", "replace")
         if not _symlink_target_is_safe(path, target):
             raise UnsafePathError(
                 f"{filename}: member {path!r} is a symlink to {target!r}, outside the "
                 "wheel; refusing to install this wheel (it is broken or malicious)"
             )
+        chunks = iter((text,))
     is_script = path.startswith(scripts_prefix)
     executable = bool(mode & 0o111) or is_script
     fd = os.open(
@@ -247,19 +307,27 @@ def _extract_member(
         os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
         0o555 if executable else 0o444,
     )
+    hasher = hashlib.sha256()
+    head = b""
+    size = 0
     try:
-        written = 0
-        with memoryview(data) as remaining:
-            while written < len(data):
-                written += os.write(fd, remaining[written:])
+        for chunk in chunks:
+            if len(head) < 8:
+                head += chunk[: 8 - len(head)]
+            hasher.update(chunk)
+            size += len(chunk)
+            with memoryview(chunk) as remaining:
+                written = 0
+                while written < len(chunk):
+                    written += os.write(fd, remaining[written:])
     finally:
         os.close(fd)
     return WheelFile(
         path=path,
-        hash=record_hash_of_digest(hashlib.sha256(data).digest()),
-        size=len(data),
+        hash=record_hash_of_digest(hasher.digest()),
+        size=size,
         executable=executable,
-        python_shebang=is_script and data.startswith(b"#!python"),
+        python_shebang=is_script and head.startswith(b"#!python"),
     )
 
 
