@@ -23,10 +23,10 @@ import pytest
 import yaml
 
 from fixtures.mirror_servers import RunningServer, Unavailable, serve_nginx, serve_pypiserver
-from fixtures.server import IndexServer, serve_static
+from fixtures.server import IndexServer, serve_index, serve_static
 from lockenv.platforms import current_platform
 
-from cli_support import lockenv
+from cli_support import lockenv, write_manifest
 
 PLATFORM = current_platform()
 
@@ -99,6 +99,25 @@ def test_pypi_index_mirror_served_by_pypiserver(
     monkeypatch.setenv("LOCKENV_CACHE_DIR", str(tmp_path / "other-cache"))
     lockenv(root, "sync", "--lock", "lockenv.lock", "--prefix", str(tmp_path / "env2"))
     assert "/files/alpha-2.0-py3-none-any.whl" in origin.paths("GET")
+
+
+def test_a_wheel_is_found_by_name_on_a_mirror_of_its_index(
+    tmp_path: Path, fixture_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Locked elsewhere from an origin that is now gone; the site mirrors the index only
+    (pypiserver, its own file layout): each wheel is found on the mirror's project page."""
+    root = tmp_path / "project"
+    root.mkdir()
+    with serve_index(fixture_index_dir) as origin:
+        write_manifest(root, origin.url, 'alpha = "*"\n', platforms=f'["{PLATFORM}"]')
+        lockenv(root, "lock")
+    with _or_skip(serve_pypiserver(fixture_index_dir / "files", tmp_path / "pypiserver")) as pps:
+        monkeypatch.setenv("LOCKENV_MIRRORS", f"{origin.url}={pps.base}/simple/")
+        result = lockenv(root, "sync", "--frozen")
+        assert "alpha-2.0-py3-none-any.whl: not at its locked URL; found on" in result.stderr
+        assert "/packages/alpha-2.0-py3-none-any.whl" in pps.paths()
+    lockenv(root, "run", "--frozen", "--", "python", "-c", "import alpha, beta")
+    assert lockenv(root, "verify").returncode == 0
 
 
 @pytest.mark.skipif(

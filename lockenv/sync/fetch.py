@@ -25,6 +25,7 @@ from lockenv.lockfile import Artifact
 from lockenv.sync.checkpoints import checkpoint
 
 if TYPE_CHECKING:
+    from lockenv.http import HttpClient
     from lockenv.mirrors import Mirrors
 
 __all__ = ["FetchResult", "fetch_artifacts"]
@@ -220,12 +221,7 @@ def _fetch_in_pool(
                     if progress is not None:
                         progress(f"download {artifact.filename}")
                     try:
-                        client.download(
-                            artifact.url,
-                            paths[artifact.sha256],
-                            sha256=artifact.sha256,
-                            size=artifact.size,
-                        )
+                        _download_or_find(client, artifact, paths[artifact.sha256], progress)
                     except IntegrityError as exc:
                         raise IntegrityError(
                             f"{artifact.filename}: downloaded file does not match the lock "
@@ -241,6 +237,34 @@ def _fetch_in_pool(
                 elif exc is not None:
                     raise exc
     return errors
+
+
+def _download_or_find(
+    client: HttpClient, artifact: Artifact, dest: Path, progress: Progress | None
+) -> None:
+    """Download ``artifact`` from its URL; failing that, a wheel locked from an index is
+    looked for by file name on that index (`lockenv.sync.pypi.locate`), mirrors and all."""
+    from lockenv.errors import IndexAccessError
+    from lockenv.lockfile import PypiArtifact
+
+    try:
+        client.download(artifact.url, dest, sha256=artifact.sha256, size=artifact.size)
+        return
+    except IndexAccessError as exc:
+        if not isinstance(artifact, PypiArtifact) or not artifact.index:
+            raise
+        failure = exc
+    from lockenv.sync.pypi.locate import find_on_index
+
+    try:
+        found = find_on_index(client, artifact.index, artifact.name, artifact.filename)
+    except IndexAccessError:
+        found = None
+    if found is None:
+        raise failure
+    if progress is not None:
+        progress(f"{artifact.filename}: not at its locked URL; found on {artifact.index}")
+    client.download(found, dest, sha256=artifact.sha256, size=artifact.size)
 
 
 def _detail(message: str) -> str:

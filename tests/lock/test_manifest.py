@@ -951,3 +951,32 @@ def test_mirrors_errors(tmp_path: Path, table: str, words: list[str]) -> None:
     for word in words:
         assert word in str(info.value)
     assert "secret" not in str(info.value)
+
+
+def test_base_environment_project_and_per_environment(tmp_path: Path) -> None:
+    text = (
+        '[project]\nname = "m"\nplatforms = ["linux-64"]\nbase-environment = "site/base"\n'
+        "[feature.gpu.pypi-dependencies]\nalpha = '*'\n"
+        '[environments]\ngpu = { features = ["gpu"], base-environment = "/opt/gpu-stack/" }\n'
+        'plain = ["gpu"]\n'
+    )
+    manifest = parse_manifest(text, path=tmp_path / "lockenv.toml")
+    assert manifest.environment("default").base_environment == tmp_path / "site" / "base"
+    assert manifest.environment("plain").base_environment == tmp_path / "site" / "base"
+    assert manifest.environment("gpu").base_environment == Path("/opt/gpu-stack")
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('base-environment = "https://x.invalid/env"', ["project.base-environment", "directory"]),
+        ('base-environment = ""', ["project.base-environment", "invalid base-environment"]),
+        ("base-environment = 3", ["project.base-environment", "expected a string"]),
+    ],
+)
+def test_base_environment_errors(tmp_path: Path, line: str, words: list[str]) -> None:
+    text = f'[project]\nname = "m"\nplatforms = ["linux-64"]\n{line}\n'
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, path=tmp_path / "lockenv.toml")
+    for word in words:
+        assert word in str(info.value)
