@@ -15,7 +15,13 @@ import sys
 from collections.abc import Sequence
 
 _FLAGS = frozenset({"--frozen", "--locked", "--offline"})
-_VALUED = {"-e": "environment", "--environment": "environment", "--prefix": "prefix"}
+_VALUED = {
+    "-e": "environment",
+    "--environment": "environment",
+    "--prefix": "prefix",
+    "--lock": "lock",
+    "--bundle": "bundle",
+}
 
 
 def _parse(argv: Sequence[str]) -> dict[str, str | list[str] | int | bool] | None:
@@ -28,7 +34,7 @@ def _parse(argv: Sequence[str]) -> dict[str, str | list[str] | int | bool] | Non
     if not args or args[0] not in ("sync", "run"):
         return None
     command = args.pop(0)
-    valued = dict(_VALUED, **({"--lock": "lock"} if command == "sync" else {}))
+    valued = _VALUED
     found: dict[str, str | list[str] | int | bool] = {"command": command, "frozen": False}
     locked = False
     while args:
@@ -61,6 +67,9 @@ def _parse(argv: Sequence[str]) -> dict[str, str | list[str] | int | bool] | Non
         return None
     if "lock" in found and "prefix" not in found:
         return None
+    bundle = found.pop("bundle", None)
+    if isinstance(bundle, str) and not os.path.isfile(os.path.join(bundle, "bundle.json")):
+        return None  # not a bundle: the full command line says so (a no-op needs none)
     found["quiet"] = quiet
     return found
 

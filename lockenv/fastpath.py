@@ -40,6 +40,7 @@ __all__ = [
     "find_program",
     "locate_manifest",
     "signed",
+    "signed_input",
     "stamp_says_current",
     "up_to_date_message",
     "write_stamp",
@@ -47,6 +48,7 @@ __all__ = [
 
 STAMP_FILE = ".lockenv-stamp"
 _HEADER = "lockenv-stamp\t1"
+_ABSENT = "absent"
 _RACY_NS = 2_000_000_000  # a signature taken this close to the file's last change is unsafe
 _IS_WINDOWS = sys.platform == "win32"
 
@@ -74,6 +76,15 @@ def signed(path: str) -> Signed | None:
         return None
     text = f"{st.st_size}:{st.st_ino}:{st.st_dev}:{st.st_mtime_ns}:{st.st_ctime_ns}"
     return path, text, max(st.st_mtime_ns, st.st_ctime_ns)
+
+
+def signed_input(path: str) -> Signed:
+    """`signed`, for an input that may be missing (it must stay missing, then).
+
+    A directory's signature changes whenever an entry is added, removed or renamed in it:
+    a base environment's package set is watched through its directories.
+    """
+    return signed(path) or (path, _ABSENT, 0)
 
 
 def _machine() -> str:
@@ -115,6 +126,15 @@ def _listing(directory: str, suffix: str) -> list[str]:
         return []
 
 
+def _holds(fields: list[str], stamped: int) -> bool:
+    """A ``KEY PATH SIGNATURE`` line still describes the file (its signature trusted)."""
+    path, recorded = fields[1], fields[2]
+    if recorded == _ABSENT:
+        return not os.path.lexists(path)
+    current = signed(path)
+    return current is not None and current[1] == recorded and current[2] + _RACY_NS <= stamped
+
+
 def stamp_says_current(prefix: str, *, environment: str, lock: str, manifest: str | None) -> bool:
     """True when the stamp in ``prefix`` shows the environment in sync with ``lock``
     for ``environment``, and — when ``manifest`` is given — ``lock`` fresh for it.
@@ -149,13 +169,9 @@ def stamp_says_current(prefix: str, *, environment: str, lock: str, manifest: st
         elif key in files:
             if files[key] is None:
                 continue  # not asked for (--frozen): the manifest is not read at all
-            current = signed(fields[1]) if len(fields) == 3 else None
-            ok = (
-                current is not None
-                and fields[1] == files[key]
-                and fields[2] == current[1]
-                and current[2] + _RACY_NS <= stamped
-            )
+            ok = len(fields) == 3 and fields[1] == files[key] and _holds(fields, stamped)
+        elif key == "input":
+            ok = len(fields) == 3 and _holds(fields, stamped)
         else:
             ok = False  # a line of a newer lockenv: it knows something this one does not
         if not ok:
@@ -178,10 +194,12 @@ def write_stamp(
     entries: Sequence[str],
     lock: Signed,
     manifest: Signed | None,
+    inputs: Sequence[Signed] = (),
 ) -> None:
     """Leave the stamp in ``prefix``, after the full check found the environment in sync
     with ``lock`` (and ``lock`` fresh for ``manifest``, when given), both `signed`
-    before they were read.
+    before they were read; so were ``inputs``, whatever else the check read (a base
+    environment's directories: `signed_input`).
 
     ``python``: the interpreter that must exist ("" for none); ``listings``: (directory,
     suffix, the sorted names ending in it) that the directory must hold; ``entries``:
@@ -200,7 +218,8 @@ def write_stamp(
     lines += ["\t".join(("listing", d, suffix, *names)) for d, suffix, names in listings]
     lines += [f"entry\t{entry}" for entry in entries]
     newest = 0
-    for key, item in (("lock", lock), ("manifest", manifest)):
+    signed_files = [("lock", lock), ("manifest", manifest), *(("input", i) for i in inputs)]
+    for key, item in signed_files:
         if item is not None:
             path, signature, changed = item
             lines.append(f"{key}\t{path}\t{signature}")

@@ -333,12 +333,13 @@ def sync(
     (decided from file hashes alone, without parsing the lock).
     """
     from lockenv.fastpath import signed
-    from lockenv.sync.materialize import is_up_to_date, stamp_environment
+    from lockenv.sync.materialize import is_up_to_date, stamp_environment, stamp_inputs
 
     # Signed before they are read: what the stamp vouches for is what was checked.
     checks_manifest = target.paths is not None and not frozen
     manifest = signed(str(target.paths.manifest)) if target.paths and checks_manifest else None
     lock_file = signed(str(target.lock_path))
+    inputs = stamp_inputs(target.prefix)
     if target.paths is not None and not frozen:
         assert lock_options is not None
         if ensure_locked(target.paths, locked=locked, options=lock_options, say=say):
@@ -361,5 +362,5 @@ def sync(
             lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
         )
     if lock_file is not None and (manifest is not None or not checks_manifest):
-        stamp_environment(target.prefix, lock=lock_file, manifest=manifest)
+        stamp_environment(target.prefix, lock=lock_file, manifest=manifest, inputs=inputs)
     return report

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cli_support import lockenv, write_manifest
+from cli_support import fast_path, lockenv, write_manifest
 
 
 @pytest.fixture
@@ -171,31 +171,18 @@ def test_no_op_sync_imports_nothing_heavy(project: Path) -> None:
     assert result.stdout.strip() == ""
 
 
-def _fast_path(project: Path, *args: str) -> tuple[bool, str]:
-    """Run lockenv: whether it answered without the command line module, and what it said."""
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "lockenv", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    said = "".join(line for line in result.stderr.splitlines(True) if "import time" not in line)
-    return "lockenv.cli" not in result.stderr, said
-
-
 def test_fast_path_after_a_full_check_and_back_on_any_change(project: Path) -> None:
     lockenv(project, "sync")
     time.sleep(2.1)  # a signature is trusted once its file is 2 s older than the stamp
     lockenv(project, "sync")  # (the full check, if the stamp was too young) leaves a stamp
-    assert _fast_path(project, "sync") == (
+    assert fast_path(project, "sync") == (
         True,
         f"environment 'default' is up to date ({project / '.lockenv/envs/default'})\n",
     )
-    assert _fast_path(project, "run", "--", "python", "-c", "import clicky")[0]
+    assert fast_path(project, "run", "--", "python", "-c", "import clicky")[0]
     site = next((project / ".lockenv/envs/default/lib").glob("python*/site-packages"))
     shutil.rmtree(next(site.glob("clicky-*.dist-info")))  # removed by hand
-    fast, said = _fast_path(project, "sync")
+    fast, said = fast_path(project, "sync")
     assert not fast and "1 installed" in said
     manifest = project / "lockenv.toml"
     manifest.write_text(manifest.read_text() + 'alpha = "*"\n')

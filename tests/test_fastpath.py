@@ -193,7 +193,19 @@ def test_a_read_only_prefix_gets_no_stamp(tmp_path: Path, no_racy_window: None) 
         (["sync", "extra"], None),
         (["run"], None),
         (["run", "--"], None),
-        (["run", "--lock", "L", "--prefix", "P", "--", "true"], None),
+        (
+            ["run", "--lock", "L", "--prefix", "P", "--frozen", "--", "true"],
+            {
+                "command": "run",
+                "frozen": True,
+                "lock": "L",
+                "prefix": "P",
+                "cmd": ["true"],
+                "quiet": 0,
+            },
+        ),
+        (["run", "--lock", "L", "--", "true"], None),  # needs --prefix
+        (["sync", "--bundle", "/no/such/bundle"], None),
         (["-v", "sync"], None),
         (["--manifest", "x.toml", "sync"], None),
         (["lock"], None),

@@ -56,7 +56,6 @@ from lockenv.sync.plan import (
 
 if TYPE_CHECKING:
     from lockenv.base_environment import BaseEnvironment
-    from lockenv.cache import Cache
     from lockenv.fastpath import Signed
     from lockenv.lockfile import (
         Artifact,
@@ -79,6 +78,7 @@ __all__ = [
     "default_cache_dir",
     "is_up_to_date",
     "stamp_environment",
+    "stamp_inputs",
     "sync_environment",
 ]
 
@@ -226,15 +226,41 @@ def is_up_to_date(prefix: Path, lock_sha256: str, env_name: str) -> bool:
     return _state_is_current(state, prefix, platform)
 
 
-def stamp_environment(prefix: Path, *, lock: Signed, manifest: Signed | None) -> None:
+def stamp_inputs(prefix: Path) -> tuple[str, list[Signed]]:
+    """What the no-op check of the environment at ``prefix`` reads besides the lock and
+    its own files — its base environment's directories — `lockenv.fastpath.signed_input`
+    before the check reads them; with the base's path ("" for none)."""
+    state = read_state(Path(os.path.abspath(prefix)))
+    if state is None or not state.base_prefix:
+        return "", []
+    from lockenv.base_environment import BaseEnvironmentError, read_base_environment
+    from lockenv.fastpath import signed_input
+
+    base = Path(state.base_prefix)
+    try:
+        site_packages = read_base_environment(base).site_packages
+    except BaseEnvironmentError:
+        site_packages = "lib"
+    watched = ("lib", "conda-meta", "pyvenv.cfg", site_packages)
+    return state.base_prefix, [signed_input(str(base / rel)) for rel in watched]
+
+
+def stamp_environment(
+    prefix: Path,
+    *,
+    lock: Signed,
+    manifest: Signed | None,
+    inputs: tuple[str, list[Signed]] = ("", []),
+) -> None:
     """Leave the no-op stamp (`lockenv.fastpath`) in the environment at ``prefix``, which
-    the full check just found in sync with ``lock`` (fresh for ``manifest``, if given)."""
+    the full check just found in sync with ``lock`` (fresh for ``manifest``, if given);
+    ``inputs``: `stamp_inputs`, taken before the check."""
     from lockenv.fastpath import write_stamp
 
     prefix = Path(os.path.abspath(prefix))
     state = read_state(prefix)
-    if state is None:
-        return
+    if state is None or state.base_prefix != inputs[0]:
+        return  # built on another base than the one watched: the next check stamps it
     listings: list[tuple[str, str, list[str]]] = []
     if state.site_packages:
         listings.append((str(prefix / state.site_packages), ".dist-info", state.dist_infos))
@@ -248,6 +274,7 @@ def stamp_environment(prefix: Path, *, lock: Signed, manifest: Signed | None) ->
         entries=state.cache_entries,
         lock=lock,
         manifest=manifest,
+        inputs=inputs[1],
     )
 
 
