@@ -177,8 +177,12 @@ def bench(
     (uv_dir / "pyproject.toml").write_text(manifests["uv"])
     (le_dir / "lockenv.lock").write_bytes(locks["lockenv"]["1.0"])
     (uv_dir / "uv.lock").write_bytes(locks["uv"]["1.0"])
+    for version in ("1.1", "1.0"):  # both versions in both caches
+        (le_dir / "lockenv.lock").write_bytes(locks["lockenv"][version])
+        (uv_dir / "uv.lock").write_bytes(locks["uv"][version])
+        timed([lockenv, "sync", "--frozen"], le_dir, le_env)
+        timed([args.uv, "sync", "-q", "--frozen", "--python", python], uv_dir, uv_env)
     timed([lockenv, "sync"], le_dir, le_env)
-    timed([args.uv, "sync", "-q", "--frozen", "--python", python], uv_dir, uv_env)
     le_prefix, uv_prefix = le_dir / ".lockenv" / "envs" / "default", uv_dir / ".venv"
     files = sum(len(f) for _, _, f in os.walk(le_prefix))
     time.sleep(2.5)  # lockenv's stamp trusts files 2 s older than itself
