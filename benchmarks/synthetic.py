@@ -66,12 +66,14 @@ def make_wheel(
             zf.writestr(zipfile.ZipInfo(member, (2020, 1, 1, 0, 0, 0)), data, kind)
             records.append(f"{member},{_record_hash(data)},{len(data)}\n")
 
+        # About ten files a directory, as in real site-packages.
+        subdirs = max(1, modules // 10)
         for m in range(modules):
             body = "".join(
                 f"def f{j}_{rng.randrange(10**6)}(x):\n    return x * {rng.random()!r}\n"
                 for j in range(rng.randint(5, 60))
             )
-            add(f"{name}/sub{m % 40}/mod{m}.py", body.encode())
+            add(f"{name}/sub{m % subdirs}/mod{m}.py", body.encode())
         for i, size in enumerate(native):
             add(f"{name}/_native{i}.so", _incompressible(rng, size), compress=False)
         add(f"{info}/METADATA", metadata.encode())
