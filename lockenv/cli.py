@@ -66,6 +66,10 @@ class _Output:
         if self.verbosity >= 0:
             self._write(message, status=self.verbosity == 0)
 
+    def warn(self, message: str) -> None:
+        if self.verbosity >= 0:
+            self._write(f"warning: {message}")
+
     def debug(self, message: str) -> None:
         if self.verbosity > 0:
             self._write(message)
@@ -102,7 +106,9 @@ def _lock_options(args: argparse.Namespace) -> LockOptions:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from lockenv.lock.manifest_edit import init_manifest_text
+    from lockenv.lock import manifest_edit
+    from lockenv.lock.importers import Imported, read_import
+    from lockenv.lock.manifest import parse_manifest
     from lockenv.platforms import current_platform, get_platform
 
     target = Path(args.manifest or "lockenv.toml")
@@ -110,31 +116,41 @@ def cmd_init(args: argparse.Namespace) -> int:
         target = target / "lockenv.toml"
     if target.exists():
         raise UsageError(f"{str(target)!r} already exists; edit it or use `lockenv add`")
-    platforms = args.platform or [current_platform()]
+    imported = read_import(Path(args.from_file)) if args.from_file else Imported()
+    platforms = args.platform or list(imported.platforms) or [current_platform()]
     for platform in platforms:
         get_platform(platform)
     if args.requires_python:
         requires_python = args.requires_python
     else:
         requires_python = f"=={sys.version_info.major}.{sys.version_info.minor}.*"
-    name = args.name or target.resolve().parent.name or "project"
-    text = init_manifest_text(
+    name = args.name or imported.name or target.resolve().parent.name or "project"
+    text = manifest_edit.init_manifest_text(
         name=name,
         platforms=platforms,
-        channels=args.channel or [],
+        channels=_unique([*(args.channel or []), *imported.channels]),
         requires_python=requires_python,
-        indexes=args.index or [],
+        indexes=_unique([*(args.index or []), *imported.indexes]),
+        find_links=imported.find_links,
     )
-    if args.from_file:
-        from lockenv.lock.importers import import_requirements
-
-        text = import_requirements(text, Path(args.from_file))
-    from lockenv.lock.manifest import parse_manifest
-
-    parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
+    if imported.conda:
+        text = manifest_edit.add_conda_dependencies(
+            text, imported.conda, feature=None, in_pyproject=False
+        )
+    if imported.pypi:
+        text = manifest_edit.add_pypi_dependencies(
+            text, imported.pypi, feature=None, in_pyproject=False
+        )
+    manifest = parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
+    for warning in (*imported.warnings, *manifest.warnings):
+        _OUT.warn(warning)
     target.write_text(text, encoding="utf-8")
     _OUT.note(f"wrote {target}")
     return 0
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
 
 
 def _edit_manifest(args: argparse.Namespace, edit: Callable[[str, bool], str]) -> int:
@@ -191,12 +207,12 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def _split_conda_spec(spec: str) -> tuple[str, str]:
-    text = spec.strip()
-    for i, char in enumerate(text):
-        if char in " =<>!~[":
-            name, rest = text[:i], text[i:].strip()
-            return name, rest or "*"
-    return text, "*"
+    """A conda MatchSpec from the command line as (name, manifest value)."""
+    from lockenv.lock.conda.matchspec import MatchSpec, manifest_parts
+
+    parsed = MatchSpec.parse(spec)
+    text, channel = manifest_parts(parsed)
+    return parsed.name, f"{channel}::{text}" if channel else text
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
