@@ -524,14 +524,21 @@ def _conda_dependency(env: _Environment, text: str, where: str) -> None:
                 "channels, after the file's own"
             )
     entry = (spec.name, f"{channel}::{value}" if channel else value)
-    for name, existing in env.conda:
-        if name == spec.name and existing != entry[1]:
-            raise UsageError(
-                f"{where}: {spec.name!r} is listed twice ({existing!r} and {text.strip()!r}); "
-                "keep one"
-            )
-    if entry not in env.conda:
-        env.conda.append(entry)
+    for index, (name, existing) in enumerate(env.conda):
+        if name == spec.name:
+            # Listed twice: conda asks for both at once, and so does the manifest.
+            env.conda[index] = (name, _merged(name, existing, entry[1], text, where))
+            return
+    env.conda.append(entry)
+
+
+def _merged(name: str, first: str, second: str, text: str, where: str) -> str:
+    from lockenv.lock.manifest import conda_dependency, merge_conda_dependencies
+
+    merged = merge_conda_dependencies(conda_dependency(name, first), conda_dependency(name, second))
+    if isinstance(merged, str):
+        raise UsageError(f"{where}: {text.strip()!r} contradicts the earlier {name!r}: {merged}")
+    return f"{merged.channel}::{merged.spec}" if merged.channel else merged.spec
 
 
 # --------------------------------------------------------------------------- pylock.toml

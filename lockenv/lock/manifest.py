@@ -67,6 +67,7 @@ __all__ = [
     "check_conda_name",
     "check_conda_spec",
     "conda_dependency",
+    "merge_conda_dependencies",
     "find_manifest",
     "load_manifest",
     "parse_manifest",
@@ -546,6 +547,15 @@ class _Reader:
             features[feature_name] = self._feature(feature_name, raw, keys, platforms)
 
         environments = self._environments(top.get("environments", {}), features)
+        used = {name for env in environments.values() for name in env.features}
+        for feature_name in sorted(set(features) - used):
+            self.warn(
+                ("feature", feature_name),
+                f"no environment includes feature {feature_name!r}, so nothing locks or "
+                f'installs it; add it to one, e.g. [environments] {feature_name} = ["'
+                f'{feature_name}"] (`lockenv add --feature {feature_name} --environment '
+                f"{feature_name} ...` does that)",
+            )
         conda_pypi_map = self._conda_pypi_map(top.get("conda-pypi-map", {}))
         mirrors = parse_mirror_table(
             top.get("mirrors", {}),
@@ -1141,7 +1151,7 @@ def _compose(
                 conda[dep.name] = (dep, feature.name)
                 continue
             previous, owner = conda[dep.name]
-            merged = _merge_conda(previous, dep)
+            merged = merge_conda_dependencies(previous, dep)
             if isinstance(merged, str):
                 fail(
                     f"conda dependency {dep.name!r} conflicts between features {owner!r} and "
@@ -1181,8 +1191,9 @@ def _compose(
     )
 
 
-def _merge_conda(a: CondaDependency, b: CondaDependency) -> CondaDependency | str:
-    """Both requirements at once: versions AND-ed; every other field must agree."""
+def merge_conda_dependencies(a: CondaDependency, b: CondaDependency) -> CondaDependency | str:
+    """Both requirements at once: versions AND-ed; every other field must agree (else
+    why not, as a message)."""
     from lockenv.lock.conda.matchspec import MatchSpec, manifest_parts, parse_manifest_spec
     from lockenv.lock.conda.version import VersionSpec
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_conda_dependencies",
+    "add_feature_to_environment",
     "add_pypi_dependencies",
     "init_manifest_text",
     "remove_dependencies",
@@ -167,6 +168,35 @@ def _conda_value(dependency: CondaDependency) -> Item:
     text = f"{dependency.channel}::{dependency.spec}"
     assert conda_dependency(dependency.name, text) == dependency
     return tomlkit.item(text)
+
+
+def add_feature_to_environment(
+    text: str, environment: str, feature: str, *, in_pyproject: bool
+) -> str:
+    """Make ``environment`` include ``feature``: appended to its list, or a new entry
+    ``environment = ["feature"]`` in ``[environments]`` (pixi's auto-create)."""
+    import tomlkit
+
+    document = _parse(text)
+    base = ("tool", "lockenv") if in_pyproject else ()
+    environments = _lookup(document, (*base, "environments"))
+    entry = environments.get(environment) if environments is not None else None
+    if entry is not None:
+        names = entry.get("features") if hasattr(entry, "get") else entry
+        if names is None and hasattr(entry, "get"):
+            entry["features"] = [feature]
+        elif feature not in names:
+            names.append(feature)
+        result = document.as_string()
+        _check(result)
+        return result
+    return _add(
+        text,
+        "environments",
+        [(environment, tomlkit.item([feature]))],
+        feature=None,
+        in_pyproject=in_pyproject,
+    )
 
 
 def remove_dependencies(

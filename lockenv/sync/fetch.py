@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from lockenv.cache import Cache, copy_hashing, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
 from lockenv.lockfile import Artifact
+from lockenv.progress import Progress, Reporter, format_size, task_of
 from lockenv.sync.checkpoints import checkpoint
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FetchResult", "fetch_artifacts"]
 
-Progress = Callable[[str], None]
 _SEQUENTIAL_BYTES = 16 << 20  # above this, hash in parallel (hashlib frees the GIL)
 
 
@@ -107,13 +107,14 @@ def fetch_artifacts(
     if offline and mirrors is not None:
         unavailable = [a for a in missing if not _local(a.url, mirrors)]
         if unavailable:
-            listed = "; ".join(f"{a.filename} ({a.url})" for a in unavailable)
             where = f"the cache ({cache.root})"
             if bundle is not None:
                 where += f" or the bundle ({bundle})"
             raise OfflineError(
-                f"--offline: {len(unavailable)} artifact(s) are not in {where}: {listed}; "
-                "run the sync once online or use a bundle that has them (`lockenv bundle`)"
+                f"--offline: {_count_and_size(unavailable)} not in {where}: {_names(unavailable)}"
+            ).with_hint(
+                "run the sync once online, or make a bundle where there is network "
+                "(`lockenv bundle OUT`) and sync with `--bundle OUT`"
             )
     from_bundle = [a for a in unique if a.sha256 in bundled]
     errors: list[LockenvError] = []
@@ -142,6 +143,21 @@ def fetch_artifacts(
 def _local(url: str, mirrors: Mirrors) -> bool:
     """True when ``url`` (or a mirror of it) is a local file, readable offline."""
     return any(location.startswith("file:") for location in mirrors.locations(url))
+
+
+_NAMED = 5  # artifacts named in a summary before "and N more"
+
+
+def _count_and_size(artifacts: Sequence[Artifact]) -> str:
+    total = format_size(sum(a.size for a in artifacts))
+    return f"{len(artifacts)} artifact{'s are' if len(artifacts) != 1 else ' is'} ({total})"
+
+
+def _names(artifacts: Sequence[Artifact]) -> str:
+    """``a-1.whl, b-2.conda, ... and 12 more``: a line a person reads to the end."""
+    names = ", ".join(a.filename for a in artifacts[:_NAMED])
+    more = len(artifacts) - _NAMED
+    return f"{names} and {more} more" if more > 0 else names
 
 
 def _import_from_bundle(artifact: Artifact, source: Path, dest: Path) -> None:
@@ -209,12 +225,24 @@ def _fetch_in_pool(
                         cache.root, offline=offline, max_connections=workers, mirrors=mirrors
                     )
                 )
+                task = stack.enter_context(
+                    task_of(
+                        progress,
+                        "download",
+                        items=len(missing),
+                        total=sum(a.size for a in missing),
+                    )
+                )
 
                 def download(artifact: Artifact) -> None:
-                    if progress is not None:
+                    task.start(artifact.filename, artifact.size)
+                    if progress is not None and not isinstance(progress, Reporter):
                         progress(f"download {artifact.filename}")
                     try:
-                        _download_or_find(client, artifact, paths[artifact.sha256], progress)
+                        _download_or_find(
+                            client, artifact, paths[artifact.sha256], progress, task.advance
+                        )
+                        task.done(artifact.filename)
                     except IntegrityError as exc:
                         raise IntegrityError(
                             f"{artifact.filename}: downloaded file does not match the lock "
@@ -233,15 +261,22 @@ def _fetch_in_pool(
 
 
 def _download_or_find(
-    client: HttpClient, artifact: Artifact, dest: Path, progress: Progress | None
+    client: HttpClient,
+    artifact: Artifact,
+    dest: Path,
+    progress: Progress | None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> None:
     """Download ``artifact`` from its URL; failing that, a wheel locked from an index is
-    looked for by file name on that index (`lockenv.sync.pypi.locate`), mirrors and all."""
+    looked for by file name on that index (`lockenv.sync.pypi.locate`), mirrors and all.
+    ``on_bytes`` hears of the bytes as they arrive (progress)."""
     from lockenv.errors import IndexAccessError
     from lockenv.lockfile import PypiArtifact
 
     try:
-        client.download(artifact.url, dest, sha256=artifact.sha256, size=artifact.size)
+        client.download(
+            artifact.url, dest, sha256=artifact.sha256, size=artifact.size, on_bytes=on_bytes
+        )
         return
     except IndexAccessError as exc:
         if not isinstance(artifact, PypiArtifact) or not artifact.index:
@@ -257,7 +292,7 @@ def _download_or_find(
         raise failure
     if progress is not None:
         progress(f"{artifact.filename}: not at its locked URL; found on {artifact.index}")
-    client.download(found, dest, sha256=artifact.sha256, size=artifact.size)
+    client.download(found, dest, sha256=artifact.sha256, size=artifact.size, on_bytes=on_bytes)
 
 
 def _detail(message: str) -> str:
