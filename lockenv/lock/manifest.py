@@ -67,9 +67,9 @@ __all__ = [
     "check_conda_name",
     "check_conda_spec",
     "conda_dependency",
-    "merge_conda_dependencies",
     "find_manifest",
     "load_manifest",
+    "merge_conda_dependencies",
     "parse_manifest",
 ]
 
