@@ -94,9 +94,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     manifest = parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
     for warning in (*imported.warnings, *manifest.warnings):
         _OUT.warn(warning)
-    target.write_text(text, encoding="utf-8")
+    _write_file(target, text)
     _OUT.note(f"wrote {target}")
     return 0
+
+
+def _write_file(path: Path, text: str) -> None:
+    # Imported when a file is written: tempfile costs start-up time on the no-op path.
+    from lockenv.atomic import write_atomic
+
+    write_atomic(path, text)
 
 
 def _unique(items: Sequence[str]) -> list[str]:
@@ -122,7 +129,7 @@ def _edit_manifest(
     manifest = parse_manifest(text, path=paths.manifest)
     for warning in manifest.warnings:
         _OUT.warn(warning)
-    paths.manifest.write_text(text, encoding="utf-8")
+    _write_file(paths.manifest, text)
     if args.no_lock:
         return
     try:
@@ -131,10 +138,10 @@ def _edit_manifest(
             final = after_lock(text, in_pyproject, outcome)
             if final != text:
                 parse_manifest(final, path=paths.manifest)
-                paths.manifest.write_text(final, encoding="utf-8")
+                _write_file(paths.manifest, final)
                 workspace.record_requirements(paths)
     except BaseException:
-        paths.manifest.write_text(original, encoding="utf-8")
+        _write_file(paths.manifest, original)
         raise
     _print_changes(outcome.changes)
 
@@ -488,7 +495,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     lock = _lock_for_reading(args)
     text = export(lock, args.environment, args.platform or current_platform(), args.format)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_file(Path(args.output), text)
         _OUT.note(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
@@ -631,7 +638,9 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
     )
     options = SyncOptions(
         bundle=_bundle(target.lock_path, getattr(args, "bundle", None)),
-        link_mode=getattr(args, "link_mode", "hardlink"),
+        link_mode=getattr(args, "link_mode", None) or "hardlink",
+        # Asked for by name: a cache on another filesystem is an error, not a quiet copy.
+        link_mode_strict=getattr(args, "link_mode", None) == "hardlink",
         offline=args.offline,
         python=Path(args.python) if getattr(args, "python", None) else None,
         compile_bytecode=getattr(args, "compile", False),
@@ -646,6 +655,15 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
         sync_options=options,
         say=_OUT,
     )
+    if report is not None and report.copied_across_filesystems:
+        _OUT.warn(
+            "the cache is on another filesystem than the environment: its files were copied, "
+            "not hardlinked (more disk, slower syncs)"
+        )
+        _OUT.hint(
+            "set LOCKENV_CACHE_DIR to a directory on the environment's filesystem, or pass "
+            "--link-mode copy to say that copies are meant"
+        )
     if report is None or report.no_op:
         # (no_op: another sync, waited for, had just made it so)
         if announce:
@@ -921,7 +939,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--link-mode",
         choices=["hardlink", "copy", "symlink"],
-        default=os.environ.get(_LINK_MODE) or "hardlink",
+        default=os.environ.get(_LINK_MODE) or None,
         help="how files get from the cache into the environment (default: hardlink, copying "
         f"where the cache is on another filesystem) [env: {_LINK_MODE}]",
     )

@@ -63,11 +63,10 @@ def remember_fresh(paths: ProjectPaths) -> None:
         "lock": file_sha256(paths.lock),
         "pip": _pip_fingerprint(),
     }
-    target = paths.freshness_record
+    from lockenv.atomic import write_atomic
+
     paths.ensure_state_dir()
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(target)
+    write_atomic(paths.freshness_record, json.dumps(record), durable=False)
 
 
 # -------------------------------------------------------------- lock

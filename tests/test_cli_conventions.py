@@ -280,3 +280,78 @@ def test_color_on_request_and_never_in_pipes(tmp_path: Path, index_server: Any) 
     forced = lockenv(tmp_path, "--color", "always", "add", "numpy", check=False)
     assert forced.stderr.startswith("\x1b[1;31merror\x1b[0m: ")
     assert "\x1b[1;36mhint\x1b[0m: " in forced.stderr
+
+
+def _run_with_umask(cwd: Path, umask: int, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "lockenv", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        preexec_fn=lambda: os.umask(umask),
+        timeout=300,
+    )
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "dir_mode"), [(0o002, 0o664, 0o775), (0o077, 0o600, 0o700)]
+)
+def test_files_lockenv_writes_follow_the_umask(
+    tmp_path: Path, index_server: Any, umask: int, file_mode: int, dir_mode: int
+) -> None:
+    import stat
+
+    project = tmp_path / "project"
+    project.mkdir()
+    _run_with_umask(
+        project, umask, "init", "--platform", "linux-64", "--index", index_server.url,
+        "--requires-python", f"=={sys.version_info.major}.{sys.version_info.minor}.*",
+    )  # fmt: skip
+    _run_with_umask(project, umask, "add", "--pypi", "alpha")
+    _run_with_umask(project, umask, "sync")
+    _run_with_umask(project, umask, "export", "--format", "requirements.txt", "-o", "req.txt")
+    _run_with_umask(project, umask, "bundle", str(tmp_path / "bundle"))
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    for written in ("lockenv.toml", "lockenv.lock", "req.txt", ".lockenv/fresh.json"):
+        assert mode(project / written) == file_mode, written
+    for made in (".lockenv", ".lockenv/envs/default"):
+        assert mode(project / made) == dir_mode, made
+    assert mode(tmp_path / "bundle") == dir_mode
+
+
+def _other_filesystem(path: Path) -> Path | None:
+    for candidate in (Path("/dev/shm"), Path("/run/user") / str(os.getuid())):
+        try:
+            writable = candidate.is_dir() and os.access(candidate, os.W_OK)
+            if writable and candidate.stat().st_dev != path.stat().st_dev:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def test_hardlinks_across_filesystems_are_reported_or_refused(
+    tmp_path: Path, index_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = _other_filesystem(tmp_path)
+    if other is None:
+        pytest.skip("no second writable filesystem to put the cache on")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=other) as cache:
+        monkeypatch.setenv("LOCKENV_CACHE_DIR", cache)
+        python = f"=={sys.version_info.major}.{sys.version_info.minor}.*"
+        write_manifest(tmp_path, index_server.url, 'alpha = "*"\n', platforms='["linux-64"]')
+        text = (tmp_path / "lockenv.toml").read_text().replace("==3.11.*", python)
+        (tmp_path / "lockenv.toml").write_text(text)
+        strict = lockenv(tmp_path, "sync", "--link-mode", "hardlink", check=False)
+        assert strict.returncode == 3
+        assert "different filesystems, so files cannot be hardlinked" in strict.stderr
+        assert not (tmp_path / ".lockenv" / "envs" / "default").exists()
+        copied = lockenv(tmp_path, "sync")
+        assert "warning: the cache is on another filesystem" in copied.stderr
+        assert "hint: set LOCKENV_CACHE_DIR" in copied.stderr
