@@ -336,10 +336,10 @@ def cmd_lock(args: argparse.Namespace) -> int:
         workspace.record_requirements(paths, manifest)
         _OUT.note(f"{LOCK_NAME} is up to date")
         return 0
-    _show_indexes(manifest)
     outcome = workspace.lock(
         paths, _lock_options(args), dry_run=args.dry_run, say=_OUT, manifest=manifest
     )
+    _show_index(manifest)
     if args.json:
         changes = [line.text for line in outcome.changes]
         print(json.dumps({"changes": changes, "written": outcome.written}, indent=2))
@@ -363,14 +363,12 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_indexes(manifest: Manifest) -> None:
-    """Say which package indexes a lock is made against (an input of the lock)."""
-    if not any(
+def _show_index(manifest: Manifest) -> None:
+    """Say which package index a lock was made against when the manifest names none:
+    pip's (an input of the lock, so where that setting comes from matters)."""
+    if manifest.indexes or not any(
         manifest.environment(name).pypi_dependencies for name in manifest.environment_names()
     ):
-        return
-    if manifest.indexes:
-        _OUT.note(f"indexes: {', '.join(_redacted(u) for u in manifest.indexes)}")
         return
     from lockenv.pipconfig import default_index_source, default_index_url
 

@@ -17,6 +17,7 @@ The lookup follows pip's own precedence:
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,7 +123,6 @@ def _read_config(path: Path) -> Iterator[tuple[str, str]]:
 
 
 def _pip_builtin_default() -> str:
-    import shutil
     import subprocess
 
     try:

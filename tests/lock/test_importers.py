@@ -271,7 +271,7 @@ def test_environment_yml_defaults_channel_is_named(tmp_path: Path) -> None:
         ("- a\n- b\n", ["expected a mapping"]),
         ("dependencies: numpy\n", ["'dependencies' must be a list"]),
         ("dependencies: ['pkg..name']\n", ["dependencies[0]", "two separators"]),
-        ("dependencies: [numpy=1, numpy=2]\n", ["'numpy' is listed twice"]),
+        ("dependencies: [numpy=1=py_0, numpy=1=py_1]\n", ["contradicts", "build 'py_0'"]),
         ("dependencies: [{pip: ['-e .']}]\n", ["dependencies[0].pip[0]", "editable"]),
     ],
 )
