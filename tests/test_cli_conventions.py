@@ -355,3 +355,28 @@ def test_hardlinks_across_filesystems_are_reported_or_refused(
         copied = lockenv(tmp_path, "sync")
         assert "warning: the cache is on another filesystem" in copied.stderr
         assert "hint: set LOCKENV_CACHE_DIR" in copied.stderr
+
+
+def test_sync_progress_in_ci_is_a_line_per_download_and_a_total(
+    tmp_path: Path, index_server: Any
+) -> None:
+    python = f"=={sys.version_info.major}.{sys.version_info.minor}.*"
+    write_manifest(tmp_path, index_server.url, 'alpha = ">=2"\n', platforms='["linux-64"]')
+    text = (tmp_path / "lockenv.toml").read_text().replace("==3.11.*", python)
+    (tmp_path / "lockenv.toml").write_text(text)
+    result = lockenv(tmp_path, "sync")
+    lines = result.stderr.splitlines()
+    downloads = [line for line in lines if line.startswith("download ")]
+    assert sorted(d.split(" (")[0] for d in downloads) == [
+        "download alpha-2.0-py3-none-any.whl",
+        "download beta-1.5-py3-none-any.whl",
+    ]
+    assert all(d.endswith(" KiB)") or d.endswith(" B)") for d in downloads)
+    (total,) = [line for line in lines if line.startswith("download: ")]
+    assert total.startswith("download: 2 of 2 done (")
+    assert "\r" not in result.stderr  # not a terminal: no status line to redraw
+    quiet = lockenv(tmp_path, "sync", "-q")
+    assert quiet.stderr == ""
+    # -v: a second environment from the same lock says where each artifact came from.
+    verbose = lockenv(tmp_path, "-v", "sync", "--prefix", str(tmp_path / "other"))
+    assert "[fetch] alpha-2.0-py3-none-any.whl: in the cache" in verbose.stderr

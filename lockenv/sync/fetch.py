@@ -88,6 +88,7 @@ def fetch_artifacts(
         cache.mark_used(a.sha256)
     paths = {a.sha256: cache.archive_path(a.sha256, a.filename) for a in unique}
     cached = [a for a in unique if os.path.isfile(paths[a.sha256])]
+    _log_sources(cached, "in the cache")
     missing = [a for a in unique if a not in cached]
     bundled: dict[str, Path] = {}
     if missing and bundle is not None:
@@ -99,6 +100,7 @@ def fetch_artifacts(
             if source is not None:
                 bundled[a.sha256] = source
         missing = [a for a in missing if a.sha256 not in bundled]
+        _log_sources([a for a in unique if a.sha256 in bundled], f"from the bundle {bundle}")
     mirrors: Mirrors | None = None
     if missing:
         from lockenv.mirrors import load_mirrors
@@ -143,6 +145,16 @@ def fetch_artifacts(
 def _local(url: str, mirrors: Mirrors) -> bool:
     """True when ``url`` (or a mirror of it) is a local file, readable offline."""
     return any(location.startswith("file:") for location in mirrors.locations(url))
+
+
+def _log_sources(artifacts: Sequence[Artifact], where: str) -> None:
+    """-v: where each artifact comes from (imported only when asked for)."""
+    import logging
+
+    log = logging.getLogger("lockenv.fetch")
+    if log.isEnabledFor(logging.INFO):
+        for artifact in artifacts:
+            log.info("%s: %s", artifact.filename, where)
 
 
 _NAMED = 5  # artifacts named in a summary before "and N more"
