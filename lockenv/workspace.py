@@ -175,17 +175,18 @@ def record_requirements(paths: ProjectPaths, manifest: Manifest | None = None) -
 
 def ensure_locked(
     paths: ProjectPaths, *, locked: bool, options: Callable[[], LockOptions], say: Say | None
-) -> None:
+) -> bool:
     """Make sure the lock satisfies the manifest: re-lock, or with ``locked`` fail.
 
     ``options`` is called only when a re-lock is needed (it imports the resolver).
+    Returns True when it locked again.
     """
     if known_fresh(paths):
-        return
+        return False
     manifest = load(paths)
     reasons = check(paths, manifest)
     if not reasons:
-        return
+        return False
     if locked:
         raise StaleLockError(
             f"{LOCK_NAME} is out of date with the manifest ({reasons[0]}"
@@ -195,6 +196,7 @@ def ensure_locked(
     if say:
         say(f"lock is out of date ({reasons[0]}); locking")
     lock(paths, options(), say=say, manifest=manifest)
+    return True
 
 
 def environments_using(manifest: Manifest, feature: str | None) -> list[str]:
@@ -381,11 +383,18 @@ def sync(
     Returns the materializer's SyncReport, or None when the environment already matched
     (decided from file hashes alone, without parsing the lock).
     """
-    from lockenv.sync.materialize import is_up_to_date
+    from lockenv.fastpath import signed
+    from lockenv.sync.materialize import is_up_to_date, stamp_environment, stamp_inputs
 
+    # Signed before they are read: what the stamp vouches for is what was checked.
+    checks_manifest = target.paths is not None and not frozen
+    manifest = signed(str(target.paths.manifest)) if target.paths and checks_manifest else None
+    lock_file = signed(str(target.lock_path))
+    inputs = stamp_inputs(target.prefix)
     if target.paths is not None and not frozen:
         assert lock_options is not None
-        ensure_locked(target.paths, locked=locked, options=lock_options, say=say)
+        if ensure_locked(target.paths, locked=locked, options=lock_options, say=say):
+            lock_file = None  # just re-locked: the next run leaves the stamp
     if target.paths is not None and target.prefix.is_relative_to(target.paths.root / STATE_DIR):
         target.paths.ensure_state_dir()
     try:
@@ -395,13 +404,16 @@ def sync(
             f"no lockfile at {str(target.lock_path)!r}: run `lockenv lock` first"
         ) from None
     lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
-    if is_up_to_date(target.prefix, lock_sha256, target.env):
-        return None
-    from lockenv.lockfile import loads
-    from lockenv.sync.materialize import sync_environment
+    report = None
+    if not is_up_to_date(target.prefix, lock_sha256, target.env):
+        from lockenv.lockfile import loads
+        from lockenv.sync.materialize import sync_environment
 
-    lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
-    require_env(lock, target.env)
-    return sync_environment(
-        lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
-    )
+        lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
+        require_env(lock, target.env)
+        report = sync_environment(
+            lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
+        )
+    if lock_file is not None and (manifest is not None or not checks_manifest):
+        stamp_environment(target.prefix, lock=lock_file, manifest=manifest, inputs=inputs)
+    return report

@@ -1,35 +1,44 @@
-"""Get every locked artifact into the cache, each checked against the lock's sha256 and size.
+"""Get locked artifacts' archives into the cache, each checked against the lock's sha256
+and size.
 
 Wheels and conda archives alike, looked for in the cache, then in a bundle
 (`lockenv.sync.bundle_source`: imported into the cache by hardlink or copy), then
-downloaded.  Archives already in the
-cache are hashed again before use: a cache shared by many machines or users is not
-trusted by location; neither is a bundle.  Downloads go
+downloaded.  Archives already in the cache are hashed again before use: a cache shared
+by many machines or users is not trusted by location; neither is a bundle.  Downloads go
 through `lockenv.http` (imported only when something must be downloaded, so a warm sync
-never loads httpx), in a bounded pool of threads.  Every artifact is checked before
-anything is installed: the first problem aborts the sync with the environment untouched.
+never loads httpx).
+
+A `Fetcher` gets one artifact at a time, holding that artifact's cache lock
+(`lockenv.cache.Cache.artifact_lock`): of many processes that need the same archive one
+downloads it and the others find it in the cache when the lock is theirs.  The sync
+(`lockenv.sync.prepare`) drives it per artifact, the bundle writer through
+`fetch_artifacts`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lockenv.cache import Cache, copy_hashing, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
 from lockenv.lockfile import Artifact
-from lockenv.progress import Progress, Reporter, format_size, task_of
+from lockenv.progress import Progress, Reporter, Task, format_size, task_of
 from lockenv.sync.checkpoints import checkpoint
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from lockenv.http import HttpClient
     from lockenv.mirrors import Mirrors
+    from lockenv.sync.bundle_source import Bundle
 
-__all__ = ["FetchResult", "fetch_artifacts"]
+__all__ = ["FetchResult", "Fetcher", "collect_errors", "fetch_artifacts", "raise_all"]
 
 _SEQUENTIAL_BYTES = 16 << 20  # above this, hash in parallel (hashlib frees the GIL)
 
@@ -41,6 +50,227 @@ class FetchResult:
     paths: dict[str, Path]
     downloaded: tuple[str, ...]  # file names
     bundled: tuple[str, ...] = ()  # file names imported from a bundle
+
+
+class Fetcher:
+    """Puts artifacts' archives into ``cache``, verified; thread-safe; `close` it (it may
+    hold HTTP connections).
+
+    ``bundle``: a bundle directory to take missing archives from.  ``manifest``: the
+    project's manifest, whose mirrors apply (with the machine's), read only when
+    something must be downloaded.  ``offline``: no network (``file://`` URLs and mirrors
+    on a shared filesystem are still read).  ``connections``: the HTTP connection pool.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        offline: bool = False,
+        bundle: Path | None = None,
+        manifest: Path | None = None,
+        progress: Progress | None = None,
+        connections: int = 8,
+    ) -> None:
+        self.cache = cache
+        self.offline = offline
+        self.bundle = bundle
+        self._manifest = manifest
+        self._progress = progress
+        self._connections = connections
+        self._lock = threading.Lock()
+        self._contents: Bundle | None = None
+        self._mirrors: Mirrors | None = None
+        self._client: HttpClient | None = None
+        self._task: Task | None = None
+        self.downloaded: list[str] = []  # file names, in the order they completed
+        self.bundled: list[str] = []
+
+    def close(self) -> None:
+        """Close the HTTP connections, if any were opened, and the download task."""
+        with self._lock:
+            client, self._client = self._client, None
+            task, self._task = self._task, None
+        if client is not None:
+            client.close()
+        if task is not None:
+            task.close()
+
+    # -- where an archive comes from ---------------------------------------------------------
+
+    def _bundle_path(self, artifact: Artifact) -> Path | None:
+        if self.bundle is None:
+            return None
+        with self._lock:
+            if self._contents is None:
+                from lockenv.sync.bundle_source import read_bundle
+
+                self._contents = read_bundle(self.bundle)
+            contents = self._contents
+        return contents.path_of(artifact.sha256)
+
+    def _mirror_rules(self) -> Mirrors:
+        with self._lock:
+            if self._mirrors is None:
+                from lockenv.mirrors import load_mirrors
+
+                self._mirrors = load_mirrors(self._manifest)
+            return self._mirrors
+
+    def check_available(self, artifacts: Sequence[Artifact]) -> None:
+        """Offline, raise OfflineError naming every artifact of ``artifacts`` that is
+        neither in the cache nor in the bundle nor at a local location; else nothing."""
+        if not self.offline:
+            return
+        unavailable = [
+            a
+            for a in artifacts
+            if not os.path.isfile(self.cache.archive_path(a.sha256, a.filename))
+            and self._bundle_path(a) is None
+            and not _local(a.url, self._mirror_rules())
+        ]
+        if unavailable:
+            where = f"the cache ({self.cache.root})"
+            if self.bundle is not None:
+                where += f" or the bundle ({self.bundle})"
+            raise OfflineError(
+                f"--offline: {_count_and_size(unavailable)} not in {where}: {_names(unavailable)}"
+            ).with_hint(
+                "run the sync once online, or make a bundle where there is network "
+                "(`lockenv bundle OUT`) and sync with `--bundle OUT`"
+            )
+
+    def expect(self, artifacts: Sequence[Artifact]) -> None:
+        """Open the download task (progress in files and bytes) for those of ``artifacts``
+        that are neither in the cache nor in the bundle; `close` closes it."""
+        if not isinstance(self._progress, Reporter):
+            return  # nothing would show it: spare the look at every archive
+        missing = [
+            a
+            for a in artifacts
+            if not os.path.isfile(self.cache.archive_path(a.sha256, a.filename))
+            and self._bundle_path(a) is None
+        ]
+        if missing:
+            task = task_of(
+                self._progress, "download", items=len(missing), total=sum(a.size for a in missing)
+            )
+            with self._lock:
+                self._task = task
+
+    # -- one artifact ------------------------------------------------------------------------
+
+    def archive(self, artifact: Artifact) -> Path:
+        """The verified archive of ``artifact`` in the cache: checked where it already is,
+        else imported from the bundle, else downloaded; under the artifact's lock."""
+        path = self.cache.archive_path(artifact.sha256, artifact.filename)
+        with self.cache.artifact_lock(artifact.sha256):
+            if os.path.isfile(path):
+                _check_cached(self.cache, artifact, path)
+                _log_source(artifact, "in the cache")
+                return path
+            source = self._bundle_path(artifact)
+            if source is not None:
+                _import_from_bundle(artifact, source, path)
+                _log_source(artifact, f"from the bundle {self.bundle}")
+                with self._lock:
+                    self.bundled.append(artifact.filename)
+                return path
+            self._download(artifact, path)
+        return path
+
+    def _http(self) -> HttpClient:
+        mirrors = self._mirror_rules()
+        with self._lock:
+            if self._client is None:
+                from lockenv.http import HttpClient
+
+                self._client = HttpClient(
+                    self.cache.root,
+                    offline=self.offline,
+                    max_connections=self._connections,
+                    mirrors=mirrors,
+                )
+            return self._client
+
+    def _download(self, artifact: Artifact, path: Path) -> None:
+        from lockenv.http import redact_url
+
+        client = self._http()
+        with self._lock:
+            task = self._task or Task("download", items=0, total=0, unit="bytes")
+        task.start(artifact.filename, artifact.size)
+        if self._progress is not None and not isinstance(self._progress, Reporter):
+            self._progress(f"download {artifact.filename}")
+        try:
+            _download_or_find(client, artifact, path, self._progress, task.advance)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"{artifact.filename}: downloaded file does not match the lock "
+                f"({redact_url(artifact.url)!r}): {_detail(str(exc))}"
+            ) from None
+        task.done(artifact.filename)
+        with self._lock:
+            self.downloaded.append(artifact.filename)
+        checkpoint("fetch:downloaded", artifact.filename)
+
+
+def fetch_artifacts(
+    artifacts: Sequence[Artifact],
+    cache: Cache,
+    *,
+    offline: bool = False,
+    jobs: int = 8,
+    progress: Progress | None = None,
+    bundle: Path | None = None,
+    manifest: Path | None = None,
+) -> FetchResult:
+    """Make each artifact's archive available in ``cache``, sha256 and size verified.
+
+    Artifacts not in the cache are taken from the ``bundle`` directory when it has them,
+    else downloaded, through the mirrors of the machine and of ``manifest`` (if given).
+    Raises OfflineError listing every missing artifact when ``offline`` (``file://`` URLs,
+    and mirrors on a shared filesystem, are local files, read even offline), and
+    IntegrityError naming the artifact, the expected and the actual sha256 when any
+    artifact (cached, bundled or downloaded) does not match the lock.
+    """
+    unique = list({a.sha256: a for a in artifacts}.values())
+    for a in unique:
+        # Before looking: `lockenv.cache.prune` spares what was marked in the last hour.
+        cache.mark_used(a.sha256)
+    paths = {a.sha256: cache.archive_path(a.sha256, a.filename) for a in unique}
+    fetcher = Fetcher(
+        cache,
+        offline=offline,
+        bundle=bundle,
+        manifest=manifest,
+        progress=progress,
+        connections=max(1, jobs),
+    )
+    with contextlib.closing(fetcher):
+        fetcher.check_available(unique)
+        fetcher.expect(unique)
+        errors: list[LockenvError] = []
+        cached_bytes = sum(a.size for a in unique if os.path.isfile(paths[a.sha256]))
+        if all(os.path.isfile(p) for p in paths.values()) and cached_bytes < _SEQUENTIAL_BYTES:
+            # A warm fetch of small archives: hashing them in turn is quicker than a pool.
+            for a in unique:
+                try:
+                    fetcher.archive(a)
+                except LockenvError as exc:
+                    errors.append(exc)
+        elif unique:
+            from concurrent.futures import ThreadPoolExecutor
+
+            workers = max(1, min(jobs, len(unique)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="lockenv-fetch") as pool:
+                futures = [pool.submit(fetcher.archive, a) for a in unique]
+                errors = collect_errors(futures)
+        if errors:
+            raise_all(errors)
+    return FetchResult(
+        paths=paths, downloaded=tuple(fetcher.downloaded), bundled=tuple(fetcher.bundled)
+    )
 
 
 def _check_cached(cache: Cache, artifact: Artifact, path: Path) -> None:
@@ -62,99 +292,18 @@ def _check_cached(cache: Cache, artifact: Artifact, path: Path) -> None:
     )
 
 
-def fetch_artifacts(
-    artifacts: Sequence[Artifact],
-    cache: Cache,
-    *,
-    offline: bool = False,
-    jobs: int = 8,
-    progress: Progress | None = None,
-    bundle: Path | None = None,
-    manifest: Path | None = None,
-) -> FetchResult:
-    """Make each artifact's archive available in ``cache``, sha256 and size verified.
-
-    Artifacts not in the cache are taken from the ``bundle`` directory when it has them,
-    else downloaded, through the mirrors of the machine and of ``manifest`` (if given).
-    Raises OfflineError listing every missing artifact when ``offline`` (``file://`` URLs,
-    and mirrors on a shared filesystem, are local files, read even offline), and
-    IntegrityError
-    naming the artifact, the expected and the actual sha256 when any artifact (cached,
-    bundled or downloaded) does not match the lock.
-    """
-    unique = list({a.sha256: a for a in artifacts}.values())
-    for a in unique:
-        # Before looking: `lockenv.cache.prune` spares what was marked in the last hour.
-        cache.mark_used(a.sha256)
-    paths = {a.sha256: cache.archive_path(a.sha256, a.filename) for a in unique}
-    cached = [a for a in unique if os.path.isfile(paths[a.sha256])]
-    _log_sources(cached, "in the cache")
-    missing = [a for a in unique if a not in cached]
-    bundled: dict[str, Path] = {}
-    if missing and bundle is not None:
-        from lockenv.sync.bundle_source import read_bundle
-
-        contents = read_bundle(bundle)
-        for a in missing:
-            source = contents.path_of(a.sha256)
-            if source is not None:
-                bundled[a.sha256] = source
-        missing = [a for a in missing if a.sha256 not in bundled]
-        _log_sources([a for a in unique if a.sha256 in bundled], f"from the bundle {bundle}")
-    mirrors: Mirrors | None = None
-    if missing:
-        from lockenv.mirrors import load_mirrors
-
-        mirrors = load_mirrors(manifest)
-    if offline and mirrors is not None:
-        unavailable = [a for a in missing if not _local(a.url, mirrors)]
-        if unavailable:
-            where = f"the cache ({cache.root})"
-            if bundle is not None:
-                where += f" or the bundle ({bundle})"
-            raise OfflineError(
-                f"--offline: {_count_and_size(unavailable)} not in {where}: {_names(unavailable)}"
-            ).with_hint(
-                "run the sync once online, or make a bundle where there is network "
-                "(`lockenv bundle OUT`) and sync with `--bundle OUT`"
-            )
-    from_bundle = [a for a in unique if a.sha256 in bundled]
-    errors: list[LockenvError] = []
-    cached_bytes = sum(a.size for a in cached)
-    if not missing and not from_bundle and cached_bytes < _SEQUENTIAL_BYTES:
-        # A warm sync of small archives: hashing them in turn is quicker than a pool.
-        for a in cached:
-            try:
-                _check_cached(cache, a, paths[a.sha256])
-            except LockenvError as exc:
-                errors.append(exc)
-    else:
-        imports = [(a, bundled[a.sha256]) for a in from_bundle]
-        errors = _fetch_in_pool(
-            cached, imports, missing, cache, paths, offline, jobs, progress, mirrors
-        )
-    if errors:
-        _raise_all(errors)
-    return FetchResult(
-        paths=paths,
-        downloaded=tuple(a.filename for a in missing),
-        bundled=tuple(a.filename for a in from_bundle),
-    )
-
-
 def _local(url: str, mirrors: Mirrors) -> bool:
     """True when ``url`` (or a mirror of it) is a local file, readable offline."""
     return any(location.startswith("file:") for location in mirrors.locations(url))
 
 
-def _log_sources(artifacts: Sequence[Artifact], where: str) -> None:
-    """-v: where each artifact comes from (imported only when asked for)."""
+def _log_source(artifact: Artifact, where: str) -> None:
+    """-v: where an artifact comes from (logging imported only when asked for)."""
     import logging
 
     log = logging.getLogger("lockenv.fetch")
     if log.isEnabledFor(logging.INFO):
-        for artifact in artifacts:
-            log.info("%s: %s", artifact.filename, where)
+        log.info("%s: %s", artifact.filename, where)
 
 
 _NAMED = 5  # artifacts named in a summary before "and N more"
@@ -206,72 +355,6 @@ def _import_from_bundle(artifact: Artifact, source: Path, dest: Path) -> None:
             os.unlink(tmp)
 
 
-def _fetch_in_pool(
-    cached: list[Artifact],
-    imports: list[tuple[Artifact, Path]],
-    missing: list[Artifact],
-    cache: Cache,
-    paths: dict[str, Path],
-    offline: bool,
-    jobs: int,
-    progress: Progress | None,
-    mirrors: Mirrors | None,
-) -> list[LockenvError]:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    errors: list[LockenvError] = []
-    workers = max(1, min(jobs, len(cached) + len(imports) + len(missing)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lockenv-fetch") as pool:
-        futures: list[Future[None]] = [
-            pool.submit(_check_cached, cache, a, paths[a.sha256]) for a in cached
-        ]
-        futures += [
-            pool.submit(_import_from_bundle, a, source, paths[a.sha256]) for a, source in imports
-        ]
-        with contextlib.ExitStack() as stack:
-            if missing:
-                from lockenv.http import HttpClient, redact_url
-
-                client = stack.enter_context(
-                    HttpClient(
-                        cache.root, offline=offline, max_connections=workers, mirrors=mirrors
-                    )
-                )
-                task = stack.enter_context(
-                    task_of(
-                        progress,
-                        "download",
-                        items=len(missing),
-                        total=sum(a.size for a in missing),
-                    )
-                )
-
-                def download(artifact: Artifact) -> None:
-                    task.start(artifact.filename, artifact.size)
-                    if progress is not None and not isinstance(progress, Reporter):
-                        progress(f"download {artifact.filename}")
-                    try:
-                        _download_or_find(
-                            client, artifact, paths[artifact.sha256], progress, task.advance
-                        )
-                        task.done(artifact.filename)
-                    except IntegrityError as exc:
-                        raise IntegrityError(
-                            f"{artifact.filename}: downloaded file does not match the lock "
-                            f"({redact_url(artifact.url)!r}): {_detail(str(exc))}"
-                        ) from None
-                    checkpoint("fetch:downloaded")
-
-                futures += [pool.submit(download, a) for a in missing]
-            for future in futures:
-                exc = future.exception()
-                if isinstance(exc, LockenvError):
-                    errors.append(exc)
-                elif exc is not None:
-                    raise exc
-    return errors
-
-
 def _download_or_find(
     client: HttpClient,
     artifact: Artifact,
@@ -313,7 +396,22 @@ def _detail(message: str) -> str:
     return rest if sep else message
 
 
-def _raise_all(errors: list[LockenvError]) -> None:
+def collect_errors(futures: Sequence[Future[Any]]) -> list[LockenvError]:
+    """Wait for every future; the LockenvErrors they raised (anything else is re-raised:
+    a bug, not a problem of one artifact)."""
+    errors: list[LockenvError] = []
+    for future in futures:
+        exc = future.exception()
+        if isinstance(exc, LockenvError):
+            errors.append(exc)
+        elif exc is not None:
+            raise exc
+    return errors
+
+
+def raise_all(errors: Sequence[LockenvError]) -> None:
+    """Raise one error for all of ``errors``: an integrity error first (it names what to
+    distrust), the others summed up after it."""
     integrity = [e for e in errors if isinstance(e, IntegrityError)]
     first = integrity[0] if integrity else errors[0]
     if len(errors) == 1:
