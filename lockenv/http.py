@@ -38,17 +38,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lockenv.errors import IndexAccessError, IntegrityError, LockenvError, OfflineError
+
+_log = logging.getLogger("lockenv.http")  # -v: every request and cache decision
 
 if TYPE_CHECKING:
     import netrc
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 __all__ = [
+    "MAX_DOCUMENT",
     "ByteRange",
     "HttpClient",
     "HttpStatusError",
@@ -77,6 +81,11 @@ TIMEOUT_ENV = "LOCKENV_HTTP_TIMEOUT"
 # there rather than never.
 _MIN_RATE = 32 * 1024  # bytes per second
 _UNKNOWN_SIZE = 32 << 20  # what a body of unannounced length is budgeted as
+#: The most bytes of one document lockenv holds in memory: an index page, a repodata file
+#: (decompressed too, `lockenv.lock.conda.compressed`), a shard.  The largest real ones
+#: (a big channel's repodata.json) are a few hundred MB; a hostile or broken server or
+#: mirror gets an error here instead of all the memory there is.
+MAX_DOCUMENT = 1 << 30
 _RETRY_BACKOFF = 0.2  # seconds, doubled after every failed try
 _CHUNK = 1 << 16
 _CACHE_FORMAT = 1
@@ -490,11 +499,12 @@ class HttpClient:
         clean, auth = self._prepare(url)
         shown = redact_url(url)
         client = self._httpx()
-        started = time.monotonic()
+        begun = time.monotonic()  # the deadline covers the retries too
         last: Exception | None = None
         for attempt in range(_RETRIES):
             if attempt:
                 time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
+            started = time.monotonic()
             try:
                 with (
                     _request_errors(shown),
@@ -502,11 +512,22 @@ class HttpClient:
                 ):
                     length = streamed.headers.get("content-length", "")
                     size = int(length) if length.isdigit() else None
-                    body = b"".join(self._chunks(streamed.iter_bytes(), shown, started, size))
+                    pieces = self._chunks(
+                        streamed.iter_bytes(), shown, begun, size, most=MAX_DOCUMENT
+                    )
+                    body = b"".join(pieces)
                     response = _loaded(streamed, body)
             except httpx.TransportError as exc:
+                _log.info("%s %s: %s", method, shown, type(exc).__name__)
                 last = exc
                 continue
+            _log.info(
+                "%s %s -> %d (%.0f ms)",
+                method,
+                shown,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
             if response.status_code >= 500 and attempt + 1 < _RETRIES:
                 continue
             if response.status_code in ok_statuses:
@@ -542,9 +563,11 @@ class HttpClient:
         cached = None if entry_path is None else _read_cache_entry(entry_path)
         now = time.time()
         if self.offline and cached is not None:
+            _log.info("cache (offline): %s", redact_url(url))
             return cached.page(from_cache=True)
         self._check_online(url, "index page")
         if cached is not None and not self.refresh and cached.is_fresh(now, self.page_ttl):
+            _log.info("cache hit: %s", redact_url(url))
             return cached.page(from_cache=True)
 
         headers = {"Accept": accept}
@@ -555,6 +578,7 @@ class HttpClient:
                 headers["If-Modified-Since"] = cached.last_modified
         response = self._request("GET", url, headers, ok_statuses=(200, 304))
         if response.status_code == 304 and cached is not None:
+            _log.info("cache revalidated: %s", redact_url(url))
             entry = cached.revalidated(response, now)
             if entry_path is not None:
                 _write_cache_entry(entry_path, entry)
@@ -662,51 +686,94 @@ class HttpClient:
     # -- downloads -------------------------------------------------------------------------
 
     def download(
-        self, url: str, dest: Path, *, sha256: str | None, size: int | None
+        self,
+        url: str,
+        dest: Path,
+        *,
+        sha256: str | None,
+        size: int | None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> tuple[str, int]:
         """Download ``url`` to ``dest`` atomically, checking ``size`` and ``sha256`` if given.
 
         The body is hashed while it streams into a temporary file beside ``dest``, which
         replaces ``dest`` only when it matches.  Returns ``(sha256, size)``.  Through
         mirrors, a mirror whose bytes do not match is passed over for the next.
+        ``on_bytes`` hears of each chunk's size as it arrives (a progress display); a
+        retry, or a mirror passed over, first takes back what it counted.
         """
         return self._via_mirrors(
-            url, lambda location: self._download(location, dest, sha256=sha256, size=size)
+            url,
+            lambda location: self._download(
+                location, dest, sha256=sha256, size=size, on_bytes=on_bytes
+            ),
         )
 
     def _download(
-        self, url: str, dest: Path, *, sha256: str | None, size: int | None
+        self,
+        url: str,
+        dest: Path,
+        *,
+        sha256: str | None,
+        size: int | None,
+        on_bytes: Callable[[int], None] | None,
     ) -> tuple[str, int]:
         import httpx
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         shown = redact_url(url)
         started = time.monotonic()
+        _log.info("download %s (%s bytes)", shown, size if size is not None else "?")
         last: Exception | None = None
+        counted = [0]
+
+        def count(n: int) -> None:
+            counted[0] += n
+            if on_bytes is not None:
+                on_bytes(n)
+
+        def take_back() -> None:
+            if on_bytes is not None and counted[0]:
+                on_bytes(-counted[0])
+            counted[0] = 0
+
         for attempt in range(_RETRIES):
             if attempt:
                 time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
             try:
                 with _temp_beside(dest) as (tmp, fh):
-                    digest, written = self._stream_into(url, fh, size, started)
+                    digest, written = self._stream_into(url, fh, size, count, started)
                     fh.close()
                     _check_integrity(shown, sha256, size, digest, written)
                     os.replace(tmp, dest)
                 return digest, written
             except (httpx.TransportError, _RetryableStatus) as exc:
+                _log.info("download %s: %s; trying again", shown, type(exc).__name__)
+                take_back()
                 last = exc
+            except BaseException:
+                take_back()
+                raise
         raise IndexAccessError(
             f"{shown!r}: download failed: {type(last).__name__}: {last} (after {_RETRIES} "
             "tries); check the URL and your network"
         )
 
-    def _stream_into(self, url: str, fh: Any, limit: int | None, started: float) -> tuple[str, int]:
+    def _stream_into(
+        self,
+        url: str,
+        fh: Any,
+        limit: int | None,
+        count: Callable[[int], None],
+        started: float,
+    ) -> tuple[str, int]:
         hasher = hashlib.sha256()
         written = 0
         for chunk in self._chunks(self._iter_bytes(url), redact_url(url), started, limit):
             hasher.update(chunk)
             fh.write(chunk)
             written += len(chunk)
+            count(len(chunk))
             if limit is not None and written > limit:
                 break  # already wrong: no need to fetch the rest
         return hasher.hexdigest(), written
@@ -744,13 +811,24 @@ class HttpClient:
             yield from response.iter_raw()  # as received: a deadline is checked between reads
 
     def _chunks(
-        self, chunks: Iterator[bytes], shown: str, started: float, size: int | None
+        self,
+        chunks: Iterator[bytes],
+        shown: str,
+        started: float,
+        size: int | None,
+        *,
+        most: int | None = None,
     ) -> Iterator[bytes]:
-        """``chunks`` until the transfer's deadline (`_MIN_RATE`), then IndexAccessError."""
+        """``chunks`` until the transfer's deadline (`_MIN_RATE`), then IndexAccessError;
+        IndexAccessError too once more than ``most`` bytes came (or were announced)."""
+        if most is not None and size is not None and size > most:
+            raise _too_large(shown, most)
         budget = self._timeout + (size if size is not None else _UNKNOWN_SIZE) / _MIN_RATE
         received = 0
         for chunk in chunks:
             received += len(chunk)
+            if most is not None and received > most:
+                raise _too_large(shown, most)
             yield chunk
             if time.monotonic() - started > budget:
                 raise IndexAccessError(
@@ -758,6 +836,13 @@ class HttpClient:
                     f"{received} bytes received; the server stalls (set {TIMEOUT_ENV}, in "
                     "seconds, to wait longer)"
                 )
+
+
+def _too_large(shown: str, most: int) -> IndexAccessError:
+    return IndexAccessError(
+        f"{shown!r}: the response is larger than {most >> 20} MiB, more than any page or "
+        "repodata lockenv reads whole; the server or mirror is broken or hostile"
+    )
 
 
 @contextlib.contextmanager

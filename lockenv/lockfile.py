@@ -334,6 +334,8 @@ def write_lockfile(lock: Lockfile, path: Path) -> bool:
         pass
     except OSError as exc:
         raise LockfileError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    # One rename, after an fsync; the mode follows the umask (or the file it replaces),
+    # so a group can read a shared project's lock (mkstemp alone would make it 0600).
     write_atomic(path, data)
     return True
 

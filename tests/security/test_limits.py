@@ -4,6 +4,7 @@ deadline, killed syncs leave nothing behind for long, and every refusal is one l
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import os
@@ -349,13 +350,24 @@ class _Quiet(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 @pytest.fixture
 def odd_server() -> Iterator[str]:
-    """/loop redirects to itself; /slow/<name> sends one byte every 0.2 s."""
+    """/loop redirects to itself; /slow/<name> sends one byte every 0.2 s; /big/... sends
+    2 MiB."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
 
         def do_GET(self) -> None:
+            if self.path.startswith("/big"):
+                # 2 MiB: with its length announced, or (HTTP/1.0) until the connection ends.
+                self.send_response(200)
+                if self.path == "/big/announced":
+                    self.send_header("Content-Length", str(2 << 20))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    for _ in range(32):
+                        self.wfile.write(bytes(64 << 10))
+                return
             if self.path.startswith("/loop"):
                 self.send_response(302)
                 self.send_header("Location", self.path)
@@ -420,6 +432,21 @@ def test_a_stalled_download_ends_at_its_deadline(tmp_path: Path, odd_server: str
     assert result.returncode == 3
     line = _one_line_error(result)
     assert "deadline" in line and "LOCKENV_HTTP_TIMEOUT" in line
+
+
+@pytest.mark.parametrize("path", ["/big/announced", "/big/until-closed"])
+def test_a_document_past_the_limit_is_refused_while_read(
+    tmp_path: Path, odd_server: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv import http
+    from lockenv.errors import IndexAccessError
+
+    monkeypatch.setattr(http, "MAX_DOCUMENT", 1 << 20)
+    with (
+        http.HttpClient(tmp_path / "cache") as client,
+        pytest.raises(IndexAccessError, match="larger than 1 MiB"),
+    ):
+        client.fetch_bytes(odd_server + path)
 
 
 # -- leftovers of killed syncs ----------------------------------------------------------------
@@ -532,3 +559,18 @@ def test_compile_help_says_which_interpreter_runs() -> None:
         cwd=ROOT,
     )
     assert "interpreter" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("fmt", [".conda", ".tar.bz2"])
+def test_an_info_file_past_its_limit_is_never_read_into_memory(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv.errors import MetadataError
+    from lockenv.sync.conda import archive
+
+    artifact = conda_package(tmp_path, "big-info", [], fmt=fmt)
+    path = Path(artifact.url.removeprefix("file://"))
+    assert archive.read_index_json(path)["name"] == "big-info"
+    monkeypatch.setattr(archive, "_MAX_INFO_FILE", 16)  # index.json is larger than that
+    with pytest.raises(MetadataError, match="more than the .* MiB an info file"):
+        archive.read_index_json(path)

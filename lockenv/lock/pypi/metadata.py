@@ -510,6 +510,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data, durable=False)
+        write_atomic(path, data, durable=False)  # a cache: speed over durability
     except OSError:
         pass  # an unwritable cache only costs speed
