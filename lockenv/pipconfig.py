@@ -64,8 +64,14 @@ def default_index_source() -> str:
 
 def fingerprint() -> list[object]:
     """What `default_index_url` depends on, cheaply (no file is read): the variable and
-    the size and time of each configuration file.  Equal fingerprints, same answer."""
-    files: list[object] = [os.environ.get("PIP_INDEX_URL", "")]
+    the size and time of each configuration file.  Equal fingerprints, same answer.
+
+    The variable only by its sha256: the fingerprint is written to a file, and the URL may
+    carry credentials."""
+    import hashlib
+
+    variable = os.environ.get("PIP_INDEX_URL", "")
+    files: list[object] = [hashlib.sha256(variable.encode()).hexdigest()]
     for path in config_files():
         try:
             st = path.stat()

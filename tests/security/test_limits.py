@@ -558,7 +558,8 @@ def test_compile_help_says_which_interpreter_runs() -> None:
         check=True,
         cwd=ROOT,
     )
-    assert "interpreter" in " ".join(result.stdout.split())
+    text = " ".join(result.stdout.split())
+    assert "the environment's own interpreter" in text and "isolated (-I -S" in text
 
 
 @pytest.mark.parametrize("fmt", [".conda", ".tar.bz2"])
