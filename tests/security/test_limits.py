@@ -573,5 +573,5 @@ def test_an_info_file_past_its_limit_is_never_read_into_memory(
     path = Path(artifact.url.removeprefix("file://"))
     assert archive.read_index_json(path)["name"] == "big-info"
     monkeypatch.setattr(archive, "_MAX_INFO_FILE", 16)  # index.json is larger than that
-    with pytest.raises(MetadataError, match="more than the .* MiB an info file"):
+    with pytest.raises(MetadataError, match=r"more than the .* MiB an info file"):
         archive.read_index_json(path)
