@@ -70,8 +70,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     platforms = args.platform or list(imported.platforms) or [current_platform()]
     for platform in platforms:
         get_platform(platform)
-    if args.requires_python:
-        requires_python = args.requires_python
+    if args.requires_python or imported.requires_python:
+        requires_python = args.requires_python or imported.requires_python
     else:
         requires_python = f"=={sys.version_info.major}.{sys.version_info.minor}.*"
     name = args.name or imported.name or target.resolve().parent.name or "project"
@@ -91,6 +91,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         text = manifest_edit.add_pypi_dependencies(
             text, imported.pypi, feature=None, in_pyproject=False
         )
+    for feature, requirements in imported.features:
+        # An environment of each feature's name, as pixi imports extras and groups.
+        text = manifest_edit.add_pypi_dependencies(
+            text, requirements, feature=feature, in_pyproject=False
+        )
+        text = manifest_edit.add_feature_to_environment(text, feature, feature, in_pyproject=False)
     manifest = parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
     for warning in (*imported.warnings, *manifest.warnings):
         _OUT.warn(warning)
@@ -820,7 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--from",
         dest="from_file",
         metavar="FILE",
-        help="import a requirements.txt, environment.yml, pylock.toml or conda explicit file",
+        help="import a requirements.txt, environment.yml, pyproject.toml (extras and "
+        "dependency groups become features), pylock.toml or conda explicit file",
     )
 
     p = command("add", cmd_add, "add dependencies to the manifest and lock")
