@@ -66,7 +66,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -168,13 +168,15 @@ def _trusted_owner(uid: int) -> bool:
     return geteuid is None or uid in (geteuid(), 0)
 
 
-def seal_entry(work: Path) -> None:
+def seal_entry(work: Path, digests: Mapping[str, str] | None = None) -> None:
     """Write ``work/seal.json``: every regular file and symlink under ``work`` (a completed
     cache entry, before it is published) with what `check_entry` compares.
 
-    Files are hashed (they were just written: read from the page cache); the seal is
-    made read-only.
+    Files are hashed (they were just written: read from the page cache), except those in
+    ``digests`` (path relative to ``work`` -> sha256 hex): the unpacker hashed them while
+    writing them into this private work directory.  The seal is made read-only.
     """
+    known = digests or {}
     files: list[list[object]] = []
     stack = [""]
     while stack:
@@ -191,7 +193,7 @@ def seal_entry(work: Path) -> None:
             elif stat.S_ISLNK(st.st_mode):
                 files.append([rel, "l", 0, 0, 0, 0, os.readlink(entry.path)])
             elif stat.S_ISREG(st.st_mode):
-                digest, _ = hash_file(Path(entry.path))
+                digest = known.get(rel) or hash_file(Path(entry.path))[0]
                 # The whole st_mode (type and permission bits): compared in one go.
                 files.append([rel, "f", st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, digest])
             else:

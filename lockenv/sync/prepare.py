@@ -243,22 +243,32 @@ def ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path, final: Path
             return
         cache.discard(final)
     work = cache.make_temp_dir("unpack")
+    digests: dict[str, str] = {}
     try:
         if isinstance(artifact, CondaArtifact):
             from lockenv.sync.conda.install import unpack_conda
 
             unpack_conda(archive, work, filename=artifact.filename, artifact=artifact)
         else:
-            from lockenv.sync.pypi.wheel import unpack_wheel
+            from lockenv.sync.pypi.wheel import FILES, unpack_wheel
 
-            unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
-        seal_entry(work)
+            wheel = unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
+            digests = {f"{FILES}/{f.path}": _hex_of_record_hash(f.hash) for f in wheel.files}
+        seal_entry(work, digests)
     except BaseException:
         remove_tree(work)
         raise
     checkpoint("unpack:working")
     if cache.publish_dir(work, final):
         checkpoint("unpack:published", artifact.filename)
+
+
+def _hex_of_record_hash(value: str) -> str:
+    # RECORD form "sha256=<urlsafe base64, unpadded>", as the unpacker computed it.
+    import base64
+
+    encoded = value.partition("=")[2]
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).hex()
 
 
 class _Unpacker:
