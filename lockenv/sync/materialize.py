@@ -107,7 +107,8 @@ class SyncOptions:
     ``manifest``: the project's manifest, whose ``[mirrors]`` apply to downloads (with the
     machine's, `lockenv.mirrors`); read only when something must be downloaded.
     ``allow_base_drift``: build on a base environment that changed since the lock (with a
-    warning) instead of refusing.
+    warning) instead of refusing.  ``cache_keep``: what the cache keeps of an artifact
+    (`lockenv.cache.keep_policy`; None: ``$LOCKENV_CACHE_KEEP``, else both).
     """
 
     link_mode: str = "hardlink"
@@ -120,6 +121,7 @@ class SyncOptions:
     bundle: Path | None = None
     manifest: Path | None = None
     allow_base_drift: bool = False
+    cache_keep: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -687,7 +689,7 @@ def sync_environment(
     error the environment at ``prefix`` is left as it was.  Raises InstallError,
     IntegrityError, OfflineError, UnsafePathError (all LockenvError).
     """
-    from lockenv.cache import Cache, remove_tree
+    from lockenv.cache import Cache, keep_policy, remove_tree
     from lockenv.cache import default_cache_dir as _default_cache
     from lockenv.platforms import current_platform
     from lockenv.sync.fetch import Fetcher
@@ -698,6 +700,7 @@ def sync_environment(
 
     started = time.monotonic()
     link_mode = check_link_mode(options.link_mode)
+    keep = keep_policy(options.cache_keep)
     platform = current_platform()
     prefix = Path(os.path.abspath(prefix))
     _check_not_a_symlink(prefix)
@@ -782,7 +785,13 @@ def sync_environment(
             connections=options.jobs,
         )
         with contextlib.closing(fetcher):
-            prepared = prepare_artifacts(artifacts, fetcher, jobs=options.jobs, progress=progress)
+            prepared = prepare_artifacts(
+                artifacts,
+                fetcher,
+                jobs=options.jobs,
+                progress=progress,
+                keep_archives=keep != "trees",
+            )
         unpacked = [(a, prepared.unpacked[a.sha256]) for a in artifacts]
         tarballs = {a.sha256: cache.archive_path(a.sha256, a.filename) for a in conda}
         by_sha = {a.sha256: u for a, u in unpacked}
@@ -900,6 +909,7 @@ def sync_environment(
             old = _swap_into_place(staging, prefix)
             swapped = True
             checkpoint("swap:done")
+            cache.register_environment(prefix)  # `lockenv cache prune` keeps what it uses
         finally:
             if not swapped:
                 remove_tree(staging)

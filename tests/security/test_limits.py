@@ -207,9 +207,9 @@ def _raw_zip(members: list[tuple[str, bytes, int, int, int]]) -> bytes:
     return out.getvalue()
 
 
-def _bomb_wheel(directory: Path, *, inflated: int) -> Path:
-    """A valid little wheel plus one deflated member that says it is 10 bytes and
-    inflates to ``inflated`` bytes of zeros."""
+def _bomb_wheel(directory: Path, *, inflated: int, declared: int = 10) -> Path:
+    """A valid little wheel plus one deflated member that says it is ``declared`` bytes
+    and inflates to ``inflated`` bytes of zeros."""
     honest = build_wheel(directory / "honest", "bomb", "1.0", {"bomb/__init__.py": b""})
     members = []
     with zipfile.ZipFile(honest) as zf:
@@ -219,14 +219,20 @@ def _bomb_wheel(directory: Path, *, inflated: int) -> Path:
     packer = zlib.compressobj(9, zlib.DEFLATED, -15)
     chunk = bytes(1 << 20)
     stream = b"".join(packer.compress(chunk) for _ in range(inflated >> 20)) + packer.flush()
-    members.insert(0, ("bomb/data.bin", stream, 8, 10, zlib.crc32(b"\0" * 10)))
+    members.insert(0, ("bomb/data.bin", stream, 8, declared, zlib.crc32(bytes(declared))))
     path = directory / "bomb-1.0-py3-none-any.whl"
     path.write_bytes(_raw_zip(members))
     return path
 
 
-def test_a_member_lying_about_its_size_is_never_inflated(tmp_path: Path) -> None:
-    wheel = _bomb_wheel(tmp_path, inflated=1 << 30)  # 1 GiB behind a 10-byte claim
+@pytest.mark.parametrize(
+    "declared",
+    [10, 20 << 20],  # read in memory, or streamed to the file (above 16 MiB)
+    ids=["small-claim", "streamed-claim"],
+)
+def test_a_member_lying_about_its_size_is_never_inflated(tmp_path: Path, declared: int) -> None:
+    # 1 GiB behind the claim
+    wheel = _bomb_wheel(tmp_path, inflated=1 << 30, declared=declared)
     lock = lock_of([artifact_for(wheel, wheel.as_uri(), index=None)], python=PYTHON_XY)
     write_lockfile(lock, tmp_path / "lockenv.lock")
     result = _run(

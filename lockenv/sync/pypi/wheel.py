@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lockenv.errors import InstallError, UnsafePathError
 from lockenv.sync.guard import PrefixGuard
@@ -185,7 +185,10 @@ def _symlink_target_is_safe(member: str, target: str) -> bool:
 
 
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # zip local file header, 30 bytes
-_CHUNK = 1 << 20  # what one member is read and written by: memory stays bounded
+# Members above this are streamed (hashed and written a block at a time, in one pass):
+# a multi-GB shared library never sits in memory whole.
+_IN_MEMORY_LIMIT = 16 << 20
+_BLOCK = 4 << 20
 _MAX_LINK_TEXT = 4096
 
 
@@ -195,7 +198,8 @@ def _member_error(filename: str, info: zipfile.ZipInfo, why: str) -> InstallErro
     )
 
 
-def _data_start(view: mmap.mmap, info: zipfile.ZipInfo, filename: str) -> int:
+def _member_span(view: mmap.mmap, info: zipfile.ZipInfo, filename: str) -> tuple[int, int]:
+    """Where the member's stored (compressed) bytes are in the mapped archive."""
     offset = info.header_offset
     try:
         magic, _ver, flags, _method, _t, _d, _crc, _cs, _us, name_len, extra_len = (
@@ -208,77 +212,176 @@ def _data_start(view: mmap.mmap, info: zipfile.ZipInfo, filename: str) -> int:
     start = int(offset + _LOCAL_HEADER.size + name_len + extra_len)
     if start + info.compress_size > len(view):
         raise _member_error(filename, info, "runs past the end of the archive")
-    return start
+    if info.compress_type == 0 and info.compress_size != info.file_size:
+        raise _member_error(filename, info, "is stored with two different sizes")
+    return start, info.compress_size
 
 
-def _inflate(view: mmap.mmap, start: int, end: int) -> Iterator[bytes]:
-    """A raw deflate stream in ``view[start:end]``, inflated in pieces of at most _CHUNK."""
-    inflater = zlib.decompressobj(-15)
-    pos = start
-    while pos < end and not inflater.eof:
-        raw = view[pos : min(pos + _CHUNK, end)]
-        pos += len(raw)
-        yield inflater.decompress(raw, _CHUNK)
-        while inflater.unconsumed_tail and not inflater.eof:
-            yield inflater.decompress(inflater.unconsumed_tail, _CHUNK)
-    if not inflater.eof:
-        raise zlib.error("the compressed data ends too early")
-    yield inflater.flush()
+def _inflate(data: bytes | memoryview, inflater: Any, room: int) -> Iterator[bytes]:
+    """``data`` fed to ``inflater``, output in pieces of at most _BLOCK, never more than
+    ``room`` bytes in all (one more, and the caller sees it is too many)."""
+    while True:
+        want = min(_BLOCK, room + 1)
+        piece = inflater.decompress(data, want)
+        yield piece
+        room -= len(piece)
+        data = inflater.unconsumed_tail
+        # A full piece may leave output pending even when all input was taken: ask again.
+        if inflater.eof or room < 0 or (not data and len(piece) < want):
+            return
 
 
-def _member_chunks(
+class _Checked:
+    """Counts and CRCs the pieces of one member against what its header declares: a
+    member that would inflate past its declared size (a "zip bomb" behind a small claim)
+    is refused at the first piece too many, so memory stays bounded; a bad CRC-32 (a lock
+    may pin a corrupt archive, hashed as it was served) is refused at the end."""
+
+    def __init__(self, info: zipfile.ZipInfo, filename: str) -> None:
+        self.info = info
+        self.filename = filename
+        self.size = 0
+        self.crc = 0
+
+    def add(self, piece: bytes | memoryview) -> None:
+        self.size += len(piece)
+        if self.size > self.info.file_size:
+            raise _member_error(
+                self.filename,
+                self.info,
+                f"inflates past the size its header declares ({self.info.file_size} bytes)",
+            )
+        self.crc = zlib.crc32(piece, self.crc)
+
+    def finish(self) -> None:
+        if self.size != self.info.file_size:
+            raise _member_error(
+                self.filename,
+                self.info,
+                f"holds {self.size} bytes, its header says {self.info.file_size}",
+            )
+        if self.crc != self.info.CRC:
+            raise _member_error(self.filename, self.info, "fails its CRC-32 check (corrupt bytes)")
+
+
+def _member_bytes(
     zf: zipfile.ZipFile, view: mmap.mmap, info: zipfile.ZipInfo, filename: str
-) -> Iterator[bytes]:
-    """The content of one member, in pieces, read straight from the mapped archive.
+) -> bytes:
+    """The content of one (small) member, read straight from the mapped archive; sizes
+    and CRC checked (`_Checked`).
 
-    Never more than the size the archive declares for it: a member that would inflate
-    past it (a "zip bomb" behind a small claim) is refused at the first piece too many,
-    memory bounded by _CHUNK.  Its CRC-32 is checked too: a lock may pin a corrupt
-    archive (hashed as it was served).  Cheaper per member than ``ZipFile.open``
-    (thousands of small files per wheel).
+    Much cheaper per member than ``ZipFile.open`` (thousands of small files per wheel).
     """
     import zipfile  # imported already by `unpack_wheel`, the only caller
 
-    size = info.file_size
-    produced = 0
-    crc = 0
+    check = _Checked(info, filename)
     try:
         if info.compress_type == 0:
-            start = _data_start(view, info, filename)
-            end = start + info.compress_size
-            pieces: Iterator[bytes] = (
-                view[pos : min(pos + _CHUNK, end)] for pos in range(start, end, _CHUNK)
-            )
+            start, length = _member_span(view, info, filename)
+            data = view[start : start + length]
+            check.add(data)
         elif info.compress_type == 8:
-            start = _data_start(view, info, filename)
-            pieces = _inflate(view, start, start + info.compress_size)
+            start, length = _member_span(view, info, filename)
+            inflater = zlib.decompressobj(-15)
+            pieces = []
+            for piece in _inflate(view[start : start + length], inflater, info.file_size):
+                check.add(piece)
+                pieces.append(piece)
+            if not inflater.eof:
+                raise zlib.error("the compressed data ends too early")
+            data = b"".join(pieces)
         else:
-            pieces = _zipfile_pieces(zf, info)  # zipfile decodes other methods
-        for piece in pieces:
-            produced += len(piece)
-            if produced > size:
-                raise _member_error(
-                    filename, info, f"inflates past the size its header declares ({size} bytes)"
-                )
-            crc = zlib.crc32(piece, crc)
-            yield piece
+            # Unusual compression: zipfile decodes it, a block at a time (it stops at the
+            # declared size and checks the CRC itself).
+            pieces = []
+            with zf.open(info) as fh:
+                while piece := fh.read(_BLOCK):
+                    check.add(piece)
+                    pieces.append(piece)
+            data = b"".join(pieces)
     except (zlib.error, EOFError, OSError, zipfile.BadZipFile) as exc:
         raise _member_error(filename, info, f"is damaged ({exc})") from None
-    if produced != size:
-        raise _member_error(filename, info, f"holds {produced} bytes, its header says {size}")
-    if crc != info.CRC:
-        raise _member_error(filename, info, "fails its CRC-32 check (corrupt bytes)")
+    check.finish()
+    return data
 
 
-def _zipfile_pieces(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
-    with zf.open(info) as fh:
-        while piece := fh.read(_CHUNK):
-            yield piece
+def _stream_member(
+    view: mmap.mmap, source_fd: int, info: zipfile.ZipInfo, filename: str, out: int
+) -> tuple[bytes, bytes]:
+    """Write one large (stored or deflated) member to the descriptor ``out``, a block at a
+    time; return its sha256 digest and its first bytes.  Sizes and CRC checked as for
+    `_member_bytes`.
+
+    A stored member is hashed where it is mapped (no copy) and copied by the kernel
+    (``copy_file_range``: no pass through Python, a reflink on filesystems that share
+    blocks); a deflated one is inflated block by block.
+    """
+    start, length = _member_span(view, info, filename)
+    hasher = hashlib.sha256()
+    check = _Checked(info, filename)
+    head = b""
+    with memoryview(view) as mapped:
+        if info.compress_type == 0:
+            for at in range(start, start + length, _BLOCK):
+                # Each slice released at once: the archive's mapping is closed after.
+                with mapped[at : min(at + _BLOCK, start + length)] as block:
+                    check.add(block)
+                    hasher.update(block)
+                    head = head or bytes(block[:8])
+            if _copy_range(source_fd, start, length, out) != length:
+                raise _member_error(filename, info, "could not be copied whole")
+        else:
+            inflater = zlib.decompressobj(-15)
+            try:
+                for at in range(start, start + length, _BLOCK):
+                    with mapped[at : min(at + _BLOCK, start + length)] as block:
+                        for piece in _inflate(block, inflater, info.file_size - check.size):
+                            check.add(piece)
+                            hasher.update(piece)
+                            _write_all(out, piece)
+                            head = head or piece[:8]
+                    if inflater.eof:
+                        break
+                if not inflater.eof:
+                    raise zlib.error("the compressed data ends too early")
+            except zlib.error as exc:
+                raise _member_error(filename, info, f"is damaged ({exc})") from None
+    check.finish()
+    return hasher.digest(), head
+
+
+def _copy_range(source_fd: int, start: int, length: int, out: int) -> int:
+    """Copy ``length`` bytes at ``start`` of ``source_fd`` to ``out``; return how many."""
+    copied = 0
+    copy_file_range = getattr(os, "copy_file_range", None)
+    while copy_file_range is not None and copied < length:
+        try:
+            n = copy_file_range(source_fd, out, min(length - copied, 1 << 30), start + copied)
+        except OSError:
+            break  # not supported between these files: copy in Python below
+        if n == 0:
+            break
+        copied += n
+    while copied < length:
+        block = os.pread(source_fd, min(_BLOCK, length - copied), start + copied)
+        if not block:
+            break
+        copied += _write_all(out, block)
+    return copied
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> int:
+    written = 0
+    with memoryview(data) as remaining:
+        while written < len(remaining):
+            written += os.write(fd, remaining[written:])
+    return written
 
 
 def _extract_member(
     zf: zipfile.ZipFile,
     view: mmap.mmap,
+    source_fd: int,
     info: zipfile.ZipInfo,
     path: str,
     files_dir: str,
@@ -286,20 +389,23 @@ def _extract_member(
     scripts_prefix: str,
 ) -> WheelFile:
     mode = info.external_attr >> 16
-    chunks = _member_chunks(zf, view, info, filename)
+    if stat.S_ISLNK(mode) and info.file_size > _MAX_LINK_TEXT:
+        raise _member_error(filename, info, "is a symlink with a target too long")
+    stream = (
+        info.file_size > _IN_MEMORY_LIMIT
+        and info.compress_type in (0, 8)
+        and not stat.S_ISLNK(mode)
+    )
+    data = b"" if stream else _member_bytes(zf, view, info, filename)
     if stat.S_ISLNK(mode):
         # Installed as a file holding the link text, as pip does, but a link that points
         # out of the wheel marks a hostile archive.
-        if info.file_size > _MAX_LINK_TEXT:
-            raise _member_error(filename, info, "is a symlink with a target too long")
-        text = b"".join(chunks)
-        target = text.decode("utf-8", "replace")
+        target = data.decode("utf-8", "replace")
         if not _symlink_target_is_safe(path, target):
             raise UnsafePathError(
                 f"{filename}: member {path!r} is a symlink to {target!r}, outside the "
                 "wheel; refusing to install this wheel (it is broken or malicious)"
             )
-        chunks = iter((text,))
     is_script = path.startswith(scripts_prefix)
     executable = bool(mode & 0o111) or is_script
     fd = os.open(
@@ -307,27 +413,20 @@ def _extract_member(
         os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
         0o555 if executable else 0o444,
     )
-    hasher = hashlib.sha256()
-    head = b""
-    size = 0
     try:
-        for chunk in chunks:
-            if len(head) < 8:
-                head += chunk[: 8 - len(head)]
-            hasher.update(chunk)
-            size += len(chunk)
-            with memoryview(chunk) as remaining:
-                written = 0
-                while written < len(chunk):
-                    written += os.write(fd, remaining[written:])
+        if stream:
+            digest, data = _stream_member(view, source_fd, info, filename, fd)
+        else:
+            _write_all(fd, data)
+            digest = hashlib.sha256(data).digest()
     finally:
         os.close(fd)
     return WheelFile(
         path=path,
-        hash=record_hash_of_digest(hasher.digest()),
-        size=size,
+        hash=record_hash_of_digest(digest),
+        size=info.file_size,
         executable=executable,
-        python_shebang=is_script and head.startswith(b"#!python"),
+        python_shebang=is_script and data.startswith(b"#!python"),  # (its head if streamed)
     )
 
 
@@ -393,7 +492,7 @@ def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> U
             def extract(item: tuple[str, zipfile.ZipInfo]) -> WheelFile:
                 path, info = item
                 return _extract_member(
-                    zf, view, info, path, str(files_dir), filename, scripts_prefix
+                    zf, view, fh.fileno(), info, path, str(files_dir), filename, scripts_prefix
                 )
 
             try:
