@@ -13,9 +13,11 @@ flow ``lockenv.toml --lock--> lockenv.lock --sync--> environment``:
   needs only the lock: it never imports the lock side, the index clients or tomlkit.
 - `lockenv.reports` — what is made from a lock: tree, diff, export, bundle.
 - `lockenv.workspace` ties the stages together for a project on disk, and `lockenv.cli`
-  parses arguments and prints; nothing imports the CLI.
+  parses arguments and prints through `lockenv.console` (streams, colour, -q/-v,
+  progress); nothing imports the CLI.
 - Beneath them all, shared by both sides: `errors`, `atomic` (crash-safe file writes),
-  `platforms`, `project` (where a project's files are), `cache`, `http`, `pipconfig`.
+  `platforms`, `project` (where a project's files are), `cache`, `http`, `pipconfig`,
+  `progress` (what long work reports: messages, and tasks counted in items and bytes).
 
 Imports only go down this list (and `lock` and `sync` never into each other); the
 contracts in ``pyproject.toml`` ([tool.importlinter]) are checked by the test suite.

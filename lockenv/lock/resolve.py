@@ -9,6 +9,7 @@ while the network is the bottleneck.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from lockenv.lock.pypi.metadata import MetadataFetcher
 
 Progress = Callable[[str], None]
+_log = logging.getLogger("lockenv.resolve")  # -v: decisions; -vv: every step
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -370,12 +372,22 @@ class _Resolver:
         )
         if self.progress:
             self.progress(f"solving conda packages of {job.env.name} for {job.platform}")
+        where = f"{job.env.name}/{job.platform} conda"
         try:
             solution = solver.solve()
         except Unsatisfiable as exc:
             raise ResolutionError(
                 f"cannot lock environment {job.env.name!r} for {job.platform}: {exc.explanation}"
             ) from None
+        _log_decisions(
+            where,
+            {r.name: f"{r.version} {r.build}" for r in solution},
+            {
+                a.name: f"{a.version} {a.build}"
+                for a in self._locked(job.env.name, job.platform, "conda")
+                if isinstance(a, CondaArtifact)
+            },
+        )
         return [self.conda_artifact(record) for record in solution]
 
     def conda_artifact(self, record: RepoRecord) -> CondaArtifact:
@@ -415,7 +427,7 @@ class _Resolver:
         *,
         provided_by: str = "conda",
     ) -> list[PypiArtifact]:
-        from resolvelib import BaseReporter, Resolver
+        from resolvelib import Resolver
         from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
         target_platform = get_platform(job.platform)
@@ -442,7 +454,8 @@ class _Resolver:
             requirements.extend(requirement_to_reqs(requirement, None))
         if self.progress:
             self.progress(f"resolving {job.env.name} for {job.platform} (Python {python})")
-        resolver: Resolver[Req, Candidate, str] = Resolver(provider, BaseReporter())
+        where = f"{job.env.name}/{job.platform} pypi"
+        resolver: Resolver[Req, Candidate, str] = Resolver(provider, _reporter(where))
         try:
             result = resolver.resolve(requirements, max_rounds=20_000)
         except ResolutionImpossible as exc:
@@ -461,6 +474,11 @@ class _Resolver:
             for identifier, candidate in result.mapping.items()
             if identifier != PYTHON and candidate.extra is None and candidate.file is not None
         ]
+        _log_decisions(
+            where,
+            {f.name: str(f.version) for f in files},
+            {str(n): str(v) for n, v in self.pypi_preferences(job.env.name, job.platform).items()},
+        )
         return [self.artifact(file) for file in sorted(files, key=lambda f: f.name)]
 
     def artifact(self, file: DistFile) -> PypiArtifact:
@@ -487,6 +505,41 @@ class _Resolver:
             upload_time=format_time(file.upload_time) if file.upload_time else None,
             index=file.index_url,
         )
+
+
+def _reporter(where: str) -> Any:
+    """A resolvelib reporter that logs each step at DEBUG (``-vv``)."""
+    from resolvelib import BaseReporter
+
+    class LoggingReporter(BaseReporter):  # type: ignore[type-arg]
+        def pinning(self, candidate: Any) -> None:
+            _log.debug("%s: try %s", where, candidate)
+
+        def rejecting_candidate(self, criterion: Any, candidate: Any) -> None:
+            _log.debug("%s: %s conflicts; backtracking", where, candidate)
+
+    return LoggingReporter()
+
+
+def _log_decisions(where: str, chosen: Mapping[str, str], locked: Mapping[str, str]) -> None:
+    """At INFO (``-v``): what the resolution kept from the lock and what it chose anew."""
+    if not _log.isEnabledFor(logging.INFO):
+        return
+    kept = sorted(n for n, v in chosen.items() if locked.get(n) == v)
+    moved = [
+        f"{n} {locked[n]} -> {v}"
+        for n, v in sorted(chosen.items())
+        if n in locked and locked[n] != v
+    ]
+    new = [f"{n} {v}" for n, v in sorted(chosen.items()) if n not in locked]
+    _log.info(
+        "%s: %d pinned (%d kept from the lock)%s%s",
+        where,
+        len(chosen),
+        len(kept),
+        f"; moved: {', '.join(moved)}" if moved else "",
+        f"; newest allowed: {', '.join(new)}" if new else "",
+    )
 
 
 def explain_conflict(

@@ -34,7 +34,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,19 +97,22 @@ def default_cache_dir() -> Path:
 class SyncOptions:
     """How to sync.
 
-    ``link_mode``: "hardlink" (default; copies automatically across filesystems), "copy"
-    or "symlink".  ``offline``: use the cache (and file:// URLs) only.  ``python``: the
-    host interpreter to use (else one matching the lock's Python is searched for).
+    ``link_mode``: "hardlink" (default; copies automatically across filesystems, unless
+    ``link_mode_strict``), "copy" or "symlink".  ``offline``: use the cache (and file://
+    URLs) only.  ``python``: the host interpreter to use (else one matching the lock's
+    Python is searched for).
     ``compile_bytecode``: write deterministic .pyc files (unchecked-hash).  ``cache_dir``:
     else `default_cache_dir`.  ``jobs``: parallel downloads/unpacks.  ``bundle``: a bundle
     directory (`lockenv.sync.bundle_source`) that artifacts missing from the cache are taken from.
     ``manifest``: the project's manifest, whose ``[mirrors]`` apply to downloads (with the
     machine's, `lockenv.mirrors`); read only when something must be downloaded.
     ``allow_base_drift``: build on a base environment that changed since the lock (with a
-    warning) instead of refusing.
+    warning) instead of refusing.  ``cache_keep``: what the cache keeps of an artifact
+    (`lockenv.cache.keep_policy`; None: ``$LOCKENV_CACHE_KEEP``, else both).
     """
 
     link_mode: str = "hardlink"
+    link_mode_strict: bool = False  # asked for explicitly: never fall back to copying
     offline: bool = False
     python: Path | None = None
     compile_bytecode: bool = False
@@ -118,6 +121,7 @@ class SyncOptions:
     bundle: Path | None = None
     manifest: Path | None = None
     allow_base_drift: bool = False
+    cache_keep: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +134,7 @@ class SyncReport:
     unchanged: tuple[str, ...]
     no_op: bool
     seconds: float
+    copied_across_filesystems: bool = False  # hardlinks were asked for, copies were made
 
 
 # -- the fast path -------------------------------------------------------------------------
@@ -251,10 +256,13 @@ def stamp_environment(
     lock: Signed,
     manifest: Signed | None,
     inputs: tuple[str, list[Signed]] = ("", []),
+    watched: Sequence[Signed] = (),
+    variables: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Leave the no-op stamp (`lockenv.fastpath`) in the environment at ``prefix``, which
     the full check just found in sync with ``lock`` (fresh for ``manifest``, if given);
-    ``inputs``: `stamp_inputs`, taken before the check."""
+    ``inputs``: `stamp_inputs`, taken before the check; ``watched`` and ``variables``:
+    other files and environment variables the check depended on (pip's configuration)."""
     from lockenv.fastpath import write_stamp
 
     prefix = Path(os.path.abspath(prefix))
@@ -274,7 +282,8 @@ def stamp_environment(
         entries=state.cache_entries,
         lock=lock,
         manifest=manifest,
-        inputs=inputs[1],
+        inputs=[*inputs[1], *watched],
+        variables=variables,
     )
 
 
@@ -605,7 +614,7 @@ def sync_environment(
     error the environment at ``prefix`` is left as it was.  Raises InstallError,
     IntegrityError, OfflineError, UnsafePathError (all LockenvError).
     """
-    from lockenv.cache import Cache, remove_tree
+    from lockenv.cache import Cache, keep_policy, remove_tree
     from lockenv.cache import default_cache_dir as _default_cache
     from lockenv.platforms import current_platform
     from lockenv.sync.fetch import Fetcher
@@ -616,6 +625,7 @@ def sync_environment(
 
     started = time.monotonic()
     link_mode = check_link_mode(options.link_mode)
+    keep = keep_policy(options.cache_keep)
     platform = current_platform()
     prefix = Path(os.path.abspath(prefix))
     _check_not_a_symlink(prefix)
@@ -699,7 +709,13 @@ def sync_environment(
             connections=options.jobs,
         )
         with contextlib.closing(fetcher):
-            prepared = prepare_artifacts(artifacts, fetcher, jobs=options.jobs, progress=progress)
+            prepared = prepare_artifacts(
+                artifacts,
+                fetcher,
+                jobs=options.jobs,
+                progress=progress,
+                keep_archives=keep != "trees",
+            )
         unpacked = [(a, prepared.unpacked[a.sha256]) for a in artifacts]
         tarballs = {a.sha256: cache.archive_path(a.sha256, a.filename) for a in conda}
         by_sha = {a.sha256: u for a, u in unpacked}
@@ -717,9 +733,12 @@ def sync_environment(
         staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
         swapped = False
         try:
-            os.chmod(staging, 0o755)
+            from lockenv.atomic import new_dir_mode
+
+            os.chmod(staging, new_dir_mode())  # the environment's root: as the umask says
             checkpoint("staging:created")
-            guard = PrefixGuard(staging, Linker(link_mode))
+            linker = Linker(link_mode, strict=options.link_mode_strict)
+            guard = PrefixGuard(staging, linker)
             linked: list[tuple[CondaArtifact, InstalledConda]] = []
             if interpreter is not None:
                 layout = layout_for(prefix, interpreter.major_minor, root=staging)
@@ -808,6 +827,7 @@ def sync_environment(
             old = _swap_into_place(staging, prefix)
             swapped = True
             checkpoint("swap:done")
+            cache.register_environment(prefix)  # `lockenv cache prune` keeps what it uses
         finally:
             if not swapped:
                 remove_tree(staging)
@@ -820,6 +840,7 @@ def sync_environment(
         unchanged=plan.unchanged,
         no_op=False,
         seconds=time.monotonic() - started,
+        copied_across_filesystems=linker.copied_across_filesystems,
     )
 
 
