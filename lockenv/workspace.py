@@ -19,6 +19,7 @@ from lockenv.errors import LockfileError, StaleLockError, UsageError
 from lockenv.project import LOCK_NAME, STATE_DIR, ProjectPaths, locate
 
 if TYPE_CHECKING:
+    from lockenv.fastpath import Signed
     from lockenv.lock.manifest import Manifest
     from lockenv.lock.resolve import LockOptions
     from lockenv.lockfile import Artifact, Lockfile
@@ -421,5 +422,24 @@ def sync(
             lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
         )
     if lock_file is not None and (manifest is not None or not checks_manifest):
-        stamp_environment(target.prefix, lock=lock_file, manifest=manifest, inputs=inputs)
+        watched, variables = _pip_stamp_inputs() if checks_manifest else ([], [])
+        stamp_environment(
+            target.prefix,
+            lock=lock_file,
+            manifest=manifest,
+            inputs=inputs,
+            watched=watched,
+            variables=variables,
+        )
     return report
+
+
+def _pip_stamp_inputs() -> tuple[list[Signed], list[tuple[str, str]]]:
+    """pip's configuration as `_pip_fingerprint` sees it, for the no-op stamp: a lock is
+    fresh for pip's index only while these stay as they are."""
+    from lockenv.fastpath import signed_input
+    from lockenv.pipconfig import config_files
+
+    files = [signed_input(str(path)) for path in config_files()]
+    variables = [(name, os.environ.get(name, "")) for name in ("PIP_INDEX_URL", "PIP_CONFIG_FILE")]
+    return files, variables

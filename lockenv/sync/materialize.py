@@ -34,7 +34,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -289,10 +289,13 @@ def stamp_environment(
     lock: Signed,
     manifest: Signed | None,
     inputs: tuple[str, list[Signed]] = ("", []),
+    watched: Sequence[Signed] = (),
+    variables: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Leave the no-op stamp (`lockenv.fastpath`) in the environment at ``prefix``, which
     the full check just found in sync with ``lock`` (fresh for ``manifest``, if given);
-    ``inputs``: `stamp_inputs`, taken before the check."""
+    ``inputs``: `stamp_inputs`, taken before the check; ``watched`` and ``variables``:
+    other files and environment variables the check depended on (pip's configuration)."""
     from lockenv.fastpath import write_stamp
 
     prefix = Path(os.path.abspath(prefix))
@@ -312,7 +315,8 @@ def stamp_environment(
         entries=state.cache_entries,
         lock=lock,
         manifest=manifest,
-        inputs=inputs[1],
+        inputs=[*inputs[1], *watched],
+        variables=variables,
     )
 
 
