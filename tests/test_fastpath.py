@@ -289,3 +289,18 @@ def test_leftovers_of_a_killed_sync_send_sync_down_the_full_path(
     assert entry._fast(["sync", "-q"]) == 0
     (prefix.parent / f".{prefix.name}.staging-1234").mkdir()
     assert entry._fast(["sync", "-q"]) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("", ""),
+        ("/etc/pip.conf", "/etc/pip.conf"),
+        ("https://host/simple/", "https://host/simple/"),
+        ("https://ci:s3cr3t@host:8443/simple/", "https://host:8443/simple/"),
+        ("https://tok@host", "https://host"),
+    ],
+)
+def test_the_stamp_keeps_variables_without_credentials(value: str, kept: str) -> None:
+    # A stamp is a file: the index it watches is kept without who logs in to it.
+    assert fastpath._public(value) == kept
