@@ -16,7 +16,8 @@ flow ``lockenv.toml --lock--> lockenv.lock --sync--> environment``:
   parses arguments and prints through `lockenv.console` (streams, colour, -q/-v,
   progress); nothing imports the CLI.
 - Beneath them all, shared by both sides: `errors`, `atomic` (crash-safe file writes),
-  `platforms`, `project` (where a project's files are), `cache`, `http`, `pipconfig`,
+  `urls` (credentials found in and taken out of URLs), `platforms`, `project` (where a
+  project's files are), `cache`, `http`, `mirrors`, `pipconfig`,
   `progress` (what long work reports: messages, and tasks counted in items and bytes).
 
 Imports only go down this list (and `lock` and `sync` never into each other); the

@@ -25,7 +25,7 @@ Rules come from, first match of an origin wins:
 
 The machine's settings come before the project's: the site knows which hosts its nodes
 can reach.  Mirror URLs may carry credentials (``https://user:token@host/...``); they go
-into requests only, never into a lock or a message (`lockenv.http.redact_url`).
+into requests only, never into a lock or a message (`lockenv.urls.redact_url`).
 
 Standard library only; read only when something must be fetched.
 """
@@ -41,6 +41,7 @@ from pathlib import Path
 
 from lockenv.errors import ConfigError
 from lockenv.project import TOML_ERRORS, toml_problem
+from lockenv.urls import redact_url
 
 __all__ = [
     "MIRRORS_ENV",
@@ -86,8 +87,6 @@ class Mirrors:
 
     def rule_for(self, url: str) -> MirrorRule | None:
         """The rule with the longest origin that covers ``url`` (first listed on a tie)."""
-        from lockenv.http import redact_url
-
         clean = redact_url(url)
         best: MirrorRule | None = None
         for rule in self.rules:
@@ -97,8 +96,6 @@ class Mirrors:
 
     def locations(self, url: str) -> tuple[str, ...]:
         """Where to fetch ``url`` from, in order: ``(url,)`` when no rule covers it."""
-        from lockenv.http import redact_url
-
         rule = self.rule_for(url)
         if rule is None:
             return (url,)
@@ -111,8 +108,6 @@ class Mirrors:
         What a mirror's page links to is recorded in a lock under the origin's name, so
         the lock stays the same whichever mirror it was made through.
         """
-        from lockenv.http import redact_url
-
         clean = redact_url(url)
         best: tuple[int, str] | None = None
         for rule in self.rules:
@@ -166,8 +161,6 @@ def parse_mirror_table(
         for item in items:
             url = _url(item, base_dir)
             if url is None:
-                from lockenv.http import redact_url
-
                 problem(
                     str(key),
                     f"{redact_url(item)!r} is not an http://, https:// or file:// URL, nor a "
@@ -305,8 +298,6 @@ def load_mirrors(manifest: Path | None = None) -> Mirrors:
 
 def describe(mirrors: Mirrors) -> Iterable[str]:
     """One line per rule, credentials removed (for ``lockenv info``)."""
-    from lockenv.http import redact_url
-
     for rule in mirrors.rules:
         targets = ", ".join(redact_url(m) for m in rule.mirrors)
         yield f"{rule.origin} -> {targets} ({rule.source})"

@@ -83,3 +83,45 @@ def test_a_deliberate_violation_breaks_its_contract(
     assert "BROKEN" in result.stdout
     # The run used the copy, not the installed package.
     assert "lockenv." in result.stdout
+
+
+# Modules of one layer may import each other (the base layer's `cache` uses `http`), which
+# the layers contract allows in both directions: a cycle between them is found here.
+_CYCLES = """
+import grimp
+graph = grimp.build_graph("lockenv", exclude_type_checking_imports=False)
+found = set()
+for module in sorted(graph.modules):
+    for imported in sorted(graph.find_modules_directly_imported_by(module)):
+        back = graph.find_shortest_chain(importer=imported, imported=module)
+        if back:
+            found.add(" -> ".join((module, *back)))
+print("\\n".join(sorted(found)))
+"""
+
+
+def _import_cycles(project: Path) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    result = subprocess.run(
+        [sys.executable, "-c", _CYCLES],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return result.stdout.split()
+
+
+def test_no_import_cycles() -> None:
+    pytest.importorskip("grimp")
+    assert _import_cycles(ROOT) == []
+
+
+def test_a_cycle_within_a_layer_is_found(tmp_path: Path) -> None:
+    pytest.importorskip("grimp")
+    project = _copy_project(tmp_path)
+    _append(project / "lockenv" / "mirrors.py", "from lockenv import http  # noqa")
+    cycles = " ".join(_import_cycles(project))
+    assert "lockenv.http" in cycles and "lockenv.mirrors" in cycles
