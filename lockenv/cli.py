@@ -247,8 +247,20 @@ def cmd_lock(args: argparse.Namespace) -> int:
         _OUT.note(f"{LOCK_NAME} is up to date")
         return 0
     outcome = workspace.lock(paths, _lock_options(args), dry_run=args.dry_run, say=_OUT.progress)
+    for line in workspace.build_notes(outcome.builds):
+        _OUT.note(f"note: {line}")
     if args.json:
-        print(json.dumps({"changes": outcome.changes, "written": outcome.written}, indent=2))
+        builds = [
+            {"environment": b.environment, "platform": b.platform, "name": b.name}
+            | {"version": b.version, "reason": b.reason}
+            for b in outcome.builds
+        ]
+        print(
+            json.dumps(
+                {"changes": outcome.changes, "written": outcome.written, "builds": builds},
+                indent=2,
+            )
+        )
     elif outcome.first and not args.dry_run:
         for name, env in sorted(outcome.lock.environments.items()):
             per_platform = ", ".join(
@@ -487,6 +499,7 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
         compile_bytecode=getattr(args, "compile", False),
         manifest=target.paths.manifest if target.paths is not None else None,
         allow_base_drift=getattr(args, "allow_base_drift", False),
+        no_build=getattr(args, "no_build", False),
     )
     report = workspace.sync(
         target,
@@ -738,6 +751,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="build on a base environment that changed since the lock (default: refuse)",
     )
+    p.add_argument(
+        "--no-build",
+        action="store_true",
+        help="refuse to build the lock's source distributions (wheels only)",
+    )
 
     p = command("run", cmd_run, "run a command in an environment (syncing it first)")
     _env_options(p)
@@ -784,6 +802,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        for line in exc.details:  # e.g. the tail of a build log, before the verdict
+            print(f"  | {line}", file=sys.stderr)
         # One line, whatever a library put into the message.
         print("error: " + re.sub(r"\s*\n\s*", " ", str(exc)), file=sys.stderr)
         return exc.exit_code

@@ -15,9 +15,14 @@ EXIT_FAILURE = 3
 
 
 class LockenvError(Exception):
-    """Root of every error lockenv reports to a user."""
+    """Root of every error lockenv reports to a user.
+
+    ``details`` are extra lines the CLI shows before the one-line message (the tail of a
+    build log, say); empty for almost every error.
+    """
 
     exit_code: int = EXIT_FAILURE
+    details: tuple[str, ...] = ()
 
 
 class UsageError(LockenvError):
@@ -97,6 +102,20 @@ class InstallError(LockenvError):
     """Materializing an environment failed; the previous environment is untouched."""
 
     exit_code = EXIT_FAILURE
+
+
+class BuildError(LockenvError):
+    """Building a source distribution (or asking its backend for metadata) failed.
+
+    ``details`` holds the tail of the build log; the message names the package and where
+    the whole log is.
+    """
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, log_tail: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.details = log_tail
 
 
 class OfflineError(LockenvError):

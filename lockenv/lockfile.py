@@ -113,6 +113,8 @@ class LockInputs:
     exclude_newer: str | None = None  # RFC 3339 UTC
     # The manifest's duration ("2 weeks") when exclude_newer was computed from one.
     exclude_newer_span: str | None = None
+    # [pypi-options] that differ from the default (wheels first): True or sorted names.
+    pypi_options: Mapping[str, bool | tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,6 +243,11 @@ def to_dict(lock: Lockfile) -> dict[str, Any]:
         inputs["exclude-newer"] = lock.inputs.exclude_newer
     if lock.inputs.exclude_newer_span is not None:
         inputs["exclude-newer-span"] = lock.inputs.exclude_newer_span
+    if lock.inputs.pypi_options:
+        inputs["pypi-options"] = {
+            key: value if isinstance(value, bool) else sorted(value)
+            for key, value in sorted(lock.inputs.pypi_options.items())
+        }
 
     environments: dict[str, Any] = {}
     for name in sorted(lock.environments):
@@ -544,6 +551,18 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
     for key, value in system.items():
         if not isinstance(value, str):
             problems.add(f"inputs.system-requirements.{key}", f"expected a string, got {value!r}")
+    pypi_options: dict[str, bool | tuple[str, ...]] = {}
+    raw_options = _get(raw_inputs, "pypi-options", dict, "inputs", problems, required=False) or {}
+    for key, value in raw_options.items():
+        where = f"inputs.pypi-options.{key}"
+        if key not in ("prefer-newest", "no-build", "no-binary"):
+            problems.add(where, "unknown key")
+        elif value is True:
+            pypi_options[key] = True
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            pypi_options[key] = tuple(value)
+        else:
+            problems.add(where, f"expected true or a list of names, got {value!r}")
     inputs = LockInputs(
         platforms=_str_list(raw_inputs, "platforms", "inputs", problems),
         channels=_str_list(raw_inputs, "channels", "inputs", problems),
@@ -557,6 +576,7 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
         exclude_newer_span=_get(
             raw_inputs, "exclude-newer-span", str, "inputs", problems, required=False
         ),
+        pypi_options=pypi_options,
     )
     _unknown_keys(
         raw_inputs,
@@ -569,6 +589,7 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
             "system-requirements",
             "exclude-newer",
             "exclude-newer-span",
+            "pypi-options",
         },
         "inputs",
         problems,

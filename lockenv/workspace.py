@@ -19,8 +19,9 @@ from lockenv.errors import LockfileError, StaleLockError, UsageError
 from lockenv.project import LOCK_NAME, ProjectPaths, locate
 
 if TYPE_CHECKING:
+    from lockenv.build.builder import SourceBuilder
     from lockenv.lock.manifest import Manifest
-    from lockenv.lock.resolve import LockOptions
+    from lockenv.lock.resolve import LockOptions, SourceBuild
     from lockenv.lockfile import Artifact, Lockfile
 
 Say = Callable[[str], None]
@@ -102,6 +103,7 @@ class LockOutcome:
     written: bool
     changes: list[str]
     first: bool  # there was no usable lock before
+    builds: tuple[SourceBuild, ...] = ()  # sdists locked: built at sync on their platform
 
 
 def lock(
@@ -129,13 +131,57 @@ def lock(
                 f"--update {', '.join(unknown)}: not in {LOCK_NAME}; check the spelling "
                 "(names of locked packages are listed by `lockenv list`)"
             )
-    new = lock_manifest(manifest, previous=previous, options=options, progress=say)
+    builds: list[SourceBuild] = []
+    with lock_builder(manifest, options, say) as builder:
+        new = lock_manifest(
+            manifest,
+            previous=previous,
+            options=options,
+            progress=say,
+            builder=builder,
+            on_build=builds.append,
+        )
     changes = diff_locks(previous, new).render(settings=False)
     written = False
     if not dry_run:
         written = write_lockfile(new, paths.lock)
         remember_fresh(paths)
-    return LockOutcome(lock=new, written=written, changes=changes, first=previous is None)
+    return LockOutcome(
+        lock=new,
+        written=written,
+        changes=changes,
+        first=previous is None,
+        builds=tuple(sorted(builds, key=lambda b: (b.environment, b.platform, b.name))),
+    )
+
+
+def build_notes(builds: tuple[SourceBuild, ...]) -> list[str]:
+    """One line per sdist a lock chose (its platforms together): what `lock` tells."""
+    platforms: dict[tuple[str, str, str], set[str]] = {}
+    for build in builds:
+        platforms.setdefault((build.name, build.version, build.reason), set()).add(build.platform)
+    return [
+        f"{name} {version} is built from source when synced on {', '.join(sorted(where))}: {reason}"
+        for (name, version, reason), where in sorted(platforms.items())
+    ]
+
+
+def lock_builder(manifest: Manifest, options: LockOptions, say: Say | None) -> SourceBuilder:
+    """What asks sdists' build backends for metadata while locking ``manifest``."""
+    from lockenv.build.builder import SourceBuilder
+    from lockenv.cache import default_cache_dir
+    from lockenv.lock.resolve import index_urls_for
+    from lockenv.mirrors import site_mirrors
+
+    return SourceBuilder(
+        cache_dir=options.cache_dir or default_cache_dir(),
+        index_urls=index_urls_for(manifest),
+        find_links=manifest.find_links,
+        offline=options.offline,
+        progress=say,
+        mirrors=site_mirrors().then(manifest.mirrors),
+        manifest=manifest.path,
+    )
 
 
 def record_requirements(paths: ProjectPaths, manifest: Manifest | None = None) -> bool:
@@ -349,6 +395,48 @@ def sync(
 
     lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
     require_env(lock, target.env)
-    return sync_environment(
-        lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
+    if sync_options.builder is not None or sync_options.no_build or not _has_sources(lock, target):
+        return sync_environment(
+            lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
+        )
+    from dataclasses import replace
+
+    with sync_builder(lock, sync_options, say) as builder:
+        return sync_environment(
+            lock,
+            lock_sha256,
+            target.env,
+            target.prefix,
+            replace(sync_options, builder=builder),
+            progress=say,
+        )
+
+
+def _has_sources(lock: Lockfile, target: SyncTarget) -> bool:
+    from lockenv.lockfile import PypiArtifact
+    from lockenv.platforms import current_platform
+
+    env = lock.environments[target.env]
+    urls = env.packages.get(current_platform(), ())
+    return any(
+        isinstance(a, PypiArtifact) and not a.is_wheel
+        for a in map(lock.artifacts.__getitem__, urls)
+    )
+
+
+def sync_builder(lock: Lockfile, sync_options: Any, say: Say | None) -> SourceBuilder:
+    """What builds a lock's sdists at sync: build environments come from the lock's
+    indexes (its build requirements are resolved then, not locked)."""
+    from lockenv.build.builder import SourceBuilder
+    from lockenv.cache import default_cache_dir
+    from lockenv.mirrors import load_mirrors
+
+    return SourceBuilder(
+        cache_dir=sync_options.cache_dir or default_cache_dir(),
+        index_urls=lock.inputs.indexes,
+        find_links=lock.inputs.find_links,
+        offline=sync_options.offline,
+        progress=say,
+        mirrors=load_mirrors(sync_options.manifest),
+        manifest=sync_options.manifest,
     )

@@ -63,6 +63,7 @@ __all__ = [
     "Feature",
     "Manifest",
     "PypiDependency",
+    "PypiOptions",
     "SystemRequirements",
     "check_conda_name",
     "check_conda_spec",
@@ -110,7 +111,9 @@ _TOP_KEYS = (
     "environments",
     "conda-pypi-map",
     "mirrors",
+    "pypi-options",
 )
+_PYPI_OPTION_KEYS = ("prefer-newest", "no-build", "no-binary")
 _FEATURE_KEYS = (
     "dependencies",
     "pypi-dependencies",
@@ -154,6 +157,57 @@ class SystemRequirements:
     macos: str | None = None
     cuda: str | None = None
     archspec: str | None = None
+
+
+NameSet = bool | frozenset[NormalizedName]
+"""A ``[pypi-options]`` value: every package (True), none (False) or these names."""
+
+
+def _applies(setting: NameSet, name: str) -> bool:
+    return setting is True or (isinstance(setting, frozenset) and name in setting)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PypiOptions:
+    """``[pypi-options]``: which files of a PyPI package a lock may choose.
+
+    The default is wheels first: on each platform the newest version with a compatible
+    wheel wins over newer releases that publish only an sdist (pip's ``--prefer-binary``),
+    and an sdist is locked only where no allowed version has a wheel.  ``prefer_newest``
+    takes the newest version even when it must be built (pip's and uv's default);
+    ``no_build`` never locks an sdist (wheels only); ``no_binary`` never locks a wheel.
+    Each is True (every package), False, or a set of normalized names.
+    """
+
+    prefer_newest: NameSet = False
+    no_build: NameSet = False
+    no_binary: NameSet = False
+
+    def wheels_first(self, name: str) -> bool:
+        """Whether a version with a wheel is tried before newer sdist-only versions."""
+        return not _applies(self.prefer_newest, name)
+
+    def may_build(self, name: str) -> bool:
+        """Whether an sdist of ``name`` may be locked (and so built)."""
+        return not _applies(self.no_build, name)
+
+    def may_use_wheel(self, name: str) -> bool:
+        """Whether a wheel of ``name`` may be locked."""
+        return not _applies(self.no_binary, name)
+
+    def as_inputs(self) -> dict[str, bool | list[str]]:
+        """The settings that differ from the default, as the lock records them."""
+        out: dict[str, bool | list[str]] = {}
+        for key, value in (
+            ("no-binary", self.no_binary),
+            ("no-build", self.no_build),
+            ("prefer-newest", self.prefer_newest),
+        ):
+            if value is True:
+                out[key] = True
+            elif value:
+                out[key] = sorted(value)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,6 +273,7 @@ class Manifest:
     conda_pypi_map: Mapping[str, NormalizedName] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    pypi_options: PypiOptions = field(default_factory=PypiOptions)
 
     def pypi_name_of(self, conda_name: str) -> NormalizedName:
         """The PyPI distribution a conda package of this name provides."""
@@ -521,6 +576,7 @@ class _Reader:
                 ("mirrors", key) if key else ("mirrors",), message
             ),
         )
+        pypi_options = self._pypi_options(top.get("pypi-options", {}))
         if name is None or channels is None or indexes is None or find_links is None:
             return None
         manifest = Manifest(
@@ -540,6 +596,7 @@ class _Reader:
             conda_pypi_map=MappingProxyType(conda_pypi_map),
             mirrors=mirrors,
             base_environment=base_environment,
+            pypi_options=pypi_options,
         )
         if not self.problems:
             for env in environments.values():
@@ -563,6 +620,38 @@ class _Reader:
             else:
                 mapping[conda_name] = canonicalize_name(pypi_name)
         return mapping
+
+    def _pypi_options(self, value: object) -> PypiOptions:
+        keys: tuple[Key, ...] = ("pypi-options",)
+        table = self.table(value, keys, _PYPI_OPTION_KEYS)
+        settings: dict[str, NameSet] = {}
+        for key in _PYPI_OPTION_KEYS:
+            if key not in table:
+                continue
+            raw = table[key]
+            if isinstance(raw, bool):
+                settings[key.replace("-", "_")] = raw
+                continue
+            if not isinstance(raw, list):
+                self.wrong_type((*keys, key), "true, false or an array of package names", raw)
+                continue
+            items = self.string_list(raw, (*keys, key))
+            names: set[NormalizedName] = set()
+            for index, item in items or []:
+                if _DIST_NAME.fullmatch(item):
+                    names.add(canonicalize_name(item))
+                else:
+                    self.add((*keys, key, index), f"invalid distribution name {item!r}")
+            settings[key.replace("-", "_")] = frozenset(names)
+        options = PypiOptions(**settings)
+        both = _overlap(options.no_build, options.no_binary)
+        if both:
+            self.add(
+                keys,
+                f"no-build and no-binary both name {both}: a package needs a wheel or an "
+                "sdist it may build; remove it from one of them",
+            )
+        return options
 
     def _project_name(self, project: dict[str, Any], pep621: dict[str, Any] | None) -> str | None:
         if "name" in project:
@@ -1007,6 +1096,16 @@ class _Reader:
         ordered = {DEFAULT_FEATURE: environments.pop(DEFAULT_FEATURE)}
         ordered.update(sorted(environments.items()))
         return ordered
+
+
+def _overlap(a: NameSet, b: NameSet) -> str:
+    """What two ``[pypi-options]`` settings have in common, for a message ("" if nothing)."""
+    if a is True and b is True:
+        return "every package"
+    names_a = a if isinstance(a, frozenset) else frozenset()
+    names_b = b if isinstance(b, frozenset) else frozenset()
+    common = names_b if a is True else names_a if b is True else names_a & names_b
+    return ", ".join(sorted(common))
 
 
 def _is_local_path(text: str) -> bool:

@@ -47,6 +47,7 @@ def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
             dict(actual.system_requirements),
         ),
         *_exclude_newer_inputs(expected, actual),
+        ("pypi-options", dict(expected.pypi_options), dict(actual.pypi_options)),
     ):
         if want != have:
             reasons.append(f"{label} changed: the manifest has {want!r}, the lock {have!r}")

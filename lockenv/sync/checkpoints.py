@@ -24,6 +24,7 @@ STAGES = (
     "unpack:working",  # an archive is unpacked in a work directory, not yet published
     "unpack:published",  # an unpacked tree was published in the cache (each artifact)
     "staging:created",  # the empty staging directory beside the prefix exists
+    "staging:built",  # one sdist or source tree is built into a wheel (each source)
     "staging:linked",  # one package is linked into the staging tree (each package)
     "staging:complete",  # the staging tree and its state file are complete
     "swap:halfway",  # the non-atomic swap moved the old prefix away, not the new one in

@@ -9,6 +9,11 @@ packages makes a conda prefix: the packages linked in dependency order
 wheels, if any, installed into the conda Python's site-packages with launchers for
 ``<prefix>/bin/python``.  Package scripts (post-link...) are never run.
 
+Source distributions (and source trees) are built after the staging tree has its
+interpreter, with that interpreter, by the `WheelBuilder` the caller hands over in
+`SyncOptions` (`lockenv.sync.pypi.sources`); the wheel is checked against the lock and
+installed like any other.  A failed build leaves the previous environment as it was.
+
 One orchestration function, `sync_environment`.  The environment is rebuilt completely in
 a staging directory beside the prefix (same filesystem; every absolute path written
 already names the final prefix), then exchanged with the prefix in one atomic step
@@ -32,7 +37,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,6 +69,7 @@ if TYPE_CHECKING:
     )
     from lockenv.sync.conda.install import InstalledConda, UnpackedConda
     from lockenv.sync.guard import PrefixGuard
+    from lockenv.sync.pypi.sources import WheelBuilder
     from lockenv.sync.pypi.wheel import InstalledDist, UnpackedWheel
     from lockenv.sync.venv import EnvLayout
 
@@ -104,6 +110,8 @@ class SyncOptions:
     machine's, `lockenv.mirrors`); read only when something must be downloaded.
     ``allow_base_drift``: build on a base environment that changed since the lock (with a
     warning) instead of refusing.
+    ``builder``: builds the lock's sdists into wheels (none: a lock with sdists is refused);
+    ``no_build``: refuse to build even with a builder (``sync --no-build``).
     """
 
     link_mode: str = "hardlink"
@@ -115,6 +123,8 @@ class SyncOptions:
     bundle: Path | None = None
     manifest: Path | None = None
     allow_base_drift: bool = False
+    builder: WheelBuilder | None = None
+    no_build: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -378,13 +388,6 @@ def _split_artifacts(
     artifacts = lock.packages_for(env_name, platform)
     conda = [a for a in artifacts if isinstance(a, CondaArtifact)]
     pypi = [a for a in artifacts if isinstance(a, PypiArtifact)]
-    sdists = sorted(f"{a.name} ({a.filename})" for a in pypi if not a.is_wheel)
-    if sdists:
-        raise InstallError(
-            f"environment {env_name!r} locks source distributions: {', '.join(sdists)}; "
-            "lockenv installs wheels only (building would run package code): lock a version "
-            "that has a wheel for this platform"
-        )
     if conda and pypi and not any(a.name == "python" for a in conda):
         raise InstallError(
             f"environment {env_name!r} has conda packages and PyPI packages but no conda "
@@ -392,6 +395,26 @@ def _split_artifacts(
             "run `lockenv lock`"
         )
     return conda, pypi
+
+
+def _check_buildable(
+    sources: list[PypiArtifact], env_name: str, platform: str, options: SyncOptions
+) -> None:
+    """Refuse, before anything is done, sources that this sync may not build."""
+    if not sources:
+        return
+    listed = ", ".join(sorted(f"{a.name} {a.version} ({a.filename})" for a in sources))
+    if options.no_build:
+        raise InstallError(
+            f"environment {env_name!r} locks source distributions for {platform}: {listed}; "
+            "--no-build forbids building them: sync without --no-build, or lock wheels only "
+            "([pypi-options] no-build = true)"
+        )
+    if options.builder is None:
+        raise InstallError(
+            f"environment {env_name!r} locks source distributions for {platform}: {listed}; "
+            "this sync cannot build them"
+        )
 
 
 _SPEC_NAME = re.compile(r"[\s=<>!~\[]")
@@ -510,6 +533,65 @@ def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path, final: Pat
     checkpoint("unpack:working")
     cache.publish_dir(work, final)
     checkpoint("unpack:published")
+
+
+def _build_all(
+    sources: list[PypiArtifact],
+    archives: Mapping[str, Path],
+    builder: WheelBuilder,
+    cache: Cache,
+    *,
+    python: Path,
+    python_version: str,
+) -> list[tuple[PypiArtifact, UnpackedWheel]]:
+    """Each locked sdist built into a wheel for ``python``, checked against the lock and
+    unpacked in the cache (by the built wheel's own sha256)."""
+    from lockenv.cache import hash_file
+    from lockenv.lockfile import PypiArtifact
+    from lockenv.sync.pypi.sources import BuildRequest, check_built_wheel
+    from lockenv.sync.pypi.wheel import UnpackedWheel
+
+    built: list[tuple[PypiArtifact, UnpackedWheel]] = []
+    for artifact in sources:
+        request = BuildRequest(
+            name=artifact.name,
+            version=artifact.version,
+            python=python,
+            python_version=python_version,
+            archive=archives[artifact.sha256],
+            archive_sha256=artifact.sha256,
+        )
+        wheel = builder.build_wheel(request)
+        check_built_wheel(
+            wheel,
+            name=artifact.name,
+            version=artifact.version,
+            requires_dist=artifact.requires_dist,
+            requires_python=artifact.requires_python,
+            label=request.label,
+        )
+        digest, size = hash_file(wheel)
+        as_wheel = PypiArtifact(
+            name=artifact.name,
+            version=artifact.version,
+            filename=wheel.name,
+            url=wheel.as_uri(),
+            sha256=digest,
+            size=size,
+        )
+        entry, state = _trusted_entry(cache, as_wheel)
+        unpacked = _load_unpacked(entry, as_wheel) if state == "ok" else None
+        if unpacked is None:
+            _ensure_unpacked(cache, as_wheel, wheel, entry)
+            unpacked = _load_unpacked(entry, as_wheel)
+        if not isinstance(unpacked, UnpackedWheel):
+            raise InstallError(
+                f"{wheel.name}: the unpacked cache entry {str(entry)!r} is unusable; run "
+                "`lockenv cache clean` and sync again"
+            )
+        built.append((artifact, unpacked))
+        checkpoint("staging:built")
+    return built
 
 
 def _install_all(
@@ -644,6 +726,8 @@ def sync_environment(
     _check_not_a_symlink(prefix)
     environment = lock.environment(env_name)
     conda, pypi = _split_artifacts(lock, env_name, platform)
+    sources = [a for a in pypi if not a.is_wheel]
+    _check_buildable(sources, env_name, platform, options)
     artifacts: list[Artifact] = [*conda, *pypi]
     kind = "conda" if conda else "venv"
     # A conda environment's Python is its `python` package ("" when it has none).
@@ -731,7 +815,8 @@ def sync_environment(
             entries = {sha: future.result() for sha, future in checking.items()}
         checkpoint("fetch:done")
         cache.clean_stale_temp()
-        unpacked = _unpack_all(cache, artifacts, fetched.paths, options.jobs, note, entries)
+        ready: list[Artifact] = [*conda, *(a for a in pypi if a.is_wheel)]
+        unpacked = _unpack_all(cache, ready, fetched.paths, options.jobs, note, entries)
         by_sha = {a.sha256: u for a, u in unpacked}
         from lockenv.lockfile import PypiArtifact
         from lockenv.sync.pypi.wheel import UnpackedWheel
@@ -777,6 +862,24 @@ def sync_environment(
                 python_executable = layout.prefix_python if conda_python else ""
                 staged_python = staging / os.path.relpath(layout.prefix_python, prefix)
                 bytecode_python = staged_python if conda_python else None
+            if sources:
+                assert options.builder is not None
+                # The environment's own interpreter (in a conda env, the staged one).
+                build_python = (
+                    interpreter.executable
+                    if interpreter is not None
+                    else staging / os.path.relpath(layout.prefix_python, prefix)
+                )
+                built = _build_all(
+                    sources,
+                    fetched.paths,
+                    options.builder,
+                    cache,
+                    python=build_python,
+                    python_version=python_full,
+                )
+                order = {a.sha256: i for i, a in enumerate(pypi)}
+                wheels = sorted([*wheels, *built], key=lambda item: order[item[0].sha256])
             requested = _requested_names(environment)
             guard.protect_interpreter()  # no wheel may replace it
             installed = _install_all(wheels, layout, guard, requested, lock)
@@ -829,7 +932,9 @@ def sync_environment(
                     packages=tuple(packages),
                     kind=kind,
                     conda_dist_infos=tuple(sorted(conda_dist_infos)),
-                    cache_entries=_entries_linked(unpacked) if link_mode == "symlink" else (),
+                    cache_entries=(
+                        _entries_linked([*unpacked, *wheels]) if link_mode == "symlink" else ()
+                    ),
                     base_prefix=base.prefix if base is not None else "",
                     base_digest=base.digest if base is not None else "",
                 ),
@@ -853,14 +958,16 @@ def sync_environment(
     )
 
 
-def _entries_linked(unpacked: list[tuple[Artifact, Unpacked]]) -> tuple[str, ...]:
+def _entries_linked(unpacked: Sequence[tuple[object, Unpacked]]) -> tuple[str, ...]:
     """The cache entry directories an environment in link mode "symlink" points into."""
     from lockenv.sync.pypi.wheel import UnpackedWheel
 
     return tuple(
         sorted(
-            str((u.files_dir if isinstance(u, UnpackedWheel) else u.directory).parent)
-            for _a, u in unpacked
+            {
+                str((u.files_dir if isinstance(u, UnpackedWheel) else u.directory).parent)
+                for _a, u in unpacked
+            }
         )
     )
 
