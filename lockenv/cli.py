@@ -105,6 +105,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     from lockenv.lock.manifest_edit import init_manifest_text
     from lockenv.platforms import current_platform, get_platform
 
+    pyproject = _project_pyproject(args)
+    if pyproject is not None:
+        return _init_pyproject(args, pyproject)
     target = Path(args.manifest or "lockenv.toml")
     if target.is_dir():
         target = target / "lockenv.toml"
@@ -137,6 +140,93 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _project_pyproject(args: argparse.Namespace) -> Path | None:
+    """The pyproject.toml whose [project] `init` configures lockenv in, if any: the one
+    `--from` names, else the current directory's (unless --manifest names another file)."""
+    from lockenv.lock.manifest_edit import pyproject_project
+
+    if args.from_file:
+        candidate = Path(args.from_file)
+        return candidate if candidate.name == "pyproject.toml" else None
+    candidate = Path(args.manifest) if args.manifest else Path("pyproject.toml")
+    if candidate.is_dir():
+        candidate = candidate / "pyproject.toml"
+    if candidate.name != "pyproject.toml" or not candidate.is_file():
+        return None
+    return candidate if pyproject_project(candidate.read_text(encoding="utf-8")) else None
+
+
+def _init_pyproject(args: argparse.Namespace, pyproject: Path) -> int:
+    """`init` in a project: [tool.lockenv] in its pyproject.toml, the project itself
+    locked editable, its extras and dependency groups as features and environments."""
+    from lockenv.lock.manifest_edit import init_pyproject_text, pyproject_project
+    from lockenv.platforms import current_platform, get_platform
+
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {str(pyproject)!r}: {exc.strerror or exc}") from None
+    project = pyproject_project(text)
+    if project is None:
+        raise UsageError(f"{str(pyproject)!r} has no [project] table; nothing to lock")
+    platforms = args.platform or [current_platform()]
+    for platform in platforms:
+        get_platform(platform)
+    new = init_pyproject_text(
+        text,
+        path=pyproject,
+        platforms=platforms,
+        channels=args.channel or [],
+        requires_python=args.requires_python or _python_for(project.get("requires-python")),
+        indexes=args.index or [],
+    )
+    pyproject.write_text(new, encoding="utf-8")
+    _OUT.note(f"wrote [tool.lockenv] into {pyproject} (the project is installed editable)")
+    return 0
+
+
+def _python_for(requires_python: object) -> str:
+    """``==X.Y.*`` for the running Python when the project admits it, else for the lowest
+    Python 3 it admits (a PyPI-only environment is locked for one Python)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import Version
+
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        allowed = SpecifierSet(str(requires_python or ""))
+    except InvalidSpecifier:
+        return f"=={running}.*"
+    if allowed.contains(Version(f"{running}.0"), prereleases=True) or not str(allowed):
+        return f"=={running}.*"
+    for minor in range(8, 20):
+        if allowed.contains(Version(f"3.{minor}.0"), prereleases=True):
+            return f"==3.{minor}.*"
+    return f"=={running}.*"
+
+
+def _path_requirement(spec: str) -> Any:
+    """``name @ file:...`` for a project directory named on the command line (`add --pypi
+    .`), its name read from its pyproject.toml (or its build backend, at lock)."""
+    from packaging.requirements import Requirement
+
+    from lockenv.lock.manifest_edit import pyproject_project
+
+    directory = Path(spec).resolve()
+    try:
+        project = pyproject_project((directory / "pyproject.toml").read_text(encoding="utf-8"))
+    except OSError:
+        project = None
+    name = project.get("name") if project else None
+    if not isinstance(name, str):
+        raise UsageError(
+            f"{spec!r}: no pyproject.toml with a [project] name there; add it as "
+            "'NAME @ file:///path/to/it' instead"
+        )
+    from packaging.utils import canonicalize_name
+
+    return Requirement(f"{canonicalize_name(name)} @ {directory.as_uri()}")
+
+
 def _edit_manifest(args: argparse.Namespace, edit: Callable[[str, bool], str]) -> int:
     from lockenv import workspace
     from lockenv.lock.manifest import parse_manifest
@@ -167,15 +257,24 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.pypi:
         requirements = []
         for spec in args.specs:
+            if spec in (".", "..") or spec.startswith(("./", "../", "/", "~")):
+                requirements.append(_path_requirement(spec))
+                continue
             try:
                 requirements.append(Requirement(spec))
             except InvalidRequirement as exc:
                 reason = str(exc).splitlines()[0]
                 raise UsageError(f"{spec!r} is not a PEP 508 requirement: {reason}") from None
+        root = _paths(args).root
 
         def edit(text: str, in_pyproject: bool) -> str:
             return manifest_edit.add_pypi_dependencies(
-                text, requirements, feature=args.feature, in_pyproject=in_pyproject
+                text,
+                requirements,
+                feature=args.feature,
+                in_pyproject=in_pyproject,
+                root=root,
+                editable=args.editable,
             )
     else:
         specs = [_split_conda_spec(s) for s in args.specs]
@@ -460,12 +559,22 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         platforms=args.platform or (),
         offline=args.offline,
         progress=_OUT.progress,
+        built_wheels=args.built_wheels,
     )
     _OUT.note(
         f"bundled {report.artifacts} artifacts ({_size(report.size)}, "
         f"{report.downloaded} downloaded) for {', '.join(report.environments)} on "
         f"{', '.join(report.platforms)}: {report.path}"
     )
+    if report.built:
+        from lockenv.platforms import current_platform
+
+        _OUT.note(f"with {report.built} wheels built here for {current_platform()}")
+    if report.sources:
+        _OUT.note(
+            f"not bundled (source trees, not archives): {', '.join(report.sources)}; a sync "
+            "from the bundle builds them from the project directory or git"
+        )
     return 0
 
 
@@ -630,7 +739,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = command("init", cmd_init, "create a lockenv.toml in the current directory")
+    p = command(
+        "init",
+        cmd_init,
+        "create a lockenv.toml here, or [tool.lockenv] in the pyproject.toml of a project",
+    )
     p.add_argument("--platform", action="append", metavar="P")
     p.add_argument("--channel", action="append", metavar="C")
     p.add_argument("--index", action="append", metavar="URL")
@@ -640,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--from",
         dest="from_file",
         metavar="FILE",
-        help="import requirements.txt or environment.yml",
+        help="import requirements.txt or environment.yml, or lock a pyproject.toml project",
     )
 
     for name, handler, text in (
@@ -649,7 +762,15 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = command(name, handler, text)
         p.add_argument("specs" if name == "add" else "names", nargs="+", metavar="SPEC")
-        p.add_argument("--pypi", action="store_true", help="PyPI packages (PEP 508)")
+        p.add_argument(
+            "--pypi",
+            action="store_true",
+            help="PyPI packages (PEP 508, or a project directory such as .)",
+        )
+        if name == "add":
+            p.add_argument(
+                "--editable", action="store_true", help="path dependencies install editable"
+            )
         p.add_argument("--feature", metavar="F")
         p.add_argument("--no-lock", action="store_true", help="edit the manifest only")
 
@@ -718,6 +839,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", action="append", metavar="P", help="default: every locked one")
     p.add_argument("--lock", metavar="FILE", help="bundle this lockfile (default: the project's)")
     p.add_argument("--offline", action="store_true", help="take artifacts from the cache only")
+    p.add_argument(
+        "--built-wheels",
+        action="store_true",
+        help="also bundle the wheels built here from sdists and git sources (for this platform)",
+    )
 
     p = command(
         "merge-driver",

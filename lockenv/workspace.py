@@ -307,15 +307,21 @@ def locked_packages(lock: Lockfile, env: str, platform: str) -> list[dict[str, A
 
 
 def _row(artifact: Artifact) -> dict[str, Any]:
+    from lockenv.lockfile import PypiSource
+
     row: dict[str, Any] = {
         "name": artifact.name,
         "version": artifact.version,
         "kind": artifact.kind,
         "filename": artifact.filename,
-        "url": artifact.url,
-        "sha256": artifact.sha256,
-        "size": artifact.size,
     }
+    if isinstance(artifact, PypiSource):
+        # A source tree: no archive, so no URL, sha256 or size.
+        source = {"path": artifact.path, "editable": artifact.editable or None}
+        source |= {"git": artifact.git, "commit": artifact.commit}
+        row.update({k: v for k, v in source.items() if v is not None})
+        return row
+    row.update({"url": artifact.url, "sha256": artifact.sha256, "size": artifact.size})
     if artifact.kind == "conda":
         row["build"] = getattr(artifact, "build", None)
     return row
@@ -390,17 +396,19 @@ def sync(
     lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
     if is_up_to_date(target.prefix, lock_sha256, target.env):
         return None
+    from dataclasses import replace
+
     from lockenv.lockfile import loads
     from lockenv.sync.materialize import sync_environment
 
     lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
     require_env(lock, target.env)
+    # Path dependencies are relative to the lock's directory.
+    sync_options = replace(sync_options, project_root=target.lock_path.parent)
     if sync_options.builder is not None or sync_options.no_build or not _has_sources(lock, target):
         return sync_environment(
             lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
         )
-    from dataclasses import replace
-
     with sync_builder(lock, sync_options, say) as builder:
         return sync_environment(
             lock,
@@ -413,14 +421,15 @@ def sync(
 
 
 def _has_sources(lock: Lockfile, target: SyncTarget) -> bool:
-    from lockenv.lockfile import PypiArtifact
+    """Whether the environment pins sdists or source trees here (something to build)."""
+    from lockenv.lockfile import CondaArtifact, PypiArtifact
     from lockenv.platforms import current_platform
 
     env = lock.environments[target.env]
-    urls = env.packages.get(current_platform(), ())
+    keys = env.packages.get(current_platform(), ())
     return any(
-        isinstance(a, PypiArtifact) and not a.is_wheel
-        for a in map(lock.artifacts.__getitem__, urls)
+        not isinstance(a, CondaArtifact) and not (isinstance(a, PypiArtifact) and a.is_wheel)
+        for a in map(lock.artifacts.__getitem__, keys)
     )
 
 
@@ -439,4 +448,5 @@ def sync_builder(lock: Lockfile, sync_options: Any, say: Say | None) -> SourceBu
         progress=say,
         mirrors=load_mirrors(sync_options.manifest),
         manifest=sync_options.manifest,
+        bundle=sync_options.bundle,
     )

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from lockenv.sync.pypi.sources import BuildRequest
     from lockenv.sync.venv import Interpreter
 
-__all__ = ["SourceBuilder"]
+__all__ = ["SourceBuilder", "cache_key"]
 
 Progress = Callable[[str], None]
 _RECORD = "built.json"
@@ -59,11 +59,13 @@ class SourceBuilder:
         progress: Progress | None = None,
         mirrors: Mirrors | None = None,
         manifest: Path | None = None,
+        bundle: Path | None = None,
     ) -> None:
         from lockenv.cache import Cache
 
         self.cache: Cache = Cache(cache_dir)
         self.progress = progress
+        self.bundle = bundle  # a bundle that may carry the wheels built here before
         self.environments = BuildEnvironments(
             cache_dir=cache_dir,
             index_urls=index_urls,
@@ -109,6 +111,26 @@ class SourceBuilder:
                     f"{filename}: the build backend wrote no {dist_info}/METADATA ({exc})"
                 ) from None
 
+    def tree_metadata(self, tree: Path, *, label: str, in_place: bool) -> bytes:
+        """Core metadata of the source tree ``tree`` (a path or git dependency) as its
+        build backend tells it; built in a copy unless ``in_place`` (the user's own)."""
+        from lockenv.sync.venv import find_interpreter
+
+        interpreter = find_interpreter(_running_major_minor())
+        self._say(f"asking the build backend of {label} for its metadata")
+        with self._work(label) as work:
+            if not in_place:
+                tree = _copy_tree(tree, work / "src")
+            backend = self._backend(tree, interpreter, work, label=label, editable=False)
+            (work / "meta").mkdir()
+            dist_info = backend.call("prepare_metadata_for_build_wheel", str(work / "meta"))
+            try:
+                return (work / "meta" / str(dist_info) / "METADATA").read_bytes()
+            except OSError as exc:
+                raise BuildError(
+                    f"{label}: the build backend wrote no {dist_info}/METADATA ({exc})"
+                ) from None
+
     # -- the sync side: wheels --------------------------------------------------------
 
     def build_wheel(self, request: BuildRequest) -> Path:
@@ -117,19 +139,24 @@ class SourceBuilder:
         from lockenv.sync.venv import Interpreter
 
         interpreter = Interpreter(executable=request.python, version=request.python_version)
-        entry = self._cache_entry(request, interpreter)
+        key = cache_key(request, interpreter)
+        entry = None if key is None else self.cache.root / "built" / key[0][:2] / "/".join(key)
         if entry is not None:
             cached = _cached_wheel(entry)
             if cached is not None:
                 return cached
             self.cache.discard(entry)  # damaged or half-written: built again below
+            assert key is not None
+            bundled = self._from_bundle(key)
+            if bundled is not None:
+                return _publish(self.cache, bundled, entry, copy=True)
         self._say(f"building {request.label} from source")
         with self._work(request.name) as work:
             if request.archive is not None:
                 tree = unpack_sdist(request.archive, work / "src", label=request.label)
             else:
                 assert request.tree is not None
-                tree = request.tree
+                tree = request.tree if request.in_place else _copy_tree(request.tree, work / "src")
             backend = self._backend(
                 tree, interpreter, work, label=request.label, editable=request.editable
             )
@@ -183,19 +210,52 @@ class SourceBuilder:
 
             remove_tree(work)
 
-    def _cache_entry(self, request: BuildRequest, interpreter: Interpreter) -> Path | None:
-        if request.editable:
-            return None  # points at one checkout on one machine
-        if request.archive_sha256 is not None:
-            key = request.archive_sha256
-        elif request.source_id:
-            key = f"{request.name}-{request.source_id}"
-        else:
-            return None  # a local tree: its content is not hashed, so never cached
-        from lockenv.platforms import current_platform
+    def _from_bundle(self, key: tuple[str, str]) -> Path | None:
+        """The wheel a bundle carries for this source and target (hash-checked later)."""
+        if self.bundle is None:
+            return None
+        from lockenv.sync.bundle_source import read_bundle
 
-        target = f"{interpreter.implementation}-{interpreter.major_minor}-{current_platform()}"
-        return self.cache.root / "built" / key[:2] / key / target
+        bundle = read_bundle(self.bundle)
+        sha256 = bundle.built.get("/".join(key))
+        wheel = None if sha256 is None else bundle.path_of(sha256)
+        if wheel is None:
+            return None
+        from lockenv.cache import hash_file
+        from lockenv.errors import IntegrityError
+
+        digest, _ = hash_file(wheel)
+        if digest != sha256:
+            raise IntegrityError(
+                f"{wheel.name}: the bundled built wheel is corrupt: expected sha256 {sha256}, "
+                f"got {digest}; build the bundle again with `lockenv bundle --built-wheels`"
+            )
+        return wheel
+
+
+def cache_key(request: BuildRequest, interpreter: Interpreter) -> tuple[str, str] | None:
+    """``(source, target)`` a built wheel is cached (and bundled) under: the sdist's sha256
+    or the git source, and ``<implementation>-<X.Y>-<platform>``; None when the wheel is
+    not reusable (an editable, or a local tree whose content is not hashed)."""
+    if request.editable:
+        return None  # points at one checkout on one machine
+    if request.archive_sha256 is not None:
+        key = request.archive_sha256
+    elif request.source_id:
+        key = f"{request.name}-{request.source_id}"
+    else:
+        return None
+    from lockenv.platforms import current_platform
+
+    target = f"{interpreter.implementation}-{interpreter.major_minor}-{current_platform()}"
+    return key, target
+
+
+def _copy_tree(tree: Path, dest: Path) -> Path:
+    """A copy of ``tree`` to build in (a build writes into its tree; the cache's git
+    checkouts stay as they were).  Symlinks are copied as links."""
+    shutil.copytree(tree, dest, symlinks=True)
+    return dest
 
 
 def _running_major_minor() -> str:
@@ -219,8 +279,9 @@ def _cached_wheel(entry: Path) -> Path | None:
     return wheel
 
 
-def _publish(cache: Cache, built: Path, entry: Path) -> Path:
-    """Move ``built`` into the cache entry ``entry`` (one rename) and return its path.
+def _publish(cache: Cache, built: Path, entry: Path, *, copy: bool = False) -> Path:
+    """Move (or ``copy``) ``built`` into the cache entry ``entry`` (one rename) and return
+    its path.
 
     When another process published the entry first, its wheel is used: built from the
     same sdist for the same interpreter and platform, it is as good as ours.
@@ -229,7 +290,10 @@ def _publish(cache: Cache, built: Path, entry: Path) -> Path:
 
     digest, size = hash_file(built)
     staged = cache.make_temp_dir("built")
-    shutil.move(built, staged / built.name)
+    if copy:
+        shutil.copyfile(built, staged / built.name)
+    else:
+        shutil.move(built, staged / built.name)
     record = {"filename": built.name, "sha256": digest, "size": size}
     (staged / _RECORD).write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
     cache.publish_dir(staged, entry)

@@ -142,9 +142,9 @@ class BuildEnvironments:
                     name="build", python=interpreter.major_minor, packages={platform: urls}
                 )
             },
-            artifacts={a.url: a for a in artifacts},
+            artifacts={a.key: a for a in artifacts},
         )
-        identity = hashlib.sha256("\n".join(a.sha256 for a in artifacts).encode()).hexdigest()
+        identity = hashlib.sha256("\n".join(urls).encode()).hexdigest()
         sync_environment(
             lock,
             identity,

@@ -38,6 +38,7 @@ from lockenv.lockfile import (
     Lockfile,
     LockInputs,
     PypiArtifact,
+    PypiSource,
     sequence_of_urls,
 )
 from lockenv.platforms import (
@@ -56,8 +57,10 @@ if TYPE_CHECKING:
     from lockenv.lock.conda.matchspec import MatchSpec
     from lockenv.lock.conda.repodata import ChannelClient, RepoRecord
     from lockenv.lock.manifest import CondaDependency, EnvironmentSpec, Manifest, PypiOptions
+    from lockenv.lock.manifest import PypiSource as ManifestSource
     from lockenv.lock.pypi.index import DistFile, PackageIndex
     from lockenv.lock.pypi.metadata import MetadataBuilder, MetadataFetcher
+    from lockenv.lock.pypi.sources import PreparedSource
 
 Progress = Callable[[str], None]
 
@@ -178,7 +181,26 @@ def lock_manifest(
     ):
         # Every direct requirement's page is needed by every run: ask for all at once.
         index.prefetch(
-            {canonicalize_name(d.name) for job in jobs for d in job.env.pypi_dependencies}
+            {
+                canonicalize_name(d.name)
+                for job in jobs
+                for d in job.env.pypi_dependencies
+                if d.source is None
+            }
+        )
+        from lockenv.lock.pypi.sources import prepare_sources
+
+        # Path, git and URL dependencies: prepared once, whatever platforms need them.
+        sources = prepare_sources(
+            [d for job in jobs for d in job.env.pypi_dependencies],
+            root=manifest.root,
+            http=http,
+            fetcher=metadata,
+            builder=builder,
+            cache_dir=cache_dir,
+            previous=previous,
+            update=options.update,
+            update_all=options.update_all,
         )
         resolver = _Resolver(
             index=index,
@@ -191,6 +213,7 @@ def lock_manifest(
             exclude_newer=manifest.exclude_newer,
             pypi_name_of=manifest.pypi_name_of,
             pypi_options=manifest.pypi_options,
+            sources=sources,
         )
         with ThreadPoolExecutor(max_workers=max(1, min(options.jobs, len(jobs)))) as pool:
             results = list(pool.map(resolver.resolve_job, jobs))
@@ -204,7 +227,7 @@ def lock_manifest(
             for build in pins.builds:
                 on_build(build)
         for artifact in pins.artifacts:
-            artifacts.setdefault(artifact.url, artifact)
+            artifacts.setdefault(artifact.key, artifact)
         environments.setdefault(job.env.name, {})[job.platform] = sequence_of_urls(pins.artifacts)
         pythons[job.env.name] = pins.python
         bases[job.env.name] = pins.base
@@ -261,6 +284,7 @@ class _Resolver:
         exclude_newer: datetime | None,
         pypi_name_of: Callable[[str], NormalizedName],
         pypi_options: PypiOptions,
+        sources: Mapping[tuple[NormalizedName, ManifestSource], PreparedSource],
     ) -> None:
         self.index = index
         self.metadata = metadata
@@ -272,6 +296,7 @@ class _Resolver:
         self.exclude_newer = exclude_newer
         self.pypi_name_of = pypi_name_of
         self.pypi_options = pypi_options
+        self.sources = sources
         self._channel_client: ChannelClient | None = None
         self._client_lock = threading.Lock()
         self._bases = BaseReader()
@@ -323,7 +348,7 @@ class _Resolver:
                     continue
         else:
             python = python_target(job.env.requires_python)
-        pypi: list[PypiArtifact] = []
+        pypi: list[PypiArtifact | PypiSource] = []
         builds: list[SourceBuild] = []
         if job.env.pypi_dependencies:
             pypi, builds = self.resolve_pypi(job, python, provided)
@@ -340,7 +365,7 @@ class _Resolver:
         base = self._bases.read(path)
         raise_if(base_problems(job.env, job.platform, base), job.env.name)
         python = Version(base.python)
-        pypi: list[PypiArtifact] = []
+        pypi: list[PypiArtifact | PypiSource] = []
         builds: list[SourceBuild] = []
         if job.env.pypi_dependencies:
             pypi, builds = self.resolve_pypi(
@@ -434,7 +459,9 @@ class _Resolver:
         provided: Mapping[NormalizedName, Version],
         *,
         provided_by: str = "conda",
-    ) -> tuple[list[PypiArtifact], list[SourceBuild]]:
+    ) -> tuple[list[PypiArtifact | PypiSource], list[SourceBuild]]:
+        from lockenv.lock.pypi.sources import sources_of
+
         if self.progress:
             self.progress(f"resolving {job.env.name} for {job.platform} (Python {python})")
         system = job.env.system_requirements
@@ -452,6 +479,7 @@ class _Resolver:
             provided=provided,
             provided_by=provided_by,
             what=f"environment {job.env.name!r}",
+            sources=sources_of(self.sources, job.env.pypi_dependencies),
         )
         return artifacts, [
             SourceBuild(
@@ -498,8 +526,11 @@ def resolve_pypi(
     provided: Mapping[NormalizedName, Version] | None = None,
     provided_by: str = "conda",
     what: str,
-) -> tuple[list[PypiArtifact], list[tuple[str, str, str]]]:
+    sources: Mapping[NormalizedName, PreparedSource] | None = None,
+) -> tuple[list[PypiArtifact | PypiSource], list[tuple[str, str, str]]]:
     """Pin ``direct`` (and what it needs) for CPython ``python`` on ``platform``.
+
+    ``sources`` are the path, git and URL dependencies among them, prepared.
 
     Returns the artifacts, sorted by name, and ``(name, version, why)`` for each sdist
     among them.  ``what`` names the requirements in errors ("environment 'default'").
@@ -525,6 +556,7 @@ def resolve_pypi(
         preferences=preferences,
         provided=provided,
         options=options,
+        sources=sources,
     )
     requirements: list[Req] = []
     for requirement in applicable:
@@ -550,12 +582,30 @@ def resolve_pypi(
         ),
         key=lambda f: f.name,
     )
-    artifacts = [_pypi_artifact(file, provider, http) for file in files]
+    artifacts: list[PypiArtifact | PypiSource] = [
+        _pypi_artifact(file, provider, http) for file in files
+    ]
+    artifacts += sorted(
+        (
+            candidate.source.artifact
+            for identifier, candidate in result.mapping.items()
+            if candidate.extra is None and candidate.source is not None
+        ),
+        key=lambda a: a.name,
+    )
     builds = [
         (str(f.name), str(f.version), _build_reason(f, provider, glibc=glibc, macos=macos))
         for f in files
         if not f.is_wheel
     ]
+    for artifact in artifacts:
+        # A path dependency is the user's own tree: building it goes without saying.
+        if isinstance(artifact, PypiSource) and artifact.git is not None:
+            builds.append((artifact.name, artifact.version, "a git dependency"))
+        elif (
+            isinstance(artifact, PypiArtifact) and artifact.index is None and not artifact.is_wheel
+        ):
+            builds.append((artifact.name, artifact.version, "a URL dependency that is an sdist"))
     return artifacts, builds
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from lockenv.errors import LockfileError, UsageError
-from lockenv.lockfile import Artifact, CondaArtifact, Lockfile, PypiArtifact
+from lockenv.lockfile import Artifact, CondaArtifact, Lockfile, PypiArtifact, PypiSource
 from lockenv.platforms import get_platform
 
 if TYPE_CHECKING:
@@ -44,17 +44,20 @@ def export(lock: Lockfile, env: str, platform: str, fmt: ExportFormat) -> str:
     get_platform(platform)
     artifacts = lock.packages_for(env, platform)
     pypi = sorted((a for a in artifacts if isinstance(a, PypiArtifact)), key=_order)
+    trees = sorted((a for a in artifacts if isinstance(a, PypiSource)), key=_order)
     conda = sorted((a for a in artifacts if isinstance(a, CondaArtifact)), key=_order)
     if fmt == "requirements.txt":
         _refuse(conda, fmt, env, platform, "conda-explicit or environment.yml")
-        return _requirements_txt(pypi, env, platform)
+        return _requirements_txt(pypi, trees, env, platform)
     if fmt == "pylock.toml":
         _refuse(conda, fmt, env, platform, "conda-explicit or environment.yml")
         return _pylock_toml(lock, env, platform)
     if fmt == "conda-explicit":
-        _refuse(pypi, fmt, env, platform, "requirements.txt, pylock.toml or environment.yml")
+        _refuse(
+            [*pypi, *trees], fmt, env, platform, "requirements.txt, pylock.toml or environment.yml"
+        )
         return _conda_explicit(conda, env, platform)
-    return _environment_yml(lock, conda, pypi, env, platform)
+    return _environment_yml(lock, conda, pypi, trees, env, platform)
 
 
 def _order(artifact: Artifact) -> tuple[str, str, str]:
@@ -80,14 +83,38 @@ def _header(fmt: str, env: str, platform: str) -> list[str]:
 # ---------------------------------------------------------------------- requirements.txt
 
 
-def _requirements_txt(pypi: Sequence[PypiArtifact], env: str, platform: str) -> str:
+def _requirements_txt(
+    pypi: Sequence[PypiArtifact], trees: Sequence[PypiSource], env: str, platform: str
+) -> str:
     lines = _header("requirements.txt", env, platform)
     lines.append("# Install with: pip install --no-deps --require-hashes -r requirements.txt")
+    if any(not a.is_wheel for a in pypi):
+        lines.append("# (pip builds the sdists among them, as `lockenv sync` does)")
     for artifact in pypi:
         # One artifact per platform is locked: its hash is the only one pip may accept.
-        lines.append(f"{artifact.name}=={artifact.version} \\")
+        if artifact.index is None:
+            lines.append(f"{artifact.name} @ {artifact.url} \\")  # a URL dependency
+        else:
+            lines.append(f"{artifact.name}=={artifact.version} \\")
         lines.append(f"    --hash=sha256:{artifact.sha256}")
+    if trees:
+        lines.append(
+            "# Built from source trees (paths relative to the lock's directory): pip cannot"
+        )
+        lines.append("# hash-check them and refuses them with --require-hashes, so they are listed")
+        lines.append("# here; install them with a second `pip install --no-deps`:")
+        for tree in trees:
+            lines.append(f"# {_requirement_line(tree)}")
     return "\n".join(lines) + "\n"
+
+
+def _requirement_line(tree: PypiSource) -> str:
+    """The pip requirement line of a path or git source."""
+    if tree.path is not None:
+        path = tree.path if tree.path == "." or tree.path.startswith("../") else f"./{tree.path}"
+        return f"-e {path}" if tree.editable else path
+    fragment = f"#subdirectory={tree.subdirectory}" if tree.subdirectory else ""
+    return f"{tree.name} @ git+{tree.git}@{tree.commit}{fragment}"
 
 
 # --------------------------------------------------------------------------- pylock.toml
@@ -116,7 +143,9 @@ def build_pylock(lock: Lockfile, env: str, platform: str) -> Pylock:
     try:
         from packaging.pylock import (
             Package,
+            PackageDirectory,
             PackageSdist,
+            PackageVcs,
             PackageWheel,
             Pylock,
             PylockValidationError,
@@ -158,6 +187,34 @@ def build_pylock(lock: Lockfile, env: str, platform: str) -> Pylock:
                 sdist=None if wheel else PackageSdist(name=artifact.filename, **common),
             )
         )
+    for tree in sorted((a for a in artifacts if isinstance(a, PypiSource)), key=_order):
+        try:
+            tree_python = SpecifierSet(tree.requires_python) if tree.requires_python else None
+        except InvalidSpecifier:
+            tree_python = None
+        directory = vcs = None
+        if tree.path is not None:
+            directory = PackageDirectory(path=tree.path, editable=tree.editable or None)
+        else:
+            assert tree.commit is not None
+            vcs = PackageVcs(
+                type="git",
+                url=tree.git,
+                requested_revision=tree.tag or tree.branch or tree.rev,
+                commit_id=tree.commit,
+                subdirectory=tree.subdirectory,
+            )
+        packages.append(
+            Package(
+                name=canonicalize_name(tree.name),
+                # PEP 751: a directory's version may change with its contents.
+                version=Version(tree.version) if vcs is not None else None,
+                requires_python=tree_python,
+                directory=directory,
+                vcs=vcs,
+            )
+        )
+    packages.sort(key=lambda p: p.name)
     python = _python_spec(lock, env)
     environment = Marker(
         f"sys_platform == {target.sys_platform!r} and platform_machine == {target.machine!r}"
@@ -277,6 +334,7 @@ def _environment_yml(
     lock: Lockfile,
     conda: Sequence[CondaArtifact],
     pypi: Sequence[PypiArtifact],
+    trees: Sequence[PypiSource],
     env: str,
     platform: str,
 ) -> str:
@@ -284,14 +342,20 @@ def _environment_yml(
 
     dependencies: list[Any] = [f"{a.name}={a.version}={a.build}" for a in conda]
     names = {a.name for a in conda}
-    if pypi:
+    if pypi or trees:
         # The pip: section needs a Python and a pip in the conda environment.
         python = lock.environment(env).python
         if "python" not in names and python is not None:
             dependencies.append(f"python={python}")
         if "pip" not in names:
             dependencies.append("pip")
-        dependencies.append({"pip": [f"{a.name}=={a.version}" for a in pypi]})
+        # environment.yml has no hashes and no notion of "built from this sdist": the
+        # pins are names and versions (URL and source trees in pip's own forms).
+        lines = [
+            f"{a.name} @ {a.url}" if a.index is None else f"{a.name}=={a.version}" for a in pypi
+        ]
+        lines += [_requirement_line(t) for t in trees]
+        dependencies.append({"pip": lines})
     channels = list(lock.inputs.channels)
     if channels and "nodefaults" not in channels:
         # The lock never took anything from conda's implicit `defaults` channel.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from lockenv.cache import Cache, copy_hashing, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
-from lockenv.lockfile import Artifact
+from lockenv.lockfile import Archive
 from lockenv.sync.checkpoints import checkpoint
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class FetchResult:
     bundled: tuple[str, ...] = ()  # file names imported from a bundle
 
 
-def _check_cached(cache: Cache, artifact: Artifact, path: Path) -> None:
+def _check_cached(cache: Cache, artifact: Archive, path: Path) -> None:
     try:
         digest, size = hash_file(path)
     except OSError as exc:
@@ -63,7 +63,7 @@ def _check_cached(cache: Cache, artifact: Artifact, path: Path) -> None:
 
 
 def fetch_artifacts(
-    artifacts: Sequence[Artifact],
+    artifacts: Sequence[Archive],
     cache: Cache,
     *,
     offline: bool = False,
@@ -144,7 +144,7 @@ def _local(url: str, mirrors: Mirrors) -> bool:
     return any(location.startswith("file:") for location in mirrors.locations(url))
 
 
-def _import_from_bundle(artifact: Artifact, source: Path, dest: Path) -> None:
+def _import_from_bundle(artifact: Archive, source: Path, dest: Path) -> None:
     """Put the bundle's ``source`` at ``dest`` in the cache, hashed on the way in.
 
     A hardlink when the bundle shares the cache's filesystem (no bytes copied), else a
@@ -179,9 +179,9 @@ def _import_from_bundle(artifact: Artifact, source: Path, dest: Path) -> None:
 
 
 def _fetch_in_pool(
-    cached: list[Artifact],
-    imports: list[tuple[Artifact, Path]],
-    missing: list[Artifact],
+    cached: list[Archive],
+    imports: list[tuple[Archive, Path]],
+    missing: list[Archive],
     cache: Cache,
     paths: dict[str, Path],
     offline: bool,
@@ -210,7 +210,7 @@ def _fetch_in_pool(
                     )
                 )
 
-                def download(artifact: Artifact) -> None:
+                def download(artifact: Archive) -> None:
                     if progress is not None:
                         progress(f"download {artifact.filename}")
                     try:
@@ -233,7 +233,7 @@ def _fetch_in_pool(
 
 
 def _download_or_find(
-    client: HttpClient, artifact: Artifact, dest: Path, progress: Progress | None
+    client: HttpClient, artifact: Archive, dest: Path, progress: Progress | None
 ) -> None:
     """Download ``artifact`` from its URL; failing that, a wheel locked from an index is
     looked for by file name on that index (`lockenv.sync.pypi.locate`), mirrors and all."""

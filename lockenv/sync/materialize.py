@@ -61,15 +61,16 @@ if TYPE_CHECKING:
     from lockenv.base_environment import BaseEnvironment
     from lockenv.cache import Cache
     from lockenv.lockfile import (
-        Artifact,
+        Archive,
         CondaArtifact,
         LockedEnvironment,
         Lockfile,
         PypiArtifact,
+        PypiSource,
     )
     from lockenv.sync.conda.install import InstalledConda, UnpackedConda
     from lockenv.sync.guard import PrefixGuard
-    from lockenv.sync.pypi.sources import WheelBuilder
+    from lockenv.sync.pypi.sources import BuildRequest, WheelBuilder
     from lockenv.sync.pypi.wheel import InstalledDist, UnpackedWheel
     from lockenv.sync.venv import EnvLayout
 
@@ -110,8 +111,10 @@ class SyncOptions:
     machine's, `lockenv.mirrors`); read only when something must be downloaded.
     ``allow_base_drift``: build on a base environment that changed since the lock (with a
     warning) instead of refusing.
-    ``builder``: builds the lock's sdists into wheels (none: a lock with sdists is refused);
-    ``no_build``: refuse to build even with a builder (``sync --no-build``).
+    ``builder``: builds the lock's sdists and source trees into wheels (none: a lock with
+    them is refused); ``no_build``: refuse to build even with a builder (``sync
+    --no-build``); ``project_root``: where the lock's relative ``path`` sources are (the
+    lock's directory).
     """
 
     link_mode: str = "hardlink"
@@ -125,6 +128,7 @@ class SyncOptions:
     allow_base_drift: bool = False
     builder: WheelBuilder | None = None
     no_build: bool = False
+    project_root: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,6 +172,7 @@ def _state_is_current(state: EnvState, prefix: Path, platform: str) -> bool:
         # Link mode "symlink": the files live in the cache, which may have been cleaned.
         and all(os.path.isdir(entry) for entry in state.cache_entries)
         and _base_unchanged(state)
+        and _sources_unchanged(state)
     )
 
 
@@ -207,6 +212,15 @@ def _current_base(
             )
         note(f"warning: {message}; building on it anyway (--allow-base-drift)")
     return current
+
+
+def _sources_unchanged(state: EnvState) -> bool:
+    """The build files of every path dependency are as they were when it was built."""
+    if not state.sources:
+        return True
+    from lockenv.sync.pypi.sources import tree_fingerprint
+
+    return all(tree_fingerprint(Path(tree)) == fp for tree, fp in state.sources.items())
 
 
 def is_up_to_date(prefix: Path, lock_sha256: str, env_name: str) -> bool:
@@ -382,23 +396,25 @@ def _check_prefix_is_ours(prefix: Path) -> None:
 
 def _split_artifacts(
     lock: Lockfile, env_name: str, platform: str
-) -> tuple[list[CondaArtifact], list[PypiArtifact]]:
-    from lockenv.lockfile import CondaArtifact, PypiArtifact
+) -> tuple[list[CondaArtifact], list[PypiArtifact], list[PypiSource]]:
+    """Conda packages, PyPI archives (wheels and sdists), PyPI source trees."""
+    from lockenv.lockfile import CondaArtifact, PypiArtifact, PypiSource
 
     artifacts = lock.packages_for(env_name, platform)
     conda = [a for a in artifacts if isinstance(a, CondaArtifact)]
     pypi = [a for a in artifacts if isinstance(a, PypiArtifact)]
-    if conda and pypi and not any(a.name == "python" for a in conda):
+    trees = [a for a in artifacts if isinstance(a, PypiSource)]
+    if conda and (pypi or trees) and not any(a.name == "python" for a in conda):
         raise InstallError(
             f"environment {env_name!r} has conda packages and PyPI packages but no conda "
             "`python` to install the PyPI packages into; add python to [dependencies] and "
             "run `lockenv lock`"
         )
-    return conda, pypi
+    return conda, pypi, trees
 
 
 def _check_buildable(
-    sources: list[PypiArtifact], env_name: str, platform: str, options: SyncOptions
+    sources: list[PypiArtifact | PypiSource], env_name: str, platform: str, options: SyncOptions
 ) -> None:
     """Refuse, before anything is done, sources that this sync may not build."""
     if not sources:
@@ -409,6 +425,12 @@ def _check_buildable(
             f"environment {env_name!r} locks source distributions for {platform}: {listed}; "
             "--no-build forbids building them: sync without --no-build, or lock wheels only "
             "([pypi-options] no-build = true)"
+        )
+    paths = [a for a in sources if getattr(a, "path", None) is not None]
+    if paths and options.project_root is None:
+        raise InstallError(
+            f"environment {env_name!r} has path dependencies ({listed}) but the sync was "
+            "not told where the lock's directory is"
         )
     if options.builder is None:
         raise InstallError(
@@ -469,16 +491,38 @@ def _requested_names(environment: LockedEnvironment) -> frozenset[str]:
     return frozenset(names)
 
 
-def _direct_url(lock: Lockfile, artifact: PypiArtifact) -> tuple[str, str] | None:
+def _direct_url(
+    lock: Lockfile, artifact: PypiArtifact | PypiSource, root: Path | None
+) -> dict[str, object] | None:
+    """PEP 610 ``direct_url.json`` of a package that came from no index, else None."""
+    from lockenv.lockfile import PypiSource
+
+    if isinstance(artifact, PypiSource):
+        if artifact.path is not None:
+            assert root is not None
+            tree = Path(os.path.normpath(root / artifact.path))
+            return {
+                "url": tree.as_uri(),
+                "dir_info": {"editable": True} if artifact.editable else {},
+            }
+        vcs: dict[str, object] = {"vcs": "git", "commit_id": artifact.commit}
+        asked = artifact.tag or artifact.branch or artifact.rev
+        if asked:
+            vcs["requested_revision"] = asked
+        info: dict[str, object] = {"url": artifact.git, "vcs_info": vcs}
+        if artifact.subdirectory:
+            info["subdirectory"] = artifact.subdirectory
+        return info
     if artifact.index is not None:
         return None
     sources = (*lock.inputs.indexes, *lock.inputs.find_links)
     if any(artifact.url.startswith(s.rstrip("/") + "/") for s in sources if s):
         return None
-    return (artifact.url, artifact.sha256)
+    hashes = {"hash": f"sha256={artifact.sha256}", "hashes": {"sha256": artifact.sha256}}
+    return {"url": artifact.url, "archive_info": hashes}
 
 
-def _load_unpacked(entry: Path, artifact: Artifact) -> Unpacked | None:
+def _load_unpacked(entry: Path, artifact: Archive) -> Unpacked | None:
     """The artifact unpacked in the cache entry ``entry``, or None when it is unusable."""
     if artifact.kind == "conda":
         from lockenv.sync.conda.install import load_unpacked_conda
@@ -489,7 +533,7 @@ def _load_unpacked(entry: Path, artifact: Artifact) -> Unpacked | None:
     return load_unpacked(entry)
 
 
-def _trusted_entry(cache: Cache, artifact: Artifact) -> tuple[Path, str]:
+def _trusted_entry(cache: Cache, artifact: Archive) -> tuple[Path, str]:
     """The cache entry this sync should use for ``artifact`` and its state: the shared
     one unless another user made it, then this user's private one (`lockenv.cache`)."""
     from lockenv.cache import check_entry
@@ -502,7 +546,7 @@ def _trusted_entry(cache: Cache, artifact: Artifact) -> tuple[Path, str]:
     return private, check_entry(private)
 
 
-def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path, final: Path) -> None:
+def _ensure_unpacked(cache: Cache, artifact: Archive, archive: Path, final: Path) -> None:
     """Unpack the (verified) archive into the entry ``final``, replacing what is there:
     in a temporary directory, sealed, then published by one rename, so concurrent syncs
     never see half an entry."""
@@ -536,32 +580,26 @@ def _ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path, final: Pat
 
 
 def _build_all(
-    sources: list[PypiArtifact],
+    sources: list[PypiArtifact | PypiSource],
     archives: Mapping[str, Path],
-    builder: WheelBuilder,
+    options: SyncOptions,
     cache: Cache,
     *,
     python: Path,
     python_version: str,
-) -> list[tuple[PypiArtifact, UnpackedWheel]]:
-    """Each locked sdist built into a wheel for ``python``, checked against the lock and
-    unpacked in the cache (by the built wheel's own sha256)."""
+) -> list[tuple[PypiArtifact | PypiSource, UnpackedWheel]]:
+    """Each locked sdist or source tree built into a wheel for ``python``, checked
+    against the lock and unpacked in the cache (by the built wheel's own sha256)."""
     from lockenv.cache import hash_file
     from lockenv.lockfile import PypiArtifact
-    from lockenv.sync.pypi.sources import BuildRequest, check_built_wheel
+    from lockenv.sync.pypi.sources import check_built_wheel
     from lockenv.sync.pypi.wheel import UnpackedWheel
 
-    built: list[tuple[PypiArtifact, UnpackedWheel]] = []
+    assert options.builder is not None
+    built: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]] = []
     for artifact in sources:
-        request = BuildRequest(
-            name=artifact.name,
-            version=artifact.version,
-            python=python,
-            python_version=python_version,
-            archive=archives[artifact.sha256],
-            archive_sha256=artifact.sha256,
-        )
-        wheel = builder.build_wheel(request)
+        request = _build_request(artifact, archives, options, cache, python, python_version)
+        wheel = options.builder.build_wheel(request)
         check_built_wheel(
             wheel,
             name=artifact.name,
@@ -594,16 +632,56 @@ def _build_all(
     return built
 
 
+def _build_request(
+    artifact: PypiArtifact | PypiSource,
+    archives: Mapping[str, Path],
+    options: SyncOptions,
+    cache: Cache,
+    python: Path,
+    python_version: str,
+) -> BuildRequest:
+    """What to build: a fetched sdist, a path in the project, or a git checkout."""
+    from dataclasses import replace
+
+    from lockenv.lockfile import PypiArtifact
+    from lockenv.sync.pypi.sources import BuildRequest
+
+    request = BuildRequest(
+        name=artifact.name, version=artifact.version, python=python, python_version=python_version
+    )
+    if isinstance(artifact, PypiArtifact):
+        return replace(request, archive=archives[artifact.sha256], archive_sha256=artifact.sha256)
+    if artifact.path is not None:
+        assert options.project_root is not None
+        tree = Path(os.path.normpath(options.project_root / artifact.path))
+        if not tree.is_dir():
+            raise InstallError(
+                f"{artifact.name}: the path dependency {artifact.path!r} is not a directory "
+                f"(looked in {str(tree)!r}); restore it or remove it from the manifest"
+            )
+        return replace(request, tree=tree, editable=artifact.editable, in_place=True)
+    from lockenv.git import checkout
+
+    assert artifact.git is not None and artifact.commit is not None
+    tree = checkout(artifact.git, artifact.commit, cache.root)
+    if artifact.subdirectory:
+        tree = tree / artifact.subdirectory
+    # The built wheel is cached by commit (and subdirectory): the same tree everywhere.
+    source_id = artifact.commit + (f"-{artifact.subdirectory}" if artifact.subdirectory else "")
+    return replace(request, tree=tree, source_id=source_id.replace("/", "_"))
+
+
 def _install_all(
-    wheels: list[tuple[PypiArtifact, UnpackedWheel]],
+    wheels: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]],
     layout: EnvLayout,
     guard: PrefixGuard,
     requested: frozenset[str],
     lock: Lockfile,
+    root: Path | None,
 ) -> list[InstalledDist]:
     from lockenv.sync.pypi.wheel import install_wheel
 
-    def install(item: tuple[PypiArtifact, UnpackedWheel]) -> InstalledDist:
+    def install(item: tuple[PypiArtifact | PypiSource, UnpackedWheel]) -> InstalledDist:
         artifact, wheel = item
         try:
             installed = install_wheel(
@@ -611,7 +689,7 @@ def _install_all(
                 layout,
                 guard,
                 requested=artifact.name in requested,
-                direct_url=_direct_url(lock, artifact),
+                direct_url=_direct_url(lock, artifact, root),
             )
         except FileNotFoundError as exc:
             raise InstallError(
@@ -725,10 +803,10 @@ def sync_environment(
     prefix = Path(os.path.abspath(prefix))
     _check_not_a_symlink(prefix)
     environment = lock.environment(env_name)
-    conda, pypi = _split_artifacts(lock, env_name, platform)
-    sources = [a for a in pypi if not a.is_wheel]
+    conda, pypi, trees = _split_artifacts(lock, env_name, platform)
+    sources: list[PypiArtifact | PypiSource] = [*(a for a in pypi if not a.is_wheel), *trees]
     _check_buildable(sources, env_name, platform, options)
-    artifacts: list[Artifact] = [*conda, *pypi]
+    artifacts: list[Archive] = [*conda, *pypi]
     kind = "conda" if conda else "venv"
     # A conda environment's Python is its `python` package ("" when it has none).
     conda_python = next((a.version for a in conda if a.name == "python"), "")
@@ -736,7 +814,8 @@ def sync_environment(
     wanted = [
         WantedPackage(name=a.name, version=a.version, sha256=a.sha256, kind=a.kind)
         for a in artifacts
-    ]
+    ] + [WantedPackage(name=t.name, version=t.version, sha256=t.identity) for t in trees]
+    fingerprints = _fingerprints(trees, options.project_root)
     cache = Cache(options.cache_dir or _default_cache())
     python_version = environment.python or ".".join(map(str, sys.version_info[:2]))
 
@@ -773,6 +852,7 @@ def sync_environment(
             and state.kind == kind
             and not plan.changes
             and {p.sha256 for p in state.packages} == {w.sha256 for w in wanted}
+            and dict(state.sources) == fingerprints
             and _state_is_current(state, prefix, platform)
             and state.link_mode == link_mode
             and (state.bytecode or not options.compile_bytecode)
@@ -815,13 +895,13 @@ def sync_environment(
             entries = {sha: future.result() for sha, future in checking.items()}
         checkpoint("fetch:done")
         cache.clean_stale_temp()
-        ready: list[Artifact] = [*conda, *(a for a in pypi if a.is_wheel)]
+        ready: list[Archive] = [*conda, *(a for a in pypi if a.is_wheel)]
         unpacked = _unpack_all(cache, ready, fetched.paths, options.jobs, note, entries)
         by_sha = {a.sha256: u for a, u in unpacked}
         from lockenv.lockfile import PypiArtifact
         from lockenv.sync.pypi.wheel import UnpackedWheel
 
-        wheels = [
+        wheels: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]] = [
             (a, u)
             for a, u in unpacked
             if isinstance(a, PypiArtifact) and isinstance(u, UnpackedWheel)
@@ -863,7 +943,6 @@ def sync_environment(
                 staged_python = staging / os.path.relpath(layout.prefix_python, prefix)
                 bytecode_python = staged_python if conda_python else None
             if sources:
-                assert options.builder is not None
                 # The environment's own interpreter (in a conda env, the staged one).
                 build_python = (
                     interpreter.executable
@@ -873,16 +952,17 @@ def sync_environment(
                 built = _build_all(
                     sources,
                     fetched.paths,
-                    options.builder,
+                    options,
                     cache,
                     python=build_python,
                     python_version=python_full,
                 )
-                order = {a.sha256: i for i, a in enumerate(pypi)}
-                wheels = sorted([*wheels, *built], key=lambda item: order[item[0].sha256])
+                locked: list[PypiArtifact | PypiSource] = [*pypi, *trees]
+                order = {a.key: i for i, a in enumerate(locked)}
+                wheels = sorted([*wheels, *built], key=lambda item: order[item[0].key])
             requested = _requested_names(environment)
             guard.protect_interpreter()  # no wheel may replace it
-            installed = _install_all(wheels, layout, guard, requested, lock)
+            installed = _install_all(wheels, layout, guard, requested, lock, options.project_root)
             guard.finish()  # every symlink still resolves inside, now that all is placed
             if options.compile_bytecode and bytecode_python is not None:
                 note("compiling bytecode")
@@ -894,7 +974,7 @@ def sync_environment(
                     InstalledPackage(
                         name=artifact.name,
                         version=by_name[wheel.dist_info].version,
-                        sha256=artifact.sha256,
+                        sha256=_identity(artifact),
                         filename=artifact.filename,
                         dist_info=wheel.dist_info,
                     )
@@ -937,6 +1017,7 @@ def sync_environment(
                     ),
                     base_prefix=base.prefix if base is not None else "",
                     base_digest=base.digest if base is not None else "",
+                    sources=fingerprints,
                 ),
             )
             checkpoint("staging:complete")
@@ -972,6 +1053,24 @@ def _entries_linked(unpacked: Sequence[tuple[object, Unpacked]]) -> tuple[str, .
     )
 
 
+def _identity(artifact: PypiArtifact | PypiSource) -> str:
+    from lockenv.lockfile import PypiSource
+
+    return artifact.identity if isinstance(artifact, PypiSource) else artifact.sha256
+
+
+def _fingerprints(trees: list[PypiSource], root: Path | None) -> dict[str, str]:
+    """Path dependency directory -> the fingerprint of its build files, now."""
+    from lockenv.sync.pypi.sources import tree_fingerprint
+
+    out = {}
+    for tree in trees:
+        if tree.path is not None and root is not None:
+            directory = os.path.normpath(root / tree.path)
+            out[directory] = tree_fingerprint(Path(directory))
+    return out
+
+
 def _report_package_scripts(
     linked: list[tuple[CondaArtifact, InstalledConda]], note: Progress
 ) -> None:
@@ -987,17 +1086,17 @@ def _report_package_scripts(
 
 def _unpack_all(
     cache: Cache,
-    artifacts: list[Artifact],
+    artifacts: list[Archive],
     paths: Mapping[str, Path],
     jobs: int,
     note: Progress,
     entries: Mapping[str, tuple[Path, str]],
-) -> list[tuple[Artifact, Unpacked]]:
+) -> list[tuple[Archive, Unpacked]]:
     """Every artifact unpacked in the cache.  ``entries``: each artifact's entry and
     its state (`_trusted_entry`); missing or damaged ones are unpacked (again) from the
     verified archive."""
     found: dict[str, Unpacked] = {}
-    todo: list[tuple[Artifact, Path]] = []
+    todo: list[tuple[Archive, Path]] = []
     for artifact in artifacts:
         entry, state = entries[artifact.sha256]
         loaded = _load_unpacked(entry, artifact) if state == "ok" else None
@@ -1029,7 +1128,7 @@ def _unpack_all(
 
 
 def _unpack_in_pool(
-    cache: Cache, todo: list[tuple[Artifact, Path]], paths: Mapping[str, Path], jobs: int
+    cache: Cache, todo: list[tuple[Archive, Path]], paths: Mapping[str, Path], jobs: int
 ) -> None:
     todo.sort(key=lambda item: -item[0].size)  # biggest first: the pool finishes together
     workers = max(1, min(jobs, len(todo)))
@@ -1052,8 +1151,8 @@ def _unpack_in_pool(
 
 
 def _with_paths(
-    todo: list[tuple[Artifact, Path]], paths: Mapping[str, Path]
-) -> list[tuple[Artifact, Path, Path]]:
+    todo: list[tuple[Archive, Path]], paths: Mapping[str, Path]
+) -> list[tuple[Archive, Path, Path]]:
     return [(a, paths[a.sha256], entry) for a, entry in todo]
 
 
@@ -1065,7 +1164,7 @@ def _can_fork() -> bool:
     return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
-def _unpack_in_worker(args: tuple[str, Artifact, str, str]) -> None:
+def _unpack_in_worker(args: tuple[str, Archive, str, str]) -> None:
     from lockenv.cache import Cache
 
     root, artifact, archive, entry = args

@@ -146,6 +146,11 @@ class MetadataBuilder(Protocol):
         """The core metadata of the wheel the sdist ``archive`` (hash-checked) builds."""
         ...
 
+    def tree_metadata(self, tree: Path, *, label: str, in_place: bool) -> bytes:
+        """The core metadata of the source tree ``tree`` (a path or git dependency);
+        built in a copy of the tree unless ``in_place``."""
+        ...
+
 
 def _dynamic_reason(meta: CoreMetadata) -> str | None:
     """Why an sdist's PKG-INFO cannot be trusted for its dependencies (PEP 643), or None."""

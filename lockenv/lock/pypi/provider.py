@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lockenv.lock.manifest import PypiOptions
     from lockenv.lock.pypi.index import DistFile, PackageIndex
     from lockenv.lock.pypi.metadata import CoreMetadata, MetadataFetcher
+    from lockenv.lock.pypi.sources import PreparedSource
 
 PYTHON = "<python>"
 
@@ -83,8 +84,9 @@ class Candidate:
 
     name: NormalizedName
     version: Version
-    file: DistFile | None  # None for the <python> candidate
+    file: DistFile | None  # None for <python>, a conda-provided package and a source
     extra: NormalizedName | None = None
+    source: PreparedSource | None = None  # a path, git or URL dependency
 
     @property
     def identifier(self) -> str:
@@ -142,6 +144,7 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         allow_prereleases: Iterable[NormalizedName] = (),
         provided: Mapping[NormalizedName, Version] | None = None,
         options: PypiOptions | None = None,
+        sources: Mapping[NormalizedName, PreparedSource] | None = None,
     ) -> None:
         from lockenv.lock.manifest import PypiOptions
 
@@ -159,6 +162,8 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         # Names another installer (conda) already provides, at the version it provides.
         self.provided = dict(provided or {})
         self.options = options or PypiOptions()
+        # Path, git and URL dependencies: the only candidate their name has.
+        self.sources = dict(sources or {})
         self.evaluations: dict[NormalizedName, _Evaluation] = {}
         self._files_by_version: dict[NormalizedName, dict[Version, list[DistFile]]] = {}
         self._dependencies: dict[Candidate, list[Req]] = {}
@@ -218,6 +223,14 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
             version = self.provided[name]
             if all(r.specifier.contains(version, prereleases=True) for r in reqs):
                 return [Candidate(name, version, None, extra)]
+            return []
+        source = self.sources.get(name)
+        if source is not None:
+            installs = source.tags is None or any(t in self.target.tag_rank for t in source.tags)
+            if installs and all(
+                r.specifier.contains(source.version, prereleases=True) for r in reqs
+            ):
+                return [Candidate(name, source.version, None, extra, source)]
             return []
         bad = {c.version for c in incompatibilities[identifier]}
         exact = {r.exact for r in reqs if r.exact is not None}
@@ -311,9 +324,12 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
                     exact=candidate.version,
                 )
             )
-            if candidate.file is None:  # provided by conda: its extras are its business
+            if candidate.source is not None:
+                meta = candidate.source.metadata
+            elif candidate.file is None:  # provided by conda: its extras are its business
                 return deps
-            meta = self.metadata_of(candidate.file)
+            else:
+                meta = self.metadata_of(candidate.file)
             if candidate.extra not in meta.provides_extra:
                 # pip warns and installs the base package alone; so do we.
                 return deps
@@ -321,11 +337,14 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
                 if self.target.evaluate(requirement, candidate.extra) and not self.target.evaluate(
                     requirement
                 ):
-                    deps.extend(requirement_to_reqs(requirement, candidate))
+                    deps.extend(self._requirement_reqs(requirement, candidate))
             return deps
-        if candidate.file is None:
+        if candidate.source is not None:
+            meta = candidate.source.metadata
+        elif candidate.file is None:
             return deps
-        meta = self.metadata_of(candidate.file)
+        else:
+            meta = self.metadata_of(candidate.file)
         if meta.requires_python is not None:
             deps.append(
                 Req(
@@ -338,8 +357,20 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
             )
         for requirement in meta.requires_dist:
             if self.target.evaluate(requirement):
-                deps.extend(requirement_to_reqs(requirement, candidate))
+                deps.extend(self._requirement_reqs(requirement, candidate))
         return deps
+
+    def _requirement_reqs(self, requirement: Requirement, parent: Candidate) -> list[Req]:
+        """``requirement_to_reqs``, refusing a direct URL the manifest does not declare."""
+        if requirement.url and canonicalize_name(requirement.name) not in self.sources:
+            from lockenv.errors import ResolutionError
+
+            raise ResolutionError(
+                f"{parent} requires {str(requirement)!r}, a direct reference: declare "
+                f"{requirement.name} in [pypi-dependencies] with its source (path, git or "
+                "url) to lock it"
+            )
+        return requirement_to_reqs(requirement, parent)
 
     @staticmethod
     def _pinned_versions(reqs: Sequence[Req]) -> set[Version]:

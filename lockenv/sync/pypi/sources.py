@@ -10,17 +10,36 @@ code runs only inside that build, never at install.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
+import hashlib
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lockenv.errors import BuildError
 
-__all__ = ["BuildRequest", "WheelBuilder", "check_built_wheel"]
+if TYPE_CHECKING:
+    from email.message import Message
+
+__all__ = ["BuildRequest", "WheelBuilder", "check_built_wheel", "tree_fingerprint"]
+
+# What decides how a source tree builds and what its metadata says; code edits do not
+# (an editable install shows them anyway).
+_BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+
+
+def tree_fingerprint(tree: Path) -> str:
+    """A hash of a source tree's build files: a path dependency whose fingerprint changed
+    is installed again, though the lock did not change.  Standard library only: the
+    no-op sync computes it."""
+    digest = hashlib.sha256()
+    for name in _BUILD_FILES:
+        try:
+            data = (tree / name).read_bytes()
+        except OSError:
+            data = b"\0missing"
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +59,7 @@ class BuildRequest:
     tree: Path | None = None
     source_id: str = ""  # a git commit, for the cache key of a tree's wheel
     editable: bool = False  # PEP 660
+    in_place: bool = False  # build in ``tree`` itself (the user's own), not in a copy
 
     @property
     def label(self) -> str:
@@ -60,7 +80,11 @@ class WheelBuilder(Protocol):
 _DIST_INFO_METADATA = re.compile(r"[^/]+\.dist-info/METADATA")
 
 
-def _wheel_metadata(wheel: Path, label: str) -> email.message.Message:
+def _wheel_metadata(wheel: Path, label: str) -> Message:
+    import email.parser
+    import email.policy
+    import zipfile
+
     try:
         with zipfile.ZipFile(wheel) as zf:
             names = [n for n in zf.namelist() if _DIST_INFO_METADATA.fullmatch(n)]
