@@ -724,12 +724,33 @@ def explain_conflict(
     """One line naming every requirement in the conflict and who asked for it;
     ``provided_by`` names what installed the packages the provider takes as given."""
     by_name: dict[str, list[str]] = {}
+    # Many versions of one package asking the same thing are one ask ("pandas 2.2.0 to
+    # 3.1.1 (16 versions) require ..."), not a line each.
+    by_parent: dict[tuple[str, str], list[tuple[Candidate, Req]]] = {}
     for cause in causes:
         req: Req = cause.requirement
         parent: Candidate | None = cause.parent
+        if parent is not None and req.identifier != PYTHON:
+            by_parent.setdefault((req.name, parent.identifier), []).append((parent, req))
+            continue
         who = who_asked(parent, provider.chain_to(parent) if parent else [])
         what = f"Python {req.specifier}" if req.identifier == PYTHON else repr(str(req))
         by_name.setdefault(req.name, []).append(f"{who} {what}")
+    for (name, _), pairs in by_parent.items():
+        pairs.sort(key=lambda pair: pair[0].version)
+        first = pairs[0][0]
+        if len(pairs) <= 2:
+            for parent, req in pairs:
+                who = who_asked(parent, provider.chain_to(parent))
+                by_name.setdefault(name, []).append(f"{who} {str(req)!r}")
+            continue
+        lead = " -> ".join(provider.chain_to(first))
+        versions = f"{pairs[0][0].version} to {pairs[-1][0].version} ({len(pairs)} versions)"
+        wanted = list(dict.fromkeys(str(req) for _, req in pairs))
+        shown = " or ".join(repr(w) for w in wanted[:3]) + (" or ..." if len(wanted) > 3 else "")
+        by_name.setdefault(name, []).append(
+            (f"{lead} -> " if lead else "") + f"{first.identifier} {versions} require {shown}"
+        )
     parts: list[str] = []
     for name, asks in by_name.items():
         if name == PYTHON:
