@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from lockenv.platforms import current_platform
+
 from cli_support import lockenv, write_manifest
 
 
@@ -118,3 +120,28 @@ def test_wrong_sdist_hash_is_refused_before_building(project: Path) -> None:
     assert result.returncode == 3
     assert "tinysdist-1.0.tar.gz" in result.stderr and fake in result.stderr
     assert "building" not in result.stderr
+
+
+@pytest.mark.skipif(
+    current_platform() not in ("linux-64", "osx-arm64"), reason="the project locks these two"
+)
+def test_bundle_carries_built_wheels_to_a_node_without_a_compiler(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = current_platform()
+    lockenv(project, "lock")
+    out = tmp_path / "bundle"
+    bundled = lockenv(project, "bundle", str(out), "--platform", here, "--built-wheels")
+    assert f"with 2 wheels built here for {here}" in bundled.stderr
+    # The node: an empty cache, no index, no network; nothing is built there.
+    monkeypatch.setenv("LOCKENV_CACHE_DIR", str(tmp_path / "node-cache"))
+    prefix = tmp_path / "node-env"
+    synced = lockenv(
+        tmp_path, "sync", "--lock", str(out / "lockenv.lock"), "--prefix", str(prefix), "--offline"
+    )
+    assert "building" not in synced.stderr
+    tinysdist = prefix / "bin" / "tinysdist"
+    import subprocess
+
+    ran = subprocess.run([str(tinysdist)], capture_output=True, text=True, check=True)
+    assert ran.stdout == "tinysdist 1.0 built from source\n"
