@@ -94,7 +94,8 @@ def resolve_commit(
         wanted = [f"refs/tags/{rev}^{{}}", f"refs/tags/{rev}", f"refs/heads/{rev}", rev]
     else:
         wanted = ["HEAD"]
-    patterns = list(dict.fromkeys(w.removesuffix("^{}") for w in wanted))
+    # ls-remote lists a peeled tag only when asked for it by name.
+    patterns = list(dict.fromkeys(wanted))
     refs: dict[str, str] = {}
     for line in _git("ls-remote", url, *patterns, what=what).splitlines():
         sha, _, ref = line.partition("\t")
