@@ -46,9 +46,10 @@ def export(lock: Lockfile, env: str, platform: str, fmt: ExportFormat) -> str:
     pypi = sorted((a for a in artifacts if isinstance(a, PypiArtifact)), key=_order)
     trees = sorted((a for a in artifacts if isinstance(a, PypiSource)), key=_order)
     conda = sorted((a for a in artifacts if isinstance(a, CondaArtifact)), key=_order)
+    by_url = _url_dependencies(lock, env)
     if fmt == "requirements.txt":
         _refuse(conda, fmt, env, platform, "conda-explicit or environment.yml")
-        return _requirements_txt(pypi, trees, env, platform)
+        return _requirements_txt(pypi, trees, by_url, env, platform)
     if fmt == "pylock.toml":
         _refuse(conda, fmt, env, platform, "conda-explicit or environment.yml")
         return _pylock_toml(lock, env, platform)
@@ -57,7 +58,24 @@ def export(lock: Lockfile, env: str, platform: str, fmt: ExportFormat) -> str:
             [*pypi, *trees], fmt, env, platform, "requirements.txt, pylock.toml or environment.yml"
         )
         return _conda_explicit(conda, env, platform)
-    return _environment_yml(lock, conda, pypi, trees, env, platform)
+    return _environment_yml(lock, conda, pypi, trees, by_url, env, platform)
+
+
+def _url_dependencies(lock: Lockfile, env: str) -> frozenset[str]:
+    """Names the environment asks for by URL (``name @ https://...``): their artifacts are
+    written by URL, not as ``name==version`` from an index."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names = set()
+    for text in lock.environment(env).pypi_requirements:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if requirement.url and "://" in requirement.url:
+            names.add(canonicalize_name(requirement.name))
+    return frozenset(names)
 
 
 def _order(artifact: Artifact) -> tuple[str, str, str]:
@@ -84,15 +102,17 @@ def _header(fmt: str, env: str, platform: str) -> list[str]:
 
 
 def _requirements_txt(
-    pypi: Sequence[PypiArtifact], trees: Sequence[PypiSource], env: str, platform: str
+    pypi: Sequence[PypiArtifact],
+    trees: Sequence[PypiSource],
+    by_url: frozenset[str],
+    env: str,
+    platform: str,
 ) -> str:
     lines = _header("requirements.txt", env, platform)
     lines.append("# Install with: pip install --no-deps --require-hashes -r requirements.txt")
-    if any(not a.is_wheel for a in pypi):
-        lines.append("# (pip builds the sdists among them, as `lockenv sync` does)")
     for artifact in pypi:
         # One artifact per platform is locked: its hash is the only one pip may accept.
-        if artifact.index is None:
+        if artifact.name in by_url:
             lines.append(f"{artifact.name} @ {artifact.url} \\")  # a URL dependency
         else:
             lines.append(f"{artifact.name}=={artifact.version} \\")
@@ -335,6 +355,7 @@ def _environment_yml(
     conda: Sequence[CondaArtifact],
     pypi: Sequence[PypiArtifact],
     trees: Sequence[PypiSource],
+    by_url: frozenset[str],
     env: str,
     platform: str,
 ) -> str:
@@ -352,7 +373,7 @@ def _environment_yml(
         # environment.yml has no hashes and no notion of "built from this sdist": the
         # pins are names and versions (URL and source trees in pip's own forms).
         lines = [
-            f"{a.name} @ {a.url}" if a.index is None else f"{a.name}=={a.version}" for a in pypi
+            f"{a.name} @ {a.url}" if a.name in by_url else f"{a.name}=={a.version}" for a in pypi
         ]
         lines += [_requirement_line(t) for t in trees]
         dependencies.append({"pip": lines})
