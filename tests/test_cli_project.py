@@ -4,6 +4,7 @@ the command line; exports of source trees.  Built with the fixture index's tinyb
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,6 +90,14 @@ def test_init_lock_sync_run_the_project_itself(project: Path, index_server: Any)
     assert lockenv(project, "run", "--", "mycli").stdout == "hello from the working tree, edited\n"
     init.write_text(init.read_text().replace(", edited'", "'"))
     assert lockenv(project, "verify").returncode == 0
+    # PEP 610: installed from a directory, editable.
+    (direct_url,) = (project / ".lockenv" / "envs" / "default").glob(
+        "lib/python*/site-packages/mycli-0.1.0.dist-info/direct_url.json"
+    )
+    assert json.loads(direct_url.read_text()) == {
+        "dir_info": {"editable": True},
+        "url": project.as_uri(),
+    }
     # The project's tests run in its test environment (group test includes group lint).
     tested = lockenv(project, "run", "-e", "test", "--", "python", "-m", "unittest", "-q")
     assert "Ran 2 tests" in tested.stderr and "OK" in tested.stderr
