@@ -309,9 +309,10 @@ def prune(cache: Cache, *, older_than_days: float = 30.0, now: float | None = No
 
     Removed: archive and unpacked entries no sync used for ``older_than_days`` days (never
     one used in the last hour: a running sync may be linking from it), unpacked trees
-    whose archive is gone, and partial downloads and work directories of killed
-    processes.  An entry is renamed away first (readers see it whole or not at all), and
-    put back if a sync marked it used between the scan and the rename.
+    whose archive is gone, conda repodata stores and shards no lock used for that long,
+    and partial downloads and work directories of killed processes.  An entry is renamed
+    away first (readers see it whole or not at all), and put back if a sync marked it
+    used between the scan and the rename.
     """
     from lockenv.errors import UsageError
 
@@ -352,8 +353,28 @@ def prune(cache: Cache, *, older_than_days: float = 30.0, now: float | None = No
             if removed is not None:
                 freed += removed
                 entries += 1
+    # What locks keep: conda repodata split by name, and CEP 16 shards (both made again
+    # from the channel when needed; a lock touches what it uses).
+    for path in _lock_side_files(cache.root):
+        if _mtime(path) < unused:
+            size = _freed_bytes(path)
+            with contextlib.suppress(OSError):
+                path.unlink()
+                freed, entries = freed + size, entries + 1
     count, size = cache.clean_stale_temp()
     return PruneReport(entries=entries, leftovers=leftovers + count, freed_bytes=freed + size)
+
+
+def _lock_side_files(root: Path) -> list[Path]:
+    stores = [Path(e.path) for e in _scandir(root / "conda-repodata") if e.name.endswith(".byname")]
+    shards = [
+        Path(e.path)
+        for shard in _scandir(root / "conda-shards")
+        if shard.is_dir(follow_symlinks=False)
+        for e in _scandir(Path(shard.path))
+        if e.name.endswith(".msgpack.zst")
+    ]
+    return stores + shards
 
 
 def _scandir(path: Path) -> list[os.DirEntry[str]]:

@@ -74,6 +74,27 @@ def test_removes_old_unused_entries_and_keeps_recent_ones(tmp_path: Path) -> Non
     assert prune(cache).entries == 0  # nothing left; shard dirs are kept, harmless
 
 
+def test_conda_repodata_stores_and_shards_unused_for_the_period_go(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    stores = tmp_path / "conda-repodata"
+    shards = tmp_path / "conda-shards" / "ab"
+    stores.mkdir()
+    shards.mkdir(parents=True)
+    files = {
+        "old-store": stores / f"{'1' * 64}.byname",
+        "new-store": stores / f"{'2' * 64}.byname",
+        "old-shard": shards / f"ab{'3' * 62}.msgpack.zst",
+        "new-shard": shards / f"ab{'4' * 62}.msgpack.zst",
+    }
+    for path in files.values():
+        path.write_bytes(b"x" * 100)
+    _age(files["old-store"], 40)
+    _age(files["old-shard"], 40)
+    report = prune(cache, older_than_days=30)
+    assert sorted(k for k, path in files.items() if path.exists()) == ["new-shard", "new-store"]
+    assert (report.entries, report.freed_bytes) == (2, 200)
+
+
 @pytest.mark.parametrize("days", [0, 0.01])
 def test_entries_used_in_the_last_hour_are_never_pruned(tmp_path: Path, days: float) -> None:
     cache = Cache(tmp_path)

@@ -394,6 +394,9 @@ class _Resolver:
             )
         channels = [Channel.parse(c, root=self.root) for c in job.env.channels]
         records = self.channel_client().records_by_name(channels, [job.platform])
+        direct = [conda_spec(d) for d in job.env.dependencies]
+        # Sharded channels: fetch every shard the request can reach, concurrently.
+        records.prefetch(spec.name for spec in direct)
         system = job.env.system_requirements
         solver = CondaSolver(
             records=records,
@@ -404,7 +407,7 @@ class _Resolver:
                 cuda=system.cuda,
                 archspec=system.archspec,
             ),
-            direct=[conda_spec(d) for d in job.env.dependencies],
+            direct=direct,
             preferences={
                 a.name: a.filename for a in self._locked(job.env.name, job.platform, "conda")
             },

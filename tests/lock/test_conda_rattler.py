@@ -157,6 +157,30 @@ def _newer_first(ours: Mapping[str, str], theirs: Mapping[str, str], names: list
     return False
 
 
+SHARDED_CHECKS = (["r-essentials"], ["python 3.6.*", "matplotlib"], ["python 2.7.*", "numpy"])
+
+
+def test_sharded_real_repodata_gives_the_same_answers(tmp_path: Path) -> None:
+    # The same snapshot served only as CEP 16 shards: the same answers, read from the
+    # shards the requests reach (fetched up front, concurrently).
+    import shutil
+
+    from fixtures.shard_channel import shard_channel
+
+    channel = tmp_path / "sharded"
+    shutil.copytree(FIXTURES / "real_repodata" / "defaults-2018", channel)
+    shard_channel(channel)
+    for subdir in ("linux-64", "win-64", "noarch"):
+        (channel / subdir / "repodata.json.zst").unlink()
+    channels = Channels(channel, tmp_path / "cache")
+    checked = [r for r in REAL if r["specs"] in SHARDED_CHECKS and "solution" in r]
+    assert len(checked) == len(SHARDED_CHECKS)
+    for request in checked:
+        records = channels.records(request["platform"])
+        records.prefetch(MatchSpec.parse(s).name for s in request["specs"])
+        assert solve(channels, request) == request["solution"]
+
+
 def test_expectations_cover_both_outcomes() -> None:
     # The data is only a test if it holds both kinds of answer.
     assert sum("error" in r for r in REAL) >= 10

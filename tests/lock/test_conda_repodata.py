@@ -29,6 +29,7 @@ from lockenv.lock.conda.repodata import (
     parse_repodata,
     split_track_features,
 )
+from lockenv.lock.conda.shards import SHARD_INDEX
 
 ALIAS = DEFAULT_CHANNEL_ALIAS.rstrip("/")
 
@@ -576,10 +577,18 @@ def test_http_variant_fallback_is_remembered(
 def test_http_prefers_zst(server: Server, tmp_path: Path, http: HttpClient) -> None:
     channel = _http_channel(server, tmp_path, REPODATA_VARIANTS)
     ChannelClient(http).prefetch([channel], ["linux-64"])
-    assert sorted(p for p, _, _ in server.requests) == [
+    paths = [p for p, _, _ in server.requests]
+    # The shard index is asked for first (CEP 16); the channel has none.
+    probes = [p for p in paths if p.endswith(SHARD_INDEX)]
+    assert sorted(p for p in paths if p not in probes) == [
         "/ch/linux-64/repodata.json.zst",
         "/ch/noarch/repodata.json.zst",
     ]
+    assert 1 <= len(probes) <= 2  # subdirs load concurrently: the second may not know yet
+    # Once found missing, a channel is not asked for shards again for a week.
+    before = len(server.requests)
+    ChannelClient(http).prefetch([channel], ["osx-arm64"])
+    assert not any(p.endswith(SHARD_INDEX) for p, _, _ in server.requests[before:])
 
 
 def test_http_etag_revalidation(server: Server, tmp_path: Path, http: HttpClient) -> None:
@@ -685,14 +694,13 @@ def test_fixture_channel_over_http(
         for name in from_file:
             assert [r.filename for r in over_http[name]] == [r.filename for r in from_file[name]]
             assert all(r.channel == remote.base_url for r in over_http[name])
-        assert sorted(channel_server.paths()[seen:]) == [
-            "/linux-64/repodata.json.zst",
-            "/noarch/repodata.json.zst",
-        ]
+        repodata = [p for p in channel_server.paths()[seen:] if not p.endswith(SHARD_INDEX)]
+        assert sorted(repodata) == ["/linux-64/repodata.json.zst", "/noarch/repodata.json.zst"]
+        seen = len(channel_server.requests)
         # A second lock run revalidates instead of downloading again.
         again = ChannelClient(http).records_by_name([remote], ["linux-64"])
         assert sorted(again) == sorted(over_http)
-    revalidations = channel_server.requests[seen + 2 :]
+    revalidations = channel_server.requests[seen:]
     assert len(revalidations) == 2
     assert all("if-none-match" in {k.lower() for k in r[2]} for r in revalidations)
 
@@ -710,3 +718,187 @@ def test_parsing_leaves_the_garbage_collector_as_it_was() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+# -- by-name stores (lockenv.lock.conda.subdir_store) ------------------------------------------
+
+
+def _two_subdirs(root: Path, *extra: dict[str, Any]) -> Path:
+    return write_channel(
+        root,
+        {
+            "linux-64": repodata(rec("a"), rec("b", depends=["a >=1"]), *extra),
+            "noarch": repodata(rec("n", subdir="noarch"), subdir="noarch"),
+        },
+        variants=("repodata.json.zst",),
+    )
+
+
+def _stores(cache: Path) -> list[Path]:
+    return sorted((cache / "conda-repodata").glob("*.byname"))
+
+
+def test_store_made_once_then_opened_without_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv.lock.conda import repodata as repodata_module
+
+    channel = Channel.parse(_two_subdirs(tmp_path / "src").as_uri())
+    with HttpClient(tmp_path / "cache") as http:
+        first = ChannelClient(http).records_by_name([channel], ["linux-64"])
+        before = {name: first[name] for name in ("a", "b", "n")}
+    assert len(_stores(tmp_path / "cache")) == 2  # linux-64 and noarch
+
+    def no_parsing(*args: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(repodata_module, "_group_by_name", no_parsing)
+    with HttpClient(tmp_path / "cache") as http:
+        second = ChannelClient(http).records_by_name([channel], ["linux-64"])
+        assert {name: second[name] for name in ("a", "b", "n")} == before
+        assert sorted(second) == ["a", "b", "n"]
+
+
+def test_changed_repodata_gets_a_new_store_that_replaces_the_old(tmp_path: Path) -> None:
+    source = _two_subdirs(tmp_path / "src")
+    channel = Channel.parse(source.as_uri())
+    with HttpClient(tmp_path / "cache") as http:
+        assert "c" not in ChannelClient(http).records_by_name([channel], ["linux-64"])
+    old = _stores(tmp_path / "cache")
+    _two_subdirs(source, rec("c"))  # the channel changed: the bytes hash differently
+    with HttpClient(tmp_path / "cache") as http:
+        records = ChannelClient(http).records_by_name([channel], ["linux-64"])
+        assert [r.name for r in records["c"]] == ["c"]
+    new = _stores(tmp_path / "cache")
+    assert len(new) == 2 and len(set(new) - set(old)) == 1  # one per subdir, never more
+
+
+def test_store_holds_no_credentials(server: Server, tmp_path: Path, http: HttpClient) -> None:
+    _http_channel(server, tmp_path, ("repodata.json",))
+    server.auth = ("user", "s3cret")
+    channel = Channel.parse(f"http://user:s3cret@{server.base.removeprefix('http://')}/ch")
+    (record,) = ChannelClient(http).records(channel, "linux-64")
+    assert "user:s3cret@" in record.url  # needed to download
+    stores = _stores(tmp_path / "cache")
+    assert stores
+    assert not any(b"s3cret" in store.read_bytes() for store in stores)
+
+
+def test_lock_without_a_writable_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockenv.lock.conda.subdir_store import Stores
+
+    monkeypatch.setattr(Stores, "publish", lambda *args, **kwargs: None)
+    channel = Channel.parse(_two_subdirs(tmp_path / "src").as_uri())
+    with HttpClient(tmp_path / "cache") as http:
+        records = ChannelClient(http).records_by_name([channel], ["linux-64"])
+        assert [r.name for r in records["b"]] == ["b"]
+
+
+def test_damaged_store_is_made_again(tmp_path: Path) -> None:
+    channel = Channel.parse(_two_subdirs(tmp_path / "src").as_uri())
+    with HttpClient(tmp_path / "cache") as http:
+        ChannelClient(http).records_by_name([channel], ["linux-64"])
+    for store in _stores(tmp_path / "cache"):
+        store.write_bytes(b"garbage")
+    with HttpClient(tmp_path / "cache") as http:
+        records = ChannelClient(http).records_by_name([channel], ["linux-64"])
+        assert [r.name for r in records["a"]] == ["a"]
+    assert all(s.read_bytes().startswith(b"LOCKENV-BYNAME") for s in _stores(tmp_path / "cache"))
+
+
+# -- CEP 16 sharded repodata (lockenv.lock.conda.shards) ---------------------------------------
+
+
+@pytest.fixture
+def sharded_channel(fixture_channel_dir: Path, tmp_path: Path) -> Path:
+    """The fixture channel's repodata (no packages) with shards beside it."""
+    from fixtures.shard_channel import shard_channel
+
+    root = tmp_path / "sharded"
+    for subdir in fixture_channel_dir.iterdir():
+        if subdir.is_dir():
+            (root / subdir.name).mkdir(parents=True)
+            for variant in REPODATA_VARIANTS:
+                data = (subdir / variant).read_bytes()
+                (root / subdir.name / variant).write_bytes(data)
+    shard_channel(root)
+    return root
+
+
+def _reachable(records: Any, name: str) -> set[str]:
+    from lockenv.lock.conda.solver import parse_spec
+
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for record in records.get(current, ()):
+            todo += [parse_spec(d).name for d in record.depends]
+    return seen
+
+
+def test_sharded_channel_fetches_only_what_a_request_reaches(
+    sharded_channel: Path, fixture_channel_dir: Path, tmp_path: Path
+) -> None:
+    from fixtures.server import serve_static
+
+    plain = Channel.parse(fixture_channel_dir.as_uri())
+    with serve_static(sharded_channel) as server, HttpClient(tmp_path / "cache") as http:
+        channel = Channel.parse(server.url)
+        records = ChannelClient(http).records_by_name([channel], ["linux-64"])
+        records.prefetch(["numpy-lite"])
+        fetched = [p for p in server.paths() if "/shards/" in p]
+        assert not [p for p in server.paths() if "repodata.json" in p]
+        expected = ChannelClient(http).records_by_name([plain], ["linux-64"])
+        reachable = _reachable(expected, "numpy-lite")
+        assert len(fetched) == len(set(fetched))  # each shard once
+        assert 2 < len(fetched) <= 2 * len(reachable)  # linux-64 and noarch: no more
+        for name in reachable:
+            got = records.get(name, ())
+            want = expected.get(name, ())
+            assert [(r.filename, r.sha256, r.md5, r.depends) for r in got] == [
+                (r.filename, r.sha256, r.md5, r.depends) for r in want
+            ]
+            assert all(r.url.startswith(server.url) for r in got)
+        # A second lock revalidates the shard index; shards come from the cache.
+        seen = len(server.paths())
+        again = ChannelClient(http).records_by_name([channel], ["linux-64"])
+        again.prefetch(["numpy-lite"])
+        assert again["numpy-lite"] == records["numpy-lite"]
+        assert all(p.endswith(SHARD_INDEX) for p in server.paths()[seen:])
+
+
+def test_shard_that_does_not_match_its_hash_is_refused(
+    sharded_channel: Path, tmp_path: Path
+) -> None:
+    for shard in (sharded_channel / "linux-64" / "shards").iterdir():
+        shard.write_bytes(shard.read_bytes() + b"\0")
+    channel = Channel.parse(sharded_channel.as_uri())
+    with HttpClient(tmp_path / "cache") as http:
+        records = ChannelClient(http).records_by_name([channel], ["linux-64"])
+        with pytest.raises(IndexAccessError, match="does not have the sha256 the index gives"):
+            records.prefetch(["numpy-lite"])
+
+
+@pytest.mark.parametrize(
+    ("index", "reason"),
+    [
+        (b"not zstd", "bad zstd data"),
+        ("msgpack", "'info' or 'shards' is missing"),
+    ],
+)
+def test_corrupt_shard_index(tmp_path: Path, index: bytes | str, reason: str) -> None:
+    import msgpack
+
+    root = _two_subdirs(tmp_path / "src")
+    data = (
+        index
+        if isinstance(index, bytes)
+        else zstandard.ZstdCompressor().compress(msgpack.packb({"version": 1}))
+    )
+    (root / "linux-64" / SHARD_INDEX).write_bytes(data)
+    with HttpClient(tmp_path / "cache") as http, pytest.raises(IndexAccessError, match=reason):
+        ChannelClient(http).records(Channel.parse(root.as_uri()), "linux-64")

@@ -243,6 +243,21 @@ def test_only_reachable_names_are_read() -> None:
     assert set(records.read) == {"a", "b", "c"}  # constrains alone read nothing
 
 
+def test_the_cyclic_garbage_collector_is_off_while_records_are_read() -> None:
+    import gc
+
+    seen: list[bool] = []
+
+    class Watched(Records):
+        def __getitem__(self, name: str) -> tuple[RepoRecord, ...]:
+            seen.append(gc.isenabled())
+            return super().__getitem__(name)
+
+    assert gc.isenabled()
+    solve(Watched([rec("a", "1.0", depends=["b"]), rec("b", "1.0")]), "a")
+    assert seen == [False, False] and gc.isenabled()
+
+
 def test_virtual_packages() -> None:
     records = [rec("cudatool", "12.0", depends=["__cuda >=12"]), rec("cudatool", "11.0")]
     cuda = VirtualPackage(name="__cuda", version="12.2", build="0")

@@ -17,8 +17,9 @@ requirements still allow, in this order, best first:
 5. the newer timestamp.
 
 This is conda's order and rattler's (``rattler_solve``'s ``SolvableSorter``), so that
-a lock picks what ``conda`` and ``pixi`` would.  The first three make one sort key;
-step 4 needs the other names' records, so it runs only inside groups equal in 1-3.
+a lock picks what ``conda`` and ``pixi`` would.  The first three make one sort key
+(`by_key`); step 4 needs the other names' records, so it runs only inside groups equal
+in 1-3 (`order_group`), and the solver runs it only for the groups it picks from.
 Builds whose dependencies cannot be parsed sort after the others of their group.
 """
 
@@ -31,7 +32,7 @@ from typing import Protocol, TypeVar
 from lockenv.lock.conda.matchspec import MatchSpec
 from lockenv.lock.conda.version import VersionOrder
 
-__all__ = ["Newest", "Orderable", "order_builds"]
+__all__ = ["Newest", "Orderable", "by_key", "order_builds", "order_group"]
 
 #: The newest version a requirement admits, and whether that version tracks features.
 Newest = tuple[bool, VersionOrder] | None
@@ -74,24 +75,46 @@ def order_builds(
     ``newest(spec)`` is the newest (has track features, version) among the records
     ``spec`` matches, or None when it matches none.
     """
+    ordered, groups = by_key(records, version_of=version_of)
+    result: list[R] = []
+    for start, end in groups:
+        group = ordered[start:end]
+        result += order_group(group, parse_spec=parse_spec, newest=newest)
+    return result
+
+
+def by_key(
+    records: Sequence[R], *, version_of: Callable[[str], VersionOrder]
+) -> tuple[list[R], list[tuple[int, int]]]:
+    """Steps 1-3: ``records`` sorted by them, and the (start, end) spans of the groups
+    of records equal in all three (which `order_group` puts in order)."""
 
     def key(record: R) -> tuple[int, VersionOrder, int]:
         return (-len(record.track_features), version_of(record.version), record.build_number)
 
-    ordered = sorted(records, key=key, reverse=True)
-    result: list[R] = []
+    keyed = sorted(((key(r), r) for r in records), key=lambda item: item[0], reverse=True)
+    groups: list[tuple[int, int]] = []
     start = 0
-    while start < len(ordered):
-        head = key(ordered[start])
+    while start < len(keyed):
+        head = keyed[start][0]
         end = start + 1
-        while end < len(ordered) and key(ordered[end]) == head:
+        while end < len(keyed) and keyed[end][0] == head:
             end += 1
-        group = ordered[start:end]
-        if len(group) > 1:
-            group = _by_dependencies(group, parse_spec, newest)
-        result += group
+        groups.append((start, end))
         start = end
-    return result
+    return [r for _, r in keyed], groups
+
+
+def order_group(
+    group: Sequence[R],
+    *,
+    parse_spec: Callable[[str], MatchSpec],
+    newest: Callable[[MatchSpec], Newest],
+) -> list[R]:
+    """Steps 4-5, for records equal in steps 1-3."""
+    if len(group) < 2:
+        return list(group)
+    return _by_dependencies(list(group), parse_spec, newest)
 
 
 def _by_dependencies(

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from lockenv.errors import ResolutionError
 from lockenv.lock.conda.matchspec import MatchSpec
-from lockenv.lock.conda.order import Newest, order_builds
+from lockenv.lock.conda.order import Newest, by_key, order_group
 from lockenv.lock.conda.sat import DONE, RETRY, Engine
 from lockenv.lock.conda.version import VersionOrder
 from lockenv.lock.conflicts import requirement_chain, who_asked
@@ -102,15 +102,43 @@ _Key = tuple[str, str, str]
 
 
 class _Pool:
-    """The builds of one package name, best first; ``vars[i]`` is ``records[i]``'s."""
+    """The builds of one package name, best first; ``vars[i]`` is ``records[i]``'s.
 
-    __slots__ = ("active", "group", "index", "masks", "name", "records", "requirements", "vars")
+    "Best first" by conda's order steps 1-3 (`lockenv.lock.conda.order.by_key`); builds
+    equal in those form a span (``spans``, and ``span_of`` by position) whose own order
+    (steps 4-5, `order_group`) is worked out the first time the solver picks from it
+    (``best_in_span``): most spans are never reached.
+    """
 
-    def __init__(self, name: str, index: int, group: int, records: list[_Record]):
+    __slots__ = (
+        "active",
+        "best_in_span",
+        "group",
+        "index",
+        "masks",
+        "name",
+        "records",
+        "requirements",
+        "span_of",
+        "spans",
+        "vars",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        index: int,
+        group: int,
+        records: list[_Record],
+        spans: list[tuple[int, int]],
+    ):
         self.name = name
         self.index = index
         self.group = group
         self.records = records
+        self.spans = spans
+        self.span_of = [i for i, (start, end) in enumerate(spans) for _ in range(start, end)]
+        self.best_in_span: dict[int, list[int]] = {}  # span -> its positions, best first
         self.vars: list[int] = []
         # id(spec) -> (spec, bitmask of the builds it admits by position, their positions)
         self.masks: dict[int, tuple[MatchSpec, int, list[int]]] = {}
@@ -191,9 +219,13 @@ class CondaSolver:
         Raises `Unsatisfiable` (a `ResolutionError`) with a one-line explanation when no
         set of builds meets the requirements, and `ResolutionError` for broken repodata.
         """
-        for spec in self.direct:
-            self._require(-1, spec)
-        if self.engine.solve() is False:
+        from lockenv.lock.conda.repodata import gc_paused
+
+        with gc_paused():  # records and clauses by the ten thousand, none in a cycle
+            for spec in self.direct:
+                self._require(-1, spec)
+            solved = self.engine.solve()
+        if solved is False:
             raise Unsatisfiable(self._explain())
         chosen = [
             self.record_of[var]
@@ -252,20 +284,17 @@ class CondaSolver:
         pool = self.pools.get(name)
         if pool is not None:
             return pool
-        ordered = order_builds(
-            self._candidates(name),
-            version_of=parse_version,
-            parse_spec=parse_spec,
-            newest=self._newest_admitted,
-        )
+        candidates = self._candidates(name)
         preferred = self.preferences.get(name)
-        if preferred is not None:
-            for i, record in enumerate(ordered):
-                if getattr(record, "filename", None) == preferred:
-                    ordered.insert(0, ordered.pop(i))
-                    break
+        first = [r for r in candidates if getattr(r, "filename", None) == preferred][:1]
+        ordered, spans = by_key(
+            [r for r in candidates if not first or r is not first[0]], version_of=parse_version
+        )
+        if first:  # a locked pin is tried before anything else
+            ordered = first + ordered
+            spans = [(0, 1)] + [(start + 1, end + 1) for start, end in spans]
         engine = self.engine
-        pool = _Pool(name, len(self.pool_list), engine.new_group(), ordered)
+        pool = _Pool(name, len(self.pool_list), engine.new_group(), ordered, spans)
         self.pools[name] = pool
         self.pool_list.append(pool)
         self.activity.append(0.0)
@@ -473,8 +502,27 @@ class CondaSolver:
             for position in _positions(wanted):
                 var = pool.vars[position]
                 if values[2 * var] == 0:
-                    return var
+                    span = pool.span_of[position]
+                    start, end = pool.spans[span]
+                    if end - start == 1:
+                        return var
+                    for best in self._best_in_span(pool, span):
+                        var = pool.vars[best]
+                        if wanted >> best & 1 and values[2 * var] == 0:
+                            return var
         return -1
+
+    def _best_in_span(self, pool: _Pool, span: int) -> list[int]:
+        """The positions of a span of builds equal in order steps 1-3, best first."""
+        known = pool.best_in_span.get(span)
+        if known is None:
+            start, end = pool.spans[span]
+            ordered = order_group(
+                pool.records[start:end], parse_spec=parse_spec, newest=self._newest_admitted
+            )
+            where = {id(record): start + i for i, record in enumerate(pool.records[start:end])}
+            known = pool.best_in_span[span] = [where[id(record)] for record in ordered]
+        return known
 
     # -- checks and explanations -------------------------------------------------------
 
