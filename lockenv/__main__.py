@@ -1,3 +1,139 @@
-from lockenv.cli import main
+"""The ``lockenv`` command's entry point: the fast path for job arrays, else the CLI.
 
-raise SystemExit(main())
+``lockenv run -- CMD`` and a no-op ``lockenv sync`` are what every task of a job array
+runs.  When their arguments are the plain ones (an environment, a prefix, a lock, the
+modes that change nothing for an environment in sync), they are answered here from the
+environment's stamp (`lockenv.fastpath`), importing nothing but ``os``, ``sys`` and that
+module.  Anything else, and anything the stamp cannot vouch for, goes to `lockenv.cli`,
+which does the full check (and leaves a stamp for the next time).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+_FLAGS = frozenset({"--frozen", "--locked", "--offline"})
+_VALUED = {
+    "-e": "environment",
+    "--environment": "environment",
+    "--prefix": "prefix",
+    "--lock": "lock",
+    "--bundle": "bundle",
+}
+
+
+def _parse(argv: Sequence[str]) -> dict[str, str | list[str] | int | bool] | None:
+    """The options of a plain ``sync`` or ``run``, or None for anything else."""
+    args = list(argv)
+    quiet = 0
+    while args and args[0] in ("-q", "--quiet"):
+        quiet += 1
+        args.pop(0)
+    if not args or args[0] not in ("sync", "run"):
+        return None
+    command = args.pop(0)
+    valued = _VALUED
+    found: dict[str, str | list[str] | int | bool] = {"command": command, "frozen": False}
+    locked = False
+    while args:
+        arg = args.pop(0)
+        name, eq, value = arg.partition("=")
+        if arg in ("-q", "--quiet"):
+            quiet += 1
+        elif arg in _FLAGS:
+            found["frozen"] = found["frozen"] or arg == "--frozen"
+            locked = locked or arg == "--locked"
+        elif (eq and name in valued) or arg in valued:
+            if not eq:
+                if not args:
+                    return None
+                value = args.pop(0)
+            key = valued[name if eq else arg]
+            if key in found or not value:
+                return None
+            found[key] = value
+        elif arg.startswith("-e") and len(arg) > 2 and "environment" not in found:
+            found["environment"] = arg[2:]
+        elif command == "run" and (arg == "--" or not arg.startswith("-")):
+            found["cmd"] = args if arg == "--" else [arg, *args]
+            break
+        else:
+            return None  # an option the full command line handles
+    if command == "sync" and locked and found["frozen"]:
+        return None  # refused by the full command line
+    if command == "run" and not found.get("cmd"):
+        return None
+    if "lock" in found and "prefix" not in found:
+        return None
+    bundle = found.pop("bundle", None)
+    if isinstance(bundle, str) and not os.path.isfile(os.path.join(bundle, "bundle.json")):
+        return None  # not a bundle: the full command line says so (a no-op needs none)
+    found["quiet"] = quiet
+    return found
+
+
+def _fast(argv: Sequence[str]) -> int | None:
+    """Answer a plain ``sync``/``run`` of an environment in sync; None: not decided."""
+    from lockenv.fastpath import (
+        activation_env,
+        find_program,
+        locate_manifest,
+        stamp_says_current,
+        up_to_date_message,
+    )
+
+    options = _parse(argv)
+    if options is None:
+        return None
+    environment = str(options.get("environment", "default"))
+    prefix_option = options.get("prefix")
+    lock_option = options.get("lock")
+    manifest: str | None
+    if isinstance(lock_option, str):
+        lock, manifest = os.path.abspath(lock_option), None
+    else:
+        located = locate_manifest(os.getcwd())
+        if located is None:
+            return None
+        manifest, root, vouch = located
+        lock = os.path.join(root, "lockenv.lock")
+        if options["frozen"] and not vouch:
+            manifest = None  # not read at all
+        if not isinstance(prefix_option, str):
+            prefix_option = os.path.join(root, ".lockenv", "envs", environment)
+    prefix = os.path.abspath(str(prefix_option))
+    if not stamp_says_current(prefix, environment=environment, lock=lock, manifest=manifest):
+        return None
+    if options["command"] == "sync":
+        if not options["quiet"]:
+            sys.stderr.write(up_to_date_message(environment, prefix) + "\n")
+        return 0
+    command = options["cmd"]
+    assert isinstance(command, list)
+    env = activation_env(prefix, os.environ)
+    program = find_program(command[0], env.get("PATH", ""))
+    if program is None:
+        return None  # the full command line says what is wrong
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec: signals and the exit status reach the caller as if lockenv were not there.
+    os.execve(program, command, env)
+    return 0  # not reached
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lockenv`` command with ``argv`` (default: the process's arguments)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if os.name == "posix":
+        status = _fast(args)
+        if status is not None:
+            return status
+    from lockenv.cli import main as cli_main
+
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,7 +13,15 @@ Layout under the cache root::
 
 Every entry appears through one ``os.rename`` (archives through ``os.replace`` in the HTTP
 client), so processes sharing a cache (cluster jobs on one filesystem) never see a partial
-entry and need no lock: the loser of a race discards its own copy.
+entry: the loser of a race discards its own copy.  That alone is correct but wasteful (64
+jobs of an array would each download every wheel), so the work on one artifact is also
+single-flight across processes (`Cache.artifact_lock`): a POSIX byte-range lock
+(``fcntl.lockf``) on one file, ``<root>/artifacts.lock``, at an offset derived from the
+artifact's sha256.  Byte-range locks are what NFS (NLM, or NFSv4 itself), Lustre (mounted
+with ``flock``), GPFS and BeeGFS carry between nodes, the kernel drops them when a process
+dies (no stale lock files to clean, no owner or staleness to guess), and one file serves
+every artifact (no inode per artifact).  Where the filesystem has no locks, syncs go on
+without them (correct, just not single-flight).
 
 The cache is only trusted through hashes, never through where a file is.  Archives are
 re-hashed against the lock before every use.  An unpacked tree is made from such a
@@ -41,12 +49,15 @@ import json
 import os
 import stat
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "LOCK_FILE",
     "SEAL",
     "Cache",
     "EntryState",
@@ -60,6 +71,7 @@ __all__ = [
 ]
 
 SEAL = "seal.json"
+LOCK_FILE = "artifacts.lock"
 _SEAL_FORMAT = 1
 _STALE_TEMP_SECONDS = 24 * 3600
 # Whatever was used more recently than this may be in use by a running sync: never pruned,
@@ -242,6 +254,18 @@ class Cache:
             with contextlib.suppress(OSError):
                 os.utime(entry)
 
+    @contextlib.contextmanager
+    def artifact_lock(self, sha256: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the cache-wide lock on the artifact ``sha256`` (see the module doc).
+
+        Yields True once this thread holds it, or False at once when ``wait`` is False
+        and another process (or thread) holds it.  Reentrant within a thread.  Holders
+        never wait for a second artifact, so syncs cannot deadlock on each other.
+        """
+        locks = _artifact_locks(self.root)
+        with locks.holding(sha256, wait=wait) as held:
+            yield held
+
     def make_temp_dir(self, purpose: str) -> Path:
         """A fresh directory under ``tmp/`` on the cache's filesystem, for `publish_dir`."""
         import tempfile
@@ -291,6 +315,126 @@ class Cache:
                         remove_tree(Path(entry.path))
                         count, freed = count + 1, freed + size
         return count, freed
+
+
+# -- single flight ------------------------------------------------------------------------
+
+_NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF)
+_DEADLOCK_RETRY_SECONDS = 0.05
+
+
+class _ArtifactLocks:
+    """This process's side of ``<root>/artifacts.lock``.
+
+    POSIX locks belong to a process, not to a thread or a descriptor: two threads of one
+    process never exclude each other through them, and closing any descriptor of the
+    file drops all of the process's locks on it.  So the file is opened once per process
+    and kept open, and threads take a per-artifact in-process lock first.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._guard = threading.Lock()
+        self._threads: dict[str, threading.RLock] = {}
+        self._depth: dict[str, int] = {}
+        self._fd: int | None = None
+        self._usable = sys.platform != "win32"
+
+    def _descriptor(self) -> int | None:
+        with self._guard:
+            if self._fd is None and self._usable:
+                try:
+                    self._root.mkdir(parents=True, exist_ok=True)
+                    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+                    self._fd = os.open(self._root / LOCK_FILE, flags, 0o666)
+                except OSError:
+                    self._usable = False  # a read-only shared cache: no single flight
+            return self._fd
+
+    @contextlib.contextmanager
+    def holding(self, sha256: str, *, wait: bool) -> Iterator[bool]:
+        with self._guard:
+            thread_lock = self._threads.setdefault(sha256, threading.RLock())
+        if not thread_lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            with self._guard:
+                depth = self._depth[sha256] = self._depth.get(sha256, 0) + 1
+            try:
+                locked = depth > 1 or self._lock(sha256, wait=wait)
+            except BaseException:
+                locked = False
+                raise
+            finally:
+                if not locked:
+                    with self._guard:
+                        self._depth[sha256] -= 1
+            if not locked:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                with self._guard:
+                    depth = self._depth[sha256] = self._depth[sha256] - 1
+                if depth == 0:
+                    self._unlock(sha256)
+        finally:
+            thread_lock.release()
+
+    def _lock(self, sha256: str, *, wait: bool) -> bool:
+        fd = self._descriptor()
+        if fd is None:
+            return True
+        import fcntl
+
+        offset = _lock_offset(sha256)
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB), 1, offset)
+                return True
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES) and not wait:
+                    return False
+                if exc.errno == errno.EDEADLK:
+                    # The kernel sees processes, not threads: another thread of ours
+                    # holds an artifact that the holder of this one waits for.  Not a
+                    # real cycle (no holder waits while holding): try again shortly.
+                    time.sleep(_DEADLOCK_RETRY_SECONDS)
+                    continue
+                if exc.errno in _NO_LOCKS:
+                    self._usable = False
+                    return True
+                raise
+
+    def _unlock(self, sha256: str) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        import fcntl
+
+        with contextlib.suppress(OSError):
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, _lock_offset(sha256))
+
+
+def _lock_offset(sha256: str) -> int:
+    # 31 bits: within what every NFS lock protocol version carries.  Two artifacts
+    # sharing an offset only wait for each other; nothing goes wrong.
+    return int(sha256[:8], 16) & 0x7FFFFFFF
+
+
+_LOCK_TABLES: dict[str, _ArtifactLocks] = {}
+_LOCK_TABLES_GUARD = threading.Lock()
+
+
+def _artifact_locks(root: Path) -> _ArtifactLocks:
+    key = os.path.abspath(root)
+    with _LOCK_TABLES_GUARD:
+        table = _LOCK_TABLES.get(key)
+        if table is None:
+            table = _LOCK_TABLES[key] = _ArtifactLocks(Path(key))
+        return table
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -621,7 +621,9 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
     if report is None or report.no_op:
         # (no_op: another sync, waited for, had just made it so)
         if announce:
-            _OUT.note(f"environment {args.environment!r} is up to date ({target.prefix})")
+            from lockenv.fastpath import up_to_date_message
+
+            _OUT.note(up_to_date_message(args.environment, str(target.prefix)))
     elif announce:
         _OUT.note(
             f"synced {args.environment!r} in {report.seconds:.2f}s: "

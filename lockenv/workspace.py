@@ -209,17 +209,18 @@ def record_requirements(paths: ProjectPaths, manifest: Manifest | None = None) -
 
 def ensure_locked(
     paths: ProjectPaths, *, locked: bool, options: Callable[[], LockOptions], say: Say | None
-) -> None:
+) -> bool:
     """Make sure the lock satisfies the manifest: re-lock, or with ``locked`` fail.
 
     ``options`` is called only when a re-lock is needed (it imports the resolver).
+    Returns True when it locked again.
     """
     if known_fresh(paths):
-        return
+        return False
     manifest = load(paths)
     reasons = check(paths, manifest)
     if not reasons:
-        return
+        return False
     if locked:
         raise StaleLockError(
             f"{LOCK_NAME} is out of date with the manifest ({reasons[0]}"
@@ -229,6 +230,7 @@ def ensure_locked(
     if say:
         say(f"lock is out of date ({reasons[0]}); locking")
     lock(paths, options(), say=say, manifest=manifest)
+    return True
 
 
 # -------------------------------------------------------------- merge
@@ -382,11 +384,18 @@ def sync(
     Returns the materializer's SyncReport, or None when the environment already matched
     (decided from file hashes alone, without parsing the lock).
     """
-    from lockenv.sync.materialize import is_up_to_date
+    from lockenv.fastpath import signed
+    from lockenv.sync.materialize import is_up_to_date, stamp_environment, stamp_inputs
 
+    # Signed before they are read: what the stamp vouches for is what was checked.
+    checks_manifest = target.paths is not None and not frozen
+    manifest = signed(str(target.paths.manifest)) if target.paths and checks_manifest else None
+    lock_file = signed(str(target.lock_path))
+    inputs = stamp_inputs(target.prefix)
     if target.paths is not None and not frozen:
         assert lock_options is not None
-        ensure_locked(target.paths, locked=locked, options=lock_options, say=say)
+        if ensure_locked(target.paths, locked=locked, options=lock_options, say=say):
+            lock_file = None  # just re-locked: the next run leaves the stamp
     try:
         lock_bytes = target.lock_path.read_bytes()
     except FileNotFoundError:
@@ -394,17 +403,31 @@ def sync(
             f"no lockfile at {str(target.lock_path)!r}: run `lockenv lock` first"
         ) from None
     lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
-    if is_up_to_date(target.prefix, lock_sha256, target.env):
-        return None
+    report = None
+    if not is_up_to_date(target.prefix, lock_sha256, target.env):
+        from dataclasses import replace
+
+        from lockenv.lockfile import loads
+
+        lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
+        require_env(lock, target.env)
+        # Path dependencies are relative to the lock's directory.
+        sync_options = replace(sync_options, project_root=target.lock_path.parent)
+        report = _sync_environment(lock, lock_sha256, target, sync_options, say)
+    if lock_file is not None and (manifest is not None or not checks_manifest):
+        stamp_environment(target.prefix, lock=lock_file, manifest=manifest, inputs=inputs)
+    return report
+
+
+def _sync_environment(
+    lock: Lockfile, lock_sha256: str, target: SyncTarget, sync_options: Any, say: Say | None
+) -> Any:
+    """`lockenv.sync.materialize.sync_environment`, with a builder when the environment
+    has something to build here and none was given."""
     from dataclasses import replace
 
-    from lockenv.lockfile import loads
     from lockenv.sync.materialize import sync_environment
 
-    lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
-    require_env(lock, target.env)
-    # Path dependencies are relative to the lock's directory.
-    sync_options = replace(sync_options, project_root=target.lock_path.parent)
     if sync_options.builder is not None or sync_options.no_build or not _has_sources(lock, target):
         return sync_environment(
             lock, lock_sha256, target.env, target.prefix, sync_options, progress=say

@@ -38,3 +38,17 @@ def write_manifest(
         "\n[pypi-dependencies]\n" + deps
     )
     return path
+
+
+def fast_path(cwd: Path, *args: str) -> tuple[bool, str]:
+    """Run lockenv: whether it answered from the environment's stamp (`lockenv.fastpath`,
+    without importing the command line module), and what it said on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "lockenv", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    said = "".join(line for line in result.stderr.splitlines(True) if "import time" not in line)
+    return "lockenv.cli" not in result.stderr, said

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,3 +87,82 @@ def test_discard_and_clean_stale_temp(tmp_path: Path) -> None:
     cache.clean_stale_temp()
     assert not stale.exists()
     assert fresh.exists()
+
+
+# -- single flight ---------------------------------------------------------------------------
+
+_SHA_A = "a" * 64
+_SHA_B = "b" * 64
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from lockenv.cache import Cache
+with Cache(Path(sys.argv[1])).artifact_lock(sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def _hold_in_another_process(root: Path, sha256: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(root), sha256], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX byte-range locks")
+def test_artifact_lock_is_held_across_processes_and_dies_with_its_holder(
+    tmp_path: Path,
+) -> None:
+    cache = Cache(tmp_path)
+    holder = _hold_in_another_process(tmp_path, _SHA_A)
+    try:
+        with cache.artifact_lock(_SHA_A, wait=False) as held:
+            assert held is False
+        with cache.artifact_lock(_SHA_B, wait=False) as held:
+            assert held is True  # an unrelated artifact is never held up
+    finally:
+        holder.kill()  # kill -9: the kernel drops its locks, nothing is left stale
+        holder.wait()
+    with cache.artifact_lock(_SHA_A, wait=False) as held:
+        assert held is True
+    assert [p.name for p in tmp_path.iterdir()] == [cache_mod.LOCK_FILE]  # one file for all
+
+
+def test_artifact_lock_is_reentrant_and_excludes_other_threads(tmp_path: Path) -> None:
+    import threading
+
+    cache = Cache(tmp_path)
+    seen: list[bool] = []
+    with cache.artifact_lock(_SHA_A) as outer:
+        with cache.artifact_lock(_SHA_A, wait=False) as inner:
+            assert outer and inner
+
+        def other_thread() -> None:
+            with cache.artifact_lock(_SHA_A, wait=False) as held:
+                seen.append(held)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+    assert seen == [False]
+    # Released by the outermost exit, for this process and for others.
+    holder = _hold_in_another_process(tmp_path, _SHA_A)
+    holder.kill()
+    holder.wait()
+
+
+def test_artifact_lock_without_lock_support_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(*args: object) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    with Cache(tmp_path / "nolocks").artifact_lock(_SHA_A, wait=False) as held:
+        assert held is True  # correct without it (entries appear by rename), only not single-flight

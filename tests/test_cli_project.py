@@ -5,8 +5,10 @@ the command line; exports of source trees.  Built with the fixture index's tinyb
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,32 @@ def test_new_console_script_is_installed_without_a_relock(project: Path, index_s
     assert "building mycli" in synced.stderr
     assert lockenv(project, "run", "--", "mycli-again").stdout.startswith("hello")
     assert "up to date" in lockenv(project, "sync").stderr
+
+
+def test_the_no_op_stamp_watches_a_path_dependencys_build_files(
+    tmp_path: Path, project: Path, index_server: Any
+) -> None:
+    from lockenv.fastpath import STAMP_FILE
+
+    app = tmp_path / "app"
+    app.mkdir()
+    lockenv(app, "init", "--platform", "linux-64", "--index", index_server.url)
+    lockenv(app, "add", "--pypi", "--editable", "../mycli-project")
+    lockenv(app, "sync")
+    assert "up to date" in lockenv(app, "sync").stderr  # the no-op leaves the stamp
+    stamp = app / ".lockenv" / "envs" / "default" / STAMP_FILE
+    later = time.time() + 60
+    os.utime(stamp, (later, later))  # as if written a minute later: nothing is racy
+    assert lockenv(app, "run", "--", "mycli").stdout.startswith("hello")
+    (project / "mycli" / "shout.py").write_text("def main():\n    print('HELLO')\n")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('mycli = "mycli:main"', 'mycli = "mycli.shout:main"')
+    )
+    # The stamp vouches for the lock and the manifest, not for the edited pyproject.toml:
+    # the script now points elsewhere.
+    ran = lockenv(app, "run", "--", "mycli")
+    assert ran.stdout == "HELLO\n" and "building mycli" in ran.stderr
 
 
 def test_init_from_a_pyproject_elsewhere(project: Path, index_server: Any, tmp_path: Path) -> None:

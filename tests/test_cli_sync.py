@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cli_support import lockenv, write_manifest
+from cli_support import fast_path, lockenv, write_manifest
 
 
 @pytest.fixture
@@ -167,3 +169,65 @@ def test_no_op_sync_imports_nothing_heavy(project: Path) -> None:
         [sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_fast_path_after_a_full_check_and_back_on_any_change(project: Path) -> None:
+    lockenv(project, "sync")
+    time.sleep(2.1)  # a signature is trusted once its file is 2 s older than the stamp
+    lockenv(project, "sync")  # (the full check, if the stamp was too young) leaves a stamp
+    assert fast_path(project, "sync") == (
+        True,
+        f"environment 'default' is up to date ({project / '.lockenv/envs/default'})\n",
+    )
+    assert fast_path(project, "run", "--", "python", "-c", "import clicky")[0]
+    site = next((project / ".lockenv/envs/default/lib").glob("python*/site-packages"))
+    shutil.rmtree(next(site.glob("clicky-*.dist-info")))  # removed by hand
+    fast, said = fast_path(project, "sync")
+    assert not fast and "1 installed" in said
+    manifest = project / "lockenv.toml"
+    manifest.write_text(manifest.read_text() + 'alpha = "*"\n')
+    lockenv(project, "run", "--", "python", "-c", "import alpha")  # locked and synced again
+
+
+def test_many_jobs_on_one_empty_cache_fetch_and_unpack_each_artifact_once(
+    tmp_path: Path, make_index_server: Callable[..., Any]
+) -> None:
+    # A job array: 10 `sync --lock --prefix` and 2 `run` at once on one empty cache.  The
+    # server answers slowly, so the jobs overlap; it counts the requests for each file.
+    from lockenv.lockfile import read_lockfile
+    from lockenv.platforms import current_platform
+
+    server = make_index_server()
+    root = tmp_path / "proj"
+    root.mkdir()
+    write_manifest(root, server.url, 'clicky = "*"\nnumfast = "*"\ngamma = "*"\nalpha = "*"\n')
+    lockenv(root, "lock")
+    server.reset()
+    server.file_delay = 0.3
+    record = tmp_path / "record"
+    env = {**os.environ, "LOCKENV_TEST_RECORD": str(record)}
+    command = [sys.executable, "-m", "lockenv"]
+    jobs = [
+        [*command, "sync", "--lock", "lockenv.lock", "--prefix", str(tmp_path / f"e{i}")]
+        for i in range(10)
+    ]
+    jobs += [[*command, "run", "--", "python", "-c", "import clicky, numfast"]] * 2
+    procs = [
+        subprocess.Popen(job, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for job in jobs
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    lock = read_lockfile(root / "lockenv.lock")
+    wanted = sorted(a.filename for a in lock.packages_for("default", current_platform()))
+    assert server.counts() == {f"/files/{name}": 1 for name in wanted}
+    lines = record.read_text().splitlines()
+    assert (
+        sorted(line.split()[1] for line in lines if line.startswith("fetch:downloaded")) == wanted
+    )
+    published = sorted(line.split()[1] for line in lines if line.startswith("unpack:published"))
+    assert published == wanted
+    for i in range(10):
+        verify = ["verify", "--lock", "lockenv.lock", "--prefix", str(tmp_path / f"e{i}")]
+        assert lockenv(root, *verify).returncode == 0

@@ -5,8 +5,11 @@ sleep lands before, inside or after the sync depending on how busy the machine i
 With ``LOCKENV_TEST_STOP_AT=STAGE`` (or ``STAGE#N``) the process sends itself SIGSTOP
 the N-th time (default: the first) it reaches `checkpoint` (STAGE); the test waits for
 the stop (``waitpid`` with ``WUNTRACED``) and then kills it with SIGKILL, so every trial
-is guaranteed to die mid-sync at that point.  Unset, a checkpoint costs one environment
-lookup.  The stages, in the order a sync reaches them, are listed in `STAGES`.
+is guaranteed to die mid-sync at that point.  With ``LOCKENV_TEST_RECORD=FILE`` every
+checkpoint reached appends a line ``STAGE DETAIL`` to FILE (one ``write`` in append
+mode, so the lines of many processes do not mix): how tests count that 16 concurrent
+syncs downloaded and unpacked each artifact once.  Unset, a checkpoint costs two
+environment lookups.  The stages, in the order a sync reaches them, are in `STAGES`.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["STAGES", "STOP_AT_ENV", "checkpoint"]
+__all__ = ["RECORD_ENV", "STAGES", "STOP_AT_ENV", "checkpoint"]
 
 STOP_AT_ENV = "LOCKENV_TEST_STOP_AT"
+RECORD_ENV = "LOCKENV_TEST_RECORD"
 
 STAGES = (
     "fetch:downloaded",  # one archive is complete in the cache (each download)
-    "fetch:done",  # every archive is in the cache and verified
     "unpack:working",  # an archive is unpacked in a work directory, not yet published
     "unpack:published",  # an unpacked tree was published in the cache (each artifact)
+    "prepare:done",  # every artifact is unpacked in the cache, from a verified archive
     "staging:created",  # the empty staging directory beside the prefix exists
     "staging:built",  # one sdist or source tree is built into a wheel (each source)
     "staging:linked",  # one package is linked into the staging tree (each package)
@@ -35,8 +39,16 @@ _counts: dict[str, int] = {}
 _counts_lock = threading.Lock()
 
 
-def checkpoint(stage: str) -> None:
-    """Stop this process here when ``LOCKENV_TEST_STOP_AT`` names ``stage``."""
+def checkpoint(stage: str, detail: str = "") -> None:
+    """Stop this process here when ``LOCKENV_TEST_STOP_AT`` names ``stage``; record
+    ``stage`` and ``detail`` (a file name) when ``LOCKENV_TEST_RECORD`` is set."""
+    record = os.environ.get(RECORD_ENV)
+    if record:
+        fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{stage} {detail}\n".encode())
+        finally:
+            os.close(fd)
     wanted = os.environ.get(STOP_AT_ENV)
     if not wanted:
         return

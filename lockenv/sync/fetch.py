@@ -1,23 +1,29 @@
-"""Get every locked artifact into the cache, each checked against the lock's sha256 and size.
+"""Get locked artifacts' archives into the cache, each checked against the lock's sha256
+and size.
 
 Wheels and conda archives alike, looked for in the cache, then in a bundle
 (`lockenv.sync.bundle_source`: imported into the cache by hardlink or copy), then
-downloaded.  Archives already in the
-cache are hashed again before use: a cache shared by many machines or users is not
-trusted by location; neither is a bundle.  Downloads go
+downloaded.  Archives already in the cache are hashed again before use: a cache shared
+by many machines or users is not trusted by location; neither is a bundle.  Downloads go
 through `lockenv.http` (imported only when something must be downloaded, so a warm sync
-never loads httpx), in a bounded pool of threads.  Every artifact is checked before
-anything is installed: the first problem aborts the sync with the environment untouched.
+never loads httpx).
+
+A `Fetcher` gets one artifact at a time, holding that artifact's cache lock
+(`lockenv.cache.Cache.artifact_lock`): of many processes that need the same archive one
+downloads it and the others find it in the cache when the lock is theirs.  The sync
+(`lockenv.sync.prepare`) drives it per artifact, the bundle writer through
+`fetch_artifacts`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lockenv.cache import Cache, copy_hashing, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
@@ -25,10 +31,13 @@ from lockenv.lockfile import Archive
 from lockenv.sync.checkpoints import checkpoint
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from lockenv.http import HttpClient
     from lockenv.mirrors import Mirrors
+    from lockenv.sync.bundle_source import Bundle
 
-__all__ = ["FetchResult", "fetch_artifacts"]
+__all__ = ["FetchResult", "Fetcher", "collect_errors", "fetch_artifacts", "raise_all"]
 
 Progress = Callable[[str], None]
 _SEQUENTIAL_BYTES = 16 << 20  # above this, hash in parallel (hashlib frees the GIL)
@@ -43,23 +52,138 @@ class FetchResult:
     bundled: tuple[str, ...] = ()  # file names imported from a bundle
 
 
-def _check_cached(cache: Cache, artifact: Archive, path: Path) -> None:
-    try:
-        digest, size = hash_file(path)
-    except OSError as exc:
-        raise IntegrityError(
-            f"{artifact.filename}: cannot read the cached archive {str(path)!r}: {exc}"
-        ) from None
-    if size == artifact.size and digest == artifact.sha256:
-        return
-    # The entry is keyed by the expected hash, so its content was changed in place.
-    cache.discard(path.parent)
-    cache.discard(cache.unpacked_dir(artifact.sha256))
-    raise IntegrityError(
-        f"{artifact.filename}: the cached archive is corrupt: expected sha256 "
-        f"{artifact.sha256} ({artifact.size} bytes), got sha256 {digest} ({size} bytes); the "
-        f"cache entry {str(path)!r} was removed, so the next sync downloads it again"
-    )
+class Fetcher:
+    """Puts artifacts' archives into ``cache``, verified; thread-safe; `close` it (it may
+    hold HTTP connections).
+
+    ``bundle``: a bundle directory to take missing archives from.  ``manifest``: the
+    project's manifest, whose mirrors apply (with the machine's), read only when
+    something must be downloaded.  ``offline``: no network (``file://`` URLs and mirrors
+    on a shared filesystem are still read).  ``connections``: the HTTP connection pool.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        offline: bool = False,
+        bundle: Path | None = None,
+        manifest: Path | None = None,
+        progress: Progress | None = None,
+        connections: int = 8,
+    ) -> None:
+        self.cache = cache
+        self.offline = offline
+        self.bundle = bundle
+        self._manifest = manifest
+        self._progress = progress
+        self._connections = connections
+        self._lock = threading.Lock()
+        self._contents: Bundle | None = None
+        self._mirrors: Mirrors | None = None
+        self._client: HttpClient | None = None
+        self.downloaded: list[str] = []  # file names, in the order they completed
+        self.bundled: list[str] = []
+
+    def close(self) -> None:
+        """Close the HTTP connections, if any were opened."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    # -- where an archive comes from ---------------------------------------------------------
+
+    def _bundle_path(self, artifact: Archive) -> Path | None:
+        if self.bundle is None:
+            return None
+        with self._lock:
+            if self._contents is None:
+                from lockenv.sync.bundle_source import read_bundle
+
+                self._contents = read_bundle(self.bundle)
+            contents = self._contents
+        return contents.path_of(artifact.sha256)
+
+    def _mirror_rules(self) -> Mirrors:
+        with self._lock:
+            if self._mirrors is None:
+                from lockenv.mirrors import load_mirrors
+
+                self._mirrors = load_mirrors(self._manifest)
+            return self._mirrors
+
+    def check_available(self, artifacts: Sequence[Archive]) -> None:
+        """Offline, raise OfflineError naming every artifact of ``artifacts`` that is
+        neither in the cache nor in the bundle nor at a local location; else nothing."""
+        if not self.offline:
+            return
+        unavailable = [
+            a
+            for a in artifacts
+            if not os.path.isfile(self.cache.archive_path(a.sha256, a.filename))
+            and self._bundle_path(a) is None
+            and not _local(a.url, self._mirror_rules())
+        ]
+        if unavailable:
+            listed = "; ".join(f"{a.filename} ({a.url})" for a in unavailable)
+            where = f"the cache ({self.cache.root})"
+            if self.bundle is not None:
+                where += f" or the bundle ({self.bundle})"
+            raise OfflineError(
+                f"--offline: {len(unavailable)} artifact(s) are not in {where}: {listed}; "
+                "run the sync once online or use a bundle that has them (`lockenv bundle`)"
+            )
+
+    # -- one artifact ------------------------------------------------------------------------
+
+    def archive(self, artifact: Archive) -> Path:
+        """The verified archive of ``artifact`` in the cache: checked where it already is,
+        else imported from the bundle, else downloaded; under the artifact's lock."""
+        path = self.cache.archive_path(artifact.sha256, artifact.filename)
+        with self.cache.artifact_lock(artifact.sha256):
+            if os.path.isfile(path):
+                _check_cached(self.cache, artifact, path)
+                return path
+            source = self._bundle_path(artifact)
+            if source is not None:
+                _import_from_bundle(artifact, source, path)
+                with self._lock:
+                    self.bundled.append(artifact.filename)
+                return path
+            self._download(artifact, path)
+        return path
+
+    def _http(self) -> HttpClient:
+        mirrors = self._mirror_rules()
+        with self._lock:
+            if self._client is None:
+                from lockenv.http import HttpClient
+
+                self._client = HttpClient(
+                    self.cache.root,
+                    offline=self.offline,
+                    max_connections=self._connections,
+                    mirrors=mirrors,
+                )
+            return self._client
+
+    def _download(self, artifact: Archive, path: Path) -> None:
+        from lockenv.http import redact_url
+
+        client = self._http()
+        if self._progress is not None:
+            self._progress(f"download {artifact.filename}")
+        try:
+            _download_or_find(client, artifact, path, self._progress)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"{artifact.filename}: downloaded file does not match the lock "
+                f"({redact_url(artifact.url)!r}): {_detail(str(exc))}"
+            ) from None
+        with self._lock:
+            self.downloaded.append(artifact.filename)
+        checkpoint("fetch:downloaded", artifact.filename)
 
 
 def fetch_artifacts(
@@ -78,64 +202,63 @@ def fetch_artifacts(
     else downloaded, through the mirrors of the machine and of ``manifest`` (if given).
     Raises OfflineError listing every missing artifact when ``offline`` (``file://`` URLs,
     and mirrors on a shared filesystem, are local files, read even offline), and
-    IntegrityError
-    naming the artifact, the expected and the actual sha256 when any artifact (cached,
-    bundled or downloaded) does not match the lock.
+    IntegrityError naming the artifact, the expected and the actual sha256 when any
+    artifact (cached, bundled or downloaded) does not match the lock.
     """
     unique = list({a.sha256: a for a in artifacts}.values())
     for a in unique:
         # Before looking: `lockenv.cache.prune` spares what was marked in the last hour.
         cache.mark_used(a.sha256)
     paths = {a.sha256: cache.archive_path(a.sha256, a.filename) for a in unique}
-    cached = [a for a in unique if os.path.isfile(paths[a.sha256])]
-    missing = [a for a in unique if a not in cached]
-    bundled: dict[str, Path] = {}
-    if missing and bundle is not None:
-        from lockenv.sync.bundle_source import read_bundle
+    fetcher = Fetcher(
+        cache,
+        offline=offline,
+        bundle=bundle,
+        manifest=manifest,
+        progress=progress,
+        connections=max(1, jobs),
+    )
+    with contextlib.closing(fetcher):
+        fetcher.check_available(unique)
+        errors: list[LockenvError] = []
+        cached_bytes = sum(a.size for a in unique if os.path.isfile(paths[a.sha256]))
+        if all(os.path.isfile(p) for p in paths.values()) and cached_bytes < _SEQUENTIAL_BYTES:
+            # A warm fetch of small archives: hashing them in turn is quicker than a pool.
+            for a in unique:
+                try:
+                    fetcher.archive(a)
+                except LockenvError as exc:
+                    errors.append(exc)
+        elif unique:
+            from concurrent.futures import ThreadPoolExecutor
 
-        contents = read_bundle(bundle)
-        for a in missing:
-            source = contents.path_of(a.sha256)
-            if source is not None:
-                bundled[a.sha256] = source
-        missing = [a for a in missing if a.sha256 not in bundled]
-    mirrors: Mirrors | None = None
-    if missing:
-        from lockenv.mirrors import load_mirrors
-
-        mirrors = load_mirrors(manifest)
-    if offline and mirrors is not None:
-        unavailable = [a for a in missing if not _local(a.url, mirrors)]
-        if unavailable:
-            listed = "; ".join(f"{a.filename} ({a.url})" for a in unavailable)
-            where = f"the cache ({cache.root})"
-            if bundle is not None:
-                where += f" or the bundle ({bundle})"
-            raise OfflineError(
-                f"--offline: {len(unavailable)} artifact(s) are not in {where}: {listed}; "
-                "run the sync once online or use a bundle that has them (`lockenv bundle`)"
-            )
-    from_bundle = [a for a in unique if a.sha256 in bundled]
-    errors: list[LockenvError] = []
-    cached_bytes = sum(a.size for a in cached)
-    if not missing and not from_bundle and cached_bytes < _SEQUENTIAL_BYTES:
-        # A warm sync of small archives: hashing them in turn is quicker than a pool.
-        for a in cached:
-            try:
-                _check_cached(cache, a, paths[a.sha256])
-            except LockenvError as exc:
-                errors.append(exc)
-    else:
-        imports = [(a, bundled[a.sha256]) for a in from_bundle]
-        errors = _fetch_in_pool(
-            cached, imports, missing, cache, paths, offline, jobs, progress, mirrors
-        )
-    if errors:
-        _raise_all(errors)
+            workers = max(1, min(jobs, len(unique)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="lockenv-fetch") as pool:
+                futures = [pool.submit(fetcher.archive, a) for a in unique]
+                errors = collect_errors(futures)
+        if errors:
+            raise_all(errors)
     return FetchResult(
-        paths=paths,
-        downloaded=tuple(a.filename for a in missing),
-        bundled=tuple(a.filename for a in from_bundle),
+        paths=paths, downloaded=tuple(fetcher.downloaded), bundled=tuple(fetcher.bundled)
+    )
+
+
+def _check_cached(cache: Cache, artifact: Archive, path: Path) -> None:
+    try:
+        digest, size = hash_file(path)
+    except OSError as exc:
+        raise IntegrityError(
+            f"{artifact.filename}: cannot read the cached archive {str(path)!r}: {exc}"
+        ) from None
+    if size == artifact.size and digest == artifact.sha256:
+        return
+    # The entry is keyed by the expected hash, so its content was changed in place.
+    cache.discard(path.parent)
+    cache.discard(cache.unpacked_dir(artifact.sha256))
+    raise IntegrityError(
+        f"{artifact.filename}: the cached archive is corrupt: expected sha256 "
+        f"{artifact.sha256} ({artifact.size} bytes), got sha256 {digest} ({size} bytes); the "
+        f"cache entry {str(path)!r} was removed, so the next sync downloads it again"
     )
 
 
@@ -178,60 +301,6 @@ def _import_from_bundle(artifact: Archive, source: Path, dest: Path) -> None:
             os.unlink(tmp)
 
 
-def _fetch_in_pool(
-    cached: list[Archive],
-    imports: list[tuple[Archive, Path]],
-    missing: list[Archive],
-    cache: Cache,
-    paths: dict[str, Path],
-    offline: bool,
-    jobs: int,
-    progress: Progress | None,
-    mirrors: Mirrors | None,
-) -> list[LockenvError]:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    errors: list[LockenvError] = []
-    workers = max(1, min(jobs, len(cached) + len(imports) + len(missing)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lockenv-fetch") as pool:
-        futures: list[Future[None]] = [
-            pool.submit(_check_cached, cache, a, paths[a.sha256]) for a in cached
-        ]
-        futures += [
-            pool.submit(_import_from_bundle, a, source, paths[a.sha256]) for a, source in imports
-        ]
-        with contextlib.ExitStack() as stack:
-            if missing:
-                from lockenv.http import HttpClient, redact_url
-
-                client = stack.enter_context(
-                    HttpClient(
-                        cache.root, offline=offline, max_connections=workers, mirrors=mirrors
-                    )
-                )
-
-                def download(artifact: Archive) -> None:
-                    if progress is not None:
-                        progress(f"download {artifact.filename}")
-                    try:
-                        _download_or_find(client, artifact, paths[artifact.sha256], progress)
-                    except IntegrityError as exc:
-                        raise IntegrityError(
-                            f"{artifact.filename}: downloaded file does not match the lock "
-                            f"({redact_url(artifact.url)!r}): {_detail(str(exc))}"
-                        ) from None
-                    checkpoint("fetch:downloaded")
-
-                futures += [pool.submit(download, a) for a in missing]
-            for future in futures:
-                exc = future.exception()
-                if isinstance(exc, LockenvError):
-                    errors.append(exc)
-                elif exc is not None:
-                    raise exc
-    return errors
-
-
 def _download_or_find(
     client: HttpClient, artifact: Archive, dest: Path, progress: Progress | None
 ) -> None:
@@ -266,7 +335,22 @@ def _detail(message: str) -> str:
     return rest if sep else message
 
 
-def _raise_all(errors: list[LockenvError]) -> None:
+def collect_errors(futures: Sequence[Future[Any]]) -> list[LockenvError]:
+    """Wait for every future; the LockenvErrors they raised (anything else is re-raised:
+    a bug, not a problem of one artifact)."""
+    errors: list[LockenvError] = []
+    for future in futures:
+        exc = future.exception()
+        if isinstance(exc, LockenvError):
+            errors.append(exc)
+        elif exc is not None:
+            raise exc
+    return errors
+
+
+def raise_all(errors: Sequence[LockenvError]) -> None:
+    """Raise one error for all of ``errors``: an integrity error first (it names what to
+    distrust), the others summed up after it."""
     integrity = [e for e in errors if isinstance(e, IntegrityError)]
     first = integrity[0] if integrity else errors[0]
     if len(errors) == 1:

@@ -1,4 +1,4 @@
-"""The sync: lock → fetch (verified) → unpack once → build a staging env → swap it in.
+"""The sync: lock → prepare (fetch, verify, unpack once) → build a staging env → swap it in.
 
 Two kinds of environment come out of it.  A PyPI-only lock makes a virtual environment on
 a host interpreter, or on a base environment's (`lockenv.base_environment`): its
@@ -21,10 +21,12 @@ already names the final prefix), then exchanged with the prefix in one atomic st
 two renames, recovered by the next sync).  So a sync is exact (whatever the lock does not
 list is gone, including packages installed by hand), and a failed or killed sync leaves
 the previous environment as it was.  Leftovers of a killed sync are removed by the next.
-Syncs of one prefix are serialised by ``flock`` on ``.<name>.lock`` beside it; the cache
-needs no lock.
+Syncs of one prefix are serialised by ``flock`` on ``.<name>.lock`` beside it; in the
+shared cache, each artifact is prepared by one sync at a time (`lockenv.sync.prepare`).
 
-`is_up_to_date` is the no-op fast path: standard library only, nothing hashed.
+`is_up_to_date` is the no-op check: standard library only, nothing hashed.  Once it (or
+a sync) has passed, `stamp_environment` leaves the stamp that lets the next ``run`` or
+no-op ``sync`` skip even that (`lockenv.fastpath`).
 
 This module (and everything it imports) never reaches the resolver, the index clients or
 tomlkit; httpx is imported only when something must be downloaded.
@@ -60,6 +62,7 @@ from lockenv.sync.plan import (
 if TYPE_CHECKING:
     from lockenv.base_environment import BaseEnvironment
     from lockenv.cache import Cache
+    from lockenv.fastpath import Signed
     from lockenv.lockfile import (
         Archive,
         CondaArtifact,
@@ -69,6 +72,7 @@ if TYPE_CHECKING:
         PypiSource,
     )
     from lockenv.sync.conda.install import InstalledConda, UnpackedConda
+    from lockenv.sync.fetch import Fetcher
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.pypi.sources import BuildRequest, WheelBuilder
     from lockenv.sync.pypi.wheel import InstalledDist, UnpackedWheel
@@ -82,12 +86,13 @@ __all__ = [
     "activation_env",
     "default_cache_dir",
     "is_up_to_date",
+    "stamp_environment",
+    "stamp_inputs",
     "sync_environment",
 ]
 
 Progress = Callable[[str], None]
 _IS_WINDOWS = sys.platform == "win32"
-_PROCESS_UNPACK_BYTES = 4 << 20  # archives to unpack above this: a process pool pays off
 
 
 def default_cache_dir() -> Path:
@@ -146,14 +151,18 @@ class SyncReport:
 # -- the fast path -------------------------------------------------------------------------
 
 
-def _interpreter_present(prefix: Path, state: EnvState) -> bool:
+def _interpreter(prefix: Path, state: EnvState) -> str:
+    """The environment's interpreter ("" for a conda environment without Python)."""
     if state.kind == "conda":
         if not state.python_version:
-            return True  # a conda environment without Python
-        python = prefix / ("python.exe" if _IS_WINDOWS else "bin/python")
-    else:
-        python = prefix / ("Scripts/python.exe" if _IS_WINDOWS else "bin/python")
-    return os.path.exists(python)  # follows the symlink: a removed base Python is noticed
+            return ""
+        return str(prefix / ("python.exe" if _IS_WINDOWS else "bin/python"))
+    return str(prefix / ("Scripts/python.exe" if _IS_WINDOWS else "bin/python"))
+
+
+def _interpreter_present(prefix: Path, state: EnvState) -> bool:
+    python = _interpreter(prefix, state)
+    return not python or os.path.exists(python)  # follows links: a removed base is noticed
 
 
 def _site_dist_infos(prefix: Path, site_packages: str) -> list[str]:
@@ -243,38 +252,74 @@ def is_up_to_date(prefix: Path, lock_sha256: str, env_name: str) -> bool:
     return _state_is_current(state, prefix, platform)
 
 
-def activation_env(prefix: Path, base: Mapping[str, str]) -> dict[str, str]:
-    """``base`` with the environment at ``prefix`` activated (for ``lockenv run``).
+def stamp_inputs(prefix: Path) -> tuple[str, list[Signed]]:
+    """What the no-op check of the environment at ``prefix`` reads besides the lock and
+    its own files — its base environment's directories, its path dependencies' build
+    files — `lockenv.fastpath.signed_input` before the check reads them; with the base's
+    path ("" for none)."""
+    state = read_state(Path(os.path.abspath(prefix)))
+    if state is None:
+        return "", []
+    from lockenv.fastpath import signed_input
 
-    Puts its scripts directory first on PATH and removes PYTHONHOME (which would point the
-    interpreter at another standard library).  A virtual environment gets VIRTUAL_ENV; a
-    conda prefix (it has ``conda-meta/``) gets CONDA_PREFIX and loses a VIRTUAL_ENV
-    inherited from the caller (tools such as pip and uv prefer VIRTUAL_ENV).  Packages'
-    own activation scripts (``etc/conda/activate.d``) are package code and are not run.
-    """
+    # An edited pyproject.toml of a path dependency (a new console script...) is rebuilt.
+    watched = []
+    if state.sources:
+        from lockenv.sync.pypi.sources import BUILD_FILES
+
+        watched = [os.path.join(tree, name) for tree in state.sources for name in BUILD_FILES]
+    if not state.base_prefix:
+        return "", [signed_input(path) for path in watched]
+    from lockenv.base_environment import BaseEnvironmentError, read_base_environment
+
+    base = Path(state.base_prefix)
+    try:
+        site_packages = read_base_environment(base).site_packages
+    except BaseEnvironmentError:
+        site_packages = "lib"
+    watched += [str(base / rel) for rel in ("lib", "conda-meta", "pyvenv.cfg", site_packages)]
+    return state.base_prefix, [signed_input(path) for path in watched]
+
+
+def stamp_environment(
+    prefix: Path,
+    *,
+    lock: Signed,
+    manifest: Signed | None,
+    inputs: tuple[str, list[Signed]] = ("", []),
+) -> None:
+    """Leave the no-op stamp (`lockenv.fastpath`) in the environment at ``prefix``, which
+    the full check just found in sync with ``lock`` (fresh for ``manifest``, if given);
+    ``inputs``: `stamp_inputs`, taken before the check."""
+    from lockenv.fastpath import write_stamp
+
     prefix = Path(os.path.abspath(prefix))
-    env = dict(base)
-    conda = (prefix / "conda-meta").is_dir()
-    if conda and _IS_WINDOWS:
-        dirs = [
-            prefix,
-            prefix / "Library" / "mingw-w64" / "bin",
-            prefix / "Library" / "usr" / "bin",
-            prefix / "Library" / "bin",
-            prefix / "Scripts",
-            prefix / "bin",
-        ]
-    else:
-        dirs = [prefix / ("Scripts" if _IS_WINDOWS else "bin")]
-    path = env.get("PATH", "")
-    env["PATH"] = os.pathsep.join(str(d) for d in dirs) + (os.pathsep + path if path else "")
-    if conda:
-        env["CONDA_PREFIX"] = str(prefix)
-        env.pop("VIRTUAL_ENV", None)
-    else:
-        env["VIRTUAL_ENV"] = str(prefix)
-    env.pop("PYTHONHOME", None)
-    return env
+    state = read_state(prefix)
+    if state is None or state.base_prefix != inputs[0]:
+        return  # built on another base than the one watched: the next check stamps it
+    listings: list[tuple[str, str, list[str]]] = []
+    if state.site_packages:
+        listings.append((str(prefix / state.site_packages), ".dist-info", state.dist_infos))
+    if state.kind == "conda":
+        listings.append((str(prefix / "conda-meta"), ".json", state.conda_records))
+    write_stamp(
+        str(prefix),
+        environment=state.environment,
+        python=_interpreter(prefix, state),
+        listings=listings,
+        entries=state.cache_entries,
+        lock=lock,
+        manifest=manifest,
+        inputs=inputs[1],
+    )
+
+
+def activation_env(prefix: Path, base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with the environment at ``prefix`` activated (for ``lockenv run``):
+    `lockenv.fastpath.activation_env`."""
+    from lockenv.fastpath import activation_env as activated
+
+    return activated(os.path.abspath(prefix), base)
 
 
 # -- locking and swapping --------------------------------------------------------------------
@@ -522,61 +567,15 @@ def _direct_url(
     return {"url": artifact.url, "archive_info": hashes}
 
 
-def _load_unpacked(entry: Path, artifact: Archive) -> Unpacked | None:
-    """The artifact unpacked in the cache entry ``entry``, or None when it is unusable."""
-    if artifact.kind == "conda":
-        from lockenv.sync.conda.install import load_unpacked_conda
-
-        return load_unpacked_conda(entry)
-    from lockenv.sync.pypi.wheel import load_unpacked
-
-    return load_unpacked(entry)
-
-
-def _trusted_entry(cache: Cache, artifact: Archive) -> tuple[Path, str]:
-    """The cache entry this sync should use for ``artifact`` and its state: the shared
-    one unless another user made it, then this user's private one (`lockenv.cache`)."""
-    from lockenv.cache import check_entry
-
-    shared = cache.unpacked_dir(artifact.sha256)
-    state = check_entry(shared)
-    if state != "foreign":
-        return shared, state
-    private = cache.private_unpacked_dir(artifact.sha256)
-    return private, check_entry(private)
-
-
-def _ensure_unpacked(cache: Cache, artifact: Archive, archive: Path, final: Path) -> None:
-    """Unpack the (verified) archive into the entry ``final``, replacing what is there:
-    in a temporary directory, sealed, then published by one rename, so concurrent syncs
-    never see half an entry."""
-    from lockenv.cache import check_entry, remove_tree, seal_entry
-    from lockenv.lockfile import CondaArtifact
-
-    if os.path.lexists(final):
-        # Another sync may have published it since we looked (publishing is one rename of
-        # a complete, sealed tree): look again before calling it damaged (or made by a
-        # lockenv without seals) and removing it from under that sync.
-        if check_entry(final) == "ok":
-            return
-        cache.discard(final)
-    work = cache.make_temp_dir("unpack")
-    try:
-        if isinstance(artifact, CondaArtifact):
-            from lockenv.sync.conda.install import unpack_conda
-
-            unpack_conda(archive, work, filename=artifact.filename, artifact=artifact)
-        else:
-            from lockenv.sync.pypi.wheel import unpack_wheel
-
-            unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
-        seal_entry(work)
-    except BaseException:
-        remove_tree(work)
-        raise
-    checkpoint("unpack:working")
-    cache.publish_dir(work, final)
-    checkpoint("unpack:published")
+def _fetch_sdists(sdists: list[PypiArtifact], fetcher: Fetcher) -> dict[str, Path]:
+    """Each locked sdist's archive in the cache, checked against the lock's sha256 and
+    size (before anything is built from it), by sha256."""
+    fetcher.check_available(sdists)
+    paths = {}
+    for sdist in sdists:
+        fetcher.cache.mark_used(sdist.sha256)
+        paths[sdist.sha256] = fetcher.archive(sdist)
+    return paths
 
 
 def _build_all(
@@ -592,6 +591,7 @@ def _build_all(
     against the lock and unpacked in the cache (by the built wheel's own sha256)."""
     from lockenv.cache import hash_file
     from lockenv.lockfile import PypiArtifact
+    from lockenv.sync.prepare import unpack_built
     from lockenv.sync.pypi.sources import check_built_wheel
     from lockenv.sync.pypi.wheel import UnpackedWheel
 
@@ -617,14 +617,10 @@ def _build_all(
             sha256=digest,
             size=size,
         )
-        entry, state = _trusted_entry(cache, as_wheel)
-        unpacked = _load_unpacked(entry, as_wheel) if state == "ok" else None
-        if unpacked is None:
-            _ensure_unpacked(cache, as_wheel, wheel, entry)
-            unpacked = _load_unpacked(entry, as_wheel)
+        unpacked = unpack_built(cache, as_wheel, wheel)
         if not isinstance(unpacked, UnpackedWheel):
             raise InstallError(
-                f"{wheel.name}: the unpacked cache entry {str(entry)!r} is unusable; run "
+                f"{wheel.name}: the built wheel unpacked as something else; run "
                 "`lockenv cache clean` and sync again"
             )
         built.append((artifact, unpacked))
@@ -792,9 +788,10 @@ def sync_environment(
     from lockenv.cache import Cache, remove_tree
     from lockenv.cache import default_cache_dir as _default_cache
     from lockenv.platforms import current_platform
-    from lockenv.sync.fetch import fetch_artifacts
+    from lockenv.sync.fetch import Fetcher
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.link import Linker, check_link_mode
+    from lockenv.sync.prepare import prepare_artifacts
     from lockenv.sync.venv import base_interpreter, create_venv, find_interpreter, layout_for
 
     started = time.monotonic()
@@ -877,26 +874,21 @@ def sync_environment(
         elif options.python is not None:
             note(f"--python ignored: environment {env_name!r} brings its own conda python")
 
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=max(1, min(4, options.jobs, len(artifacts)))) as pool:
-            # Unpacked entries are checked against their seals while the archives are
-            # hashed: both mostly wait on the kernel, so they overlap.
-            checking = {a.sha256: pool.submit(_trusted_entry, cache, a) for a in artifacts}
-            fetched = fetch_artifacts(
-                artifacts,
-                cache,
-                offline=options.offline,
-                jobs=options.jobs,
-                progress=progress,
-                bundle=options.bundle,
-                manifest=options.manifest,
-            )
-            entries = {sha: future.result() for sha, future in checking.items()}
-        checkpoint("fetch:done")
-        cache.clean_stale_temp()
+        fetcher = Fetcher(
+            cache,
+            offline=options.offline,
+            bundle=options.bundle,
+            manifest=options.manifest,
+            progress=progress,
+            connections=options.jobs,
+        )
         ready: list[Archive] = [*conda, *(a for a in pypi if a.is_wheel)]
-        unpacked = _unpack_all(cache, ready, fetched.paths, options.jobs, note, entries)
+        with contextlib.closing(fetcher):
+            prepared = prepare_artifacts(ready, fetcher, jobs=options.jobs, progress=progress)
+            # Sdists are built later, from their archives (checked against the lock here).
+            sdists = _fetch_sdists([a for a in pypi if not a.is_wheel], fetcher)
+        unpacked = [(a, prepared.unpacked[a.sha256]) for a in ready]
+        tarballs = {a.sha256: cache.archive_path(a.sha256, a.filename) for a in conda}
         by_sha = {a.sha256: u for a, u in unpacked}
         from lockenv.lockfile import PypiArtifact
         from lockenv.sync.pypi.wheel import UnpackedWheel
@@ -936,7 +928,7 @@ def sync_environment(
                     conda=True,
                     python_site_packages_path=_python_site_packages_path(conda, by_sha),
                 )
-                linked = _link_conda_all(conda, by_sha, fetched.paths, layout, guard, environment)
+                linked = _link_conda_all(conda, by_sha, tarballs, layout, guard, environment)
                 _report_package_scripts(linked, note)
                 python_full = conda_python
                 python_executable = layout.prefix_python if conda_python else ""
@@ -951,7 +943,7 @@ def sync_environment(
                 )
                 built = _build_all(
                     sources,
-                    fetched.paths,
+                    sdists,
                     options,
                     cache,
                     python=build_python,
@@ -1082,90 +1074,3 @@ def _report_package_scripts(
             "skipped package scripts (lockenv never runs package code): "
             + ", ".join(sorted(with_scripts))
         )
-
-
-def _unpack_all(
-    cache: Cache,
-    artifacts: list[Archive],
-    paths: Mapping[str, Path],
-    jobs: int,
-    note: Progress,
-    entries: Mapping[str, tuple[Path, str]],
-) -> list[tuple[Archive, Unpacked]]:
-    """Every artifact unpacked in the cache.  ``entries``: each artifact's entry and
-    its state (`_trusted_entry`); missing or damaged ones are unpacked (again) from the
-    verified archive."""
-    found: dict[str, Unpacked] = {}
-    todo: list[tuple[Archive, Path]] = []
-    for artifact in artifacts:
-        entry, state = entries[artifact.sha256]
-        loaded = _load_unpacked(entry, artifact) if state == "ok" else None
-        if loaded is not None:
-            found[artifact.sha256] = loaded
-            continue
-        if state == "damaged" or (state == "ok" and loaded is None):
-            note(f"{artifact.filename}: its unpacked cache entry was changed; unpacking it again")
-        todo.append((artifact, entry))
-    if todo:
-        _unpack_in_pool(cache, todo, paths, jobs)
-    result = []
-    for artifact in artifacts:
-        unpacked = found.get(artifact.sha256)
-        if unpacked is None:
-            entry, state = _trusted_entry(cache, artifact)
-            if state != "ok":
-                # Another user's process published a shared entry first: make our own.
-                _ensure_unpacked(cache, artifact, paths[artifact.sha256], entry)
-                entry, state = _trusted_entry(cache, artifact)
-            unpacked = _load_unpacked(entry, artifact) if state == "ok" else None
-        if unpacked is None:
-            raise InstallError(
-                f"{artifact.filename}: the unpacked cache entry is unusable; run "
-                "`lockenv cache clean` and sync again"
-            )
-        result.append((artifact, unpacked))
-    return result
-
-
-def _unpack_in_pool(
-    cache: Cache, todo: list[tuple[Archive, Path]], paths: Mapping[str, Path], jobs: int
-) -> None:
-    todo.sort(key=lambda item: -item[0].size)  # biggest first: the pool finishes together
-    workers = max(1, min(jobs, len(todo)))
-    cpus = min(workers, os.cpu_count() or 1)
-    if cpus > 1 and sum(a.size for a, _ in todo) > _PROCESS_UNPACK_BYTES and _can_fork():
-        # Unpacking thousands of small files is Python-bound: processes use every CPU
-        # (measured 2x on two cores), threads do not.
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        jobs_args = [(str(cache.root), a, str(paths[a.sha256]), str(e)) for a, e in todo]
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=cpus, mp_context=context) as pool:
-            list(pool.map(_unpack_in_worker, jobs_args))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda item: _ensure_unpacked(cache, *item), _with_paths(todo, paths)))
-
-
-def _with_paths(
-    todo: list[tuple[Archive, Path]], paths: Mapping[str, Path]
-) -> list[tuple[Archive, Path, Path]]:
-    return [(a, paths[a.sha256], entry) for a, entry in todo]
-
-
-def _can_fork() -> bool:
-    # fork() copies only the calling thread: safe while lockenv is the only thread (its
-    # download pool has been shut down); never on macOS, where system libraries forbid it.
-    import threading
-
-    return sys.platform.startswith("linux") and threading.active_count() == 1
-
-
-def _unpack_in_worker(args: tuple[str, Archive, str, str]) -> None:
-    from lockenv.cache import Cache
-
-    root, artifact, archive, entry = args
-    _ensure_unpacked(Cache(Path(root)), artifact, Path(archive), Path(entry))

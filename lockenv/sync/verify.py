@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lockenv.fastpath import STAMP_FILE
 from lockenv.lockfile import Lockfile
 from lockenv.sync.conda.prefix_record import (
     CONDA_META,
@@ -46,7 +47,9 @@ __all__ = ["VerifyReport", "environment_digest", "verify_environment"]
 _IS_WINDOWS = sys.platform == "win32"
 _PLACEHOLDER = b"<LOCKENV-PREFIX>"
 _PADDED_STRING = re.compile(b"(" + re.escape(_PLACEHOLDER) + rb"[^\0]*)\0+")
-_SKELETON_FILES = frozenset({"pyvenv.cfg", STATE_FILE, f"{STATE_FILE}.tmp", "lib64"})
+# lockenv's own records at the root: the state file and the no-op stamp (`lockenv.fastpath`).
+_RECORDS = frozenset({STATE_FILE, f"{STATE_FILE}.tmp", STAMP_FILE})
+_SKELETON_FILES = frozenset({"pyvenv.cfg", "lib64", *_RECORDS})
 _SKELETON_SCRIPTS = re.compile(
     r"^(python|python3|python3\.\d+|pythonw?\.exe|activate|activate\.fish)$"
 )
@@ -358,7 +361,7 @@ def verify_environment(
         if not os.path.isdir(os.path.join(prefix, rel)):
             missing.append(rel)
 
-    skeleton = _SKELETON_FILES if not conda_env else frozenset({STATE_FILE, f"{STATE_FILE}.tmp"})
+    skeleton = _SKELETON_FILES if not conda_env else _RECORDS
     base_problem, base_pth = _check_base(prefix, sp_rel, lock, env_name, state)
     if base_problem is not None:
         problems.append(base_problem)
@@ -503,7 +506,7 @@ def environment_digest(prefix: Path) -> str:
     items = [
         (rel, entry)
         for rel, entry in _walk(prefix)
-        if rel not in (STATE_FILE, f"{STATE_FILE}.tmp", "pyvenv.cfg") and not _is_bytecode(rel)
+        if rel not in _RECORDS and rel != "pyvenv.cfg" and not _is_bytecode(rel)
     ]
     with ThreadPoolExecutor(max_workers=8) as pool:
         lines = sorted(pool.map(entry_line, items, chunksize=64))

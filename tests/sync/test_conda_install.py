@@ -637,6 +637,8 @@ def test_tampered_cached_conda_archive_is_refused_and_env_unchanged(
     data[200] ^= 0xFF
     archive.write_bytes(bytes(data))
     actual = hashlib.sha256(bytes(data)).hexdigest()
+    # The archive is read only to make its unpacked tree: remove that tree.
+    shutil.rmtree(default_cache_dir() / "unpacked" / victim.sha256[:2] / victim.sha256)
     with pytest.raises(IntegrityError) as info:
         _sync(new, prefix)
     message = str(info.value)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from lockenv.cache import default_cache_dir
 from lockenv.errors import BuildError, InstallError, IntegrityError, OfflineError
 from lockenv.lockfile import Lockfile, PypiArtifact, write_lockfile
 from lockenv.platforms import current_platform
-from lockenv.sync import materialize
+from lockenv.sync import materialize, prepare
 from lockenv.sync.materialize import (
     SyncOptions,
     activation_env,
@@ -271,6 +272,8 @@ def test_tampered_cache_archive_is_refused_and_env_unchanged(
     data[100] ^= 0xFF  # same size, other bytes
     archive.write_bytes(bytes(data))
     actual = hashlib.sha256(bytes(data)).hexdigest()
+    # The archive is read only to make its unpacked tree: remove that tree.
+    shutil.rmtree(default_cache_dir() / "unpacked" / victim.sha256[:2] / victim.sha256)
     with pytest.raises(IntegrityError) as info:
         _sync(new, prefix)
     message = str(info.value)
@@ -283,6 +286,23 @@ def test_tampered_cache_archive_is_refused_and_env_unchanged(
     assert _leftovers(prefix) == []
     _sync(new, prefix)  # downloads it again
     _verify_ok(prefix, new)
+
+
+def test_a_sealed_tree_is_used_without_its_archive(tmp_path: Path, fixture_index_dir: Path) -> None:
+    # Trees are trusted by their seals: the archive is not needed (nor read) once its tree
+    # is made, so a cache that keeps only trees still syncs, and a damaged archive next to
+    # an intact tree harms nothing (it is refused if it is ever needed again).
+    lock = fixture_lock(fixture_index_dir, OLD)
+    _sync(lock, tmp_path / "first")
+    archives = default_cache_dir() / "archives"
+    tampered = next(archives.glob("*/*/*.whl"))
+    tampered.write_bytes(b"not the archive any more")
+    other = next(p for p in archives.glob("*/*/*.whl") if p != tampered)
+    shutil.rmtree(other.parent)
+    _sync(lock, tmp_path / "second")
+    _verify_ok(tmp_path / "second", lock)
+    assert tampered.read_bytes() == b"not the archive any more"  # never read, never used
+    assert not other.parent.exists()  # not downloaded again
 
 
 def test_server_serving_other_bytes_is_refused_and_env_unchanged(
@@ -629,9 +649,9 @@ def test_recovery_after_a_kill_between_the_two_renames(
 # environment before the swap and the new one after it (`lockenv.sync.checkpoints`).
 _KILL_POINTS = [
     ("fetch:downloaded", False, "old"),
-    ("fetch:done", False, "old"),
     ("unpack:working", False, "old"),
     ("unpack:published#2", False, "old"),
+    ("prepare:done", False, "old"),
     ("staging:created", False, "old"),
     ("staging:linked", False, "old"),
     ("staging:linked#3", False, "old"),
@@ -711,7 +731,7 @@ def test_an_entry_published_by_another_sync_meanwhile_is_used_not_discarded(
     archive = fixture_index_dir / "files" / artifact.filename
     cache = Cache(tmp_path / "cache")
     final = cache.unpacked_dir(artifact.sha256)
-    assert materialize._trusted_entry(cache, artifact) == (final, "missing")  # our look
+    assert prepare.trusted_entry(cache, artifact) == (final, "missing")  # our look
     # The other sync publishes its complete, sealed entry now.
     work = cache.make_temp_dir("other-sync")
     unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
@@ -725,9 +745,9 @@ def test_an_entry_published_by_another_sync_meanwhile_is_used_not_discarded(
         real_discard(self, path)
 
     monkeypatch.setattr(Cache, "discard", discard)
-    materialize._ensure_unpacked(cache, artifact, archive, final)
+    prepare.ensure_unpacked(cache, artifact, archive, final)
     assert discarded == []  # the other sync's complete entry was left in place
-    assert materialize._trusted_entry(cache, artifact) == (final, "ok")
+    assert prepare.trusted_entry(cache, artifact) == (final, "ok")
     assert list((cache.root / "tmp").iterdir()) == []
 
 
@@ -739,7 +759,7 @@ def test_unpacking_in_a_process_pool(tmp_path: Path, fixture_index_dir: Path) ->
     write_lockfile(lock, lock_path)
     code = (
         "import sys\n"
-        "import lockenv.sync.materialize as m\n"
+        "import lockenv.sync.prepare as m\n"
         "m._PROCESS_UNPACK_BYTES = 0\n"
         "assert m._can_fork()\n"
         f"sys.argv = ['x', {str(lock_path)!r}, {str(tmp_path / 'env')!r}]\n" + SYNC_WORKER

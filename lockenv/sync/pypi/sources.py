@@ -21,11 +21,11 @@ from lockenv.errors import BuildError
 if TYPE_CHECKING:
     from email.message import Message
 
-__all__ = ["BuildRequest", "WheelBuilder", "check_built_wheel", "tree_fingerprint"]
+__all__ = ["BUILD_FILES", "BuildRequest", "WheelBuilder", "check_built_wheel", "tree_fingerprint"]
 
 # What decides how a source tree builds and what its metadata says; code edits do not
 # (an editable install shows them anyway).
-_BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 
 
 def tree_fingerprint(tree: Path) -> str:
@@ -33,7 +33,7 @@ def tree_fingerprint(tree: Path) -> str:
     is installed again, though the lock did not change.  Standard library only: the
     no-op sync computes it."""
     digest = hashlib.sha256()
-    for name in _BUILD_FILES:
+    for name in BUILD_FILES:
         try:
             data = (tree / name).read_bytes()
         except OSError:

@@ -1,0 +1,258 @@
+"""Benchmark: what a job array pays per task — lockenv beside uv on the same project.
+
+    python benchmarks/fast_paths.py [--rounds 9] [--uv PATH] [--lockenv PATH]
+
+A generated stack (`benchmarks.synthetic.make_stack`: 24 packages asked for, 80 pins,
+about 12k files) is served on 127.0.0.1 and locked by each tool for this machine: a
+lockenv project and a uv project asking for the same packages.  Then, each tool with its
+own warm cache, in turns (lockenv, uv, lockenv, uv, ...):
+
+- run:      ``lockenv run -- true``            vs ``uv run --offline -- true``
+- no-op:    ``lockenv sync``                   vs ``uv sync --offline``
+- warm:     environment deleted, then ``lockenv sync --frozen`` vs ``uv sync --frozen``
+- change:   one pin moved (1.0 <-> 1.1), then ``lockenv sync --frozen`` vs ``uv sync --frozen``
+
+(uv's ``--frozen`` and ``--offline`` keep it from asking the index again, which
+would only flatter lockenv.)  ``cp -al`` of the environment is shown for scale.  Times
+are medians of wall-clock and CPU (user + system, the process and its children); the
+ratios are lockenv / uv.  lockenv is installed from this checkout into a fresh venv (not
+editable: an editable install's import hook costs every start-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import synthetic  # noqa: E402
+
+from lockenv.platforms import current_platform  # noqa: E402
+
+PYTHON = "3.11"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without pip's, uv's and lockenv's settings, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PIP_", "UV_", "LOCKENV_", "VIRTUAL_ENV", "PYTHON", "CONDA"))
+    }
+    env.update(PIP_CONFIG_FILE=os.devnull, LOCKENV_CONFIG=os.devnull, UV_PYTHON_DOWNLOADS="never")
+    env.update(extra)
+    return env
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall, cpu) seconds of one run of ``cmd``; exits on failure."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def install_lockenv(venv: Path) -> Path:
+    """lockenv from this checkout in a fresh venv (not editable); its ``lockenv`` command."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", str(HERE.parent)],
+        check=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LOCKENV_")},
+    )
+    shutil.rmtree(HERE.parent / "build" / "lib", ignore_errors=True)
+    shutil.rmtree(HERE.parent / "build" / f"bdist.{sys.platform}", ignore_errors=True)
+    return venv / "bin" / "lockenv"
+
+
+class Pair:
+    """Measurements of lockenv and uv in one scenario, taken in turns."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.samples: dict[str, list[tuple[float, float]]] = {"lockenv": [], "uv": []}
+
+    def add(self, tool: str, sample: tuple[float, float]) -> None:
+        self.samples[tool].append(sample)
+
+    def median(self, tool: str, which: int) -> float:
+        return statistics.median(s[which] for s in self.samples[tool])
+
+    def row(self) -> str:
+        lw, lc = self.median("lockenv", 0), self.median("lockenv", 1)
+        uw, uc = self.median("uv", 0), self.median("uv", 1)
+        return (
+            f"{self.name:<8}{lw * 1000:>9.1f}{uw * 1000:>9.1f}{lw / uw:>8.2f}x"
+            f"{lc * 1000:>10.1f}{uc * 1000:>9.1f}{lc / uc:>8.2f}x"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--uv", default=shutil.which("uv") or "/work/peers/bin/uv")
+    parser.add_argument("--lockenv", help="a lockenv command (default: installed afresh)")
+    parser.add_argument("--pins", type=int, default=80)
+    parser.add_argument("--files", type=int, default=12000)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="lockenv-fast-paths-"))
+    try:
+        lockenv = args.lockenv or str(install_lockenv(work / "venv"))
+        stack = synthetic.make_stack(work / "wheels", pins=args.pins, files=args.files)
+        synthetic.write_index(work / "index", stack.wheels)
+        with synthetic.serve(work / "index") as served:
+            return bench(args, lockenv, stack, served, work)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(
+    args: argparse.Namespace,
+    lockenv: str,
+    stack: synthetic.Stack,
+    served: synthetic.Served,
+    work: Path,
+) -> int:
+    python = shutil.which(f"python{PYTHON}") or sys.executable
+    le_dir, uv_dir = work / "lockenv-project", work / "uv-project"
+    le_env = clean_env(LOCKENV_CACHE_DIR=str(work / "lockenv-cache"))
+    uv_env = clean_env(UV_CACHE_DIR=str(work / "uv-cache"), UV_LINK_MODE="hardlink")
+    le_dir.mkdir()
+    uv_dir.mkdir()
+    locks: dict[str, dict[str, bytes]] = {"lockenv": {}, "uv": {}}
+    for version in ("1.0", "1.1"):
+        wanted = [*stack.top, f"{stack.changed}=={version}"]
+        (le_dir / "lockenv.toml").write_text(
+            "[project]\n"
+            'name = "bench"\n'
+            f'platforms = ["{current_platform()}"]\n'
+            f'indexes = ["{served.index}"]\n'
+            f'requires-python = "=={PYTHON}.*"\n'
+            "\n[pypi-dependencies]\n"
+            + "".join(
+                f'{w.split("==")[0]} = "{"==" + version if "==" in w else "*"}"\n' for w in wanted
+            )
+        )
+        (uv_dir / "pyproject.toml").write_text(
+            "[project]\n"
+            'name = "bench"\n'
+            'version = "0"\n'
+            f'requires-python = "=={PYTHON}.*"\n'
+            f"dependencies = {wanted!r}\n"
+            "\n[tool.uv]\npackage = false\n"
+            f'\n[[tool.uv.index]]\nurl = "{served.index}"\ndefault = true\n'
+        )
+        timed([lockenv, "lock"], le_dir, le_env)
+        timed([args.uv, "lock", "-q", "--python", python], uv_dir, uv_env)
+        locks["lockenv"][version] = (le_dir / "lockenv.lock").read_bytes()
+        locks["uv"][version] = (uv_dir / "uv.lock").read_bytes()
+    # Both projects as locked for 1.0, environments built, caches warm.
+    manifests = {
+        "lockenv": (le_dir / "lockenv.toml").read_text().replace('"==1.1"', '"==1.0"'),
+        "uv": (uv_dir / "pyproject.toml").read_text().replace("==1.1", "==1.0"),
+    }
+    (le_dir / "lockenv.toml").write_text(manifests["lockenv"])
+    (uv_dir / "pyproject.toml").write_text(manifests["uv"])
+    (le_dir / "lockenv.lock").write_bytes(locks["lockenv"]["1.0"])
+    (uv_dir / "uv.lock").write_bytes(locks["uv"]["1.0"])
+    for version in ("1.1", "1.0"):  # both versions in both caches
+        (le_dir / "lockenv.lock").write_bytes(locks["lockenv"][version])
+        (uv_dir / "uv.lock").write_bytes(locks["uv"][version])
+        timed([lockenv, "sync", "--frozen"], le_dir, le_env)
+        timed([args.uv, "sync", "-q", "--frozen", "--python", python], uv_dir, uv_env)
+    timed([lockenv, "sync"], le_dir, le_env)
+    le_prefix, uv_prefix = le_dir / ".lockenv" / "envs" / "default", uv_dir / ".venv"
+    files = sum(len(f) for _, _, f in os.walk(le_prefix))
+    time.sleep(2.5)  # lockenv's stamp trusts files 2 s older than itself
+
+    pairs = []
+
+    def scenario(name: str, steps: dict[str, Callable[[], tuple[float, float]]]) -> None:
+        pair = Pair(name)
+        for tool in ("lockenv", "uv"):
+            steps[tool]()  # warm-up
+        for _ in range(args.rounds):
+            for tool in ("lockenv", "uv"):
+                pair.add(tool, steps[tool]())
+        pairs.append(pair)
+
+    scenario(
+        "run",
+        {
+            "lockenv": lambda: timed([lockenv, "run", "--", "true"], le_dir, le_env),
+            "uv": lambda: timed([args.uv, "run", "--offline", "--", "true"], uv_dir, uv_env),
+        },
+    )
+    scenario(
+        "no-op",
+        {
+            "lockenv": lambda: timed([lockenv, "sync", "-q"], le_dir, le_env),
+            "uv": lambda: timed([args.uv, "sync", "-q", "--offline"], uv_dir, uv_env),
+        },
+    )
+
+    def warm(tool: str) -> tuple[float, float]:
+        if tool == "lockenv":
+            shutil.rmtree(le_prefix)
+            return timed([lockenv, "sync", "-q", "--frozen"], le_dir, le_env)
+        shutil.rmtree(uv_prefix)
+        return timed([args.uv, "sync", "-q", "--frozen", "--offline"], uv_dir, uv_env)
+
+    scenario("warm", {"lockenv": lambda: warm("lockenv"), "uv": lambda: warm("uv")})
+
+    state = {"lockenv": "1.0", "uv": "1.0"}
+
+    def change(tool: str) -> tuple[float, float]:
+        state[tool] = "1.1" if state[tool] == "1.0" else "1.0"
+        if tool == "lockenv":
+            (le_dir / "lockenv.lock").write_bytes(locks["lockenv"][state[tool]])
+            return timed([lockenv, "sync", "-q", "--frozen"], le_dir, le_env)
+        (uv_dir / "uv.lock").write_bytes(locks["uv"][state[tool]])
+        return timed([args.uv, "sync", "-q", "--frozen", "--offline"], uv_dir, uv_env)
+
+    scenario("change", {"lockenv": lambda: change("lockenv"), "uv": lambda: change("uv")})
+
+    copies = []
+    for i in range(args.rounds):
+        copy = work / f"cp-al-{i}"
+        copies.append(timed(["cp", "-al", str(le_prefix), str(copy)], work, le_env))
+        shutil.rmtree(copy)
+
+    print(
+        f"\n{args.pins} pins ({len(stack.top)} asked for), {files} files in the environment, "
+        f"{current_platform()}, {os.cpu_count()} CPUs, median of {args.rounds}"
+    )
+    print(f"{'':<8}{'wall ms':>18}{'':>9}{'cpu ms':>19}")
+    print(f"{'':<8}{'lockenv':>9}{'uv':>9}{'ratio':>9}{'lockenv':>10}{'uv':>9}{'ratio':>9}")
+    for pair in pairs:
+        print(pair.row())
+    cp_wall = statistics.median(c[0] for c in copies)
+    cp_cpu = statistics.median(c[1] for c in copies)
+    print(f"{'cp -al':<8}{cp_wall * 1000:>9.1f}{'':>18}{cp_cpu * 1000:>10.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,307 @@
+"""Every locked artifact unpacked in the cache, verified: what a sync links from.
+
+Per artifact, the cheapest source that can be trusted wins:
+
+1. its unpacked tree, when the tree's seal holds (`lockenv.cache.check_entry`: one
+   ``lstat`` per file, nothing read) — the archive is not even looked at, and need not
+   be there;
+2. else, holding the artifact's cache lock (`lockenv.cache.Cache.artifact_lock`), look
+   again — another process may have made the tree meanwhile — then get the archive
+   (`lockenv.sync.fetch`: the cache, a bundle or a download, sha256 and size checked),
+   unpack it into a work directory, seal it and publish it with one rename.
+
+So however many jobs sync from one lock on one empty cache, each artifact is downloaded
+and unpacked once; the others wait for that artifact only, and only after they have
+done every artifact nobody else was busy with (a lock held elsewhere is tried without
+waiting first, and waited for at the end).
+
+Artifacts are prepared side by side in a pool of threads (downloads wait on the network,
+hashing and decompression release the GIL).  Unpacking thousands of small files is
+Python-bound, so large amounts are unpacked by worker processes, forked before the first
+thread starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lockenv.cache import Cache, check_entry
+from lockenv.errors import InstallError, LockenvError
+from lockenv.lockfile import Archive, CondaArtifact
+from lockenv.sync.checkpoints import checkpoint
+from lockenv.sync.fetch import Fetcher, collect_errors, raise_all
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from lockenv.sync.conda.install import UnpackedConda
+    from lockenv.sync.pypi.wheel import UnpackedWheel
+
+    Unpacked = UnpackedWheel | UnpackedConda
+
+__all__ = ["Prepared", "prepare_artifacts", "trusted_entry", "unpack_built"]
+
+Progress = Callable[[str], None]
+_PROCESS_UNPACK_BYTES = 4 << 20  # archives to unpack above this: a process pool pays off
+_ENTRY_CHECKERS = 4  # seal checks wait on the kernel (lstat): a few overlap well
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    """Each artifact's unpacked tree by sha256; what had to be downloaded or taken from a
+    bundle (file names)."""
+
+    unpacked: dict[str, Unpacked]
+    downloaded: tuple[str, ...] = ()
+    bundled: tuple[str, ...] = ()
+
+
+def prepare_artifacts(
+    artifacts: Sequence[Archive],
+    fetcher: Fetcher,
+    *,
+    jobs: int = 8,
+    progress: Progress | None = None,
+) -> Prepared:
+    """Make sure every artifact is unpacked in ``fetcher.cache`` from an archive that
+    matched the lock, got through ``fetcher`` if need be (see the module doc).  Raises
+    OfflineError naming every artifact it cannot get offline, IntegrityError for an
+    archive that does not match the lock, InstallError for one that cannot be unpacked;
+    every problem is reported, nothing is half-published."""
+    cache = fetcher.cache
+    unique = list({a.sha256: a for a in artifacts}.values())
+    for a in unique:
+        # Before looking: `lockenv.cache.prune` spares what was marked in the last hour.
+        cache.mark_used(a.sha256)
+    found, todo = _usable_entries(cache, unique, progress)
+    if not todo:
+        checkpoint("prepare:done")
+        return Prepared(unpacked=found)
+    fetcher.check_available(todo)
+    # Forked first, while this is the only thread (fork copies only the caller).
+    unpacker = _Unpacker(cache, todo, jobs)
+    with contextlib.closing(unpacker):
+        found.update(_prepare_in_pool(todo, cache, fetcher, unpacker, jobs))
+    cache.clean_stale_temp()
+    checkpoint("prepare:done")
+    return Prepared(
+        unpacked=found, downloaded=tuple(fetcher.downloaded), bundled=tuple(fetcher.bundled)
+    )
+
+
+def _usable_entries(
+    cache: Cache, artifacts: list[Archive], progress: Progress | None
+) -> tuple[dict[str, Unpacked], list[Archive]]:
+    """The artifacts whose unpacked trees can be used as they are, and the others."""
+    if len(artifacts) > 1:
+        workers = min(_ENTRY_CHECKERS, len(artifacts))
+        with ThreadPoolExecutor(workers, thread_name_prefix="lockenv-seal") as pool:
+            states = list(pool.map(lambda a: trusted_entry(cache, a), artifacts))
+    else:
+        states = [trusted_entry(cache, a) for a in artifacts]
+    found: dict[str, Unpacked] = {}
+    todo: list[Archive] = []
+    for artifact, (entry, state) in zip(artifacts, states, strict=True):
+        loaded = _load_unpacked(entry, artifact) if state == "ok" else None
+        if loaded is not None:
+            found[artifact.sha256] = loaded
+            continue
+        if state in ("damaged", "ok") and progress is not None:
+            name = artifact.filename
+            progress(f"{name}: its unpacked cache entry was changed; unpacking it again")
+        todo.append(artifact)
+    return found, todo
+
+
+def _prepare_in_pool(
+    todo: list[Archive], cache: Cache, fetcher: Fetcher, unpacker: _Unpacker, jobs: int
+) -> dict[str, Unpacked]:
+    # Biggest first: the pool finishes together.
+    todo = sorted(todo, key=lambda a: -a.size)
+    done: dict[str, Unpacked] = {}
+    errors: list[LockenvError] = []
+
+    def prepare(artifact: Archive, wait: bool) -> Unpacked | None:
+        return _prepare_one(artifact, cache, fetcher, unpacker, wait=wait)
+
+    with ThreadPoolExecutor(max(1, min(jobs, len(todo))), "lockenv-prepare") as pool:
+        first: list[Future[Unpacked | None]] = [pool.submit(prepare, a, False) for a in todo]
+        errors += collect_errors(first)
+        waiting = []
+        for artifact, future in zip(todo, first, strict=True):
+            if future.exception() is not None:
+                continue
+            result = future.result()
+            if result is None:
+                waiting.append(artifact)  # another process is on it
+            else:
+                done[artifact.sha256] = result
+        # By now the other processes have probably finished these.
+        second = [pool.submit(prepare, a, True) for a in waiting]
+        errors += collect_errors(second)
+        for artifact, future in zip(waiting, second, strict=True):
+            if future.exception() is None:
+                result = future.result()
+                assert result is not None  # waited for the lock
+                done[artifact.sha256] = result
+    if errors:
+        raise_all(errors)
+    return done
+
+
+def _prepare_one(
+    artifact: Archive, cache: Cache, fetcher: Fetcher, unpacker: _Unpacker, *, wait: bool
+) -> Unpacked | None:
+    """``artifact``'s unpacked tree, made if need be; None when ``wait`` is False and
+    another process holds the artifact's lock."""
+    with cache.artifact_lock(artifact.sha256, wait=wait) as held:
+        if not held:
+            return None
+        return _entry_or_unpack(cache, artifact, lambda: fetcher.archive(artifact), unpacker.unpack)
+
+
+def unpack_built(cache: Cache, artifact: Archive, archive: Path) -> Unpacked:
+    """A wheel built on this machine (``archive``, described by ``artifact``: its own
+    sha256 and size) unpacked in the cache like a fetched one, under its artifact lock."""
+    with cache.artifact_lock(artifact.sha256):
+        return _entry_or_unpack(
+            cache,
+            artifact,
+            lambda: archive,
+            lambda a, path, entry: ensure_unpacked(cache, a, path, entry),
+        )
+
+
+def _entry_or_unpack(
+    cache: Cache,
+    artifact: Archive,
+    archive: Callable[[], Path],
+    unpack: Callable[[Archive, Path, Path], None],
+) -> Unpacked:
+    """The artifact's usable unpacked tree, else ``unpack`` of its verified ``archive()``
+    made; the caller holds the artifact's lock."""
+    entry, state = trusted_entry(cache, artifact)
+    loaded = _load_unpacked(entry, artifact) if state == "ok" else None
+    if loaded is not None:
+        return loaded  # made by the process we waited for
+    path = archive()
+    # Twice at most: when another user publishes the shared entry first, it is foreign
+    # to us, and we make our own private one.
+    for _ in range(2):
+        unpack(artifact, path, entry)
+        entry, state = trusted_entry(cache, artifact)
+        loaded = _load_unpacked(entry, artifact) if state == "ok" else None
+        if loaded is not None:
+            return loaded
+    raise InstallError(
+        f"{artifact.filename}: the unpacked cache entry is unusable; run "
+        "`lockenv cache clean` and sync again"
+    )
+
+
+# -- unpacked entries ---------------------------------------------------------------------
+
+
+def trusted_entry(cache: Cache, artifact: Archive) -> tuple[Path, str]:
+    """The cache entry this sync should use for ``artifact`` and its state: the shared
+    one unless another user made it, then this user's private one (`lockenv.cache`)."""
+    shared = cache.unpacked_dir(artifact.sha256)
+    state = check_entry(shared)
+    if state != "foreign":
+        return shared, state
+    private = cache.private_unpacked_dir(artifact.sha256)
+    return private, check_entry(private)
+
+
+def _load_unpacked(entry: Path, artifact: Archive) -> Unpacked | None:
+    """The artifact unpacked in the cache entry ``entry``, or None when it is unusable."""
+    if artifact.kind == "conda":
+        from lockenv.sync.conda.install import load_unpacked_conda
+
+        return load_unpacked_conda(entry)
+    from lockenv.sync.pypi.wheel import load_unpacked
+
+    return load_unpacked(entry)
+
+
+def ensure_unpacked(cache: Cache, artifact: Archive, archive: Path, final: Path) -> None:
+    """Unpack the (verified) archive into the entry ``final``, replacing what is there:
+    in a temporary directory, sealed, then published by one rename, so concurrent syncs
+    never see half an entry."""
+    from lockenv.cache import remove_tree, seal_entry
+
+    if os.path.lexists(final):
+        # Another sync may have published it since we looked (publishing is one rename of
+        # a complete, sealed tree): look again before calling it damaged (or made by a
+        # lockenv without seals) and removing it from under that sync.
+        if check_entry(final) == "ok":
+            return
+        cache.discard(final)
+    work = cache.make_temp_dir("unpack")
+    try:
+        if isinstance(artifact, CondaArtifact):
+            from lockenv.sync.conda.install import unpack_conda
+
+            unpack_conda(archive, work, filename=artifact.filename, artifact=artifact)
+        else:
+            from lockenv.sync.pypi.wheel import unpack_wheel
+
+            unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
+        seal_entry(work)
+    except BaseException:
+        remove_tree(work)
+        raise
+    checkpoint("unpack:working")
+    if cache.publish_dir(work, final):
+        checkpoint("unpack:published", artifact.filename)
+
+
+class _Unpacker:
+    """Unpacks archives into cache entries: in this process, or — for a large amount of
+    unpacking on a machine with several CPUs — in worker processes forked up front."""
+
+    def __init__(self, cache: Cache, todo: Sequence[Archive], jobs: int) -> None:
+        self._cache = cache
+        self._pool: ProcessPoolExecutor | None = None
+        cpus = min(jobs, len(todo), os.cpu_count() or 1)
+        if cpus > 1 and sum(a.size for a in todo) > _PROCESS_UNPACK_BYTES and _can_fork():
+            # Unpacking thousands of small files is Python-bound: processes use every CPU
+            # (measured 2x on two cores), threads do not.
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("fork")
+            self._pool = ProcessPoolExecutor(max_workers=cpus, mp_context=context)
+            self._pool.submit(int).result()  # every worker forks at the first submit
+
+    def close(self) -> None:
+        """Stop the worker processes, if any."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def unpack(self, artifact: Archive, archive: Path, entry: Path) -> None:
+        if self._pool is None:
+            ensure_unpacked(self._cache, artifact, archive, entry)
+            return
+        args = (str(self._cache.root), artifact, str(archive), str(entry))
+        self._pool.submit(_unpack_in_worker, args).result()
+
+
+def _can_fork() -> bool:
+    # fork() copies only the calling thread: safe while lockenv is the only thread; never
+    # on macOS, where system libraries forbid it.
+    import threading
+
+    return sys.platform.startswith("linux") and threading.active_count() == 1
+
+
+def _unpack_in_worker(args: tuple[str, Archive, str, str]) -> None:
+    root, artifact, archive, entry = args
+    ensure_unpacked(Cache(Path(root)), artifact, Path(archive), Path(entry))

@@ -1,0 +1,254 @@
+"""The no-op stamp and the entry point's fast path (lockenv/fastpath.py, lockenv/__main__.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lockenv import __main__ as entry
+from lockenv import fastpath
+from lockenv.fastpath import STAMP_FILE, signed, stamp_says_current, write_stamp
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the fast path is POSIX only")
+
+_OLD = time.time() - 3600
+
+
+def _env(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A project with a manifest, a lock (both changed an hour ago, as far as mtime goes)
+    and an environment with two dist-infos."""
+    root = tmp_path / "proj"
+    site = root / ".lockenv/envs/default/lib/python3.11/site-packages"
+    (site / "a-1.dist-info").mkdir(parents=True)
+    (site / "b-2.dist-info").mkdir()
+    (site / "a").mkdir()
+    (root / ".lockenv/envs/default/bin").mkdir()
+    (root / ".lockenv/envs/default/bin/python").write_text("")
+    for name in ("lockenv.toml", "lockenv.lock"):
+        (root / name).write_text(name)
+        os.utime(root / name, (_OLD, _OLD))
+    return root, root / ".lockenv/envs/default", site
+
+
+def _stamp(root: Path, prefix: Path, site: Path, *, manifest: bool = True) -> None:
+    lock = signed(str(root / "lockenv.lock"))
+    assert lock is not None
+    write_stamp(
+        str(prefix),
+        environment="default",
+        python=str(prefix / "bin/python"),
+        listings=[(str(site), ".dist-info", ["a-1.dist-info", "b-2.dist-info"])],
+        entries=[],
+        lock=lock,
+        manifest=signed(str(root / "lockenv.toml")) if manifest else None,
+    )
+
+
+def _current(root: Path, prefix: Path, *, manifest: bool = True) -> bool:
+    return stamp_says_current(
+        str(prefix),
+        environment="default",
+        lock=str(root / "lockenv.lock"),
+        manifest=str(root / "lockenv.toml") if manifest else None,
+    )
+
+
+@pytest.fixture
+def no_racy_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ctime cannot be set back: these tests write files and stamps within one second.
+    monkeypatch.setattr(fastpath, "_RACY_NS", 0)
+
+
+def test_stamp_vouches_for_what_it_recorded(tmp_path: Path, no_racy_window: None) -> None:
+    root, prefix, site = _env(tmp_path)
+    assert not _current(root, prefix)  # no stamp yet
+    _stamp(root, prefix, site)
+    assert _current(root, prefix)
+    assert _current(root, prefix, manifest=False)  # --frozen: the manifest is not asked for
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "lock rewritten",
+        "lock replaced by rename",
+        "manifest touched",
+        "package added by hand",
+        "package removed by hand",
+        "interpreter removed",
+        "another lockenv",
+        "an unknown line",
+        "stamp cut short",
+    ],
+)
+def test_any_change_sends_the_command_down_the_full_path(
+    tmp_path: Path, no_racy_window: None, change: str
+) -> None:
+    root, prefix, site = _env(tmp_path)
+    _stamp(root, prefix, site)
+    stamp = prefix / STAMP_FILE
+    if change == "lock rewritten":
+        (root / "lockenv.lock").write_text("lockenv.lock")  # same bytes, same size
+        os.utime(root / "lockenv.lock", (_OLD, _OLD))  # even the mtime put back
+    elif change == "lock replaced by rename":
+        (root / "new").write_text("lockenv.lock")
+        os.utime(root / "new", (_OLD, _OLD))
+        os.replace(root / "new", root / "lockenv.lock")
+    elif change == "manifest touched":
+        os.utime(root / "lockenv.toml")
+    elif change == "package added by hand":
+        (site / "c-3.dist-info").mkdir()
+    elif change == "package removed by hand":
+        (site / "b-2.dist-info").rmdir()
+    elif change == "interpreter removed":
+        (prefix / "bin/python").unlink()
+    elif change == "another lockenv":
+        stamp.write_text(stamp.read_text().replace("version\t", "version\t9"))
+    elif change == "an unknown line":
+        stamp.write_text(stamp.read_text() + "base\t/opt/site-python\tdigest\n")
+    elif change == "stamp cut short":
+        stamp.write_text(stamp.read_text()[:-5])
+    assert not _current(root, prefix)
+
+
+def test_a_file_changed_just_before_its_signature_is_not_trusted(tmp_path: Path) -> None:
+    root, prefix, site = _env(tmp_path)
+    (root / "lockenv.lock").write_text("new lock")  # ctime: now
+    _stamp(root, prefix, site)
+    assert not _current(root, prefix)  # within the same clock tick it could change unseen
+    stamp = prefix / STAMP_FILE
+    later = time.time() + 5
+    os.utime(stamp, (later, later))  # as if the stamp had been written seconds later
+    assert _current(root, prefix)
+
+
+def test_stamp_is_not_rewritten_when_it_already_says_the_same(
+    tmp_path: Path, no_racy_window: None
+) -> None:
+    root, prefix, site = _env(tmp_path)
+    _stamp(root, prefix, site)
+    stamp = prefix / STAMP_FILE
+    later = time.time() + 60
+    os.utime(stamp, (later, later))  # safely later than the lock's last change
+    before = stamp.stat()
+    _stamp(root, prefix, site)
+    assert stamp.stat().st_mtime_ns == before.st_mtime_ns  # read-only NFS stays quiet
+    (root / "lockenv.lock").write_text("a new lock")
+    _stamp(root, prefix, site)
+    assert stamp.stat().st_ino != before.st_ino  # replaced, by rename
+
+
+def test_a_read_only_prefix_gets_no_stamp(tmp_path: Path, no_racy_window: None) -> None:
+    root, prefix, site = _env(tmp_path)
+    prefix.chmod(0o555)
+    try:
+        _stamp(root, prefix, site)  # no error
+        if os.access(prefix, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        assert not (prefix / STAMP_FILE).exists()
+    finally:
+        prefix.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["sync"], {"command": "sync", "frozen": False, "quiet": 0}),
+        (["-q", "sync", "--frozen"], {"command": "sync", "frozen": True, "quiet": 1}),
+        (
+            ["sync", "-e", "test", "--lock", "L", "--prefix=P", "--offline"],
+            {
+                "command": "sync",
+                "frozen": False,
+                "environment": "test",
+                "lock": "L",
+                "prefix": "P",
+                "quiet": 0,
+            },
+        ),
+        (
+            ["run", "-etest", "--", "python", "-e", "x"],
+            {
+                "command": "run",
+                "frozen": False,
+                "environment": "test",
+                "cmd": ["python", "-e", "x"],
+                "quiet": 0,
+            },
+        ),
+        (
+            ["run", "--locked", "pytest", "-q"],
+            {"command": "run", "frozen": False, "cmd": ["pytest", "-q"], "quiet": 0},
+        ),
+        # Everything else is the full command line's: options it alone knows, errors.
+        (["sync", "--python", "/usr/bin/python3"], None),
+        (["sync", "--lock", "L"], None),  # needs --prefix
+        (["sync", "--locked", "--frozen"], None),
+        (["sync", "-e", "a", "-e", "b"], None),
+        (["sync", "extra"], None),
+        (["run"], None),
+        (["run", "--"], None),
+        (
+            ["run", "--lock", "L", "--prefix", "P", "--frozen", "--", "true"],
+            {
+                "command": "run",
+                "frozen": True,
+                "lock": "L",
+                "prefix": "P",
+                "cmd": ["true"],
+                "quiet": 0,
+            },
+        ),
+        (["run", "--lock", "L", "--", "true"], None),  # needs --prefix
+        (["sync", "--bundle", "/no/such/bundle"], None),
+        (["-v", "sync"], None),
+        (["--manifest", "x.toml", "sync"], None),
+        (["lock"], None),
+        ([], None),
+    ],
+)
+def test_only_plain_sync_and_run_take_the_fast_path(
+    argv: list[str], expected: dict[str, object] | None
+) -> None:
+    assert entry._parse(argv) == expected
+
+
+_PROBE = """
+import sys
+before = set(sys.modules)
+import lockenv.fastpath
+lockenv.fastpath._RACY_NS = 0
+from lockenv.__main__ import main
+status = main(sys.argv[1:])
+heavy = ("json", "re", "hashlib", "pathlib", "dataclasses", "argparse", "typing",
+    "lockenv.cli", "lockenv.workspace")
+print(status, sorted(m for m in heavy if m in sys.modules and m not in before), file=sys.stderr)
+"""
+
+
+def test_run_and_no_op_sync_import_nothing_but_the_stamp_reader(
+    tmp_path: Path, no_racy_window: None
+) -> None:
+    root, prefix, site = _env(tmp_path)
+    _stamp(root, prefix, site)
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, "sync"], cwd=root, text=True, capture_output=True, check=True
+    )
+    assert result.stderr.splitlines() == [
+        f"environment 'default' is up to date ({prefix})",
+        "0 []",
+    ]
+    # `run` replaces the process: what it runs sees the environment activated.
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, "run", "--", "sh", "-c", 'echo "$VIRTUAL_ENV"'],
+        cwd=root,
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    assert result.stdout == f"{prefix}\n" and result.stderr == ""
