@@ -196,10 +196,13 @@ def _built_wheels(
     from dataclasses import replace
 
     from lockenv.build.builder import SourceBuilder, cache_key
-    from lockenv.cache import hash_file
     from lockenv.lockfile import PypiArtifact, PypiSource
     from lockenv.platforms import current_platform
-    from lockenv.sync.pypi.sources import BuildRequest
+    from lockenv.sync.pypi.sources import (
+        BuildRequest,
+        built_wheel_artifact,
+        git_checkout_request,
+    )
     from lockenv.sync.venv import find_interpreter
 
     platform = current_platform()
@@ -229,17 +232,7 @@ def _built_wheels(
                     archive = cache.archive_path(artifact.sha256, artifact.filename)
                     request = replace(request, archive=archive, archive_sha256=artifact.sha256)
                 elif isinstance(artifact, PypiSource) and artifact.git is not None:
-                    from lockenv.git import checkout
-
-                    assert artifact.commit is not None
-                    tree = checkout(artifact.git, artifact.commit, cache.root)
-                    sub = artifact.subdirectory
-                    source_id = artifact.commit + (f"-{sub}" if sub else "")
-                    request = replace(
-                        request,
-                        tree=tree / sub if sub else tree,
-                        source_id=source_id.replace("/", "_"),
-                    )
+                    request = git_checkout_request(request, artifact, cache.root)
                 else:
                     continue
                 key = cache_key(request, interpreter)
@@ -247,15 +240,7 @@ def _built_wheels(
                     continue
                 seen.add(key)
                 wheel = builder.build_wheel(request)
-                digest, size = hash_file(wheel)
-                as_artifact = PypiArtifact(
-                    name=artifact.name,
-                    version=artifact.version,
-                    filename=wheel.name,
-                    url=wheel.as_uri(),
-                    sha256=digest,
-                    size=size,
-                )
+                as_artifact = built_wheel_artifact(artifact.name, artifact.version, wheel)
                 yield key[0], key[1], as_artifact, wheel
 
 

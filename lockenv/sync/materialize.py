@@ -589,10 +589,8 @@ def _build_all(
 ) -> list[tuple[PypiArtifact | PypiSource, UnpackedWheel]]:
     """Each locked sdist or source tree built into a wheel for ``python``, checked
     against the lock and unpacked in the cache (by the built wheel's own sha256)."""
-    from lockenv.cache import hash_file
-    from lockenv.lockfile import PypiArtifact
     from lockenv.sync.prepare import unpack_built
-    from lockenv.sync.pypi.sources import check_built_wheel
+    from lockenv.sync.pypi.sources import built_wheel_artifact, check_built_wheel
     from lockenv.sync.pypi.wheel import UnpackedWheel
 
     assert options.builder is not None
@@ -608,15 +606,7 @@ def _build_all(
             requires_python=artifact.requires_python,
             label=request.label,
         )
-        digest, size = hash_file(wheel)
-        as_wheel = PypiArtifact(
-            name=artifact.name,
-            version=artifact.version,
-            filename=wheel.name,
-            url=wheel.as_uri(),
-            sha256=digest,
-            size=size,
-        )
+        as_wheel = built_wheel_artifact(artifact.name, artifact.version, wheel)
         unpacked = unpack_built(cache, as_wheel, wheel)
         if not isinstance(unpacked, UnpackedWheel):
             raise InstallError(
@@ -640,7 +630,7 @@ def _build_request(
     from dataclasses import replace
 
     from lockenv.lockfile import PypiArtifact
-    from lockenv.sync.pypi.sources import BuildRequest
+    from lockenv.sync.pypi.sources import BuildRequest, git_checkout_request
 
     request = BuildRequest(
         name=artifact.name, version=artifact.version, python=python, python_version=python_version
@@ -656,15 +646,7 @@ def _build_request(
                 f"(looked in {str(tree)!r}); restore it or remove it from the manifest"
             )
         return replace(request, tree=tree, editable=artifact.editable, in_place=True)
-    from lockenv.git import checkout
-
-    assert artifact.git is not None and artifact.commit is not None
-    tree = checkout(artifact.git, artifact.commit, cache.root)
-    if artifact.subdirectory:
-        tree = tree / artifact.subdirectory
-    # The built wheel is cached by commit (and subdirectory): the same tree everywhere.
-    source_id = artifact.commit + (f"-{artifact.subdirectory}" if artifact.subdirectory else "")
-    return replace(request, tree=tree, source_id=source_id.replace("/", "_"))
+    return git_checkout_request(request, artifact, cache.root)
 
 
 def _install_all(

@@ -21,7 +21,17 @@ from lockenv.errors import BuildError
 if TYPE_CHECKING:
     from email.message import Message
 
-__all__ = ["BUILD_FILES", "BuildRequest", "WheelBuilder", "check_built_wheel", "tree_fingerprint"]
+    from lockenv.lockfile import PypiArtifact, PypiSource
+
+__all__ = [
+    "BUILD_FILES",
+    "BuildRequest",
+    "WheelBuilder",
+    "built_wheel_artifact",
+    "check_built_wheel",
+    "git_checkout_request",
+    "tree_fingerprint",
+]
 
 # What decides how a source tree builds and what its metadata says; code edits do not
 # (an editable install shows them anyway).
@@ -75,6 +85,39 @@ class WheelBuilder(Protocol):
     def build_wheel(self, request: BuildRequest) -> Path:
         """A wheel built from the request's sdist or tree; BuildError on failure."""
         ...
+
+
+def git_checkout_request(
+    request: BuildRequest, source: PypiSource, cache_root: Path
+) -> BuildRequest:
+    """``request`` for the git dependency ``source``: its locked commit checked out in the
+    cache; the built wheel is cached by commit (and subdirectory), the same tree anywhere."""
+    from dataclasses import replace
+
+    from lockenv.git import checkout
+
+    assert source.git is not None and source.commit is not None
+    tree = checkout(source.git, source.commit, cache_root)
+    sub = source.subdirectory
+    source_id = source.commit + (f"-{sub}" if sub else "")
+    return replace(request, tree=tree / sub if sub else tree, source_id=source_id.replace("/", "_"))
+
+
+def built_wheel_artifact(name: str, version: str, wheel: Path) -> PypiArtifact:
+    """A wheel built on this machine as an artifact: its own sha256 and size, its path as
+    a ``file://`` URL (the cache keys its unpacked tree by that sha256)."""
+    from lockenv.cache import hash_file
+    from lockenv.lockfile import PypiArtifact
+
+    digest, size = hash_file(wheel)
+    return PypiArtifact(
+        name=name,
+        version=version,
+        filename=wheel.name,
+        url=wheel.as_uri(),
+        sha256=digest,
+        size=size,
+    )
 
 
 _DIST_INFO_METADATA = re.compile(r"[^/]+\.dist-info/METADATA")
