@@ -10,15 +10,19 @@ same 20 specs for linux-64, osx-arm64 and win-64 with the same virtual packages 
 ones lockenv gives each target by default).
 
 - lockenv: the real CLI in a subprocess (``python -m lockenv -q lock``), all three
-  platforms in one run; cold = empty ``LOCKENV_CACHE_DIR``, warm = the cache the cold
-  run left, lock file removed so it solves again.
+  platforms in one run; cold = empty ``LOCKENV_CACHE_DIR`` (repodata parsed and stored
+  by name), warm = the cache the cold run left (the by-name stores opened, nothing
+  parsed), lock file removed so it solves again.
 - rattler: a subprocess of a Python that has py-rattler (this one, or
   ``--rattler-python``) solving the three platforms concurrently through one
   ``Gateway``; cold = empty gateway cache dir, warm = the cache the cold run left.
 
-Times are wall clock of the whole command (start-up included); the rattler process
-also reports its own solve time.  Prints a table, the ratios lockenv / rattler (lower
-is better) and whether both pick the same version for each requested name.  With
+Times are wall clock and CPU (user + system, all threads) of the whole command
+(start-up included; on a busy machine the CPU columns are the steadier comparison); the
+rattler process also reports its own solve time.  The large single-subdir case is
+``conda_large.py``, hard and impossible requests ``conda_requests.py``.  Prints a
+table, the ratios lockenv / rattler (lower is better) and whether both pick the same
+version for each requested name.  With
 ``--profile`` it records one warm lockenv run with py-spy and prints where the time
 went.  py-rattler is not a lockenv dependency: install it into a throwaway venv,
 e.g. ``uv venv /tmp/rattler && VIRTUAL_ENV=/tmp/rattler uv pip install py-rattler``,
@@ -44,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rattler_peer import find_rattler_python, peer_env  # noqa: E402
+from rattler_peer import find_rattler_python, peer_env, write_project  # noqa: E402
 
 from fixtures.gen_channel import SUBDIRS, benchmark_specs, generate  # noqa: E402
 from lockenv.platforms import get_platform, virtual_packages  # noqa: E402
@@ -162,15 +166,20 @@ CATEGORIES = [
     ("repodata: read file", r"_get_file_page|read_bytes"),
     ("repodata: zstd decompress", r"_decompress"),
     ("repodata: json.loads", r"^loads \(json|decode \(json|raw_decode"),
-    ("repodata: group by name", r"_parse_document"),
+    ("repodata: group by name", r"_group_by_name"),
+    ("repodata: by-name store", r"subdir_store\.py"),
+    ("repodata: shards", r"shards\.py"),
     ("records: build RepoRecord", r"_build_record|RepodataIndex\.get|\bget \(.*repodata\.py"),
     ("channel priority merge", r"__getitem__ \(.*repodata\.py"),
     ("MatchSpec parse", r"_parse_matchspec|parse_spec"),
+    ("MatchSpec match", r"matches \(.*matchspec\.py|contains \(.*version\.py"),
     ("version parse", r"_parse_version|parse_version|_valid_version"),
-    ("solver: find_matches", r"find_matches"),
-    ("solver: is_satisfied_by", r"is_satisfied_by"),
-    ("solver: get_dependencies", r"get_dependencies"),
-    ("solver: resolvelib other", r"resolvelib"),
+    ("build order", r"order\.py|_best_in_span|_newest_admitted"),
+    ("solver: propagate", r"propagate \(.*sat\.py|_choose"),
+    ("solver: learn", r"_resolve|_analyze|_minimize|backtrack"),
+    ("solver: encode", r"_require|_expand|_constrain|_clashes|_pool \("),
+    ("solver: decide", r"decide|_pick"),
+    ("solver: explain", r"_explain|_minimal|_satisfiable"),
     ("manifest / cli / imports", r"manifest|cli\.py|<module>|_find_and_load"),
 ]
 
@@ -227,12 +236,7 @@ def main() -> int:
     env = clean_env()
 
     project = work / "project"
-    project.mkdir()
-    deps = "\n".join(f"{name} = {json.dumps(spec)}" for name, spec in specs)
-    (project / "lockenv.toml").write_text(
-        f'[project]\nname = "bench"\nplatforms = {json.dumps(list(PLATFORMS))}\n'
-        f"channels = {json.dumps([channel_url])}\n\n[dependencies]\n{deps}\n"
-    )
+    write_project(project, "bench", list(PLATFORMS), channel_url, specs)
     lockenv_cache = work / "cache-lockenv"
 
     def run_lockenv() -> float:

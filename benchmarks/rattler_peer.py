@@ -86,6 +86,18 @@ def peer_env() -> dict[str, str]:
     return env
 
 
+def write_project(
+    project: Path, name: str, platforms: list[str], channel_url: str, specs: list[tuple[str, str]]
+) -> None:
+    """Write ``project/lockenv.toml``: one channel, ``specs`` as (name, spec) dependencies."""
+    project.mkdir(parents=True, exist_ok=True)
+    deps = "\n".join(f"{dep} = {json.dumps(spec)}" for dep, spec in specs)
+    (project / "lockenv.toml").write_text(
+        f'[project]\nname = "{name}"\nplatforms = {json.dumps(platforms)}\n'
+        f"channels = {json.dumps([channel_url])}\n\n[dependencies]\n{deps}\n"
+    )
+
+
 def rattler_solve_all(
     python: str, channel_url: str, requests: list[dict[str, Any]], cache: Path | None = None
 ) -> list[dict[str, Any]]:
@@ -113,6 +125,43 @@ def rattler_solve_all(
             env=peer_env(),
         )
     if result.returncode != 0:
-        sys.exit(f"rattler failed:\n{result.stderr[-3000:]}")
+        sys.exit(f"rattler failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     answers: list[dict[str, Any]] = json.loads(result.stdout)
     return answers
+
+
+# Runs a command and reports its wall time, CPU time and peak memory on stderr's last line.
+_MEASURE = r"""
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+result = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+wall = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+sys.stdout.buffer.write(result.stdout)
+sys.stderr.buffer.write(result.stderr)
+report = {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+          "rss": usage.ru_maxrss / 1024, "code": result.returncode}
+print("\n" + json.dumps(report), file=sys.stderr)
+"""
+
+
+def measure(cmd: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Run ``cmd``: (wall seconds, CPU seconds, peak resident MB, stdout).  Exits on failure.
+
+    Each command runs under a small parent process of its own, so its peak memory is
+    its own (the resource usage of a process's children is the maximum over all).
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *cmd],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    if report["code"] != 0:
+        sys.exit(
+            f"failed: {' '.join(cmd[:3])} ...\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        )
+    return report["wall"], report["cpu"], report["rss"], result.stdout

@@ -480,7 +480,41 @@ class Engine:
             antecedents.append(why if why >= 0 else (-2 - why, var))
             clause = self.reason_literals(var)
             skip = var
+        learned = self._merge_shared_reasons(learned, seen, antecedents)
         return self._minimize(learned, seen, antecedents), antecedents
+
+    def _merge_shared_reasons(
+        self, learned: list[int], seen: set[int], antecedents: list[int | tuple[int, int]]
+    ) -> list[int]:
+        """Resolve away literals made false by one same literal through two-literal
+        reasons: the dozens of builds of a name out because one build was chosen (or one
+        Python was) become that single choice.  A shorter clause, propagated sooner."""
+        reason = self.reason
+        level = self.level
+        groups: dict[int, list[int]] = {}
+        for lit in learned[1:]:
+            var = lit >> 1
+            if reason[var] == DECISION:
+                continue
+            lits = self.reason_literals(var)
+            if len(lits) == 2:
+                other = lits[1] if lits[0] >> 1 == var else lits[0]
+                groups.setdefault(other, []).append(lit)
+        present = set(learned)
+        drop: set[int] = set()
+        for other, lits in groups.items():
+            if len(lits) > 1 or other in present:
+                drop.update(lits)
+                for lit in lits:
+                    why = reason[lit >> 1]
+                    antecedents.append(why if why >= 0 else (-2 - why, lit >> 1))
+                # A literal false at level 0 stays out: its reason is found through the
+                # antecedents, as for the literals `_analyze` leaves out.
+                if other not in present and level[other >> 1] > 0:
+                    present.add(other)
+                    learned.append(other)
+                    seen.add(other >> 1)
+        return [lit for lit in learned if lit not in drop]
 
     def _minimize(
         self, learned: list[int], seen: set[int], antecedents: list[int | tuple[int, int]]

@@ -1,0 +1,162 @@
+"""Every request decided: lockenv's conda solver beside rattler on hard and impossible ones.
+
+    python benchmarks/conda_requests.py [--count 80] [--seed 1] [--rattler-python PATH]
+
+Requests:
+
+- ``--count`` seeded random requests (`fixtures.gen_channel.random_requests`) over the
+  generated benchmark channel (seed 7, scale 1.0: 135k records), many impossible;
+- named hard ones: the benchmark's 20 specs with ``python 3.9.*`` (impossible), on the
+  three platforms;
+- conda's 2018 ``defaults`` snapshot (``fixtures/real_repodata``): ``r-essentials`` and a
+  few large stacks.
+
+Both tools answer each request in one long-lived process each (rattler through one
+``Gateway``, lockenv through one `ChannelClient`), timed in CPU seconds per request, so
+repodata is read once per tool; lockenv's first look at the channel also makes its
+by-name stores.  Prints, per request set, how many each tool solved and proved
+impossible, whether they agree (and on the requested packages' versions), the median
+and worst CPU ratio, and how many requests lockenv decided within 5x rattler's time
+(rattler's time floored at 0.05 s: below that both are instant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rattler_peer import ROOT, find_rattler_python, rattler_solve_all
+
+from fixtures.gen_channel import benchmark_specs, generate, random_requests
+from lockenv.http import HttpClient
+from lockenv.lock.conda.matchspec import MatchSpec
+from lockenv.lock.conda.repodata import Channel, ChannelClient
+from lockenv.lock.conda.solver import CondaSolver, Unsatisfiable
+from lockenv.platforms import get_platform, virtual_packages
+
+FLOOR = 0.05
+
+
+def lockenv_solve_all(
+    channel_dir: Path, requests: list[dict[str, Any]], cache: Path
+) -> list[dict[str, Any]]:
+    channel = Channel.parse(channel_dir.as_uri())
+    answers = []
+    with HttpClient(cache) as http:
+        client = ChannelClient(http)
+        for request in requests:
+            platform = request["platform"]
+            started = time.process_time()
+            records = client.records_by_name([channel], [platform])
+            specs = [MatchSpec.parse(s) for s in request["specs"]]
+            solver = CondaSolver(
+                records=records,
+                virtual_packages=virtual_packages(get_platform(platform)),
+                direct=specs,
+                platform=platform,
+            )
+            try:
+                answer: dict[str, Any] = {
+                    "solution": {r.name: f"{r.version} {r.build}" for r in solver.solve()}
+                }
+            except Unsatisfiable as exc:
+                answer = {"error": exc.explanation}
+            answer["cpu"] = time.process_time() - started
+            answers.append(answer)
+    return answers
+
+
+def report(title: str, requests: list[dict[str, Any]], ours: list[Any], theirs: list[Any]) -> None:
+    print(f"\n{title}: {len(requests)} requests")
+    decided = {"lockenv": [0, 0], "rattler": [0, 0]}
+    disagree, differ, slow, ratios = [], [], [], []
+    for request, mine, other in zip(requests, ours, theirs, strict=True):
+        decided["lockenv"]["error" in mine] += 1
+        decided["rattler"]["error" in other] += 1
+        if ("error" in mine) != ("error" in other):
+            disagree.append(request)
+        elif "solution" in mine:
+            names = [MatchSpec.parse(s).name for s in request["specs"]] + ["python"]
+            if any(mine["solution"].get(n) != other["solution"].get(n) for n in names):
+                differ.append(request)
+        ratio = mine["cpu"] / max(other["cpu"], FLOOR)
+        ratios.append(ratio)
+        if ratio > 5:
+            slow.append((ratio, mine["cpu"], other["cpu"], request))
+    for tool, (solved, impossible) in decided.items():
+        print(f"  {tool:8} solved {solved:3}, proved impossible {impossible:3}")
+    print(f"  decided differently: {len(disagree)}; requested packages differ: {len(differ)}")
+    print(
+        f"  cpu lockenv {sum(a['cpu'] for a in ours):.2f} s, rattler "
+        f"{sum(a['cpu'] for a in theirs):.2f} s; per request ratio median "
+        f"{statistics.median(ratios):.2f}, worst {max(ratios):.2f}; within 5x: "
+        f"{len(requests) - len(slow)}/{len(requests)}"
+    )
+    for ratio, mine, other, request in sorted(slow, key=lambda s: -s[0])[:5]:
+        where = f"{request['platform']} {request['specs']}"
+        print(f"    {ratio:5.1f}x  {mine:.2f} s vs {other:.2f} s  {where}")
+    for request in disagree[:5]:
+        print(f"    DECIDED DIFFERENTLY: {request['platform']} {request['specs']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=80)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--channel-dir", type=Path)
+    parser.add_argument("--rattler-python")
+    args = parser.parse_args()
+    python = find_rattler_python(args.rattler_python)
+    channel_dir = args.channel_dir or Path(tempfile.gettempdir()) / "lockenv-bench-conda-s7-x1"
+    if not (channel_dir / "noarch" / "repodata.json").exists():
+        print(f"generating the channel in {channel_dir} ...", flush=True)
+        generate(channel_dir, seed=7, scale=1.0)
+    work = Path(tempfile.mkdtemp(prefix="lockenv-bench-requests-"))
+
+    requests = random_requests(channel_dir, seed=args.seed, count=args.count)
+    hard = [
+        {"platform": p, "specs": ["python 3.9.*", *(f"{n} {s}" for n, s in benchmark_specs()[1:])]}
+        for p in ("linux-64", "osx-arm64", "win-64")
+    ]
+    sets = [
+        (f"random requests (seed {args.seed}) on the generated channel", channel_dir, requests),
+        ("the benchmark's specs with python 3.9.*", channel_dir, hard),
+    ]
+    real = ROOT / "fixtures" / "real_repodata" / "defaults-2018"
+    plain = work / "defaults-2018"  # rattler reads plain repodata.json
+    import zstandard
+
+    for subdir in ("linux-64", "win-64", "noarch"):
+        (plain / subdir).mkdir(parents=True)
+        data = (real / subdir / "repodata.json.zst").read_bytes()
+        reader = zstandard.ZstdDecompressor().stream_reader(data)
+        (plain / subdir / "repodata.json").write_bytes(reader.read())
+    stacks = [
+        ["r-essentials"],
+        ["anaconda"],
+        ["python 3.6.*", "numpy", "scipy", "pandas", "matplotlib", "scikit-learn", "jupyter"],
+        ["python 2.7.*", "tensorflow", "keras"],
+    ]
+    sets.append(
+        (
+            "conda's 2018 defaults snapshot",
+            plain,
+            [{"platform": "linux-64", "specs": s} for s in stacks],
+        )
+    )
+    for title, directory, batch in sets:
+        theirs = rattler_solve_all(python, directory.as_uri(), batch, work / "rattler-cache")
+        ours = lockenv_solve_all(directory, batch, work / "lockenv-cache")
+        report(title, batch, ours, theirs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
