@@ -18,10 +18,12 @@ flow ``lockenv.toml --lock--> lockenv.lock --sync--> environment``:
   `lockenv.build.builder.SourceBuilder`, so neither side imports this stage.
 - `lockenv.reports` — what is made from a lock: tree, diff, export, bundle.
 - `lockenv.workspace` ties the stages together for a project on disk, and `lockenv.cli`
-  parses arguments and prints; nothing imports the CLI.
+  parses arguments and prints through `lockenv.console` (streams, colour, -q/-v,
+  progress); nothing imports the CLI.
 - Beneath them all, shared by both sides: `git` (refs resolved to commits, checkouts in
   the cache), and under it `errors`, `atomic` (crash-safe file writes), `platforms`,
-  `project` (where a project's files are), `cache`, `http`, `mirrors`, `pipconfig`.
+  `project` (where a project's files are), `cache`, `http`, `mirrors`, `pipconfig`,
+  `progress` (what long work reports: messages, and tasks counted in items and bytes).
 
 Imports only go down this list (and `lock` and `sync` never into each other); the
 contracts in ``pyproject.toml`` ([tool.importlinter]) are checked by the test suite.

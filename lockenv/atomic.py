@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["new_file_mode", "temp_file_beside", "umask", "write_atomic"]
+__all__ = ["new_dir_mode", "new_file_mode", "temp_file_beside", "umask", "write_atomic"]
 
 
 @functools.cache
@@ -40,6 +40,12 @@ def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def new_dir_mode() -> int:
+    """The permission bits any new directory gets under the umask (``mkdtemp`` alone
+    makes a directory private, 0700)."""
+    return 0o777 & ~umask()
 
 
 def new_file_mode(path: Path | None = None) -> int:

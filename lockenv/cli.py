@@ -1,8 +1,10 @@
 """The ``lockenv`` command: parse arguments, call one function, print.
 
-Errors reach the user as one line and an exit code (0 ok, 1 a check failed, 2 bad
-input, 3 other failures); a traceback only with ``-v``.  Imports are made inside the
-commands so that the no-op ``sync`` starts quickly.
+Errors reach the user as one line (and a ``hint:`` line when there is a next step) and
+an exit code (0 ok, 1 a check failed, 2 bad input, 3 other failures); a traceback only
+with ``-v``.  How output looks (stdout for results, stderr for the rest, colour, ``-q``,
+``-v``, progress) is `lockenv.console`'s job.  Imports are made inside the commands so
+that the no-op ``sync`` starts quickly.
 """
 
 from __future__ import annotations
@@ -18,65 +20,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lockenv import __version__
+from lockenv.console import Console, format_size
 from lockenv.errors import EXIT_INPUT_ERROR, LockenvError, UsageError
 from lockenv.project import LOCK_NAME
 
 if TYPE_CHECKING:
+    from lockenv.lock.manifest import Manifest
     from lockenv.lock.resolve import LockOptions
     from lockenv.project import ProjectPaths
+    from lockenv.workspace import LockOutcome
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class _Output:
-    """Where messages go: progress and notes to stderr, results to stdout.
-
-    On a terminal, progress is one status line rewritten in place; elsewhere (CI logs)
-    every message is a line of its own.  Progress comes from worker threads too, so
-    each write happens whole, under a lock.
-    """
-
-    def __init__(self, verbosity: int, *, live: bool | None = None) -> None:
-        import threading
-
-        self.verbosity = verbosity
-        self.live = sys.stderr.isatty() if live is None else live
-        self._status = False  # a status line is showing
-        self._lock = threading.Lock()
-
-    def _write(self, message: str, *, status: bool = False) -> None:
-        with self._lock:
-            if self.live:
-                width = shutil.get_terminal_size().columns - 1
-                clear = "\r\x1b[K" if self._status else ""
-                if status:
-                    sys.stderr.write(clear + message[:width])
-                else:
-                    sys.stderr.write(clear + message + "\n")
-                self._status = status
-            else:
-                sys.stderr.write(message + "\n")
-            sys.stderr.flush()
-
-    def note(self, message: str) -> None:
-        if self.verbosity >= 0:
-            self._write(message)
-
-    def progress(self, message: str) -> None:
-        if self.verbosity >= 0:
-            self._write(message, status=self.verbosity == 0)
-
-    def debug(self, message: str) -> None:
-        if self.verbosity > 0:
-            self._write(message)
-
-    def finish(self) -> None:
-        """Clear a status line left showing."""
-        with self._lock:
-            if self._status:
-                sys.stderr.write("\r\x1b[K")
-                sys.stderr.flush()
-                self._status = False
 
 
 def _paths(args: argparse.Namespace) -> ProjectPaths:
@@ -102,7 +56,9 @@ def _lock_options(args: argparse.Namespace) -> LockOptions:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from lockenv.lock.manifest_edit import init_manifest_text
+    from lockenv.lock import manifest_edit
+    from lockenv.lock.importers import Imported, read_import
+    from lockenv.lock.manifest import parse_manifest
     from lockenv.platforms import current_platform, get_platform
 
     pyproject = _project_pyproject(args)
@@ -113,29 +69,35 @@ def cmd_init(args: argparse.Namespace) -> int:
         target = target / "lockenv.toml"
     if target.exists():
         raise UsageError(f"{str(target)!r} already exists; edit it or use `lockenv add`")
-    platforms = args.platform or [current_platform()]
+    imported = read_import(Path(args.from_file)) if args.from_file else Imported()
+    platforms = args.platform or list(imported.platforms) or [current_platform()]
     for platform in platforms:
         get_platform(platform)
     if args.requires_python:
         requires_python = args.requires_python
     else:
         requires_python = f"=={sys.version_info.major}.{sys.version_info.minor}.*"
-    name = args.name or target.resolve().parent.name or "project"
-    text = init_manifest_text(
+    name = args.name or imported.name or target.resolve().parent.name or "project"
+    text = manifest_edit.init_manifest_text(
         name=name,
         platforms=platforms,
-        channels=args.channel or [],
+        channels=_unique([*(args.channel or []), *imported.channels]),
         requires_python=requires_python,
-        indexes=args.index or [],
+        indexes=_unique([*(args.index or []), *imported.indexes]),
+        find_links=imported.find_links,
     )
-    if args.from_file:
-        from lockenv.lock.importers import import_requirements
-
-        text = import_requirements(text, Path(args.from_file))
-    from lockenv.lock.manifest import parse_manifest
-
-    parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
-    target.write_text(text, encoding="utf-8")
+    if imported.conda:
+        text = manifest_edit.add_conda_dependencies(
+            text, imported.conda, feature=None, in_pyproject=False
+        )
+    if imported.pypi:
+        text = manifest_edit.add_pypi_dependencies(
+            text, imported.pypi, feature=None, in_pyproject=False
+        )
+    manifest = parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
+    for warning in (*imported.warnings, *manifest.warnings):
+        _OUT.warn(warning)
+    _write_file(target, text)
     _OUT.note(f"wrote {target}")
     return 0
 
@@ -180,7 +142,7 @@ def _init_pyproject(args: argparse.Namespace, pyproject: Path) -> int:
         requires_python=args.requires_python or _python_for(project.get("requires-python")),
         indexes=args.index or [],
     )
-    pyproject.write_text(new, encoding="utf-8")
+    _write_file(pyproject, new)
     _OUT.note(f"wrote [tool.lockenv] into {pyproject} (the project is installed editable)")
     return 0
 
@@ -227,7 +189,26 @@ def _path_requirement(spec: str) -> Any:
     return Requirement(f"{canonicalize_name(name)} @ {directory.as_uri()}")
 
 
-def _edit_manifest(args: argparse.Namespace, edit: Callable[[str, bool], str]) -> int:
+def _write_file(path: Path, text: str) -> None:
+    # Imported when a file is written: tempfile costs start-up time on the no-op path.
+    from lockenv.atomic import write_atomic
+
+    write_atomic(path, text)
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _edit_manifest(
+    args: argparse.Namespace,
+    edit: Callable[[str, bool], str],
+    *,
+    after_lock: Callable[[str, bool, LockOutcome], str] | None = None,
+) -> None:
+    """Apply ``edit`` to the manifest, then lock (unless ``--no-lock``), as pixi and uv do:
+    a failed lock undoes the edit.  ``after_lock`` may edit again with the new lock in
+    hand (``add`` writes lower bounds of what was locked); the lock then only records it."""
     from lockenv import workspace
     from lockenv.lock.manifest import parse_manifest
 
@@ -235,67 +216,169 @@ def _edit_manifest(args: argparse.Namespace, edit: Callable[[str, bool], str]) -
     original = paths.manifest.read_text(encoding="utf-8")
     in_pyproject = paths.manifest.name == "pyproject.toml"
     text = edit(original, in_pyproject)
-    parse_manifest(text, path=paths.manifest)
-    paths.manifest.write_text(text, encoding="utf-8")
-    if paths.lock.exists() and not args.no_lock:
-        # Like pixi and uv: the lock follows the manifest; a failed lock undoes the edit.
-        try:
-            outcome = workspace.lock(paths, _lock_options(args), say=_OUT.progress)
-        except BaseException:
-            paths.manifest.write_text(original, encoding="utf-8")
-            raise
-        for line in outcome.changes:
-            _OUT.note(line)
-    return 0
+    manifest = parse_manifest(text, path=paths.manifest)
+    for warning in manifest.warnings:
+        _OUT.warn(warning)
+    _write_file(paths.manifest, text)
+    if args.no_lock:
+        return
+    try:
+        outcome = workspace.lock(paths, _lock_options(args), say=_OUT, manifest=manifest)
+        if after_lock is not None:
+            final = after_lock(text, in_pyproject, outcome)
+            if final != text:
+                parse_manifest(final, path=paths.manifest)
+                _write_file(paths.manifest, final)
+                workspace.record_requirements(paths)
+    except BaseException:
+        _write_file(paths.manifest, original)
+        raise
+    _print_changes(outcome.changes)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from packaging.requirements import InvalidRequirement, Requirement
-
     from lockenv.lock import manifest_edit
 
+    if args.environment and not args.feature:
+        raise UsageError("--environment adds a feature to an environment: give --feature too")
+    manifest = _load_manifest(args)
+    feature = args.feature
+    if feature is not None and args.environment is None:
+        users = [e for e in manifest.environments.values() if feature in e.features]
+        if not users:
+            _OUT.warn(
+                f"no environment includes feature {feature!r}: what you add there is not "
+                "locked or installed"
+            )
+            _OUT.hint(
+                f"`lockenv add --feature {feature} --environment {feature} ...` adds it to "
+                f"(or creates) environment {feature!r}"
+            )
+    specs: list[tuple[str, str]] = []
+    unbounded: list[str] = []  # names given without a version: they get >= what is locked
+    root = _paths(args).root
     if args.pypi:
-        requirements = []
-        for spec in args.specs:
-            if spec in (".", "..") or spec.startswith(("./", "../", "/", "~")):
-                requirements.append(_path_requirement(spec))
-                continue
-            try:
-                requirements.append(Requirement(spec))
-            except InvalidRequirement as exc:
-                reason = str(exc).splitlines()[0]
-                raise UsageError(f"{spec!r} is not a PEP 508 requirement: {reason}") from None
-        root = _paths(args).root
+        requirements = [
+            _path_requirement(spec) if _names_a_directory(spec) else _pypi_requirement(spec)
+            for spec in args.specs
+        ]
+        unbounded = [str(r.name) for r in requirements if not r.specifier and not r.url]
+    else:
+        specs = [_split_conda_spec(s) for s in args.specs]
+        unbounded = [name for name, value in specs if value.rpartition("::")[2] == "*"]
+        _require_channels(manifest, feature, args)
 
-        def edit(text: str, in_pyproject: bool) -> str:
-            return manifest_edit.add_pypi_dependencies(
+    def edit(text: str, in_pyproject: bool) -> str:
+        if args.pypi:
+            text = manifest_edit.add_pypi_dependencies(
                 text,
                 requirements,
-                feature=args.feature,
+                feature=feature,
                 in_pyproject=in_pyproject,
                 root=root,
                 editable=args.editable,
             )
-    else:
-        specs = [_split_conda_spec(s) for s in args.specs]
-
-        def edit(text: str, in_pyproject: bool) -> str:
-            return manifest_edit.add_conda_dependencies(
-                text, specs, feature=args.feature, in_pyproject=in_pyproject
+        else:
+            text = manifest_edit.add_conda_dependencies(
+                text, specs, feature=feature, in_pyproject=in_pyproject
             )
+        if args.environment:
+            text = manifest_edit.add_feature_to_environment(
+                text, args.environment, feature, in_pyproject=in_pyproject
+            )
+        return text
 
-    result = _edit_manifest(args, edit)
+    def bound(text: str, in_pyproject: bool, outcome: LockOutcome) -> str:
+        from lockenv.lock.manifest import parse_manifest
+        from lockenv.workspace import environments_using, lower_bounds
+
+        edited = parse_manifest(text, path=Path("lockenv.toml"))
+        kind = "pypi" if args.pypi else "conda"
+        found = lower_bounds(
+            outcome.lock, unbounded, kind=kind, environments=environments_using(edited, feature)
+        )
+        if not found:
+            return text
+        if args.pypi:
+            bounded = [_with_lower_bound(r, found) for r in requirements if r.name in found]
+            return manifest_edit.add_pypi_dependencies(
+                text, bounded, feature=feature, in_pyproject=in_pyproject
+            )
+        values = dict(specs)
+        bounded_conda = [
+            (name, _conda_lower_bound(values[name], version)) for name, version in found.items()
+        ]
+        return manifest_edit.add_conda_dependencies(
+            text, bounded_conda, feature=feature, in_pyproject=in_pyproject
+        )
+
+    _edit_manifest(args, edit, after_lock=bound if unbounded else None)
     _OUT.note(f"added {', '.join(args.specs)}")
-    return result
+    return 0
+
+
+def _names_a_directory(spec: str) -> bool:
+    """`add --pypi .`, `../lib`, `/abs/path`: a project directory, not a requirement."""
+    return spec in (".", "..") or spec.startswith(("./", "../", "/", "~"))
+
+
+def _pypi_requirement(spec: str) -> Any:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return Requirement(spec)
+    except InvalidRequirement as exc:
+        reason = str(exc).splitlines()[0]
+        raise UsageError(f"{spec!r} is not a PEP 508 requirement: {reason}") from None
+
+
+def _with_lower_bound(requirement: Any, found: dict[str, str]) -> Any:
+    from packaging.requirements import Requirement
+
+    bounded = Requirement(str(requirement))
+    bounded.specifier = Requirement(f"x>={found[requirement.name]}").specifier
+    return bounded
+
+
+def _conda_lower_bound(value: str, version: str) -> str:
+    channel, sep, _ = value.rpartition("::")
+    return f"{channel}{sep}>={version}"
+
+
+def _load_manifest(args: argparse.Namespace) -> Manifest:
+    from lockenv.lock.manifest import load_manifest
+
+    return load_manifest(_paths(args).manifest)
+
+
+def _require_channels(manifest: Manifest, feature: str | None, args: argparse.Namespace) -> None:
+    """Conda packages need a channel: say so before editing, and point at ``--pypi``."""
+    from lockenv.workspace import environments_using
+
+    names = environments_using(manifest, feature) or list(manifest.environments)
+    known = manifest.features.get(feature) if feature is not None else None
+    feature_channels = known.channels if known is not None else ()
+    if manifest.channels or feature_channels:
+        return
+    if any(manifest.environment(name).channels for name in names):
+        return
+    specs = " ".join(args.specs)
+    raise UsageError(
+        f"{specs}: `lockenv add` takes conda packages by default, and this project has no "
+        "conda channels"
+    ).with_hint(
+        f"for PyPI packages run `lockenv add --pypi {specs}`; for conda packages add a "
+        'channel to [project] channels (e.g. channels = ["conda-forge"])'
+    )
 
 
 def _split_conda_spec(spec: str) -> tuple[str, str]:
-    text = spec.strip()
-    for i, char in enumerate(text):
-        if char in " =<>!~[":
-            name, rest = text[:i], text[i:].strip()
-            return name, rest or "*"
-    return text, "*"
+    """A conda MatchSpec from the command line as (name, manifest value)."""
+    from lockenv.lock.conda.matchspec import MatchSpec, manifest_parts
+
+    parsed = MatchSpec.parse(spec)
+    text, channel = manifest_parts(parsed)
+    return parsed.name, f"{channel}::{text}" if channel else text
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -311,9 +394,17 @@ def cmd_remove(args: argparse.Namespace) -> int:
         removed.extend(names)
         return new_text
 
-    result = _edit_manifest(args, edit)
+    _edit_manifest(args, edit)
     _OUT.note(f"removed {', '.join(removed)}")
-    return result
+    return 0
+
+
+def _print_changes(changes: Sequence[Any]) -> None:
+    """The lock's changes, one line per package (uv style); silenced by ``-q``."""
+    if _OUT.verbosity < 0:
+        return
+    for line in changes:
+        _OUT.result(line.text, line.change)
 
 
 # ------------------------------------------------------------------------- lock / list
@@ -328,37 +419,42 @@ def cmd_lock(args: argparse.Namespace) -> int:
         if reasons:
             for reason in reasons:
                 _OUT.note(f"stale: {reason}")
-            _OUT.note(f"{LOCK_NAME} is out of date; run `lockenv lock`")
+            _OUT.error(f"{LOCK_NAME} is out of date")
+            _OUT.hint("run `lockenv lock` and commit the result")
             return 1
         _OUT.note(f"{LOCK_NAME} is up to date")
         return 0
+    manifest = workspace.load(paths)
+    for warning in manifest.warnings:
+        _OUT.warn(warning)
     if (
         not args.update
         and not args.update_all
         and not args.dry_run
         and not args.refresh
         and paths.lock.exists()
-        and not workspace.check(paths)
+        and not workspace.check(paths, manifest)
     ):
         # A lock that satisfies the manifest keeps every pin (no network needed); only
         # its record of what the manifest asks for is brought up to date.
-        workspace.record_requirements(paths)
+        workspace.record_requirements(paths, manifest)
         _OUT.note(f"{LOCK_NAME} is up to date")
         return 0
-    outcome = workspace.lock(paths, _lock_options(args), dry_run=args.dry_run, say=_OUT.progress)
+    outcome = workspace.lock(
+        paths, _lock_options(args), dry_run=args.dry_run, say=_OUT, manifest=manifest
+    )
+    _show_index(manifest)
     for line in workspace.build_notes(outcome.builds):
         _OUT.note(f"note: {line}")
     if args.json:
+        changes = [line.text for line in outcome.changes]
         builds = [
             {"environment": b.environment, "platform": b.platform, "name": b.name}
             | {"version": b.version, "reason": b.reason}
             for b in outcome.builds
         ]
         print(
-            json.dumps(
-                {"changes": outcome.changes, "written": outcome.written, "builds": builds},
-                indent=2,
-            )
+            json.dumps({"changes": changes, "written": outcome.written, "builds": builds}, indent=2)
         )
     elif outcome.first and not args.dry_run:
         for name, env in sorted(outcome.lock.environments.items()):
@@ -368,15 +464,34 @@ def cmd_lock(args: argparse.Namespace) -> int:
             _OUT.note(f"locked {name!r}: {per_platform}")
         _OUT.note(f"{len(outcome.lock.artifacts)} distinct artifacts")
     else:
-        for line in outcome.changes:
-            print(line)
+        _print_changes(outcome.changes)
     if args.dry_run:
         _OUT.note("dry run: the lock was not written")
     elif outcome.written:
         _OUT.note(f"wrote {paths.lock}")
+        if outcome.first:
+            _OUT.hint("`lockenv sync` builds the environment; commit lockenv.lock")
     else:
         _OUT.note(f"{LOCK_NAME} is up to date")
     return 0
+
+
+def _show_index(manifest: Manifest) -> None:
+    """Say which package index a lock was made against when the manifest names none:
+    pip's (an input of the lock, so where that setting comes from matters)."""
+    if manifest.indexes or not any(
+        manifest.environment(name).pypi_dependencies for name in manifest.environment_names()
+    ):
+        return
+    from lockenv.pipconfig import default_index_source, default_index_url
+
+    _OUT.note(f"index: {_redacted(default_index_url())} (from {default_index_source()})")
+
+
+def _redacted(url: str) -> str:
+    from lockenv.http import redact_url
+
+    return redact_url(url)
 
 
 def _lock_for_reading(args: argparse.Namespace) -> Any:
@@ -388,9 +503,11 @@ def _lock_for_reading(args: argparse.Namespace) -> Any:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from lockenv.platforms import current_platform
+    from lockenv.platforms import current_platform, get_platform
     from lockenv.workspace import locked_packages
 
+    if args.platform:
+        get_platform(args.platform)  # a typo is named as one, never "add it to platforms"
     lock = _lock_for_reading(args)
     platform = args.platform or current_platform()
     rows = locked_packages(lock, args.environment, platform)
@@ -427,37 +544,59 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    import subprocess
-
-    from lockenv.lockfile import loads, read_lockfile
+    from lockenv.lockfile import read_lockfile
     from lockenv.reports.diff import diff_locks
 
     if args.new:
         old, new = read_lockfile(Path(args.old)), read_lockfile(Path(args.new))
+    elif args.old:
+        # One file: that lock against the project's lock on disk (as `git diff REV`).
+        old, new = read_lockfile(Path(args.old)), read_lockfile(_paths(args).lock)
     else:
-        # Without two files: the committed lock (git HEAD) against the one on disk.
-        path = Path(args.old) if args.old else _paths(args).lock
+        path = _paths(args).lock
         new = read_lockfile(path)
-        shown = subprocess.run(
-            ["git", "show", f"HEAD:./{path.name}"],
-            cwd=path.parent,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if shown.returncode != 0:
-            raise UsageError(
-                f"cannot read {path.name} at git HEAD; name two lock files: "
-                "`lockenv diff OLD.lock NEW.lock`"
-            )
-        old = loads(shown.stdout, source=f"HEAD:{path.name}")
+        old = _committed_lock(path)
     changes = diff_locks(old, new)
     if args.json:
         print(json.dumps(changes.to_json(), indent=2))
     else:
         for line in changes.render():
-            print(line)
+            _OUT.result(line, _line_style(line))
     return 0
+
+
+def _line_style(line: str) -> str | None:
+    return {"+": "added", "-": "removed", "~": "changed"}.get(line[:1])
+
+
+def _committed_lock(path: Path) -> Any:
+    """The lock at git HEAD; None (everything is new) before the first commit of it."""
+    import subprocess
+
+    from lockenv.lockfile import loads
+
+    def git(*words: str) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                ["git", *words], cwd=path.parent, capture_output=True, text=True, check=False
+            )
+        except OSError:
+            raise UsageError("git is not available to read the committed lock").with_hint(
+                "name the locks to compare: `lockenv diff OLD.lock NEW.lock`"
+            ) from None
+
+    if git("rev-parse", "--is-inside-work-tree").returncode != 0:
+        raise UsageError(
+            f"{str(path.parent)!r} is not in a git repository, so there is no committed lock"
+        ).with_hint("name the locks to compare: `lockenv diff OLD.lock [NEW.lock]`")
+    shown = git("show", f"HEAD:./{path.name}")
+    if shown.returncode == 0:
+        return loads(shown.stdout, source=f"HEAD:{path.name}")
+    if git("rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
+        _OUT.note(f"no commit yet: all of {path.name} is new")
+    else:
+        _OUT.note(f"{path.name} is not in the last commit: all of it is new")
+    return None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -467,7 +606,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     lock = _lock_for_reading(args)
     text = export(lock, args.environment, args.platform or current_platform(), args.format)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_file(Path(args.output), text)
         _OUT.note(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
@@ -503,8 +642,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         info["lock"] = str(paths.lock) if paths.lock.exists() else None
     except UsageError:
         info["manifest"] = None
+        paths = None
     info["config-files"] = [str(p) for p in config_files() if p.is_file()]
     info["mirrors"] = list(describe(load_mirrors(manifest)))
+    info.update(_index_info(paths))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -514,8 +655,35 @@ def cmd_info(args: argparse.Namespace) -> int:
                 for item in value:
                     print(f"  {item}")
             else:
-                print(f"{key}: {value}")
+                print(f"{key}: {'none' if value in (None, '') else value}")
     return 0
+
+
+def _index_info(paths: ProjectPaths | None) -> dict[str, Any]:
+    """Which indexes and channels a lock here is (and was) made against."""
+    from lockenv.lock.manifest import load_manifest
+    from lockenv.pipconfig import default_index_source, default_index_url
+
+    info: dict[str, Any] = {}
+    manifest = load_manifest(paths.manifest) if paths is not None else None
+    if manifest is not None and manifest.indexes:
+        info["indexes"] = [_redacted(u) for u in manifest.indexes]
+    else:
+        try:
+            info["indexes"] = [_redacted(default_index_url())]
+            info["indexes-from"] = default_index_source()
+        except UsageError as exc:
+            info["indexes"] = []
+            info["indexes-from"] = str(exc)
+    if manifest is not None:
+        info["channels"] = [_redacted(c) for c in manifest.channels]
+    if paths is not None and paths.lock.exists():
+        from lockenv.lockfile import read_lockfile
+
+        inputs = read_lockfile(paths.lock).inputs
+        info["locked-indexes"] = list(inputs.indexes)
+        info["locked-channels"] = list(inputs.channels)
+    return info
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -533,20 +701,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
         pruned = prune(Cache(cache), older_than_days=args.older_than)
         _OUT.note(
             f"pruned {pruned.entries} cache entries and {pruned.leftovers} leftovers "
-            f"({_size(pruned.freed_bytes)} freed) in {cache}"
+            f"({format_size(pruned.freed_bytes)} freed) in {cache}"
         )
     return 0
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value, unit = n / 1024, "KiB"
-    for bigger in ("MiB", "GiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f} {unit}"
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -558,11 +715,11 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         environments=args.environment or (),
         platforms=args.platform or (),
         offline=args.offline,
-        progress=_OUT.progress,
+        progress=_OUT,
         built_wheels=args.built_wheels,
     )
     _OUT.note(
-        f"bundled {report.artifacts} artifacts ({_size(report.size)}, "
+        f"bundled {report.artifacts} artifacts ({format_size(report.size)}, "
         f"{report.downloaded} downloaded) for {', '.join(report.environments)} on "
         f"{', '.join(report.platforms)}: {report.path}"
     )
@@ -602,7 +759,9 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
     )
     options = SyncOptions(
         bundle=_bundle(target.lock_path, getattr(args, "bundle", None)),
-        link_mode=getattr(args, "link_mode", "hardlink"),
+        link_mode=getattr(args, "link_mode", None) or "hardlink",
+        # Asked for by name: a cache on another filesystem is an error, not a quiet copy.
+        link_mode_strict=getattr(args, "link_mode", None) == "hardlink",
         offline=args.offline,
         python=Path(args.python) if getattr(args, "python", None) else None,
         compile_bytecode=getattr(args, "compile", False),
@@ -616,8 +775,17 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
         frozen=args.frozen,
         lock_options=lambda: _lock_options(args),
         sync_options=options,
-        say=_OUT.progress,
+        say=_OUT,
     )
+    if report is not None and report.copied_across_filesystems:
+        _OUT.warn(
+            "the cache is on another filesystem than the environment: its files were copied, "
+            "not hardlinked (more disk, slower syncs)"
+        )
+        _OUT.hint(
+            "set LOCKENV_CACHE_DIR to a directory on the environment's filesystem, or pass "
+            "--link-mode copy to say that copies are meant"
+        )
     if report is None or report.no_op:
         # (no_op: another sync, waited for, had just made it so)
         if announce:
@@ -714,27 +882,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------- parser
 
 
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _flag(p: Any, *names: str, help_text: str, env: str | None = None) -> None:
+    """A store-true option; ``env`` (``LOCKENV_OFFLINE=1``) turns it on too, as uv does."""
+    if env is None:
+        p.add_argument(*names, action="store_true", help=help_text)
+    else:
+        p.add_argument(
+            *names, action="store_true", default=_env_true(env), help=f"{help_text} [env: {env}]"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; every option says what it does (and the variable it reads)."""
     parser = argparse.ArgumentParser(
         prog="lockenv",
         description="Reproducible conda + PyPI environments from one lockfile.",
+        epilog="Exit codes: 0 success, 1 a check failed (stale lock, drift), 2 bad input "
+        "(manifest, lock, arguments, unsatisfiable requirements), 3 other failures.",
     )
     parser.add_argument("--version", action="version", version=f"lockenv {__version__}")
-    parser.add_argument(
-        "--manifest",
-        metavar="PATH",
-        help="the manifest (default: found by walking up from the current directory)",
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    parser.add_argument("-q", "--quiet", action="count", default=0)
+    _global_options(parser, argparse.SUPPRESS, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     # The global options work after the command too (`lockenv lock -q`).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--manifest", metavar="PATH", default=argparse.SUPPRESS)
-    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS)
-    common.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS)
+    _global_options(common, argparse.SUPPRESS, top=False)
 
     def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
@@ -746,87 +923,121 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_init,
         "create a lockenv.toml here, or [tool.lockenv] in the pyproject.toml of a project",
     )
-    p.add_argument("--platform", action="append", metavar="P")
-    p.add_argument("--channel", action="append", metavar="C")
-    p.add_argument("--index", action="append", metavar="URL")
-    p.add_argument("--requires-python", metavar="SPEC")
-    p.add_argument("--name")
+    p.add_argument(
+        "--platform",
+        action="append",
+        metavar="P",
+        help="a target platform, e.g. linux-64 (repeatable; default: this machine's)",
+    )
+    p.add_argument(
+        "--channel", action="append", metavar="C", help="a conda channel name or URL (repeatable)"
+    )
+    p.add_argument(
+        "--index",
+        action="append",
+        metavar="URL",
+        help="a package index (repeatable; default: pip's, from PIP_INDEX_URL or pip.conf)",
+    )
+    p.add_argument(
+        "--requires-python",
+        metavar="SPEC",
+        help="the Python of PyPI-only environments (default: this interpreter's minor series)",
+    )
+    p.add_argument("--name", help="the project name (default: the directory's name)")
     p.add_argument(
         "--from",
         dest="from_file",
         metavar="FILE",
-        help="import requirements.txt or environment.yml, or lock a pyproject.toml project",
+        help=(
+            "import a requirements.txt, environment.yml, pylock.toml or conda explicit "
+            "file, or lock a pyproject.toml project"
+        ),
     )
 
-    for name, handler, text in (
-        ("add", cmd_add, "add dependencies to the manifest"),
-        ("remove", cmd_remove, "remove dependencies from the manifest"),
-    ):
-        p = command(name, handler, text)
-        p.add_argument("specs" if name == "add" else "names", nargs="+", metavar="SPEC")
-        p.add_argument(
-            "--pypi",
-            action="store_true",
-            help="PyPI packages (PEP 508, or a project directory such as .)",
-        )
-        if name == "add":
-            p.add_argument(
-                "--editable", action="store_true", help="path dependencies install editable"
-            )
-        p.add_argument("--feature", metavar="F")
-        p.add_argument("--no-lock", action="store_true", help="edit the manifest only")
+    p = command("add", cmd_add, "add dependencies to the manifest and lock")
+    p.add_argument(
+        "specs",
+        nargs="+",
+        metavar="SPEC",
+        help=(
+            "conda MatchSpecs (numpy, 'numpy>=1.26', conda-forge::numpy), or with --pypi "
+            "PEP 508 (or a project directory such as .)"
+        ),
+    )
+    _dependency_options(p)
+    p.add_argument("--editable", action="store_true", help="path dependencies install editable")
+    p.add_argument(
+        "--environment",
+        metavar="ENV",
+        help="with --feature: include the feature in environment ENV (created if missing)",
+    )
+
+    p = command("remove", cmd_remove, "remove dependencies from the manifest and lock")
+    p.add_argument("names", nargs="+", metavar="NAME", help="package names to remove")
+    _dependency_options(p)
 
     p = command("lock", cmd_lock, "resolve the manifest into lockenv.lock")
-    p.add_argument("--check", action="store_true", help="exit 1 if the lock is stale")
-    p.add_argument("--update", action="append", metavar="NAME")
-    p.add_argument("--update-all", action="store_true")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--refresh", action="store_true", help="ignore cached index pages")
-    p.add_argument("--offline", action="store_true")
-    p.add_argument("--json", action="store_true")
+    _flag(p, "--check", help_text="exit 1 if the lock is stale; write nothing")
+    p.add_argument(
+        "--update",
+        action="append",
+        metavar="NAME",
+        help="let NAME move to the newest version allowed (repeatable); other pins stay",
+    )
+    _flag(p, "--update-all", help_text="ignore every locked pin: re-resolve from scratch")
+    _flag(p, "--dry-run", help_text="resolve and show the changes, but do not write the lock")
+    _flag(p, "--refresh", help_text="ask the indexes and channels again, not the HTTP cache")
+    _flag(p, "--offline", help_text="no network: use cached index pages only", env=_OFFLINE)
+    _flag(p, "--json", help_text="print the changes as JSON")
 
-    p = command("list", cmd_list, "list the locked packages of one environment")
-    p.add_argument("-e", "--environment", default="default")
-    p.add_argument("--platform")
-    p.add_argument("--lock", metavar="FILE")
-    p.add_argument("--json", action="store_true")
+    for name, handler, text in (
+        ("list", cmd_list, "list the locked packages of one environment"),
+        ("tree", cmd_tree, "show the locked dependency tree"),
+    ):
+        p = command(name, handler, text)
+        if name == "tree":
+            p.add_argument("name", nargs="?", help="start from this package")
+            _flag(p, "--invert", help_text="show what depends on NAME")
+        _lock_view_options(p)
 
-    p = command("tree", cmd_tree, "show the locked dependency tree")
-    p.add_argument("name", nargs="?", help="start from this package")
-    p.add_argument("--invert", action="store_true", help="show what depends on NAME")
-    p.add_argument("-e", "--environment", default="default")
-    p.add_argument("--platform")
-    p.add_argument("--lock", metavar="FILE")
-    p.add_argument("--json", action="store_true")
-
-    p = command("diff", cmd_diff, "what changed between two locks (default: git HEAD vs disk)")
-    p.add_argument("old", nargs="?", metavar="OLD.lock")
-    p.add_argument("new", nargs="?", metavar="NEW.lock")
-    p.add_argument("--json", action="store_true")
+    p = command(
+        "diff",
+        cmd_diff,
+        "what changed between two locks (default: the lock at git HEAD against the one on "
+        "disk; with one file: that file against the one on disk)",
+    )
+    p.add_argument("old", nargs="?", metavar="OLD.lock", help="the older lock")
+    p.add_argument("new", nargs="?", metavar="NEW.lock", help="the newer lock")
+    _flag(p, "--json", help_text="print the changes as JSON")
 
     p = command("export", cmd_export, "write the locked packages in another format")
     p.add_argument(
         "--format",
         required=True,
         choices=["requirements.txt", "pylock.toml", "conda-explicit", "environment.yml"],
+        help="the file format to write",
     )
-    p.add_argument("-e", "--environment", default="default")
-    p.add_argument("--platform")
-    p.add_argument("--lock", metavar="FILE")
-    p.add_argument("-o", "--output", metavar="FILE")
+    _lock_view_options(p, json=False)
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
 
     p = command("shell-hook", cmd_shell_hook, "print the script that activates an environment")
     _env_options(p)
-    p.add_argument("--shell", choices=["bash", "zsh", "fish", "powershell"])
-    p.add_argument("--frozen", action="store_true")
-    p.add_argument("--locked", action="store_true")
-    p.add_argument("--offline", action="store_true")
+    p.add_argument(
+        "--shell",
+        choices=["bash", "zsh", "fish", "powershell"],
+        help="the shell to write for (default: from $SHELL)",
+    )
+    _sync_mode_options(p)
 
-    p = command("info", cmd_info, "show what lockenv sees")
-    p.add_argument("--json", action="store_true")
+    p = command("info", cmd_info, "show what lockenv sees: versions, paths, indexes, channels")
+    _flag(p, "--json", help_text="print it as JSON")
 
-    p = command("cache", cmd_cache, "the shared cache")
-    p.add_argument("action", choices=["dir", "clean", "prune"])
+    p = command("cache", cmd_cache, "the shared cache (LOCKENV_CACHE_DIR, else the user cache)")
+    p.add_argument(
+        "action",
+        choices=["dir", "clean", "prune"],
+        help="dir: print where it is; clean: remove it all; prune: remove unused entries",
+    )
     p.add_argument(
         "--older-than",
         type=float,
@@ -840,7 +1051,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--environment", action="append", metavar="ENV", help="default: all")
     p.add_argument("--platform", action="append", metavar="P", help="default: every locked one")
     p.add_argument("--lock", metavar="FILE", help="bundle this lockfile (default: the project's)")
-    p.add_argument("--offline", action="store_true", help="take artifacts from the cache only")
+    _flag(p, "--offline", help_text="take artifacts from the cache only", env=_OFFLINE)
     p.add_argument(
         "--built-wheels",
         action="store_true",
@@ -861,23 +1072,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("sync", cmd_sync, "build or update an environment from the lock")
     _env_options(p)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--locked", action="store_true", help="fail (exit 1) if the lock is stale; never write it"
-    )
-    mode.add_argument(
-        "--frozen", action="store_true", help="use the lock as it is, without reading the manifest"
-    )
+    _sync_mode_options(p)
     p.add_argument("--lock", metavar="FILE", help="materialize this lockfile (needs --prefix)")
-    p.add_argument("--offline", action="store_true", help="use the cache (and a bundle) only")
     p.add_argument("--bundle", metavar="DIR", help=_BUNDLE_HELP)
     p.add_argument("--python", metavar="PATH", help="the host interpreter to build on")
-    p.add_argument("--link-mode", choices=["hardlink", "copy", "symlink"], default="hardlink")
-    p.add_argument("--compile", action="store_true", help="write deterministic bytecode")
     p.add_argument(
+        "--link-mode",
+        choices=["hardlink", "copy", "symlink"],
+        default=os.environ.get(_LINK_MODE) or None,
+        help="how files get from the cache into the environment (default: hardlink, copying "
+        f"where the cache is on another filesystem) [env: {_LINK_MODE}]",
+    )
+    _flag(p, "--compile", help_text="write deterministic bytecode")
+    _flag(
+        p,
         "--allow-base-drift",
-        action="store_true",
-        help="build on a base environment that changed since the lock (default: refuse)",
+        help_text="build on a base environment that changed since the lock (default: refuse)",
     )
     p.add_argument(
         "--no-build",
@@ -888,38 +1098,109 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("run", cmd_run, "run a command in an environment (syncing it first)")
     _env_options(p)
     p.add_argument("--lock", metavar="FILE", help="this lockfile's environment (needs --prefix)")
-    p.add_argument("--frozen", action="store_true")
-    p.add_argument("--locked", action="store_true")
-    p.add_argument("--offline", action="store_true")
+    _sync_mode_options(p)
     p.add_argument("--bundle", metavar="DIR", help=_BUNDLE_HELP)
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG]...")
+    p.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG]...", help="the command to run"
+    )
 
     p = command("verify", cmd_verify, "re-hash an environment against its lock")
     _env_options(p)
-    p.add_argument("--lock", metavar="FILE")
-    p.add_argument(
-        "--digest", action="store_true", help="print one hash of the environment's contents"
-    )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--lock", metavar="FILE", help="check against this lockfile")
+    _flag(p, "--digest", help_text="print one hash of the environment's contents")
+    _flag(p, "--json", help_text="print the report as JSON")
     return parser
 
 
 _BUNDLE_HELP = "take artifacts from this bundle (default: a bundle.json beside the lock)"
+_OFFLINE = "LOCKENV_OFFLINE"
+_LINK_MODE = "LOCKENV_LINK_MODE"
+_MANIFEST = "LOCKENV_MANIFEST"
+_COLOR = "LOCKENV_COLOR"
+
+
+def _global_options(p: argparse.ArgumentParser, default: Any, *, top: bool) -> None:
+    """``--manifest``, ``-v``, ``-q``, ``--color``: before or after the command."""
+    p.add_argument(
+        "--manifest",
+        metavar="PATH",
+        default=(os.environ.get(_MANIFEST) or None) if top else default,
+        help=f"the manifest (default: found by walking up from here) [env: {_MANIFEST}]",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if top else default,
+        help="say more: -v logs requests, cache hits and resolver decisions (-vv: all)",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=0 if top else default,
+        help="print nothing but errors (and the output asked for)",
+    )
+    p.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default=(os.environ.get(_COLOR) or "auto") if top else default,
+        help="colour the output (auto: on terminals, unless NO_COLOR is set or FORCE_COLOR "
+        f"forces it) [env: {_COLOR}]",
+    )
+
+
+def _dependency_options(p: argparse.ArgumentParser) -> None:
+    _flag(p, "--pypi", help_text="PyPI packages (PEP 508) rather than conda packages")
+    p.add_argument("--feature", metavar="F", help="the feature's tables (default: the top ones)")
+    _flag(p, "--no-lock", help_text="edit the manifest only; do not lock", env="LOCKENV_NO_LOCK")
+
+
+def _lock_view_options(p: argparse.ArgumentParser, *, json: bool = True) -> None:
+    p.add_argument("-e", "--environment", default="default", metavar="ENV", help=_ENV_HELP)
+    p.add_argument("--platform", metavar="P", help="the platform (default: this machine's)")
+    p.add_argument("--lock", metavar="FILE", help="read this lockfile (default: the project's)")
+    if json:
+        _flag(p, "--json", help_text="print JSON")
+
+
+def _sync_mode_options(p: argparse.ArgumentParser) -> None:
+    mode = p.add_mutually_exclusive_group()
+    _flag(
+        mode,
+        "--locked",
+        help_text="fail (exit 1) if the lock is stale; never write it",
+        env="LOCKENV_LOCKED",
+    )
+    _flag(
+        mode,
+        "--frozen",
+        help_text="use the lock as it is, without reading the manifest",
+        env="LOCKENV_FROZEN",
+    )
+    _flag(p, "--offline", help_text="no network: the cache (and a bundle) only", env=_OFFLINE)
+
+
+_ENV_HELP = "the environment (default: default)"
 
 
 def _env_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-e", "--environment", default="default", metavar="ENV")
-    p.add_argument("--prefix", metavar="DIR", help="where the environment lives")
+    p.add_argument("-e", "--environment", default="default", metavar="ENV", help=_ENV_HELP)
+    p.add_argument(
+        "--prefix", metavar="DIR", help="where the environment lives (default: .lockenv/envs/ENV)"
+    )
 
 
-_OUT = _Output(0)
+_OUT = Console(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     global _OUT
     parser = build_parser()
     args = parser.parse_args(argv)
-    _OUT = _Output(args.verbose - args.quiet)
+    _OUT = Console(args.verbose - args.quiet, color=args.color)
+    if args.verbose:
+        _OUT.install_logging()
     try:
         result: int = args.handler(args)
         _OUT.finish()
@@ -933,31 +1214,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.details:  # e.g. the tail of a build log, before the verdict
             print(f"  | {line}", file=sys.stderr)
         # One line, whatever a library put into the message.
-        print("error: " + re.sub(r"\s*\n\s*", " ", str(exc)), file=sys.stderr)
+        _OUT.error(re.sub(r"\s*\n\s*", " ", str(exc)))
+        if exc.hint:
+            _OUT.hint(exc.hint)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        _OUT.finish()
+        _OUT.error("interrupted")
         return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
+        _OUT.finish()
         if args.verbose:
             raise
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        _OUT.error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return 3
     except Exception as exc:  # a bug: still one line unless -v
+        _OUT.finish()
         if args.verbose:
             raise
-        print(
-            f"error: internal error ({type(exc).__name__}: {exc}); run with -v for the "
-            "traceback and report it",
-            file=sys.stderr,
+        _OUT.error(
+            f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback "
+            "and report it"
         )
         return 3
 
 
-def output() -> _Output:
+def output() -> Console:
     return _OUT
 
 

@@ -2,10 +2,13 @@
 
 Messages quote the bad input with ``!r``, name the file and key path when there is
 one, and say what to do next.  The CLI prints ``str(error)`` on one line and exits
-with ``error.exit_code``; nothing else reaches the user as a traceback.
+with ``error.exit_code`` (and ``error.hint``, if any, on a ``hint:`` line); nothing else
+reaches the user as a traceback.
 """
 
 from __future__ import annotations
+
+from typing import Self
 
 # Exit codes of the command line (see DESIGN.md "Commands").
 EXIT_OK = 0
@@ -18,11 +21,18 @@ class LockenvError(Exception):
     """Root of every error lockenv reports to a user.
 
     ``details`` are extra lines the CLI shows before the one-line message (the tail of a
-    build log, say); empty for almost every error.
+    build log, say); empty for almost every error.  ``hint``, when set, is the next step
+    to take; the CLI prints it on a ``hint:`` line of its own after the error (as uv does).
     """
 
     exit_code: int = EXIT_FAILURE
     details: tuple[str, ...] = ()
+    hint: str | None = None
+
+    def with_hint(self, hint: str) -> Self:
+        """This error, with ``hint`` as the next step to suggest."""
+        self.hint = hint
+        return self
 
 
 class UsageError(LockenvError):

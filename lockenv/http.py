@@ -29,17 +29,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lockenv.errors import IndexAccessError, IntegrityError, LockenvError, OfflineError
+
+_log = logging.getLogger("lockenv.http")  # -v: every request and cache decision
 
 if TYPE_CHECKING:
     import netrc
@@ -366,11 +369,20 @@ class HttpClient:
         for attempt in range(_RETRIES):
             if attempt:
                 time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
+            started = time.monotonic()
             try:
                 response = client.request(method, clean, headers=headers, auth=auth)
             except httpx.TransportError as exc:
+                _log.info("%s %s: %s", method, shown, type(exc).__name__)
                 last = exc
                 continue
+            _log.info(
+                "%s %s -> %d (%.0f ms)",
+                method,
+                shown,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
             if response.status_code >= 500 and attempt + 1 < _RETRIES:
                 continue
             if response.status_code in ok_statuses:
@@ -406,9 +418,11 @@ class HttpClient:
         cached = None if entry_path is None else _read_cache_entry(entry_path)
         now = time.time()
         if self.offline and cached is not None:
+            _log.info("cache (offline): %s", redact_url(url))
             return cached.page(from_cache=True)
         self._check_online(url, "index page")
         if cached is not None and not self.refresh and cached.is_fresh(now, self.page_ttl):
+            _log.info("cache hit: %s", redact_url(url))
             return cached.page(from_cache=True)
 
         headers = {"Accept": accept}
@@ -419,6 +433,7 @@ class HttpClient:
                 headers["If-Modified-Since"] = cached.last_modified
         response = self._request("GET", url, headers, ok_statuses=(200, 304))
         if response.status_code == 304 and cached is not None:
+            _log.info("cache revalidated: %s", redact_url(url))
             entry = cached.revalidated(response, now)
             if entry_path is not None:
                 _write_cache_entry(entry_path, entry)
@@ -526,50 +541,88 @@ class HttpClient:
     # -- downloads -------------------------------------------------------------------------
 
     def download(
-        self, url: str, dest: Path, *, sha256: str | None, size: int | None
+        self,
+        url: str,
+        dest: Path,
+        *,
+        sha256: str | None,
+        size: int | None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> tuple[str, int]:
         """Download ``url`` to ``dest`` atomically, checking ``size`` and ``sha256`` if given.
 
         The body is hashed while it streams into a temporary file beside ``dest``, which
         replaces ``dest`` only when it matches.  Returns ``(sha256, size)``.  Through
         mirrors, a mirror whose bytes do not match is passed over for the next.
+        ``on_bytes`` hears of each chunk's size as it arrives (a progress display); a
+        retry, or a mirror passed over, first takes back what it counted.
         """
         return self._via_mirrors(
-            url, lambda location: self._download(location, dest, sha256=sha256, size=size)
+            url,
+            lambda location: self._download(
+                location, dest, sha256=sha256, size=size, on_bytes=on_bytes
+            ),
         )
 
     def _download(
-        self, url: str, dest: Path, *, sha256: str | None, size: int | None
+        self,
+        url: str,
+        dest: Path,
+        *,
+        sha256: str | None,
+        size: int | None,
+        on_bytes: Callable[[int], None] | None,
     ) -> tuple[str, int]:
         import httpx
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         shown = redact_url(url)
+        _log.info("download %s (%s bytes)", shown, size if size is not None else "?")
         last: Exception | None = None
+        counted = [0]
+
+        def count(n: int) -> None:
+            counted[0] += n
+            if on_bytes is not None:
+                on_bytes(n)
+
+        def take_back() -> None:
+            if on_bytes is not None and counted[0]:
+                on_bytes(-counted[0])
+            counted[0] = 0
+
         for attempt in range(_RETRIES):
             if attempt:
                 time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
             try:
                 with _temp_beside(dest) as (tmp, fh):
-                    digest, written = self._stream_into(url, fh, size)
+                    digest, written = self._stream_into(url, fh, size, count)
                     fh.close()
                     _check_integrity(shown, sha256, size, digest, written)
                     os.replace(tmp, dest)
                 return digest, written
             except (httpx.TransportError, _RetryableStatus) as exc:
+                _log.info("download %s: %s; trying again", shown, type(exc).__name__)
+                take_back()
                 last = exc
+            except BaseException:
+                take_back()
+                raise
         raise IndexAccessError(
             f"{shown!r}: download failed: {type(last).__name__}: {last} (after {_RETRIES} "
             "tries); check the URL and your network"
         )
 
-    def _stream_into(self, url: str, fh: Any, limit: int | None) -> tuple[str, int]:
+    def _stream_into(
+        self, url: str, fh: Any, limit: int | None, count: Callable[[int], None]
+    ) -> tuple[str, int]:
         hasher = hashlib.sha256()
         written = 0
         for chunk in self._iter_bytes(url):
             hasher.update(chunk)
             fh.write(chunk)
             written += len(chunk)
+            count(len(chunk))
             if limit is not None and written > limit:
                 break  # already wrong: no need to fetch the rest
         return hasher.hexdigest(), written

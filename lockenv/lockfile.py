@@ -29,8 +29,6 @@ the standard library only.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -388,7 +386,7 @@ def dumps(lock: Lockfile) -> str:
 
 def write_lockfile(lock: Lockfile, path: Path) -> bool:
     """Write ``lock`` to ``path`` atomically; False when the file already held these bytes."""
-    import tempfile
+    from lockenv.atomic import write_atomic
 
     data = dumps(lock).encode("utf-8")
     try:
@@ -398,17 +396,9 @@ def write_lockfile(lock: Lockfile, path: Path) -> bool:
         pass
     except OSError as exc:
         raise LockfileError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
+    # One rename, after an fsync; the mode follows the umask (or the file it replaces),
+    # so a group can read a shared project's lock (mkstemp alone would make it 0600).
+    write_atomic(path, data)
     return True
 
 

@@ -16,17 +16,15 @@ The lookup follows pip's own precedence:
 
 from __future__ import annotations
 
-import configparser
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from lockenv.errors import UsageError
 
-__all__ = ["config_files", "default_index_url"]
+__all__ = ["config_files", "default_index_source", "default_index_url", "fingerprint"]
 
 _SECTIONS = ("global", "install")  # later sections win, as for `pip install`
 _PIP_DEFAULT_SNIPPET = "from pip._internal.models.index import PyPI; print(PyPI.simple_url)"
@@ -45,6 +43,29 @@ def default_index_url() -> str:
     if from_files:
         return from_files
     return _pip_builtin_default()
+
+
+def default_index_source() -> str:
+    """Where `default_index_url` takes its answer from, for messages."""
+    if os.environ.get("PIP_INDEX_URL", "").strip():
+        return "PIP_INDEX_URL"
+    for path in reversed(config_files()):
+        if any(key.endswith(".index-url") and value.strip() for key, value in _read_config(path)):
+            return f"pip configuration file {str(path)!r}"
+    return "pip's built-in default"
+
+
+def fingerprint() -> list[object]:
+    """What `default_index_url` depends on, cheaply (no file is read): the variable and
+    the size and time of each configuration file.  Equal fingerprints, same answer."""
+    files: list[object] = [os.environ.get("PIP_INDEX_URL", "")]
+    for path in config_files():
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        files.append([str(path), st.st_size, st.st_mtime_ns])
+    return files
 
 
 def config_files() -> list[Path]:
@@ -82,6 +103,8 @@ def _index_url_from_files() -> str | None:
 
 
 def _read_config(path: Path) -> Iterator[tuple[str, str]]:
+    import configparser
+
     if not path.is_file():
         return
     parser = configparser.RawConfigParser()
@@ -100,6 +123,8 @@ def _read_config(path: Path) -> Iterator[tuple[str, str]]:
 
 
 def _pip_builtin_default() -> str:
+    import subprocess
+
     try:
         from pip._internal.models.index import PyPI
     except ImportError:

@@ -73,8 +73,12 @@ def get_platform(name: str) -> TargetPlatform:
     try:
         return PLATFORMS[name]
     except KeyError:
+        import difflib
+
         known = ", ".join(PLATFORMS)
-        raise PlatformError(f"unknown platform {name!r}: use one of {known}") from None
+        close = difflib.get_close_matches(name, list(PLATFORMS), n=1, cutoff=0.6)
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        raise PlatformError(f"unknown platform {name!r}: {guess}use one of {known}") from None
 
 
 def current_platform() -> str:

@@ -36,6 +36,20 @@ class ProjectPaths:
     def freshness_record(self) -> Path:
         return self.root / STATE_DIR / "fresh.json"
 
+    def ensure_state_dir(self) -> Path:
+        """``.lockenv/``, made if missing, with a ``.gitignore`` of ``*`` in it (as uv does
+        for ``.venv``): nothing lockenv keeps there belongs in version control."""
+        state = self.root / STATE_DIR
+        ignore = state / ".gitignore"
+        if not ignore.exists():
+            state.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(ignore, "x", encoding="utf-8") as fh:
+                    fh.write("# written by lockenv: environments and state, never committed\n*\n")
+            except FileExistsError:
+                pass
+        return state
+
 
 def locate(manifest: Path | None, start: Path | None = None) -> ProjectPaths:
     """The project's manifest: ``manifest`` if given, else walk up from ``start``.

@@ -10,19 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockenv.errors import LockfileError, StaleLockError, UsageError
-from lockenv.project import LOCK_NAME, ProjectPaths, locate
+from lockenv.project import LOCK_NAME, STATE_DIR, ProjectPaths, locate
 
 if TYPE_CHECKING:
     from lockenv.build.builder import SourceBuilder
     from lockenv.lock.manifest import Manifest
     from lockenv.lock.resolve import LockOptions, SourceBuild
     from lockenv.lockfile import Artifact, Lockfile
+    from lockenv.reports.diff import SummaryLine
 
 Say = Callable[[str], None]
 
@@ -46,16 +47,27 @@ def known_fresh(paths: ProjectPaths) -> bool:
     return bool(
         record.get("manifest") == file_sha256(paths.manifest)
         and record.get("lock") == file_sha256(paths.lock)
+        and record.get("pip") == _pip_fingerprint()
     )
 
 
+def _pip_fingerprint() -> list[object]:
+    # pip's index is an input when the manifest names none: a change is worth a new look.
+    from lockenv.pipconfig import fingerprint
+
+    return fingerprint()
+
+
 def remember_fresh(paths: ProjectPaths) -> None:
-    record = {"manifest": file_sha256(paths.manifest), "lock": file_sha256(paths.lock)}
-    target = paths.freshness_record
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(target)
+    record = {
+        "manifest": file_sha256(paths.manifest),
+        "lock": file_sha256(paths.lock),
+        "pip": _pip_fingerprint(),
+    }
+    from lockenv.atomic import write_atomic
+
+    paths.ensure_state_dir()
+    write_atomic(paths.freshness_record, json.dumps(record), durable=False)
 
 
 # -------------------------------------------------------------- lock
@@ -101,7 +113,7 @@ def _conflicted(path: Path) -> bool:
 class LockOutcome:
     lock: Lockfile
     written: bool
-    changes: list[str]
+    changes: list[SummaryLine]  # one per package change (uv style)
     first: bool  # there was no usable lock before
     builds: tuple[SourceBuild, ...] = ()  # sdists locked: built at sync on their platform
 
@@ -117,7 +129,7 @@ def lock(
     """Re-lock with the existing pins as preferences; write unless ``dry_run``."""
     from lockenv.lock.resolve import load_previous, lock_manifest
     from lockenv.lockfile import write_lockfile
-    from lockenv.reports.diff import diff_locks
+    from lockenv.reports.diff import diff_locks, lock_targets
 
     manifest = manifest or load(paths)
     previous = load_previous(paths.lock, warn=say)
@@ -141,7 +153,7 @@ def lock(
             builder=builder,
             on_build=builds.append,
         )
-    changes = diff_locks(previous, new).render(settings=False)
+    changes = diff_locks(previous, new).summary(lock_targets(new))
     written = False
     if not dry_run:
         written = write_lockfile(new, paths.lock)
@@ -231,6 +243,45 @@ def ensure_locked(
         say(f"lock is out of date ({reasons[0]}); locking")
     lock(paths, options(), say=say, manifest=manifest)
     return True
+
+
+def environments_using(manifest: Manifest, feature: str | None) -> list[str]:
+    """The environments that include ``feature`` (None: the default feature)."""
+    return [
+        env.name
+        for env in manifest.environments.values()
+        if (feature in env.features if feature is not None else env.include_default)
+    ]
+
+
+def lower_bounds(
+    lock: Lockfile, names: Sequence[str], *, kind: str, environments: Sequence[str]
+) -> dict[str, str]:
+    """The lowest locked version of each of ``names`` over ``environments`` and their
+    platforms: what ``add`` writes as ``>=version`` (as uv and pixi do)."""
+    from packaging.utils import canonicalize_name
+
+    wanted = {canonicalize_name(n) if kind == "pypi" else n.lower(): n for n in names}
+    found: dict[str, list[str]] = {}
+    for env in environments:
+        locked = lock.environments.get(env)
+        for urls in locked.packages.values() if locked else ():
+            for url in urls:
+                artifact = lock.artifacts[url]
+                key = canonicalize_name(artifact.name) if kind == "pypi" else artifact.name
+                if artifact.kind == kind and key in wanted:
+                    found.setdefault(wanted[key], []).append(artifact.version)
+    return {name: min(versions, key=_version_key(kind)) for name, versions in found.items()}
+
+
+def _version_key(kind: str) -> Callable[[str], Any]:
+    if kind == "pypi":
+        from packaging.version import Version
+
+        return Version
+    from lockenv.lock.conda.version import VersionOrder
+
+    return VersionOrder.parse
 
 
 # -------------------------------------------------------------- merge
@@ -396,6 +447,8 @@ def sync(
         assert lock_options is not None
         if ensure_locked(target.paths, locked=locked, options=lock_options, say=say):
             lock_file = None  # just re-locked: the next run leaves the stamp
+    if target.paths is not None and target.prefix.is_relative_to(target.paths.root / STATE_DIR):
+        target.paths.ensure_state_dir()
     try:
         lock_bytes = target.lock_path.read_bytes()
     except FileNotFoundError:

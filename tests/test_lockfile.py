@@ -893,7 +893,7 @@ def test_write_lockfile_replaces_atomically(
         assert Path(target).read_bytes() == before
         original(source, target)
 
-    monkeypatch.setattr("lockenv.lockfile.os.replace", replace)
+    monkeypatch.setattr("lockenv.atomic.os.replace", replace)
     changed = dataclasses.replace(sample_lock(), lockenv_version="9.9.9")
     assert write_lockfile(changed, path) is True
     assert seen == [dumps(changed).encode()]
@@ -910,7 +910,7 @@ def test_write_lockfile_failure_leaves_old_lock_and_no_temp(
     def replace(source: Any, target: Any) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr("lockenv.lockfile.os.replace", replace)
+    monkeypatch.setattr("lockenv.atomic.os.replace", replace)
     with pytest.raises(OSError):
         write_lockfile(dataclasses.replace(sample_lock(), lockenv_version="9.9.9"), path)
     assert path.read_bytes() == before

@@ -67,8 +67,10 @@ __all__ = [
     "SystemRequirements",
     "check_conda_name",
     "check_conda_spec",
+    "conda_dependency",
     "find_manifest",
     "load_manifest",
+    "merge_conda_dependencies",
     "parse_manifest",
     "pypi_dependency_from_requirement",
 ]
@@ -79,7 +81,6 @@ DEFAULT_FEATURE = "default"
 
 # PEP 508 distribution names (also used for extras, which PEP 685 normalizes alike).
 _DIST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
-_CONDA_NAME = re.compile(r"[a-z0-9_][a-z0-9_.+-]*")
 # Feature and environment names become directory names under .lockenv/envs.
 _GROUP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
@@ -87,8 +88,6 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _NUMERIC_VERSION = re.compile(r"[0-9]+(\.[0-9]+)*")
 _ARCHSPEC = re.compile(r"[A-Za-z0-9_]+")
-_CONDA_VERSION_CHARS = re.compile(r"[A-Za-z0-9_.*+!<>=~,|()]+")
-_CONDA_BUILD_CHARS = re.compile(r"[A-Za-z0-9_.*+]+")
 _EXCLUDE_NEWER = re.compile(
     r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?)?"
 )
@@ -122,7 +121,8 @@ _FEATURE_KEYS = (
     "platforms",
     "channels",
 )
-_CONDA_TABLE_KEYS = ("version", "build", "channel")
+_CONDA_TABLE_KEYS = ("version", "build", "build-number", "channel", "subdir", "md5", "sha256")
+_CONDA_EXAMPLES = "e.g. '>=1.26', '3.12.*', '1.2 py*', 'conda-forge::>=1.26' or '[build_number=0]'"
 _SOURCE_KEYS = ("path", "editable", "git", "rev", "tag", "branch", "subdirectory", "url")
 _PYPI_TABLE_KEYS = ("version", "extras", "markers", *_SOURCE_KEYS)
 _ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".zip")
@@ -316,6 +316,9 @@ class Manifest:
         default_factory=lambda: MappingProxyType({})
     )
     pypi_options: PypiOptions = field(default_factory=PypiOptions)
+    # Things that are valid but probably not meant (e.g. a bare conda version, which is
+    # exact): printed by `lock` and `add`, never an error.
+    warnings: tuple[str, ...] = ()
 
     def pypi_name_of(self, conda_name: str) -> NormalizedName:
         """The PyPI distribution a conda package of this name provides."""
@@ -422,40 +425,75 @@ def parse_manifest(text: str, *, path: Path) -> Manifest:
 
 
 def check_conda_name(name: str) -> str | None:
-    """Why ``name`` is not a valid conda package name, or None when it is."""
-    if not _CONDA_NAME.fullmatch(name.lower()):
-        return (
-            f"invalid conda package name {name!r} "
-            "(use letters, digits, '_', '.', '+' and '-', e.g. 'python' or 'libgcc-ng')"
-        )
+    """Why ``name`` is not a valid conda package name (CEP 26), or None when it is."""
+    from lockenv.lock.conda.matchspec import name_problem
+
+    problem = name_problem(name.lower())
+    if problem is None:
+        return None
+    return f"invalid conda package name {name!r}: {problem}"
+
+
+def check_conda_spec(spec: str, name: str = "package") -> str | None:
+    """Why ``spec`` (a manifest value: a MatchSpec without its name) is invalid, or None."""
+    from lockenv.lock.conda.matchspec import InvalidMatchSpec, parse_manifest_spec
+
+    try:
+        parse_manifest_spec(name, spec)
+    except InvalidMatchSpec as error:
+        return _spec_problem(spec, error.reason)
     return None
 
 
-def check_conda_spec(spec: str) -> str | None:
-    """Why ``spec`` is not a plausible MatchSpec version/build text, or None.
+def _split_subdir(channel: str) -> tuple[str, str | None]:
+    """``conda-forge/linux-64`` -> ("conda-forge", "linux-64"); no known subdir: None."""
+    from lockenv.lock.conda.matchspec import KNOWN_SUBDIRS
 
-    A basic check (characters and shape); the conda resolver parses it fully.
+    base, slash, tail = channel.rstrip("/").rpartition("/")
+    if slash and base and tail in KNOWN_SUBDIRS:
+        return base, tail
+    return channel, None
+
+
+def _channel_listed(channel: str, channels: Sequence[str]) -> bool:
+    """Whether a dependency's ``channel`` is one of ``channels`` (a name matches its URL)."""
+    base = _split_subdir(channel)[0].rstrip("/")
+    for listed in channels:
+        listed = listed.rstrip("/")
+        if base == listed or ("://" not in base and listed.endswith("/" + base)):
+            return True
+    return False
+
+
+def _spec_problem(spec: str, reason: str) -> str:
+    hint = "" if "e.g." in reason else f" ({_CONDA_EXAMPLES})"
+    return f"invalid conda spec {spec!r}: {reason}{hint}"
+
+
+def conda_dependency(name: str, spec: str, *, channel: str | None = None) -> CondaDependency:
+    """The `CondaDependency` of ``name = spec`` (``channel``: the table form's key).
+
+    Its ``spec`` is the canonical text (``"==1.2"`` for ``"1.2"``), with the channel moved
+    to ``channel``, so equal requirements compare equal however they were written.
+    Raises `InvalidMatchSpec`.
     """
-    example = "e.g. '>=1.26', '3.12.*' or '1.2 py*'"
-    parts = spec.split()
-    if not parts:
-        return f"empty conda spec {spec!r} (use '*' for any version)"
-    if len(parts) > 2 or (
-        len(parts) == 2 and (parts[0][-1] in ",|<>=!~" or parts[1][0] in ",|<>=!~")
-    ):
-        return (
-            f"invalid conda spec {spec!r} (a space separates version and build, so write the "
-            f"version without spaces, {example})"
-        )
-    version = parts[0]
-    bad = _first_illegal(version, _CONDA_VERSION_CHARS)
-    if bad is None and len(parts) == 2:
-        bad = _first_illegal(parts[1], _CONDA_BUILD_CHARS)
-    if bad is not None:
-        return f"invalid conda spec {spec!r} (illegal character {bad!r}; {example})"
-    if not re.search(r"[A-Za-z0-9*]", version):
-        return f"invalid conda spec {spec!r} (no version after the operator; {example})"
-    return None
+    from lockenv.lock.conda.matchspec import manifest_parts, parse_manifest_spec
+
+    text, chosen = manifest_parts(parse_manifest_spec(name, spec, channel=channel))
+    return CondaDependency(name=name.lower(), spec=text, channel=chosen)
+
+
+def _table_spec(texts: Mapping[str, str | None]) -> str:
+    """The MatchSpec text (without name or channel) of a table ``{version, build, ...}``."""
+    spec = (texts.get("version") or "*").strip()
+    if texts.get("build"):
+        spec += f" {(texts['build'] or '').strip()}"
+    fields = [
+        f"{key.replace('-', '_')}='{value.strip()}'"
+        for key, value in texts.items()
+        if key not in ("version", "build", "channel") and value is not None
+    ]
+    return spec + ("[" + ",".join(fields) + "]" if fields else "")
 
 
 # --------------------------------------------------------------------------- reading
@@ -509,13 +547,6 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _first_illegal(text: str, allowed: re.Pattern[str]) -> str | None:
-    for char in text:
-        if not allowed.fullmatch(char):
-            return char
-    return None
-
-
 class _Reader:
     """Walks the parsed TOML, building the model and collecting problems."""
 
@@ -524,8 +555,12 @@ class _Reader:
         self.prefix = prefix
         self.root = root
         self.problems: list[str] = []
+        self.warnings: list[str] = []
 
     # ---- problem helpers
+
+    def warn(self, keys: Sequence[Key], message: str) -> None:
+        self.warnings.append(f"{self.label}: {_keypath((*self.prefix, *keys))}: {message}")
 
     def add(self, keys: Sequence[Key], message: str, *, absolute: bool = False) -> None:
         full = tuple(keys) if absolute else (*self.prefix, *keys)
@@ -623,6 +658,17 @@ class _Reader:
                 features[feature_name] = _with_pypi(features.get(feature_name), feature_name, pypi)
 
         environments = self._environments(top.get("environments", {}), features)
+        used = {name for env in environments.values() for name in env.features}
+        # Only features the manifest declares: a project's extras and dependency groups
+        # are features too, but many projects have extras no environment needs.
+        for feature_name in sorted(set(raw_features) & set(features) - used):
+            self.warn(
+                ("feature", feature_name),
+                f"no environment includes feature {feature_name!r}, so nothing locks or "
+                f'installs it; add it to one, e.g. [environments] {feature_name} = ["'
+                f'{feature_name}"] (`lockenv add --feature {feature_name} --environment '
+                f"{feature_name} ...` does that)",
+            )
         conda_pypi_map = self._conda_pypi_map(top.get("conda-pypi-map", {}))
         mirrors = parse_mirror_table(
             top.get("mirrors", {}),
@@ -653,6 +699,7 @@ class _Reader:
             mirrors=mirrors,
             base_environment=base_environment,
             pypi_options=pypi_options,
+            warnings=tuple(self.warnings),
         )
         if not self.problems:
             for env in environments.values():
@@ -666,7 +713,7 @@ class _Reader:
             return {}
         mapping: dict[str, NormalizedName] = {}
         for conda_name, pypi_name in sorted(value.items()):
-            if not _CONDA_NAME.fullmatch(conda_name):
+            if check_conda_name(conda_name) is not None:
                 self.add((*keys, conda_name), f"{conda_name!r} is not a conda package name")
             elif not isinstance(pypi_name, str) or not _DIST_NAME.fullmatch(pypi_name):
                 self.add(
@@ -1041,43 +1088,61 @@ class _Reader:
     def _conda_dependency(
         self, name: str, value: object, keys: tuple[Key, ...]
     ) -> CondaDependency | None:
-        ok = True
+        from lockenv.lock.conda.matchspec import InvalidMatchSpec, is_bare_version
+
         problem = check_conda_name(name)
         if problem is not None:
             self.add(keys, problem)
-            ok = False
+            return None
         channel: str | None = None
         if isinstance(value, str):
-            spec, spec_keys = value.strip(), keys
+            spec, spec_keys, version = value.strip(), keys, value.partition("::")[2] or value
         elif isinstance(value, dict):
             table = self.table(value, keys, _CONDA_TABLE_KEYS)
-            if len(table) != len(value):
-                ok = False
-            version = self.string(table.get("version", "*"), (*keys, "version"))
-            build = self.string(table.get("build", ""), (*keys, "build"))
-            if "channel" in table:
-                raw_channel = self.string(table["channel"], (*keys, "channel"))
-                channel = (
-                    None if raw_channel is None else self._channel(raw_channel, (*keys, "channel"))
-                )
-                ok = ok and channel is not None
-            if version is None or build is None:
+            texts = {
+                key: str(item)
+                if key == "build-number" and type(item) is int
+                else self.string(item, (*keys, key))
+                for key, item in table.items()
+            }
+            if len(table) != len(value) or None in texts.values():
                 return None
-            if build.strip() and len(build.split()) != 1:
+            if "channel" in texts:
+                channel = self._channel(texts["channel"] or "", (*keys, "channel"))
+                if channel is None:
+                    return None
+            version = texts.get("version") or "*"
+            build = (texts.get("build") or "").strip()
+            if len(build.split()) > 1:
                 self.add((*keys, "build"), f"invalid build string {build!r} (no spaces allowed)")
                 return None
-            spec = (
-                f"{version.strip()} {build.strip()}".strip() if build.strip() else version.strip()
-            )
+            spec = _table_spec(texts)
             spec_keys = (*keys, "version") if "version" in table else keys
         else:
-            self.wrong_type(keys, "a MatchSpec string or a table {version, build, channel}", value)
+            self.wrong_type(
+                keys, "a MatchSpec string or a table {version, build, channel, ...}", value
+            )
             return None
-        problem = check_conda_spec(spec)
-        if problem is not None:
-            self.add(spec_keys, problem)
+        try:
+            dependency = conda_dependency(name, spec, channel=channel)
+        except InvalidMatchSpec as error:
+            self.add(spec_keys, _spec_problem(spec, error.reason))
             return None
-        return CondaDependency(name=name.lower(), spec=spec, channel=channel) if ok else None
+        if dependency.channel is not None and channel is None:
+            # A channel written before '::' is read like a channels entry (paths -> file://).
+            base, subdir = _split_subdir(dependency.channel)
+            located = self._channel(base, keys)
+            if located is None:
+                return None
+            dependency = replace(dependency, channel=f"{located}/{subdir}" if subdir else located)
+        if is_bare_version(version):
+            bare = version.strip()
+            self.warn(
+                spec_keys,
+                f"{bare!r} means exactly {bare} (as in conda: {bare}.0 too, not {bare}.1); "
+                f'write "{bare}.*" for the {bare} series, or "=={bare}" to keep this meaning',
+            )
+        return dependency
 
     def _pypi_dependency(
         self, name: str, value: object, keys: tuple[Key, ...]
@@ -1253,6 +1318,14 @@ class _Reader:
             return SpecifierSet()
         if not text:
             self.add(keys, f"empty version specifier {version!r} (use '*' for any version)")
+            return None
+        if any(not part.strip() for part in text.split(",")):
+            # packaging skips empty parts; pip and uv refuse them, and so do we.
+            self.add(
+                keys,
+                f"invalid version specifier {version!r} (an empty constraint between commas; "
+                "e.g. '>=1.2,<2')",
+            )
             return None
         try:
             return SpecifierSet(text)
@@ -1478,11 +1551,22 @@ def _compose(
     system = SystemRequirements()
     for feature in features:
         for dep in feature.dependencies:
+            if dep.channel is not None and not _channel_listed(dep.channel, channels):
+                table = (
+                    "dependencies"
+                    if feature.name == DEFAULT_FEATURE
+                    else (f"feature.{feature.name}.dependencies")
+                )
+                fail(
+                    f"{prefix}{table}.{dep.name} asks for channel {dep.channel!r}, which is not "
+                    f"among the channels ({', '.join(channels) or 'none'}); add it to "
+                    "[project] channels"
+                )
             if dep.name not in conda:
                 conda[dep.name] = (dep, feature.name)
                 continue
             previous, owner = conda[dep.name]
-            merged = _merge_conda(previous, dep)
+            merged = merge_conda_dependencies(previous, dep)
             if isinstance(merged, str):
                 fail(
                     f"conda dependency {dep.name!r} conflicts between features {owner!r} and "
@@ -1522,26 +1606,34 @@ def _compose(
     )
 
 
-def _merge_conda(a: CondaDependency, b: CondaDependency) -> CondaDependency | str:
+def merge_conda_dependencies(a: CondaDependency, b: CondaDependency) -> CondaDependency | str:
+    """Both requirements at once: versions AND-ed; every other field must agree (else
+    why not, as a message)."""
+    from lockenv.lock.conda.matchspec import MatchSpec, manifest_parts, parse_manifest_spec
+    from lockenv.lock.conda.version import VersionSpec
+
     if a.channel is not None and b.channel is not None and a.channel != b.channel:
         return f"channel {a.channel!r} versus {b.channel!r}; use one channel"
-    channel = a.channel or b.channel
     if a.spec == b.spec:
-        return CondaDependency(name=a.name, spec=a.spec, channel=channel)
-    version_a, _, build_a = a.spec.partition(" ")
-    version_b, _, build_b = b.spec.partition(" ")
-    if build_a and build_b and build_a != build_b:
-        return f"build {build_a!r} versus {build_b!r}; use one build string"
-    build = build_a or build_b
-    if version_a == "*" or version_a == version_b:
-        version = version_b
-    elif version_b == "*":
-        version = version_a
-    else:
+        return CondaDependency(name=a.name, spec=a.spec, channel=a.channel or b.channel)
+    spec_a = parse_manifest_spec(a.name, a.spec, channel=a.channel)
+    spec_b = parse_manifest_spec(b.name, b.spec, channel=b.channel)
+    merged: dict[str, object] = {}
+    for key in ("build", "build_number", "channel", "subdir", "md5", "sha256", "fn", "url"):
+        value_a, value_b = getattr(spec_a, key), getattr(spec_b, key)
+        if value_a is not None and value_b is not None and value_a != value_b:
+            what = key.replace("_", " ")
+            return f"{what} {str(value_a)!r} versus {str(value_b)!r}; use one {what}"
+        merged[key] = value_a if value_a is not None else value_b
+    versions = [v for v in (spec_a.version, spec_b.version) if v is not None]
+    version = versions[0] if versions else None
+    if len(versions) == 2 and versions[0] != versions[1]:
         # Parenthesized so an OR inside one spec cannot swallow the other (conda's , is AND).
-        version = ",".join(f"({v})" if "|" in v else v for v in (version_a, version_b))
-    spec = f"{version} {build}" if build else version
-    return CondaDependency(name=a.name, spec=spec, channel=channel)
+        joined = ",".join(f"({v})" if "|" in v.text else v.text for v in versions)
+        version = VersionSpec.parse(joined)
+    spec = MatchSpec(name=a.name, version=version, **merged)  # type: ignore[arg-type]
+    text, channel = manifest_parts(spec)
+    return CondaDependency(name=a.name, spec=text, channel=channel)
 
 
 def _merge_pypi(a: PypiDependency, b: PypiDependency) -> PypiDependency | str:

@@ -30,7 +30,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from lockenv.errors import ManifestError
-from lockenv.lock.manifest import check_conda_name, check_conda_spec, parse_manifest
+from lockenv.lock.manifest import (
+    CondaDependency,
+    check_conda_name,
+    check_conda_spec,
+    parse_manifest,
+)
 
 if TYPE_CHECKING:
     from tomlkit.container import Container
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_conda_dependencies",
+    "add_feature_to_environment",
     "add_pypi_dependencies",
     "init_manifest_text",
     "init_pyproject_text",
@@ -64,6 +70,7 @@ def init_manifest_text(
     channels: Sequence[str],
     requires_python: str | None,
     indexes: Sequence[str] = (),
+    find_links: Sequence[str] = (),
 ) -> str:
     """The text of a new ``lockenv.toml``; raises `ManifestError` for invalid values."""
     import tomlkit
@@ -79,6 +86,8 @@ def init_manifest_text(
     ]
     if indexes:
         lines.append(f"indexes = {value(list(indexes))}")
+    if find_links:
+        lines.append(f"find-links = {value(list(find_links))}")
     if requires_python is not None:
         lines.append(f"requires-python = {value(requires_python)}")
     lines += ["", "[dependencies]", "", "[pypi-dependencies]", ""]
@@ -129,18 +138,87 @@ def add_pypi_dependencies(
 def add_conda_dependencies(
     text: str, specs: Sequence[tuple[str, str]], *, feature: str | None, in_pyproject: bool
 ) -> str:
-    """Add (or replace in place) conda ``(name, MatchSpec version/build)`` entries."""
-    import tomlkit
+    """Add (or replace in place) conda ``(name, spec)`` entries.
+
+    ``spec`` is a manifest value (a MatchSpec without its name, a channel may lead:
+    ``"conda-forge::>=1.26"``).  It is written in its canonical form (``"==1.2"`` for
+    ``"1.2"``): a string, or with a channel the table ``{ version, build, channel }``
+    pixi writes (a string ``"channel::..."`` when the spec holds more than that).
+    """
+    from lockenv.lock.conda.matchspec import InvalidMatchSpec
+    from lockenv.lock.manifest import conda_dependency
 
     problems = []
     entries: list[tuple[str, Item]] = []
     for name, spec in specs:
-        found = [p for p in (check_conda_name(name), check_conda_spec(spec)) if p is not None]
-        problems += [f"{_table_label(_CONDA, feature)}.{name}: {p}" for p in found]
-        entries.append((name.lower(), tomlkit.item(spec.strip())))
+        label = f"{_table_label(_CONDA, feature)}.{name}"
+        name_problem = check_conda_name(name)
+        if name_problem is not None:
+            problems.append(f"{label}: {name_problem}")
+            continue
+        try:
+            dependency = conda_dependency(name, spec)
+        except InvalidMatchSpec:
+            problems.append(f"{label}: {check_conda_spec(spec, name)}")
+            continue
+        entries.append((name.lower(), _conda_value(dependency)))
     if problems:
         raise ManifestError(problems)
     return _add(text, _CONDA, entries, feature=feature, in_pyproject=in_pyproject)
+
+
+def _conda_value(dependency: CondaDependency) -> Item:
+    """The TOML value of a conda entry, chosen so that it reads back as ``dependency``."""
+    import tomlkit
+
+    from lockenv.lock.conda.matchspec import parse_manifest_spec
+    from lockenv.lock.manifest import conda_dependency
+
+    if dependency.channel is None:
+        return tomlkit.item(dependency.spec)
+    spec = parse_manifest_spec(dependency.name, dependency.spec)
+    only_version_and_build = spec == parse_manifest_spec(
+        dependency.name, str(spec.version or "*") + (f" {spec.build}" if spec.build else "")
+    )
+    if only_version_and_build:
+        parts = [f"version = {tomlkit.item(str(spec.version or '*')).as_string()}"]
+        if spec.build is not None:
+            parts.append(f"build = {tomlkit.item(spec.build).as_string()}")
+        parts.append(f"channel = {tomlkit.item(dependency.channel).as_string()}")
+        # Parsed from text so the inline table keeps the spacing shown in the docs.
+        return tomlkit.parse(f"x = {{ {', '.join(parts)} }}\n")["x"]  # type: ignore[no-any-return]
+    text = f"{dependency.channel}::{dependency.spec}"
+    assert conda_dependency(dependency.name, text) == dependency
+    return tomlkit.item(text)
+
+
+def add_feature_to_environment(
+    text: str, environment: str, feature: str, *, in_pyproject: bool
+) -> str:
+    """Make ``environment`` include ``feature``: appended to its list, or a new entry
+    ``environment = ["feature"]`` in ``[environments]`` (pixi's auto-create)."""
+    import tomlkit
+
+    document = _parse(text)
+    base = ("tool", "lockenv") if in_pyproject else ()
+    environments = _lookup(document, (*base, "environments"))
+    entry = environments.get(environment) if environments is not None else None
+    if entry is not None:
+        names = entry.get("features") if hasattr(entry, "get") else entry
+        if names is None and hasattr(entry, "get"):
+            entry["features"] = [feature]
+        elif feature not in names:
+            names.append(feature)
+        result = document.as_string()
+        _check(result)
+        return result
+    return _add(
+        text,
+        "environments",
+        [(environment, tomlkit.item([feature]))],
+        feature=None,
+        in_pyproject=in_pyproject,
+    )
 
 
 def remove_dependencies(

@@ -9,6 +9,7 @@ while the network is the bottleneck.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from lockenv.lock.pypi.sources import PreparedSource
 
 Progress = Callable[[str], None]
+_log = logging.getLogger("lockenv.resolve")  # -v: decisions; -vv: every step
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -418,12 +420,22 @@ class _Resolver:
         )
         if self.progress:
             self.progress(f"solving conda packages of {job.env.name} for {job.platform}")
+        where = f"{job.env.name}/{job.platform} conda"
         try:
             solution = solver.solve()
         except Unsatisfiable as exc:
             raise ResolutionError(
                 f"cannot lock environment {job.env.name!r} for {job.platform}: {exc.explanation}"
             ) from None
+        _log_decisions(
+            where,
+            {r.name: f"{r.version} {r.build}" for r in solution},
+            {
+                a.name: f"{a.version} {a.build}"
+                for a in self._locked(job.env.name, job.platform, "conda")
+                if isinstance(a, CondaArtifact)
+            },
+        )
         return [self.conda_artifact(record) for record in solution]
 
     def conda_artifact(self, record: RepoRecord) -> CondaArtifact:
@@ -483,6 +495,7 @@ class _Resolver:
             provided_by=provided_by,
             what=f"environment {job.env.name!r}",
             sources=sources_of(self.sources, job.env.pypi_dependencies),
+            log_as=f"{job.env.name}/{job.platform} pypi",
         )
         return artifacts, [
             SourceBuild(
@@ -530,16 +543,18 @@ def resolve_pypi(
     provided_by: str = "conda",
     what: str,
     sources: Mapping[NormalizedName, PreparedSource] | None = None,
+    log_as: str = "",
 ) -> tuple[list[PypiArtifact | PypiSource], list[tuple[str, str, str]]]:
     """Pin ``direct`` (and what it needs) for CPython ``python`` on ``platform``.
 
-    ``sources`` are the path, git and URL dependencies among them, prepared.
+    ``sources`` are the path, git and URL dependencies among them, prepared.  ``log_as``
+    names the resolution in the log (``-v``, ``-vv``; default: ``what``).
 
     Returns the artifacts, sorted by name, and ``(name, version, why)`` for each sdist
     among them.  ``what`` names the requirements in errors ("environment 'default'").
     ResolutionError (exit 2) when no set of versions satisfies them.
     """
-    from resolvelib import BaseReporter, Resolver
+    from resolvelib import Resolver
     from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 
     target_platform = get_platform(platform)
@@ -564,7 +579,8 @@ def resolve_pypi(
     requirements: list[Req] = []
     for requirement in applicable:
         requirements.extend(requirement_to_reqs(requirement, None))
-    resolver: Resolver[Req, Candidate, str] = Resolver(provider, BaseReporter())
+    where = log_as or f"{what} {platform} pypi"
+    resolver: Resolver[Req, Candidate, str] = Resolver(provider, _reporter(where))
     try:
         result = resolver.resolve(requirements, max_rounds=20_000)
     except ResolutionImpossible as exc:
@@ -584,6 +600,11 @@ def resolve_pypi(
             if identifier != PYTHON and candidate.extra is None and candidate.file is not None
         ),
         key=lambda f: f.name,
+    )
+    _log_decisions(
+        where,
+        {f.name: str(f.version) for f in files},
+        {str(n): str(v) for n, v in (preferences or {}).items()},
     )
     artifacts: list[PypiArtifact | PypiSource] = [
         _pypi_artifact(file, provider, http) for file in files
@@ -715,6 +736,41 @@ def _floor_hint(
                 f"{floor} if the target machines have it"
             )
     return ""
+
+
+def _reporter(where: str) -> Any:
+    """A resolvelib reporter that logs each step at DEBUG (``-vv``)."""
+    from resolvelib import BaseReporter
+
+    class LoggingReporter(BaseReporter):  # type: ignore[type-arg]
+        def pinning(self, candidate: Any) -> None:
+            _log.debug("%s: try %s", where, candidate)
+
+        def rejecting_candidate(self, criterion: Any, candidate: Any) -> None:
+            _log.debug("%s: %s conflicts; backtracking", where, candidate)
+
+    return LoggingReporter()
+
+
+def _log_decisions(where: str, chosen: Mapping[str, str], locked: Mapping[str, str]) -> None:
+    """At INFO (``-v``): what the resolution kept from the lock and what it chose anew."""
+    if not _log.isEnabledFor(logging.INFO):
+        return
+    kept = sorted(n for n, v in chosen.items() if locked.get(n) == v)
+    moved = [
+        f"{n} {locked[n]} -> {v}"
+        for n, v in sorted(chosen.items())
+        if n in locked and locked[n] != v
+    ]
+    new = [f"{n} {v}" for n, v in sorted(chosen.items()) if n not in locked]
+    _log.info(
+        "%s: %d pinned (%d kept from the lock)%s%s",
+        where,
+        len(chosen),
+        len(kept),
+        f"; moved: {', '.join(moved)}" if moved else "",
+        f"; newest allowed: {', '.join(new)}" if new else "",
+    )
 
 
 def explain_conflict(

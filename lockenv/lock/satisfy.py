@@ -31,14 +31,19 @@ def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
     from lockenv.lock.resolve import manifest_inputs
 
     reasons: list[str] = []
-    # When the manifest names no index the lock records pip's default at lock time; a
-    # lock stays valid wherever its pins came from, so only explicit indexes compare.
-    expected = manifest_inputs(manifest, manifest.indexes or lock.inputs.indexes)
+    expected = manifest_inputs(manifest, _index_urls(manifest, lock))
     actual = lock.inputs
+    if list(expected.indexes) != list(actual.indexes):
+        # The index is an input: other servers may hold other files under the same names.
+        where = "the manifest's indexes" if manifest.indexes else _pip_index_source()
+        reasons.append(
+            f"indexes changed: the lock was made against {_show(list(actual.indexes))}, "
+            f"{where} {_show(list(expected.indexes))}"
+            + ("" if manifest.indexes else "; set [project] indexes to choose one")
+        )
     for label, want, have in (
         ("platforms", sorted(expected.platforms), sorted(actual.platforms)),
         ("channels", list(expected.channels), list(actual.channels)),
-        ("indexes", list(expected.indexes), list(actual.indexes)),
         ("find-links", list(expected.find_links), list(actual.find_links)),
         ("requires-python", expected.requires_python, actual.requires_python),
         (
@@ -50,7 +55,9 @@ def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
         ("pypi-options", dict(expected.pypi_options), dict(actual.pypi_options)),
     ):
         if want != have:
-            reasons.append(f"{label} changed: the manifest has {want!r}, the lock {have!r}")
+            reasons.append(
+                f"{label} changed: the manifest has {_show(want)}, the lock {_show(have)}"
+            )
     wanted_envs = set(manifest.environment_names())
     for name in sorted(wanted_envs - set(lock.environments)):
         reasons.append(f"environment {name!r} is not locked")
@@ -73,6 +80,35 @@ def _exclude_newer_inputs(
         ("exclude-newer", expected.exclude_newer, actual.exclude_newer),
         ("exclude-newer-span", None, actual.exclude_newer_span),
     ]
+
+
+def _index_urls(manifest: Manifest, lock: Lockfile) -> tuple[str, ...]:
+    """The indexes a lock of ``manifest`` made here and now would record."""
+    if manifest.indexes:
+        return manifest.indexes
+    uses_pypi = any(
+        manifest.environment(name).pypi_dependencies for name in manifest.environment_names()
+    )
+    if not uses_pypi:
+        return lock.inputs.indexes  # no PyPI package: the index cannot matter
+    from lockenv.lock.resolve import index_urls_for
+
+    return index_urls_for(manifest)
+
+
+def _pip_index_source() -> str:
+    from lockenv.pipconfig import default_index_source
+
+    return f"pip's index here ({default_index_source()})"
+
+
+def _show(value: object) -> str:
+    """A setting as a message shows it: ``none`` rather than ``None`` or ``[]``."""
+    if value is None or value == [] or value == {}:
+        return "none"
+    if isinstance(value, list):
+        return ", ".join(repr(v) for v in value)
+    return repr(value)
 
 
 def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile, manifest: Manifest) -> list[str]:

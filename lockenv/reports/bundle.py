@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lockenv.atomic import new_dir_mode, new_file_mode
 from lockenv.errors import LockfileError, UnsafePathError, UsageError
 from lockenv.sync.bundle_source import (
     BUNDLE_FORMAT,
@@ -125,7 +126,7 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     try:
-        os.chmod(work, 0o755)
+        os.chmod(work, new_dir_mode())  # mkdtemp's 0700 would hide it from the group
         (work / LOCK_IN_BUNDLE).write_bytes(lock_bytes)
         entries = []
         built: list[dict[str, str]] = []
@@ -362,6 +363,7 @@ def _publish_tar(work: Path, out: Path) -> None:
     top = out.name[: -len(".tar")] or "bundle"
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     try:
+        os.fchmod(fd, new_file_mode(out))
         with (
             os.fdopen(fd, "wb") as fh,
             tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar,

@@ -4,12 +4,13 @@ Per environment and platform, each package (kind and name) is added, removed or 
 (another version, or the same version from another artifact: a conda rebuild, another
 wheel, a file whose hash changed).  Changes to the lock's inputs (channels, indexes,
 platforms...) and to each environment's Python and requirements are listed too.  The
-same lines are what ``lockenv lock`` prints after re-locking.
+same lines are what ``lockenv diff`` prints; ``lockenv lock`` prints `LockDiff.summary`:
+one line per package change, wherever it happened.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +23,15 @@ from lockenv.lockfile import (
     PypiSource,
 )
 
-__all__ = ["ChangeKind", "LockDiff", "PackageChange", "SettingChange", "diff_locks"]
+__all__ = [
+    "ChangeKind",
+    "LockDiff",
+    "PackageChange",
+    "SettingChange",
+    "SummaryLine",
+    "diff_locks",
+    "lock_targets",
+]
 
 ChangeKind = Literal["added", "removed", "changed"]
 Setting = str | tuple[str, ...] | Mapping[str, str] | None
@@ -157,6 +166,63 @@ class LockDiff:
             "settings": [s.to_json() for s in self.settings],
             "packages": [p.to_json() for p in self.packages],
         }
+
+    def summary(self, targets: Collection[tuple[str, str]]) -> list[SummaryLine]:
+        """One line per package change, as uv prints them: the same move on several
+        environments and platforms is one line, which says where only when that is not
+        everywhere.  ``targets``: every (environment, platform) of the new lock."""
+        groups: dict[tuple[str, str, str | None, str | None, bool], list[PackageChange]] = {}
+        for change in self.packages:
+            rebuilt = change.change == "changed" and change.old_version == change.new_version
+            key = (change.kind, change.name, change.old_version, change.new_version, rebuilt)
+            groups.setdefault(key, []).append(change)
+        lines = []
+        for (_, name, old, new, rebuilt), changes in groups.items():
+            where = _where({(c.environment, c.platform) for c in changes}, set(targets))
+            kind: ChangeKind = changes[0].change
+            if old is None:
+                text = f"+ {name} {new}"
+            elif new is None:
+                text = f"- {name} {old}"
+            elif rebuilt:
+                text = f"~ {name} {new} (another artifact)"
+            else:
+                text = f"~ {name} {old} -> {new}"
+            lines.append(SummaryLine(text=f"{text} {where}".rstrip(), change=kind))
+        return sorted(lines, key=lambda line: (line.text[2:], line.text))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SummaryLine:
+    """A line of `LockDiff.summary` and what kind of change it is (for colour)."""
+
+    text: str
+    change: ChangeKind
+
+
+def _where(found: set[tuple[str, str]], everywhere: set[tuple[str, str]]) -> str:
+    """``(on win-64)``, ``(in test)``, ``(test on win-64)``, or nothing for everywhere."""
+    everywhere = everywhere | found
+    if found == everywhere:
+        return ""
+    envs = sorted({env for env, _ in found})
+    platforms = sorted({platform for _, platform in found})
+    all_envs = {env for env, _ in everywhere}
+    whole_envs = all(
+        {p for e, p in everywhere if e == env} <= {p for e, p in found if e == env} for env in envs
+    )
+    if whole_envs:
+        return f"(in {', '.join(envs)})"
+    if set(envs) == all_envs and found == {(e, p) for e, p in everywhere if p in platforms}:
+        return f"(on {', '.join(platforms)})"
+    if len(envs) == 1:
+        return f"({envs[0]} on {', '.join(platforms)})"
+    return "(" + ", ".join(f"{e}/{p}" for e, p in sorted(found)) + ")"
+
+
+def lock_targets(lock: Lockfile) -> set[tuple[str, str]]:
+    """Every (environment, platform) a lock holds."""
+    return {(name, p) for name, env in lock.environments.items() for p in env.packages}
 
 
 def diff_locks(old: Lockfile | None, new: Lockfile) -> LockDiff:

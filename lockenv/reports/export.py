@@ -1,10 +1,13 @@
 """``lockenv export``: one environment and platform of the lock in another tool's format.
 
-- ``requirements.txt``: pip's hash-checking mode (``pip install --require-hashes``).
+- ``requirements.txt``: pip's hash-checking mode (``pip install --require-hashes``), with
+  the index options (``--index-url``, ``--extra-index-url``, ``--find-links``) the lock
+  was made against.
 - ``pylock.toml``: PEP 751, built and validated with ``packaging.pylock``.
 - ``conda-explicit``: an ``@EXPLICIT`` file (CEP 23), as ``conda list --explicit --md5``
   writes it, dependencies before dependents.
-- ``environment.yml``: conda pins ``name=version=build`` and a ``pip:`` list.
+- ``environment.yml``: conda pins ``name=version=build`` and a ``pip:`` list (with the
+  same index options as requirements.txt).
 
 Every output is a function of the lock alone: sorted, no timestamps, same bytes every
 time.  A format that cannot express part of the environment (conda packages in a pip
@@ -49,7 +52,7 @@ def export(lock: Lockfile, env: str, platform: str, fmt: ExportFormat) -> str:
     by_url = _url_dependencies(lock, env)
     if fmt == "requirements.txt":
         _refuse(conda, fmt, env, platform, "conda-explicit or environment.yml")
-        return _requirements_txt(pypi, trees, by_url, env, platform)
+        return _requirements_txt(lock, pypi, trees, by_url, env, platform)
     if fmt == "pylock.toml":
         _refuse(conda, fmt, env, platform, "conda-explicit or environment.yml")
         return _pylock_toml(lock, env, platform)
@@ -101,7 +104,21 @@ def _header(fmt: str, env: str, platform: str) -> list[str]:
 # ---------------------------------------------------------------------- requirements.txt
 
 
+def _index_options(lock: Lockfile) -> list[str]:
+    """pip's options for the indexes and find-links the lock was made against.
+
+    Without them pip would ask its own default index: against a private index that fails,
+    or worse, installs a public package of the same name.  The lock holds no credentials.
+    """
+    indexes = list(lock.inputs.indexes)
+    options = [f"--index-url {indexes[0]}"] if indexes else []
+    options += [f"--extra-index-url {url}" for url in indexes[1:]]
+    options += [f"--find-links {url}" for url in lock.inputs.find_links]
+    return options
+
+
 def _requirements_txt(
+    lock: Lockfile,
     pypi: Sequence[PypiArtifact],
     trees: Sequence[PypiSource],
     by_url: frozenset[str],
@@ -110,6 +127,7 @@ def _requirements_txt(
 ) -> str:
     lines = _header("requirements.txt", env, platform)
     lines.append("# Install with: pip install --no-deps --require-hashes -r requirements.txt")
+    lines += _index_options(lock)
     for artifact in pypi:
         # One artifact per platform is locked: its hash is the only one pip may accept.
         if artifact.name in by_url:
@@ -376,7 +394,7 @@ def _environment_yml(
             f"{a.name} @ {a.url}" if a.name in by_url else f"{a.name}=={a.version}" for a in pypi
         ]
         lines += [_requirement_line(t) for t in trees]
-        dependencies.append({"pip": lines})
+        dependencies.append({"pip": [*_index_options(lock), *lines]})
     channels = list(lock.inputs.channels)
     if channels and "nodefaults" not in channels:
         # The lock never took anything from conda's implicit `defaults` channel.

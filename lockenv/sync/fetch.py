@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from lockenv.cache import Cache, copy_hashing, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
 from lockenv.lockfile import Archive
+from lockenv.progress import Progress, Reporter, Task, format_size, task_of
 from lockenv.sync.checkpoints import checkpoint
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FetchResult", "Fetcher", "collect_errors", "fetch_artifacts", "raise_all"]
 
-Progress = Callable[[str], None]
 _SEQUENTIAL_BYTES = 16 << 20  # above this, hash in parallel (hashlib frees the GIL)
 
 
@@ -82,15 +82,19 @@ class Fetcher:
         self._contents: Bundle | None = None
         self._mirrors: Mirrors | None = None
         self._client: HttpClient | None = None
+        self._task: Task | None = None
         self.downloaded: list[str] = []  # file names, in the order they completed
         self.bundled: list[str] = []
 
     def close(self) -> None:
-        """Close the HTTP connections, if any were opened."""
+        """Close the HTTP connections, if any were opened, and the download task."""
         with self._lock:
             client, self._client = self._client, None
+            task, self._task = self._task, None
         if client is not None:
             client.close()
+        if task is not None:
+            task.close()
 
     # -- where an archive comes from ---------------------------------------------------------
 
@@ -126,14 +130,36 @@ class Fetcher:
             and not _local(a.url, self._mirror_rules())
         ]
         if unavailable:
-            listed = "; ".join(f"{a.filename} ({a.url})" for a in unavailable)
             where = f"the cache ({self.cache.root})"
             if self.bundle is not None:
                 where += f" or the bundle ({self.bundle})"
             raise OfflineError(
-                f"--offline: {len(unavailable)} artifact(s) are not in {where}: {listed}; "
-                "run the sync once online or use a bundle that has them (`lockenv bundle`)"
+                f"--offline: {_count_and_size(unavailable)} not in {where}: {_names(unavailable)}"
+            ).with_hint(
+                "run the sync once online, or make a bundle where there is network "
+                "(`lockenv bundle OUT`) and sync with `--bundle OUT`"
             )
+
+    def expect(self, artifacts: Sequence[Archive]) -> None:
+        """Open the download task (progress in files and bytes) for those of ``artifacts``
+        that are neither in the cache nor in the bundle; `close` (or the next `expect`)
+        closes it."""
+        if not isinstance(self._progress, Reporter):
+            return  # nothing would show it: spare the look at every archive
+        missing = [
+            a
+            for a in artifacts
+            if not os.path.isfile(self.cache.archive_path(a.sha256, a.filename))
+            and self._bundle_path(a) is None
+        ]
+        if missing:
+            task = task_of(
+                self._progress, "download", items=len(missing), total=sum(a.size for a in missing)
+            )
+            with self._lock:
+                previous, self._task = self._task, task
+            if previous is not None:
+                previous.close()  # a later batch (a sync's sdists after its wheels)
 
     # -- one artifact ------------------------------------------------------------------------
 
@@ -144,10 +170,12 @@ class Fetcher:
         with self.cache.artifact_lock(artifact.sha256):
             if os.path.isfile(path):
                 _check_cached(self.cache, artifact, path)
+                _log_source(artifact, "in the cache")
                 return path
             source = self._bundle_path(artifact)
             if source is not None:
                 _import_from_bundle(artifact, source, path)
+                _log_source(artifact, f"from the bundle {self.bundle}")
                 with self._lock:
                     self.bundled.append(artifact.filename)
                 return path
@@ -172,15 +200,19 @@ class Fetcher:
         from lockenv.http import redact_url
 
         client = self._http()
-        if self._progress is not None:
+        with self._lock:
+            task = self._task or Task("download", items=0, total=0, unit="bytes")
+        task.start(artifact.filename, artifact.size)
+        if self._progress is not None and not isinstance(self._progress, Reporter):
             self._progress(f"download {artifact.filename}")
         try:
-            _download_or_find(client, artifact, path, self._progress)
+            _download_or_find(client, artifact, path, self._progress, task.advance)
         except IntegrityError as exc:
             raise IntegrityError(
                 f"{artifact.filename}: downloaded file does not match the lock "
                 f"({redact_url(artifact.url)!r}): {_detail(str(exc))}"
             ) from None
+        task.done(artifact.filename)
         with self._lock:
             self.downloaded.append(artifact.filename)
         checkpoint("fetch:downloaded", artifact.filename)
@@ -220,6 +252,7 @@ def fetch_artifacts(
     )
     with contextlib.closing(fetcher):
         fetcher.check_available(unique)
+        fetcher.expect(unique)
         errors: list[LockenvError] = []
         cached_bytes = sum(a.size for a in unique if os.path.isfile(paths[a.sha256]))
         if all(os.path.isfile(p) for p in paths.values()) and cached_bytes < _SEQUENTIAL_BYTES:
@@ -267,6 +300,30 @@ def _local(url: str, mirrors: Mirrors) -> bool:
     return any(location.startswith("file:") for location in mirrors.locations(url))
 
 
+def _log_source(artifact: Archive, where: str) -> None:
+    """-v: where an artifact comes from (logging imported only when asked for)."""
+    import logging
+
+    log = logging.getLogger("lockenv.fetch")
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s: %s", artifact.filename, where)
+
+
+_NAMED = 5  # artifacts named in a summary before "and N more"
+
+
+def _count_and_size(artifacts: Sequence[Archive]) -> str:
+    total = format_size(sum(a.size for a in artifacts))
+    return f"{len(artifacts)} artifact{'s are' if len(artifacts) != 1 else ' is'} ({total})"
+
+
+def _names(artifacts: Sequence[Archive]) -> str:
+    """``a-1.whl, b-2.conda, ... and 12 more``: a line a person reads to the end."""
+    names = ", ".join(a.filename for a in artifacts[:_NAMED])
+    more = len(artifacts) - _NAMED
+    return f"{names} and {more} more" if more > 0 else names
+
+
 def _import_from_bundle(artifact: Archive, source: Path, dest: Path) -> None:
     """Put the bundle's ``source`` at ``dest`` in the cache, hashed on the way in.
 
@@ -302,15 +359,22 @@ def _import_from_bundle(artifact: Archive, source: Path, dest: Path) -> None:
 
 
 def _download_or_find(
-    client: HttpClient, artifact: Archive, dest: Path, progress: Progress | None
+    client: HttpClient,
+    artifact: Archive,
+    dest: Path,
+    progress: Progress | None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> None:
     """Download ``artifact`` from its URL; failing that, a wheel locked from an index is
-    looked for by file name on that index (`lockenv.sync.pypi.locate`), mirrors and all."""
+    looked for by file name on that index (`lockenv.sync.pypi.locate`), mirrors and all.
+    ``on_bytes`` hears of the bytes as they arrive (progress)."""
     from lockenv.errors import IndexAccessError
     from lockenv.lockfile import PypiArtifact
 
     try:
-        client.download(artifact.url, dest, sha256=artifact.sha256, size=artifact.size)
+        client.download(
+            artifact.url, dest, sha256=artifact.sha256, size=artifact.size, on_bytes=on_bytes
+        )
         return
     except IndexAccessError as exc:
         if not isinstance(artifact, PypiArtifact) or not artifact.index:
@@ -326,7 +390,7 @@ def _download_or_find(
         raise failure
     if progress is not None:
         progress(f"{artifact.filename}: not at its locked URL; found on {artifact.index}")
-    client.download(found, dest, sha256=artifact.sha256, size=artifact.size)
+    client.download(found, dest, sha256=artifact.sha256, size=artifact.size, on_bytes=on_bytes)
 
 
 def _detail(message: str) -> str:

@@ -2,8 +2,10 @@
 
 Hardlinks are the default (no bytes copied, no extra disk).  When the cache and the
 environment are on different filesystems the first ``EXDEV`` switches the linker to
-copying for good; a file that cannot be hardlinked for another reason (``EPERM`` under
-``fs.protected_hardlinks`` for a cache owned by someone else, ``EMLINK``) is copied alone.
+copying for good (the sync report says so; with ``--link-mode hardlink`` given
+explicitly it is an error instead); a file that cannot be hardlinked for another reason
+(``EPERM`` under ``fs.protected_hardlinks`` for a cache owned by someone else,
+``EMLINK``) is copied alone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import threading
 from typing import Literal, get_args
 
-from lockenv.errors import UsageError
+from lockenv.errors import InstallError, UsageError
 
 __all__ = ["LinkMode", "Linker", "check_link_mode"]
 
@@ -31,10 +33,15 @@ def check_link_mode(mode: str) -> LinkMode:
 
 
 class Linker:
-    """Places files from the cache; thread-safe; remembers a cross-filesystem fallback."""
+    """Places files from the cache; thread-safe; remembers a cross-filesystem fallback.
 
-    def __init__(self, mode: LinkMode) -> None:
+    ``strict``: hardlinks were asked for explicitly (``--link-mode hardlink``), so a
+    cache on another filesystem is an error rather than a silent copy.
+    """
+
+    def __init__(self, mode: LinkMode, *, strict: bool = False) -> None:
         self.mode: LinkMode = mode
+        self.strict = strict
         self.copied_across_filesystems = False
         self._lock = threading.Lock()
 
@@ -49,6 +56,13 @@ class Linker:
             except FileExistsError:
                 raise
             except OSError as exc:
+                if exc.errno == errno.EXDEV and self.strict:
+                    raise InstallError(
+                        f"--link-mode hardlink: the cache ({os.path.dirname(src)!r}) and the "
+                        f"environment ({os.path.dirname(dst)!r}) are on different filesystems, "
+                        "so files cannot be hardlinked; put the cache on the environment's "
+                        "filesystem (LOCKENV_CACHE_DIR), or leave out --link-mode to copy"
+                    ) from None
                 if exc.errno == errno.EXDEV:
                     with self._lock:
                         self.mode = "copy"

@@ -106,9 +106,10 @@ def default_cache_dir() -> Path:
 class SyncOptions:
     """How to sync.
 
-    ``link_mode``: "hardlink" (default; copies automatically across filesystems), "copy"
-    or "symlink".  ``offline``: use the cache (and file:// URLs) only.  ``python``: the
-    host interpreter to use (else one matching the lock's Python is searched for).
+    ``link_mode``: "hardlink" (default; copies automatically across filesystems, unless
+    ``link_mode_strict``), "copy" or "symlink".  ``offline``: use the cache (and file://
+    URLs) only.  ``python``: the host interpreter to use (else one matching the lock's
+    Python is searched for).
     ``compile_bytecode``: write deterministic .pyc files (unchecked-hash).  ``cache_dir``:
     else `default_cache_dir`.  ``jobs``: parallel downloads/unpacks.  ``bundle``: a bundle
     directory (`lockenv.sync.bundle_source`) that artifacts missing from the cache are taken from.
@@ -123,6 +124,7 @@ class SyncOptions:
     """
 
     link_mode: str = "hardlink"
+    link_mode_strict: bool = False  # asked for explicitly: never fall back to copying
     offline: bool = False
     python: Path | None = None
     compile_bytecode: bool = False
@@ -146,6 +148,7 @@ class SyncReport:
     unchanged: tuple[str, ...]
     no_op: bool
     seconds: float
+    copied_across_filesystems: bool = False  # hardlinks were asked for, copies were made
 
 
 # -- the fast path -------------------------------------------------------------------------
@@ -571,6 +574,7 @@ def _fetch_sdists(sdists: list[PypiArtifact], fetcher: Fetcher) -> dict[str, Pat
     """Each locked sdist's archive in the cache, checked against the lock's sha256 and
     size (before anything is built from it), by sha256."""
     fetcher.check_available(sdists)
+    fetcher.expect(sdists)
     paths = {}
     for sdist in sdists:
         fetcher.cache.mark_used(sdist.sha256)
@@ -886,9 +890,12 @@ def sync_environment(
         staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
         swapped = False
         try:
-            os.chmod(staging, 0o755)
+            from lockenv.atomic import new_dir_mode
+
+            os.chmod(staging, new_dir_mode())  # the environment's root: as the umask says
             checkpoint("staging:created")
-            guard = PrefixGuard(staging, Linker(link_mode))
+            linker = Linker(link_mode, strict=options.link_mode_strict)
+            guard = PrefixGuard(staging, linker)
             linked: list[tuple[CondaArtifact, InstalledConda]] = []
             if interpreter is not None:
                 layout = layout_for(prefix, interpreter.major_minor, root=staging)
@@ -1010,6 +1017,7 @@ def sync_environment(
         unchanged=plan.unchanged,
         no_op=False,
         seconds=time.monotonic() - started,
+        copied_across_filesystems=linker.copied_across_filesystems,
     )
 
 

@@ -85,6 +85,7 @@ def prepare_artifacts(
         checkpoint("prepare:done")
         return Prepared(unpacked=found)
     fetcher.check_available(todo)
+    fetcher.expect(todo)
     # Forked first, while this is the only thread (fork copies only the caller).
     unpacker = _Unpacker(cache, todo, jobs)
     with contextlib.closing(unpacker):
@@ -112,12 +113,24 @@ def _usable_entries(
         loaded = _load_unpacked(entry, artifact) if state == "ok" else None
         if loaded is not None:
             found[artifact.sha256] = loaded
+            _log_unpacked(artifact)
             continue
         if state in ("damaged", "ok") and progress is not None:
             name = artifact.filename
             progress(f"{name}: its unpacked cache entry was changed; unpacking it again")
         todo.append(artifact)
     return found, todo
+
+
+def _log_unpacked(artifact: Archive) -> None:
+    """-v: the artifact's sealed tree is used (logging imported only when asked for)."""
+    if "logging" not in sys.modules:
+        return  # -v installs logging; without it nobody listens
+    import logging
+
+    log = logging.getLogger("lockenv.fetch")
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s: in the cache, unpacked", artifact.filename)
 
 
 def _prepare_in_pool(

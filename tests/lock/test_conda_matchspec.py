@@ -14,6 +14,8 @@ from lockenv.lock.conda.matchspec import (
     BuildNumberSpec,
     InvalidMatchSpec,
     MatchSpec,
+    manifest_parts,
+    name_problem,
     parse_manifest_spec,
 )
 from lockenv.lock.conda.version import VersionSpec
@@ -317,7 +319,13 @@ def test_build_number_spec(text: str, number: int, expected: bool) -> None:
     ("name", "spec", "expected"),
     [
         ("python", "3.12.*", "python 3.12.*"),
-        ("python", "3.12", "python 3.12.*"),  # a bare manifest version is the series
+        ("python", "3.12", "python ==3.12"),  # a bare version is exact, as in conda
+        ("numpy", "conda-forge::numpy", "conda-forge::numpy"),
+        ("numpy", "conda-forge::>=1.26", "conda-forge::numpy >=1.26"),
+        ("numpy", "conda-forge/linux-64::", "conda-forge/linux-64::numpy"),
+        ("numpy", "numpy >=1.26", "numpy >=1.26"),
+        ("numpy", "[version='>=1.20', build=py*]", "numpy >=1.20 py*"),
+        ("numpy", "[channel=conda-forge, subdir=linux-64]", "conda-forge/linux-64::numpy"),
         ("numpy", ">=1.26", "numpy >=1.26"),
         ("numpy", ">=1.26,<2", "numpy >=1.26,<2"),
         ("foo", "1.2 py*", "foo ==1.2 py*"),
@@ -343,8 +351,9 @@ def test_parse_manifest_spec_channel() -> None:
     [
         ("numpy", "", "empty version"),
         ("numpy", "  ", "empty version"),
-        ("numpy", "numpy>=1", "bad version"),
-        ("numpy", "conda-forge::numpy", "table form"),
+        ("numpy", "scipy>=1", "names the package 'scipy'"),
+        ("numpy", "conda-forge::scipy", "names the package 'scipy'"),
+        ("numpy", "a b::numpy", "invalid channel"),
         ("numpy", ">=1 <2", "not a build string"),
         ("num py", ">=1", "invalid package name"),
         ("numpy", ">>1", "invalid operator"),
@@ -408,3 +417,193 @@ def test_round_trip(
     again = MatchSpec.parse(str(spec))
     assert again == spec
     assert str(again) == str(spec)
+
+
+# -- round trips over everything the parser accepts -----------------------------------------
+
+_any_version = st.lists(
+    st.sampled_from(["0", "1", "2", "10", "1a", "rc1", "post", "dev", "*", "_", "+local", "!"]),
+    min_size=1,
+    max_size=4,
+).map(".".join)
+_any_leaf = st.builds(
+    "{}{}{}".format,
+    st.sampled_from(["", "=", "==", ">=", "<", "<=", ">", "!=", "~="]),
+    _any_version,
+    st.sampled_from(["", ".*", "*", ".*.*"]),
+)
+_any_version_spec = st.recursive(
+    _any_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=2, max_size=3).map(",".join),
+        st.lists(inner, min_size=2, max_size=3).map("|".join),
+        inner.map("({})".format),
+    ),
+    max_leaves=5,
+)
+_any_build = st.sampled_from(["py_0", "py*", "*", "*_cpython", "^py3.*$", "0", "h1_2", "x.conda"])
+_bracket_values = st.one_of(
+    _any_version_spec,
+    _any_build,
+    st.sampled_from(["3", ">=2", "linux-64", "py_0", "conda-forge", "ab" * 16, "x.conda"]),
+)
+
+
+@given(
+    channel=st.sampled_from(
+        [
+            "",
+            "conda-forge::",
+            "conda-forge/noarch::",
+            "*::",
+            "https://h:8/c::",
+            "pytorch/label/dev::",
+        ]
+    ),
+    name=st.sampled_from(["numpy", "__glibc", "_r-mutex", "libgcc-ng", "py.test"]),
+    version=st.one_of(st.none(), st.tuples(st.sampled_from([" ", "", "="]), _any_version_spec)),
+    build=st.one_of(st.none(), st.tuples(st.sampled_from([" ", "="]), _any_build)),
+    brackets=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["version", "build", "build_number", "channel", "subdir", "md5", "fn", "url"]
+            ),
+            _bracket_values,
+        ),
+        max_size=3,
+        unique_by=lambda item: item[0],
+    ),
+    quote=st.sampled_from(["", "'", '"']),
+)
+@settings(max_examples=600, deadline=None)
+def test_every_accepted_spec_round_trips(
+    channel: str,
+    name: str,
+    version: tuple[str, str] | None,
+    build: tuple[str, str] | None,
+    brackets: list[tuple[str, str]],
+    quote: str,
+) -> None:
+    """parse -> str -> parse gives an equal spec and the same text, whatever was accepted."""
+    text = channel + name + "".join(version or ()) + "".join(build or ())
+    if brackets:
+        text += "[" + ",".join(f"{key}={quote}{value}{quote}" for key, value in brackets) + "]"
+    spec = _round_trips(text)
+    if spec is not None:
+        # The manifest's form (text after the name, channel apart) reads back equal too.
+        rest, where = manifest_parts(spec)
+        assert parse_manifest_spec(spec.name, rest, channel=where) == spec
+
+
+def _round_trips(text: str) -> MatchSpec | None:
+    """Check parse -> str -> parse on ``text``; None when the parser refuses it."""
+    try:
+        spec = MatchSpec.parse(text)
+    except InvalidMatchSpec:
+        return None
+    again = MatchSpec.parse(str(spec))
+    assert again == spec, (text, str(spec), str(again))
+    assert str(again) == str(spec)
+    return spec
+
+
+_SPEC_TOKENS = [
+    "numpy",
+    "conda-forge::",
+    "conda-forge/linux-64::",
+    "*::",
+    " ",
+    "=",
+    "==",
+    ">=",
+    "<",
+    "!=",
+    "~=",
+    "1",
+    "2",
+    ".",
+    "*",
+    ".*",
+    ",",
+    "|",
+    "(",
+    ")",
+    "py",
+    "_0",
+    "[",
+    "]",
+    "version=",
+    "build=",
+    "build_number=",
+    "channel=",
+    "subdir=",
+    "'",
+    '"',
+    "a",
+    "rc",
+    "+",
+    "!",
+    "$",
+    "^",
+    "-",
+]
+_spec_tokens = st.sampled_from(_SPEC_TOKENS)
+
+
+@given(st.lists(_spec_tokens, min_size=1, max_size=12).map("".join))
+@settings(max_examples=800, deadline=None)
+def test_any_text_the_parser_accepts_round_trips(text: str) -> None:
+    _round_trips(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("numpy>=2.*.*", "numpy >=2.*.*"),  # was written back as '>=2.*', read as '>=2'
+        ("numpy[version='>=2.*.*']", "numpy >=2.*.*"),
+        ("numpy =1.*.*", "numpy 1.*.*"),
+        ("numpy[version=x.conda]", "numpy (==x.conda)"),  # never ends like a package file
+        ("numpy[channel=conda-forge,subdir=py_0]", "conda-forge::numpy[subdir=py_0]"),
+    ],
+)
+def test_awkward_specs_are_written_so_they_read_back(text: str, expected: str) -> None:
+    spec = MatchSpec.parse(text)
+    assert str(spec) == expected
+    assert MatchSpec.parse(expected) == spec
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("numpy", True),
+        ("libgcc-ng", True),
+        ("_libgcc_mutex", True),
+        ("_r-mutex", True),
+        ("__glibc", True),  # virtual packages start with two underscores
+        ("py.test", True),
+        ("python_abi", True),
+        ("pkg..name", False),  # CEP 26: never two separators in a row
+        ("pkg--name", False),
+        ("pkg_-name", False),
+        ("___x", False),
+        ("-pkg", False),
+        ("p" * 128, True),
+        ("p" * 129, False),  # longer than 128 characters
+    ],
+)
+def test_package_names_follow_cep_26(name: str, ok: bool) -> None:
+    assert (name_problem(name) is None) is ok
+    if ok:
+        assert MatchSpec.parse(name).name == name
+    else:
+        with pytest.raises(InvalidMatchSpec, match="invalid package name"):
+            MatchSpec.parse(name)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a b::numpy", "conda'forge::numpy", "x::y::numpy", "numpy[channel='a b']"],
+)
+def test_bad_channels_are_refused(text: str) -> None:
+    with pytest.raises(InvalidMatchSpec, match="invalid channel"):
+        MatchSpec.parse(text)

@@ -247,14 +247,14 @@ def test_pypi_names_are_normalized_and_requirements_canonical() -> None:
 
 def test_conda_names_lower_cased_and_table_form() -> None:
     manifest = parse_manifest(
-        '[project]\nplatforms = ["linux-64"]\n[dependencies]\n'
+        '[project]\nplatforms = ["linux-64"]\nchannels = ["x"]\n[dependencies]\n'
         'PyYAML = "*"\nnumpy = { build = "py312*" }\nscipy = { version = "1.2", channel = "x" }\n',
         path=LOCKENV_TOML,
     )
     assert manifest.default_feature.dependencies == (
         CondaDependency(name="numpy", spec="* py312*"),
         CondaDependency(name="pyyaml", spec="*"),
-        CondaDependency(name="scipy", spec="1.2", channel="x"),
+        CondaDependency(name="scipy", spec="==1.2", channel="x"),
     )
 
 
@@ -485,19 +485,19 @@ INVALID = [
     pytest.param(
         BASE + '[dependencies]\nnumpy = ">=1.2;x"\n',
         "dependencies.numpy",
-        "invalid conda spec '>=1.2;x' (illegal character ';'",
+        "invalid conda spec '>=1.2;x': bad version '>=1.2;x': invalid character(s) ';'",
         id="conda-char",
     ),
     pytest.param(
         BASE + '[dependencies]\nnumpy = ""\n',
         "dependencies.numpy",
-        "empty conda spec ''",
+        "invalid conda spec '': empty version (use '*' for any version)",
         id="conda-empty",
     ),
     pytest.param(
-        BASE + '[dependencies]\nnumpy = ">=1.2, <2"\n',
+        BASE + '[dependencies]\nnumpy = ">=1.2 <2"\n',
         "dependencies.numpy",
-        "'>=1.2, <2' (a space separates version and build",
+        "'<2' is not a build string; join version constraints with ','",
         id="conda-space",
     ),
     pytest.param(
@@ -509,7 +509,7 @@ INVALID = [
     pytest.param(
         BASE + '[dependencies]\nnumpy = ">="\n',
         "dependencies.numpy",
-        "'>=' (no version",
+        "invalid conda spec '>=': bad version '>=': invalid operator in '>='",
         id="conda-operator-only",
     ),
     pytest.param(
@@ -674,8 +674,9 @@ def test_three_bad_keys_report_three_problems() -> None:
         "lockenv.toml: project.platforms[1]: unknown platform 'mac' (valid: "
         + ", ".join(PLATFORMS)
         + ")",
-        "lockenv.toml: dependencies.numpy: invalid conda spec '1;2' (illegal character ';'; "
-        "e.g. '>=1.26', '3.12.*' or '1.2 py*')",
+        "lockenv.toml: dependencies.numpy: invalid conda spec '1;2': bad version '1;2': "
+        "invalid character(s) ';' in '1;2' (e.g. '>=1.26', '3.12.*', '1.2 py*', "
+        "'conda-forge::>=1.26' or '[build_number=0]')",
         "lockenv.toml: pypi-dependencies.requests: invalid version specifier '>=2.x' "
         "(use PEP 440, e.g. '>=2.31')",
     ]
@@ -704,6 +705,7 @@ def test_invalid_examples_also_fail_the_schema() -> None:
         BASE + '[pypi-dependencies]\nx = { path = ".", version = ">=1" }\n',
         BASE + '[pypi-dependencies]\nx = { git = "https://h/r", editable = true }\n',
         BASE + "[pypi-options]\nno-build = 1\n",
+        BASE + '[dependencies]\n"pkg..name" = "*"\n',
         BASE + '[system-requirements]\nglibc = "2.x"\n',
     ):
         with pytest.raises(jsonschema.ValidationError):
@@ -850,7 +852,11 @@ def test_unknown_environment_names_the_known_ones() -> None:
     ],
 )
 def test_environment_merge_conflicts(tables: str, fragment: str) -> None:
-    text = '[project]\nplatforms = ["linux-64"]\n' + tables + '[environments]\nenv = ["a"]\n'
+    text = (
+        '[project]\nplatforms = ["linux-64"]\nchannels = ["c1", "c2"]\n'
+        + tables
+        + '[environments]\nenv = ["a"]\n'
+    )
     problems = _problems(text)
     assert len(problems) == 1, problems
     assert problems[0].startswith("lockenv.toml: environments.env: ")
@@ -1189,3 +1195,127 @@ def test_pypi_options(tmp_path: Path) -> None:
 def test_pypi_options_problems(table: str, fragment: str) -> None:
     problems = _problems(BASE + "[pypi-options]\n" + table + "\n")
     assert any(fragment in p for p in problems), problems
+
+
+# --------------------------------------------------------------------------- conda specs as typed
+
+
+CHANNELS = '[project]\nplatforms = ["linux-64"]\nchannels = ["conda-forge", "pytorch"]\n'
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"conda-forge::numpy"', CondaDependency(name="numpy", spec="*", channel="conda-forge")),
+        (
+            '"conda-forge::>=1.26"',
+            CondaDependency(name="numpy", spec=">=1.26", channel="conda-forge"),
+        ),
+        ('"pytorch::"', CondaDependency(name="numpy", spec="*", channel="pytorch")),
+        (
+            '"conda-forge/linux-64::numpy >=1.26"',
+            CondaDependency(name="numpy", spec=">=1.26", channel="conda-forge/linux-64"),
+        ),
+        ("\"[version='>=1.20', build=py*]\"", CondaDependency(name="numpy", spec=">=1.20 py*")),
+        ('"[build_number=0]"', CondaDependency(name="numpy", spec="[build_number=0]")),
+        ('"[subdir=linux-64]"', CondaDependency(name="numpy", spec="[subdir=linux-64]")),
+        (
+            '"[channel=conda-forge]"',
+            CondaDependency(name="numpy", spec="*", channel="conda-forge"),
+        ),
+        ('"numpy >=1.26"', CondaDependency(name="numpy", spec=">=1.26")),
+        ('"1.2"', CondaDependency(name="numpy", spec="==1.2")),  # exact, as in conda
+        ('"=1.2"', CondaDependency(name="numpy", spec="1.2.*")),
+        (
+            '{ version = ">=1", build-number = 0, subdir = "linux-64", channel = "pytorch" }',
+            CondaDependency(name="numpy", spec=">=1[build_number=0]", channel="pytorch/linux-64"),
+        ),
+        (
+            '{ md5 = "' + "ab" * 16 + '" }',
+            CondaDependency(name="numpy", spec="[md5=" + "ab" * 16 + "]"),
+        ),
+    ],
+)
+def test_conda_specs_as_conda_users_type_them(value: str, expected: CondaDependency) -> None:
+    text = CHANNELS + f"[dependencies]\nnumpy = {value}\n"
+    manifest = parse_manifest(text, path=LOCKENV_TOML)
+    assert manifest.default_feature.dependencies == (expected,)
+    jsonschema.validate(tomllib.loads(text), SCHEMA)
+
+
+def test_one_meaning_of_a_bare_conda_version() -> None:
+    """ "1.2" is exactly 1.2 in the manifest, in `add 'libzlib 1.2'` and in environment.yml."""
+    from lockenv.lock.conda.matchspec import MatchSpec
+    from lockenv.lock.resolve import conda_spec
+
+    manifest = parse_manifest(CHANNELS + '[dependencies]\nlibzlib = "1.2"\n', path=LOCKENV_TOML)
+    (dependency,) = manifest.default_feature.dependencies
+    assert (
+        conda_spec(dependency) == MatchSpec.parse("libzlib 1.2") == MatchSpec.parse("libzlib==1.2")
+    )
+    assert conda_spec(dependency).version is not None
+    assert conda_spec(dependency).version.contains("1.2.0")
+    assert not conda_spec(dependency).version.contains("1.2.13")
+    # Valid, but a likely slip for the series: a warning says how to write either meaning.
+    (warning,) = manifest.warnings
+    assert warning.startswith("lockenv.toml: dependencies.libzlib: '1.2' means exactly 1.2")
+    assert '"1.2.*"' in warning and '"==1.2"' in warning
+    quiet = parse_manifest(CHANNELS + '[dependencies]\nlibzlib = "==1.2"\n', path=LOCKENV_TOML)
+    assert quiet.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("table", "value", "words"),
+    [
+        ("dependencies", '">=1.2,,<2"', "a constraint is missing before ','"),
+        ("pypi-dependencies", '">=1.2,,<2"', "an empty constraint between commas"),
+        ("pypi-dependencies", '",>=1.2"', "an empty constraint between commas"),
+        ("dependencies", '"pkg::scipy"', "names the package 'scipy'"),
+        ("dependencies", '"conda forge::numpy"', "invalid channel"),
+        ("dependencies", '{ build-number = "x" }', "bad build_number 'x'"),
+    ],
+)
+def test_malformed_specs_are_refused(table: str, value: str, words: str) -> None:
+    (problem,) = _problems(CHANNELS + f"[{table}]\nnumpy = {value}\n")
+    assert problem.startswith(f"lockenv.toml: {table}.numpy")
+    assert words in problem
+
+
+def test_names_conda_refuses_are_refused() -> None:
+    problems = _problems(CHANNELS + '[dependencies]\n"pkg..name" = "*"\n"pkg--name" = "*"\n')
+    assert len(problems) == 2
+    assert all("two separators" in p for p in problems)
+
+
+def test_a_channel_outside_the_channels_list_is_named() -> None:
+    (problem,) = _problems(
+        '[project]\nplatforms = ["linux-64"]\nchannels = ["conda-forge"]\n'
+        '[dependencies]\ntorch = "pytorch::*"\n'
+    )
+    assert "dependencies.torch asks for channel 'pytorch'" in problem
+    assert "add it to [project] channels" in problem
+    # A channel name matches a channels entry given as its URL.
+    parse_manifest(
+        '[project]\nplatforms = ["linux-64"]\nchannels = ["https://repo.example.invalid/pytorch"]\n'
+        '[dependencies]\ntorch = "pytorch::*"\n',
+        path=LOCKENV_TOML,
+    )
+
+
+def test_features_merge_bracket_specs() -> None:
+    manifest = parse_manifest(
+        CHANNELS
+        + '[dependencies]\nx = "[build_number=0]"\n'
+        + '[feature.a.dependencies]\nx = ">=1"\n'
+        + "[environments]\na = ['a']\n",
+        path=LOCKENV_TOML,
+    )
+    (merged,) = manifest.environment("a").dependencies
+    assert merged == CondaDependency(name="x", spec=">=1[build_number=0]")
+    (problem,) = _problems(
+        CHANNELS
+        + '[dependencies]\nx = "[build_number=0]"\n'
+        + '[feature.b.dependencies]\nx = "[build_number=1]"\n'
+        + "[environments]\nb = ['b']\n"
+    )
+    assert "build number '0' versus '1'; use one build number" in problem

@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from lockenv.errors import ManifestError
-from lockenv.lock.manifest import parse_manifest
+from lockenv.lock.manifest import conda_dependency, parse_manifest
 from lockenv.lock.manifest_edit import (
     add_conda_dependencies,
     add_pypi_dependencies,
@@ -225,10 +225,11 @@ def test_add_rejects_what_the_manifest_cannot_hold() -> None:
             MANIFEST, [("num py", "*"), ("scipy", "1;2")], feature=None, in_pyproject=False
         )
     assert info.value.problems == [
-        "dependencies.num py: invalid conda package name 'num py' "
-        "(use letters, digits, '_', '.', '+' and '-', e.g. 'python' or 'libgcc-ng')",
-        "dependencies.scipy: invalid conda spec '1;2' (illegal character ';'; "
-        "e.g. '>=1.26', '3.12.*' or '1.2 py*')",
+        "dependencies.num py: invalid conda package name 'num py': use letters, digits and "
+        "single '.', '-' or '_' between them (e.g. 'libgcc-ng')",
+        "dependencies.scipy: invalid conda spec '1;2': bad version '1;2': invalid character(s) "
+        "';' in '1;2' (e.g. '>=1.26', '3.12.*', '1.2 py*', 'conda-forge::>=1.26' or "
+        "'[build_number=0]')",
     ]
     with pytest.raises(ManifestError, match="invalid TOML"):
         add_conda_dependencies("[x\n", [("numpy", "*")], feature=None, in_pyproject=False)
@@ -415,7 +416,7 @@ def test_added_requirements_parse_back_unchanged(
 @given(
     specs=st.lists(
         st.tuples(
-            st.from_regex(r"[a-z][a-z0-9_]{0,6}(-[a-z0-9]{1,3})?", fullmatch=True),
+            st.from_regex(r"[a-z][a-z0-9]{0,6}([_-][a-z0-9]{1,3})?", fullmatch=True),
             st.sampled_from(["*", "3.12.*", ">=1.26", "1.2 py*", ">=1,<2|3.*", "1.0 h1234_0"]),
         ),
         min_size=1,
@@ -430,10 +431,51 @@ def test_added_conda_specs_parse_back_unchanged(
     manifest = parse_manifest(text, path=Path("lockenv.toml"))
     found = manifest.default_feature if feature is None else manifest.features[feature]
     by_name = {d.name: d.spec for d in found.dependencies}
-    assert {name: by_name[name] for name, _ in specs} == dict(specs)
+    # As the manifest reads them: canonical text ("1.2 py*" is "==1.2 py*").
+    assert {name: by_name[name] for name, _ in specs} == {
+        name: conda_dependency(name, spec).spec for name, spec in dict(specs).items()
+    }
     restored, _ = remove_dependencies(
         text, list(dict(specs)), feature=feature, in_pyproject=False, kind="conda"
     )
     existing = {None: {"python"}, "test": {"pytest"}}.get(feature, set())
     if not existing & set(dict(specs)):
         assert restored == MANIFEST
+
+
+def test_conda_specs_as_conda_and_pixi_users_type_them() -> None:
+    """What `lockenv add` writes for each MatchSpec form, and that it reads back the same."""
+    from lockenv.cli import _split_conda_spec
+    from lockenv.lock.conda.matchspec import MatchSpec
+    from lockenv.lock.resolve import conda_spec
+
+    base = '[project]\nplatforms = ["linux-64"]\nchannels = ["conda-forge", "pytorch"]\n\n'
+    base += "[dependencies]\n"
+    typed = [
+        "conda-forge::numpy",
+        "pytorch::pytorch",
+        "conda-forge/linux-64::zlib",
+        "scipy[version='>=1.20',build=py*]",
+        "openssl[build_number=0]",
+        "libblas[subdir=linux-64]",
+        "tk[channel=conda-forge]",
+        "libzlib 1.2",
+        "cuda=12.1=*cuda*",
+    ]
+    text = add_conda_dependencies(
+        base, [_split_conda_spec(s) for s in typed], feature=None, in_pyproject=False
+    )
+    assert text == base + (
+        'numpy = { version = "*", channel = "conda-forge" }\n'
+        'pytorch = { version = "*", channel = "pytorch" }\n'
+        'zlib = { version = "*", channel = "conda-forge/linux-64" }\n'
+        'scipy = ">=1.20 py*"\n'
+        'openssl = "[build_number=0]"\n'
+        'libblas = "[subdir=linux-64]"\n'
+        'tk = { version = "*", channel = "conda-forge" }\n'
+        'libzlib = "==1.2"\n'
+        'cuda = "==12.1 *cuda*"\n'
+    )
+    manifest = parse_manifest(text, path=Path("lockenv.toml"))
+    read = {d.name: conda_spec(d) for d in manifest.default_feature.dependencies}
+    assert read == {MatchSpec.parse(s).name: MatchSpec.parse(s) for s in typed}

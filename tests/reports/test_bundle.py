@@ -416,7 +416,7 @@ def test_fetch_offline_lists_what_neither_cache_nor_bundle_has(
             list(lock.artifacts.values()), Cache(tmp_path / "c"), offline=True, bundle=bundle
         )
     message = str(info.value)
-    assert "1 artifact(s)" in message and victim.filename in message and str(bundle) in message
+    assert "1 artifact is (" in message and victim.filename in message and str(bundle) in message
 
 
 # -- bundle.json parsing -----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -79,7 +80,21 @@ def test_offline(tmp_path: Path, fixture_index_dir: Path, index_server: IndexSer
     remote = _artifacts(fixture_index_dir, index_server.base)
     with pytest.raises(OfflineError) as info:
         fetch_artifacts(remote, cache, offline=True)
-    assert all(a.url in str(info.value) for a in remote)
+    message = str(info.value)
+    assert f"--offline: {len(remote)} artifacts are (" in message
+    assert all(a.filename in message for a in remote)
+    assert info.value.hint is not None and "lockenv bundle" in info.value.hint
+    # Many missing: a summary a person reads (how many, how big, five names), not a list.
+    many = [
+        dataclasses.replace(remote[0], filename=f"pkg{i}-1.0-py3-none-any.whl", sha256=f"{i:064x}")
+        for i in range(300)
+    ]
+    with pytest.raises(OfflineError) as info:
+        fetch_artifacts(many, cache, offline=True)
+    message = str(info.value)
+    assert message.startswith("--offline: 300 artifacts are (") and "and 295 more" in message
+    assert sum(a.filename in message for a in many) == 5
+    assert "\n" not in message and len(message) < 500
     # file:// URLs are local files: readable offline.
     local = _artifacts(fixture_index_dir)
     assert len(fetch_artifacts(local, cache, offline=True).downloaded) == len(local)

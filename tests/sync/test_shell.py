@@ -39,52 +39,70 @@ TRICKY = [
     [
         (
             "bash",
-            "export PATH='/opt/env/bin'\"${PATH:+:${PATH}}\"\n"
-            "export VIRTUAL_ENV='/opt/env'\n"
-            "unset PYTHONHOME\n"
-            "hash -r 2>/dev/null || true\n",
+            [
+                "export PATH='/opt/env/bin'\"${PATH:+:${PATH}}\"",
+                "export VIRTUAL_ENV='/opt/env'",
+                "unset PYTHONHOME",
+                "export _LOCKENV_PREFIX='/opt/env'",
+                "hash -r 2>/dev/null || true",
+            ],
         ),
         (
             "zsh",
-            "export PATH='/opt/env/bin'\"${PATH:+:${PATH}}\"\n"
-            "export VIRTUAL_ENV='/opt/env'\n"
-            "unset PYTHONHOME\n"
-            "hash -r 2>/dev/null || true\n",
+            [
+                "export PATH='/opt/env/bin'\"${PATH:+:${PATH}}\"",
+                "export VIRTUAL_ENV='/opt/env'",
+                "unset PYTHONHOME",
+                "export _LOCKENV_PREFIX='/opt/env'",
+                "hash -r 2>/dev/null || true",
+            ],
         ),
         (
             "fish",
-            "set -gx PATH '/opt/env/bin' $PATH\n"
-            "set -gx VIRTUAL_ENV '/opt/env'\n"
-            "set -q PYTHONHOME; and set -e PYTHONHOME\n",
+            [
+                "set -gx PATH '/opt/env/bin' $PATH",
+                "set -gx VIRTUAL_ENV '/opt/env'",
+                "set -q PYTHONHOME; and set -e PYTHONHOME",
+                "set -gx _LOCKENV_PREFIX '/opt/env'",
+            ],
         ),
         (
             "powershell",
-            "$env:PATH = (@('/opt/env/bin') + @($env:PATH | Where-Object { $_ }))"
-            " -join [IO.Path]::PathSeparator\n"
-            "$env:VIRTUAL_ENV = '/opt/env'\n"
-            "Remove-Item Env:PYTHONHOME -ErrorAction SilentlyContinue\n",
+            [
+                "$env:PATH = (@('/opt/env/bin') + @($env:PATH | Where-Object { $_ }))"
+                " -join [IO.Path]::PathSeparator",
+                "$env:VIRTUAL_ENV = '/opt/env'",
+                "Remove-Item Env:PYTHONHOME -ErrorAction SilentlyContinue",
+                "$env:_LOCKENV_PREFIX = '/opt/env'",
+            ],
         ),
     ],
 )
-def test_venv_hook_golden(shell: Shell, expected: str) -> None:
-    assert shell_hook(Path("/opt/env"), shell, windows=False) == expected
+def test_venv_hook_golden(shell: Shell, expected: list[str]) -> None:
+    """The activation itself ends the hook; before it, what deactivation needs."""
+    hook = shell_hook(Path("/opt/env"), shell, windows=False)
+    assert hook.endswith("\n".join(expected) + "\n")
+    assert "lockenv_deactivate" in hook and "deactivate" in hook.replace("lockenv_", "")
 
 
 def test_conda_prefix_sets_conda_prefix_and_drops_virtual_env(tmp_path: Path) -> None:
     (tmp_path / "conda-meta").mkdir()
     hook = shell_hook(tmp_path, "bash", windows=False)
-    assert hook == (
+    assert hook.endswith(
         f"export PATH='{tmp_path}/bin'\"${{PATH:+:${{PATH}}}}\"\n"
         f"export CONDA_PREFIX='{tmp_path}'\n"
         "unset VIRTUAL_ENV\n"
         "unset PYTHONHOME\n"
+        f"export _LOCKENV_PREFIX='{tmp_path}'\n"
         "hash -r 2>/dev/null || true\n"
     )
+    # Deactivation brings back a VIRTUAL_ENV the hook took away.
+    assert '_LOCKENV_HAD_VIRTUAL_ENV="${VIRTUAL_ENV+1}"' in hook
 
 
 def test_windows_venv_uses_scripts() -> None:
     hook = shell_hook(Path("C:/Users/a b/env"), "powershell", windows=True)
-    assert hook.splitlines()[:2] == [
+    assert hook.splitlines()[-4:-2] == [
         "$env:PATH = (@('C:\\Users\\a b\\env\\Scripts') + @($env:PATH | Where-Object { $_ }))"
         " -join [IO.Path]::PathSeparator",
         "$env:VIRTUAL_ENV = 'C:\\Users\\a b\\env'",
@@ -204,3 +222,32 @@ def test_fish_hook_runs(prefix: str) -> None:
 def test_posix_quote_round_trips_through_bash(value: str) -> None:
     out = _run_bash(f"printf '%s\\0' {quote(value, 'bash')}", {"PATH": "/usr/bin:/bin"})
     assert out[0] == value
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+def test_bash_second_hook_does_not_stack_and_deactivate_restores() -> None:
+    first = shell_hook(Path("/opt/first env"), "bash", windows=False)
+    second = shell_hook(Path("/opt/second"), "bash", windows=False)
+    out = _run_bash(
+        'eval "$HOOK1"; eval "$HOOK1"; printf "%s\\0" "$PATH"; '
+        'eval "$HOOK2"; printf "%s\\0" "$PATH" "$VIRTUAL_ENV"; '
+        "deactivate; "
+        'printf "%s\\0" "$PATH" "${VIRTUAL_ENV-unset}" "${PYTHONHOME-unset}" '
+        '"${_LOCKENV_PREFIX-unset}" "$(type -t deactivate lockenv_deactivate)"',
+        {"PATH": "/usr/bin:/bin", "PYTHONHOME": "/elsewhere", "HOOK1": first, "HOOK2": second},
+    )
+    assert out[0] == "/opt/first env/bin:/usr/bin:/bin"  # the same hook twice: once on PATH
+    assert out[1:3] == ["/opt/second/bin:/usr/bin:/bin", "/opt/second"]
+    assert out[3:8] == ["/usr/bin:/bin", "unset", "/elsewhere", "unset", ""]
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+def test_bash_hook_keeps_an_active_venvs_deactivate() -> None:
+    """A venv's own `deactivate` stays; `lockenv_deactivate` undoes only lockenv's part."""
+    hook = shell_hook(Path("/opt/env"), "bash", windows=False)
+    out = _run_bash(
+        'deactivate() { echo venv-deactivate; }; eval "$HOOK"; lockenv_deactivate; '
+        'printf "%s\\0" "$PATH" "$VIRTUAL_ENV" "$(deactivate)"',
+        {"PATH": "/venv/bin:/usr/bin", "VIRTUAL_ENV": "/venv", "HOOK": hook},
+    )
+    assert out[:3] == ["/venv/bin:/usr/bin", "/venv", "venv-deactivate"]

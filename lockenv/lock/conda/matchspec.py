@@ -33,6 +33,7 @@ canonical text (``numpy ==1.8.1 py27_0``, ``numpy 1.8.*``, ``numpy >=1.8,<2``).
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import re
 from collections.abc import Callable
@@ -49,6 +50,9 @@ __all__ = [
     "InvalidMatchSpec",
     "MatchSpec",
     "RecordLike",
+    "is_bare_version",
+    "manifest_parts",
+    "name_problem",
     "parse_manifest_spec",
 ]
 
@@ -78,7 +82,13 @@ KNOWN_SUBDIRS: Final = frozenset(
 )
 
 _EXAMPLES: Final = "e.g. 'numpy', 'numpy >=1.26,<2', 'numpy=1.26', 'python 3.12.* *_cpython'"
-_NAME = re.compile(r"[a-z0-9_][a-z0-9_.+-]*")
+# CEP 26: letters, digits and single separators ('.', '-', '_'; never two in a row), an
+# optional leading '_' (or '__' for virtual packages); '+' is kept for old packages.
+_NAME = re.compile(r"(?:__?)?[a-z0-9+]+(?:[._-][a-z0-9+]+)*[._-]?")
+_NAME_MAX = 128
+# A channel name (with label path) or '*'; URLs are checked apart.
+_CHANNEL_NAME = re.compile(r"(?:\*|[A-Za-z0-9_.+-]+)(?:/[A-Za-z0-9_.+-]+)*")
+_URL_CHANNEL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\",]+")
 _NAME_AND_REST = re.compile(r"([^\s=<>!~]+)(.*)", re.DOTALL)
 _SIMPLE_BUILD = re.compile(r"[A-Za-z0-9_.+*]+")
 _BRACKET_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*")
@@ -102,6 +112,7 @@ _BRACKET_KEYS: Final = (
 )
 # An '=' after one of these is part of an operator, not the version=build separator.
 _OPERATOR_CHARS: Final = frozenset("=!<>~|,(")
+_PACKAGE_SUFFIXES: Final = (".conda", ".tar.bz2")
 
 
 class InvalidMatchSpec(LockenvError, ValueError):
@@ -280,14 +291,22 @@ class MatchSpec:
     def __str__(self) -> str:
         head = self.name
         brackets: list[tuple[str, str]] = []
-        if self.channel is not None and _AWKWARD_CHANNEL.search(self.channel):
-            brackets.append(("channel", self.channel))
-            if self.subdir is not None:
-                brackets.append(("subdir", self.subdir))
+        awkward = self.channel is not None and _AWKWARD_CHANNEL.search(self.channel)
+        # 'channel/subdir::' reads back only for a subdir conda knows; others go in brackets.
+        subdir_in_head = self.channel is not None and not awkward and self.subdir in KNOWN_SUBDIRS
+        if awkward:
+            brackets.append(("channel", self.channel))  # type: ignore[arg-type]
         elif self.channel is not None:
-            where = f"{self.channel}/{self.subdir}" if self.subdir else self.channel
-            head = f"{where}::{self.name}"
-        build_outside = self.build is not None and _SIMPLE_BUILD.fullmatch(self.build)
+            head = f"{self.channel}/{self.subdir}::" if subdir_in_head else f"{self.channel}::"
+            head += self.name
+        if self.subdir is not None and not subdir_in_head:
+            brackets.append(("subdir", self.subdir))
+        # A spec string ending like a package file is read as one: such fields go in brackets.
+        build_outside = (
+            self.build is not None
+            and _SIMPLE_BUILD.fullmatch(self.build)
+            and not self.build.endswith(_PACKAGE_SUFFIXES)
+        )
         if self.version is not None:
             outside = _positional_version(self.version, self.build if build_outside else None)
             if outside is None:
@@ -302,8 +321,6 @@ class MatchSpec:
                 brackets.append(("build", self.build))
         if self.build_number is not None:
             brackets.append(("build_number", str(self.build_number)))
-        if self.subdir is not None and self.channel is None:
-            brackets.append(("subdir", self.subdir))
         for key in ("md5", "sha256", "fn", "url"):
             value = getattr(self, key)
             if value is not None:
@@ -338,6 +355,8 @@ def _quote(value: str) -> str:
 def _positional_version(version: VersionSpec, build: str | None) -> str | None:
     """The version text to write after the name, if one reads back as ``version``."""
     for candidate in (version.text, f"({version.text})"):
+        if build is None and candidate.endswith(_PACKAGE_SUFFIXES):
+            continue
         rest = f" {candidate} {build}" if build is not None else f" {candidate}"
         try:
             parsed_version, parsed_build = _version_and_build(rest, rest)
@@ -434,21 +453,32 @@ def _check_name(raw: str, original: str) -> str:
         raise InvalidMatchSpec(
             original, f"a package name is required, not the wildcard {raw!r} ({_EXAMPLES})"
         )
-    if not _NAME.fullmatch(name):
+    problem = name_problem(name)
+    if problem is not None:
         hint = " (write a channel as 'channel::name')" if "/" in name or ":" in name else ""
-        raise InvalidMatchSpec(
-            original,
-            f"invalid package name {raw!r}: use letters, digits, '_', '.', '+' and '-'{hint}",
-        )
+        raise InvalidMatchSpec(original, f"invalid package name {raw!r}: {problem}{hint}")
     return name
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` (lower-cased) is not a conda package name (CEP 26), or None."""
+    if len(name) > _NAME_MAX:
+        return f"longer than {_NAME_MAX} characters"
+    if _NAME.fullmatch(name):
+        return None
+    if re.search(r"[._-]{2}", name.lstrip("_")):
+        return "two separators ('.', '-', '_') in a row"
+    return "use letters, digits and single '.', '-' or '_' between them (e.g. 'libgcc-ng')"
 
 
 def _split_channel(text: str, original: str) -> tuple[str | None, str | None]:
     """``conda-forge/linux-64`` → ("conda-forge", "linux-64"); ``*`` → any channel."""
     text = text.strip().rstrip("/")
-    if not text or any(c.isspace() for c in text):
+    if not (_CHANNEL_NAME.fullmatch(text) or _URL_CHANNEL.fullmatch(text)):
         raise InvalidMatchSpec(
-            original, f"invalid channel {text!r} before '::' (e.g. 'conda-forge::numpy')"
+            original,
+            f"invalid channel {text!r} (a name such as 'conda-forge', 'conda-forge/linux-64' "
+            "or a URL, e.g. 'conda-forge::numpy')",
         )
     head, slash, tail = text.rpartition("/")
     if slash and head and tail in KNOWN_SUBDIRS:
@@ -537,7 +567,7 @@ def _parse_matchspec(text: str) -> MatchSpec:
     spec = _strip_comment(text).strip()
     if not spec:
         raise InvalidMatchSpec(text, f"empty spec ({_EXAMPLES})")
-    if spec.endswith((".conda", ".tar.bz2")):
+    if spec.endswith(_PACKAGE_SUFFIXES):
         raise InvalidMatchSpec(
             text, f"package files and URLs are not supported here; write a MatchSpec ({_EXAMPLES})"
         )
@@ -601,12 +631,20 @@ def _digest(key: str, value: str, original: str) -> str:
 _BARE_VERSION = re.compile(r"[0-9][0-9A-Za-z_.+!]*")
 
 
+def is_bare_version(text: str) -> bool:
+    """True for a version with no operator (``"1.2"``): exactly that version, as in conda."""
+    return _BARE_VERSION.fullmatch(text.strip()) is not None
+
+
 def parse_manifest_spec(name: str, spec: str, *, channel: str | None = None) -> MatchSpec:
     """The MatchSpec of a manifest ``[dependencies]`` entry ``name = spec``.
 
-    ``spec`` is what follows the name in a MatchSpec string: ``"3.12.*"``, ``">=1.26"``,
-    ``"1.2 py*"``, ``"*"``, ``"=1.2"``; a bare ``"3.12"`` is exact, as in conda.
-    ``channel`` (a name or URL, optionally ending in a subdir) pins the channel.
+    ``spec`` is a MatchSpec without its name, read exactly as conda reads the same text
+    after a name: ``"3.12.*"`` and ``"=3.12"`` (the series), ``"3.12"`` and ``"==3.12"``
+    (exactly 3.12), ``">=1.26"``, ``"1.2 py*"``, ``"*"``, ``"[build_number=0]"``.  A
+    channel may lead (``"conda-forge::>=1.26"``), and the name itself may follow it
+    (``"conda-forge::numpy >=1.26"``).  ``channel`` (a name or URL, optionally ending in
+    a subdir; the table form's ``channel`` key) pins the channel instead.
     """
     what = f"conda spec for {name!r}"
     try:
@@ -616,33 +654,65 @@ def parse_manifest_spec(name: str, spec: str, *, channel: str | None = None) -> 
     text = spec.strip() if isinstance(spec, str) else ""
     if not text:
         raise InvalidMatchSpec(spec, "empty version (use '*' for any version)", what=what)
-    if "::" in text:
-        raise InvalidMatchSpec(
-            spec, "give the channel with the table form {version = ..., channel = ...}", what=what
-        )
-    if _BARE_VERSION.fullmatch(text):
-        # `python = "3.12"` in a manifest means the 3.12 series, as `conda install
-        # python=3.12` does (a bare version inside a MatchSpec string would be exact).
-        text = f"={text}"
+    head, bracket, tail = text.partition("[")
+    if "::" in head:
+        if channel is not None:
+            raise InvalidMatchSpec(
+                spec, "the channel is given twice (in the spec and as 'channel')", what=what
+            )
+        channel, _, rest = head.rpartition("::")
+        text = rest.lstrip() + bracket + tail
+        if not text:
+            text = "*"
+    text = _without_own_name(text, name, spec, what)
     combined = f"{name}{text}" if text[0] == "[" else f"{name} {text}"
     try:
         parsed = _parse_matchspec(combined)
+        chosen, subdir = (None, None) if channel is None else _split_channel(channel, channel)
     except InvalidMatchSpec as error:
         raise InvalidMatchSpec(spec, error.reason, what=what) from None
     if parsed.name != name.lower():
         raise InvalidMatchSpec(spec, "the spec must not repeat or contain a name", what=what)
     if channel is None:
         return parsed
-    chosen, subdir = _split_channel(channel, channel)
-    return MatchSpec(
-        name=parsed.name,
-        version=parsed.version,
-        build=parsed.build,
-        build_number=parsed.build_number,
-        channel=chosen,
+    return dataclasses.replace(
+        parsed,
+        channel=chosen if chosen is not None else parsed.channel,
         subdir=subdir if subdir is not None else parsed.subdir,
-        md5=parsed.md5,
-        sha256=parsed.sha256,
-        fn=parsed.fn,
-        url=parsed.url,
     )
+
+
+def _without_own_name(text: str, name: str, spec: str, what: str) -> str:
+    """``text`` without a leading ``name`` (``"numpy >=1"`` for key numpy); refuse others."""
+    found = re.match(r"[A-Za-z_][A-Za-z0-9_.+-]*", text)
+    if found is None:
+        return text
+    word = found.group(0)
+    after = text[found.end() :]
+    if after and after[0] not in " =<>!~[":
+        return text
+    if word.lower() == name.lower():
+        return after.strip() or "*"
+    if any(c.isdigit() for c in word) and not word.startswith("_"):
+        return text  # a version that starts with a letter ('rc1'): let the parser judge
+    raise InvalidMatchSpec(
+        spec, f"it names the package {word!r}, but the entry is for {name!r}", what=what
+    )
+
+
+def manifest_parts(spec: MatchSpec) -> tuple[str, str | None]:
+    """How a manifest writes ``spec``: its text after the name, and its channel (or None).
+
+    ``parse_manifest_spec(spec.name, *manifest_parts(spec))`` gives back an equal spec.
+    The channel carries a subdir conda knows (``"conda-forge/linux-64"``); any other
+    subdir stays in the text's brackets.
+    """
+    channel: str | None = None
+    subdir = spec.subdir
+    if spec.channel is not None:
+        channel = spec.channel
+        if subdir in KNOWN_SUBDIRS:
+            channel, subdir = f"{channel}/{subdir}", None
+    rest = dataclasses.replace(spec, channel=None, subdir=subdir)
+    text = str(rest)[len(spec.name) :].strip()
+    return text or "*", channel

@@ -570,7 +570,11 @@ def _parse_leaf(leaf: str, spec: str) -> _Node:
 
 def _startswith(prefix: str, target: VersionOrder) -> _Node:
     # "1.2.*" reads back the same; a prefix holding '*' (from "=1*") has to keep its '='.
-    text = f"={prefix}" if "*" in prefix else f"{prefix}.*"
+    # A prefix ending in '.*' (from "=1.*.*") keeps one more '.*' for conda to strip again.
+    if prefix.endswith(".*"):
+        text = f"={prefix}.*"
+    else:
+        text = f"={prefix}" if "*" in prefix else f"{prefix}.*"
     return _Node(text, False, _prefix_matcher(target))
 
 
@@ -595,7 +599,9 @@ def _parse_relation(leaf: str, spec: str) -> _Node:
         starts = _prefix_matcher(target)
         return _Node(f"!={version_text}.*", False, lambda v: not starts(v))
     key = target._key
-    text = f"{op}{version_text}"
+    # A version still ending in '.*' (from '>=2.*.*') needs the '.*' conda strips once more,
+    # or the text would read back as another constraint.
+    text = f"{op}{version_text}.*" if version_text.endswith(".*") else f"{op}{version_text}"
     if op == "==":
         return _Node(text, False, lambda v: v._key == key)
     if op == "!=":

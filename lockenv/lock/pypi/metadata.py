@@ -565,15 +565,10 @@ def _is_top_pkg_info(name: str) -> bool:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    from lockenv.atomic import write_atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        write_atomic(path, data, durable=False)  # a cache: speed over durability
     except OSError:
         pass  # an unwritable cache only costs speed
