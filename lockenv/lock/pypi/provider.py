@@ -29,10 +29,10 @@ from lockenv.lock.conflicts import requirement_chain
 if TYPE_CHECKING:
     from packaging.tags import Tag
 
-    from lockenv.lock.manifest import PypiOptions
     from lockenv.lock.pypi.index import DistFile, PackageIndex
     from lockenv.lock.pypi.metadata import CoreMetadata, MetadataFetcher
     from lockenv.lock.pypi.sources import PreparedSource
+    from lockenv.lock.pypi.wanted import PypiOptions
 
 PYTHON = "<python>"
 
@@ -146,7 +146,7 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         options: PypiOptions | None = None,
         sources: Mapping[NormalizedName, PreparedSource] | None = None,
     ) -> None:
-        from lockenv.lock.manifest import PypiOptions
+        from lockenv.lock.pypi.wanted import PypiOptions
 
         super().__init__()
         self.index = index

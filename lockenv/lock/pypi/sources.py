@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from packaging.tags import Tag
 
     from lockenv.http import HttpClient
-    from lockenv.lock.manifest import PypiDependency
-    from lockenv.lock.manifest import PypiSource as ManifestSource
     from lockenv.lock.pypi.metadata import MetadataBuilder, MetadataFetcher
+    from lockenv.lock.pypi.wanted import PypiDependency
+    from lockenv.lock.pypi.wanted import PypiSource as ManifestSource
     from lockenv.lockfile import Lockfile
 
 __all__ = ["PreparedSource", "prepare_sources", "sources_of", "static_project_metadata"]
