@@ -265,12 +265,7 @@ def stamp_inputs(prefix: Path) -> tuple[str, list[Signed]]:
         return "", []
     from lockenv.fastpath import signed_input
 
-    # An edited pyproject.toml of a path dependency (a new console script...) is rebuilt.
-    watched = []
-    if state.sources:
-        from lockenv.sync.pypi.sources import BUILD_FILES
-
-        watched = [os.path.join(tree, name) for tree in state.sources for name in BUILD_FILES]
+    watched = _source_build_files(state)
     if not state.base_prefix:
         return "", [signed_input(path) for path in watched]
     from lockenv.base_environment import BaseEnvironmentError, read_base_environment
@@ -282,6 +277,16 @@ def stamp_inputs(prefix: Path) -> tuple[str, list[Signed]]:
         site_packages = "lib"
     watched += [str(base / rel) for rel in ("lib", "conda-meta", "pyvenv.cfg", site_packages)]
     return state.base_prefix, [signed_input(path) for path in watched]
+
+
+def _source_build_files(state: EnvState) -> list[str]:
+    """The build files of the environment's path dependencies: an edited pyproject.toml
+    (a new console script...) is installed again, so the stamp watches them."""
+    if not state.sources:
+        return []
+    from lockenv.sync.pypi.sources import BUILD_FILES
+
+    return [os.path.join(tree, name) for tree in state.sources for name in BUILD_FILES]
 
 
 def stamp_environment(
@@ -300,6 +305,8 @@ def stamp_environment(
     state = read_state(prefix)
     if state is None or state.base_prefix != inputs[0]:
         return  # built on another base than the one watched: the next check stamps it
+    if not set(_source_build_files(state)) <= {path for path, _, _ in inputs[1]}:
+        return  # path dependencies not watched yet (a first sync): the next check stamps it
     listings: list[tuple[str, str, list[str]]] = []
     if state.site_packages:
         listings.append((str(prefix / state.site_packages), ".dist-info", state.dist_infos))
