@@ -69,6 +69,32 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]
     return wall, cpu
 
 
+def project_manifests(wanted: list[str], index: str) -> tuple[str, str]:
+    """A lockenv manifest and a uv ``pyproject.toml`` asking for the requirements
+    ``wanted`` (``name`` or ``name==version``) from ``index``, for this platform."""
+    deps = "".join(
+        f'{w.split("==")[0]} = "{"==" + w.split("==")[1] if "==" in w else "*"}"\n' for w in wanted
+    )
+    lockenv_toml = (
+        "[project]\n"
+        'name = "bench"\n'
+        f'platforms = ["{current_platform()}"]\n'
+        f'indexes = ["{index}"]\n'
+        f'requires-python = "=={PYTHON}.*"\n'
+        "\n[pypi-dependencies]\n" + deps
+    )
+    pyproject_toml = (
+        "[project]\n"
+        'name = "bench"\n'
+        'version = "0"\n'
+        f'requires-python = "=={PYTHON}.*"\n'
+        f"dependencies = {wanted!r}\n"
+        "\n[tool.uv]\npackage = false\n"
+        f'\n[[tool.uv.index]]\nurl = "{index}"\ndefault = true\n'
+    )
+    return lockenv_toml, pyproject_toml
+
+
 def install_lockenv(venv: Path) -> Path:
     """lockenv from this checkout in a fresh venv (not editable); its ``lockenv`` command."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -144,26 +170,9 @@ def bench(
     locks: dict[str, dict[str, bytes]] = {"lockenv": {}, "uv": {}}
     for version in ("1.0", "1.1"):
         wanted = [*stack.top, f"{stack.changed}=={version}"]
-        (le_dir / "lockenv.toml").write_text(
-            "[project]\n"
-            'name = "bench"\n'
-            f'platforms = ["{current_platform()}"]\n'
-            f'indexes = ["{served.index}"]\n'
-            f'requires-python = "=={PYTHON}.*"\n'
-            "\n[pypi-dependencies]\n"
-            + "".join(
-                f'{w.split("==")[0]} = "{"==" + version if "==" in w else "*"}"\n' for w in wanted
-            )
-        )
-        (uv_dir / "pyproject.toml").write_text(
-            "[project]\n"
-            'name = "bench"\n'
-            'version = "0"\n'
-            f'requires-python = "=={PYTHON}.*"\n'
-            f"dependencies = {wanted!r}\n"
-            "\n[tool.uv]\npackage = false\n"
-            f'\n[[tool.uv.index]]\nurl = "{served.index}"\ndefault = true\n'
-        )
+        lockenv_toml, pyproject_toml = project_manifests(wanted, served.index)
+        (le_dir / "lockenv.toml").write_text(lockenv_toml)
+        (uv_dir / "pyproject.toml").write_text(pyproject_toml)
         timed([lockenv, "lock"], le_dir, le_env)
         timed([args.uv, "lock", "-q", "--python", python], uv_dir, uv_env)
         locks["lockenv"][version] = (le_dir / "lockenv.lock").read_bytes()

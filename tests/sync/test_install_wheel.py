@@ -278,3 +278,84 @@ def test_hash_while_unpacking_matches_file_bytes(tmp_path: Path, fixture_index_d
         assert f.size == len(data)
         assert f.hash == record_hash(data)
         assert digest
+
+
+def _wheel_with_large_members(out: Path, payload: dict[str, bytes]) -> Path:
+    """A wheel whose ``payload`` members are stored (``*.so``) or deflated (others)."""
+    import zipfile
+
+    info = "big-1.0.dist-info"
+    meta = {
+        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: big\nVersion: 1.0\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    members = {**payload, **meta}
+    record = "".join(f"{p},{record_hash(d)},{len(d)}\n" for p, d in members.items())
+    members[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
+    path = out / "big-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            method = zipfile.ZIP_STORED if name.endswith(".so") else zipfile.ZIP_DEFLATED
+            zf.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data, method)
+    return path
+
+
+def test_large_members_are_streamed_hashed_and_sealed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv.cache import check_entry
+    from lockenv.lockfile import PypiArtifact
+    from lockenv.sync import prepare
+    from lockenv.sync.pypi import wheel as wheel_mod
+
+    # Small limits: the streaming path, several blocks per member, an odd tail.
+    monkeypatch.setattr(wheel_mod, "_IN_MEMORY_LIMIT", 1000)
+    monkeypatch.setattr(wheel_mod, "_BLOCK", 4096)
+    payload = {
+        "big/_native.so": os.urandom(50_001),
+        "big/data.py": b"x = 1\n" * 20_000,  # deflates well: many blocks out per block in
+        "big/small.py": b"y = 2\n",
+    }
+    archive = _wheel_with_large_members(tmp_path, payload)
+    data = archive.read_bytes()
+    artifact = PypiArtifact(
+        name="big",
+        version="1.0",
+        filename=archive.name,
+        url=archive.as_uri(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+    )
+    cache = Cache(tmp_path / "cache")
+    entry = cache.unpacked_dir(artifact.sha256)
+    prepare.ensure_unpacked(cache, artifact, archive, entry)
+    unpacked = load_unpacked(entry)
+    assert unpacked is not None
+    by_path = {f.path: f for f in unpacked.files}
+    for path, content in payload.items():
+        assert (entry / "files" / path).read_bytes() == content
+        assert by_path[path].hash == record_hash(content)
+        assert by_path[path].size == len(content)
+    # The seal took the unpacker's digests: a file touched since is re-hashed, and agrees.
+    os.utime(entry / "files" / "big" / "_native.so", (1, 1))
+    assert check_entry(entry) == "ok"
+
+
+def test_a_damaged_large_deflated_member_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv.sync.pypi import wheel as wheel_mod
+
+    monkeypatch.setattr(wheel_mod, "_IN_MEMORY_LIMIT", 1000)
+    monkeypatch.setattr(wheel_mod, "_BLOCK", 4096)
+    archive = _wheel_with_large_members(
+        tmp_path, {"big/data.py": os.urandom(30_000).hex().encode()}
+    )
+    raw = bytearray(archive.read_bytes())
+    at = raw.index(b"big/data.py") + len(b"big/data.py") + 100  # inside the deflated stream
+    raw[at : at + 64] = bytes(64)
+    archive.write_bytes(bytes(raw))
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(InstallError, match=r"big/data\.py"):
+        unpack_wheel(archive, work, filename=archive.name, project="big")

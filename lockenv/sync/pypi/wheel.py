@@ -185,19 +185,14 @@ def _symlink_target_is_safe(member: str, target: str) -> bool:
 
 
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # zip local file header, 30 bytes
-_IN_MEMORY_LIMIT = 64 << 20
+# Members above this are streamed (hashed and written a block at a time, in one pass):
+# a multi-GB shared library never sits in memory whole.
+_IN_MEMORY_LIMIT = 16 << 20
+_BLOCK = 4 << 20
 
 
-def _member_bytes(
-    zf: zipfile.ZipFile, view: mmap.mmap, info: zipfile.ZipInfo, filename: str
-) -> bytes:
-    """The content of one member, read straight from the mapped archive.
-
-    Much cheaper per member than ``ZipFile.open`` (thousands of small files per wheel).
-    The CRC is not checked: the whole archive already matched the lock's sha256.
-    """
-    if info.file_size > _IN_MEMORY_LIMIT or info.compress_type not in (0, 8):
-        return zf.read(info)  # huge or unusual members: zipfile streams and decodes them
+def _member_span(view: mmap.mmap, info: zipfile.ZipInfo, filename: str) -> tuple[int, int]:
+    """Where the member's stored (compressed) bytes are in the mapped archive."""
     offset = info.header_offset
     try:
         magic, _ver, flags, _method, _t, _d, _crc, _cs, _us, name_len, extra_len = (
@@ -210,7 +205,20 @@ def _member_bytes(
             f"{filename}: member {info.filename!r} is damaged or encrypted; the wheel is broken"
         )
     start = offset + _LOCAL_HEADER.size + name_len + extra_len
-    raw = view[start : start + info.compress_size]
+    if start + info.compress_size > len(view):
+        raise InstallError(f"{filename}: member {info.filename!r} is truncated")
+    return start, info.compress_size
+
+
+def _member_bytes(view: mmap.mmap, info: zipfile.ZipInfo, filename: str) -> bytes:
+    """The content of one (small, stored or deflated) member, read straight from the
+    mapped archive.
+
+    Much cheaper per member than ``ZipFile.open`` (thousands of small files per wheel).
+    The CRC is not checked: the whole archive already matched the lock's sha256.
+    """
+    start, length = _member_span(view, info, filename)
+    raw = view[start : start + length]
     try:
         data = raw if info.compress_type == 0 else zlib.decompress(raw, -15, info.file_size or 1)
     except zlib.error as exc:
@@ -220,9 +228,75 @@ def _member_bytes(
     return data
 
 
+def _stream_member(
+    view: mmap.mmap, source_fd: int, info: zipfile.ZipInfo, filename: str, out: int
+) -> bytes:
+    """Write one large member to the descriptor ``out``, a block at a time; return its
+    sha256 digest.
+
+    A stored member is hashed where it is mapped (no copy) and copied by the kernel
+    (``copy_file_range``: no pass through Python, a reflink on filesystems that share
+    blocks); a deflated one is inflated block by block.
+    """
+    start, length = _member_span(view, info, filename)
+    hasher = hashlib.sha256()
+    written = 0
+    with memoryview(view) as mapped:
+        if info.compress_type == 0:
+            for at in range(start, start + length, _BLOCK):
+                hasher.update(mapped[at : min(at + _BLOCK, start + length)])
+            written = _copy_range(source_fd, start, length, out)
+        else:
+            inflater = zlib.decompressobj(-15)
+            try:
+                for at in range(start, start + length, _BLOCK):
+                    chunk = inflater.decompress(mapped[at : min(at + _BLOCK, start + length)])
+                    hasher.update(chunk)
+                    written += _write_all(out, chunk)
+                tail = inflater.flush()
+            except zlib.error as exc:
+                raise InstallError(
+                    f"{filename}: member {info.filename!r} is damaged: {exc}"
+                ) from None
+            hasher.update(tail)
+            written += _write_all(out, tail)
+    if written != info.file_size:
+        raise InstallError(f"{filename}: member {info.filename!r} has the wrong size")
+    return hasher.digest()
+
+
+def _copy_range(source_fd: int, start: int, length: int, out: int) -> int:
+    """Copy ``length`` bytes at ``start`` of ``source_fd`` to ``out``; return how many."""
+    copied = 0
+    copy_file_range = getattr(os, "copy_file_range", None)
+    while copy_file_range is not None and copied < length:
+        try:
+            n = copy_file_range(source_fd, out, min(length - copied, 1 << 30), start + copied)
+        except OSError:
+            break  # not supported between these files: copy in Python below
+        if n == 0:
+            break
+        copied += n
+    while copied < length:
+        block = os.pread(source_fd, min(_BLOCK, length - copied), start + copied)
+        if not block:
+            break
+        copied += _write_all(out, block)
+    return copied
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    written = 0
+    with memoryview(data) as remaining:
+        while written < len(data):
+            written += os.write(fd, remaining[written:])
+    return written
+
+
 def _extract_member(
     zf: zipfile.ZipFile,
     view: mmap.mmap,
+    source_fd: int,
     info: zipfile.ZipInfo,
     path: str,
     files_dir: str,
@@ -230,7 +304,17 @@ def _extract_member(
     scripts_prefix: str,
 ) -> WheelFile:
     mode = info.external_attr >> 16
-    data = _member_bytes(zf, view, info, filename)
+    stream = (
+        info.file_size > _IN_MEMORY_LIMIT
+        and info.compress_type in (0, 8)
+        and not stat.S_ISLNK(mode)
+        and not path.startswith(scripts_prefix)
+    )
+    data = b""
+    if info.compress_type not in (0, 8):
+        data = zf.read(info)  # unusual compression: zipfile decodes it
+    elif not stream:
+        data = _member_bytes(view, info, filename)
     if stat.S_ISLNK(mode):
         # Installed as a file holding the link text, as pip does, but a link that points
         # out of the wheel marks a hostile archive.
@@ -248,16 +332,17 @@ def _extract_member(
         0o555 if executable else 0o444,
     )
     try:
-        written = 0
-        with memoryview(data) as remaining:
-            while written < len(data):
-                written += os.write(fd, remaining[written:])
+        if stream:
+            digest = _stream_member(view, source_fd, info, filename, fd)
+        else:
+            _write_all(fd, data)
+            digest = hashlib.sha256(data).digest()
     finally:
         os.close(fd)
     return WheelFile(
         path=path,
-        hash=record_hash_of_digest(hashlib.sha256(data).digest()),
-        size=len(data),
+        hash=record_hash_of_digest(digest),
+        size=info.file_size,
         executable=executable,
         python_shebang=is_script and data.startswith(b"#!python"),
     )
@@ -318,7 +403,7 @@ def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> U
             def extract(item: tuple[str, zipfile.ZipInfo]) -> WheelFile:
                 path, info = item
                 return _extract_member(
-                    zf, view, info, path, str(files_dir), filename, scripts_prefix
+                    zf, view, fh.fileno(), info, path, str(files_dir), filename, scripts_prefix
                 )
 
             try:

@@ -1,0 +1,40 @@
+"""What the environments a cache knows about need of it: the input of `lockenv.cache.prune`.
+
+Every sync registers the environment it builds with its cache
+(`lockenv.cache.Cache.register_environment`).  Here each registration is checked against
+the environment's own record (``.lockenv-state.json``, `lockenv.sync.plan`): an
+environment counts as present when its state file is there and names the registered
+prefix (an environment moved or deleted, or a prefix on another node's scratch, is not),
+and it needs the artifacts its state lists, and their unpacked trees when its files are
+symlinks into them.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lockenv.cache import Cache, EnvironmentUse
+from lockenv.sync.plan import read_state
+
+__all__ = ["environment_uses"]
+
+
+def environment_uses(cache: Cache) -> list[EnvironmentUse]:
+    """One `EnvironmentUse` per environment registered with ``cache``."""
+    uses = []
+    for registration, prefix in cache.registered_environments():
+        state = read_state(prefix)
+        if state is None or os.path.abspath(state.prefix) != os.path.abspath(prefix):
+            uses.append(EnvironmentUse(registration=registration, present=False))
+            continue
+        uses.append(
+            EnvironmentUse(
+                registration=registration,
+                present=True,
+                artifacts=frozenset(p.sha256 for p in state.packages),
+                needs_trees=state.link_mode == "symlink",
+            )
+        )
+    return uses
