@@ -700,7 +700,6 @@ def test_invalid_examples_also_fail_the_schema() -> None:
     for text in (
         BASE + "[projec]\n",
         '[project]\nplatforms = ["linux64"]\n',
-        BASE + '[dependencies]\nnumpy = ">=1.2;x"\n',
         BASE + '[pypi-dependencies]\nx = { hash = "sha256:00" }\n',
         BASE + '[pypi-dependencies]\nx = { path = ".", version = ">=1" }\n',
         BASE + '[pypi-dependencies]\nx = { git = "https://h/r", editable = true }\n',
