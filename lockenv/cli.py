@@ -73,8 +73,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     platforms = args.platform or list(imported.platforms) or [current_platform()]
     for platform in platforms:
         get_platform(platform)
-    if args.requires_python:
-        requires_python = args.requires_python
+    if args.requires_python or imported.requires_python:
+        requires_python = args.requires_python or imported.requires_python
     else:
         requires_python = f"=={sys.version_info.major}.{sys.version_info.minor}.*"
     name = args.name or imported.name or target.resolve().parent.name or "project"
@@ -94,6 +94,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         text = manifest_edit.add_pypi_dependencies(
             text, imported.pypi, feature=None, in_pyproject=False
         )
+    for feature, requirements in imported.features:
+        # An environment of each feature's name, as pixi imports extras and groups.
+        text = manifest_edit.add_pypi_dependencies(
+            text, requirements, feature=feature, in_pyproject=False
+        )
+        text = manifest_edit.add_feature_to_environment(text, feature, feature, in_pyproject=False)
     manifest = parse_manifest(text, path=target)  # never write a manifest lockenv cannot read
     for warning in (*imported.warnings, *manifest.warnings):
         _OUT.warn(warning)
@@ -103,14 +109,22 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _project_pyproject(args: argparse.Namespace) -> Path | None:
-    """The pyproject.toml whose [project] `init` configures lockenv in, if any: the one
-    `--from` names, else the current directory's (unless --manifest names another file)."""
+    """The pyproject.toml whose [project] `init` configures lockenv in, if any: this
+    directory's (unless --manifest names another file), named by `--from` or not."""
     from lockenv.lock.manifest_edit import pyproject_project
 
     if args.from_file:
         candidate = Path(args.from_file)
-        return candidate if candidate.name == "pyproject.toml" else None
-    candidate = Path(args.manifest) if args.manifest else Path("pyproject.toml")
+        if candidate.name != "pyproject.toml":
+            return None
+        # The project being set up here: lockenv goes into its own pyproject.toml.  A
+        # pyproject.toml elsewhere is imported into a lockenv.toml here (`read_import`).
+        here = Path(args.manifest or ".")
+        here = here if here.is_dir() else here.parent
+        if candidate.resolve().parent != here.resolve():
+            return None
+    else:
+        candidate = Path(args.manifest) if args.manifest else Path("pyproject.toml")
     if candidate.is_dir():
         candidate = candidate / "pyproject.toml"
     if candidate.name != "pyproject.toml" or not candidate.is_file():
@@ -976,8 +990,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="from_file",
         metavar="FILE",
         help=(
-            "import a requirements.txt, environment.yml, pylock.toml or conda explicit "
-            "file, or lock a pyproject.toml project"
+            "import a requirements.txt, environment.yml, pyproject.toml (extras and "
+            "dependency groups become features), pylock.toml or conda explicit file; "
+            "this directory's own pyproject.toml is configured in place instead"
         ),
     )
 

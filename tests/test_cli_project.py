@@ -183,21 +183,22 @@ def test_the_no_op_stamp_watches_a_path_dependencys_build_files(
     assert ran.stdout == "HELLO\n" and "building mycli" in ran.stderr
 
 
-def test_init_from_a_pyproject_elsewhere(project: Path, index_server: Any, tmp_path: Path) -> None:
+def test_init_from_a_pyproject(project: Path, index_server: Any, tmp_path: Path) -> None:
+    # From elsewhere, a project's pyproject.toml is imported: its dependencies, extras
+    # and groups copied into a lockenv.toml there; the project itself is left alone.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    lockenv(
-        elsewhere,
-        "init",
-        "--from",
-        str(project / "pyproject.toml"),
-        "--platform",
-        "linux-64",
-        "--index",
-        index_server.url,
-    )
+    original = (project / "pyproject.toml").read_text()
+    args = ("--platform", "linux-64", "--index", index_server.url)
+    lockenv(elsewhere, "init", "--from", str(project / "pyproject.toml"), *args)
+    assert (project / "pyproject.toml").read_text() == original
+    imported = (elsewhere / "lockenv.toml").read_text()
+    assert 'alpha = "<2"' in imported and "mycli" not in imported
+    # From the project's own directory, `--from pyproject.toml` is plain `init`: lockenv
+    # goes into that file and the project is locked as itself.
+    lockenv(project, "init", "--from", "pyproject.toml", *args)
     assert "[tool.lockenv.project]" in (project / "pyproject.toml").read_text()
-    assert not (elsewhere / "lockenv.toml").exists()
+    assert not (project / "lockenv.toml").exists()
     again = lockenv(project, "init", check=False)
     assert again.returncode == 2 and "already has a [tool.lockenv] table" in again.stderr
 

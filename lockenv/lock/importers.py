@@ -1,4 +1,5 @@
-"""``lockenv init --from``: what a requirements.txt or an environment.yml asks for.
+"""``lockenv init --from``: what a requirements.txt, an environment.yml or a
+pyproject.toml asks for.
 
 Both are read as their own tools read them, and turned into an `Imported`: the
 manifest's dependencies, channels, indexes and find-links, plus warnings for what a
@@ -28,6 +29,12 @@ line naming the file, the line and what to do; nothing is dropped without a word
 has no single URL and is left out with a warning), each dependency is a conda MatchSpec
 kept whole (``conda-forge::numpy``, ``numpy=1.26=py312*``, ``[build_number=0]``), and
 the ``pip:`` list is read as the lines of a requirements.txt beside the file.
+
+**pyproject.toml**: ``[project]`` ``dependencies``, ``requires-python`` and ``name``;
+each extra (``[project.optional-dependencies]``) and each PEP 735 dependency group
+(``[dependency-groups]``, ``{include-group = ...}`` expanded) becomes a feature, names
+normalized as PEP 685 and PEP 735 compare them (an extra and a group of one name are one
+feature); the project's own extras (``all = ["me[test,docs]"]``) stand for what they list.
 """
 
 from __future__ import annotations
@@ -81,18 +88,24 @@ class Imported:
     channels: tuple[str, ...] = ()
     indexes: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
-    name: str | None = None  # environment.yml's `name:`
+    name: str | None = None  # environment.yml's `name:`, pyproject.toml's project.name
+    requires_python: str | None = None  # pyproject.toml's project.requires-python
+    # Named groups of requirements (extras, dependency groups): features of the manifest.
+    features: tuple[tuple[str, tuple[Requirement, ...]], ...] = ()
     warnings: tuple[str, ...] = ()
 
 
 def read_import(source: Path) -> Imported:
     """Read ``source`` into an `Imported`: a requirements.txt, an environment.yml (or
-    .yaml), a pylock.toml (PEP 751) or a conda explicit file (``@EXPLICIT``).
+    .yaml), a pyproject.toml, a pylock.toml (PEP 751) or a conda explicit file
+    (``@EXPLICIT``).
 
     UsageError (one line, naming the file and line) for anything that cannot be imported.
     """
     if source.suffix in (".yml", ".yaml"):
         return _environment_yml(source)
+    if source.name == "pyproject.toml":
+        return _pyproject_toml(source)
     if source.suffix == ".toml":
         return _pylock_toml(source)
     text, _ = decode(_read_bytes(source, str(source)))
@@ -207,11 +220,11 @@ class _RequirementsReader:
             return
         requirement_text, options = _split_options(line)
         self._per_requirement_options(options, where)
-        requirement = self._requirement(requirement_text, where)
+        requirement = self.requirement(requirement_text, where)
         if kind == "constraint":
             self.constraints.append((requirement, where))
         else:
-            self._add(requirement, where)
+            self.add(requirement, where)
 
     # ---- option lines
 
@@ -296,7 +309,8 @@ class _RequirementsReader:
 
     # ---- requirements
 
-    def _requirement(self, text: str, where: str) -> Requirement:
+    def requirement(self, text: str, where: str) -> Requirement:
+        """``text`` as a requirement from an index; one-line UsageError otherwise."""
         from packaging.requirements import InvalidRequirement, Requirement
 
         try:
@@ -319,7 +333,8 @@ class _RequirementsReader:
             )
         return requirement
 
-    def _add(self, requirement: Requirement, where: str) -> None:
+    def add(self, requirement: Requirement, where: str) -> None:
+        """Add ``requirement``, merged with an earlier one of its name."""
         from packaging.utils import canonicalize_name
 
         key = canonicalize_name(requirement.name)
@@ -539,6 +554,164 @@ def _merged(name: str, first: str, second: str, text: str, where: str) -> str:
     if isinstance(merged, str):
         raise UsageError(f"{where}: {text.strip()!r} contradicts the earlier {name!r}: {merged}")
     return f"{merged.channel}::{merged.spec}" if merged.channel else merged.spec
+
+
+# --------------------------------------------------------------------------- pyproject.toml
+
+
+def _pyproject_toml(source: Path) -> Imported:
+    """``[project]``'s dependencies, with its extras and PEP 735 dependency groups as
+    features: each gets an environment of its name, as pixi imports a pyproject.toml."""
+    import tomllib
+
+    from packaging.utils import canonicalize_name
+
+    label = str(source)
+    text, _ = decode(_read_bytes(source, label))
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{label} is not valid TOML: {exc}") from None
+    project = _toml_table(data, "project", label)
+    groups = _toml_table(data, "dependency-groups", label)
+    if not project and not groups:
+        raise UsageError(f"{label}: no [project] or [dependency-groups] table to import")
+    name = project.get("name")
+    own = canonicalize_name(name) if isinstance(name, str) else None
+    extras: dict[str, list[tuple[str, str]]] = {}
+    for extra, items in _toml_table(project, "optional-dependencies", label).items():
+        where = f"{label}: project.optional-dependencies.{extra}"
+        extras.setdefault(canonicalize_name(extra), []).extend(_toml_strings(items, where))
+    reader = _RequirementsReader()
+
+    def expand(lines: list[tuple[str, str]], seen: frozenset[str]) -> list[tuple[Requirement, str]]:
+        # The project's own extras (`all = ["me[test,docs]"]`) stand for what they list.
+        found: list[tuple[Requirement, str]] = []
+        for line, where in lines:
+            requirement = reader.requirement(line, where)
+            if canonicalize_name(requirement.name) != own:
+                found.append((requirement, where))
+                continue
+            for extra in sorted(canonicalize_name(e) for e in requirement.extras):
+                if extra not in extras:
+                    raise UsageError(f"{where}: {line!r} names no extra of {name!r}")
+                if extra not in seen:  # extras that name each other ask for nothing more
+                    found += [
+                        (_and_marker(r, requirement), w)
+                        for r, w in expand(extras[extra], seen | {extra})
+                    ]
+        return found
+
+    warnings = []
+    dynamic = _toml_strings(project.get("dynamic", []), f"{label}: project.dynamic")
+    if any(field == "dependencies" for field, _ in dynamic):
+        warnings.append(
+            f"{label}: project.dependencies is dynamic (its build backend sets it) and was "
+            "not imported; add them with `lockenv add --pypi`"
+        )
+    default = expand(
+        _toml_strings(project.get("dependencies", []), f"{label}: project.dependencies"),
+        frozenset(),
+    )
+    features: dict[str, list[tuple[Requirement, str]]] = {}
+    for extra, lines in extras.items():
+        features.setdefault(extra, []).extend(expand(lines, frozenset({extra})))
+    for group, lines in _dependency_groups(groups, label).items():
+        features.setdefault(group, []).extend(expand(lines, frozenset()))
+    if "default" in features:
+        raise UsageError(
+            f"{label}: an extra or dependency group named 'default' would be lockenv's "
+            "default environment; rename it before importing"
+        )
+    requires_python = project.get("requires-python")
+    return Imported(
+        name=name if isinstance(name, str) else None,
+        requires_python=requires_python if isinstance(requires_python, str) else None,
+        pypi=_one_per_name(default),
+        features=tuple(
+            (feature, _one_per_name(found)) for feature, found in features.items() if found
+        ),
+        warnings=tuple(warnings),
+    )
+
+
+def _toml_table(data: dict[str, Any], key: str, label: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise UsageError(f"{label}: {key} must be a table, not {value!r}")
+    return value
+
+
+def _toml_strings(value: object, where: str) -> list[tuple[str, str]]:
+    """(string, where it is) for each item of a TOML array of strings."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise UsageError(f"{where} must be an array of strings, not {value!r}")
+    return [(item, f"{where}[{i}]") for i, item in enumerate(value)]
+
+
+def _dependency_groups(groups: dict[str, Any], label: str) -> dict[str, list[tuple[str, str]]]:
+    """PEP 735 groups by normalized name, with their ``{include-group = ...}`` expanded."""
+    from packaging.utils import canonicalize_name
+
+    by_name: dict[str, tuple[str, list[Any]]] = {}
+    for name, items in groups.items():
+        key = canonicalize_name(name)
+        if key in by_name:
+            raise UsageError(
+                f"{label}: dependency-groups {by_name[key][0]!r} and {name!r} are one group "
+                "(names compare normalized); merge them"
+            )
+        if not isinstance(items, list):
+            raise UsageError(f"{label}: dependency-groups.{name} must be an array")
+        by_name[key] = (name, items)
+
+    def expand(key: str, path: tuple[str, ...]) -> list[tuple[str, str]]:
+        name, items = by_name[key]
+        lines: list[tuple[str, str]] = []
+        for i, item in enumerate(items):
+            where = f"{label}: dependency-groups.{name}[{i}]"
+            if isinstance(item, str):
+                lines.append((item, where))
+                continue
+            target = item.get("include-group") if isinstance(item, dict) else None
+            if not isinstance(target, str) or len(item) != 1:
+                raise UsageError(
+                    f"{where}: {item!r} is neither a requirement nor {{include-group = NAME}}"
+                )
+            included = canonicalize_name(target)
+            if included not in by_name:
+                raise UsageError(f"{where}: includes {target!r}, which is not a group")
+            if included in path:
+                cycle = " -> ".join(by_name[k][0] for k in (*path, included))
+                raise UsageError(f"{where}: the groups include each other ({cycle})")
+            lines += expand(included, (*path, included))
+        return lines
+
+    return {key: expand(key, (key,)) for key in by_name}
+
+
+def _and_marker(requirement: Requirement, via: Requirement) -> Requirement:
+    """``requirement`` under the marker of the self-reference (``me[test]; ...``) it came by."""
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+
+    if via.marker is None:
+        return requirement
+    both = Requirement(str(requirement))
+    both.marker = (
+        Marker(f"({via.marker}) and ({requirement.marker})")
+        if requirement.marker is not None
+        else via.marker
+    )
+    return both
+
+
+def _one_per_name(found: list[tuple[Requirement, str]]) -> tuple[Requirement, ...]:
+    """One requirement per name, as the manifest holds them (merged as pip's lines are)."""
+    reader = _RequirementsReader()
+    for requirement, where in found:
+        reader.add(requirement, where)
+    return tuple(requirement for requirement, _ in reader.requirements.values())
 
 
 # --------------------------------------------------------------------------- pylock.toml

@@ -313,6 +313,103 @@ def test_init_from_reports_warnings_and_refusals_on_stderr(tmp_path: Path) -> No
     assert not (tmp_path / "lockenv.toml").exists()
 
 
+# --------------------------------------------------------------------------- pyproject.toml
+
+_PYPROJECT = """\
+[project]
+name = "My_App"
+requires-python = ">=3.10"
+dependencies = ["requests>=2.31", "rich"]
+
+[project.optional-dependencies]
+Plot = ["matplotlib>=3.8"]
+test = ["pytest>=8", "my-app[plot]"]
+all = ["my_app[test] ; sys_platform == 'linux'"]
+
+[dependency-groups]
+lint = ["ruff>=0.5"]
+dev = [{ include-group = "lint" }, "mypy", "pytest<9"]
+test = ["hypothesis"]
+"""
+
+
+def test_pyproject_extras_and_groups_become_features(tmp_path: Path) -> None:
+    imported = read_import(_write(tmp_path / "pyproject.toml", _PYPROJECT))
+    assert imported.name == "My_App"
+    assert imported.requires_python == ">=3.10"
+    assert _pypi(imported) == ["requests>=2.31", "rich"]
+    features = {name: [str(r) for r in reqs] for name, reqs in imported.features}
+    assert features == {
+        "plot": ["matplotlib>=3.8"],
+        # The project's own extra stands for what it lists; a group of the same
+        # (normalized) name as an extra joins it.
+        "test": ["pytest>=8", "matplotlib>=3.8", "hypothesis"],
+        "all": [
+            'pytest>=8; sys_platform == "linux"',
+            'matplotlib>=3.8; sys_platform == "linux"',
+        ],
+        "lint": ["ruff>=0.5"],
+        "dev": ["ruff>=0.5", "mypy", "pytest<9"],
+    }
+
+
+def test_init_from_pyproject_writes_a_feature_and_an_environment_each(tmp_path: Path) -> None:
+    _write(tmp_path / "src" / "pyproject.toml", _PYPROJECT)
+    result = lockenv(
+        tmp_path, "init", "--platform", "linux-64", "--from", str(Path("src") / "pyproject.toml")
+    )
+    assert "warning" not in result.stderr  # every feature is in an environment
+    manifest = load_manifest(tmp_path / "lockenv.toml")
+    assert manifest.name == "My_App"
+    assert str(manifest.requires_python) == ">=3.10"
+    assert sorted(manifest.features) == ["all", "dev", "lint", "plot", "test"]
+    assert {n: e.features for n, e in manifest.environments.items() if n != "default"} == {
+        name: (name,) for name in ("all", "dev", "lint", "plot", "test")
+    }
+    dev = {d.name: str(d.requirement) for d in manifest.features["dev"].pypi_dependencies}
+    assert dev == {"ruff": "ruff>=0.5", "mypy": "mypy", "pytest": "pytest<9"}
+
+
+def test_pyproject_dynamic_dependencies_are_reported(tmp_path: Path) -> None:
+    text = '[project]\nname = "x"\ndynamic = ["dependencies"]\n'
+    imported = read_import(_write(tmp_path / "pyproject.toml", text))
+    assert imported.pypi == ()
+    (warning,) = imported.warnings
+    assert "dynamic" in warning and "lockenv add --pypi" in warning
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("[tool.black]\nline-length = 100\n", ["no [project] or [dependency-groups]"]),
+        ("[project\n", ["not valid TOML"]),
+        ('[project]\ndependencies = "requests"\n', ["project.dependencies", "array of strings"]),
+        ('[project]\ndependencies = ["requests>>2"]\n', ["project.dependencies[0]", "PEP 508"]),
+        (
+            '[project]\nname = "me"\n[project.optional-dependencies]\na = ["me[b]"]\n',
+            ["optional-dependencies.a[0]", "no extra"],
+        ),
+        (
+            '[dependency-groups]\na = [{include-group = "b"}]\nb = [{include-group = "a"}]\n',
+            ["include each other", "a -> b -> a"],
+        ),
+        ('[dependency-groups]\na = [{include-group = "c"}]\n', ["'c'", "not a group"]),
+        ('[dependency-groups]\na = [{ path = "." }]\n', ["dependency-groups.a[0]"]),
+        ('[dependency-groups]\nA_b = ["x"]\na-b = ["y"]\n', ["'A_b' and 'a-b'"]),
+        (
+            "[project]\ndependencies = [\"numpy>=1; python_version < '3.12'\", "
+            "\"numpy>=2; python_version >= '3.12'\"]\n",
+            ["'numpy'", "other markers"],
+        ),
+        ('[project.optional-dependencies]\ndefault = ["x"]\n', ["'default'"]),
+    ],
+)
+def test_pyproject_refusals_are_one_line(tmp_path: Path, content: str, words: list[str]) -> None:
+    message = _refusal(_write(tmp_path / "pyproject.toml", content))
+    for word in words:
+        assert word in message, message
+
+
 # --------------------------------------------------------------------------- import(export(lock))
 
 _names = st.from_regex(r"[a-z][a-z0-9]{0,5}(-[a-z0-9]{1,4})?", fullmatch=True)
