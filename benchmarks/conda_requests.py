@@ -1,6 +1,7 @@
 """Every request decided: lockenv's conda solver beside rattler on hard and impossible ones.
 
     python benchmarks/conda_requests.py [--count 80] [--seed 1] [--rattler-python PATH]
+                                        [--timeout 120]
 
 Requests:
 
@@ -17,7 +18,9 @@ repodata is read once per tool; lockenv's first look at the channel also makes i
 by-name stores.  Prints, per request set, how many each tool solved and proved
 impossible, whether they agree (and on the requested packages' versions), the median
 and worst CPU ratio, and how many requests lockenv decided within 5x rattler's time
-(rattler's time floored at 0.05 s: below that both are instant).
+(rattler's time floored at 0.05 s: below that both are instant).  A request rattler
+has not decided after ``--timeout`` seconds is listed apart, with lockenv's answer and
+time, and left out of the agreement and the ratios.
 """
 
 from __future__ import annotations
@@ -76,9 +79,13 @@ def lockenv_solve_all(
 def report(title: str, requests: list[dict[str, Any]], ours: list[Any], theirs: list[Any]) -> None:
     print(f"\n{title}: {len(requests)} requests")
     decided = {"lockenv": [0, 0], "rattler": [0, 0]}
-    disagree, differ, slow, ratios = [], [], [], []
+    disagree, differ, slow, ratios, undecided = [], [], [], [], []
     for request, mine, other in zip(requests, ours, theirs, strict=True):
         decided["lockenv"]["error" in mine] += 1
+        if other.get("undecided"):
+            # rattler gave up: no answer to compare with, no time to hold lockenv to.
+            undecided.append((mine, other, request))
+            continue
         decided["rattler"]["error" in other] += 1
         if ("error" in mine) != ("error" in other):
             disagree.append(request)
@@ -92,12 +99,19 @@ def report(title: str, requests: list[dict[str, Any]], ours: list[Any], theirs: 
             slow.append((ratio, mine["cpu"], other["cpu"], request))
     for tool, (solved, impossible) in decided.items():
         print(f"  {tool:8} solved {solved:3}, proved impossible {impossible:3}")
+    for mine, other, request in undecided:
+        verdict = "proved impossible" if "error" in mine else "solved"
+        print(
+            f"  rattler undecided after {other['wall']:.0f} s ({other['cpu']:.0f} s cpu); lockenv "
+            f"{verdict} in {mine['cpu']:.2f} s cpu: {request['platform']} {request['specs']}"
+        )
+    decided_by_both = len(requests) - len(undecided)
     print(f"  decided differently: {len(disagree)}; requested packages differ: {len(differ)}")
     print(
         f"  cpu lockenv {sum(a['cpu'] for a in ours):.2f} s, rattler "
         f"{sum(a['cpu'] for a in theirs):.2f} s; per request ratio median "
         f"{statistics.median(ratios):.2f}, worst {max(ratios):.2f}; within 5x: "
-        f"{len(requests) - len(slow)}/{len(requests)}"
+        f"{decided_by_both - len(slow)}/{decided_by_both} of those rattler decided"
     )
     for ratio, mine, other, request in sorted(slow, key=lambda s: -s[0])[:5]:
         where = f"{request['platform']} {request['specs']}"
@@ -112,6 +126,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--channel-dir", type=Path)
     parser.add_argument("--rattler-python")
+    parser.add_argument(
+        "--timeout", type=float, default=120, help="seconds before rattler gives up on one"
+    )
     args = parser.parse_args()
     python = find_rattler_python(args.rattler_python)
     channel_dir = args.channel_dir or Path(tempfile.gettempdir()) / "lockenv-bench-conda-s7-x1"
@@ -152,7 +169,9 @@ def main() -> int:
         )
     )
     for title, directory, batch in sets:
-        theirs = rattler_solve_all(python, directory.as_uri(), batch, work / "rattler-cache")
+        theirs = rattler_solve_all(
+            python, directory.as_uri(), batch, work / "rattler-cache", timeout=args.timeout
+        )
         ours = lockenv_solve_all(directory, batch, work / "lockenv-cache")
         report(title, batch, ours, theirs)
     return 0

@@ -23,8 +23,9 @@ from lockenv.platforms import get_platform, virtual_packages  # noqa: E402
 
 # Runs in the rattler Python: every job through one Gateway, one after the other, each
 # timed in CPU seconds (rattler's threads included); a failure is recorded, not raised.
+# With a timeout, a request rattler gives up on is marked "undecided" (not an answer).
 BATCH_SCRIPT = r"""
-import asyncio, json, sys, time
+import asyncio, datetime, json, sys, time
 import rattler
 from rattler import BuildString, Gateway, GenericVirtualPackage, PackageName, Version
 
@@ -39,17 +40,21 @@ async def main():
             GenericVirtualPackage(PackageName(n), Version(v), BuildString(b))
             for n, v, b in job["virtual"][platform]
         ]
+        timeout = job.get("timeout")
         cpu, wall = time.process_time(), time.perf_counter()
         try:
             records = await rattler.solve(
                 sources=[job["channel"]], specs=request["specs"], gateway=gateway,
                 platforms=[platform, "noarch"], virtual_packages=virtual, strategy="highest",
+                timeout=datetime.timedelta(seconds=timeout) if timeout else None,
             )
             answer = {"solution": {
                 str(r.name.normalized): f"{r.version} {r.build}" for r in records
             }}
         except Exception as exc:
             answer = {"error": str(exc)}
+            if timeout and time.perf_counter() - wall >= timeout:
+                answer["undecided"] = True
         answer["cpu"] = time.process_time() - cpu
         answer["wall"] = time.perf_counter() - wall
         results.append(answer)
@@ -99,11 +104,17 @@ def write_project(
 
 
 def rattler_solve_all(
-    python: str, channel_url: str, requests: list[dict[str, Any]], cache: Path | None = None
+    python: str,
+    channel_url: str,
+    requests: list[dict[str, Any]],
+    cache: Path | None = None,
+    *,
+    timeout: float | None = None,
 ) -> list[dict[str, Any]]:
     """rattler's answer to each request (``{"platform", "specs"}``), in order:
     ``{"solution": {name: "version build"}}`` or ``{"error": message}``, plus ``cpu``
-    and ``wall`` seconds."""
+    and ``wall`` seconds.  A request still unsolved after ``timeout`` seconds (wall)
+    answers ``{"error": ..., "undecided": True}``."""
     platforms = sorted({r["platform"] for r in requests})
     with tempfile.TemporaryDirectory(prefix="rattler-peer-") as work:
         job = {
@@ -114,6 +125,7 @@ def rattler_solve_all(
                 for p in platforms
             },
             "cache": str(cache or Path(work) / "cache"),
+            "timeout": timeout,
         }
         job_file = Path(work) / "job.json"
         job_file.write_text(json.dumps(job))

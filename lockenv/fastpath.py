@@ -172,6 +172,8 @@ def stamp_says_current(prefix: str, *, environment: str, lock: str, manifest: st
             ok = len(fields) == 3 and fields[1] == files[key] and _holds(fields, stamped)
         elif key == "input":
             ok = len(fields) == 3 and _holds(fields, stamped)
+        elif key == "variable":
+            ok = len(fields) == 3 and os.environ.get(fields[1], "") == fields[2]
         else:
             ok = False  # a line of a newer lockenv: it knows something this one does not
         if not ok:
@@ -195,11 +197,13 @@ def write_stamp(
     lock: Signed,
     manifest: Signed | None,
     inputs: Sequence[Signed] = (),
+    variables: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Leave the stamp in ``prefix``, after the full check found the environment in sync
     with ``lock`` (and ``lock`` fresh for ``manifest``, when given), both `signed`
     before they were read; so were ``inputs``, whatever else the check read (a base
-    environment's directories: `signed_input`).
+    environment's directories: `signed_input`); ``variables``: (name, value) of the
+    environment variables it depended on ("" for unset), which must keep their values.
 
     ``python``: the interpreter that must exist ("" for none); ``listings``: (directory,
     suffix, the sorted names ending in it) that the directory must hold; ``entries``:
@@ -217,6 +221,9 @@ def write_stamp(
     ]
     lines += ["\t".join(("listing", d, suffix, *names)) for d, suffix, names in listings]
     lines += [f"entry\t{entry}" for entry in entries]
+    if any("\t" in name + value for name, value in variables):
+        return  # not representable in a line of fields: the full path it is, every time
+    lines += [f"variable\t{name}\t{value}" for name, value in variables]
     newest = 0
     signed_files = [("lock", lock), ("manifest", manifest), *(("input", i) for i in inputs)]
     for key, item in signed_files:

@@ -20,6 +20,7 @@ from lockenv.project import LOCK_NAME, STATE_DIR, ProjectPaths, locate
 
 if TYPE_CHECKING:
     from lockenv.build.builder import SourceBuilder
+    from lockenv.fastpath import Signed
     from lockenv.lock.manifest import Manifest
     from lockenv.lock.resolve import LockOptions, SourceBuild
     from lockenv.lockfile import Artifact, Lockfile
@@ -468,7 +469,15 @@ def sync(
         sync_options = replace(sync_options, project_root=target.lock_path.parent)
         report = _sync_environment(lock, lock_sha256, target, sync_options, say)
     if lock_file is not None and (manifest is not None or not checks_manifest):
-        stamp_environment(target.prefix, lock=lock_file, manifest=manifest, inputs=inputs)
+        watched, variables = _pip_stamp_inputs() if checks_manifest else ([], [])
+        stamp_environment(
+            target.prefix,
+            lock=lock_file,
+            manifest=manifest,
+            inputs=inputs,
+            watched=watched,
+            variables=variables,
+        )
     return report
 
 
@@ -526,3 +535,14 @@ def sync_builder(lock: Lockfile, sync_options: Any, say: Say | None) -> SourceBu
         manifest=sync_options.manifest,
         bundle=sync_options.bundle,
     )
+
+
+def _pip_stamp_inputs() -> tuple[list[Signed], list[tuple[str, str]]]:
+    """pip's configuration as `_pip_fingerprint` sees it, for the no-op stamp: a lock is
+    fresh for pip's index only while these stay as they are."""
+    from lockenv.fastpath import signed_input
+    from lockenv.pipconfig import config_files
+
+    files = [signed_input(str(path)) for path in config_files()]
+    variables = [(name, os.environ.get(name, "")) for name in ("PIP_INDEX_URL", "PIP_CONFIG_FILE")]
+    return files, variables

@@ -9,6 +9,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,25 @@ def test_changing_pips_index_makes_the_lock_stale(
     # sync --locked, which trusts a remembered check, notices too.
     synced = lockenv(tmp_path, "sync", "--locked", check=False)
     assert synced.returncode == 1 and "indexes changed" in synced.stderr
+
+
+def test_a_no_op_sync_notices_pips_index_change(
+    tmp_path: Path, index_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The no-op stamp (lockenv/fastpath.py) watches pip's index as the full check does."""
+    python = f"=={sys.version_info.major}.{sys.version_info.minor}.*"
+    (tmp_path / "lockenv.toml").write_text(
+        f'[project]\nname = "demo"\nplatforms = ["linux-64"]\nrequires-python = "{python}"\n'
+        '[pypi-dependencies]\nalpha = "*"\n'
+    )
+    monkeypatch.setenv("PIP_INDEX_URL", index_server.url)
+    lockenv(tmp_path, "lock")
+    time.sleep(2.1)  # the stamp trusts only files changed 2 s before it (fastpath._RACY_NS)
+    lockenv(tmp_path, "sync")  # leaves the stamp
+    assert "up to date" in lockenv(tmp_path, "sync").stderr
+    monkeypatch.setenv("PIP_INDEX_URL", index_server.url.replace("127.0.0.1", "localhost"))
+    synced = lockenv(tmp_path, "sync")
+    assert "lock is out of date (indexes changed" in synced.stderr, synced.stderr
 
 
 # --------------------------------------------------------------------------- small items

@@ -35,7 +35,14 @@ def _env(tmp_path: Path) -> tuple[Path, Path, Path]:
     return root, root / ".lockenv/envs/default", site
 
 
-def _stamp(root: Path, prefix: Path, site: Path, *, manifest: bool = True) -> None:
+def _stamp(
+    root: Path,
+    prefix: Path,
+    site: Path,
+    *,
+    manifest: bool = True,
+    variables: list[tuple[str, str]] | None = None,
+) -> None:
     lock = signed(str(root / "lockenv.lock"))
     assert lock is not None
     write_stamp(
@@ -46,6 +53,7 @@ def _stamp(root: Path, prefix: Path, site: Path, *, manifest: bool = True) -> No
         entries=[],
         lock=lock,
         manifest=signed(str(root / "lockenv.toml")) if manifest else None,
+        variables=variables or [],
     )
 
 
@@ -113,6 +121,22 @@ def test_any_change_sends_the_command_down_the_full_path(
         stamp.write_text(stamp.read_text() + "base\t/opt/site-python\tdigest\n")
     elif change == "stamp cut short":
         stamp.write_text(stamp.read_text()[:-5])
+    assert not _current(root, prefix)
+
+
+def test_environment_variables_the_check_read_must_keep_their_values(
+    tmp_path: Path, no_racy_window: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, prefix, site = _env(tmp_path)
+    monkeypatch.setenv("PIP_INDEX_URL", "https://a.example.invalid/simple")
+    monkeypatch.delenv("PIP_CONFIG_FILE", raising=False)
+    variables = [("PIP_INDEX_URL", "https://a.example.invalid/simple"), ("PIP_CONFIG_FILE", "")]
+    _stamp(root, prefix, site, variables=variables)
+    assert _current(root, prefix)
+    monkeypatch.setenv("PIP_INDEX_URL", "https://b.example.invalid/simple")
+    assert not _current(root, prefix)
+    monkeypatch.setenv("PIP_INDEX_URL", "https://a.example.invalid/simple")
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # unset is recorded as ""
     assert not _current(root, prefix)
 
 

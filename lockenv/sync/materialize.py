@@ -297,10 +297,13 @@ def stamp_environment(
     lock: Signed,
     manifest: Signed | None,
     inputs: tuple[str, list[Signed]] = ("", []),
+    watched: Sequence[Signed] = (),
+    variables: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Leave the no-op stamp (`lockenv.fastpath`) in the environment at ``prefix``, which
     the full check just found in sync with ``lock`` (fresh for ``manifest``, if given);
-    ``inputs``: `stamp_inputs`, taken before the check."""
+    ``inputs``: `stamp_inputs`, taken before the check; ``watched`` and ``variables``:
+    other files and environment variables the check depended on (pip's configuration)."""
     from lockenv.fastpath import write_stamp
 
     prefix = Path(os.path.abspath(prefix))
@@ -322,7 +325,8 @@ def stamp_environment(
         entries=state.cache_entries,
         lock=lock,
         manifest=manifest,
-        inputs=inputs[1],
+        inputs=[*inputs[1], *watched],
+        variables=variables,
     )
 
 
