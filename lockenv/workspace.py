@@ -346,7 +346,9 @@ def _merge_file_with_markers(base: Path, ours: Path, theirs: Path) -> None:
     except OSError:  # no git: the whole file as one conflict
         text = ours.read_text(encoding="utf-8", errors="replace")
         other = theirs.read_text(encoding="utf-8", errors="replace")
-        ours.write_text(f"<<<<<<< ours\n{text}=======\n{other}>>>>>>> theirs\n", encoding="utf-8")
+        from lockenv.atomic import write_atomic
+
+        write_atomic(ours, f"<<<<<<< ours\n{text}=======\n{other}>>>>>>> theirs\n")
 
 
 # -------------------------------------------------------------- list
@@ -361,6 +363,7 @@ def locked_packages(lock: Lockfile, env: str, platform: str) -> list[dict[str, A
 
 
 def _row(artifact: Artifact) -> dict[str, Any]:
+    from lockenv.http import redact_url
     from lockenv.lockfile import PypiSource
 
     row: dict[str, Any] = {
@@ -375,7 +378,7 @@ def _row(artifact: Artifact) -> dict[str, Any]:
         source |= {"git": artifact.git, "commit": artifact.commit}
         row.update({k: v for k, v in source.items() if v is not None})
         return row
-    row.update({"url": artifact.url, "sha256": artifact.sha256, "size": artifact.size})
+    row.update({"url": redact_url(artifact.url), "sha256": artifact.sha256, "size": artifact.size})
     if artifact.kind == "conda":
         row["build"] = getattr(artifact, "build", None)
     return row
@@ -437,7 +440,7 @@ def sync(
     (decided from file hashes alone, without parsing the lock).
     """
     from lockenv.fastpath import signed
-    from lockenv.sync.materialize import is_up_to_date, stamp_environment, stamp_inputs
+    from lockenv.sync.materialize import is_up_to_date, stamp_environment, stamp_inputs, tidy
 
     # Signed before they are read: what the stamp vouches for is what was checked.
     checks_manifest = target.paths is not None and not frozen
@@ -458,12 +461,14 @@ def sync(
         ) from None
     lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
     report = None
-    if not is_up_to_date(target.prefix, lock_sha256, target.env):
+    if is_up_to_date(target.prefix, lock_sha256, target.env):
+        tidy(target.prefix, getattr(sync_options, "cache_dir", None))
+    else:
         from dataclasses import replace
 
-        from lockenv.lockfile import loads
+        from lockenv.lockfile import loads_bytes
 
-        lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
+        lock = loads_bytes(lock_bytes, source=str(target.lock_path))
         require_env(lock, target.env)
         # Path dependencies are relative to the lock's directory.
         sync_options = replace(sync_options, project_root=target.lock_path.parent)

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from lockenv.fastpath import Signed
     from lockenv.lockfile import (
         Archive,
+        Artifact,
         CondaArtifact,
         LockedEnvironment,
         Lockfile,
@@ -255,6 +256,39 @@ def is_up_to_date(prefix: Path, lock_sha256: str, env_name: str) -> bool:
     except Exception:
         return False
     return _state_is_current(state, prefix, platform)
+
+
+def tidy(prefix: Path, cache_dir: Path | None = None) -> None:
+    """After a no-op sync: remove what killed syncs left, if anything — staging trees
+    beside the prefix (unless a sync of it is running) and abandoned work directories in
+    the cache.  Two directory listings when there is nothing to remove."""
+    prefix = Path(os.path.abspath(prefix))
+    if _leftovers(prefix):
+        lock_path = prefix.parent / f".{prefix.name}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                if _IS_WINDOWS or _try_flock(fd):
+                    _recover(prefix)
+            finally:
+                os.close(fd)
+    from lockenv.cache import Cache, default_cache_dir
+
+    with contextlib.suppress(OSError):
+        Cache(cache_dir or default_cache_dir()).clean_stale_temp()
+
+
+def _try_flock(fd: int) -> bool:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # a sync of this prefix is running: its staging tree is not left over
+    return True
 
 
 def stamp_inputs(prefix: Path) -> tuple[str, list[Signed]]:
@@ -462,6 +496,7 @@ def _split_artifacts(
     from lockenv.lockfile import CondaArtifact, PypiArtifact, PypiSource
 
     artifacts = lock.packages_for(env_name, platform)
+    _refuse_two_versions(env_name, artifacts)
     conda = [a for a in artifacts if isinstance(a, CondaArtifact)]
     pypi = [a for a in artifacts if isinstance(a, PypiArtifact)]
     trees = [a for a in artifacts if isinstance(a, PypiSource)]
@@ -498,6 +533,43 @@ def _check_buildable(
             f"environment {env_name!r} locks source distributions for {platform}: {listed}; "
             "this sync cannot build them"
         )
+
+
+def _refuse_two_versions(env_name: str, artifacts: list[Artifact]) -> None:
+    """An environment holds one version of a package: a lock listing two (hand-edited,
+    or badly merged) would install both, the later one's files over the earlier's."""
+    seen: dict[tuple[str, str], Artifact] = {}
+    for artifact in artifacts:
+        key = (artifact.kind, re.sub(r"[-_.]+", "-", artifact.name).lower())
+        other = seen.setdefault(key, artifact)
+        if other is not artifact and _identity(other) != _identity(artifact):
+            raise InstallError(
+                f"environment {env_name!r} locks {artifact.name} twice: {other.version} "
+                f"({other.filename}) and {artifact.version} ({artifact.filename}); an "
+                "environment holds one version of a package: run `lockenv lock` to write "
+                "the lock again"
+            )
+
+
+def _check_wheel_versions(
+    wheels: Sequence[tuple[PypiArtifact | PypiSource, UnpackedWheel]],
+) -> None:
+    """Each wheel is the version the lock pins (its .dist-info says which it is)."""
+    for artifact, wheel in wheels:
+        if wheel.version == artifact.version:
+            continue
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            same = Version(wheel.version) == Version(artifact.version)
+        except InvalidVersion:
+            same = False
+        if not same:
+            raise InstallError(
+                f"{artifact.filename}: holds {wheel.name} {wheel.version}, but the lock pins "
+                f"{artifact.name} {artifact.version}; the artifact does not match the lock "
+                "(run `lockenv lock` again, or check the index or mirror)"
+            )
 
 
 _SPEC_NAME = re.compile(r"[\s=<>!~\[]")
@@ -746,9 +818,19 @@ def _link_conda_all(
     return done
 
 
+def _bytecode_interpreter(python_xy: str, own: Path) -> Path:
+    """Who compiles an environment's bytecode: the Python running lockenv when it is the
+    environment's X.Y (then nothing from the lock runs at all), else the environment's
+    own interpreter ``own`` (for a conda environment, its locked ``python`` package)."""
+    if sys.implementation.name == "cpython" and python_xy == "{}.{}".format(*sys.version_info):
+        return Path(sys.executable)
+    return own
+
+
 def _compile_bytecode(layout: EnvLayout, python: Path) -> None:
-    """Compile site-packages with the env's Python: deterministic unchecked-hash .pyc,
-    with the final prefix (not the staging dir) as the source path in tracebacks."""
+    """Compile site-packages with ``python``: deterministic unchecked-hash .pyc, with the
+    final prefix (not the staging dir) as the source path in tracebacks.  Isolated
+    (``-I -S``): no ``site``, so no ``.pth`` file or ``sitecustomize`` of a package runs."""
     import subprocess
 
     script = (
@@ -760,7 +842,7 @@ def _compile_bytecode(layout: EnvLayout, python: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["SOURCE_DATE_EPOCH"] = "315532800"
     subprocess.run(
-        [str(python), "-I", "-c", script, str(layout.site_packages), final_sp],
+        [str(python), "-I", "-S", "-c", script, str(layout.site_packages), final_sp],
         check=False,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -856,6 +938,7 @@ def sync_environment(
             and (interpreter is None or state.python_executable == str(interpreter.executable))
             and state.base_digest == (base.digest if base is not None else "")
         ):
+            cache.clean_stale_temp()  # work directories of killed syncs, if any
             if state.lock_sha256 != lock_sha256:
                 write_state(prefix, replace(state, lock_sha256=lock_sha256))
             return SyncReport(
@@ -904,6 +987,7 @@ def sync_environment(
             for a, u in unpacked
             if isinstance(a, PypiArtifact) and isinstance(u, UnpackedWheel)
         ]
+        _check_wheel_versions(wheels)
 
         import tempfile
 
@@ -942,7 +1026,8 @@ def sync_environment(
                 python_full = conda_python
                 python_executable = layout.prefix_python if conda_python else ""
                 staged_python = staging / os.path.relpath(layout.prefix_python, prefix)
-                bytecode_python = staged_python if conda_python else None
+                own = staged_python if conda_python else None
+                bytecode_python = _bytecode_interpreter(conda_xy, own) if own else None
             if sources:
                 # The environment's own interpreter (in a conda env, the staged one).
                 build_python = (
@@ -978,6 +1063,9 @@ def sync_environment(
                         sha256=_identity(artifact),
                         filename=artifact.filename,
                         dist_info=wheel.dist_info,
+                        record_sha256=_file_sha256(
+                            staging / layout.site_packages_rel / wheel.dist_info / "RECORD"
+                        ),
                     )
                 )
             conda_dist_infos: set[str] = set()
@@ -990,6 +1078,7 @@ def sync_environment(
                         filename=record.filename,
                         dist_info=result.record,
                         kind="conda",
+                        record_sha256=_file_sha256(staging / "conda-meta" / result.record),
                     )
                 )
                 if python_full:
@@ -1042,6 +1131,13 @@ def sync_environment(
     )
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
 def _entries_linked(unpacked: Sequence[tuple[object, Unpacked]]) -> tuple[str, ...]:
     """The cache entry directories an environment in link mode "symlink" points into."""
     from lockenv.sync.pypi.wheel import UnpackedWheel
@@ -1056,7 +1152,9 @@ def _entries_linked(unpacked: Sequence[tuple[object, Unpacked]]) -> tuple[str, .
     )
 
 
-def _identity(artifact: PypiArtifact | PypiSource) -> str:
+def _identity(artifact: Artifact) -> str:
+    """What an environment records it was installed from: an archive's sha256, or a
+    source tree's `PypiSource.identity`."""
     from lockenv.lockfile import PypiSource
 
     return artifact.identity if isinstance(artifact, PypiSource) else artifact.sha256
