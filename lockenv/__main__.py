@@ -74,6 +74,16 @@ def _parse(argv: Sequence[str]) -> dict[str, str | list[str] | int | bool] | Non
     return found
 
 
+def _left_by_killed_sync(prefix: str) -> bool:
+    """True when a staging or moved-away tree of ``prefix`` lies beside it: one listing."""
+    parent, name = os.path.split(prefix)
+    stems = (f".{name}.staging-", f".{name}.old-")
+    try:
+        return any(entry.startswith(stems) for entry in os.listdir(parent or "."))
+    except OSError:
+        return False
+
+
 def _fast(argv: Sequence[str]) -> int | None:
     """Answer a plain ``sync``/``run`` of an environment in sync; None: not decided."""
     from lockenv.fastpath import (
@@ -107,6 +117,8 @@ def _fast(argv: Sequence[str]) -> int | None:
     if not stamp_says_current(prefix, environment=environment, lock=lock, manifest=manifest):
         return None
     if options["command"] == "sync":
+        if _left_by_killed_sync(prefix):
+            return None  # the full path removes them (`lockenv.sync.materialize.tidy`)
         if not options["quiet"]:
             sys.stderr.write(up_to_date_message(environment, prefix) + "\n")
         return 0

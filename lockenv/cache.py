@@ -265,6 +265,16 @@ class Cache:
         """Where the wheel or conda package with this content is unpacked."""
         return self.root / "unpacked" / sha256[:2] / sha256
 
+    def trusted_entry(self, sha256: str) -> tuple[Path, EntryState]:
+        """The unpacked entry to use for this artifact and its `check_entry` state: the
+        shared one unless another user made it, then this user's private one."""
+        shared = self.unpacked_dir(sha256)
+        state = check_entry(shared)
+        if state != "foreign":
+            return shared, state
+        private = self.private_unpacked_dir(sha256)
+        return private, check_entry(private)
+
     def private_unpacked_dir(self, sha256: str) -> Path:
         """This user's own copy of the unpacked tree, for when the shared one is foreign."""
         uid = getattr(os, "geteuid", lambda: 0)()
@@ -293,12 +303,24 @@ class Cache:
             yield held
 
     def make_temp_dir(self, purpose: str) -> Path:
-        """A fresh directory under ``tmp/`` on the cache's filesystem, for `publish_dir`."""
+        """A fresh directory under ``tmp/`` on the cache's filesystem, for `publish_dir`.
+
+        It is held (an ``flock`` on ``<dir>.lock`` beside it) until `publish_dir` or
+        `remove_temp_dir`: `clean_stale_temp` removes at once a directory whose holder
+        died (a killed sync), and leaves a live one alone whatever its age.
+        """
         import tempfile
 
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=tmp))
+        path = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=tmp))
+        _hold(path)
+        return path
+
+    def remove_temp_dir(self, work: Path) -> None:
+        """Delete the work directory ``work`` (made by `make_temp_dir`) and release it."""
+        remove_tree(work)
+        _release(work)
 
     def publish_dir(self, work: Path, final: Path) -> bool:
         """Move the completed directory ``work`` to ``final`` in one rename.
@@ -309,11 +331,12 @@ class Cache:
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(work, final)
+            _release(work)
             return True
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not final.is_dir():
                 raise
-        remove_tree(work)
+        self.remove_temp_dir(work)
         return False
 
     def discard(self, path: Path) -> None:
@@ -321,29 +344,53 @@ class Cache:
         if not path.exists() and not path.is_symlink():
             return
         try:
-            tomb = self.make_temp_dir("discard") / "entry"
-            os.rename(path, tomb)
-            remove_tree(tomb.parent)
+            work = self.make_temp_dir("discard")
         except OSError:
             remove_tree(path)
+            return
+        try:
+            os.rename(path, work / "entry")
+        except OSError:
+            remove_tree(path)
+        self.remove_temp_dir(work)
 
     def stale_temp(self, max_age: float = _STALE_TEMP_SECONDS) -> list[Path]:
-        """Work directories left by killed processes: under ``tmp/``, older than ``max_age``."""
+        """Work directories left by killed processes, under ``tmp/``: one whose holder's
+        lock (`make_temp_dir`) is free, at once; one without a lock (made by an older
+        lockenv, or where ``flock`` does not exist) once it is older than ``max_age``; a
+        held one never.  Costs one directory listing when there are none."""
+        entries = _scandir(self.root / "tmp")
+        names = {entry.name for entry in entries}
         now = time.time()
-        return [
-            Path(entry.path)
-            for entry in _scandir(self.root / "tmp")
-            if now - _mtime(entry) > max_age
-        ]
+        found = []
+        for entry in entries:
+            if entry.name.endswith(_HOLD_SUFFIX):
+                continue
+            if entry.name + _HOLD_SUFFIX in names:
+                if not _is_held(Path(entry.path + _HOLD_SUFFIX)):
+                    found.append(Path(entry.path))
+            elif now - _mtime(entry) > max_age:
+                found.append(Path(entry.path))
+        return found
 
     def clean_stale_temp(self, max_age: float = _STALE_TEMP_SECONDS) -> tuple[int, int]:
-        """Delete the `stale_temp` work directories; return how many and the bytes freed."""
+        """Delete the `stale_temp` work directories (and the locks of dead holders);
+        return how many and the bytes freed."""
         count = freed = 0
         for path in self.stale_temp(max_age):
             size = _freed_bytes(path)
             remove_tree(path)
             count, freed = count + 1, freed + size
+        self.drop_dead_holds()
         return count, freed
+
+    def drop_dead_holds(self) -> None:
+        """Remove the ``tmp/*.lock`` files of work directories that are gone, unless held."""
+        entries = _scandir(self.root / "tmp")
+        names = {entry.name for entry in entries}
+        for entry in entries:
+            if entry.name.endswith(_HOLD_SUFFIX) and entry.name[: -len(_HOLD_SUFFIX)] not in names:
+                _remove_abandoned(None, Path(entry.path))
 
     def register_environment(self, prefix: Path) -> None:
         """Record that the environment at ``prefix`` was built from this cache, so that
@@ -696,6 +743,8 @@ def prune(
             pruner.remove_path(path, f"conda repodata unused for {days}")
     for path in cache.stale_temp():
         pruner.remove_path(path, "work directory left by a killed process", leftover=True)
+    if not dry_run:
+        cache.drop_dead_holds()
     return PruneReport(
         entries=pruner.entries,
         leftovers=pruner.leftovers,
@@ -753,6 +802,78 @@ def _tree_sealed(cache: Cache, sha256: str) -> bool:
     if state == "foreign":
         state = check_entry(cache.private_unpacked_dir(sha256))
     return state == "ok"
+
+
+# -- work directories held while in use ----------------------------------------------------
+
+_HOLD_SUFFIX = ".lock"
+_held: dict[str, int] = {}  # work directory -> descriptor of its held lock (this process)
+_held_lock = threading.Lock()
+
+
+def _hold(path: Path) -> None:
+    """Hold ``<path>.lock`` (exclusive flock) for as long as this process uses ``path``:
+    the kernel releases it when the process dies, however it dies."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: work directories are only cleaned by age
+        return
+    fd = os.open(f"{path}{_HOLD_SUFFIX}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: never waits
+    with _held_lock:
+        _held[str(path)] = fd
+
+
+def _release(path: Path) -> None:
+    with _held_lock:
+        fd = _held.pop(str(path), None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(f"{path}{_HOLD_SUFFIX}")
+        os.close(fd)
+
+
+def _is_held(lock: Path) -> bool:
+    """True while a live process holds ``lock`` (see `_hold`)."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False  # released meanwhile: its holder is done with it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases our own flock
+    return False
+
+
+def _remove_abandoned(path: Path | None, lock: Path) -> bool:
+    """Remove ``path`` and its ``lock`` if no live process holds the lock; True if so."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held: a running sync's
+        if path is not None:
+            remove_tree(path)
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        return True
+    finally:
+        os.close(fd)
 
 
 def _lock_side_files(root: Path) -> list[Path]:
@@ -813,9 +934,14 @@ def _remove_unless_used(cache: Cache, path: Path, limit: float) -> int | None:
     """Remove the entry ``path`` unless it was marked used at or after ``limit``; return
     the bytes freed, or None when it was kept."""
     try:
-        tomb = cache.make_temp_dir("prune") / "entry"
+        work = cache.make_temp_dir("prune")
+    except OSError:
+        return None
+    tomb = work / "entry"
+    try:
         os.rename(path, tomb)
     except OSError:
+        cache.remove_temp_dir(work)
         return None  # gone already, or not ours to remove
     if _mtime(tomb) >= limit:
         # A sync marked it between the scan and the rename: give it back.
@@ -823,8 +949,8 @@ def _remove_unless_used(cache: Cache, path: Path, limit: float) -> int | None:
             # Fails only when a sync re-created it meanwhile: content-addressed, so either
             # copy will do.
             os.rename(tomb, path)
-        remove_tree(tomb.parent)
+        cache.remove_temp_dir(work)
         return None
     freed = _freed_bytes(tomb)
-    remove_tree(tomb.parent)
+    cache.remove_temp_dir(work)
     return freed

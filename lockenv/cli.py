@@ -147,7 +147,13 @@ def _edit_manifest(
                 _write_file(paths.manifest, final)
                 workspace.record_requirements(paths)
     except BaseException:
-        _write_file(paths.manifest, original)
+        try:
+            _write_file(paths.manifest, original)
+        except OSError as exc:
+            _OUT.warn(
+                f"could not restore {str(paths.manifest)!r} ({exc.strerror or exc}): it "
+                "holds the edited version, whole"
+            )
         raise
     _print_changes(outcome.changes)
 
@@ -762,7 +768,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         prefix=Path(args.prefix) if args.prefix else None,
     )
     lock = read_lockfile(target.lock_path) if target.lock_path.exists() else None
-    report = verify_environment(target.prefix, lock, args.environment, current_platform())
+    from lockenv.cache import default_cache_dir
+
+    report = verify_environment(
+        target.prefix, lock, args.environment, current_platform(), cache_dir=default_cache_dir()
+    )
     digest = environment_digest(target.prefix) if args.digest and report.ok else None
     if args.json:
         data = report.to_json()
@@ -777,6 +787,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             ("missing package", report.missing_packages),
             ("extra package", report.extra_packages),
             ("mismatched package", report.mismatched_packages),
+            ("mode", report.wrong_modes),
             ("problem", report.problems),
         ):
             for item in items:
@@ -986,7 +997,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="how files get from the cache into the environment (default: hardlink, copying "
         f"where the cache is on another filesystem) [env: {_LINK_MODE}]",
     )
-    _flag(p, "--compile", help_text="write deterministic bytecode")
+    _flag(
+        p,
+        "--compile",
+        help_text=(
+            "write deterministic bytecode, compiled by the Python running lockenv when it is "
+            "the environment's version, else by the environment's own interpreter (a conda "
+            "environment's locked python), isolated (-I -S: no site, no package code)"
+        ),
+    )
     _flag(
         p,
         "--allow-base-drift",
@@ -1106,9 +1125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LockenvError as exc:
         _OUT.finish()
         if args.verbose:
-            import traceback
-
-            traceback.print_exc()
+            _print_traceback()
         # One line, whatever a library put into the message.
         _OUT.error(re.sub(r"\s*\n\s*", " ", str(exc)))
         if exc.hint:
@@ -1124,18 +1141,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         _OUT.finish()
         if args.verbose:
-            raise
+            _print_traceback()
         _OUT.error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return 3
     except Exception as exc:  # a bug: still one line unless -v
         _OUT.finish()
         if args.verbose:
-            raise
+            _print_traceback()
         _OUT.error(
             f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback "
             "and report it"
         )
         return 3
+
+
+def _print_traceback() -> None:
+    # Through the same scrubbing as every message: a traceback quotes URLs too.
+    import traceback
+
+    from lockenv.http import redact_text
+
+    sys.stderr.write(redact_text(traceback.format_exc()))
 
 
 def output() -> Console:

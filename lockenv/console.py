@@ -22,6 +22,7 @@ Everything is written whole under one lock: workers in threads report too.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import threading
@@ -31,7 +32,7 @@ from typing import Literal, TextIO
 
 from lockenv.progress import Reporter, Task, Unit, format_size
 
-__all__ = ["Color", "Console", "format_size", "use_color"]
+__all__ = ["Color", "Console", "format_size", "scrub", "use_color"]
 
 Color = Literal["auto", "always", "never"]
 
@@ -45,7 +46,18 @@ _STYLES = {
     "dim": "\x1b[2m",
 }
 _RESET = "\x1b[0m"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _REDRAW_SECONDS = 0.1  # a status line is redrawn at most this often
+
+
+def scrub(text: str) -> str:
+    """``text`` with every URL's credentials and tokens removed (`lockenv.http.redact_text`):
+    the last line of defence, whatever a message or a library put into it."""
+    if "://" not in text:
+        return text
+    from lockenv.http import redact_text
+
+    return redact_text(text)
 
 
 def use_color(choice: Color, stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool:
@@ -108,6 +120,7 @@ class Console(Reporter):
     # ---- writing
 
     def _write(self, line: str, *, status: bool = False) -> None:
+        line = scrub(line)
         with self._lock:
             err = self.stderr
             if self.live:
@@ -147,7 +160,9 @@ class Console(Reporter):
             self._write(f"{self.style('hint', 'hint')}: {message}")
 
     def error(self, message: str) -> None:
-        """``error: ...``: always shown."""
+        """``error: ...``: always shown; control characters shown escaped (a hostile lock
+        or archive name must not drive the terminal)."""
+        message = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", message)
         self._write(f"{self.style('error', 'error')}: {message}")
 
     def debug(self, message: str) -> None:

@@ -173,7 +173,7 @@ def stamp_says_current(prefix: str, *, environment: str, lock: str, manifest: st
         elif key == "input":
             ok = len(fields) == 3 and _holds(fields, stamped)
         elif key == "variable":
-            ok = len(fields) == 3 and os.environ.get(fields[1], "") == fields[2]
+            ok = len(fields) == 3 and _public(os.environ.get(fields[1], "")) == fields[2]
         else:
             ok = False  # a line of a newer lockenv: it knows something this one does not
         if not ok:
@@ -185,6 +185,17 @@ def stamp_says_current(prefix: str, *, environment: str, lock: str, manifest: st
 
 
 # -- writing ---------------------------------------------------------------------------------
+
+
+def _public(value: str) -> str:
+    """``value`` without the user info of a URL in it (``user:password@``): what the stamp
+    keeps of a variable, since credentials never reach a file; the index is the same
+    whoever logs in to it."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return value
+    netloc, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def write_stamp(
@@ -223,7 +234,7 @@ def write_stamp(
     lines += [f"entry\t{entry}" for entry in entries]
     if any("\t" in name + value for name, value in variables):
         return  # not representable in a line of fields: the full path it is, every time
-    lines += [f"variable\t{name}\t{value}" for name, value in variables]
+    lines += [f"variable\t{name}\t{_public(value)}" for name, value in variables]
     newest = 0
     signed_files = [("lock", lock), ("manifest", manifest), *(("input", i) for i in inputs)]
     for key, item in signed_files:

@@ -1,15 +1,24 @@
 """One HTTP client for every index and channel: caching, credentials, retries, file:// URLs.
 
-Credentials, first match wins, per host:
+Credentials, first match wins:
 
 1. user info in the URL (``https://user:token@host/simple``); once seen, the client also
-   uses it for other URLs of the same host (file URLs on an index page rarely carry it);
+   uses it for other URLs of the same origin (scheme, host and port: never another port
+   of the same host), as file URLs on an index page rarely carry it.  URLs seen this way
+   include, before the first request, pip's configured index (``PIP_INDEX_URL``,
+   pip.conf), the conda channel alias (``LOCKENV_CHANNEL_ALIAS``) and the URLs the
+   client was given (``credential_urls``: the manifest's indexes and channels), so a
+   sync downloads with the credentials the lock was made with;
 2. ``.netrc`` (``$NETRC``, else ``~/.netrc``), the ``machine`` entry for the host;
 3. ``LOCKENV_HTTP_USERNAME_<HOST>`` / ``LOCKENV_HTTP_PASSWORD_<HOST>``, where ``<HOST>`` is
    the host name upper-cased with every non-alphanumeric character turned into ``_``.
 
-Credentials travel only in the ``Authorization`` header: never in cache keys, messages,
-or anything written to disk (`redact_url`).  Redirects to another host drop the header.
+A conda token (``https://host/t/<token>/channel``) is a credential too: learned the same
+way for its origin and put back into the path of requests under the same prefix.
+
+Credentials travel only in requests (user info in the ``Authorization`` header): never in
+cache keys, messages, or anything written to disk (`redact_url`, `redact_text`).
+Redirects to another origin drop the header.
 
 Mirrors (`lockenv.mirrors`): a URL a rule covers is fetched from the rule's mirrors in
 order, the next one tried when one does not have it (HTTP 404/410, another 4xx or 5xx,
@@ -35,7 +44,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -55,15 +64,28 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 __all__ = [
+    "MAX_DOCUMENT",
     "ByteRange",
     "HttpClient",
     "HttpStatusError",
     "Page",
     "file_url_to_path",
+    "redact_text",
     "redact_url",
 ]
 
 _RETRIES = 3
+TIMEOUT_ENV = "LOCKENV_HTTP_TIMEOUT"
+# A transfer has ``timeout`` plus the time its size needs at this rate, retries included:
+# a server that trickles bytes (one every few seconds never trips a read timeout) ends
+# there rather than never.
+_MIN_RATE = 32 * 1024  # bytes per second
+_UNKNOWN_SIZE = 32 << 20  # what a body of unannounced length is budgeted as
+#: The most bytes of one document lockenv holds in memory: an index page, a repodata file
+#: (decompressed too, `lockenv.lock.conda.compressed`), a shard.  The largest real ones
+#: (a big channel's repodata.json) are a few hundred MB; a hostile or broken server or
+#: mirror gets an error here instead of all the memory there is.
+MAX_DOCUMENT = 1 << 30
 _RETRY_BACKOFF = 0.2  # seconds, doubled after every failed try
 _CHUNK = 1 << 16
 _CACHE_FORMAT = 1
@@ -106,16 +128,39 @@ class ByteRange:
         return self.start == 0 and self.total_size == len(self.data)
 
 
+# A conda token travels in the path: ``https://host/t/<token>/channel/...``.  Tokens are
+# long (anaconda.org's are 30-odd characters): a short ``/t/x`` is an ordinary path.
+_TOKEN = r"[A-Za-z0-9][A-Za-z0-9_-]{11,255}"
+_CONDA_TOKEN = re.compile(rf"/t/{_TOKEN}(?=/|$)")
+_CONDA_TOKEN_SPLIT = re.compile(rf"^(.*?)/t/({_TOKEN})(/.*)?$")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()\[\]]+(?:\[[^\s'\"]*)?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]  # scheme, host, port: the scope of a credential
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` without user info (``user:password@``), otherwise unchanged."""
+    """``url`` without credentials: no user info (``user:password@``) and no conda token
+    (a ``/t/<token>`` path segment).  The one function every URL goes through before it
+    reaches a message, a lock, a bundle, a cache key or anything else lockenv writes."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
-        return re.sub(r"//[^/@?#]*@", "//", url)
-    if "@" not in parts.netloc:
+        return _CONDA_TOKEN.sub("", re.sub(r"//[^/@?#]*@", "//", url))
+    netloc = parts.netloc.rpartition("@")[2]
+    path = parts.path
+    if parts.scheme.lower() in _DEFAULT_PORTS:
+        path = _CONDA_TOKEN.sub("", path)
+    if netloc == parts.netloc and path == parts.path:
         return url
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, path=path))
+
+
+def redact_text(text: str) -> str:
+    """``text`` (a message) with `redact_url` applied to every URL in it."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match[0]), text)
 
 
 def file_url_to_path(url: str) -> Path:
@@ -133,14 +178,48 @@ def file_url_to_path(url: str) -> Path:
     return Path(urllib.parse.unquote(path))
 
 
-def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+def _split_credentials(
+    url: str,
+) -> tuple[str, tuple[str, str] | None, tuple[str, str] | None]:
+    """``(url without credentials, (user, password), (path prefix, conda token))``."""
     parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    clean = urllib.parse.urlunsplit(parts._replace(netloc=host))
-    return clean, (urllib.parse.unquote(user), urllib.parse.unquote(password))
+    creds = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        creds = (urllib.parse.unquote(user), urllib.parse.unquote(password))
+    token = None
+    path = parts.path
+    if parts.scheme.lower() in _DEFAULT_PORTS:
+        match = _CONDA_TOKEN_SPLIT.match(path)
+        if match is not None:
+            token = (match[1], match[2])
+            path = match[1] + (match[3] or "")
+    if creds is None and token is None:
+        return url, None, None
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, path=path)), creds, token
+
+
+def _origin(url: str) -> Origin:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0))
+
+
+def _with_token(url: str, token: tuple[str, str]) -> str:
+    """``url`` with the conda token put back after its path prefix (when under it)."""
+    prefix, value = token
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path
+    if path != prefix and not path.startswith(prefix + "/"):
+        return url
+    path = f"{prefix}/t/{value}{path[len(prefix) :]}"
+    return urllib.parse.urlunsplit(parts._replace(path=path))
 
 
 def _host_env_suffix(host: str) -> str:
@@ -197,6 +276,7 @@ class HttpClient:
         max_connections: int = 16,
         timeout: float = 60.0,
         mirrors: Mirrors | None = None,
+        credential_urls: Sequence[str] = (),
     ) -> None:
         self.cache_dir = cache_dir
         self._mirrors = mirrors
@@ -213,10 +293,25 @@ class HttpClient:
                 ) from None
         self.page_ttl = page_ttl
         self._max_connections = max_connections
+        env_timeout = os.environ.get(TIMEOUT_ENV)
+        if env_timeout:
+            try:
+                timeout = float(env_timeout)
+                if not timeout > 0:
+                    raise ValueError(env_timeout)
+            except ValueError:
+                raise IndexAccessError(
+                    f"{TIMEOUT_ENV}={env_timeout!r} is not a number of seconds; fix or unset it"
+                ) from None
         self._timeout = timeout
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
-        self._learned: dict[str, tuple[str, str]] = {}
+        # Credentials and conda tokens seen in URLs, each for its origin only.
+        self._learned: dict[Origin, tuple[str, str]] = {}
+        self._tokens: dict[Origin, tuple[str, str]] = {}  # origin -> (path prefix, token)
+        self._credential_urls = tuple(credential_urls)
+        self._seeded = False
+        self._seed_lock = threading.Lock()
         self._netrc: netrc.netrc | bool | None = False  # False = not read yet
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -299,26 +394,65 @@ class HttpClient:
 
     # -- credentials -----------------------------------------------------------------------
 
+    def learn_credentials(self, url: str) -> None:
+        """Remember the credentials and conda token in ``url`` for its origin (scheme,
+        host and port), unless that origin has some already."""
+        try:
+            clean, creds, token = _split_credentials(url)
+        except ValueError:
+            return
+        origin = _origin(clean)
+        with self._lock:
+            if creds is not None:
+                self._learned.setdefault(origin, creds)
+            if token is not None:
+                self._tokens.setdefault(origin, token)
+
+    def _seed(self) -> None:
+        """Learn, once, the credentials a lock was made with: URLs given to the client,
+        pip's configured index (``PIP_INDEX_URL``, pip.conf) and the conda channel alias
+        (``LOCKENV_CHANNEL_ALIAS``), so a sync downloads with them too."""
+        if self._seeded:
+            return
+        with self._seed_lock:  # downloads start in several threads at once
+            if self._seeded:
+                return
+            urls = list(self._credential_urls)
+            from lockenv.errors import LockenvError
+            from lockenv.pipconfig import configured_index_url
+
+            # An unreadable pip.conf is reported where the index itself is needed.
+            with contextlib.suppress(LockenvError):
+                urls.append(configured_index_url() or "")
+            urls.append(os.environ.get("LOCKENV_CHANNEL_ALIAS", ""))
+            for url in urls:
+                if "@" in url or "/t/" in url:
+                    self.learn_credentials(url)
+            self._seeded = True
+
     def _prepare(self, url: str) -> tuple[str, Any]:
-        """Return (url without user info, httpx auth or None)."""
+        """Return (the URL to request, httpx auth or None): user info moved into the
+        ``Authorization`` header, a conda token kept in (or put back into) the path, both
+        only for the origin they were given for."""
         import httpx
 
-        clean, creds = _split_credentials(url)
-        host = urllib.parse.urlsplit(clean).hostname or ""
-        if creds is not None:
-            with self._lock:
-                self._learned.setdefault(host, creds)
-        else:
-            creds = self._credentials_for(host)
+        self._seed()
+        self.learn_credentials(url)
+        try:
+            clean, creds, token = _split_credentials(url)
+        except ValueError as exc:
+            raise IndexAccessError(f"{redact_url(url)!r} is not a valid URL ({exc})") from None
+        origin = _origin(clean)
+        with self._lock:
+            creds = creds or self._learned.get(origin)
+            token = token or self._tokens.get(origin)
         if creds is None:
-            return clean, None
-        return clean, httpx.BasicAuth(creds[0], creds[1])
+            creds = self._credentials_for(origin[1])
+        if token is not None:
+            clean = _with_token(clean, token)
+        return clean, None if creds is None else httpx.BasicAuth(creds[0], creds[1])
 
     def _credentials_for(self, host: str) -> tuple[str, str] | None:
-        with self._lock:
-            learned = self._learned.get(host)
-        if learned is not None:
-            return learned
         rc = self._read_netrc()
         if rc is not None:
             entry = rc.authenticators(host)
@@ -366,13 +500,24 @@ class HttpClient:
         clean, auth = self._prepare(url)
         shown = redact_url(url)
         client = self._httpx()
+        begun = time.monotonic()  # the deadline covers the retries too
         last: Exception | None = None
         for attempt in range(_RETRIES):
             if attempt:
                 time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
             started = time.monotonic()
             try:
-                response = client.request(method, clean, headers=headers, auth=auth)
+                with (
+                    _request_errors(shown),
+                    client.stream(method, clean, headers=headers, auth=auth) as streamed,
+                ):
+                    length = streamed.headers.get("content-length", "")
+                    size = int(length) if length.isdigit() else None
+                    pieces = self._chunks(
+                        streamed.iter_bytes(), shown, begun, size, most=MAX_DOCUMENT
+                    )
+                    body = b"".join(pieces)
+                    response = _loaded(streamed, body)
             except httpx.TransportError as exc:
                 _log.info("%s %s: %s", method, shown, type(exc).__name__)
                 last = exc
@@ -578,6 +723,7 @@ class HttpClient:
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         shown = redact_url(url)
+        started = time.monotonic()
         _log.info("download %s (%s bytes)", shown, size if size is not None else "?")
         last: Exception | None = None
         counted = [0]
@@ -597,7 +743,7 @@ class HttpClient:
                 time.sleep(_RETRY_BACKOFF * 2 ** (attempt - 1))
             try:
                 with _temp_beside(dest) as (tmp, fh):
-                    digest, written = self._stream_into(url, fh, size, count)
+                    digest, written = self._stream_into(url, fh, size, count, started)
                     fh.close()
                     _check_integrity(shown, sha256, size, digest, written)
                     os.replace(tmp, dest)
@@ -615,11 +761,16 @@ class HttpClient:
         )
 
     def _stream_into(
-        self, url: str, fh: Any, limit: int | None, count: Callable[[int], None]
+        self,
+        url: str,
+        fh: Any,
+        limit: int | None,
+        count: Callable[[int], None],
+        started: float,
     ) -> tuple[str, int]:
         hasher = hashlib.sha256()
         written = 0
-        for chunk in self._iter_bytes(url):
+        for chunk in self._chunks(self._iter_bytes(url), redact_url(url), started, limit):
             hasher.update(chunk)
             fh.write(chunk)
             written += len(chunk)
@@ -643,9 +794,12 @@ class HttpClient:
         self._check_online(url, "download")
         clean, auth = self._prepare(url)
         shown = redact_url(url)
-        with self._httpx().stream(
-            "GET", clean, auth=auth, headers={"Accept-Encoding": "identity"}
-        ) as response:
+        with (
+            _request_errors(shown),
+            self._httpx().stream(
+                "GET", clean, auth=auth, headers={"Accept-Encoding": "identity"}
+            ) as response,
+        ):
             if response.status_code >= 500:
                 raise _RetryableStatus(f"HTTP {response.status_code}")
             if response.status_code != 200:
@@ -655,8 +809,74 @@ class HttpClient:
                     url=shown,
                     status=response.status_code,
                 )
-            # As the blocks come (`_read_larger_blocks`): re-chunking only copies.
+            # As the blocks come (`_read_larger_blocks`): re-chunking only copies; the
+            # deadline is checked between them (`_chunks`).
             yield from response.iter_raw()
+
+    def _chunks(
+        self,
+        chunks: Iterator[bytes],
+        shown: str,
+        started: float,
+        size: int | None,
+        *,
+        most: int | None = None,
+    ) -> Iterator[bytes]:
+        """``chunks`` until the transfer's deadline (`_MIN_RATE`), then IndexAccessError;
+        IndexAccessError too once more than ``most`` bytes came (or were announced)."""
+        if most is not None and size is not None and size > most:
+            raise _too_large(shown, most)
+        budget = self._timeout + (size if size is not None else _UNKNOWN_SIZE) / _MIN_RATE
+        received = 0
+        for chunk in chunks:
+            received += len(chunk)
+            if most is not None and received > most:
+                raise _too_large(shown, most)
+            yield chunk
+            if time.monotonic() - started > budget:
+                raise IndexAccessError(
+                    f"{shown!r}: too slow: the deadline of {budget:.0f} s passed with "
+                    f"{received} bytes received; the server stalls (set {TIMEOUT_ENV}, in "
+                    "seconds, to wait longer)"
+                )
+
+
+def _too_large(shown: str, most: int) -> IndexAccessError:
+    return IndexAccessError(
+        f"{shown!r}: the response is larger than {most >> 20} MiB, more than any page or "
+        "repodata lockenv reads whole; the server or mirror is broken or hostile"
+    )
+
+
+@contextlib.contextmanager
+def _request_errors(shown: str) -> Iterator[None]:
+    """httpx's errors that retrying cannot fix, as one-line IndexAccessErrors."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TooManyRedirects:
+        raise IndexAccessError(
+            f"{shown!r}: too many redirects (the server redirects in a loop); check the URL "
+            "or the server"
+        ) from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise IndexAccessError(f"{shown!r} cannot be requested: {exc}") from None
+
+
+def _loaded(streamed: httpx.Response, body: bytes) -> httpx.Response:
+    """A plain response holding ``body`` (already decoded), for the callers of
+    `HttpClient._request`: same status, headers and request (so its final URL)."""
+    import httpx
+
+    # The body is decoded: its encoding, and the length of the encoded form, no longer hold.
+    dropped = {"content-encoding", "transfer-encoding"}
+    if "content-encoding" in streamed.headers:
+        dropped.add("content-length")
+    headers = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in dropped]
+    return httpx.Response(
+        streamed.status_code, headers=headers, content=body, request=streamed.request
+    )
 
 
 _READ_BLOCK = 1 << 20

@@ -26,6 +26,7 @@ the standard library only.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,18 +162,32 @@ def _artifact_sort_key(artifact: Artifact) -> tuple[str, str, str, str, str]:
     return (artifact.kind, artifact.name, artifact.version, artifact.filename, artifact.url)
 
 
+def redact_url(url: str) -> str:
+    """`lockenv.http.redact_url`, imported when a lock is written (not when one is read)."""
+    from lockenv.http import redact_url as redact
+
+    return redact(url)
+
+
+def redact_text(text: str) -> str:
+    """`lockenv.http.redact_text`, imported when a lock is written."""
+    from lockenv.http import redact_text as redact
+
+    return redact(text)
+
+
 def _pypi_to_dict(a: PypiArtifact) -> dict[str, Any]:
     data: dict[str, Any] = {
         "kind": "pypi",
         "name": a.name,
         "version": a.version,
         "filename": a.filename,
-        "url": a.url,
+        "url": redact_url(a.url),
         "sha256": a.sha256,
         "size": a.size,
     }
     if a.index is not None:
-        data["index"] = a.index
+        data["index"] = redact_url(a.index)
     if a.requires_python is not None:
         data["requires-python"] = a.requires_python
     if a.requires_dist:
@@ -191,13 +206,13 @@ def _conda_to_dict(a: CondaArtifact) -> dict[str, Any]:
         "build-number": a.build_number,
         "subdir": a.subdir,
         "filename": a.filename,
-        "url": a.url,
+        "url": redact_url(a.url),
         "sha256": a.sha256,
         "size": a.size,
     }
     optional: dict[str, Any] = {
         "md5": a.md5,
-        "channel": a.channel,
+        "channel": None if a.channel is None else redact_url(a.channel),
         "noarch": a.noarch,
         "license": a.license,
         "timestamp": a.timestamp,
@@ -224,13 +239,17 @@ def _base_to_dict(base: BaseEnvironment) -> dict[str, Any]:
 
 
 def to_dict(lock: Lockfile) -> dict[str, Any]:
-    """The lock as plain data, in the canonical order it is written in."""
+    """The lock as plain data, in the canonical order it is written in.
+
+    Every URL and requirement goes through `lockenv.http.redact_url`: a lock never holds
+    credentials or conda tokens, whatever the artifacts it is given carry.
+    """
     inputs: dict[str, Any] = {"platforms": sorted(lock.inputs.platforms)}
     # Channel and index order carries meaning (priority): kept as written.
-    inputs["channels"] = list(lock.inputs.channels)
-    inputs["indexes"] = list(lock.inputs.indexes)
+    inputs["channels"] = [redact_url(c) for c in lock.inputs.channels]
+    inputs["indexes"] = [redact_url(u) for u in lock.inputs.indexes]
     if lock.inputs.find_links:
-        inputs["find-links"] = list(lock.inputs.find_links)
+        inputs["find-links"] = [redact_url(u) for u in lock.inputs.find_links]
     if lock.inputs.requires_python is not None:
         inputs["requires-python"] = lock.inputs.requires_python
     if lock.inputs.system_requirements:
@@ -250,16 +269,16 @@ def to_dict(lock: Lockfile) -> dict[str, Any]:
             entry["python"] = env.python
         requirements: dict[str, Any] = {}
         if env.conda_requirements:
-            requirements["conda"] = sorted(env.conda_requirements)
+            requirements["conda"] = sorted(map(redact_text, env.conda_requirements))
         if env.pypi_requirements:
-            requirements["pypi"] = sorted(env.pypi_requirements)
+            requirements["pypi"] = sorted(map(redact_text, env.pypi_requirements))
         entry["requirements"] = requirements
         packages: dict[str, Any] = {}
         for platform in sorted(env.packages):
             refs = sorted(
                 (lock.artifacts[url] for url in env.packages[platform]), key=_artifact_sort_key
             )
-            packages[platform] = [{a.kind: a.url} for a in refs]
+            packages[platform] = [{a.kind: redact_url(a.url)} for a in refs]
         entry["packages"] = packages
         environments[name] = entry
 
@@ -280,7 +299,13 @@ def dumps(lock: Lockfile) -> str:
     """The lock as YAML text: byte-identical for equal locks."""
     import yaml
 
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    class Dumper(base):  # type: ignore[valid-type,misc]
+        def ignore_aliases(self, data: Any) -> bool:
+            return True  # never anchors: the loader refuses aliases
+
+    dumper = Dumper
     header = "# This file is written by lockenv; do not edit it by hand. Run `lockenv lock`.\n"
     body: str = yaml.dump(
         to_dict(lock),
@@ -296,7 +321,9 @@ def dumps(lock: Lockfile) -> str:
 
 
 def write_lockfile(lock: Lockfile, path: Path) -> bool:
-    """Write ``lock`` to ``path`` atomically; False when the file already held these bytes."""
+    """Write ``lock`` to ``path`` atomically (`lockenv.atomic.write_atomic`: the old lock
+    whole or the new one, its file mode kept); False when the file already held these
+    bytes."""
     from lockenv.atomic import write_atomic
 
     data = dumps(lock).encode("utf-8")
@@ -660,26 +687,62 @@ def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
         raise LockfileError(
             f"{source} is not valid YAML{where}: {problem}; run `lockenv lock` to write it again"
         ) from None
+    except RecursionError:
+        raise LockfileError(
+            f"{source} is nested too deeply to be a lockfile; run `lockenv lock` to write it again"
+        ) from None
     return from_dict(data, source=source)
 
 
+def loads_bytes(data: bytes, *, source: str = LOCK_NAME) -> Lockfile:
+    """`loads` of a lock file's bytes (UTF-8); LockfileError when they are not text."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LockfileError(
+            f"{source} is not UTF-8 text (byte {exc.start}): it is not a lockfile lockenv "
+            "wrote; run `lockenv lock` to write it again"
+        ) from None
+    return loads(text, source=source)
+
+
+@functools.cache
 def _strict_loader() -> Any:
-    """A safe YAML loader that refuses duplicate keys (a badly hand-merged lock)."""
+    """A safe YAML loader for locks: no aliases (``*name``: lockenv never writes them, and
+    nested aliases make a kilobyte of YAML into gigabytes), no merge keys, no duplicate or
+    unhashable keys (a badly hand-merged lock)."""
     import yaml
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    error = yaml.constructor.ConstructorError
 
     class StrictLoader(base):  # type: ignore[valid-type,misc]
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            # Every node is constructed once; a node met again is an alias of an anchor.
+            if node in self.constructed_objects or node in self.recursive_objects:
+                raise error(None, None, "aliases are not allowed in a lockfile", node.start_mark)
+            return super().construct_object(node, deep=deep)
+
         def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
+            if not isinstance(node, yaml.MappingNode):
+                raise error(None, None, f"expected a mapping, found {node.id}", node.start_mark)
+            mapping: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise error(None, None, "merge keys are not allowed", key_node.start_mark)
                 key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
-                seen.add(key)
-            mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+                try:
+                    hash(key)
+                except TypeError:
+                    raise error(
+                        None,
+                        None,
+                        "a mapping key must be a string, not a list or mapping",
+                        key_node.start_mark,
+                    ) from None
+                if key in mapping:
+                    raise error(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                mapping[key] = self.construct_object(value_node, deep=deep)
             return mapping
 
     return StrictLoader

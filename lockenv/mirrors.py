@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lockenv.errors import ConfigError
+from lockenv.project import TOML_ERRORS, toml_problem
 
 __all__ = [
     "MIRRORS_ENV",
@@ -245,8 +246,8 @@ def _from_file(path: Path) -> Mirrors:
         return Mirrors()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the lockenv configuration ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except TOML_ERRORS as exc:
+        raise ConfigError(f"{path}: invalid TOML: {toml_problem(exc)}") from None
     problems = [f"{path}: unknown key {k!r} (expected: mirrors)" for k in data if k != "mirrors"]
     mirrors = parse_mirror_table(
         data.get("mirrors", {}),
@@ -282,7 +283,7 @@ def load_mirrors(manifest: Path | None = None) -> Mirrors:
         return mirrors
     try:
         data = tomllib.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, *TOML_ERRORS):
         return mirrors  # reading the manifest proper reports it
     table: object = data
     for key in ("tool", "lockenv") if manifest.name == "pyproject.toml" else ():

@@ -24,7 +24,13 @@ from pathlib import Path
 
 from lockenv.errors import UsageError
 
-__all__ = ["config_files", "default_index_source", "default_index_url", "fingerprint"]
+__all__ = [
+    "config_files",
+    "configured_index_url",
+    "default_index_source",
+    "default_index_url",
+    "fingerprint",
+]
 
 _SECTIONS = ("global", "install")  # later sections win, as for `pip install`
 _PIP_DEFAULT_SNIPPET = "from pip._internal.models.index import PyPI; print(PyPI.simple_url)"
@@ -36,13 +42,14 @@ def default_index_url() -> str:
     Raises UsageError when no index is configured and pip is not available to say what its
     default is.
     """
+    return configured_index_url() or _pip_builtin_default()
+
+
+def configured_index_url() -> str | None:
+    """The index URL pip is configured with (``PIP_INDEX_URL``, then pip's configuration
+    files), or None; never asks pip for its built-in default (no subprocess)."""
     from_env = os.environ.get("PIP_INDEX_URL", "").strip()
-    if from_env:
-        return from_env
-    from_files = _index_url_from_files()
-    if from_files:
-        return from_files
-    return _pip_builtin_default()
+    return from_env or _index_url_from_files()
 
 
 def default_index_source() -> str:
@@ -57,8 +64,14 @@ def default_index_source() -> str:
 
 def fingerprint() -> list[object]:
     """What `default_index_url` depends on, cheaply (no file is read): the variable and
-    the size and time of each configuration file.  Equal fingerprints, same answer."""
-    files: list[object] = [os.environ.get("PIP_INDEX_URL", "")]
+    the size and time of each configuration file.  Equal fingerprints, same answer.
+
+    The variable only by its sha256: the fingerprint is written to a file, and the URL may
+    carry credentials."""
+    import hashlib
+
+    variable = os.environ.get("PIP_INDEX_URL", "")
+    files: list[object] = [hashlib.sha256(variable.encode()).hexdigest()]
     for path in config_files():
         try:
             st = path.stat()

@@ -79,6 +79,19 @@ def locate(manifest: Path | None, start: Path | None = None) -> ProjectPaths:
     )
 
 
+#: What parsing TOML text may raise besides a syntax error (`tomllib.TOMLDecodeError` is a
+#: ValueError): an integer past Python's digit limit, nesting deeper than the recursion
+#: limit.
+TOML_ERRORS = (ValueError, RecursionError)
+
+
+def toml_problem(error: BaseException) -> str:
+    """One line saying why TOML text could not be read (for any of `TOML_ERRORS`)."""
+    if isinstance(error, RecursionError):
+        return "it is nested too deeply"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def _is_manifest(path: Path) -> bool:
     """``lockenv.toml``, or a ``pyproject.toml`` with a ``[tool.lockenv]`` table."""
     if path.name == "lockenv.toml":
@@ -93,9 +106,9 @@ def _is_manifest(path: Path) -> bool:
 
     try:
         tool = tomllib.loads(data.decode("utf-8")).get("tool")
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (UnicodeDecodeError, *TOML_ERRORS) as exc:
         # A broken file that looks like ours is reported rather than silently skipped.
         from lockenv.errors import ManifestError
 
-        raise ManifestError(f"{path.name}: invalid TOML: {exc}") from None
+        raise ManifestError(f"{path.name}: invalid TOML: {toml_problem(exc)}") from None
     return isinstance(tool, dict) and isinstance(tool.get("lockenv"), dict)

@@ -300,7 +300,9 @@ def _merge_file_with_markers(base: Path, ours: Path, theirs: Path) -> None:
     except OSError:  # no git: the whole file as one conflict
         text = ours.read_text(encoding="utf-8", errors="replace")
         other = theirs.read_text(encoding="utf-8", errors="replace")
-        ours.write_text(f"<<<<<<< ours\n{text}=======\n{other}>>>>>>> theirs\n", encoding="utf-8")
+        from lockenv.atomic import write_atomic
+
+        write_atomic(ours, f"<<<<<<< ours\n{text}=======\n{other}>>>>>>> theirs\n")
 
 
 # -------------------------------------------------------------- list
@@ -315,12 +317,14 @@ def locked_packages(lock: Lockfile, env: str, platform: str) -> list[dict[str, A
 
 
 def _row(artifact: Artifact) -> dict[str, Any]:
+    from lockenv.http import redact_url
+
     row: dict[str, Any] = {
         "name": artifact.name,
         "version": artifact.version,
         "kind": artifact.kind,
         "filename": artifact.filename,
-        "url": artifact.url,
+        "url": redact_url(artifact.url),
         "sha256": artifact.sha256,
         "size": artifact.size,
     }
@@ -385,7 +389,7 @@ def sync(
     (decided from file hashes alone, without parsing the lock).
     """
     from lockenv.fastpath import signed
-    from lockenv.sync.materialize import is_up_to_date, stamp_environment, stamp_inputs
+    from lockenv.sync.materialize import is_up_to_date, stamp_environment, stamp_inputs, tidy
 
     # Signed before they are read: what the stamp vouches for is what was checked.
     checks_manifest = target.paths is not None and not frozen
@@ -406,11 +410,13 @@ def sync(
         ) from None
     lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
     report = None
-    if not is_up_to_date(target.prefix, lock_sha256, target.env):
-        from lockenv.lockfile import loads
+    if is_up_to_date(target.prefix, lock_sha256, target.env):
+        tidy(target.prefix, getattr(sync_options, "cache_dir", None))
+    else:
+        from lockenv.lockfile import loads_bytes
         from lockenv.sync.materialize import sync_environment
 
-        lock = loads(lock_bytes.decode("utf-8"), source=str(target.lock_path))
+        lock = loads_bytes(lock_bytes, source=str(target.lock_path))
         require_env(lock, target.env)
         report = sync_environment(
             lock, lock_sha256, target.env, target.prefix, sync_options, progress=say

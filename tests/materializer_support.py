@@ -411,16 +411,59 @@ def custom_conda_package(
     path = directory / f"{package.stem}{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    return CondaArtifact(
-        name=package.name,
-        version=package.version,
-        build=package.build,
-        build_number=0,
+    return conda_archive_artifact(
+        path,
+        package.name,
+        package.version,
+        package.build,
         subdir=package.subdir,
+        depends=depends,
+        noarch=package.noarch,
+    )
+
+
+def conda_archive_artifact(
+    path: Path,
+    name: str,
+    version: str,
+    build: str,
+    *,
+    subdir: str = "noarch",
+    depends: Iterable[str] = (),
+    noarch: str | None = None,
+) -> CondaArtifact:
+    """The locked artifact of the conda archive at ``path``, by file:// URL."""
+    data = path.read_bytes()
+    return CondaArtifact(
+        name=name,
+        version=version,
+        build=build,
+        build_number=0,
+        subdir=subdir,
         filename=path.name,
         url=path.as_uri(),
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
-        noarch=package.noarch,
-        depends=depends,
+        noarch=noarch,
+        depends=tuple(depends),
     )
+
+
+def abandoned_work_dir(cache_root: Path, purpose: str = "unpack") -> Path:
+    """A work directory in the cache's ``tmp/`` as a killed process leaves it: made by
+    `Cache.make_temp_dir` in another process that then died without releasing it."""
+    code = (
+        "import os, sys\n"
+        "from lockenv.cache import Cache\n"
+        "print(Cache(__import__('pathlib').Path(sys.argv[1])).make_temp_dir(sys.argv[2]))\n"
+        "sys.stdout.flush()\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(cache_root), purpose],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return Path(out.stdout.strip())

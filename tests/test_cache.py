@@ -14,6 +14,8 @@ import pytest
 from lockenv import cache as cache_mod
 from lockenv.cache import Cache, default_cache_dir, hash_file
 
+from materializer_support import abandoned_work_dir
+
 
 @pytest.mark.parametrize(
     ("platform", "env", "expected"),
@@ -81,12 +83,22 @@ def test_discard_and_clean_stale_temp(tmp_path: Path) -> None:
     os.chmod(entry / "files" / "a", 0o444)
     cache.discard(entry)
     assert not entry.exists()
-    stale, fresh = cache.make_temp_dir("unpack"), cache.make_temp_dir("unpack")
+    # Left by a killed process: removed at once, however young.
+    abandoned = abandoned_work_dir(cache.root)
+    # Held by a live one (this test): kept, however old.
+    held = cache.make_temp_dir("unpack")
+    # Without a lock (an older lockenv's): by age.
+    stale, fresh = cache.root / "tmp" / "unpack-old", cache.root / "tmp" / "unpack-new"
+    stale.mkdir()
+    fresh.mkdir()
     old = time.time() - 3 * 24 * 3600
-    os.utime(stale, (old, old))
+    for path in (held, stale):
+        os.utime(path, (old, old))
     cache.clean_stale_temp()
-    assert not stale.exists()
-    assert fresh.exists()
+    assert not abandoned.exists() and not Path(f"{abandoned}.lock").exists()
+    assert held.exists() and not stale.exists() and fresh.exists()
+    cache.remove_temp_dir(held)
+    assert sorted(p.name for p in (cache.root / "tmp").iterdir()) == ["unpack-new"]
 
 
 # -- single flight ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from lockenv.sync.materialize import SyncOptions, sync_environment
 from lockenv.sync.verify import verify_environment
 
 from cli_support import lockenv
-from materializer_support import BASIC, fixture_lock, lock_sha
+from materializer_support import BASIC, abandoned_work_dir, fixture_lock, lock_sha
 
 DAY = 86400.0
 
@@ -131,9 +131,8 @@ def test_leftovers_of_killed_processes(tmp_path: Path) -> None:
     (lone / ".x.whl.abcd.part").write_bytes(b"p" * 200)
     _age(lone / ".x.whl.abcd.part", 1)
     _age(lone, 1)
-    stale, fresh = cache.make_temp_dir("unpack"), cache.make_temp_dir("unpack")
+    stale, fresh = abandoned_work_dir(cache.root), cache.make_temp_dir("unpack")
     (stale / "half-written.py").write_bytes(b"s" * 100)
-    _age(stale, 3)
     report = prune(cache)
     assert not dead_part.exists() and live_part.exists()
     assert not lone.exists()
@@ -280,8 +279,7 @@ def test_cli_prune(tmp_path: Path) -> None:
 
 def test_clean_stale_temp_reports(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    stale = cache.make_temp_dir("unpack")
+    stale = abandoned_work_dir(cache.root)
     (stale / "f").write_bytes(b"z" * 10)
-    _age(stale, 3)
     assert cache.clean_stale_temp() == (1, 10)
     assert cache_mod.Cache(tmp_path).clean_stale_temp() == (0, 0)

@@ -276,3 +276,31 @@ def test_run_and_no_op_sync_import_nothing_but_the_stamp_reader(
         check=True,
     )
     assert result.stdout == f"{prefix}\n" and result.stderr == ""
+
+
+def test_leftovers_of_a_killed_sync_send_sync_down_the_full_path(
+    tmp_path: Path, no_racy_window: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The full path removes them (`materialize.tidy`); the stamp alone would leave a
+    # half-made copy of the environment beside it for good.
+    root, prefix, site = _env(tmp_path)
+    _stamp(root, prefix, site)
+    monkeypatch.chdir(root)
+    assert entry._fast(["sync", "-q"]) == 0
+    (prefix.parent / f".{prefix.name}.staging-1234").mkdir()
+    assert entry._fast(["sync", "-q"]) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("", ""),
+        ("/etc/pip.conf", "/etc/pip.conf"),
+        ("https://host/simple/", "https://host/simple/"),
+        ("https://ci:s3cr3t@host:8443/simple/", "https://host:8443/simple/"),
+        ("https://tok@host", "https://host"),
+    ],
+)
+def test_the_stamp_keeps_variables_without_credentials(value: str, kept: str) -> None:
+    # A stamp is a file: the index it watches is kept without who logs in to it.
+    assert fastpath._public(value) == kept

@@ -37,6 +37,7 @@ import difflib
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -51,8 +52,10 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import ManifestError, UsageError
+from lockenv.http import redact_url
 from lockenv.mirrors import Mirrors, parse_mirror_table
 from lockenv.platforms import PLATFORMS as _TARGETS
+from lockenv.project import TOML_ERRORS, toml_problem
 
 __all__ = [
     "MANIFEST_NAMES",
@@ -300,8 +303,8 @@ def parse_manifest(text: str, *, path: Path) -> Manifest:
     root = Path(os.path.abspath(path)).parent
     try:
         document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ManifestError(f"{label}: invalid TOML: {error}") from None
+    except TOML_ERRORS as error:
+        raise ManifestError(f"{label}: invalid TOML: {toml_problem(error)}") from None
 
     if path.name == "pyproject.toml":
         tool = document.get("tool")
@@ -686,6 +689,15 @@ class _Reader:
                     + ", ".join(f"{s}://" for s in schemes)
                     + ")",
                 )
+                return None
+            try:
+                parts = urllib.parse.urlsplit(item)
+                parts.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError as exc:
+                self.add(keys, f"{redact_url(item)!r} is not a valid URL ({exc})")
+                return None
+            if parts.scheme != "file" and not parts.hostname:
+                self.add(keys, f"{redact_url(item)!r} names no host")
                 return None
             return item
         local = Path(os.path.expanduser(item))

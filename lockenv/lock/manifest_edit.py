@@ -36,6 +36,7 @@ from lockenv.lock.manifest import (
     check_conda_spec,
     parse_manifest,
 )
+from lockenv.project import TOML_ERRORS, toml_problem
 
 if TYPE_CHECKING:
     from tomlkit.container import Container
@@ -388,8 +389,9 @@ def _parse(text: str) -> TOMLDocument:
 
     try:
         return tomlkit.parse(text)
-    except TOMLKitError as error:
-        raise ManifestError(f"invalid TOML: {error}; fix the manifest first") from None
+    except (TOMLKitError, *TOML_ERRORS) as error:
+        problem = toml_problem(error) if isinstance(error, TOML_ERRORS) else str(error)
+        raise ManifestError(f"invalid TOML: {problem}; fix the manifest first") from None
 
 
 def _check(text: str) -> None:

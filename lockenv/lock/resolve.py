@@ -579,7 +579,10 @@ def _why_no_candidate(
     if evaluation is None:
         return ""
     if not evaluation.versions_seen:
-        where = ", ".join(index.index_urls) if hasattr(index, "index_urls") else "the index"
+        from lockenv.http import redact_url
+
+        urls = getattr(index, "index_urls", None)
+        where = ", ".join(map(redact_url, urls)) if urls else "the index"
         return f"no package named {name!r} on {where}; check the spelling"
     available = sorted(set(evaluation.versions_seen))
     usable = sorted(provider._files_by_version.get(name, {}))

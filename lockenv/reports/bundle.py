@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockenv.atomic import new_dir_mode, new_file_mode
+from lockenv.atomic import new_dir_mode
 from lockenv.errors import LockfileError, UnsafePathError, UsageError
 from lockenv.sync.bundle_source import (
     BUNDLE_FORMAT,
@@ -91,8 +91,9 @@ def write_bundle(
     import hashlib
     import tempfile
 
+    from lockenv.atomic import write_atomic
     from lockenv.cache import Cache, default_cache_dir, remove_tree
-    from lockenv.lockfile import loads
+    from lockenv.lockfile import loads_bytes
     from lockenv.sync.fetch import fetch_artifacts
 
     try:
@@ -101,7 +102,7 @@ def write_bundle(
         raise LockfileError(
             f"no lockfile at {str(lock_path)!r}: run `lockenv lock` first"
         ) from None
-    lock = loads(lock_bytes.decode("utf-8"), source=str(lock_path))
+    lock = loads_bytes(lock_bytes, source=str(lock_path))
     as_tar = out.name.endswith(".tar")
     _check_destination(out, as_tar)
     envs, plats, artifacts = _select(lock, environments, platforms)
@@ -151,7 +152,7 @@ def write_bundle(
         }
         # Last: a directory with a bundle.json is a complete bundle.
         text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        (work / MANIFEST_NAME).write_text(text, encoding="utf-8")
+        write_atomic(work / MANIFEST_NAME, text)
         if as_tar:
             _publish_tar(work, out)
         else:
@@ -274,16 +275,13 @@ def _publish_tar(work: Path, out: Path) -> None:
     """Write ``work`` as ``out`` (a tar whose top directory is ``out`` minus ``.tar``):
     sorted members, fixed owner and times, so the same bundle gives the same bytes."""
     import tarfile
-    import tempfile
+
+    from lockenv.atomic import temp_file_beside
 
     top = out.name[: -len(".tar")] or "bundle"
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    try:
-        os.fchmod(fd, new_file_mode(out))
-        with (
-            os.fdopen(fd, "wb") as fh,
-            tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
+    # A new file renamed over ``out`` when complete (umask modes, not mkstemp's 0600).
+    with temp_file_beside(out, suffix=".part") as (tmp, fh):
+        with tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for rel, is_dir in _walk_sorted(work):
                 info = tarfile.TarInfo(f"{top}/{rel}" if rel else top)
                 info.mtime = _TAR_MTIME
@@ -299,10 +297,10 @@ def _publish_tar(work: Path, out: Path) -> None:
                 info.mode = 0o644
                 with path.open("rb") as src:
                     tar.addfile(info, src)
-        os.replace(name, out)
-    finally:
-        if os.path.exists(name):
-            os.unlink(name)
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        os.replace(tmp, out)
 
 
 def _walk_sorted(root: Path) -> list[tuple[str, bool]]:

@@ -61,4 +61,10 @@ def checkpoint(stage: str, detail: str = "") -> None:
 
         stop = getattr(signal, "SIGSTOP", None)
         if stop is not None:
-            os.kill(os.getpid(), stop)
+            # Sent to this very thread, so it stops before its next instruction (sent to
+            # the process, a worker thread could run on, publishing what it made, before
+            # the stop reached it); the stop still freezes every thread.
+            if hasattr(signal, "pthread_kill"):
+                signal.pthread_kill(threading.get_ident(), stop)
+            else:
+                os.kill(os.getpid(), stop)

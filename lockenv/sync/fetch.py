@@ -190,6 +190,7 @@ class Fetcher:
                     offline=self.offline,
                     max_connections=self._connections,
                     mirrors=mirrors,
+                    credential_urls=_manifest_credential_urls(self._manifest),
                 )
             return self._client
 
@@ -417,4 +418,37 @@ def raise_all(errors: Sequence[LockenvError]) -> None:
     if len(errors) == 1:
         raise first
     others = "; ".join(str(e) for e in errors if e is not first)
-    raise type(first)(f"{first} (and {len(errors) - 1} more: {others})")
+    # The first error, same class and attributes, with the others in its message (its
+    # constructor may want more than a message: HttpStatusError does).
+    cls = type(first)
+    combined = cls.__new__(cls)
+    combined.__dict__.update(vars(first))
+    combined.args = (f"{first} (and {len(errors) - 1} more: {others})",)
+    raise combined from None
+
+
+def _manifest_credential_urls(manifest: Path | None) -> list[str]:
+    """The manifest's index and channel URLs that carry credentials or a conda token, so
+    a sync downloads with what the lock was made with (read as raw TOML: the sync side
+    never parses a manifest)."""
+    if manifest is None:
+        return []
+    import tomllib
+
+    try:
+        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, RecursionError):
+        return []
+    table: object = data
+    for key in ("tool", "lockenv") if manifest.name == "pyproject.toml" else ():
+        table = table.get(key, {}) if isinstance(table, dict) else {}
+    project = table.get("project", {}) if isinstance(table, dict) else {}
+    if not isinstance(project, dict):
+        return []
+    urls = []
+    for key in ("indexes", "channels", "find-links"):
+        values = project.get(key, [])
+        for value in values if isinstance(values, list) else []:
+            if isinstance(value, str) and "://" in value and ("@" in value or "/t/" in value):
+                urls.append(value)
+    return urls

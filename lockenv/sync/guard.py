@@ -97,8 +97,10 @@ class PrefixGuard:
     # -- resolution -------------------------------------------------------------------
 
     def _escape(self, rel: str, what: str, why: str) -> UnsafePathError:
+        # ``rel``: a path, or already a description ("the symlink 'a' -> 'b'").
+        subject = rel if rel.startswith("the symlink ") else repr(rel)
         return UnsafePathError(
-            f"{what}: {rel!r} {why}; refusing to install it (it is broken or malicious)"
+            f"{what}: {subject} {why}; refusing to install it (it is broken or malicious)"
         )
 
     def _walk(self, parts: list[str], rel: str, what: str, *, create: bool) -> list[str]:
@@ -283,17 +285,13 @@ class PrefixGuard:
         """``real -> target`` resolves inside the tree, as the tree is now."""
         parent = real.rpartition("/")[0]
         parts = [*parent.split("/"), *target.split("/")] if parent else target.split("/")
+        link = f"the symlink {real!r} -> {target!r}"  # what an error names
         try:
-            self._walk(parts, real, what, create=False)
+            self._walk(parts, link, what, create=False)
         except (FileNotFoundError, NotADirectoryError, InstallError):
             # Dangling for now, or through a regular file (which the kernel cannot
             # resolve either): harmless; `finish` looks again once the tree is complete.
             return
-        except UnsafePathError:
-            raise UnsafePathError(
-                f"{what}: the symlink {real!r} -> {target!r} leads outside the "
-                "environment; refusing to install it (it is broken or malicious)"
-            ) from None
 
     def finish(self) -> None:
         """Check every symlink made still resolves inside the tree (later packages may

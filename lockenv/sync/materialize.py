@@ -231,6 +231,39 @@ def is_up_to_date(prefix: Path, lock_sha256: str, env_name: str) -> bool:
     return _state_is_current(state, prefix, platform)
 
 
+def tidy(prefix: Path, cache_dir: Path | None = None) -> None:
+    """After a no-op sync: remove what killed syncs left, if anything — staging trees
+    beside the prefix (unless a sync of it is running) and abandoned work directories in
+    the cache.  Two directory listings when there is nothing to remove."""
+    prefix = Path(os.path.abspath(prefix))
+    if _leftovers(prefix):
+        lock_path = prefix.parent / f".{prefix.name}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                if _IS_WINDOWS or _try_flock(fd):
+                    _recover(prefix)
+            finally:
+                os.close(fd)
+    from lockenv.cache import Cache, default_cache_dir
+
+    with contextlib.suppress(OSError):
+        Cache(cache_dir or default_cache_dir()).clean_stale_temp()
+
+
+def _try_flock(fd: int) -> bool:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # a sync of this prefix is running: its staging tree is not left over
+    return True
+
+
 def stamp_inputs(prefix: Path) -> tuple[str, list[Signed]]:
     """What the no-op check of the environment at ``prefix`` reads besides the lock and
     its own files — its base environment's directories — `lockenv.fastpath.signed_input`
@@ -418,6 +451,7 @@ def _split_artifacts(
     from lockenv.lockfile import CondaArtifact, PypiArtifact
 
     artifacts = lock.packages_for(env_name, platform)
+    _refuse_two_versions(env_name, artifacts)
     conda = [a for a in artifacts if isinstance(a, CondaArtifact)]
     pypi = [a for a in artifacts if isinstance(a, PypiArtifact)]
     sdists = sorted(f"{a.name} ({a.filename})" for a in pypi if not a.is_wheel)
@@ -434,6 +468,41 @@ def _split_artifacts(
             "run `lockenv lock`"
         )
     return conda, pypi
+
+
+def _refuse_two_versions(env_name: str, artifacts: list[Artifact]) -> None:
+    """An environment holds one version of a package: a lock listing two (hand-edited,
+    or badly merged) would install both, the later one's files over the earlier's."""
+    seen: dict[tuple[str, str], Artifact] = {}
+    for artifact in artifacts:
+        key = (artifact.kind, re.sub(r"[-_.]+", "-", artifact.name).lower())
+        other = seen.setdefault(key, artifact)
+        if other is not artifact and other.sha256 != artifact.sha256:
+            raise InstallError(
+                f"environment {env_name!r} locks {artifact.name} twice: {other.version} "
+                f"({other.filename}) and {artifact.version} ({artifact.filename}); an "
+                "environment holds one version of a package: run `lockenv lock` to write "
+                "the lock again"
+            )
+
+
+def _check_wheel_versions(wheels: list[tuple[PypiArtifact, UnpackedWheel]]) -> None:
+    """Each wheel is the version the lock pins (its .dist-info says which it is)."""
+    for artifact, wheel in wheels:
+        if wheel.version == artifact.version:
+            continue
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            same = Version(wheel.version) == Version(artifact.version)
+        except InvalidVersion:
+            same = False
+        if not same:
+            raise InstallError(
+                f"{artifact.filename}: holds {wheel.name} {wheel.version}, but the lock pins "
+                f"{artifact.name} {artifact.version}; the artifact does not match the lock "
+                "(run `lockenv lock` again, or check the index or mirror)"
+            )
 
 
 _SPEC_NAME = re.compile(r"[\s=<>!~\[]")
@@ -576,9 +645,19 @@ def _link_conda_all(
     return done
 
 
+def _bytecode_interpreter(python_xy: str, own: Path) -> Path:
+    """Who compiles an environment's bytecode: the Python running lockenv when it is the
+    environment's X.Y (then nothing from the lock runs at all), else the environment's
+    own interpreter ``own`` (for a conda environment, its locked ``python`` package)."""
+    if sys.implementation.name == "cpython" and python_xy == "{}.{}".format(*sys.version_info):
+        return Path(sys.executable)
+    return own
+
+
 def _compile_bytecode(layout: EnvLayout, python: Path) -> None:
-    """Compile site-packages with the env's Python: deterministic unchecked-hash .pyc,
-    with the final prefix (not the staging dir) as the source path in tracebacks."""
+    """Compile site-packages with ``python``: deterministic unchecked-hash .pyc, with the
+    final prefix (not the staging dir) as the source path in tracebacks.  Isolated
+    (``-I -S``): no ``site``, so no ``.pth`` file or ``sitecustomize`` of a package runs."""
     import subprocess
 
     script = (
@@ -590,7 +669,7 @@ def _compile_bytecode(layout: EnvLayout, python: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["SOURCE_DATE_EPOCH"] = "315532800"
     subprocess.run(
-        [str(python), "-I", "-c", script, str(layout.site_packages), final_sp],
+        [str(python), "-I", "-S", "-c", script, str(layout.site_packages), final_sp],
         check=False,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -682,6 +761,7 @@ def sync_environment(
             and (interpreter is None or state.python_executable == str(interpreter.executable))
             and state.base_digest == (base.digest if base is not None else "")
         ):
+            cache.clean_stale_temp()  # work directories of killed syncs, if any
             if state.lock_sha256 != lock_sha256:
                 write_state(prefix, replace(state, lock_sha256=lock_sha256))
             return SyncReport(
@@ -727,6 +807,7 @@ def sync_environment(
             for a, u in unpacked
             if isinstance(a, PypiArtifact) and isinstance(u, UnpackedWheel)
         ]
+        _check_wheel_versions(wheels)
 
         import tempfile
 
@@ -765,7 +846,8 @@ def sync_environment(
                 python_full = conda_python
                 python_executable = layout.prefix_python if conda_python else ""
                 staged_python = staging / os.path.relpath(layout.prefix_python, prefix)
-                bytecode_python = staged_python if conda_python else None
+                own = staged_python if conda_python else None
+                bytecode_python = _bytecode_interpreter(conda_xy, own) if own else None
             requested = _requested_names(environment)
             guard.protect_interpreter()  # no wheel may replace it
             installed = _install_all(wheels, layout, guard, requested, lock)
@@ -783,6 +865,9 @@ def sync_environment(
                         sha256=artifact.sha256,
                         filename=artifact.filename,
                         dist_info=wheel.dist_info,
+                        record_sha256=_file_sha256(
+                            staging / layout.site_packages_rel / wheel.dist_info / "RECORD"
+                        ),
                     )
                 )
             conda_dist_infos: set[str] = set()
@@ -795,6 +880,7 @@ def sync_environment(
                         filename=record.filename,
                         dist_info=result.record,
                         kind="conda",
+                        record_sha256=_file_sha256(staging / "conda-meta" / result.record),
                     )
                 )
                 if python_full:
@@ -842,6 +928,13 @@ def sync_environment(
         seconds=time.monotonic() - started,
         copied_across_filesystems=linker.copied_across_filesystems,
     )
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def _entries_linked(unpacked: list[tuple[Artifact, Unpacked]]) -> tuple[str, ...]:

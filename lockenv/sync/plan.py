@@ -54,6 +54,9 @@ class InstalledPackage:
     filename: str
     dist_info: str
     kind: str = "pypi"  # "pypi" | "conda"
+    # sha256 of the package's record as the sync wrote it (RECORD, conda-meta/*.json):
+    # verify finds a record edited to hide an edited file.
+    record_sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,6 +116,7 @@ class EnvState:
                     "filename": p.filename,
                     "dist_info": p.dist_info,
                     "kind": p.kind,
+                    "record_sha256": p.record_sha256,
                 }
                 for p in sorted(self.packages, key=lambda p: (p.kind, p.name))
             ],
@@ -145,6 +149,7 @@ class EnvState:
                         filename=str(p["filename"]),
                         dist_info=str(p["dist_info"]),
                         kind=str(p.get("kind", "pypi")),
+                        record_sha256=str(p.get("record_sha256", "")),
                     )
                     for p in data["packages"]
                 ),

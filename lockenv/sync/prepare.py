@@ -246,7 +246,7 @@ def ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path, final: Path
     """Unpack the (verified) archive into the entry ``final``, replacing what is there:
     in a temporary directory, sealed, then published by one rename, so concurrent syncs
     never see half an entry."""
-    from lockenv.cache import remove_tree, seal_entry
+    from lockenv.cache import seal_entry
 
     if os.path.lexists(final):
         # Another sync may have published it since we looked (publishing is one rename of
@@ -269,7 +269,7 @@ def ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path, final: Path
             digests = {f"{FILES}/{f.path}": _hex_of_record_hash(f.hash) for f in wheel.files}
         seal_entry(work, digests)
     except BaseException:
-        remove_tree(work)
+        cache.remove_temp_dir(work)
         raise
     checkpoint("unpack:working")
     if cache.publish_dir(work, final):

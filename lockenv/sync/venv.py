@@ -179,9 +179,9 @@ def interpreter_info(path: Path, cache_dir: Path | None = None) -> Interpreter |
     if cache_file is not None:
         with contextlib.suppress(OSError):
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, cache_file)
+            from lockenv.atomic import write_atomic
+
+            write_atomic(cache_file, json.dumps(data), durable=False)
     return info
 
 

@@ -1,11 +1,14 @@
 """Check an installed environment against its RECORDs and the lock; a portable digest.
 
-`verify_environment` re-hashes every file each distribution's RECORD lists and, in a
-conda environment, every file each ``conda-meta`` record lists (the hash in the prefix
-for files whose placeholder was replaced); finds files no record (nor the environment's
-skeleton) accounts for; and compares the installed packages with the lock: names,
-versions, and the sha256 of the artifact each came from (recorded in the state file, or
-in the conda record).
+`verify_environment` re-hashes every file an installed package placed and checks it
+against, first, the lock's own knowledge (each artifact as unpacked in the cache,
+`lockenv.sync.expected`), then the sha256 the state file kept of each record, then the
+records themselves (RECORD, ``conda-meta``); checks modes (no set-id bit, not writable
+by others, executable as placed), symlink targets, and that ``__pycache__`` bytecode is
+its source compiled (`lockenv.sync.bytecode`); finds files nothing accounts for; and
+compares the installed packages with the lock: names, versions, and the sha256 of the
+artifact each came from.  It never follows a symlink where a file was placed and never
+blocks on a FIFO.  SECURITY.md describes what it trusts.
 
 `environment_digest` is one sha256 over every installed file, computed so that it is the
 same for the same lock and platform in any prefix and on any machine: the prefix path is
@@ -17,6 +20,7 @@ the state file, bytecode) are left out.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -31,6 +35,7 @@ from typing import Any
 
 from lockenv.fastpath import STAMP_FILE
 from lockenv.lockfile import Lockfile
+from lockenv.sync.bytecode import BytecodeFile, pyc_source, shadow_bytecode
 from lockenv.sync.conda.prefix_record import (
     CONDA_META,
     HISTORY,
@@ -39,7 +44,7 @@ from lockenv.sync.conda.prefix_record import (
     normalized_record,
     read_prefix_records,
 )
-from lockenv.sync.plan import STATE_FILE, EnvState, read_state
+from lockenv.sync.plan import STATE_FILE, EnvState, InstalledPackage, read_state
 from lockenv.sync.pypi.record import parse_record, record_hash_of_digest, resolve_installed_path
 
 __all__ = ["VerifyReport", "environment_digest", "verify_environment"]
@@ -66,6 +71,7 @@ class VerifyReport:
     missing_packages: tuple[str, ...] = ()  # locked, not installed ("name==version")
     extra_packages: tuple[str, ...] = ()  # installed, not locked
     mismatched_packages: tuple[str, ...] = ()  # installed, but another version or artifact
+    wrong_modes: tuple[str, ...] = ()  # "path: set-user-ID, writable by others"...
     problems: tuple[str, ...] = ()  # anything else (no environment, unsafe RECORD path...)
     files_checked: int = 0
 
@@ -79,6 +85,7 @@ class VerifyReport:
             or self.missing_packages
             or self.extra_packages
             or self.mismatched_packages
+            or self.wrong_modes
             or self.problems
         )
 
@@ -93,6 +100,7 @@ class VerifyReport:
             "missing_packages": list(self.missing_packages),
             "extra_packages": list(self.extra_packages),
             "mismatched_packages": list(self.mismatched_packages),
+            "wrong_modes": list(self.wrong_modes),
             "problems": list(self.problems),
             "files_checked": self.files_checked,
         }
@@ -111,17 +119,6 @@ def _site_packages_rel(prefix: Path, state: EnvState | None) -> str | None:
 
 def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _file_hash(path: str) -> tuple[str, int] | None:
-    """RECORD hash and size of ``path``; None when it is missing or not a file."""
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            digest = hashlib.file_digest(fh, "sha256").digest()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-    return record_hash_of_digest(digest), size
 
 
 def _is_bytecode(rel: str) -> bool:
@@ -150,15 +147,25 @@ def _walk(prefix: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
                 yield rel, entry
 
 
+FileRule = tuple[str, int | None, bool | None]  # RECORD-form hash ("" unknown), size, exec
+# Expected link text (None: unknown), and the sha256 the record gives (conda-build hashes
+# the file the link leads to as packaged, before any placeholder is replaced: not checked).
+LinkRule = tuple[str | None, str | None]
+
+
 @dataclass(slots=True)
 class _Checks:
-    """What the environment's records say should be there."""
+    """What the environment should hold, from its records, refined by the lock's own
+    knowledge (`lockenv.sync.expected`)."""
 
     accounted: set[str] = field(default_factory=set)
-    to_hash: list[tuple[str, str, int | None]] = field(default_factory=list)  # rel, hash, size
-    links: list[str] = field(default_factory=list)  # must be symlinks
+    files: dict[str, FileRule] = field(default_factory=dict)
+    links: dict[str, LinkRule] = field(default_factory=dict)
     directories: list[str] = field(default_factory=list)  # must be directories
     problems: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    wrong_modes: list[str] = field(default_factory=list)
 
 
 def _conda_checks(records: list[PrefixRecord], checks: _Checks) -> None:
@@ -172,7 +179,7 @@ def _conda_checks(records: list[PrefixRecord], checks: _Checks) -> None:
                 continue
             checks.accounted.add(entry.path)
             if entry.path_type == "softlink":
-                checks.links.append(entry.path)
+                checks.links[entry.path] = (None, entry.sha256)
             elif entry.sha256:
                 try:
                     expected = record_hash_of_digest(bytes.fromhex(entry.sha256))
@@ -181,9 +188,149 @@ def _conda_checks(records: list[PrefixRecord], checks: _Checks) -> None:
                         f"{CONDA_META}/{record.file}: {entry.sha256!r} is not a sha256"
                     )
                     continue
-                checks.to_hash.append((entry.path, expected, entry.size))
+                checks.files[entry.path] = (expected, entry.size, None)
             else:
-                checks.to_hash.append((entry.path, "", None))
+                checks.files[entry.path] = ("", None, None)
+
+
+def _apply_lock_knowledge(
+    checks: _Checks,
+    prefix: Path,
+    state: EnvState,
+    records: list[PrefixRecord],
+    cache_dir: Path | None,
+) -> None:
+    """Check each package's files against its artifact as unpacked in the cache (what
+    the lock pinned), not only against records that live in the environment."""
+    if cache_dir is None:
+        return
+    from lockenv.cache import Cache
+    from lockenv.sync.expected import expected_files, layout_of
+
+    cache = Cache(cache_dir)
+    layout = layout_of(prefix, state)
+    by_record = {r.file: r for r in records}
+    for package in state.packages:
+        known = expected_files(cache, package, layout)
+        if not known:
+            continue
+        if package.kind == "conda":
+            record = by_record.get(package.dist_info)
+            # A clobbered file kept aside is listed where it is, known where it was linked.
+            placed = [(p.path, p.original_path or p.path) for p in record.paths] if record else []
+        else:
+            placed = [(dest, dest) for dest in known if dest in checks.accounted]
+        for where, dest in placed:
+            expected = known.get(dest)
+            if expected is None or where not in checks.accounted:
+                continue
+            if expected.target is not None:
+                checks.files.pop(where, None)
+                checks.links[where] = (expected.target, None)
+                continue
+            checks.links.pop(where, None)
+            digest = bytes.fromhex(expected.sha256) if expected.sha256 else b""
+            checks.files[where] = (
+                record_hash_of_digest(digest) if digest else "",
+                expected.size if expected.size >= 0 else None,
+                expected.executable,
+            )
+
+
+def _record_path(state: EnvState, package: InstalledPackage) -> str:
+    if package.kind == "conda":
+        return f"{CONDA_META}/{package.dist_info}"
+    return f"{state.site_packages}/{package.dist_info}/RECORD"
+
+
+def _check_records(checks: _Checks, prefix: Path, state: EnvState) -> None:
+    """Each package's record is the one the sync wrote (its sha256 is in the state)."""
+    for package in state.packages:
+        if not package.record_sha256:
+            continue
+        rel = _record_path(state, package)
+        verdict, _mode = _check_file(os.path.join(prefix, rel), None, None, None)
+        if verdict is not None:
+            continue  # reported with the files (missing) or as not a regular file
+        with open(os.path.join(prefix, rel), "rb") as fh:
+            if hashlib.sha256(fh.read()).hexdigest() != package.record_sha256:
+                checks.modified.append(rel)
+
+
+def _mode_problem(mode: int, executable: bool | None) -> str | None:
+    special = [
+        name
+        for bit, name in ((stat.S_ISUID, "set-user-ID"), (stat.S_ISGID, "set-group-ID"))
+        if mode & bit
+    ]
+    if mode & stat.S_ISVTX:
+        special.append("sticky")
+    if mode & 0o022:
+        special.append("writable by others")
+    if executable is not None and bool(mode & stat.S_IXUSR) != executable:
+        special.append("executable" if executable is False else "not executable")
+    return ", ".join(special) or None
+
+
+def _check_file(
+    path: str,
+    expected: str | None,
+    size: int | None,
+    executable: bool | None,
+    link_roots: tuple[str, ...] | None = None,
+) -> tuple[str | None, str | None]:
+    """``(verdict, mode problem)`` of the regular file expected at ``path``: verdict
+    "missing", "modified" (content, size, or not a regular file: a FIFO, a device, a
+    symlink, which is never followed unless ``link_roots`` says where one may lead), or
+    None.  Never blocks: a FIFO is opened non-blocking and found not to be a file."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    if link_roots is None:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing", None
+    except OSError as exc:
+        # ELOOP: a symlink where a file was placed (to a copy elsewhere, say).
+        return ("missing" if exc.errno == errno.ENOENT else "modified"), None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "modified", None
+        if link_roots is not None and os.path.islink(path):
+            real = os.path.realpath(path)
+            if not any(real.startswith(root + os.sep) for root in link_roots):
+                return "modified", None  # link mode "symlink": only into the cache
+        problem = _mode_problem(stat.S_IMODE(st.st_mode), executable)
+        if expected:
+            if size is not None and st.st_size != size:
+                return "modified", problem
+            if record_hash_of_digest(hashlib.file_digest(fh, "sha256").digest()) != expected:
+                return "modified", problem
+        return None, problem
+
+
+def _check_link(prefix: Path, rel: str, rule: LinkRule) -> str | None:
+    """Verdict for the symlink expected at ``rel``: its text as the package shipped it
+    when the lock's knowledge says, and in any case leading inside the environment."""
+    path = os.path.join(prefix, rel)
+    if not os.path.islink(path):
+        return "modified" if os.path.lexists(path) else "missing"
+    target, _digest = rule
+    if target is not None and os.readlink(path) != target:
+        return "modified"
+    real = os.path.realpath(path)
+    if not real.startswith(os.path.realpath(prefix) + os.sep):
+        return "modified"
+    return None
+
+
+def _interpreter(prefix: Path, conda_env: bool) -> str | None:
+    if _IS_WINDOWS:
+        path = prefix / ("python.exe" if conda_env else "Scripts/python.exe")
+    else:
+        path = prefix / "bin" / "python"
+    return str(path) if os.path.exists(path) else None
 
 
 def _compare_conda(
@@ -264,15 +411,24 @@ def _check_base(
 
 
 def verify_environment(
-    prefix: Path, lock: Lockfile | None, env_name: str | None, platform: str
+    prefix: Path,
+    lock: Lockfile | None,
+    env_name: str | None,
+    platform: str,
+    *,
+    cache_dir: Path | None = None,
 ) -> VerifyReport:
     """Verify the environment at ``prefix``; against ``lock``'s ``env_name`` if given.
 
-    Re-hashes every file in every RECORD and, in a conda environment, every file of every
-    ``conda-meta`` record (``sha256_in_prefix`` for files whose prefix placeholder was
-    replaced); reports modified, missing and extra files (bytecode is ignored unless a
-    record lists it), and packages missing, extra, or installed from an artifact other
-    than the locked one.
+    What each file should be comes, first, from the lock's own knowledge: each package's
+    artifact as unpacked in the cache at ``cache_dir`` (sealed, `lockenv.sync.expected`);
+    then from the records in the environment (RECORD, ``conda-meta``), themselves checked
+    against the sha256 the state file kept of each.  Every file is re-hashed (never
+    following a symlink, never blocking on a FIFO), its mode checked (no set-id or sticky
+    bit, not writable by others, executable as placed), every symlink's target compared;
+    bytecode in ``__pycache__`` must be the compiled form of its source; files nothing
+    accounts for are extra; packages missing, extra, or installed from an artifact other
+    than the locked one are reported.
     """
     prefix = Path(os.path.abspath(prefix))
     if not prefix.is_dir():
@@ -312,15 +468,18 @@ def verify_environment(
     )
 
     accounted = checks.accounted
-    to_hash = checks.to_hash
     installed: dict[str, tuple[str, str]] = {}  # normalized name -> (version, dist_info)
     for dist_info in dist_infos:
         assert sp_rel is not None and site_packages is not None
         name, _, version = dist_info[: -len(".dist-info")].rpartition("-")
         installed[_normalize(name)] = (version, dist_info)
-        record_file = site_packages / dist_info / "RECORD"
+        record_file = os.path.join(site_packages, dist_info, "RECORD")
+        if _check_file(record_file, None, None, None)[0] is not None:
+            problems.append(f"{sp_rel}/{dist_info}/RECORD is missing or not a file")
+            continue
         try:
-            rows = parse_record(record_file.read_text(encoding="utf-8"))
+            with open(record_file, "rb") as fh:
+                rows = parse_record(fh.read().decode("utf-8"))
         except (OSError, UnicodeDecodeError):
             problems.append(f"{sp_rel}/{dist_info}/RECORD is missing or unreadable")
             continue
@@ -333,33 +492,41 @@ def verify_environment(
                 continue
             accounted.add(rel)
             if row.hash:
-                to_hash.append((rel, row.hash, row.size))
+                checks.files[rel] = (row.hash, row.size, None)
             elif not os.path.lexists(prefix / rel):
-                to_hash.append((rel, "", None))
+                checks.files[rel] = ("", None, None)
 
-    def check(item: tuple[str, str, int | None]) -> tuple[str, str | None]:
-        rel, expected, size = item
-        got = _file_hash(os.path.join(prefix, rel))
-        if got is None:
-            return rel, "missing"
-        if expected and (got[0] != expected or (size is not None and got[1] != size)):
-            return rel, "modified"
-        return rel, None
+    if state is not None:
+        _apply_lock_knowledge(checks, prefix, state, records, cache_dir)
+        _check_records(checks, prefix, state)
+    link_roots = None
+    if state is not None and state.link_mode == "symlink":
+        link_roots = tuple(os.path.realpath(e) for e in state.cache_entries)
 
-    modified, missing = [], []
+    def check(item: tuple[str, FileRule]) -> tuple[str, str | None, str | None]:
+        rel, (expected, size, executable) = item
+        verdict, mode = _check_file(
+            os.path.join(prefix, rel), expected, size, executable, link_roots
+        )
+        return rel, verdict, mode
+
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        for rel, verdict in pool.map(check, to_hash, chunksize=64):
+        for rel, verdict, mode in pool.map(check, checks.files.items(), chunksize=64):
             if verdict == "missing":
-                missing.append(rel)
+                checks.missing.append(rel)
             elif verdict == "modified":
-                modified.append(rel)
-    for rel in checks.links:
-        path = os.path.join(prefix, rel)
-        if not os.path.islink(path):
-            (modified if os.path.lexists(path) else missing).append(rel)
+                checks.modified.append(rel)
+            if mode is not None:
+                checks.wrong_modes.append(f"{rel}: {mode}")
+    for rel, rule in checks.links.items():
+        verdict = _check_link(prefix, rel, rule)
+        if verdict == "missing":
+            checks.missing.append(rel)
+        elif verdict == "modified":
+            checks.modified.append(rel)
     for rel in checks.directories:
         if not os.path.isdir(os.path.join(prefix, rel)):
-            missing.append(rel)
+            checks.missing.append(rel)
 
     skeleton = _SKELETON_FILES if not conda_env else _RECORDS
     base_problem, base_pth = _check_base(prefix, sp_rel, lock, env_name, state)
@@ -368,19 +535,26 @@ def verify_environment(
     if base_pth is not None:
         skeleton = skeleton | {base_pth[0]}
         if not os.path.exists(prefix / base_pth[0]):
-            missing.append(base_pth[0])
+            checks.missing.append(base_pth[0])
         elif (prefix / base_pth[0]).read_bytes() != base_pth[1]:
-            modified.append(base_pth[0])
-    extra = [
-        rel
-        for rel, _entry in _walk(prefix)
-        if not (
-            rel in accounted
-            or rel in skeleton
-            or _is_bytecode(rel)
-            or (not conda_env and _is_skeleton_script(rel))
-        )
-    ]
+            checks.modified.append(base_pth[0])
+    extra: list[str] = []
+    bytecode: list[BytecodeFile] = []
+    for rel, _entry in _walk(prefix):
+        if rel in accounted or rel in skeleton or (not conda_env and _is_skeleton_script(rel)):
+            continue
+        source = pyc_source(rel)
+        if source is not None and source[0] in accounted:
+            # Python's own cache of a listed source: allowed, if it is that source compiled.
+            bytecode.append((os.path.join(prefix, rel), os.path.join(prefix, source[0]), source[1]))
+        else:
+            extra.append(rel)
+    interpreter = _interpreter(prefix, conda_env)
+    if interpreter is None:
+        extra += [os.path.relpath(pyc, prefix).replace(os.sep, "/") for pyc, _s, _o in bytecode]
+    else:
+        for pyc in shadow_bytecode(interpreter, bytecode):
+            checks.modified.append(os.path.relpath(pyc, prefix).replace(os.sep, "/"))
 
     missing_packages: list[str] = []
     extra_packages: list[str] = []
@@ -433,14 +607,15 @@ def verify_environment(
 
     return VerifyReport(
         prefix=prefix,
-        modified=tuple(sorted(modified)),
-        missing=tuple(sorted(missing)),
+        modified=tuple(sorted(set(checks.modified))),
+        missing=tuple(sorted(set(checks.missing))),
         extra=tuple(sorted(extra)),
         missing_packages=tuple(sorted(missing_packages)),
         extra_packages=tuple(sorted(extra_packages)),
         mismatched_packages=tuple(sorted(mismatched)),
+        wrong_modes=tuple(sorted(checks.wrong_modes)),
         problems=tuple(problems),
-        files_checked=len(to_hash) + len(checks.links),
+        files_checked=len(checks.files) + len(checks.links) + len(bytecode),
     )
 
 
@@ -471,7 +646,10 @@ def environment_digest(prefix: Path) -> str:
                 st = os.stat(entry.path)
             except OSError:
                 return f"{rel}\0link\0<dangling>\n"
-        with open(entry.path, "rb") as fh:
+        fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # never read a FIFO or a device
+                return f"{rel}\0special\0{stat.S_IFMT(st.st_mode)}\n"
             data = fh.read()
         if rel.endswith(".dist-info/RECORD"):
             # RECORD holds hashes of prefix-dependent launchers; every file it lists is

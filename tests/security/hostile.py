@@ -108,9 +108,10 @@ def conda_package(
     *,
     depends: Iterable[str] = (),
     fmt: str = ".conda",
+    version: str = "1.0",
 ) -> CondaArtifact:
     """A hand-made noarch conda package, locked by file URL (depends order its linking)."""
-    return custom_conda_package(directory, name, files, depends=depends, fmt=fmt)
+    return custom_conda_package(directory, name, files, depends=depends, fmt=fmt, version=version)
 
 
 def lock_of(artifacts: Sequence[Artifact], *, python: str | None = None) -> Lockfile:

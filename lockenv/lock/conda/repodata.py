@@ -56,6 +56,7 @@ from typing import Any, NamedTuple, Protocol
 
 from lockenv.errors import IndexAccessError, ManifestError, OfflineError
 from lockenv.http import HttpClient, HttpStatusError, redact_url
+from lockenv.lock.conda.compressed import unbz2, unzstd
 from lockenv.lock.conda.matchspec import KNOWN_SUBDIRS
 from lockenv.lock.conda.shards import SHARD_INDEX, ShardedEntries, parse_shard_index
 from lockenv.lock.conda.subdir_store import Stores
@@ -577,26 +578,9 @@ def _decompress(data: bytes) -> bytes:
     # Sniffed rather than taken from the file name: a server may send a .zst already
     # decoded (Content-Encoding: zstd) and a mirror may store what it likes.
     if data[:4] == _ZSTD_MAGIC:
-        import zstandard
-
-        # Frame by frame (a file may hold several): a decompression object per frame is
-        # a third faster than a stream reader.
-        frames: list[bytes] = []
-        decompressor = zstandard.ZstdDecompressor()
-        try:
-            while data:
-                frame = decompressor.decompressobj()
-                frames.append(frame.decompress(data))
-                if not frame.eof:
-                    raise zstandard.ZstdError("truncated data")
-                data = frame.unused_data
-        except zstandard.ZstdError as exc:
-            raise ValueError(f"bad zstd data: {exc}") from None
-        return b"".join(frames)
+        return unzstd(data)
     if data[:3] == _BZ2_MAGIC:
-        import bz2
-
-        return bz2.decompress(data)
+        return unbz2(data)
     return data
 
 

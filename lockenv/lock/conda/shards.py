@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockenv.errors import IndexAccessError
+from lockenv.lock.conda.compressed import unzstd
 
 if TYPE_CHECKING:
     from lockenv.http import HttpClient
@@ -64,7 +65,7 @@ def parse_shard_index(data: bytes, *, url: str, shown: str) -> ShardIndex:
     import msgpack
 
     try:
-        document = msgpack.unpackb(_unzstd(data), strict_map_key=False)
+        document = msgpack.unpackb(unzstd(data), strict_map_key=False)
     except (ValueError, msgpack.UnpackException) as exc:
         raise _corrupt(shown, f"{type(exc).__name__}: {exc}") from None
     if not isinstance(document, dict):
@@ -188,7 +189,7 @@ def _shard_entries(data: bytes, name: str, shown: str) -> Entries:
     import msgpack
 
     try:
-        document = msgpack.unpackb(_unzstd(data), strict_map_key=False)
+        document = msgpack.unpackb(unzstd(data), strict_map_key=False)
     except (ValueError, msgpack.UnpackException) as exc:
         raise _corrupt(shown, f"the shard of {name!r}: {type(exc).__name__}: {exc}") from None
     if not isinstance(document, dict):
@@ -213,17 +214,6 @@ def _shard_entries(data: bytes, name: str, shown: str) -> Entries:
                     raw[key] = value.hex()
             entries.append((filename, raw))
     return entries
-
-
-def _unzstd(data: bytes) -> bytes:
-    import zstandard
-
-    try:
-        with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True) as r:
-            out: bytes = r.read()
-    except zstandard.ZstdError as exc:
-        raise ValueError(f"bad zstd data: {exc}") from None
-    return out
 
 
 def _corrupt(shown: str, reason: str) -> IndexAccessError:

@@ -37,6 +37,7 @@ from lockenv.errors import InstallError, MetadataError, UnsafePathError
 __all__ = ["extract_package", "package_format", "read_index_json", "read_info_files"]
 
 _CHUNK = 1 << 20
+_MAX_INFO_FILE = 256 << 20  # what one info/ file read into memory may be (index.json: 1 KiB)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Errors of a damaged or truncated archive, whichever layer notices first.
 _READ_ERRORS: tuple[type[BaseException], ...] = (
@@ -112,9 +113,15 @@ def read_info_files(archive: Path, names: Collection[str]) -> dict[str, bytes]:
                 for member in tar:
                     name = _clean_member_name(member.name)
                     if name in wanted and member.isreg():
+                        if member.size > _MAX_INFO_FILE:
+                            raise MetadataError(
+                                f"{archive.name}: {name!r} is {member.size} bytes, more than "
+                                f"the {_MAX_INFO_FILE >> 20} MiB an info file may be; the "
+                                "package is broken or malicious"
+                            )
                         handle = tar.extractfile(member)
                         if handle is not None:
-                            found[name] = handle.read()
+                            found[name] = handle.read(_MAX_INFO_FILE)
                     if len(found) == len(wanted):
                         return found
     except (UnsafePathError, InstallError):

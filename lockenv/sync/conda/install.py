@@ -66,7 +66,10 @@ __all__ = [
     "CondaFile",
     "InstalledConda",
     "UnpackedConda",
+    "conda_destinations",
     "conda_dist_infos",
+    "conda_launchers",
+    "content_in_prefix",
     "install_conda_package",
     "load_unpacked_conda",
     "replace_binary_prefix",
@@ -499,6 +502,34 @@ def _destination(path: str, pkg: UnpackedConda, layout: EnvLayout) -> str:
     return path
 
 
+def conda_destinations(pkg: UnpackedConda, layout: EnvLayout) -> list[tuple[CondaFile, str]]:
+    """Where each ``paths.json`` entry of ``pkg`` goes, prefix-relative (``noarch: python``
+    packages relocated)."""
+    return [(item, _destination(item.path, pkg, layout)) for item in pkg.files]
+
+
+def conda_launchers(pkg: UnpackedConda, layout: EnvLayout) -> list[tuple[str, bytes]]:
+    """``(prefix-relative path, content)`` of the console launchers a ``noarch: python``
+    package's entry points become."""
+    return [
+        (
+            f"{layout.scripts_rel}/{name}-script.py"
+            if _IS_WINDOWS
+            else f"{layout.scripts_rel}/{name}",
+            launcher_script(layout.prefix_python, reference),
+        )
+        for name, reference in pkg.entry_points
+    ]
+
+
+def content_in_prefix(item: CondaFile, data: bytes, layout: EnvLayout, filename: str) -> bytes:
+    """What the file ``item`` (cache bytes ``data``) holds once linked into ``layout``:
+    its prefix placeholder replaced by the final prefix (``data`` when it has none)."""
+    if not item.placeholder:
+        return data
+    return _rewrite(item, data, layout, filename, item.path)
+
+
 def _check_link_target(dest: str, target: str, filename: str) -> None:
     if not target or "\0" in target or target.startswith(("/", "\\")) or _DRIVE.match(target):
         raise UnsafePathError(
@@ -558,16 +589,8 @@ def install_conda_package(
         )
     what = pkg.filename
     record = record_name(artifact)
-    placed = [(item, _destination(item.path, pkg, layout)) for item in pkg.files]
-    entry_points = [
-        (
-            f"{layout.scripts_rel}/{name}-script.py"
-            if _IS_WINDOWS
-            else f"{layout.scripts_rel}/{name}",
-            reference,
-        )
-        for name, reference in pkg.entry_points
-    ]
+    placed = conda_destinations(pkg, layout)
+    entry_points = conda_launchers(pkg, layout)
     parents = {dest.rpartition("/")[0] for item, dest in placed if item.path_type != "directory"}
     parents.update(dest.rpartition("/")[0] for dest, _ in entry_points)
     parents.update(dest for item, dest in placed if item.path_type == "directory")
@@ -629,10 +652,9 @@ def install_conda_package(
         paths.append(entry)
         files.append(dest)
 
-    for dest, reference in entry_points:
+    for dest, content in entry_points:
         if clobbers is not None:
             clobbers.claim(guard, dest, record)
-        content = launcher_script(layout.prefix_python, reference)
         guard.write(dest, content, executable=True, what=what)
         digest = hashlib.sha256(content).hexdigest()
         kind = "windows_python_entry_point_script" if _IS_WINDOWS else "unix_python_entry_point"

@@ -71,8 +71,17 @@ def record_name(artifact: CondaArtifact) -> str:
 
 
 def channel_url(artifact: CondaArtifact) -> str:
-    """The channel subdirectory URL the package came from, as conda records ``channel``."""
-    return artifact.url.rsplit("/", 1)[0]
+    """The channel subdirectory URL the package came from, as conda records ``channel``
+    (without credentials or token)."""
+    from lockenv.http import redact_url
+
+    return redact_url(artifact.url.rsplit("/", 1)[0])
+
+
+def _redacted(url: str) -> str:
+    from lockenv.http import redact_url
+
+    return redact_url(url)
 
 
 def requested_specs(conda_requirements: Iterable[str]) -> dict[str, str]:
@@ -106,7 +115,7 @@ def prefix_record(
         "channel": channel_url(artifact),
         "subdir": artifact.subdir,
         "fn": artifact.filename,
-        "url": artifact.url,
+        "url": _redacted(artifact.url),
         "sha256": artifact.sha256,
         "size": artifact.size,
         "depends": list(artifact.depends),
@@ -145,7 +154,8 @@ def history_text(
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
     lines = [f"==> {stamp} <==", "# cmd: lockenv sync", f"# lockenv version: {__version__}"]
     lines += sorted(
-        f"+{a.channel or channel_url(a)}::{a.name}-{a.version}-{a.build}" for a in artifacts
+        f"+{_redacted(a.channel) if a.channel else channel_url(a)}::{a.name}-{a.version}-{a.build}"
+        for a in artifacts
     )
     listed = sorted(specs)
     if listed:
@@ -194,6 +204,7 @@ class PrefixPath:
     path_type: str
     sha256: str | None  # what the file in the prefix should hash to (hex)
     size: int | None  # its size, when known (not for rewritten files)
+    original_path: str | None = None  # a clobbered file kept aside: where it was linked
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -261,12 +272,14 @@ def _parse_record(file: str, doc: Any) -> PrefixRecord:
         in_prefix = entry.get("sha256_in_prefix")
         sha = in_prefix if isinstance(in_prefix, str) else entry.get("sha256")
         size = entry.get("size_in_bytes") if in_prefix is None else None
+        original = entry.get("original_path")
         paths.append(
             PrefixPath(
                 path=rel,
                 path_type=str(entry.get("path_type", "hardlink")),
                 sha256=sha if isinstance(sha, str) else None,
                 size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                original_path=_inside(original) if isinstance(original, str) else None,
             )
         )
     return PrefixRecord(

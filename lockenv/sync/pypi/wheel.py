@@ -25,10 +25,10 @@ import re
 import stat
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lockenv.errors import InstallError, UnsafePathError
 from lockenv.sync.guard import PrefixGuard
@@ -189,6 +189,13 @@ _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # zip local file header, 30 bytes
 # a multi-GB shared library never sits in memory whole.
 _IN_MEMORY_LIMIT = 16 << 20
 _BLOCK = 4 << 20
+_MAX_LINK_TEXT = 4096
+
+
+def _member_error(filename: str, info: zipfile.ZipInfo, why: str) -> InstallError:
+    return InstallError(
+        f"{filename}: member {info.filename!r} {why}; the wheel is broken or malicious"
+    )
 
 
 def _member_span(view: mmap.mmap, info: zipfile.ZipInfo, filename: str) -> tuple[int, int]:
@@ -201,38 +208,109 @@ def _member_span(view: mmap.mmap, info: zipfile.ZipInfo, filename: str) -> tuple
     except struct.error:
         magic, flags, name_len, extra_len = b"", 0, 0, 0
     if magic != b"PK\x03\x04" or flags & 0x1:
-        raise InstallError(
-            f"{filename}: member {info.filename!r} is damaged or encrypted; the wheel is broken"
-        )
-    start = offset + _LOCAL_HEADER.size + name_len + extra_len
+        raise _member_error(filename, info, "is damaged or encrypted")
+    start = int(offset + _LOCAL_HEADER.size + name_len + extra_len)
     if start + info.compress_size > len(view):
-        raise InstallError(f"{filename}: member {info.filename!r} is truncated")
+        raise _member_error(filename, info, "runs past the end of the archive")
+    if info.compress_type == 0 and info.compress_size != info.file_size:
+        raise _member_error(filename, info, "is stored with two different sizes")
     return start, info.compress_size
 
 
-def _member_bytes(view: mmap.mmap, info: zipfile.ZipInfo, filename: str) -> bytes:
-    """The content of one (small, stored or deflated) member, read straight from the
-    mapped archive.
+def _inflate(data: bytes | memoryview, inflater: Any, room: int) -> Iterator[bytes]:
+    """``data`` fed to ``inflater``, output in pieces of at most _BLOCK, never more than
+    ``room`` bytes in all (one more, and the caller sees it is too many)."""
+    while True:
+        want = min(_BLOCK, room + 1)
+        piece = inflater.decompress(data, want)
+        yield piece
+        room -= len(piece)
+        data = inflater.unconsumed_tail
+        # A full piece may leave output pending even when all input was taken: ask again.
+        if inflater.eof or room < 0 or (not data and len(piece) < want):
+            return
+
+
+class _Checked:
+    """Counts and CRCs the pieces of one member against what its header declares: a
+    member that would inflate past its declared size (a "zip bomb" behind a small claim)
+    is refused at the first piece too many, so memory stays bounded; a bad CRC-32 (a lock
+    may pin a corrupt archive, hashed as it was served) is refused at the end."""
+
+    def __init__(self, info: zipfile.ZipInfo, filename: str) -> None:
+        self.info = info
+        self.filename = filename
+        self.size = 0
+        self.crc = 0
+
+    def add(self, piece: bytes | memoryview) -> None:
+        self.size += len(piece)
+        if self.size > self.info.file_size:
+            raise _member_error(
+                self.filename,
+                self.info,
+                f"inflates past the size its header declares ({self.info.file_size} bytes)",
+            )
+        self.crc = zlib.crc32(piece, self.crc)
+
+    def finish(self) -> None:
+        if self.size != self.info.file_size:
+            raise _member_error(
+                self.filename,
+                self.info,
+                f"holds {self.size} bytes, its header says {self.info.file_size}",
+            )
+        if self.crc != self.info.CRC:
+            raise _member_error(self.filename, self.info, "fails its CRC-32 check (corrupt bytes)")
+
+
+def _member_bytes(
+    zf: zipfile.ZipFile, view: mmap.mmap, info: zipfile.ZipInfo, filename: str
+) -> bytes:
+    """The content of one (small) member, read straight from the mapped archive; sizes
+    and CRC checked (`_Checked`).
 
     Much cheaper per member than ``ZipFile.open`` (thousands of small files per wheel).
-    The CRC is not checked: the whole archive already matched the lock's sha256.
     """
-    start, length = _member_span(view, info, filename)
-    raw = view[start : start + length]
+    import zipfile  # imported already by `unpack_wheel`, the only caller
+
+    check = _Checked(info, filename)
     try:
-        data = raw if info.compress_type == 0 else zlib.decompress(raw, -15, info.file_size or 1)
-    except zlib.error as exc:
-        raise InstallError(f"{filename}: member {info.filename!r} is damaged: {exc}") from None
-    if len(data) != info.file_size:
-        raise InstallError(f"{filename}: member {info.filename!r} has the wrong size")
+        if info.compress_type == 0:
+            start, length = _member_span(view, info, filename)
+            data = view[start : start + length]
+            check.add(data)
+        elif info.compress_type == 8:
+            start, length = _member_span(view, info, filename)
+            inflater = zlib.decompressobj(-15)
+            pieces = []
+            for piece in _inflate(view[start : start + length], inflater, info.file_size):
+                check.add(piece)
+                pieces.append(piece)
+            if not inflater.eof:
+                raise zlib.error("the compressed data ends too early")
+            data = b"".join(pieces)
+        else:
+            # Unusual compression: zipfile decodes it, a block at a time (it stops at the
+            # declared size and checks the CRC itself).
+            pieces = []
+            with zf.open(info) as fh:
+                while piece := fh.read(_BLOCK):
+                    check.add(piece)
+                    pieces.append(piece)
+            data = b"".join(pieces)
+    except (zlib.error, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise _member_error(filename, info, f"is damaged ({exc})") from None
+    check.finish()
     return data
 
 
 def _stream_member(
     view: mmap.mmap, source_fd: int, info: zipfile.ZipInfo, filename: str, out: int
-) -> bytes:
-    """Write one large member to the descriptor ``out``, a block at a time; return its
-    sha256 digest.
+) -> tuple[bytes, bytes]:
+    """Write one large (stored or deflated) member to the descriptor ``out``, a block at a
+    time; return its sha256 digest and its first bytes.  Sizes and CRC checked as for
+    `_member_bytes`.
 
     A stored member is hashed where it is mapped (no copy) and copied by the kernel
     (``copy_file_range``: no pass through Python, a reflink on filesystems that share
@@ -240,29 +318,36 @@ def _stream_member(
     """
     start, length = _member_span(view, info, filename)
     hasher = hashlib.sha256()
-    written = 0
+    check = _Checked(info, filename)
+    head = b""
     with memoryview(view) as mapped:
         if info.compress_type == 0:
             for at in range(start, start + length, _BLOCK):
-                hasher.update(mapped[at : min(at + _BLOCK, start + length)])
-            written = _copy_range(source_fd, start, length, out)
+                # Each slice released at once: the archive's mapping is closed after.
+                with mapped[at : min(at + _BLOCK, start + length)] as block:
+                    check.add(block)
+                    hasher.update(block)
+                    head = head or bytes(block[:8])
+            if _copy_range(source_fd, start, length, out) != length:
+                raise _member_error(filename, info, "could not be copied whole")
         else:
             inflater = zlib.decompressobj(-15)
             try:
                 for at in range(start, start + length, _BLOCK):
-                    chunk = inflater.decompress(mapped[at : min(at + _BLOCK, start + length)])
-                    hasher.update(chunk)
-                    written += _write_all(out, chunk)
-                tail = inflater.flush()
+                    with mapped[at : min(at + _BLOCK, start + length)] as block:
+                        for piece in _inflate(block, inflater, info.file_size - check.size):
+                            check.add(piece)
+                            hasher.update(piece)
+                            _write_all(out, piece)
+                            head = head or piece[:8]
+                    if inflater.eof:
+                        break
+                if not inflater.eof:
+                    raise zlib.error("the compressed data ends too early")
             except zlib.error as exc:
-                raise InstallError(
-                    f"{filename}: member {info.filename!r} is damaged: {exc}"
-                ) from None
-            hasher.update(tail)
-            written += _write_all(out, tail)
-    if written != info.file_size:
-        raise InstallError(f"{filename}: member {info.filename!r} has the wrong size")
-    return hasher.digest()
+                raise _member_error(filename, info, f"is damaged ({exc})") from None
+    check.finish()
+    return hasher.digest(), head
 
 
 def _copy_range(source_fd: int, start: int, length: int, out: int) -> int:
@@ -285,10 +370,10 @@ def _copy_range(source_fd: int, start: int, length: int, out: int) -> int:
     return copied
 
 
-def _write_all(fd: int, data: bytes) -> int:
+def _write_all(fd: int, data: bytes | memoryview) -> int:
     written = 0
     with memoryview(data) as remaining:
-        while written < len(data):
+        while written < len(remaining):
             written += os.write(fd, remaining[written:])
     return written
 
@@ -304,17 +389,14 @@ def _extract_member(
     scripts_prefix: str,
 ) -> WheelFile:
     mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode) and info.file_size > _MAX_LINK_TEXT:
+        raise _member_error(filename, info, "is a symlink with a target too long")
     stream = (
         info.file_size > _IN_MEMORY_LIMIT
         and info.compress_type in (0, 8)
         and not stat.S_ISLNK(mode)
-        and not path.startswith(scripts_prefix)
     )
-    data = b""
-    if info.compress_type not in (0, 8):
-        data = zf.read(info)  # unusual compression: zipfile decodes it
-    elif not stream:
-        data = _member_bytes(view, info, filename)
+    data = b"" if stream else _member_bytes(zf, view, info, filename)
     if stat.S_ISLNK(mode):
         # Installed as a file holding the link text, as pip does, but a link that points
         # out of the wheel marks a hostile archive.
@@ -333,7 +415,7 @@ def _extract_member(
     )
     try:
         if stream:
-            digest = _stream_member(view, source_fd, info, filename, fd)
+            digest, data = _stream_member(view, source_fd, info, filename, fd)
         else:
             _write_all(fd, data)
             digest = hashlib.sha256(data).digest()
@@ -344,7 +426,7 @@ def _extract_member(
         hash=record_hash_of_digest(digest),
         size=info.file_size,
         executable=executable,
-        python_shebang=is_script and data.startswith(b"#!python"),
+        python_shebang=is_script and data.startswith(b"#!python"),  # (its head if streamed)
     )
 
 
@@ -374,6 +456,13 @@ def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> U
             seen.add(path)
             members.append((path, info))
         names = [p for p, _ in members]
+        parents = {p[:i] for p in names for i, c in enumerate(p) if c == "/"}
+        clash = sorted(parents & seen)
+        if clash:
+            raise InstallError(
+                f"{filename}: {clash[0]!r} is both a file and a directory in the wheel; "
+                "the wheel is broken"
+            )
         dist_info, name, version = _dist_info_dir(names, filename, project)
         data_dir = f"{dist_info[: -len('.dist-info')]}.data"
         try:
@@ -471,24 +560,10 @@ def load_unpacked(directory: Path) -> UnpackedWheel | None:
 # -- installing ----------------------------------------------------------------------------
 
 
-def install_wheel(
-    wheel: UnpackedWheel,
-    layout: EnvLayout,
-    guard: PrefixGuard,
-    *,
-    requested: bool,
-    direct_url: tuple[str, str] | None = None,
-) -> InstalledDist:
-    """Install the unpacked ``wheel`` into ``layout.root`` (for ``layout.prefix``).
-
-    Every file is created through ``guard`` (rooted at ``layout.root``), which keeps it
-    inside the tree whatever symlinks earlier packages placed, and refuses to replace
-    the interpreter or lockenv's own records.  ``direct_url`` is ``(url, sha256)`` of an
-    artifact that came from no index; it is recorded in ``direct_url.json`` (PEP 610).
-    Returns the RECORD written.
-    """
+def wheel_destinations(wheel: UnpackedWheel, layout: EnvLayout) -> list[tuple[WheelFile, str]]:
+    """Where each file of ``wheel`` goes, prefix-relative (the wheel spec's schemes),
+    leaving out the files the installer writes itself (RECORD, INSTALLER...)."""
     sp_rel = layout.site_packages_rel
-    up = "../" * len(sp_rel.split("/"))
     scheme_dirs = {
         "purelib": sp_rel,
         "platlib": sp_rel,
@@ -496,7 +571,6 @@ def install_wheel(
         "headers": f"{layout.include_rel}/{wheel.project_name}",
         "data": "",
     }
-    python = layout.prefix_python
     data_prefix = f"{wheel.data_dir}/" if wheel.data_dir else None
     dist_info_prefix = f"{wheel.dist_info}/"
     sp_prefix = sp_rel + "/"
@@ -513,18 +587,56 @@ def install_wheel(
             return f"{base}/{rest}" if base else rest
         return sp_prefix + path
 
-    def record_path(dest: str) -> str:
-        return dest[len(sp_prefix) :] if dest.startswith(sp_prefix) else up + dest
-
-    # Plan every destination first, so directories are made once each, parents first.
-    placed = [
+    return [
         (f, destination(f.path))
         for f in wheel.files
         if not (
             f.path.startswith(dist_info_prefix) and f.path[len(dist_info_prefix) :] in _GENERATED
         )
     ]
-    scripts = [f"{layout.scripts_rel}/{script}" for _g, script, _r in wheel.entry_points]
+
+
+def wheel_launchers(wheel: UnpackedWheel, layout: EnvLayout) -> list[tuple[str, bytes]]:
+    """``(prefix-relative path, content)`` of the entry-point launchers ``wheel`` gets."""
+    return [
+        (f"{layout.scripts_rel}/{script}", launcher_script(layout.prefix_python, reference))
+        for _group, script, reference in wheel.entry_points
+    ]
+
+
+def record_row_path(dest: str, site_packages_rel: str) -> str:
+    """The RECORD path of the prefix-relative ``dest``: relative to site-packages."""
+    head = site_packages_rel + "/"
+    if dest.startswith(head):
+        return dest[len(head) :]
+    return "../" * len(site_packages_rel.split("/")) + dest
+
+
+def install_wheel(
+    wheel: UnpackedWheel,
+    layout: EnvLayout,
+    guard: PrefixGuard,
+    *,
+    requested: bool,
+    direct_url: tuple[str, str] | None = None,
+) -> InstalledDist:
+    """Install the unpacked ``wheel`` into ``layout.root`` (for ``layout.prefix``).
+
+    Every file is created through ``guard`` (rooted at ``layout.root``), which keeps it
+    inside the tree whatever symlinks earlier packages placed, and refuses to replace
+    the interpreter or lockenv's own records.  ``direct_url`` is ``(url, sha256)`` of an
+    artifact that came from no index; it is recorded in ``direct_url.json`` (PEP 610).
+    Returns the RECORD written.
+    """
+    placed = wheel_destinations(wheel, layout)
+    launchers = wheel_launchers(wheel, layout)
+    scripts = [dest for dest, _content in launchers]
+    sp_rel = layout.site_packages_rel
+    python = layout.prefix_python
+
+    def record_path(dest: str) -> str:
+        return record_row_path(dest, sp_rel)
+
     parents = {dest.rpartition("/")[0] for _f, dest in placed}
     parents.update(dest.rpartition("/")[0] for dest in scripts)
     parents.add(f"{sp_rel}/{wheel.dist_info}")
@@ -548,8 +660,7 @@ def install_wheel(
         place(src, dest, executable=f.executable, what=what)
         rows.append((record_path(dest), f.hash, f.size))
 
-    for (_group, _script, reference), dest in zip(wheel.entry_points, scripts, strict=True):
-        content = launcher_script(python, reference)
+    for dest, content in launchers:
         guard.write(dest, content, executable=True, what=what)
         rows.append((record_path(dest), record_hash(content), len(content)))
 
