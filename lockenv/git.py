@@ -174,7 +174,7 @@ def checkout(url: str, commit: str, cache_dir: Path) -> Path:
     if (work / ".gitmodules").is_file():
         _git("submodule", "update", "--quiet", "--init", "--recursive", cwd=work, what=what)
     cache.publish_dir(work, final)
-    shutil.rmtree(work.parent, ignore_errors=True)
+    cache.remove_temp_dir(work.parent)  # and its hold (`lockenv.cache`)
     return final
 
 

@@ -73,6 +73,7 @@ def test_checkout_once_per_commit(repo: Path, tmp_path: Path) -> None:
     assert (tree / "file.txt").read_text() == "one\n"
     assert _git(tree, "rev-parse", "HEAD") == first  # a real clone: history for scm tools
     assert tree == cache / "git" / "checkouts" / first
+    assert list((cache / "tmp").iterdir()) == []  # the work directory and its hold are gone
     # Published once: a second checkout of the commit is the same tree, no git run.
     shutil.rmtree(repo)
     assert checkout(repo.as_uri(), first, cache) == tree

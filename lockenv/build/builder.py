@@ -206,9 +206,7 @@ class SourceBuilder:
                 exc.args = (str(exc).replace(str(log), str(kept)),)
             raise
         finally:
-            from lockenv.cache import remove_tree
-
-            remove_tree(work)
+            self.cache.remove_temp_dir(work)  # and its hold (`lockenv.cache`)
 
     def _from_bundle(self, key: tuple[str, str]) -> Path | None:
         """The wheel a bundle carries for this source and target (hash-checked later)."""

@@ -294,7 +294,7 @@ def _prepare_url(
         path = cache.archive_path(sha256, filename)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, path)
-        os.rmdir(staged.parent)
+        cache.remove_temp_dir(staged.parent)
     sha256, size = hash_file(path)
     local = dataclasses.replace(file, url=path.as_uri(), sha256=sha256, size=size)
     meta = context.fetcher.get(local)
