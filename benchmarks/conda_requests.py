@@ -26,6 +26,7 @@ time, and left out of the agreement and the ratios.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -174,6 +175,7 @@ def main() -> int:
         )
         ours = lockenv_solve_all(directory, batch, work / "lockenv-cache")
         report(title, batch, ours, theirs)
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

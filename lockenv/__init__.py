@@ -11,12 +11,18 @@ flow ``lockenv.toml --lock--> lockenv.lock --sync--> environment``:
 - `lockenv.sync` — the sync side: plan, fetch (cache or bundle), unpack, link, swap,
   verify.  ``sync/pypi`` installs wheels and ``sync/conda`` links conda packages.  It
   needs only the lock: it never imports the lock side, the index clients or tomlkit.
+- `lockenv.build` — the build stage, above both sides: sdists and source trees turned
+  into metadata (for the lock) and wheels (for the sync) in isolated build environments
+  that the lock side resolves and the sync side installs.  Each side declares the
+  protocol it needs (``MetadataBuilder``, ``WheelBuilder``); the workspace hands over a
+  `lockenv.build.builder.SourceBuilder`, so neither side imports this stage.
 - `lockenv.reports` — what is made from a lock: tree, diff, export, bundle.
 - `lockenv.workspace` ties the stages together for a project on disk, and `lockenv.cli`
   parses arguments and prints through `lockenv.console` (streams, colour, -q/-v,
   progress); nothing imports the CLI.
-- Beneath them all, shared by both sides: `errors`, `atomic` (crash-safe file writes),
-  `urls` (credentials found in and taken out of URLs), `platforms`, `project` (where a
+- Beneath them all, shared by both sides: `git` (refs resolved to commits, checkouts in
+  the cache), and under it `errors`, `atomic` (crash-safe file writes), `urls`
+  (credentials found in and taken out of URLs), `platforms`, `project` (where a
   project's files are), `cache`, `http`, `mirrors`, `pipconfig`,
   `progress` (what long work reports: messages, and tasks counted in items and bytes).
 

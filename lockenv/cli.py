@@ -61,6 +61,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     from lockenv.lock.manifest import parse_manifest
     from lockenv.platforms import current_platform, get_platform
 
+    pyproject = _project_pyproject(args)
+    if pyproject is not None:
+        return _init_pyproject(args, pyproject)
     target = Path(args.manifest or "lockenv.toml")
     if target.is_dir():
         target = target / "lockenv.toml"
@@ -103,6 +106,101 @@ def cmd_init(args: argparse.Namespace) -> int:
     _write_file(target, text)
     _OUT.note(f"wrote {target}")
     return 0
+
+
+def _project_pyproject(args: argparse.Namespace) -> Path | None:
+    """The pyproject.toml whose [project] `init` configures lockenv in, if any: this
+    directory's (unless --manifest names another file), named by `--from` or not."""
+    from lockenv.lock.manifest_edit import pyproject_project
+
+    if args.from_file:
+        candidate = Path(args.from_file)
+        if candidate.name != "pyproject.toml":
+            return None
+        # The project being set up here: lockenv goes into its own pyproject.toml.  A
+        # pyproject.toml elsewhere is imported into a lockenv.toml here (`read_import`).
+        here = Path(args.manifest or ".")
+        here = here if here.is_dir() else here.parent
+        if candidate.resolve().parent != here.resolve():
+            return None
+    else:
+        candidate = Path(args.manifest) if args.manifest else Path("pyproject.toml")
+    if candidate.is_dir():
+        candidate = candidate / "pyproject.toml"
+    if candidate.name != "pyproject.toml" or not candidate.is_file():
+        return None
+    return candidate if pyproject_project(candidate.read_text(encoding="utf-8")) else None
+
+
+def _init_pyproject(args: argparse.Namespace, pyproject: Path) -> int:
+    """`init` in a project: [tool.lockenv] in its pyproject.toml, the project itself
+    locked editable, its extras and dependency groups as features and environments."""
+    from lockenv.lock.manifest_edit import init_pyproject_text, pyproject_project
+    from lockenv.platforms import current_platform, get_platform
+
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {str(pyproject)!r}: {exc.strerror or exc}") from None
+    project = pyproject_project(text)
+    if project is None:
+        raise UsageError(f"{str(pyproject)!r} has no [project] table; nothing to lock")
+    platforms = args.platform or [current_platform()]
+    for platform in platforms:
+        get_platform(platform)
+    new = init_pyproject_text(
+        text,
+        path=pyproject,
+        platforms=platforms,
+        channels=args.channel or [],
+        requires_python=args.requires_python or _python_for(project.get("requires-python")),
+        indexes=args.index or [],
+    )
+    _write_file(pyproject, new)
+    _OUT.note(f"wrote [tool.lockenv] into {pyproject} (the project is installed editable)")
+    return 0
+
+
+def _python_for(requires_python: object) -> str:
+    """``==X.Y.*`` for the running Python when the project admits it, else for the lowest
+    Python 3 it admits (a PyPI-only environment is locked for one Python)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import Version
+
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        allowed = SpecifierSet(str(requires_python or ""))
+    except InvalidSpecifier:
+        return f"=={running}.*"
+    if allowed.contains(Version(f"{running}.0"), prereleases=True) or not str(allowed):
+        return f"=={running}.*"
+    for minor in range(8, 20):
+        if allowed.contains(Version(f"3.{minor}.0"), prereleases=True):
+            return f"==3.{minor}.*"
+    return f"=={running}.*"
+
+
+def _path_requirement(spec: str) -> Any:
+    """``name @ file:...`` for a project directory named on the command line (`add --pypi
+    .`), its name read from its pyproject.toml (or its build backend, at lock)."""
+    from packaging.requirements import Requirement
+
+    from lockenv.lock.manifest_edit import pyproject_project
+
+    directory = Path(spec).resolve()
+    try:
+        project = pyproject_project((directory / "pyproject.toml").read_text(encoding="utf-8"))
+    except OSError:
+        project = None
+    name = project.get("name") if project else None
+    if not isinstance(name, str):
+        raise UsageError(
+            f"{spec!r}: no pyproject.toml with a [project] name there; add it as "
+            "'NAME @ file:///path/to/it' instead"
+        )
+    from packaging.utils import canonicalize_name
+
+    return Requirement(f"{canonicalize_name(name)} @ {directory.as_uri()}")
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -178,8 +276,12 @@ def cmd_add(args: argparse.Namespace) -> int:
             )
     specs: list[tuple[str, str]] = []
     unbounded: list[str] = []  # names given without a version: they get >= what is locked
+    root = _paths(args).root
     if args.pypi:
-        requirements = [_pypi_requirement(spec) for spec in args.specs]
+        requirements = [
+            _path_requirement(spec) if _names_a_directory(spec) else _pypi_requirement(spec)
+            for spec in args.specs
+        ]
         unbounded = [str(r.name) for r in requirements if not r.specifier and not r.url]
     else:
         specs = [_split_conda_spec(s) for s in args.specs]
@@ -189,7 +291,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     def edit(text: str, in_pyproject: bool) -> str:
         if args.pypi:
             text = manifest_edit.add_pypi_dependencies(
-                text, requirements, feature=feature, in_pyproject=in_pyproject
+                text,
+                requirements,
+                feature=feature,
+                in_pyproject=in_pyproject,
+                root=root,
+                editable=args.editable,
             )
         else:
             text = manifest_edit.add_conda_dependencies(
@@ -228,6 +335,11 @@ def cmd_add(args: argparse.Namespace) -> int:
     _edit_manifest(args, edit, after_lock=bound if unbounded else None)
     _OUT.note(f"added {', '.join(args.specs)}")
     return 0
+
+
+def _names_a_directory(spec: str) -> bool:
+    """`add --pypi .`, `../lib`, `/abs/path`: a project directory, not a requirement."""
+    return spec in (".", "..") or spec.startswith(("./", "../", "/", "~"))
 
 
 def _pypi_requirement(spec: str) -> Any:
@@ -352,9 +464,18 @@ def cmd_lock(args: argparse.Namespace) -> int:
         paths, _lock_options(args), dry_run=args.dry_run, say=_OUT, manifest=manifest
     )
     _show_index(manifest)
+    for line in workspace.build_notes(outcome.builds):
+        _OUT.note(f"note: {line}")
     if args.json:
         changes = [line.text for line in outcome.changes]
-        print(json.dumps({"changes": changes, "written": outcome.written}, indent=2))
+        builds = [
+            {"environment": b.environment, "platform": b.platform, "name": b.name}
+            | {"version": b.version, "reason": b.reason}
+            for b in outcome.builds
+        ]
+        print(
+            json.dumps({"changes": changes, "written": outcome.written, "builds": builds}, indent=2)
+        )
     elif outcome.first and not args.dry_run:
         for name, env in sorted(outcome.lock.environments.items()):
             per_platform = ", ".join(
@@ -642,12 +763,22 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         platforms=args.platform or (),
         offline=args.offline,
         progress=_OUT,
+        built_wheels=args.built_wheels,
     )
     _OUT.note(
         f"bundled {report.artifacts} artifacts ({format_size(report.size)}, "
         f"{report.downloaded} downloaded) for {', '.join(report.environments)} on "
         f"{', '.join(report.platforms)}: {report.path}"
     )
+    if report.built:
+        from lockenv.platforms import current_platform
+
+        _OUT.note(f"with {report.built} wheels built here for {current_platform()}")
+    if report.sources:
+        _OUT.note(
+            f"not bundled (source trees, not archives): {', '.join(report.sources)}; a sync "
+            "from the bundle builds them from the project directory or git"
+        )
     return 0
 
 
@@ -683,6 +814,7 @@ def _sync(args: argparse.Namespace, *, announce: bool) -> Path:
         compile_bytecode=getattr(args, "compile", False),
         manifest=target.paths.manifest if target.paths is not None else None,
         allow_base_drift=getattr(args, "allow_base_drift", False),
+        no_build=getattr(args, "no_build", False),
     )
     report = workspace.sync(
         target,
@@ -838,7 +970,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = command("init", cmd_init, "create a lockenv.toml in the current directory")
+    p = command(
+        "init",
+        cmd_init,
+        "create a lockenv.toml here, or [tool.lockenv] in the pyproject.toml of a project",
+    )
     p.add_argument(
         "--platform",
         action="append",
@@ -864,8 +1000,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--from",
         dest="from_file",
         metavar="FILE",
-        help="import a requirements.txt, environment.yml, pyproject.toml (extras and "
-        "dependency groups become features), pylock.toml or conda explicit file",
+        help=(
+            "import a requirements.txt, environment.yml, pyproject.toml (extras and "
+            "dependency groups become features), pylock.toml or conda explicit file; "
+            "this directory's own pyproject.toml is configured in place instead"
+        ),
     )
 
     p = command("add", cmd_add, "add dependencies to the manifest and lock")
@@ -873,9 +1012,13 @@ def build_parser() -> argparse.ArgumentParser:
         "specs",
         nargs="+",
         metavar="SPEC",
-        help="conda MatchSpecs (numpy, 'numpy>=1.26', conda-forge::numpy), or PEP 508 with --pypi",
+        help=(
+            "conda MatchSpecs (numpy, 'numpy>=1.26', conda-forge::numpy), or with --pypi "
+            "PEP 508 (or a project directory such as .)"
+        ),
     )
     _dependency_options(p)
+    p.add_argument("--editable", action="store_true", help="path dependencies install editable")
     p.add_argument(
         "--environment",
         metavar="ENV",
@@ -971,6 +1114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", action="append", metavar="P", help="default: every locked one")
     p.add_argument("--lock", metavar="FILE", help="bundle this lockfile (default: the project's)")
     _flag(p, "--offline", help_text="take artifacts from the cache only", env=_OFFLINE)
+    p.add_argument(
+        "--built-wheels",
+        action="store_true",
+        help="also bundle the wheels built here from sdists and git sources (for this platform)",
+    )
 
     p = command(
         "merge-driver",
@@ -1010,6 +1158,11 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "--allow-base-drift",
         help_text="build on a base environment that changed since the lock (default: refuse)",
+    )
+    p.add_argument(
+        "--no-build",
+        action="store_true",
+        help="refuse to build the lock's source distributions (wheels only)",
     )
 
     p = command("run", cmd_run, "run a command in an environment (syncing it first)")
@@ -1126,6 +1279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _OUT.finish()
         if args.verbose:
             _print_traceback()
+        if exc.details:  # e.g. the tail of a build log, before the verdict
+            from lockenv.http import redact_text
+
+            for line in exc.details:
+                print(f"  | {redact_text(line)}", file=sys.stderr)
         # One line, whatever a library put into the message.
         _OUT.error(re.sub(r"\s*\n\s*", " ", str(exc)))
         if exc.hint:

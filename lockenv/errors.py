@@ -20,11 +20,13 @@ EXIT_FAILURE = 3
 class LockenvError(Exception):
     """Root of every error lockenv reports to a user.
 
-    ``hint``, when set, is the next step to take; the CLI prints it on a ``hint:`` line
-    of its own after the error (as uv does).
+    ``details`` are extra lines the CLI shows before the one-line message (the tail of a
+    build log, say); empty for almost every error.  ``hint``, when set, is the next step
+    to take; the CLI prints it on a ``hint:`` line of its own after the error (as uv does).
     """
 
     exit_code: int = EXIT_FAILURE
+    details: tuple[str, ...] = ()
     hint: str | None = None
 
     def with_hint(self, hint: str) -> Self:
@@ -110,6 +112,20 @@ class InstallError(LockenvError):
     """Materializing an environment failed; the previous environment is untouched."""
 
     exit_code = EXIT_FAILURE
+
+
+class BuildError(LockenvError):
+    """Building a source distribution (or asking its backend for metadata) failed.
+
+    ``details`` holds the tail of the build log; the message names the package and where
+    the whole log is.
+    """
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, log_tail: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.details = log_tail
 
 
 class OfflineError(LockenvError):

@@ -15,8 +15,11 @@ The file is YAML, written only by lockenv.  Layout (``schemas/lockfile.schema.js
           <platform>: [{pypi: URL} | {conda: URL}, ...]
     packages: [<artifact>, ...]       # every distinct artifact once, keyed by URL
 
-Environments and platforms only name artifacts by URL, so an artifact shared by several
-platforms and environments is described once.  Mappings whose keys are names are
+An artifact is an archive (a wheel, an sdist or a conda package: URL, sha256, size) or a
+source tree a PyPI package is built from (`PypiSource`: a path relative to the lock, or
+a git repository at a full commit), keyed by its path or ``git+URL@commit``.
+Environments and platforms only name artifacts by that key, so an artifact shared by
+several platforms and environments is described once.  Mappings whose keys are names are
 sorted, lists are sorted, and each record's keys come in one fixed order, so the same
 inputs give the same bytes and a small change gives a small diff.
 
@@ -70,6 +73,55 @@ class PypiArtifact:
     def is_wheel(self) -> bool:
         return self.filename.endswith(".whl")
 
+    @property
+    def key(self) -> str:
+        """How environments name it: its URL."""
+        return self.url
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PypiSource:
+    """A PyPI package built from a source tree, as locked: a directory (``path``,
+    relative to the lock's directory, POSIX; ``"."`` is the project itself) or a git
+    repository at a full ``commit`` (with the ``rev``, ``tag`` or ``branch`` asked for,
+    and an optional ``subdirectory``).  It has no archive, so no sha256: a git tree is
+    named by its commit, a directory is the user's own."""
+
+    name: str  # normalized (PEP 503)
+    version: str
+    path: str | None = None
+    editable: bool = False
+    git: str | None = None  # never carries credentials
+    commit: str | None = None
+    rev: str | None = None
+    tag: str | None = None
+    branch: str | None = None
+    subdirectory: str | None = None
+    requires_dist: tuple[str, ...] = ()
+    requires_python: str | None = None
+
+    kind: ArtifactKind = field(default="pypi", init=False)
+
+    @property
+    def key(self) -> str:
+        """How environments name it: the path, or ``git+URL@commit[#subdirectory=...]``."""
+        if self.path is not None:
+            return self.path
+        fragment = f"#subdirectory={self.subdirectory}" if self.subdirectory else ""
+        return f"git+{self.git}@{self.commit}{fragment}"
+
+    @property
+    def identity(self) -> str:
+        """What an environment records it was installed from (the sha256 of an archive)."""
+        return f"path:{self.path}" if self.path is not None else self.key
+
+    @property
+    def filename(self) -> str:
+        """How reports show it in place of a file name."""
+        if self.path is not None:
+            return f"{self.path} (editable)" if self.editable else self.path
+        return self.key
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CondaArtifact:
@@ -95,8 +147,16 @@ class CondaArtifact:
 
     kind: ArtifactKind = field(default="conda", init=False)
 
+    @property
+    def key(self) -> str:
+        """How environments name it: its URL."""
+        return self.url
 
-Artifact = PypiArtifact | CondaArtifact
+
+Archive = PypiArtifact | CondaArtifact
+"""An artifact that is a file: downloaded, hash-checked, cached and unpacked."""
+Artifact = PypiArtifact | CondaArtifact | PypiSource
+"""Anything a lock pins."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +172,8 @@ class LockInputs:
     exclude_newer: str | None = None  # RFC 3339 UTC
     # The manifest's duration ("2 weeks") when exclude_newer was computed from one.
     exclude_newer_span: str | None = None
+    # [pypi-options] that differ from the default (wheels first): True or sorted names.
+    pypi_options: Mapping[str, bool | tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,7 +192,7 @@ class LockedEnvironment:
 class Lockfile:
     inputs: LockInputs
     environments: Mapping[str, LockedEnvironment]
-    artifacts: Mapping[str, Artifact]  # URL -> artifact
+    artifacts: Mapping[str, Artifact]  # key (URL, path or git+URL@commit) -> artifact
     lockenv_version: str = __version__
     version: int = LOCK_VERSION
 
@@ -159,7 +221,7 @@ class Lockfile:
 
 
 def _artifact_sort_key(artifact: Artifact) -> tuple[str, str, str, str, str]:
-    return (artifact.kind, artifact.name, artifact.version, artifact.filename, artifact.url)
+    return (artifact.kind, artifact.name, artifact.version, artifact.filename, artifact.key)
 
 
 def redact_url(url: str) -> str:
@@ -194,6 +256,24 @@ def _pypi_to_dict(a: PypiArtifact) -> dict[str, Any]:
         data["requires-dist"] = list(a.requires_dist)
     if a.upload_time is not None:
         data["upload-time"] = a.upload_time
+    return data
+
+
+def _source_to_dict(a: PypiSource) -> dict[str, Any]:
+    data: dict[str, Any] = {"kind": "pypi", "name": a.name, "version": a.version}
+    optional: dict[str, Any] = {
+        "path": a.path,
+        "editable": True if a.editable else None,
+        "git": None if a.git is None else redact_url(a.git),
+        "rev": a.rev,
+        "tag": a.tag,
+        "branch": a.branch,
+        "commit": a.commit,
+        "subdirectory": a.subdirectory,
+        "requires-python": a.requires_python,
+        "requires-dist": list(a.requires_dist) or None,
+    }
+    data.update({k: v for k, v in optional.items() if v is not None})
     return data
 
 
@@ -258,6 +338,11 @@ def to_dict(lock: Lockfile) -> dict[str, Any]:
         inputs["exclude-newer"] = lock.inputs.exclude_newer
     if lock.inputs.exclude_newer_span is not None:
         inputs["exclude-newer-span"] = lock.inputs.exclude_newer_span
+    if lock.inputs.pypi_options:
+        inputs["pypi-options"] = {
+            key: value if isinstance(value, bool) else sorted(value)
+            for key, value in sorted(lock.inputs.pypi_options.items())
+        }
 
     environments: dict[str, Any] = {}
     for name in sorted(lock.environments):
@@ -278,7 +363,7 @@ def to_dict(lock: Lockfile) -> dict[str, Any]:
             refs = sorted(
                 (lock.artifacts[url] for url in env.packages[platform]), key=_artifact_sort_key
             )
-            packages[platform] = [{a.kind: redact_url(a.url)} for a in refs]
+            packages[platform] = [{a.kind: redact_url(a.key)} for a in refs]
         entry["packages"] = packages
         environments[name] = entry
 
@@ -289,7 +374,11 @@ def to_dict(lock: Lockfile) -> dict[str, Any]:
         "inputs": inputs,
         "environments": environments,
         "packages": [
-            _pypi_to_dict(a) if isinstance(a, PypiArtifact) else _conda_to_dict(a)
+            _pypi_to_dict(a)
+            if isinstance(a, PypiArtifact)
+            else _source_to_dict(a)
+            if isinstance(a, PypiSource)
+            else _conda_to_dict(a)
             for a in artifacts
         ],
     }
@@ -425,6 +514,8 @@ def _artifact_from_dict(data: Any, path: str, problems: _Problems) -> Artifact |
         problems.add(path, f"expected a mapping, got {data!r}")
         return None
     kind = _get(data, "kind", str, path, problems)
+    if kind == "pypi" and ("path" in data or "git" in data):
+        return _source_from_dict(data, path, problems)
     common = {
         "name": _get(data, "name", str, path, problems),
         "version": _get(data, "version", str, path, problems),
@@ -507,6 +598,61 @@ def _artifact_from_dict(data: Any, path: str, problems: _Problems) -> Artifact |
     return None
 
 
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _source_from_dict(data: dict[str, Any], path: str, problems: _Problems) -> PypiSource | None:
+    known = {
+        "kind",
+        "name",
+        "version",
+        "path",
+        "editable",
+        "git",
+        "rev",
+        "tag",
+        "branch",
+        "commit",
+        "subdirectory",
+        "requires-python",
+        "requires-dist",
+    }
+    _unknown_keys(data, known, path, problems)
+    name = _get(data, "name", str, path, problems)
+    version = _get(data, "version", str, path, problems)
+    where = _get(data, "path", str, path, problems, required=False)
+    git = _get(data, "git", str, path, problems, required=False)
+    commit = _get(data, "commit", str, path, problems, required=git is not None)
+    editable = _get(data, "editable", bool, path, problems, required=False) or False
+    subdirectory = _get(data, "subdirectory", str, path, problems, required=False)
+    refs = {k: _get(data, k, str, path, problems, required=False) for k in ("rev", "tag", "branch")}
+    if where is not None and git is not None:
+        problems.add(path, "has both path and git; a source is one or the other")
+    if where is not None and (where.startswith("/") or where == "" or "\\" in where):
+        problems.add(f"{path}.path", f"{where!r} is not a relative POSIX path")
+    if commit is not None and not _COMMIT.match(commit):
+        problems.add(f"{path}.commit", f"{commit!r} is not a full git commit hash")
+    for rel in (subdirectory,):
+        if rel is not None and (rel.startswith("/") or ".." in rel.split("/")):
+            problems.add(f"{path}.subdirectory", f"{rel!r} leaves the repository")
+    if editable and where is None:
+        problems.add(f"{path}.editable", "only a path source can be editable")
+    if name is None or version is None:
+        return None
+    return PypiSource(
+        name=name,
+        version=version,
+        path=where,
+        editable=bool(editable),
+        git=git,
+        commit=commit,
+        subdirectory=subdirectory,
+        requires_dist=_str_list(data, "requires-dist", path, problems),
+        requires_python=_get(data, "requires-python", str, path, problems, required=False),
+        **refs,
+    )
+
+
 def _unknown_keys(data: Mapping[str, Any], known: set[str], path: str, problems: _Problems) -> None:
     for key in sorted(set(data) - known):
         problems.add(f"{path}.{key}", "unknown key")
@@ -561,6 +707,18 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
     for key, value in system.items():
         if not isinstance(value, str):
             problems.add(f"inputs.system-requirements.{key}", f"expected a string, got {value!r}")
+    pypi_options: dict[str, bool | tuple[str, ...]] = {}
+    raw_options = _get(raw_inputs, "pypi-options", dict, "inputs", problems, required=False) or {}
+    for key, value in raw_options.items():
+        where = f"inputs.pypi-options.{key}"
+        if key not in ("prefer-newest", "no-build", "no-binary"):
+            problems.add(where, "unknown key")
+        elif value is True:
+            pypi_options[key] = True
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            pypi_options[key] = tuple(value)
+        else:
+            problems.add(where, f"expected true or a list of names, got {value!r}")
     inputs = LockInputs(
         platforms=_str_list(raw_inputs, "platforms", "inputs", problems),
         channels=_str_list(raw_inputs, "channels", "inputs", problems),
@@ -574,6 +732,7 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
         exclude_newer_span=_get(
             raw_inputs, "exclude-newer-span", str, "inputs", problems, required=False
         ),
+        pypi_options=pypi_options,
     )
     _unknown_keys(
         raw_inputs,
@@ -586,6 +745,7 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
             "system-requirements",
             "exclude-newer",
             "exclude-newer-span",
+            "pypi-options",
         },
         "inputs",
         problems,
@@ -597,9 +757,9 @@ def from_dict(data: Any, *, source: str = LOCK_NAME) -> Lockfile:
         artifact = _artifact_from_dict(raw, f"packages[{i}]", problems)
         if artifact is None:
             continue
-        if artifact.url in artifacts:
-            problems.add(f"packages[{i}].url", f"{artifact.url!r} is described twice")
-        artifacts[artifact.url] = artifact
+        if artifact.key in artifacts:
+            problems.add(f"packages[{i}]", f"{artifact.key!r} is described twice")
+        artifacts[artifact.key] = artifact
 
     environments: dict[str, LockedEnvironment] = {}
     raw_envs = _get(data, "environments", dict, "", problems) or {}
@@ -776,5 +936,5 @@ def env_requested_names(env: LockedEnvironment) -> frozenset[str]:
 
 
 def sequence_of_urls(artifacts: Sequence[Artifact]) -> tuple[str, ...]:
-    """The URLs of ``artifacts`` in canonical lock order."""
-    return tuple(a.url for a in sorted(artifacts, key=_artifact_sort_key))
+    """The keys (URLs, paths, git+URL@commit) of ``artifacts`` in canonical lock order."""
+    return tuple(a.key for a in sorted(artifacts, key=_artifact_sort_key))

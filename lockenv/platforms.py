@@ -99,6 +99,26 @@ def current_platform() -> str:
     )
 
 
+def host_system_requirements() -> tuple[str | None, str | None]:
+    """``(glibc, macos)`` of this machine, as [system-requirements] would write them.
+
+    Used for what is installed here only (build environments), never for a lock.
+    """
+    glibc = macos = None
+    if sys.platform.startswith("linux"):
+        libc, version = _platform.libc_ver()
+        if libc == "glibc" and version.count(".") >= 1:
+            glibc = ".".join(version.split(".")[:2])
+        else:
+            glibc = "2.17"  # musl or unknown: ask only for the oldest manylinux wheels
+    elif sys.platform == "darwin":
+        release = _platform.mac_ver()[0]
+        if release:
+            parts = [*release.split("."), "0"][:2]
+            macos = ".".join(parts)
+    return glibc, macos
+
+
 def _version_tuple(text: str, *, what: str) -> tuple[int, int]:
     parts = text.strip().split(".")
     try:

@@ -19,9 +19,10 @@ from lockenv.errors import LockfileError, StaleLockError, UsageError
 from lockenv.project import LOCK_NAME, STATE_DIR, ProjectPaths, locate
 
 if TYPE_CHECKING:
+    from lockenv.build.builder import SourceBuilder
     from lockenv.fastpath import Signed
     from lockenv.lock.manifest import Manifest
-    from lockenv.lock.resolve import LockOptions
+    from lockenv.lock.resolve import LockOptions, SourceBuild
     from lockenv.lockfile import Artifact, Lockfile
     from lockenv.reports.diff import SummaryLine
 
@@ -115,6 +116,7 @@ class LockOutcome:
     written: bool
     changes: list[SummaryLine]  # one per package change (uv style)
     first: bool  # there was no usable lock before
+    builds: tuple[SourceBuild, ...] = ()  # sdists locked: built at sync on their platform
 
 
 def lock(
@@ -142,13 +144,57 @@ def lock(
                 f"--update {', '.join(unknown)}: not in {LOCK_NAME}; check the spelling "
                 "(names of locked packages are listed by `lockenv list`)"
             )
-    new = lock_manifest(manifest, previous=previous, options=options, progress=say)
+    builds: list[SourceBuild] = []
+    with lock_builder(manifest, options, say) as builder:
+        new = lock_manifest(
+            manifest,
+            previous=previous,
+            options=options,
+            progress=say,
+            builder=builder,
+            on_build=builds.append,
+        )
     changes = diff_locks(previous, new).summary(lock_targets(new))
     written = False
     if not dry_run:
         written = write_lockfile(new, paths.lock)
         remember_fresh(paths)
-    return LockOutcome(lock=new, written=written, changes=changes, first=previous is None)
+    return LockOutcome(
+        lock=new,
+        written=written,
+        changes=changes,
+        first=previous is None,
+        builds=tuple(sorted(builds, key=lambda b: (b.environment, b.platform, b.name))),
+    )
+
+
+def build_notes(builds: tuple[SourceBuild, ...]) -> list[str]:
+    """One line per sdist a lock chose (its platforms together): what `lock` tells."""
+    platforms: dict[tuple[str, str, str], set[str]] = {}
+    for build in builds:
+        platforms.setdefault((build.name, build.version, build.reason), set()).add(build.platform)
+    return [
+        f"{name} {version} is built from source when synced on {', '.join(sorted(where))}: {reason}"
+        for (name, version, reason), where in sorted(platforms.items())
+    ]
+
+
+def lock_builder(manifest: Manifest, options: LockOptions, say: Say | None) -> SourceBuilder:
+    """What asks sdists' build backends for metadata while locking ``manifest``."""
+    from lockenv.build.builder import SourceBuilder
+    from lockenv.cache import default_cache_dir
+    from lockenv.lock.resolve import index_urls_for
+    from lockenv.mirrors import site_mirrors
+
+    return SourceBuilder(
+        cache_dir=options.cache_dir or default_cache_dir(),
+        index_urls=index_urls_for(manifest),
+        find_links=manifest.find_links,
+        offline=options.offline,
+        progress=say,
+        mirrors=site_mirrors().then(manifest.mirrors),
+        manifest=manifest.path,
+    )
 
 
 def record_requirements(paths: ProjectPaths, manifest: Manifest | None = None) -> bool:
@@ -318,16 +364,21 @@ def locked_packages(lock: Lockfile, env: str, platform: str) -> list[dict[str, A
 
 def _row(artifact: Artifact) -> dict[str, Any]:
     from lockenv.http import redact_url
+    from lockenv.lockfile import PypiSource
 
     row: dict[str, Any] = {
         "name": artifact.name,
         "version": artifact.version,
         "kind": artifact.kind,
         "filename": artifact.filename,
-        "url": redact_url(artifact.url),
-        "sha256": artifact.sha256,
-        "size": artifact.size,
     }
+    if isinstance(artifact, PypiSource):
+        # A source tree: no archive, so no URL, sha256 or size.
+        source = {"path": artifact.path, "editable": artifact.editable or None}
+        source |= {"git": artifact.git, "commit": artifact.commit}
+        row.update({k: v for k, v in source.items() if v is not None})
+        return row
+    row.update({"url": redact_url(artifact.url), "sha256": artifact.sha256, "size": artifact.size})
     if artifact.kind == "conda":
         row["build"] = getattr(artifact, "build", None)
     return row
@@ -413,14 +464,15 @@ def sync(
     if is_up_to_date(target.prefix, lock_sha256, target.env):
         tidy(target.prefix, getattr(sync_options, "cache_dir", None))
     else:
+        from dataclasses import replace
+
         from lockenv.lockfile import loads_bytes
-        from lockenv.sync.materialize import sync_environment
 
         lock = loads_bytes(lock_bytes, source=str(target.lock_path))
         require_env(lock, target.env)
-        report = sync_environment(
-            lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
-        )
+        # Path dependencies are relative to the lock's directory.
+        sync_options = replace(sync_options, project_root=target.lock_path.parent)
+        report = _sync_environment(lock, lock_sha256, target, sync_options, say)
     if lock_file is not None and (manifest is not None or not checks_manifest):
         watched, variables = _pip_stamp_inputs() if checks_manifest else ([], [])
         stamp_environment(
@@ -432,6 +484,62 @@ def sync(
             variables=variables,
         )
     return report
+
+
+def _sync_environment(
+    lock: Lockfile, lock_sha256: str, target: SyncTarget, sync_options: Any, say: Say | None
+) -> Any:
+    """`lockenv.sync.materialize.sync_environment`, with a builder when the environment
+    has something to build here and none was given."""
+    from dataclasses import replace
+
+    from lockenv.sync.materialize import sync_environment
+
+    if sync_options.builder is not None or sync_options.no_build or not _has_sources(lock, target):
+        return sync_environment(
+            lock, lock_sha256, target.env, target.prefix, sync_options, progress=say
+        )
+    with sync_builder(lock, sync_options, say) as builder:
+        return sync_environment(
+            lock,
+            lock_sha256,
+            target.env,
+            target.prefix,
+            replace(sync_options, builder=builder),
+            progress=say,
+        )
+
+
+def _has_sources(lock: Lockfile, target: SyncTarget) -> bool:
+    """Whether the environment pins sdists or source trees here (something to build)."""
+    from lockenv.lockfile import CondaArtifact, PypiArtifact
+    from lockenv.platforms import current_platform
+
+    env = lock.environments[target.env]
+    keys = env.packages.get(current_platform(), ())
+    return any(
+        not isinstance(a, CondaArtifact) and not (isinstance(a, PypiArtifact) and a.is_wheel)
+        for a in map(lock.artifacts.__getitem__, keys)
+    )
+
+
+def sync_builder(lock: Lockfile, sync_options: Any, say: Say | None) -> SourceBuilder:
+    """What builds a lock's sdists at sync: build environments come from the lock's
+    indexes (its build requirements are resolved then, not locked)."""
+    from lockenv.build.builder import SourceBuilder
+    from lockenv.cache import default_cache_dir
+    from lockenv.mirrors import load_mirrors
+
+    return SourceBuilder(
+        cache_dir=sync_options.cache_dir or default_cache_dir(),
+        index_urls=lock.inputs.indexes,
+        find_links=lock.inputs.find_links,
+        offline=sync_options.offline,
+        progress=say,
+        mirrors=load_mirrors(sync_options.manifest),
+        manifest=sync_options.manifest,
+        bundle=sync_options.bundle,
+    )
 
 
 def _pip_stamp_inputs() -> tuple[list[Signed], list[tuple[str, str]]]:

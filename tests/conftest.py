@@ -25,15 +25,18 @@ from fixtures.server import IndexServer, serve_index  # noqa: E402
 
 NETWORK_ENV = "LOCKENV_NETWORK_TESTS"
 SLURM_ENV = "LOCKENV_SLURM_TESTS"
+SLOW_ENV = "LOCKENV_SLOW_TESTS"
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``@pytest.mark.network`` tests unless LOCKENV_NETWORK_TESTS=1, and
-    ``@pytest.mark.slurm`` tests unless LOCKENV_SLURM_TESTS=1."""
+    """Skip ``@pytest.mark.network`` tests unless LOCKENV_NETWORK_TESTS=1,
+    ``@pytest.mark.slurm`` tests unless LOCKENV_SLURM_TESTS=1, and ``@pytest.mark.slow``
+    ones unless LOCKENV_SLOW_TESTS=1."""
     for marker, variable, why in (
         ("network", NETWORK_ENV, "uses the network"),
         ("slurm", SLURM_ENV, "starts a Slurm cluster on this machine (as root)"),
+        ("slow", SLOW_ENV, "slow"),
     ):
         if os.environ.get(variable) == "1":
             continue
@@ -52,7 +55,7 @@ def _isolate_from_machine(
     """Keep the developer's pip config, indexes, credentials and cache out of every test."""
     for key in list(os.environ):
         if key.startswith("PIP_") or (
-            key.startswith("LOCKENV_") and key not in (NETWORK_ENV, SLURM_ENV)
+            key.startswith("LOCKENV_") and key not in (NETWORK_ENV, SLURM_ENV, SLOW_ENV)
         ):
             monkeypatch.delenv(key)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)

@@ -127,6 +127,7 @@ def build_wheel(
     symlinks: Mapping[str, str] | None = None,
     record_extra: Iterable[str] = (),
     entry_points: str | None = None,
+    metadata_extra: str = "",
 ) -> Path:
     """Write a small wheel ``name-version-py3-none-any.whl`` with ``files`` (archive paths,
     written as given, even hostile ones) and optional symlink members."""
@@ -136,7 +137,7 @@ def build_wheel(
     for link, target in (symlinks or {}).items():
         members[link] = (target.encode(), stat.S_IFLNK | 0o777)
     members[f"{info}/METADATA"] = (
-        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{metadata_extra}".encode(),
         0o644,
     )
     members[f"{info}/WHEEL"] = (

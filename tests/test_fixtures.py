@@ -35,7 +35,12 @@ def _files(index: Path) -> list[Path]:
 
 
 def _wheels(index: Path) -> list[Path]:
-    return [p for p in _files(index) if p.suffix == ".whl"]
+    """The wheels build_index.py makes (not the vendored third-party ones)."""
+    return [
+        p
+        for p in _files(index)
+        if p.suffix == ".whl" and not p.name.startswith(("flit_core-", "setuptools-"))
+    ]
 
 
 def _sdists(index: Path) -> list[Path]:
@@ -97,6 +102,18 @@ EXPECTED_VERSIONS = [
     ("markers-pkg", ["1.0"]),
     ("oldpy", ["1.0", "2.0"]),
     ("unsat-x", ["1.0"]),
+    ("sourcy", ["1.0", "2.0"]),
+    ("macnew", ["1.0", "2.0"]),
+    ("tinybackend", ["1.0"]),
+    ("tinysdist", ["1.0"]),
+    ("tinydyn", ["1.0"]),
+    ("flitsdist", ["1.0"]),
+    ("brokensdist", ["1.0"]),
+    ("nobackend", ["1.0"]),
+    ("liarsdist", ["1.0"]),
+    # Real wheels of build backends (fixtures/index_src/wheels, see PROVENANCE.md).
+    ("flit-core", ["4.1.0"]),
+    ("setuptools", ["84.0.0"]),
 ]
 
 
@@ -232,9 +249,23 @@ def test_json_pages_match_files(fixture_index_dir: Path) -> None:
                 assert entry["core-metadata"] is False
 
 
+VENDORED = {"flit-core", "setuptools"}  # real third-party wheels, copied as they are
+
+
 def test_every_release_is_in_the_index(fixture_index_dir: Path) -> None:
     pairs = {(r.project, r.version) for r in load_releases()}
-    assert pairs == {(p, v) for p, versions in EXPECTED_VERSIONS for v in versions}
+    expected = {(p, v) for p, versions in EXPECTED_VERSIONS for v in versions}
+    assert pairs == {(p, v) for p, v in expected if p not in VENDORED}
+
+
+def test_vendored_wheels_are_copied_byte_for_byte(fixture_index_dir: Path) -> None:
+    source = Path(__file__).resolve().parent.parent / "fixtures" / "index_src" / "wheels"
+    wheels = sorted(source.glob("*.whl"))
+    assert {parse_wheel_filename(w.name)[0] for w in wheels} == VENDORED
+    for wheel in wheels:
+        assert (fixture_index_dir / "files" / wheel.name).read_bytes() == wheel.read_bytes()
+        provenance = (source / "PROVENANCE.md").read_text()
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() in provenance
 
 
 # --- artifacts are real -----------------------------------------------------------------

@@ -70,6 +70,10 @@ def _append(path: Path, line: str) -> None:
         ("lock/resolve.py", "from lockenv.sync import materialize  # noqa", "layers"),
         ("errors.py", "import lockenv.platforms  # noqa", "layers"),
         ("lock/pypi/provider.py", "import lockenv.lock.conda.solver  # noqa", "ecosystems"),
+        # Building needs both sides; neither side may reach up into it.
+        ("sync/materialize.py", "import lockenv.build.builder  # noqa", "layers"),
+        ("lock/pypi/metadata.py", "from lockenv.build import backend  # noqa", "layers"),
+        ("build/builder.py", "import lockenv.workspace  # noqa", "layers"),
     ],
 )
 def test_a_deliberate_violation_breaks_its_contract(

@@ -38,6 +38,7 @@ from lockenv.lockfile import (
     Lockfile,
     LockInputs,
     PypiArtifact,
+    PypiSource,
     dumps,
     env_requested_names,
     from_dict,
@@ -124,8 +125,25 @@ def sample_lock() -> Lockfile:
         track_features=("feature-x",),
     )
     tzdata = _conda("tzdata", "2024a", "noarch", noarch="generic", license="LicenseRef-Public")
+    project = PypiSource(
+        name="mycli",
+        version="0.1.0",
+        path=".",
+        editable=True,
+        requires_dist=("six", 'tomli; extra == "toml"'),
+        requires_python=">=3.10",
+    )
+    gitdep = PypiSource(
+        name="gitdep",
+        version="1.2",
+        git="https://git.example.invalid/org/repo.git",
+        commit="0123456789abcdef0123456789abcdef01234567",
+        tag="v1.2",
+        subdirectory="pkg",
+    )
     artifacts: dict[str, Artifact] = {
-        a.url: a for a in (six, attrs, numpy_linux, numpy_osx, sdist, python_linux, tzdata)
+        a.key: a
+        for a in (six, attrs, numpy_linux, numpy_osx, sdist, python_linux, tzdata, project, gitdep)
     }
     default = LockedEnvironment(
         name="default",
@@ -139,9 +157,14 @@ def sample_lock() -> Lockfile:
     )
     test = LockedEnvironment(
         name="test",
-        pypi_requirements=("six", "tomli"),
+        pypi_requirements=(
+            "six",
+            "tomli",
+            "mycli @ .",
+            "gitdep @ git+https://git.example.invalid/org/repo.git@v1.2#subdirectory=pkg",
+        ),
         packages={
-            "linux-64": sequence_of_urls([six, sdist]),
+            "linux-64": sequence_of_urls([six, sdist, project, gitdep]),
             "win-64": sequence_of_urls([six, sdist]),
         },
     )
@@ -154,6 +177,7 @@ def sample_lock() -> Lockfile:
             requires_python=">=3.10",
             system_requirements={"glibc": "2.17", "cuda": "12.0", "macos": "11.0"},
             exclude_newer="2024-03-01T00:00:00Z",
+            pypi_options={"no-build": ("numpy",), "prefer-newest": True},
         ),
         environments={"default": default, "test": test},
         artifacts=artifacts,
@@ -276,9 +300,11 @@ def test_dumps_layout() -> None:
     assert data["inputs"]["platforms"] == ["linux-64", "osx-arm64", "win-64"]
     assert list(data["inputs"]["system-requirements"]) == ["cuda", "glibc", "macos"]
     # Each artifact is described once, however many environments and platforms use it.
-    urls = [p["url"] for p in data["packages"]]
+    urls = [p["url"] for p in data["packages"] if "url" in p]
     assert len(urls) == len(set(urls)) == 7
-    keys = [(p["kind"], p["name"], p["version"], p["filename"], p["url"]) for p in data["packages"]]
+    # Source trees have no archive: a path or a git commit instead.
+    assert [p["name"] for p in data["packages"] if "url" not in p] == ["gitdep", "mycli"]
+    keys = [(p["kind"], p["name"], p["version"]) for p in data["packages"]]
     assert keys == sorted(keys)
     linux = data["environments"]["default"]["packages"]["linux-64"]
     assert [next(iter(ref)) for ref in linux] == ["conda", "conda", "pypi", "pypi", "pypi"]
@@ -615,6 +641,46 @@ def test_hand_broken_lock_is_refused(
     assert (_schema_errors(schema_validator, data) == []) == (case in _CROSS_REFERENCES)
 
 
+@pytest.mark.parametrize(
+    ("name", "key", "value", "expected"),
+    [
+        ("gitdep", "commit", "abc123", "'abc123' is not a full git commit hash"),
+        ("gitdep", "commit", ..., "commit: missing"),
+        ("gitdep", "editable", True, "only a path source can be editable"),
+        ("gitdep", "path", "x", "has both path and git"),
+        ("gitdep", "subdirectory", "../up", "'../up' leaves the repository"),
+        ("mycli", "path", "/abs/dir", "'/abs/dir' is not a relative POSIX path"),
+        ("mycli", "editable", "yes", "editable: expected bool"),
+        ("mycli", "sha256", "0" * 64, "sha256: unknown key"),
+    ],
+)
+def test_hand_broken_source_is_refused(
+    name: str, key: str, value: Any, expected: str, schema_validator: Any
+) -> None:
+    data = _good()
+    entry = data["packages"][_pkg_index(data, name)]
+    if value is ...:
+        del entry[key]
+    else:
+        entry[key] = value
+    with pytest.raises(LockfileError, match=re.escape(expected)):
+        loads(yaml.safe_dump(data, sort_keys=False))
+    assert _schema_errors(schema_validator, data) != []
+
+
+def test_sources_are_keyed_by_path_and_commit() -> None:
+    lock = loads(dumps(sample_lock()))
+    refs = lock.environments["test"].packages["linux-64"]
+    assert "." in refs
+    git = "git+https://git.example.invalid/org/repo.git@0123456789abcdef0123456789abcdef01234567"
+    assert f"{git}#subdirectory=pkg" in refs
+    project = lock.artifacts["."]
+    assert (
+        isinstance(project, PypiSource) and project.editable and project.filename == ". (editable)"
+    )
+    assert dict(lock.inputs.pypi_options) == {"no-build": ("numpy",), "prefer-newest": True}
+
+
 def test_sample_artifact_positions() -> None:
     # BROKEN names artifacts by position: keep the table honest if the sample changes.
     data = _good()
@@ -638,7 +704,8 @@ def test_several_problems_are_reported_at_once() -> None:
 def test_many_problems_are_summarised() -> None:
     data = _good()
     for package in data["packages"]:
-        package["size"] = -1
+        if "url" in package:
+            package["size"] = -1
     with pytest.raises(LockfileError, match=r"\(and 2 more\); run `lockenv lock`"):
         from_dict(data)
 
@@ -646,7 +713,7 @@ def test_many_problems_are_summarised() -> None:
 def test_described_twice() -> None:
     data = _good()
     data["packages"].append(copy.deepcopy(data["packages"][2]))
-    with pytest.raises(LockfileError, match=r"packages\[7\]\.url: .* is described twice"):
+    with pytest.raises(LockfileError, match=r"packages\[9\]: .* is described twice"):
         from_dict(data)
 
 

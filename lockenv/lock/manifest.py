@@ -53,6 +53,7 @@ from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import ManifestError, UsageError
 from lockenv.http import redact_url
+from lockenv.lock.pypi.wanted import NameSet, PypiDependency, PypiOptions, PypiSource
 from lockenv.mirrors import Mirrors, parse_mirror_table
 from lockenv.platforms import PLATFORMS as _TARGETS
 from lockenv.project import TOML_ERRORS, toml_problem
@@ -66,6 +67,8 @@ __all__ = [
     "Feature",
     "Manifest",
     "PypiDependency",
+    "PypiOptions",
+    "PypiSource",
     "SystemRequirements",
     "check_conda_name",
     "check_conda_spec",
@@ -74,6 +77,7 @@ __all__ = [
     "load_manifest",
     "merge_conda_dependencies",
     "parse_manifest",
+    "pypi_dependency_from_requirement",
 ]
 
 MANIFEST_NAMES = ("lockenv.toml", "pyproject.toml")
@@ -112,7 +116,9 @@ _TOP_KEYS = (
     "environments",
     "conda-pypi-map",
     "mirrors",
+    "pypi-options",
 )
+_PYPI_OPTION_KEYS = ("prefer-newest", "no-build", "no-binary")
 _FEATURE_KEYS = (
     "dependencies",
     "pypi-dependencies",
@@ -122,7 +128,9 @@ _FEATURE_KEYS = (
 )
 _CONDA_TABLE_KEYS = ("version", "build", "build-number", "channel", "subdir", "md5", "sha256")
 _CONDA_EXAMPLES = "e.g. '>=1.26', '3.12.*', '1.2 py*', 'conda-forge::>=1.26' or '[build_number=0]'"
-_PYPI_TABLE_KEYS = ("version", "extras", "markers")
+_SOURCE_KEYS = ("path", "editable", "git", "rev", "tag", "branch", "subdirectory", "url")
+_PYPI_TABLE_KEYS = ("version", "extras", "markers", *_SOURCE_KEYS)
+_ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".zip")
 _SYSTEM_KEYS = ("glibc", "macos", "cuda", "archspec")
 _ENVIRONMENT_KEYS = ("features", "no-default-feature", "base-environment")
 
@@ -130,14 +138,6 @@ Key = str | int
 
 
 # --------------------------------------------------------------------------- model
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PypiDependency:
-    """One ``[pypi-dependencies]`` entry; ``str(requirement)`` is its PEP 508 text."""
-
-    name: NormalizedName
-    requirement: Requirement
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +222,7 @@ class Manifest:
     conda_pypi_map: Mapping[str, NormalizedName] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    pypi_options: PypiOptions = field(default_factory=PypiOptions)
     # Things that are valid but probably not meant (e.g. a bare conda version, which is
     # exact): printed by `lock` and `add`, never an error.
     warnings: tuple[str, ...] = ()
@@ -316,7 +317,12 @@ def parse_manifest(text: str, *, path: Path) -> Manifest:
             )
         pep621 = document.get("project")
         reader = _Reader(label, ("tool", "lockenv"), root)
-        manifest = reader.manifest(table, path, pep621 if isinstance(pep621, dict) else {})
+        manifest = reader.manifest(
+            table,
+            path,
+            pep621 if isinstance(pep621, dict) else {},
+            groups=document.get("dependency-groups", {}),
+        )
     else:
         reader = _Reader(label, (), root)
         manifest = reader.manifest(document, path, None)
@@ -510,7 +516,12 @@ class _Reader:
     # ---- whole manifest
 
     def manifest(
-        self, doc: dict[str, Any], path: Path, pep621: dict[str, Any] | None
+        self,
+        doc: dict[str, Any],
+        path: Path,
+        pep621: dict[str, Any] | None,
+        *,
+        groups: object = None,
     ) -> Manifest | None:
         top = self.table(doc, (), _TOP_KEYS)
         project = self.table(top.get("project", {}), ("project",), _PROJECT_KEYS)
@@ -548,10 +559,16 @@ class _Reader:
                 )
             raw = self.table(raw_features[feature_name], keys, _FEATURE_KEYS)
             features[feature_name] = self._feature(feature_name, raw, keys, platforms)
+        if pep621:
+            implicit = self._project_features(pep621, groups or {}, default_feature)
+            for feature_name, pypi in implicit.items():
+                features[feature_name] = _with_pypi(features.get(feature_name), feature_name, pypi)
 
         environments = self._environments(top.get("environments", {}), features)
         used = {name for env in environments.values() for name in env.features}
-        for feature_name in sorted(set(features) - used):
+        # Only features the manifest declares: a project's extras and dependency groups
+        # are features too, but many projects have extras no environment needs.
+        for feature_name in sorted(set(raw_features) & set(features) - used):
             self.warn(
                 ("feature", feature_name),
                 f"no environment includes feature {feature_name!r}, so nothing locks or "
@@ -568,6 +585,7 @@ class _Reader:
                 ("mirrors", key) if key else ("mirrors",), message
             ),
         )
+        pypi_options = self._pypi_options(top.get("pypi-options", {}))
         if name is None or channels is None or indexes is None or find_links is None:
             return None
         manifest = Manifest(
@@ -587,6 +605,7 @@ class _Reader:
             conda_pypi_map=MappingProxyType(conda_pypi_map),
             mirrors=mirrors,
             base_environment=base_environment,
+            pypi_options=pypi_options,
             warnings=tuple(self.warnings),
         )
         if not self.problems:
@@ -611,6 +630,134 @@ class _Reader:
             else:
                 mapping[conda_name] = canonicalize_name(pypi_name)
         return mapping
+
+    def _project_features(
+        self, pep621: dict[str, Any], groups: object, default: Feature
+    ) -> dict[str, list[PypiDependency]]:
+        """Features the project's own pyproject.toml defines, as pixi and uv read them: one
+        per ``[project.optional-dependencies]`` extra (the project itself with that extra,
+        when it is a path dependency of the manifest, else the extra's requirements) and
+        one per PEP 735 ``[dependency-groups]`` group (its requirements, includes
+        expanded)."""
+        out: dict[str, list[PypiDependency]] = {}
+        project = canonicalize_name(str(pep621.get("name", "")) or "-")
+        itself = next(
+            (d for d in default.pypi_dependencies if d.name == project and d.source is not None),
+            None,
+        )
+        extras = pep621.get("optional-dependencies", {})
+        if not isinstance(extras, dict):
+            self.add(("project", "optional-dependencies"), "expected a table", absolute=True)
+            extras = {}
+        for extra, items in extras.items():
+            feature = canonicalize_name(extra)
+            keys: tuple[Key, ...] = ("project", "optional-dependencies", extra)
+            if itself is not None and itself.source is not None:
+                text = f"{project}[{feature}] @ {itself.source.reference} "
+                out.setdefault(feature, []).append(
+                    PypiDependency(
+                        name=project, requirement=Requirement(text), source=itself.source
+                    )
+                )
+            elif isinstance(items, list):
+                out.setdefault(feature, []).extend(self._pep508_list(items, keys))
+        if not isinstance(groups, dict):
+            self.add(("dependency-groups",), "expected a table", absolute=True)
+            return out
+        normalized: dict[str, Any] = {canonicalize_name(g): v for g, v in groups.items()}
+        for group in groups:
+            feature = canonicalize_name(group)
+            texts = self._group_requirements(feature, normalized, ())
+            keys = ("dependency-groups", group)
+            out.setdefault(feature, []).extend(self._pep508_list(texts, keys))
+        return out
+
+    def _group_requirements(
+        self, group: str, groups: dict[str, Any], seen: tuple[str, ...]
+    ) -> list[str]:
+        """The requirement strings of a dependency group, ``include-group`` expanded."""
+        if group in seen:
+            chain = " -> ".join((*seen, group))
+            self.add(("dependency-groups",), f"include-group cycle: {chain}", absolute=True)
+            return []
+        items = groups.get(group)
+        if not isinstance(items, list):
+            self.add(("dependency-groups", group), "expected an array", absolute=True)
+            return []
+        texts: list[str] = []
+        for item in items:
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("include-group"), str):
+                included = canonicalize_name(item["include-group"])
+                if included not in groups:
+                    self.add(
+                        ("dependency-groups", group),
+                        f"include-group {item['include-group']!r}: no such group",
+                        absolute=True,
+                    )
+                    continue
+                texts += self._group_requirements(included, groups, (*seen, group))
+            else:
+                self.add(
+                    ("dependency-groups", group),
+                    f"{item!r} is neither a PEP 508 string nor {{include-group = ...}}",
+                    absolute=True,
+                )
+        return texts
+
+    def _pep508_list(self, items: list[Any], keys: tuple[Key, ...]) -> list[PypiDependency]:
+        """Manifest dependencies from PEP 508 strings (a requirement with a URL becomes a
+        git, url or path source)."""
+        out = []
+        for index, text in enumerate(items):
+            try:
+                requirement = Requirement(str(text))
+            except InvalidRequirement as error:
+                self.add(
+                    (*keys, index),
+                    f"invalid requirement {text!r} ({str(error).splitlines()[0]})",
+                    absolute=True,
+                )
+                continue
+            dependency = pypi_dependency_from_requirement(requirement, root=self.root)
+            if isinstance(dependency, str):
+                self.add((*keys, index), dependency, absolute=True)
+            else:
+                out.append(dependency)
+        return out
+
+    def _pypi_options(self, value: object) -> PypiOptions:
+        keys: tuple[Key, ...] = ("pypi-options",)
+        table = self.table(value, keys, _PYPI_OPTION_KEYS)
+        settings: dict[str, NameSet] = {}
+        for key in _PYPI_OPTION_KEYS:
+            if key not in table:
+                continue
+            raw = table[key]
+            if isinstance(raw, bool):
+                settings[key.replace("-", "_")] = raw
+                continue
+            if not isinstance(raw, list):
+                self.wrong_type((*keys, key), "true, false or an array of package names", raw)
+                continue
+            items = self.string_list(raw, (*keys, key))
+            names: set[NormalizedName] = set()
+            for index, item in items or []:
+                if _DIST_NAME.fullmatch(item):
+                    names.add(canonicalize_name(item))
+                else:
+                    self.add((*keys, key, index), f"invalid distribution name {item!r}")
+            settings[key.replace("-", "_")] = frozenset(names)
+        options = PypiOptions(**settings)
+        both = _overlap(options.no_build, options.no_binary)
+        if both:
+            self.add(
+                keys,
+                f"no-build and no-binary both name {both}: a package needs a wheel or an "
+                "sdist it may build; remove it from one of them",
+            )
+        return options
 
     def _project_name(self, project: dict[str, Any], pep621: dict[str, Any] | None) -> str | None:
         if "name" in project:
@@ -965,6 +1112,17 @@ class _Reader:
                 keys, "a version specifier string or a table {version, extras, markers}", value
             )
             return None
+        source: PypiSource | None = None
+        if isinstance(value, dict) and any(k in value for k in _SOURCE_KEYS):
+            if "version" in value:
+                self.add(
+                    (*keys, "version"),
+                    "a path, git or url dependency takes its version from its source; "
+                    "remove version",
+                )
+                ok = False
+            source = self._pypi_source(value, keys)
+            ok = ok and source is not None
         specifier = self._specifier(version, version_keys) if version is not None else None
         if specifier is None or not ok:
             return None
@@ -972,7 +1130,7 @@ class _Reader:
         text = str(normalized)
         if extras:
             text += "[" + ",".join(sorted(set(extras))) + "]"
-        text += str(specifier)
+        text += f" @ {source.reference} " if source is not None else str(specifier)
         if marker is not None:
             text += f"; {marker}"
         try:
@@ -980,7 +1138,95 @@ class _Reader:
         except InvalidRequirement as error:
             self.add(keys, f"invalid requirement {text!r} ({str(error).splitlines()[0]})")
             return None
-        return PypiDependency(name=normalized, requirement=requirement)
+        return PypiDependency(name=normalized, requirement=requirement, source=source)
+
+    def _pypi_source(self, table: dict[str, Any], keys: tuple[Key, ...]) -> PypiSource | None:
+        """The path, git or url source of a ``[pypi-dependencies]`` table, checked."""
+        kinds = [k for k in ("path", "git", "url") if k in table]
+        if len(kinds) > 1:
+            self.add(keys, f"{' and '.join(kinds)} both given; a dependency has one source")
+            return None
+        kind = kinds[0] if kinds else None
+        refs = [k for k in ("rev", "tag", "branch") if k in table]
+        ok = True
+        for key in ("editable", "rev", "tag", "branch", "subdirectory"):
+            owner = "path" if key == "editable" else "git"
+            if key in table and kind != owner:
+                self.add((*keys, key), f"{key} goes with {owner} = ...; remove it or add {owner}")
+                ok = False
+        if len(refs) > 1:
+            self.add(keys, f"{' and '.join(refs)} both given; name one git reference")
+            ok = False
+        strings: dict[str, str] = {}
+        for key in ("path", "git", "url", "rev", "tag", "branch", "subdirectory"):
+            if key in table:
+                text = self.string(table[key], (*keys, key))
+                if text is None or not text.strip():
+                    if text is not None:
+                        self.add((*keys, key), f"empty {key}")
+                    ok = False
+                else:
+                    strings[key] = text.strip()
+        editable = table.get("editable", False)
+        if not isinstance(editable, bool):
+            self.wrong_type((*keys, "editable"), "true or false", editable)
+            ok = False
+        if not ok or kind is None:
+            return None
+        if kind == "path":
+            relative = self._source_path(strings["path"], (*keys, "path"))
+            if relative is None:
+                return None
+            return PypiSource(path=relative, editable=bool(editable))
+        if kind == "git":
+            subdirectory = strings.get("subdirectory")
+            if subdirectory is not None and (
+                subdirectory.startswith("/") or ".." in subdirectory.split("/")
+            ):
+                self.add((*keys, "subdirectory"), f"{subdirectory!r} leaves the repository")
+                return None
+            url = strings["git"]
+            if not (_URL.match(url) or re.fullmatch(r"[\w.-]+@[\w.-]+:.+", url)):
+                self.add(
+                    (*keys, "git"),
+                    f"{url!r} is not a git URL (https://, ssh://, file:// or user@host:path)",
+                )
+                return None
+            return PypiSource(
+                git=url.removeprefix("git+"),
+                rev=strings.get("rev"),
+                tag=strings.get("tag"),
+                branch=strings.get("branch"),
+                subdirectory=subdirectory,
+            )
+        url = strings["url"]
+        if not re.match(r"(https?|file)://", url):
+            self.add((*keys, "url"), f"{url!r}: use an https:// or file:// URL")
+            return None
+        filename = url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]
+        if not filename.endswith(_ARCHIVE_SUFFIXES):
+            self.add(
+                (*keys, "url"),
+                f"{url!r} names no wheel or sdist (a file ending in .whl, .tar.gz or .zip)",
+            )
+            return None
+        return PypiSource(url=url)
+
+    def _source_path(self, text: str, keys: tuple[Key, ...]) -> str | None:
+        """A path dependency as a POSIX path relative to the manifest's directory."""
+        local = Path(os.path.expanduser(text))
+        if not local.is_absolute():
+            local = self.root / local
+        local = Path(os.path.normpath(local))
+        if not local.is_dir():
+            self.add(
+                keys,
+                f"{text!r} is not a directory (a project with pyproject.toml or setup.py, "
+                f"relative to {str(self.root)!r})",
+            )
+            return None
+        relative = os.path.relpath(local, self.root)
+        return Path(relative).as_posix()
 
     def _specifier(self, version: str, keys: tuple[Key, ...]) -> SpecifierSet | None:
         text = version.strip()
@@ -1090,6 +1336,79 @@ class _Reader:
         ordered = {DEFAULT_FEATURE: environments.pop(DEFAULT_FEATURE)}
         ordered.update(sorted(environments.items()))
         return ordered
+
+
+def pypi_dependency_from_requirement(
+    requirement: Requirement, *, root: Path
+) -> PypiDependency | str:
+    """A PEP 508 requirement as a manifest dependency (a direct reference becoming a git,
+    url or path source, a path relative to ``root``), or why it cannot be one."""
+    name = canonicalize_name(requirement.name)
+    extras = "[" + ",".join(sorted(requirement.extras)) + "]" if requirement.extras else ""
+    marker = f"; {requirement.marker}" if requirement.marker else ""
+    source: PypiSource | None = None
+    if requirement.url:
+        found = source_from_url(requirement.url, root=root)
+        if isinstance(found, str):
+            return found
+        source = found
+        text = f"{name}{extras} @ {found.reference} {marker}"
+    else:
+        text = f"{name}{extras}{requirement.specifier}{marker}"
+    return PypiDependency(name=name, requirement=Requirement(text), source=source)
+
+
+def source_from_url(url: str, *, root: Path) -> PypiSource | str:
+    """The source a PEP 508 direct reference names: ``git+URL@ref#subdirectory=...``, an
+    archive URL, or a ``file:`` directory (made relative to ``root``); else why not."""
+    import urllib.parse
+
+    if url.startswith("git+"):
+        rest, _, fragment = url[4:].partition("#")
+        subdirectory = urllib.parse.parse_qs(fragment).get("subdirectory", [None])[0]
+        scheme, sep, tail = rest.partition("://")
+        base, at, ref = tail.rpartition("@") if "@" in tail.split("/", 1)[-1] else ("", "", "")
+        repo = f"{scheme}{sep}{base}" if at else rest
+        return PypiSource(git=repo, rev=ref or None, subdirectory=subdirectory)
+    if url.startswith("file:"):
+        from urllib.request import url2pathname
+
+        local = Path(url2pathname(urllib.parse.urlsplit(url).path))
+        if local.is_dir():
+            relative = os.path.relpath(local, root)
+            return PypiSource(path=Path(relative).as_posix())
+    if re.match(r"(https?|file)://", url):
+        filename = url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]
+        if filename.endswith(_ARCHIVE_SUFFIXES):
+            return PypiSource(url=url.split("#", 1)[0])
+    return (
+        f"{url!r} is not a source lockenv can lock (a git+ URL, a wheel or sdist URL, or a "
+        "file: URL of a project directory)"
+    )
+
+
+def _with_pypi(feature: Feature | None, name: str, pypi: list[PypiDependency]) -> Feature:
+    """``feature`` (or a new one) with ``pypi`` added; its own entries win by name."""
+    own = {d.name: d for d in feature.pypi_dependencies} if feature else {}
+    merged = {d.name: d for d in pypi} | own
+    if feature is None:
+        return Feature(
+            name=name,
+            dependencies=(),
+            pypi_dependencies=tuple(merged[n] for n in sorted(merged)),
+            system_requirements=SystemRequirements(),
+        )
+    return replace(feature, pypi_dependencies=tuple(merged[n] for n in sorted(merged)))
+
+
+def _overlap(a: NameSet, b: NameSet) -> str:
+    """What two ``[pypi-options]`` settings have in common, for a message ("" if nothing)."""
+    if a is True and b is True:
+        return "every package"
+    names_a = a if isinstance(a, frozenset) else frozenset()
+    names_b = b if isinstance(b, frozenset) else frozenset()
+    common = names_b if a is True else names_a if b is True else names_a & names_b
+    return ", ".join(sorted(common))
 
 
 def _is_local_path(text: str) -> bool:
@@ -1235,6 +1554,8 @@ def merge_conda_dependencies(a: CondaDependency, b: CondaDependency) -> CondaDep
 
 def _merge_pypi(a: PypiDependency, b: PypiDependency) -> PypiDependency | str:
     ra, rb = a.requirement, b.requirement
+    if a.source is not None or b.source is not None:
+        return _merge_sourced(a, b)
     if ra.marker != rb.marker:
         return (
             f"markers {str(ra.marker) if ra.marker else None!r} versus "
@@ -1248,6 +1569,29 @@ def _merge_pypi(a: PypiDependency, b: PypiDependency) -> PypiDependency | str:
     if ra.marker is not None:
         text += f"; {ra.marker}"
     return PypiDependency(name=a.name, requirement=Requirement(text))
+
+
+def _merge_sourced(a: PypiDependency, b: PypiDependency) -> PypiDependency | str:
+    """Two features name a package and at least one gives it a source: the sources
+    agree (or one feature only asks for extras), else it is a conflict."""
+    if a.source is not None and b.source is not None and a.source != b.source:
+        return f"sources {a.source.reference!r} versus {b.source.reference!r}; use one source"
+    sourced, other = (a, b) if a.source is not None else (b, a)
+    source = sourced.source
+    assert source is not None
+    if other.source is None and str(other.requirement.specifier):
+        return (
+            f"{source.reference!r} (a source) versus the version range "
+            f"{str(other.requirement.specifier)!r}; a source sets the version"
+        )
+    if a.requirement.marker != b.requirement.marker:
+        return "different markers; use the same markers in both"
+    extras = sorted(a.requirement.extras | b.requirement.extras)
+    text = str(sourced.name) + (f"[{','.join(extras)}]" if extras else "")
+    text += f" @ {source.reference} "
+    if a.requirement.marker is not None:
+        text += f"; {a.requirement.marker}"
+    return PypiDependency(name=a.name, requirement=Requirement(text), source=sourced.source)
 
 
 def _merge_system(a: SystemRequirements, b: SystemRequirements) -> SystemRequirements | str:

@@ -43,11 +43,15 @@ if TYPE_CHECKING:
     from tomlkit.items import Item, Table
     from tomlkit.toml_document import TOMLDocument
 
+    from lockenv.lock.manifest import PypiSource as ManifestSource
+
 __all__ = [
     "add_conda_dependencies",
     "add_feature_to_environment",
     "add_pypi_dependencies",
     "init_manifest_text",
+    "init_pyproject_text",
+    "pyproject_project",
     "remove_dependencies",
 ]
 
@@ -94,19 +98,37 @@ def init_manifest_text(
 
 
 def add_pypi_dependencies(
-    text: str, requirements: Sequence[Requirement], *, feature: str | None, in_pyproject: bool
+    text: str,
+    requirements: Sequence[Requirement],
+    *,
+    feature: str | None,
+    in_pyproject: bool,
+    root: Path | None = None,
+    editable: bool = False,
 ) -> str:
-    """Add (or replace in place) PyPI requirements in the default table or ``feature``'s."""
+    """Add (or replace in place) PyPI requirements in the default table or ``feature``'s.
+
+    A direct reference (``name @ git+URL@ref``, an archive URL, a ``file:`` directory
+    made relative to ``root``, the manifest's directory) becomes a git, url or path
+    source; ``editable`` makes path sources editable.
+    """
+    import dataclasses
+
     import tomlkit
+
+    from lockenv.lock.manifest import source_from_url
 
     problems = []
     entries: list[tuple[str, Item]] = []
     for requirement in requirements:
         if requirement.url:
-            problems.append(
-                f"{requirement.name}: direct URL requirements ({requirement.url!r}) are not "
-                "supported in [pypi-dependencies]; use a version specifier"
-            )
+            source = source_from_url(requirement.url, root=root or Path.cwd())
+            if isinstance(source, str):
+                problems.append(f"{requirement.name}: {source}")
+                continue
+            if editable and source.path is not None:
+                source = dataclasses.replace(source, editable=True)
+            entries.append((requirement.name, _source_value(tomlkit, requirement, source)))
             continue
         entries.append((requirement.name, _pypi_value(tomlkit, requirement)))
     if problems:
@@ -383,6 +405,28 @@ def _pypi_value(tomlkit: Any, requirement: Requirement) -> Item:
     return tomlkit.parse(f"x = {{ {', '.join(parts)} }}\n")["x"]  # type: ignore[no-any-return]
 
 
+def _source_value(tomlkit: Any, requirement: Requirement, source: ManifestSource) -> Item:
+    """``{ path = ..., editable = true }``, ``{ git = ..., rev = ... }`` or ``{ url = ... }``."""
+    fields: dict[str, object] = {
+        "path": source.path,
+        "editable": True if source.editable else None,
+        "git": source.git,
+        "rev": source.rev,
+        "tag": source.tag,
+        "branch": source.branch,
+        "subdirectory": source.subdirectory,
+        "url": source.url,
+        "extras": sorted(requirement.extras) or None,
+    }
+    parts = [f"{k} = {tomlkit.item(v).as_string()}" for k, v in fields.items() if v is not None]
+    if requirement.marker is not None:
+        marker = str(requirement.marker)
+        parts.append(
+            f"markers = {tomlkit.string(marker, literal=chr(39) not in marker).as_string()}"
+        )
+    return tomlkit.parse(f"x = {{ {', '.join(parts)} }}\n")["x"]  # type: ignore[no-any-return]
+
+
 def _parse(text: str) -> TOMLDocument:
     import tomlkit
     from tomlkit.exceptions import TOMLKitError
@@ -463,3 +507,67 @@ def _drop_empty_super_tables(document: TOMLDocument, path: Sequence[str]) -> Non
         ):
             return
         del parent[path[depth - 1]]
+
+
+# -- the project itself ------------------------------------------------------------------
+
+
+def pyproject_project(text: str) -> dict[str, Any] | None:
+    """The ``[project]`` table of pyproject.toml ``text``, or None when it has none."""
+    try:
+        project = tomllib.loads(text).get("project")
+    except tomllib.TOMLDecodeError as error:
+        raise ManifestError(f"pyproject.toml: invalid TOML: {error}") from None
+    return project if isinstance(project, dict) else None
+
+
+def init_pyproject_text(
+    text: str,
+    *,
+    path: Path,
+    platforms: Sequence[str],
+    channels: Sequence[str],
+    requires_python: str | None,
+    indexes: Sequence[str] = (),
+) -> str:
+    """``text`` (a pyproject.toml with a ``[project]`` table) with ``[tool.lockenv]``
+    added at its end, everything before kept byte for byte: the project itself as an
+    editable path dependency (so its dependencies come from its own metadata and
+    ``lockenv run`` runs the working tree), and one environment per extra and per PEP
+    735 dependency group (the manifest reads each as a feature)."""
+    import tomlkit
+
+    document = tomllib.loads(text)
+    project = document.get("project")
+    if not isinstance(project, dict) or not isinstance(project.get("name"), str):
+        raise ManifestError(f"{path.name}: no [project] table with a name; use a lockenv.toml")
+    tool = document.get("tool")
+    if isinstance(tool, dict) and "lockenv" in tool:
+        raise ManifestError(f"{path.name} already has a [tool.lockenv] table; edit it")
+
+    def value(item: object) -> str:
+        return tomlkit.item(item).as_string()
+
+    name = canonicalize_name(project["name"])
+    lines = ["", "[tool.lockenv.project]", f"platforms = {value(list(platforms))}"]
+    if channels:
+        lines.append(f"channels = {value(list(channels))}")
+    if indexes:
+        lines.append(f"indexes = {value(list(indexes))}")
+    if requires_python is not None:
+        lines.append(f"requires-python = {value(requires_python)}")
+    lines += [
+        "",
+        "[tool.lockenv.pypi-dependencies]",
+        f'{name} = {{ path = ".", editable = true }}',
+    ]
+    extras = project.get("optional-dependencies", {})
+    groups = document.get("dependency-groups", {})
+    features = sorted({canonicalize_name(f) for f in (*dict(extras or {}), *dict(groups or {}))})
+    if features:
+        lines += ["", "[tool.lockenv.environments]", "default = []"]
+        lines += [f"{feature} = [{value(feature)}]" for feature in features]
+    new = text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+    _check(new)
+    parse_manifest(new, path=path)
+    return new

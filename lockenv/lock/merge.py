@@ -298,7 +298,7 @@ def _merge_environment(
             notes,
         )
         for artifact in pins:
-            chosen[artifact.url] = artifact
+            chosen[artifact.key] = artifact
         packages[platform] = sequence_of_urls(pins)
     return LockedEnvironment(
         name=name,

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from lockenv.lockfile import (
     Lockfile,
     LockInputs,
     PypiArtifact,
+    PypiSource,
     sequence_of_urls,
 )
 from lockenv.platforms import (
@@ -50,13 +51,17 @@ from lockenv.platforms import (
 )
 
 if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+
     from lockenv.base_environment import BaseEnvironment
     from lockenv.http import HttpClient
     from lockenv.lock.conda.matchspec import MatchSpec
     from lockenv.lock.conda.repodata import ChannelClient, RepoRecord
-    from lockenv.lock.manifest import CondaDependency, EnvironmentSpec, Manifest
+    from lockenv.lock.manifest import CondaDependency, EnvironmentSpec, Manifest, PypiOptions
+    from lockenv.lock.manifest import PypiSource as ManifestSource
     from lockenv.lock.pypi.index import DistFile, PackageIndex
-    from lockenv.lock.pypi.metadata import MetadataFetcher
+    from lockenv.lock.pypi.metadata import MetadataBuilder, MetadataFetcher
+    from lockenv.lock.pypi.sources import PreparedSource
 
 Progress = Callable[[str], None]
 _log = logging.getLogger("lockenv.resolve")  # -v: decisions; -vv: every step
@@ -87,6 +92,7 @@ class _Pins:
     artifacts: list[Artifact]
     python: Version | None  # the Python a PyPI-only environment was resolved for
     base: BaseEnvironment | None = None  # the base environment it was resolved on
+    builds: list[SourceBuild] = field(default_factory=list)  # the sdists locked, and why
 
 
 def manifest_inputs(manifest: Manifest, index_urls: Sequence[str]) -> LockInputs:
@@ -116,6 +122,10 @@ def manifest_inputs(manifest: Manifest, index_urls: Sequence[str]) -> LockInputs
         exclude_newer_span=(
             format_span(manifest.exclude_newer_span) if manifest.exclude_newer_span else None
         ),
+        pypi_options={
+            key: value if isinstance(value, bool) else tuple(value)
+            for key, value in manifest.pypi_options.as_inputs().items()
+        },
     )
 
 
@@ -138,11 +148,15 @@ def lock_manifest(
     previous: Lockfile | None,
     options: LockOptions,
     progress: Progress | None = None,
+    builder: MetadataBuilder | None = None,
+    on_build: Callable[[SourceBuild], None] | None = None,
 ) -> Lockfile:
     """Resolve every environment of ``manifest`` for every platform into a new Lockfile.
 
     Pins of ``previous`` are preferences: a package keeps its locked version unless the
-    manifest no longer allows it or ``options`` frees it.
+    manifest no longer allows it or ``options`` frees it.  ``builder`` learns the
+    metadata of sdists that only a build can tell (none: such an sdist is an error);
+    ``on_build`` hears of every sdist locked, per environment and platform, and why.
     """
     from lockenv.cache import default_cache_dir
     from lockenv.http import HttpClient
@@ -165,11 +179,30 @@ def lock_manifest(
         PackageIndex(
             http, index_urls, manifest.find_links, exclude_newer=manifest.exclude_newer
         ) as index,
-        MetadataFetcher(http, cache_dir) as metadata,
+        MetadataFetcher(http, cache_dir, builder=builder) as metadata,
     ):
         # Every direct requirement's page is needed by every run: ask for all at once.
         index.prefetch(
-            {canonicalize_name(d.name) for job in jobs for d in job.env.pypi_dependencies}
+            {
+                canonicalize_name(d.name)
+                for job in jobs
+                for d in job.env.pypi_dependencies
+                if d.source is None
+            }
+        )
+        from lockenv.lock.pypi.sources import prepare_sources
+
+        # Path, git and URL dependencies: prepared once, whatever platforms need them.
+        sources = prepare_sources(
+            [d for job in jobs for d in job.env.pypi_dependencies],
+            root=manifest.root,
+            http=http,
+            fetcher=metadata,
+            builder=builder,
+            cache_dir=cache_dir,
+            previous=previous,
+            update=options.update,
+            update_all=options.update_all,
         )
         resolver = _Resolver(
             index=index,
@@ -181,6 +214,8 @@ def lock_manifest(
             root=manifest.root,
             exclude_newer=manifest.exclude_newer,
             pypi_name_of=manifest.pypi_name_of,
+            pypi_options=manifest.pypi_options,
+            sources=sources,
         )
         with ThreadPoolExecutor(max_workers=max(1, min(options.jobs, len(jobs)))) as pool:
             results = list(pool.map(resolver.resolve_job, jobs))
@@ -190,8 +225,11 @@ def lock_manifest(
     pythons: dict[str, Version | None] = {}
     bases: dict[str, BaseEnvironment | None] = {}
     for job, pins in zip(jobs, results, strict=True):
+        if on_build is not None:
+            for build in pins.builds:
+                on_build(build)
         for artifact in pins.artifacts:
-            artifacts.setdefault(artifact.url, artifact)
+            artifacts.setdefault(artifact.key, artifact)
         environments.setdefault(job.env.name, {})[job.platform] = sequence_of_urls(pins.artifacts)
         pythons[job.env.name] = pins.python
         bases[job.env.name] = pins.base
@@ -247,6 +285,8 @@ class _Resolver:
         root: Path,
         exclude_newer: datetime | None,
         pypi_name_of: Callable[[str], NormalizedName],
+        pypi_options: PypiOptions,
+        sources: Mapping[tuple[NormalizedName, ManifestSource], PreparedSource],
     ) -> None:
         self.index = index
         self.metadata = metadata
@@ -257,6 +297,8 @@ class _Resolver:
         self.root = root
         self.exclude_newer = exclude_newer
         self.pypi_name_of = pypi_name_of
+        self.pypi_options = pypi_options
+        self.sources = sources
         self._channel_client: ChannelClient | None = None
         self._client_lock = threading.Lock()
         self._bases = BaseReader()
@@ -297,7 +339,7 @@ class _Resolver:
                         "locks no conda `python` to install the PyPI packages into: add "
                         "python to [dependencies]"
                     )
-                return _Pins(artifacts=list(conda), python=None)
+                return _Pins(artifacts=list(conda), python=None, builds=[])
             python = Version(python_record.version)
             # A PyPI package whose name a conda package has is not installed again: the
             # conda one satisfies it (conda wins, as in pixi).
@@ -308,8 +350,15 @@ class _Resolver:
                     continue
         else:
             python = python_target(job.env.requires_python)
-        pypi = self.resolve_pypi(job, python, provided) if job.env.pypi_dependencies else []
-        return _Pins(artifacts=[*conda, *pypi], python=None if job.env.dependencies else python)
+        pypi: list[PypiArtifact | PypiSource] = []
+        builds: list[SourceBuild] = []
+        if job.env.pypi_dependencies:
+            pypi, builds = self.resolve_pypi(job, python, provided)
+        return _Pins(
+            artifacts=[*conda, *pypi],
+            python=None if job.env.dependencies else python,
+            builds=builds,
+        )
 
     def resolve_on_base(self, job: _Job, path: Path) -> _Pins:
         """PyPI packages on top of a base environment (`lockenv.lock.base_env`)."""
@@ -318,14 +367,13 @@ class _Resolver:
         base = self._bases.read(path)
         raise_if(base_problems(job.env, job.platform, base), job.env.name)
         python = Version(base.python)
-        pypi = (
-            self.resolve_pypi(
+        pypi: list[PypiArtifact | PypiSource] = []
+        builds: list[SourceBuild] = []
+        if job.env.pypi_dependencies:
+            pypi, builds = self.resolve_pypi(
                 job, python, provided_by_base(base), provided_by="the base environment"
             )
-            if job.env.pypi_dependencies
-            else []
-        )
-        return _Pins(artifacts=list(pypi), python=Version(base.python_xy), base=base)
+        return _Pins(artifacts=list(pypi), python=Version(base.python_xy), base=base, builds=builds)
 
     # -- conda -----------------------------------------------------------------------
 
@@ -426,85 +474,268 @@ class _Resolver:
         provided: Mapping[NormalizedName, Version],
         *,
         provided_by: str = "conda",
-    ) -> list[PypiArtifact]:
-        from resolvelib import Resolver
-        from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
+    ) -> tuple[list[PypiArtifact | PypiSource], list[SourceBuild]]:
+        from lockenv.lock.pypi.sources import sources_of
 
-        target_platform = get_platform(job.platform)
-        system = job.env.system_requirements
-        tags = wheel_tags(target_platform, python, glibc=system.glibc, macos=system.macos)
-        target = PypiTarget(
-            platform=job.platform,
-            python=python,
-            markers=marker_environment(target_platform, python),
-            tag_rank={tag: rank for rank, tag in reversed(list(enumerate(tags)))},
-        )
-        direct = [d.requirement for d in job.env.pypi_dependencies]
-        applicable = [r for r in direct if target.evaluate(r)]
-        provider = PypiProvider(
-            index=self.index,
-            metadata=self.metadata,
-            target=target,
-            direct=applicable,
-            preferences=self.pypi_preferences(job.env.name, job.platform),
-            provided=provided,
-        )
-        requirements: list[Req] = []
-        for requirement in applicable:
-            requirements.extend(requirement_to_reqs(requirement, None))
         if self.progress:
             self.progress(f"resolving {job.env.name} for {job.platform} (Python {python})")
-        where = f"{job.env.name}/{job.platform} pypi"
-        resolver: Resolver[Req, Candidate, str] = Resolver(provider, _reporter(where))
-        try:
-            result = resolver.resolve(requirements, max_rounds=20_000)
-        except ResolutionImpossible as exc:
-            raise ResolutionError(
-                f"cannot lock environment {job.env.name!r} for {job.platform} "
-                f"(Python {python}): "
-                f"{explain_conflict(exc.causes, provider, self.index, provided_by=provided_by)}"
-            ) from None
-        except ResolutionTooDeep:
-            raise ResolutionError(
-                f"cannot lock environment {job.env.name!r} for {job.platform}: the resolver "
-                "gave up after too many backtracking rounds; pin some packages more tightly"
-            ) from None
-        files = [
+        system = job.env.system_requirements
+        artifacts, builds = resolve_pypi(
+            [d.requirement for d in job.env.pypi_dependencies],
+            index=self.index,
+            metadata=self.metadata,
+            http=self.http,
+            platform=job.platform,
+            python=python,
+            glibc=system.glibc,
+            macos=system.macos,
+            options=self.pypi_options,
+            preferences=self.pypi_preferences(job.env.name, job.platform),
+            provided=provided,
+            provided_by=provided_by,
+            what=f"environment {job.env.name!r}",
+            sources=sources_of(self.sources, job.env.pypi_dependencies),
+            log_as=f"{job.env.name}/{job.platform} pypi",
+        )
+        return artifacts, [
+            SourceBuild(
+                environment=job.env.name,
+                platform=job.platform,
+                name=name,
+                version=version,
+                reason=reason,
+            )
+            for name, version, reason in builds
+        ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceBuild:
+    """An sdist a lock chose: it is built from source when the environment is synced
+    on that platform (package code runs then, in an isolated build environment)."""
+
+    environment: str
+    platform: str
+    name: str
+    version: str
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name} {self.version} will be built from source on {self.platform} "
+            f"({self.environment}): {self.reason}"
+        )
+
+
+def resolve_pypi(
+    direct: Sequence[Requirement],
+    *,
+    index: PackageIndex,
+    metadata: MetadataFetcher,
+    http: HttpClient,
+    platform: str,
+    python: Version,
+    glibc: str | None,
+    macos: str | None,
+    options: PypiOptions,
+    preferences: Mapping[NormalizedName, Version] | None = None,
+    provided: Mapping[NormalizedName, Version] | None = None,
+    provided_by: str = "conda",
+    what: str,
+    sources: Mapping[NormalizedName, PreparedSource] | None = None,
+    log_as: str = "",
+) -> tuple[list[PypiArtifact | PypiSource], list[tuple[str, str, str]]]:
+    """Pin ``direct`` (and what it needs) for CPython ``python`` on ``platform``.
+
+    ``sources`` are the path, git and URL dependencies among them, prepared.  ``log_as``
+    names the resolution in the log (``-v``, ``-vv``; default: ``what``).
+
+    Returns the artifacts, sorted by name, and ``(name, version, why)`` for each sdist
+    among them.  ``what`` names the requirements in errors ("environment 'default'").
+    ResolutionError (exit 2) when no set of versions satisfies them.
+    """
+    from resolvelib import Resolver
+    from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
+
+    target_platform = get_platform(platform)
+    tags = wheel_tags(target_platform, python, glibc=glibc, macos=macos)
+    target = PypiTarget(
+        platform=platform,
+        python=python,
+        markers=marker_environment(target_platform, python),
+        tag_rank={tag: rank for rank, tag in reversed(list(enumerate(tags)))},
+    )
+    applicable = [r for r in direct if target.evaluate(r)]
+    provider = PypiProvider(
+        index=index,
+        metadata=metadata,
+        target=target,
+        direct=applicable,
+        preferences=preferences,
+        provided=provided,
+        options=options,
+        sources=sources,
+    )
+    requirements: list[Req] = []
+    for requirement in applicable:
+        requirements.extend(requirement_to_reqs(requirement, None))
+    where = log_as or f"{what} {platform} pypi"
+    resolver: Resolver[Req, Candidate, str] = Resolver(provider, _reporter(where))
+    try:
+        result = resolver.resolve(requirements, max_rounds=20_000)
+    except ResolutionImpossible as exc:
+        raise ResolutionError(
+            f"cannot lock {what} for {platform} (Python {python}): "
+            f"{explain_conflict(exc.causes, provider, index, provided_by=provided_by)}"
+        ) from None
+    except ResolutionTooDeep:
+        raise ResolutionError(
+            f"cannot lock {what} for {platform}: the resolver gave up after too many "
+            "backtracking rounds; pin some packages more tightly"
+        ) from None
+    files = sorted(
+        (
             candidate.file
             for identifier, candidate in result.mapping.items()
             if identifier != PYTHON and candidate.extra is None and candidate.file is not None
-        ]
-        _log_decisions(
-            where,
-            {f.name: str(f.version) for f in files},
-            {str(n): str(v) for n, v in self.pypi_preferences(job.env.name, job.platform).items()},
-        )
-        return [self.artifact(file) for file in sorted(files, key=lambda f: f.name)]
+        ),
+        key=lambda f: f.name,
+    )
+    _log_decisions(
+        where,
+        {f.name: str(f.version) for f in files},
+        {str(n): str(v) for n, v in (preferences or {}).items()},
+    )
+    artifacts: list[PypiArtifact | PypiSource] = [
+        _pypi_artifact(file, provider, http) for file in files
+    ]
+    artifacts += sorted(
+        (
+            candidate.source.artifact
+            for identifier, candidate in result.mapping.items()
+            if candidate.extra is None and candidate.source is not None
+        ),
+        key=lambda a: a.name,
+    )
+    builds = [
+        (str(f.name), str(f.version), _build_reason(f, provider, glibc=glibc, macos=macos))
+        for f in files
+        if not f.is_wheel
+    ]
+    for artifact in artifacts:
+        # A path dependency is the user's own tree: building it goes without saying.
+        if isinstance(artifact, PypiSource) and artifact.git is not None:
+            builds.append((artifact.name, artifact.version, "a git dependency"))
+        elif (
+            isinstance(artifact, PypiArtifact) and artifact.index is None and not artifact.is_wheel
+        ):
+            builds.append((artifact.name, artifact.version, "a URL dependency that is an sdist"))
+    return artifacts, builds
 
-    def artifact(self, file: DistFile) -> PypiArtifact:
-        from lockenv.http import redact_url
-        from lockenv.lock.pypi.metadata import fetch_artifact_info
 
-        sha256, size = file.sha256, file.size
-        if sha256 is None or size is None:
-            sha256, size = fetch_artifact_info(self.http, file)
-        meta = self.metadata.get(file)
-        requires_python = (
-            str(meta.requires_python) if meta.requires_python is not None else file.requires_python
-        )
-        return PypiArtifact(
-            name=file.name,
-            version=str(file.version),
-            filename=file.filename,
-            # Read through a mirror, a file is still locked under its origin's URL.
-            url=redact_url(self.http.origin_of(file.url)),
-            sha256=sha256,
-            size=size,
-            requires_dist=tuple(str(r) for r in meta.requires_dist),
-            requires_python=requires_python or None,
-            upload_time=format_time(file.upload_time) if file.upload_time else None,
-            index=file.index_url,
-        )
+def _pypi_artifact(file: DistFile, provider: PypiProvider, http: HttpClient) -> PypiArtifact:
+    from lockenv.http import redact_url
+    from lockenv.lock.pypi.metadata import fetch_artifact_info
+
+    sha256, size = file.sha256, file.size
+    if sha256 is None or size is None:
+        sha256, size = fetch_artifact_info(http, file)
+    meta = provider.metadata_of(file)
+    requires_python = (
+        str(meta.requires_python) if meta.requires_python is not None else file.requires_python
+    )
+    return PypiArtifact(
+        name=file.name,
+        version=str(file.version),
+        filename=file.filename,
+        # Read through a mirror, a file is still locked under its origin's URL.
+        url=redact_url(http.origin_of(file.url)),
+        sha256=sha256,
+        size=size,
+        requires_dist=tuple(str(r) for r in meta.requires_dist),
+        requires_python=requires_python or None,
+        upload_time=format_time(file.upload_time) if file.upload_time else None,
+        index=file.index_url,
+    )
+
+
+# Floors tried when telling a user which system requirement would admit a wheel.
+_MACOS_FLOORS = [f"10.{minor}" for minor in range(9, 16)] + [f"{v}.0" for v in range(11, 27)]
+_GLIBC_FLOORS = [f"2.{minor}" for minor in range(17, 45)]
+
+
+def _build_reason(
+    sdist: DistFile, provider: PypiProvider, *, glibc: str | None, macos: str | None
+) -> str:
+    """Why the lock chose an sdist of ``sdist.name`` on the provider's target, and what
+    would give it a wheel instead."""
+    from lockenv.platforms import DEFAULT_GLIBC, DEFAULT_MACOS
+
+    name, version, target = sdist.name, sdist.version, provider.target
+    if not provider.options.may_use_wheel(name):
+        return "[pypi-options] no-binary asks for it"
+    every = provider.index.files(name)
+    if not any(f.is_wheel for f in every):
+        return f"{name} publishes no wheels"
+    platform = get_platform(target.platform)
+    where = target.platform
+    if platform.os == "osx":
+        where += f" at macOS {macos or DEFAULT_MACOS}"
+    elif platform.os == "linux":
+        where += f" with glibc {glibc or DEFAULT_GLIBC}"
+    wheels = [f for f in every if f.is_wheel and f.version == version]
+    if not wheels:
+        reason = f"{name} {version} publishes no wheels"
+    else:
+        reason = f"{name} {version} has no wheel for {where} (Python {target.python})"
+        hint = _floor_hint(wheels, target, platform.os, glibc=glibc, macos=macos)
+        if hint:
+            reason += f"; {hint}"
+    with_wheel = sorted(
+        v
+        for v, files in provider._usable_files(name, pinned_versions=set()).items()
+        if any(f.is_wheel for f in files)
+    )
+    if with_wheel:
+        newest = with_wheel[-1]
+        if provider.options.wheels_first(name):
+            reason += f"; newest with a wheel: {newest}, which the requirements exclude"
+        else:
+            reason += f"; newest with a wheel: {newest} ([pypi-options] prefer-newest)"
+    else:
+        reason += f"; no version has a wheel for {where}"
+    return reason
+
+
+def _floor_hint(
+    wheels: Sequence[DistFile],
+    target: PypiTarget,
+    os_name: str,
+    *,
+    glibc: str | None,
+    macos: str | None,
+) -> str:
+    """ "its wheels need macOS 12.0: raise [system-requirements] macos to 12.0", or ""."""
+    from lockenv.platforms import DEFAULT_GLIBC, DEFAULT_MACOS
+
+    if os_name == "osx":
+        key, current, floors, label = "macos", macos or DEFAULT_MACOS, _MACOS_FLOORS, "macOS"
+    elif os_name == "linux":
+        key, current, floors, label = "glibc", glibc or DEFAULT_GLIBC, _GLIBC_FLOORS, "glibc"
+    else:
+        return ""
+    platform = get_platform(target.platform)
+    tags = {t for f in wheels for t in f.tags}
+    for floor in floors:
+        if Version(floor) <= Version(current):
+            continue
+        kwargs = {"glibc": glibc, "macos": macos, key: floor}
+        if tags & set(wheel_tags(platform, target.python, **kwargs)):
+            return (
+                f"its wheels need {label} {floor}: raise [system-requirements] {key} to "
+                f"{floor} if the target machines have it"
+            )
+    return ""
 
 
 def _reporter(where: str) -> Any:
@@ -552,12 +783,33 @@ def explain_conflict(
     """One line naming every requirement in the conflict and who asked for it;
     ``provided_by`` names what installed the packages the provider takes as given."""
     by_name: dict[str, list[str]] = {}
+    # Many versions of one package asking the same thing are one ask ("pandas 2.2.0 to
+    # 3.1.1 (16 versions) require ..."), not a line each.
+    by_parent: dict[tuple[str, str], list[tuple[Candidate, Req]]] = {}
     for cause in causes:
         req: Req = cause.requirement
         parent: Candidate | None = cause.parent
+        if parent is not None and req.identifier != PYTHON:
+            by_parent.setdefault((req.name, parent.identifier), []).append((parent, req))
+            continue
         who = who_asked(parent, provider.chain_to(parent) if parent else [])
         what = f"Python {req.specifier}" if req.identifier == PYTHON else repr(str(req))
         by_name.setdefault(req.name, []).append(f"{who} {what}")
+    for (name, _), pairs in by_parent.items():
+        pairs.sort(key=lambda pair: pair[0].version)
+        first = pairs[0][0]
+        if len(pairs) <= 2:
+            for parent, req in pairs:
+                who = who_asked(parent, provider.chain_to(parent))
+                by_name.setdefault(name, []).append(f"{who} {str(req)!r}")
+            continue
+        lead = " -> ".join(provider.chain_to(first))
+        versions = f"{pairs[0][0].version} to {pairs[-1][0].version} ({len(pairs)} versions)"
+        wanted = list(dict.fromkeys(str(req) for _, req in pairs))
+        shown = " or ".join(repr(w) for w in wanted[:3]) + (" or ..." if len(wanted) > 3 else "")
+        by_name.setdefault(name, []).append(
+            (f"{lead} -> " if lead else "") + f"{first.identifier} {versions} require {shown}"
+        )
     parts: list[str] = []
     for name, asks in by_name.items():
         if name == PYTHON:
@@ -586,12 +838,24 @@ def _why_no_candidate(
         return f"no package named {name!r} on {where}; check the spelling"
     available = sorted(set(evaluation.versions_seen))
     usable = sorted(provider._files_by_version.get(name, {}))
+    refused = ""
+    only_sdists = sorted(evaluation.build_only - set(usable))
+    if only_sdists:
+        refused = (
+            f"; {_summarize(only_sdists)} only as sdists, which [pypi-options] no-build "
+            "forbids building"
+        )
+    only_wheels = sorted(evaluation.wheel_only - set(usable))
+    if only_wheels:
+        refused += (
+            f"; {_summarize(only_wheels)} only as wheels, which [pypi-options] no-binary refuses"
+        )
     if not usable:
         return (
             f"{name} has files for versions {_summarize(available)} but none installs on "
-            f"{provider.target.platform} with Python {provider.target.python}"
+            f"{provider.target.platform} with Python {provider.target.python}{refused}"
         )
-    return f"available versions: {_summarize(usable)}"
+    return f"available versions: {_summarize(usable)}{refused}"
 
 
 def _summarize(versions: Sequence[Version], limit: int = 6) -> str:

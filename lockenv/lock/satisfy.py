@@ -19,11 +19,11 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from lockenv.lockfile import CondaArtifact, Lockfile, LockInputs, PypiArtifact
+from lockenv.lockfile import CondaArtifact, Lockfile, LockInputs, PypiArtifact, PypiSource
 from lockenv.platforms import get_platform, marker_environment, python_target
 
 if TYPE_CHECKING:
-    from lockenv.lock.manifest import EnvironmentSpec, Manifest
+    from lockenv.lock.manifest import EnvironmentSpec, Manifest, PypiDependency
 
 
 def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
@@ -52,6 +52,7 @@ def stale_reasons(manifest: Manifest, lock: Lockfile) -> list[str]:
             dict(actual.system_requirements),
         ),
         *_exclude_newer_inputs(expected, actual),
+        ("pypi-options", dict(expected.pypi_options), dict(actual.pypi_options)),
     ):
         if want != have:
             reasons.append(
@@ -113,7 +114,7 @@ def _show(value: object) -> str:
 def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile, manifest: Manifest) -> list[str]:
     locked = lock.environments[spec.name]
     if spec.base_environment is not None or locked.base is not None:
-        return _on_base_reasons(spec, lock)
+        return _on_base_reasons(spec, lock, manifest.root)
     reasons: list[str] = []
     python: Version | None = None
     if not spec.dependencies:
@@ -133,10 +134,11 @@ def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile, manifest: Manife
         problems = _conda_problems(spec, platform, conda) if spec.dependencies else []
         if spec.dependencies:
             python = Version(conda["python"].version) if "python" in conda else None
-        pypi: dict[str, PypiArtifact] = {
-            canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact)
+        pypi: dict[str, PypiArtifact | PypiSource] = {
+            canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact | PypiSource)
         }
         direct = [d.requirement for d in spec.pypi_dependencies]
+        problems += _source_problems(spec.pypi_dependencies, pypi, manifest.root)
         if python is not None:
             provided: dict[str, Version] = {
                 manifest.pypi_name_of(name): Version(a.version)
@@ -158,7 +160,7 @@ def _environment_reasons(spec: EnvironmentSpec, lock: Lockfile, manifest: Manife
     return reasons
 
 
-def _on_base_reasons(spec: EnvironmentSpec, lock: Lockfile) -> list[str]:
+def _on_base_reasons(spec: EnvironmentSpec, lock: Lockfile, root: Path) -> list[str]:
     """An environment on a base: the base as locked, the pins on top of it.
 
     The base as it is now counts too, where it exists (a lock made on the cluster and
@@ -196,9 +198,10 @@ def _on_base_reasons(spec: EnvironmentSpec, lock: Lockfile) -> list[str]:
             continue
         problems = base_problems(spec, None, base)
         pinned = [lock.artifacts[url] for url in locked.packages[platform]]
-        pypi: dict[str, PypiArtifact] = {
-            canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact)
+        pypi: dict[str, PypiArtifact | PypiSource] = {
+            canonicalize_name(a.name): a for a in pinned if isinstance(a, PypiArtifact | PypiSource)
         }
+        problems += _source_problems(spec.pypi_dependencies, pypi, root)
         provided: dict[str, Version] = {str(k): v for k, v in provided_by_base(base).items()}
         problems += _closure_problems(
             direct, pypi, marker_environment(get_platform(platform), python), python, provided
@@ -290,7 +293,7 @@ class _AsRecord:
 
 def _closure_problems(
     direct: list[Requirement],
-    pinned: dict[str, PypiArtifact],
+    pinned: dict[str, PypiArtifact | PypiSource],
     markers: dict[str, str],
     python: Version,
     provided: dict[str, Version] | None = None,
@@ -343,6 +346,85 @@ def _closure_problems(
                     queue.append((dep, f"{who} [{extra}]"))
     for name in sorted(set(pinned) - reached):
         problems.append(f"{name} {pinned[name].version} is locked but nothing requires it")
+    return problems
+
+
+def _source_problems(
+    dependencies: tuple[PypiDependency, ...],
+    pinned: dict[str, PypiArtifact | PypiSource],
+    root: Path,
+) -> list[str]:
+    """Path, git and URL dependencies: locked from the source the manifest names, and a
+    path's own dependency lists (its static ``[project]``) as they were locked."""
+    from lockenv.http import redact_url
+
+    problems: list[str] = []
+    for dependency in dependencies:
+        source = dependency.source
+        locked = pinned.get(dependency.name)
+        if source is None or locked is None:
+            continue
+        wanted = source.reference
+        if source.path is not None:
+            same = (
+                isinstance(locked, PypiSource)
+                and locked.path == source.path
+                and locked.editable == source.editable
+            )
+        elif source.git is not None:
+            same = (
+                isinstance(locked, PypiSource)
+                and locked.git == redact_url(source.git)
+                and (locked.rev, locked.tag, locked.branch, locked.subdirectory)
+                == (source.rev, source.tag, source.branch, source.subdirectory)
+            )
+        else:
+            same = (
+                isinstance(locked, PypiArtifact)
+                and locked.index is None
+                and locked.url == redact_url(source.url or "")
+            )
+        if not same:
+            problems.append(
+                f"the manifest takes {dependency.name} from {wanted!r}, the lock from "
+                f"{locked.filename!r}"
+            )
+        elif isinstance(locked, PypiSource) and locked.path is not None:
+            problems += _path_metadata_problems(locked, root)
+    return problems
+
+
+def _path_metadata_problems(locked: PypiSource, root: Path) -> list[str]:
+    """What changed in a path dependency's static ``[project]`` since it was locked."""
+    import os
+    from pathlib import Path
+
+    from lockenv.lock.pypi.sources import static_project_metadata
+
+    meta = static_project_metadata(Path(os.path.normpath(root / str(locked.path))))
+    if meta is None:
+        return []  # dynamic: only a build could tell; `lock` re-reads it
+    problems = []
+    if str(meta.version) != locked.version:
+        problems.append(
+            f"{locked.name} at {locked.path!r} is version {meta.version} now, locked "
+            f"{locked.version}"
+        )
+    now = {str(r) for r in meta.requires_dist}
+    then = {str(r) for r in parse_requirements(locked.requires_dist)}
+    if now != then:
+        added = ", ".join(sorted(now - then)) or "nothing"
+        dropped = ", ".join(sorted(then - now)) or "nothing"
+        problems.append(
+            f"the dependencies of {locked.name} at {locked.path!r} changed since it was "
+            f"locked (added {added}; removed {dropped})"
+        )
+    python = str(meta.requires_python) if meta.requires_python else None
+    if python != locked.requires_python:
+        problems.append(
+            f"{locked.name} at {locked.path!r} requires Python {python} now, locked "
+            f"{locked.requires_python}"
+        )
     return problems
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +45,7 @@ from lockenv.sync.bundle_source import (
 
 if TYPE_CHECKING:
     from lockenv.cache import Cache
-    from lockenv.lockfile import Artifact, Lockfile
+    from lockenv.lockfile import Archive, Lockfile, PypiArtifact
 
 __all__ = ["BundleReport", "write_bundle"]
 
@@ -63,6 +63,8 @@ class BundleReport:
     artifacts: int
     size: int  # bytes of artifacts
     downloaded: int  # artifacts that were not in the cache
+    sources: tuple[str, ...] = ()  # path and git sources, not bundled: "name (where)"
+    built: int = 0  # wheels built here from sdists and git sources, bundled beside them
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -78,6 +80,7 @@ def write_bundle(
     offline: bool = False,
     jobs: int = 8,
     progress: Progress | None = None,
+    built_wheels: bool = False,
 ) -> BundleReport:
     """Write a bundle at ``out`` (a directory, or one ``.tar`` file) for ``lock_path``.
 
@@ -105,7 +108,7 @@ def write_bundle(
     lock = loads_bytes(lock_bytes, source=str(lock_path))
     as_tar = out.name.endswith(".tar")
     _check_destination(out, as_tar)
-    envs, plats, artifacts = _select(lock, environments, platforms)
+    envs, plats, artifacts, trees = _select(lock, environments, platforms)
     cache = Cache(cache_dir or default_cache_dir())
     paths = {a.sha256: cache.archive_path(a.sha256, a.filename) for a in artifacts}
     for artifact in artifacts:
@@ -127,6 +130,14 @@ def write_bundle(
         os.chmod(work, new_dir_mode())  # mkdtemp's 0700 would hide it from the group
         (work / LOCK_IN_BUNDLE).write_bytes(lock_bytes)
         entries = []
+        built: list[dict[str, str]] = []
+        if built_wheels:
+            built_here = _built_wheels(lock, envs, plats, cache, offline, progress)
+            for source, target, wheel, wheel_path in built_here:
+                artifacts.append(wheel)
+                paths[wheel.sha256] = wheel_path
+                cached.add(wheel.sha256)
+                built.append({"source": source, "target": target, "sha256": wheel.sha256})
         for artifact in artifacts:
             rel = _artifact_path(artifact)
             dest = work.joinpath(*rel.split("/"))
@@ -150,6 +161,8 @@ def write_bundle(
             "platforms": list(plats),
             "artifacts": sorted(entries, key=lambda e: (e["filename"], e["sha256"])),
         }
+        if built:
+            manifest["built"] = sorted(built, key=lambda e: (e["source"], e["target"]))
         # Last: a directory with a bundle.json is a complete bundle.
         text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         write_atomic(work / MANIFEST_NAME, text)
@@ -166,7 +179,71 @@ def write_bundle(
         artifacts=len(artifacts),
         size=sum(a.size for a in artifacts),
         downloaded=len(fetched.downloaded),
+        sources=tuple(trees),
+        built=len(built),
     )
+
+
+def _built_wheels(
+    lock: Lockfile,
+    envs: Sequence[str],
+    platforms: Sequence[str],
+    cache: Cache,
+    offline: bool,
+    progress: Progress | None,
+) -> Iterator[tuple[str, str, PypiArtifact, Path]]:
+    """``(source, target, wheel)`` for each sdist and git source the environments lock
+    for this machine's platform, built for the environment's Python (PyPI-only
+    environments: a conda environment's Python is its own package)."""
+    from dataclasses import replace
+
+    from lockenv.build.builder import SourceBuilder, cache_key
+    from lockenv.lockfile import PypiArtifact, PypiSource
+    from lockenv.platforms import current_platform
+    from lockenv.sync.pypi.sources import (
+        BuildRequest,
+        built_wheel_artifact,
+        git_checkout_request,
+    )
+    from lockenv.sync.venv import find_interpreter
+
+    platform = current_platform()
+    if platform not in platforms:
+        return
+    seen: set[tuple[str, str]] = set()
+    with SourceBuilder(
+        cache_dir=cache.root,
+        index_urls=lock.inputs.indexes,
+        find_links=lock.inputs.find_links,
+        offline=offline,
+        progress=progress,
+    ) as builder:
+        for name in envs:
+            environment = lock.environment(name)
+            if platform not in environment.packages or environment.python is None:
+                continue
+            interpreter = find_interpreter(environment.python, cache_dir=cache.root)
+            for artifact in lock.packages_for(name, platform):
+                request = BuildRequest(
+                    name=artifact.name,
+                    version=artifact.version,
+                    python=interpreter.executable,
+                    python_version=interpreter.version,
+                )
+                if isinstance(artifact, PypiArtifact) and not artifact.is_wheel:
+                    archive = cache.archive_path(artifact.sha256, artifact.filename)
+                    request = replace(request, archive=archive, archive_sha256=artifact.sha256)
+                elif isinstance(artifact, PypiSource) and artifact.git is not None:
+                    request = git_checkout_request(request, artifact, cache.root)
+                else:
+                    continue
+                key = cache_key(request, interpreter)
+                if key is None or key in seen:
+                    continue
+                seen.add(key)
+                wheel = builder.build_wheel(request)
+                as_artifact = built_wheel_artifact(artifact.name, artifact.version, wheel)
+                yield key[0], key[1], as_artifact, wheel
 
 
 def _lockenv_version() -> str:
@@ -193,7 +270,7 @@ def _check_destination(out: Path, as_tar: bool) -> None:
 
 def _select(
     lock: Lockfile, environments: Sequence[str], platforms: Sequence[str]
-) -> tuple[tuple[str, ...], tuple[str, ...], list[Artifact]]:
+) -> tuple[tuple[str, ...], tuple[str, ...], list[Archive], list[str]]:
     """The environments, platforms and distinct artifacts (by content) to bundle."""
     from lockenv.platforms import get_platform
 
@@ -209,13 +286,20 @@ def _select(
                 f"{known}); add it to [project] platforms and run `lockenv lock`"
             )
     plats = tuple(sorted(set(platforms))) or tuple(sorted(lock.inputs.platforms))
-    chosen: dict[str, Artifact] = {}
+    from lockenv.lockfile import PypiSource
+
+    chosen: dict[str, Archive] = {}
+    trees: dict[str, str] = {}
     for name in envs:
         for platform in plats:
             if platform not in lock.environment(name).packages and not platforms:
                 continue  # by default, only what is locked
             for artifact in lock.packages_for(name, platform):
-                chosen.setdefault(artifact.sha256, artifact)
+                if isinstance(artifact, PypiSource):
+                    # A directory or a git tree is not an archive: not bundled.
+                    trees.setdefault(artifact.key, f"{artifact.name} ({artifact.filename})")
+                else:
+                    chosen.setdefault(artifact.sha256, artifact)
     artifacts = sorted(chosen.values(), key=lambda a: (a.filename, a.sha256))
     for artifact in artifacts:
         if not is_plain_name(artifact.filename):
@@ -223,15 +307,15 @@ def _select(
                 f"the lock's artifact file name {artifact.filename!r} is not a plain file "
                 "name; run `lockenv lock` to write the lock again"
             )
-    return envs, plats, artifacts
+    return envs, plats, artifacts, sorted(trees.values())
 
 
-def _artifact_path(artifact: Artifact) -> str:
+def _artifact_path(artifact: Archive) -> str:
     sha = artifact.sha256
     return f"artifacts/{sha[:2]}/{sha}/{artifact.filename}"
 
 
-def _add_file(cache: Cache, artifact: Artifact, source: Path, dest: Path, *, cached: bool) -> None:
+def _add_file(cache: Cache, artifact: Archive, source: Path, dest: Path, *, cached: bool) -> None:
     """Copy the cache archive ``source`` to ``dest``, hashing what is written.
 
     A copy, not a hardlink: a bundle leaves the machine or is shared with other users, so

@@ -14,7 +14,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lockenv.lockfile import Artifact, ArtifactKind, LockedEnvironment, Lockfile, LockInputs
+from lockenv.lockfile import (
+    Artifact,
+    ArtifactKind,
+    LockedEnvironment,
+    Lockfile,
+    LockInputs,
+    PypiSource,
+)
 
 __all__ = [
     "ChangeKind",
@@ -319,7 +326,7 @@ def _package_change(
     old: Artifact | None,
     new: Artifact | None,
 ) -> PackageChange | None:
-    if old is not None and new is not None and (old.url, old.sha256) == (new.url, new.sha256):
+    if old is not None and new is not None and _pin(old) == _pin(new):
         return None
     kind, name = slot
     return PackageChange(
@@ -331,6 +338,19 @@ def _package_change(
         new_version=new.version if new else None,
         old_filename=old.filename if old else None,
         new_filename=new.filename if new else None,
-        old_sha256=old.sha256 if old else None,
-        new_sha256=new.sha256 if new else None,
+        old_sha256=_digest(old),
+        new_sha256=_digest(new),
     )
+
+
+def _digest(artifact: Artifact | None) -> str | None:
+    """An archive's sha256 (a git source's commit; a directory has none)."""
+    if artifact is None:
+        return None
+    if isinstance(artifact, PypiSource):
+        return artifact.commit
+    return artifact.sha256
+
+
+def _pin(artifact: Artifact) -> tuple[str, str, str | None]:
+    return (artifact.key, artifact.version, _digest(artifact))

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from lockenv.errors import LockfileError, UsageError
-from lockenv.lockfile import Artifact, CondaArtifact, Lockfile, PypiArtifact
+from lockenv.lockfile import Artifact, CondaArtifact, Lockfile, PypiArtifact, PypiSource
 from lockenv.platforms import get_platform
 
 if TYPE_CHECKING:
@@ -47,17 +47,38 @@ def export(lock: Lockfile, env: str, platform: str, fmt: ExportFormat) -> str:
     get_platform(platform)
     artifacts = lock.packages_for(env, platform)
     pypi = sorted((a for a in artifacts if isinstance(a, PypiArtifact)), key=_order)
+    trees = sorted((a for a in artifacts if isinstance(a, PypiSource)), key=_order)
     conda = sorted((a for a in artifacts if isinstance(a, CondaArtifact)), key=_order)
+    by_url = _url_dependencies(lock, env)
     if fmt == "requirements.txt":
         _refuse(conda, fmt, env, platform, "conda-explicit or environment.yml")
-        return _requirements_txt(lock, pypi, env, platform)
+        return _requirements_txt(lock, pypi, trees, by_url, env, platform)
     if fmt == "pylock.toml":
         _refuse(conda, fmt, env, platform, "conda-explicit or environment.yml")
         return _pylock_toml(lock, env, platform)
     if fmt == "conda-explicit":
-        _refuse(pypi, fmt, env, platform, "requirements.txt, pylock.toml or environment.yml")
+        _refuse(
+            [*pypi, *trees], fmt, env, platform, "requirements.txt, pylock.toml or environment.yml"
+        )
         return _conda_explicit(conda, env, platform)
-    return _environment_yml(lock, conda, pypi, env, platform)
+    return _environment_yml(lock, conda, pypi, trees, by_url, env, platform)
+
+
+def _url_dependencies(lock: Lockfile, env: str) -> frozenset[str]:
+    """Names the environment asks for by URL (``name @ https://...``): their artifacts are
+    written by URL, not as ``name==version`` from an index."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names = set()
+    for text in lock.environment(env).pypi_requirements:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if requirement.url and "://" in requirement.url:
+            names.add(canonicalize_name(requirement.name))
+    return frozenset(names)
 
 
 def _order(artifact: Artifact) -> tuple[str, str, str]:
@@ -96,15 +117,42 @@ def _index_options(lock: Lockfile) -> list[str]:
     return options
 
 
-def _requirements_txt(lock: Lockfile, pypi: Sequence[PypiArtifact], env: str, platform: str) -> str:
+def _requirements_txt(
+    lock: Lockfile,
+    pypi: Sequence[PypiArtifact],
+    trees: Sequence[PypiSource],
+    by_url: frozenset[str],
+    env: str,
+    platform: str,
+) -> str:
     lines = _header("requirements.txt", env, platform)
     lines.append("# Install with: pip install --no-deps --require-hashes -r requirements.txt")
     lines += _index_options(lock)
     for artifact in pypi:
         # One artifact per platform is locked: its hash is the only one pip may accept.
-        lines.append(f"{artifact.name}=={artifact.version} \\")
+        if artifact.name in by_url:
+            lines.append(f"{artifact.name} @ {artifact.url} \\")  # a URL dependency
+        else:
+            lines.append(f"{artifact.name}=={artifact.version} \\")
         lines.append(f"    --hash=sha256:{artifact.sha256}")
+    if trees:
+        lines.append(
+            "# Built from source trees (paths relative to the lock's directory): pip cannot"
+        )
+        lines.append("# hash-check them and refuses them with --require-hashes, so they are listed")
+        lines.append("# here; install them with a second `pip install --no-deps`:")
+        for tree in trees:
+            lines.append(f"# {_requirement_line(tree)}")
     return "\n".join(lines) + "\n"
+
+
+def _requirement_line(tree: PypiSource) -> str:
+    """The pip requirement line of a path or git source."""
+    if tree.path is not None:
+        path = tree.path if tree.path == "." or tree.path.startswith("../") else f"./{tree.path}"
+        return f"-e {path}" if tree.editable else path
+    fragment = f"#subdirectory={tree.subdirectory}" if tree.subdirectory else ""
+    return f"{tree.name} @ git+{tree.git}@{tree.commit}{fragment}"
 
 
 # --------------------------------------------------------------------------- pylock.toml
@@ -133,7 +181,9 @@ def build_pylock(lock: Lockfile, env: str, platform: str) -> Pylock:
     try:
         from packaging.pylock import (
             Package,
+            PackageDirectory,
             PackageSdist,
+            PackageVcs,
             PackageWheel,
             Pylock,
             PylockValidationError,
@@ -175,6 +225,34 @@ def build_pylock(lock: Lockfile, env: str, platform: str) -> Pylock:
                 sdist=None if wheel else PackageSdist(name=artifact.filename, **common),
             )
         )
+    for tree in sorted((a for a in artifacts if isinstance(a, PypiSource)), key=_order):
+        try:
+            tree_python = SpecifierSet(tree.requires_python) if tree.requires_python else None
+        except InvalidSpecifier:
+            tree_python = None
+        directory = vcs = None
+        if tree.path is not None:
+            directory = PackageDirectory(path=tree.path, editable=tree.editable or None)
+        else:
+            assert tree.commit is not None
+            vcs = PackageVcs(
+                type="git",
+                url=tree.git,
+                requested_revision=tree.tag or tree.branch or tree.rev,
+                commit_id=tree.commit,
+                subdirectory=tree.subdirectory,
+            )
+        packages.append(
+            Package(
+                name=canonicalize_name(tree.name),
+                # PEP 751: a directory's version may change with its contents.
+                version=Version(tree.version) if vcs is not None else None,
+                requires_python=tree_python,
+                directory=directory,
+                vcs=vcs,
+            )
+        )
+    packages.sort(key=lambda p: p.name)
     python = _python_spec(lock, env)
     environment = Marker(
         f"sys_platform == {target.sys_platform!r} and platform_machine == {target.machine!r}"
@@ -294,6 +372,8 @@ def _environment_yml(
     lock: Lockfile,
     conda: Sequence[CondaArtifact],
     pypi: Sequence[PypiArtifact],
+    trees: Sequence[PypiSource],
+    by_url: frozenset[str],
     env: str,
     platform: str,
 ) -> str:
@@ -301,15 +381,20 @@ def _environment_yml(
 
     dependencies: list[Any] = [f"{a.name}={a.version}={a.build}" for a in conda]
     names = {a.name for a in conda}
-    if pypi:
+    if pypi or trees:
         # The pip: section needs a Python and a pip in the conda environment.
         python = lock.environment(env).python
         if "python" not in names and python is not None:
             dependencies.append(f"python={python}")
         if "pip" not in names:
             dependencies.append("pip")
-        pins = [f"{a.name}=={a.version}" for a in pypi]
-        dependencies.append({"pip": [*_index_options(lock), *pins]})
+        # environment.yml has no hashes and no notion of "built from this sdist": the
+        # pins are names and versions (URL and source trees in pip's own forms).
+        lines = [
+            f"{a.name} @ {a.url}" if a.name in by_url else f"{a.name}=={a.version}" for a in pypi
+        ]
+        lines += [_requirement_line(t) for t in trees]
+        dependencies.append({"pip": [*_index_options(lock), *lines]})
     channels = list(lock.inputs.channels)
     if channels and "nodefaults" not in channels:
         # The lock never took anything from conda's implicit `defaults` channel.

@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -56,6 +56,9 @@ class Bundle:
     environments: tuple[str, ...]
     platforms: tuple[str, ...]
     artifacts: Mapping[str, BundledArtifact]  # sha256 -> artifact
+    # Wheels built from the lock's sdists and git sources (listed among the artifacts):
+    # "<sdist sha256 or git source>/<interpreter>-<platform>" -> the wheel's sha256.
+    built: Mapping[str, str] = field(default_factory=dict)
 
     def path_of(self, sha256: str) -> Path | None:
         """The file of the artifact with this content, or None when the bundle lacks it
@@ -122,6 +125,17 @@ def read_bundle(root: Path) -> Bundle:
         entry = _artifact_from_dict(item, f"artifacts[{i}]", problems)
         if entry is not None:
             artifacts[entry.sha256] = entry
+    built: dict[str, str] = {}
+    raw_built = data.get("built", [])
+    for i, item in enumerate(raw_built if isinstance(raw_built, list) else [None]):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), str) for k in ("source", "target", "sha256")
+        ):
+            problems.append(f"built[{i}]: expected {{source, target, sha256}}")
+        elif item["sha256"] not in artifacts:
+            problems.append(f"built[{i}].sha256: {item['sha256']!r} is not among the artifacts")
+        else:
+            built[f"{item['source']}/{item['target']}"] = item["sha256"]
     if problems:
         shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
         raise LockfileError(
@@ -134,6 +148,7 @@ def read_bundle(root: Path) -> Bundle:
         environments=tuple(str(e) for e in data.get("environments", [])),
         platforms=tuple(str(p) for p in data.get("platforms", [])),
         artifacts=artifacts,
+        built=built,
     )
 
 

@@ -28,6 +28,7 @@ STAGES = (
     "unpack:published",  # an unpacked tree was published in the cache (each artifact)
     "prepare:done",  # every artifact is unpacked in the cache, from a verified archive
     "staging:created",  # the empty staging directory beside the prefix exists
+    "staging:built",  # one sdist or source tree is built into a wheel (each source)
     "staging:linked",  # one package is linked into the staging tree (each package)
     "staging:complete",  # the staging tree and its state file are complete
     "swap:halfway",  # the non-atomic swap moved the old prefix away, not the new one in

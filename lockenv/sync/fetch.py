@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from lockenv.cache import Cache, copy_hashing, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
-from lockenv.lockfile import Artifact
+from lockenv.lockfile import Archive
 from lockenv.progress import Progress, Reporter, Task, format_size, task_of
 from lockenv.sync.checkpoints import checkpoint
 
@@ -98,7 +98,7 @@ class Fetcher:
 
     # -- where an archive comes from ---------------------------------------------------------
 
-    def _bundle_path(self, artifact: Artifact) -> Path | None:
+    def _bundle_path(self, artifact: Archive) -> Path | None:
         if self.bundle is None:
             return None
         with self._lock:
@@ -117,7 +117,7 @@ class Fetcher:
                 self._mirrors = load_mirrors(self._manifest)
             return self._mirrors
 
-    def check_available(self, artifacts: Sequence[Artifact]) -> None:
+    def check_available(self, artifacts: Sequence[Archive]) -> None:
         """Offline, raise OfflineError naming every artifact of ``artifacts`` that is
         neither in the cache nor in the bundle nor at a local location; else nothing."""
         if not self.offline:
@@ -140,9 +140,10 @@ class Fetcher:
                 "(`lockenv bundle OUT`) and sync with `--bundle OUT`"
             )
 
-    def expect(self, artifacts: Sequence[Artifact]) -> None:
+    def expect(self, artifacts: Sequence[Archive]) -> None:
         """Open the download task (progress in files and bytes) for those of ``artifacts``
-        that are neither in the cache nor in the bundle; `close` closes it."""
+        that are neither in the cache nor in the bundle; `close` (or the next `expect`)
+        closes it."""
         if not isinstance(self._progress, Reporter):
             return  # nothing would show it: spare the look at every archive
         missing = [
@@ -156,11 +157,13 @@ class Fetcher:
                 self._progress, "download", items=len(missing), total=sum(a.size for a in missing)
             )
             with self._lock:
-                self._task = task
+                previous, self._task = self._task, task
+            if previous is not None:
+                previous.close()  # a later batch (a sync's sdists after its wheels)
 
     # -- one artifact ------------------------------------------------------------------------
 
-    def archive(self, artifact: Artifact) -> Path:
+    def archive(self, artifact: Archive) -> Path:
         """The verified archive of ``artifact`` in the cache: checked where it already is,
         else imported from the bundle, else downloaded; under the artifact's lock."""
         path = self.cache.archive_path(artifact.sha256, artifact.filename)
@@ -194,7 +197,7 @@ class Fetcher:
                 )
             return self._client
 
-    def _download(self, artifact: Artifact, path: Path) -> None:
+    def _download(self, artifact: Archive, path: Path) -> None:
         from lockenv.http import redact_url
 
         client = self._http()
@@ -217,7 +220,7 @@ class Fetcher:
 
 
 def fetch_artifacts(
-    artifacts: Sequence[Artifact],
+    artifacts: Sequence[Archive],
     cache: Cache,
     *,
     offline: bool = False,
@@ -274,7 +277,7 @@ def fetch_artifacts(
     )
 
 
-def _check_cached(cache: Cache, artifact: Artifact, path: Path) -> None:
+def _check_cached(cache: Cache, artifact: Archive, path: Path) -> None:
     try:
         digest, size = hash_file(path)
     except OSError as exc:
@@ -298,7 +301,7 @@ def _local(url: str, mirrors: Mirrors) -> bool:
     return any(location.startswith("file:") for location in mirrors.locations(url))
 
 
-def _log_source(artifact: Artifact, where: str) -> None:
+def _log_source(artifact: Archive, where: str) -> None:
     """-v: where an artifact comes from (logging imported only when asked for)."""
     import logging
 
@@ -310,19 +313,19 @@ def _log_source(artifact: Artifact, where: str) -> None:
 _NAMED = 5  # artifacts named in a summary before "and N more"
 
 
-def _count_and_size(artifacts: Sequence[Artifact]) -> str:
+def _count_and_size(artifacts: Sequence[Archive]) -> str:
     total = format_size(sum(a.size for a in artifacts))
     return f"{len(artifacts)} artifact{'s are' if len(artifacts) != 1 else ' is'} ({total})"
 
 
-def _names(artifacts: Sequence[Artifact]) -> str:
+def _names(artifacts: Sequence[Archive]) -> str:
     """``a-1.whl, b-2.conda, ... and 12 more``: a line a person reads to the end."""
     names = ", ".join(a.filename for a in artifacts[:_NAMED])
     more = len(artifacts) - _NAMED
     return f"{names} and {more} more" if more > 0 else names
 
 
-def _import_from_bundle(artifact: Artifact, source: Path, dest: Path) -> None:
+def _import_from_bundle(artifact: Archive, source: Path, dest: Path) -> None:
     """Put the bundle's ``source`` at ``dest`` in the cache, hashed on the way in.
 
     A hardlink when the bundle shares the cache's filesystem (no bytes copied), else a
@@ -358,7 +361,7 @@ def _import_from_bundle(artifact: Artifact, source: Path, dest: Path) -> None:
 
 def _download_or_find(
     client: HttpClient,
-    artifact: Artifact,
+    artifact: Archive,
     dest: Path,
     progress: Progress | None,
     on_bytes: Callable[[int], None] | None = None,

@@ -9,6 +9,11 @@ packages makes a conda prefix: the packages linked in dependency order
 wheels, if any, installed into the conda Python's site-packages with launchers for
 ``<prefix>/bin/python``.  Package scripts (post-link...) are never run.
 
+Source distributions (and source trees) are built after the staging tree has its
+interpreter, with that interpreter, by the `WheelBuilder` the caller hands over in
+`SyncOptions` (`lockenv.sync.pypi.sources`); the wheel is checked against the lock and
+installed like any other.  A failed build leaves the previous environment as it was.
+
 One orchestration function, `sync_environment`.  The environment is rebuilt completely in
 a staging directory beside the prefix (same filesystem; every absolute path written
 already names the final prefix), then exchanged with the prefix in one atomic step
@@ -56,16 +61,21 @@ from lockenv.sync.plan import (
 
 if TYPE_CHECKING:
     from lockenv.base_environment import BaseEnvironment
+    from lockenv.cache import Cache
     from lockenv.fastpath import Signed
     from lockenv.lockfile import (
+        Archive,
         Artifact,
         CondaArtifact,
         LockedEnvironment,
         Lockfile,
         PypiArtifact,
+        PypiSource,
     )
     from lockenv.sync.conda.install import InstalledConda, UnpackedConda
+    from lockenv.sync.fetch import Fetcher
     from lockenv.sync.guard import PrefixGuard
+    from lockenv.sync.pypi.sources import BuildRequest, WheelBuilder
     from lockenv.sync.pypi.wheel import InstalledDist, UnpackedWheel
     from lockenv.sync.venv import EnvLayout
 
@@ -109,6 +119,10 @@ class SyncOptions:
     ``allow_base_drift``: build on a base environment that changed since the lock (with a
     warning) instead of refusing.  ``cache_keep``: what the cache keeps of an artifact
     (`lockenv.cache.keep_policy`; None: ``$LOCKENV_CACHE_KEEP``, else both).
+    ``builder``: builds the lock's sdists and source trees into wheels (none: a lock with
+    them is refused); ``no_build``: refuse to build even with a builder (``sync
+    --no-build``); ``project_root``: where the lock's relative ``path`` sources are (the
+    lock's directory).
     """
 
     link_mode: str = "hardlink"
@@ -122,6 +136,9 @@ class SyncOptions:
     manifest: Path | None = None
     allow_base_drift: bool = False
     cache_keep: str | None = None
+    builder: WheelBuilder | None = None
+    no_build: bool = False
+    project_root: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +187,7 @@ def _state_is_current(state: EnvState, prefix: Path, platform: str) -> bool:
         # Link mode "symlink": the files live in the cache, which may have been cleaned.
         and all(os.path.isdir(entry) for entry in state.cache_entries)
         and _base_unchanged(state)
+        and _sources_unchanged(state)
     )
 
 
@@ -209,6 +227,15 @@ def _current_base(
             )
         note(f"warning: {message}; building on it anyway (--allow-base-drift)")
     return current
+
+
+def _sources_unchanged(state: EnvState) -> bool:
+    """The build files of every path dependency are as they were when it was built."""
+    if not state.sources:
+        return True
+    from lockenv.sync.pypi.sources import tree_fingerprint
+
+    return all(tree_fingerprint(Path(tree)) == fp for tree, fp in state.sources.items())
 
 
 def is_up_to_date(prefix: Path, lock_sha256: str, env_name: str) -> bool:
@@ -266,21 +293,36 @@ def _try_flock(fd: int) -> bool:
 
 def stamp_inputs(prefix: Path) -> tuple[str, list[Signed]]:
     """What the no-op check of the environment at ``prefix`` reads besides the lock and
-    its own files — its base environment's directories — `lockenv.fastpath.signed_input`
-    before the check reads them; with the base's path ("" for none)."""
+    its own files — its base environment's directories, its path dependencies' build
+    files — `lockenv.fastpath.signed_input` before the check reads them; with the base's
+    path ("" for none)."""
     state = read_state(Path(os.path.abspath(prefix)))
-    if state is None or not state.base_prefix:
+    if state is None:
         return "", []
-    from lockenv.base_environment import BaseEnvironmentError, read_base_environment
     from lockenv.fastpath import signed_input
+
+    watched = _source_build_files(state)
+    if not state.base_prefix:
+        return "", [signed_input(path) for path in watched]
+    from lockenv.base_environment import BaseEnvironmentError, read_base_environment
 
     base = Path(state.base_prefix)
     try:
         site_packages = read_base_environment(base).site_packages
     except BaseEnvironmentError:
         site_packages = "lib"
-    watched = ("lib", "conda-meta", "pyvenv.cfg", site_packages)
-    return state.base_prefix, [signed_input(str(base / rel)) for rel in watched]
+    watched += [str(base / rel) for rel in ("lib", "conda-meta", "pyvenv.cfg", site_packages)]
+    return state.base_prefix, [signed_input(path) for path in watched]
+
+
+def _source_build_files(state: EnvState) -> list[str]:
+    """The build files of the environment's path dependencies: an edited pyproject.toml
+    (a new console script...) is installed again, so the stamp watches them."""
+    if not state.sources:
+        return []
+    from lockenv.sync.pypi.sources import BUILD_FILES
+
+    return [os.path.join(tree, name) for tree in state.sources for name in BUILD_FILES]
 
 
 def stamp_environment(
@@ -302,6 +344,8 @@ def stamp_environment(
     state = read_state(prefix)
     if state is None or state.base_prefix != inputs[0]:
         return  # built on another base than the one watched: the next check stamps it
+    if not set(_source_build_files(state)) <= {path for path, _, _ in inputs[1]}:
+        return  # path dependencies not watched yet (a first sync): the next check stamps it
     listings: list[tuple[str, str, list[str]]] = []
     if state.site_packages:
         listings.append((str(prefix / state.site_packages), ".dist-info", state.dist_infos))
@@ -447,27 +491,48 @@ def _check_prefix_is_ours(prefix: Path) -> None:
 
 def _split_artifacts(
     lock: Lockfile, env_name: str, platform: str
-) -> tuple[list[CondaArtifact], list[PypiArtifact]]:
-    from lockenv.lockfile import CondaArtifact, PypiArtifact
+) -> tuple[list[CondaArtifact], list[PypiArtifact], list[PypiSource]]:
+    """Conda packages, PyPI archives (wheels and sdists), PyPI source trees."""
+    from lockenv.lockfile import CondaArtifact, PypiArtifact, PypiSource
 
     artifacts = lock.packages_for(env_name, platform)
     _refuse_two_versions(env_name, artifacts)
     conda = [a for a in artifacts if isinstance(a, CondaArtifact)]
     pypi = [a for a in artifacts if isinstance(a, PypiArtifact)]
-    sdists = sorted(f"{a.name} ({a.filename})" for a in pypi if not a.is_wheel)
-    if sdists:
-        raise InstallError(
-            f"environment {env_name!r} locks source distributions: {', '.join(sdists)}; "
-            "lockenv installs wheels only (building would run package code): lock a version "
-            "that has a wheel for this platform"
-        )
-    if conda and pypi and not any(a.name == "python" for a in conda):
+    trees = [a for a in artifacts if isinstance(a, PypiSource)]
+    if conda and (pypi or trees) and not any(a.name == "python" for a in conda):
         raise InstallError(
             f"environment {env_name!r} has conda packages and PyPI packages but no conda "
             "`python` to install the PyPI packages into; add python to [dependencies] and "
             "run `lockenv lock`"
         )
-    return conda, pypi
+    return conda, pypi, trees
+
+
+def _check_buildable(
+    sources: list[PypiArtifact | PypiSource], env_name: str, platform: str, options: SyncOptions
+) -> None:
+    """Refuse, before anything is done, sources that this sync may not build."""
+    if not sources:
+        return
+    listed = ", ".join(sorted(f"{a.name} {a.version} ({a.filename})" for a in sources))
+    if options.no_build:
+        raise InstallError(
+            f"environment {env_name!r} locks source distributions for {platform}: {listed}; "
+            "--no-build forbids building them: sync without --no-build, or lock wheels only "
+            "([pypi-options] no-build = true)"
+        )
+    paths = [a for a in sources if getattr(a, "path", None) is not None]
+    if paths and options.project_root is None:
+        raise InstallError(
+            f"environment {env_name!r} has path dependencies ({listed}) but the sync was "
+            "not told where the lock's directory is"
+        )
+    if options.builder is None:
+        raise InstallError(
+            f"environment {env_name!r} locks source distributions for {platform}: {listed}; "
+            "this sync cannot build them"
+        )
 
 
 def _refuse_two_versions(env_name: str, artifacts: list[Artifact]) -> None:
@@ -477,7 +542,7 @@ def _refuse_two_versions(env_name: str, artifacts: list[Artifact]) -> None:
     for artifact in artifacts:
         key = (artifact.kind, re.sub(r"[-_.]+", "-", artifact.name).lower())
         other = seen.setdefault(key, artifact)
-        if other is not artifact and other.sha256 != artifact.sha256:
+        if other is not artifact and _identity(other) != _identity(artifact):
             raise InstallError(
                 f"environment {env_name!r} locks {artifact.name} twice: {other.version} "
                 f"({other.filename}) and {artifact.version} ({artifact.filename}); an "
@@ -486,7 +551,9 @@ def _refuse_two_versions(env_name: str, artifacts: list[Artifact]) -> None:
             )
 
 
-def _check_wheel_versions(wheels: list[tuple[PypiArtifact, UnpackedWheel]]) -> None:
+def _check_wheel_versions(
+    wheels: Sequence[tuple[PypiArtifact | PypiSource, UnpackedWheel]],
+) -> None:
     """Each wheel is the version the lock pins (its .dist-info says which it is)."""
     for artifact, wheel in wheels:
         if wheel.version == artifact.version:
@@ -557,25 +624,131 @@ def _requested_names(environment: LockedEnvironment) -> frozenset[str]:
     return frozenset(names)
 
 
-def _direct_url(lock: Lockfile, artifact: PypiArtifact) -> tuple[str, str] | None:
+def _direct_url(
+    lock: Lockfile, artifact: PypiArtifact | PypiSource, root: Path | None
+) -> dict[str, object] | None:
+    """PEP 610 ``direct_url.json`` of a package that came from no index, else None."""
+    from lockenv.lockfile import PypiSource
+
+    if isinstance(artifact, PypiSource):
+        if artifact.path is not None:
+            assert root is not None
+            tree = Path(os.path.normpath(root / artifact.path))
+            return {
+                "url": tree.as_uri(),
+                "dir_info": {"editable": True} if artifact.editable else {},
+            }
+        vcs: dict[str, object] = {"vcs": "git", "commit_id": artifact.commit}
+        asked = artifact.tag or artifact.branch or artifact.rev
+        if asked:
+            vcs["requested_revision"] = asked
+        info: dict[str, object] = {"url": artifact.git, "vcs_info": vcs}
+        if artifact.subdirectory:
+            info["subdirectory"] = artifact.subdirectory
+        return info
     if artifact.index is not None:
         return None
     sources = (*lock.inputs.indexes, *lock.inputs.find_links)
     if any(artifact.url.startswith(s.rstrip("/") + "/") for s in sources if s):
         return None
-    return (artifact.url, artifact.sha256)
+    hashes = {"hash": f"sha256={artifact.sha256}", "hashes": {"sha256": artifact.sha256}}
+    return {"url": artifact.url, "archive_info": hashes}
+
+
+def _fetch_sdists(sdists: list[PypiArtifact], fetcher: Fetcher) -> dict[str, Path]:
+    """Each locked sdist's archive in the cache, checked against the lock's sha256 and
+    size (before anything is built from it), by sha256."""
+    fetcher.check_available(sdists)
+    fetcher.expect(sdists)
+    paths = {}
+    for sdist in sdists:
+        fetcher.cache.mark_used(sdist.sha256)
+        paths[sdist.sha256] = fetcher.archive(sdist)
+    return paths
+
+
+def _build_all(
+    sources: list[PypiArtifact | PypiSource],
+    archives: Mapping[str, Path],
+    options: SyncOptions,
+    cache: Cache,
+    *,
+    python: Path,
+    python_version: str,
+) -> list[tuple[PypiArtifact | PypiSource, UnpackedWheel]]:
+    """Each locked sdist or source tree built into a wheel for ``python``, checked
+    against the lock and unpacked in the cache (by the built wheel's own sha256)."""
+    from lockenv.sync.prepare import unpack_built
+    from lockenv.sync.pypi.sources import built_wheel_artifact, check_built_wheel
+    from lockenv.sync.pypi.wheel import UnpackedWheel
+
+    assert options.builder is not None
+    built: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]] = []
+    for artifact in sources:
+        request = _build_request(artifact, archives, options, cache, python, python_version)
+        wheel = options.builder.build_wheel(request)
+        check_built_wheel(
+            wheel,
+            name=artifact.name,
+            version=artifact.version,
+            requires_dist=artifact.requires_dist,
+            requires_python=artifact.requires_python,
+            label=request.label,
+        )
+        as_wheel = built_wheel_artifact(artifact.name, artifact.version, wheel)
+        unpacked = unpack_built(cache, as_wheel, wheel)
+        if not isinstance(unpacked, UnpackedWheel):
+            raise InstallError(
+                f"{wheel.name}: the built wheel unpacked as something else; run "
+                "`lockenv cache clean` and sync again"
+            )
+        built.append((artifact, unpacked))
+        checkpoint("staging:built")
+    return built
+
+
+def _build_request(
+    artifact: PypiArtifact | PypiSource,
+    archives: Mapping[str, Path],
+    options: SyncOptions,
+    cache: Cache,
+    python: Path,
+    python_version: str,
+) -> BuildRequest:
+    """What to build: a fetched sdist, a path in the project, or a git checkout."""
+    from dataclasses import replace
+
+    from lockenv.lockfile import PypiArtifact
+    from lockenv.sync.pypi.sources import BuildRequest, git_checkout_request
+
+    request = BuildRequest(
+        name=artifact.name, version=artifact.version, python=python, python_version=python_version
+    )
+    if isinstance(artifact, PypiArtifact):
+        return replace(request, archive=archives[artifact.sha256], archive_sha256=artifact.sha256)
+    if artifact.path is not None:
+        assert options.project_root is not None
+        tree = Path(os.path.normpath(options.project_root / artifact.path))
+        if not tree.is_dir():
+            raise InstallError(
+                f"{artifact.name}: the path dependency {artifact.path!r} is not a directory "
+                f"(looked in {str(tree)!r}); restore it or remove it from the manifest"
+            )
+        return replace(request, tree=tree, editable=artifact.editable, in_place=True)
+    return git_checkout_request(request, artifact, cache.root)
 
 
 def _install_all(
-    wheels: list[tuple[PypiArtifact, UnpackedWheel]],
+    wheels: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]],
     layout: EnvLayout,
     guard: PrefixGuard,
     requested: frozenset[str],
     lock: Lockfile,
+    root: Path | None,
 ) -> list[InstalledDist]:
     from lockenv.sync.pypi.wheel import install_wheel
 
-    def install(item: tuple[PypiArtifact, UnpackedWheel]) -> InstalledDist:
+    def install(item: tuple[PypiArtifact | PypiSource, UnpackedWheel]) -> InstalledDist:
         artifact, wheel = item
         try:
             installed = install_wheel(
@@ -583,7 +756,7 @@ def _install_all(
                 layout,
                 guard,
                 requested=artifact.name in requested,
-                direct_url=_direct_url(lock, artifact),
+                direct_url=_direct_url(lock, artifact, root),
             )
         except FileNotFoundError as exc:
             raise InstallError(
@@ -709,8 +882,10 @@ def sync_environment(
     prefix = Path(os.path.abspath(prefix))
     _check_not_a_symlink(prefix)
     environment = lock.environment(env_name)
-    conda, pypi = _split_artifacts(lock, env_name, platform)
-    artifacts: list[Artifact] = [*conda, *pypi]
+    conda, pypi, trees = _split_artifacts(lock, env_name, platform)
+    sources: list[PypiArtifact | PypiSource] = [*(a for a in pypi if not a.is_wheel), *trees]
+    _check_buildable(sources, env_name, platform, options)
+    artifacts: list[Archive] = [*conda, *pypi]
     kind = "conda" if conda else "venv"
     # A conda environment's Python is its `python` package ("" when it has none).
     conda_python = next((a.version for a in conda if a.name == "python"), "")
@@ -718,7 +893,8 @@ def sync_environment(
     wanted = [
         WantedPackage(name=a.name, version=a.version, sha256=a.sha256, kind=a.kind)
         for a in artifacts
-    ]
+    ] + [WantedPackage(name=t.name, version=t.version, sha256=t.identity) for t in trees]
+    fingerprints = _fingerprints(trees, options.project_root)
     cache = Cache(options.cache_dir or _default_cache())
     python_version = environment.python or ".".join(map(str, sys.version_info[:2]))
 
@@ -755,6 +931,7 @@ def sync_environment(
             and state.kind == kind
             and not plan.changes
             and {p.sha256 for p in state.packages} == {w.sha256 for w in wanted}
+            and dict(state.sources) == fingerprints
             and _state_is_current(state, prefix, platform)
             and state.link_mode == link_mode
             and (state.bytecode or not options.compile_bytecode)
@@ -788,21 +965,24 @@ def sync_environment(
             progress=progress,
             connections=options.jobs,
         )
+        ready: list[Archive] = [*conda, *(a for a in pypi if a.is_wheel)]
         with contextlib.closing(fetcher):
             prepared = prepare_artifacts(
-                artifacts,
+                ready,
                 fetcher,
                 jobs=options.jobs,
                 progress=progress,
                 keep_archives=keep != "trees",
             )
-        unpacked = [(a, prepared.unpacked[a.sha256]) for a in artifacts]
+            # Sdists are built later, from their archives (checked against the lock here).
+            sdists = _fetch_sdists([a for a in pypi if not a.is_wheel], fetcher)
+        unpacked = [(a, prepared.unpacked[a.sha256]) for a in ready]
         tarballs = {a.sha256: cache.archive_path(a.sha256, a.filename) for a in conda}
         by_sha = {a.sha256: u for a, u in unpacked}
         from lockenv.lockfile import PypiArtifact
         from lockenv.sync.pypi.wheel import UnpackedWheel
 
-        wheels = [
+        wheels: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]] = [
             (a, u)
             for a, u in unpacked
             if isinstance(a, PypiArtifact) and isinstance(u, UnpackedWheel)
@@ -848,9 +1028,27 @@ def sync_environment(
                 staged_python = staging / os.path.relpath(layout.prefix_python, prefix)
                 own = staged_python if conda_python else None
                 bytecode_python = _bytecode_interpreter(conda_xy, own) if own else None
+            if sources:
+                # The environment's own interpreter (in a conda env, the staged one).
+                build_python = (
+                    interpreter.executable
+                    if interpreter is not None
+                    else staging / os.path.relpath(layout.prefix_python, prefix)
+                )
+                built = _build_all(
+                    sources,
+                    sdists,
+                    options,
+                    cache,
+                    python=build_python,
+                    python_version=python_full,
+                )
+                locked: list[PypiArtifact | PypiSource] = [*pypi, *trees]
+                order = {a.key: i for i, a in enumerate(locked)}
+                wheels = sorted([*wheels, *built], key=lambda item: order[item[0].key])
             requested = _requested_names(environment)
             guard.protect_interpreter()  # no wheel may replace it
-            installed = _install_all(wheels, layout, guard, requested, lock)
+            installed = _install_all(wheels, layout, guard, requested, lock, options.project_root)
             guard.finish()  # every symlink still resolves inside, now that all is placed
             if options.compile_bytecode and bytecode_python is not None:
                 note("compiling bytecode")
@@ -862,7 +1060,7 @@ def sync_environment(
                     InstalledPackage(
                         name=artifact.name,
                         version=by_name[wheel.dist_info].version,
-                        sha256=artifact.sha256,
+                        sha256=_identity(artifact),
                         filename=artifact.filename,
                         dist_info=wheel.dist_info,
                         record_sha256=_file_sha256(
@@ -904,9 +1102,12 @@ def sync_environment(
                     packages=tuple(packages),
                     kind=kind,
                     conda_dist_infos=tuple(sorted(conda_dist_infos)),
-                    cache_entries=_entries_linked(unpacked) if link_mode == "symlink" else (),
+                    cache_entries=(
+                        _entries_linked([*unpacked, *wheels]) if link_mode == "symlink" else ()
+                    ),
                     base_prefix=base.prefix if base is not None else "",
                     base_digest=base.digest if base is not None else "",
+                    sources=fingerprints,
                 ),
             )
             checkpoint("staging:complete")
@@ -937,16 +1138,38 @@ def _file_sha256(path: Path) -> str:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
-def _entries_linked(unpacked: list[tuple[Artifact, Unpacked]]) -> tuple[str, ...]:
+def _entries_linked(unpacked: Sequence[tuple[object, Unpacked]]) -> tuple[str, ...]:
     """The cache entry directories an environment in link mode "symlink" points into."""
     from lockenv.sync.pypi.wheel import UnpackedWheel
 
     return tuple(
         sorted(
-            str((u.files_dir if isinstance(u, UnpackedWheel) else u.directory).parent)
-            for _a, u in unpacked
+            {
+                str((u.files_dir if isinstance(u, UnpackedWheel) else u.directory).parent)
+                for _a, u in unpacked
+            }
         )
     )
+
+
+def _identity(artifact: Artifact) -> str:
+    """What an environment records it was installed from: an archive's sha256, or a
+    source tree's `PypiSource.identity`."""
+    from lockenv.lockfile import PypiSource
+
+    return artifact.identity if isinstance(artifact, PypiSource) else artifact.sha256
+
+
+def _fingerprints(trees: list[PypiSource], root: Path | None) -> dict[str, str]:
+    """Path dependency directory -> the fingerprint of its build files, now."""
+    from lockenv.sync.pypi.sources import tree_fingerprint
+
+    out = {}
+    for tree in trees:
+        if tree.path is not None and root is not None:
+            directory = os.path.normpath(root / tree.path)
+            out[directory] = tree_fingerprint(Path(directory))
+    return out
 
 
 def _report_package_scripts(

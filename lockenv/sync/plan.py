@@ -50,7 +50,7 @@ class InstalledPackage:
 
     name: str  # normalized
     version: str
-    sha256: str
+    sha256: str  # of the artifact; for a source tree, its identity (``path:.``, git+URL@commit)
     filename: str
     dist_info: str
     kind: str = "pypi"  # "pypi" | "conda"
@@ -80,6 +80,8 @@ class EnvState:
     cache_entries: tuple[str, ...] = ()
     base_prefix: str = ""  # the base environment it is built on ("" for none)
     base_digest: str = ""  # that base's package-set digest when it was built
+    # Path dependencies: absolute directory -> fingerprint of its build files when built.
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def dist_infos(self) -> list[str]:
@@ -108,6 +110,7 @@ class EnvState:
             "conda_dist_infos": sorted(self.conda_dist_infos),
             "cache_entries": sorted(self.cache_entries),
             "base": {"prefix": self.base_prefix, "digest": self.base_digest},
+            "sources": dict(sorted(self.sources.items())),
             "packages": [
                 {
                     "name": p.name,
@@ -158,6 +161,7 @@ class EnvState:
                 cache_entries=tuple(str(d) for d in data.get("cache_entries", ())),
                 base_prefix=str(data.get("base", {}).get("prefix", "")),
                 base_digest=str(data.get("base", {}).get("digest", "")),
+                sources={str(k): str(v) for k, v in data.get("sources", {}).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from lockenv.cache import Cache, check_entry
 from lockenv.errors import InstallError, LockenvError
-from lockenv.lockfile import Artifact, CondaArtifact
+from lockenv.lockfile import Archive, CondaArtifact
 from lockenv.sync.checkpoints import checkpoint
 from lockenv.sync.fetch import Fetcher, collect_errors, raise_all
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     Unpacked = UnpackedWheel | UnpackedConda
 
-__all__ = ["Prepared", "prepare_artifacts", "trusted_entry"]
+__all__ = ["Prepared", "prepare_artifacts", "trusted_entry", "unpack_built"]
 
 Progress = Callable[[str], None]
 _PROCESS_UNPACK_BYTES = 4 << 20  # archives to unpack above this: a process pool pays off
@@ -67,7 +67,7 @@ class Prepared:
 
 
 def prepare_artifacts(
-    artifacts: Sequence[Artifact],
+    artifacts: Sequence[Archive],
     fetcher: Fetcher,
     *,
     jobs: int = 8,
@@ -103,8 +103,8 @@ def prepare_artifacts(
 
 
 def _usable_entries(
-    cache: Cache, artifacts: list[Artifact], progress: Progress | None
-) -> tuple[dict[str, Unpacked], list[Artifact]]:
+    cache: Cache, artifacts: list[Archive], progress: Progress | None
+) -> tuple[dict[str, Unpacked], list[Archive]]:
     """The artifacts whose unpacked trees can be used as they are, and the others."""
     if len(artifacts) > 1:
         workers = min(_ENTRY_CHECKERS, len(artifacts))
@@ -113,7 +113,7 @@ def _usable_entries(
     else:
         states = [trusted_entry(cache, a) for a in artifacts]
     found: dict[str, Unpacked] = {}
-    todo: list[Artifact] = []
+    todo: list[Archive] = []
     for artifact, (entry, state) in zip(artifacts, states, strict=True):
         loaded = _load_unpacked(entry, artifact) if state == "ok" else None
         if loaded is not None:
@@ -127,7 +127,7 @@ def _usable_entries(
     return found, todo
 
 
-def _log_unpacked(artifact: Artifact) -> None:
+def _log_unpacked(artifact: Archive) -> None:
     """-v: the artifact's sealed tree is used (logging imported only when asked for)."""
     if "logging" not in sys.modules:
         return  # -v installs logging; without it nobody listens
@@ -139,7 +139,7 @@ def _log_unpacked(artifact: Artifact) -> None:
 
 
 def _prepare_in_pool(
-    todo: list[Artifact],
+    todo: list[Archive],
     cache: Cache,
     fetcher: Fetcher,
     unpacker: _Unpacker,
@@ -151,7 +151,7 @@ def _prepare_in_pool(
     done: dict[str, Unpacked] = {}
     errors: list[LockenvError] = []
 
-    def prepare(artifact: Artifact, wait: bool) -> Unpacked | None:
+    def prepare(artifact: Archive, wait: bool) -> Unpacked | None:
         return _prepare_one(
             artifact, cache, fetcher, unpacker, wait=wait, keep_archive=keep_archives
         )
@@ -182,7 +182,7 @@ def _prepare_in_pool(
 
 
 def _prepare_one(
-    artifact: Artifact,
+    artifact: Archive,
     cache: Cache,
     fetcher: Fetcher,
     unpacker: _Unpacker,
@@ -195,22 +195,54 @@ def _prepare_one(
     with cache.artifact_lock(artifact.sha256, wait=wait) as held:
         if not held:
             return None
+        return _entry_or_unpack(
+            cache,
+            artifact,
+            lambda: fetcher.archive(artifact),
+            unpacker.unpack,
+            keep_archive=keep_archive,
+        )
+
+
+def unpack_built(cache: Cache, artifact: Archive, archive: Path) -> Unpacked:
+    """A wheel built on this machine (``archive``, described by ``artifact``: its own
+    sha256 and size) unpacked in the cache like a fetched one, under its artifact lock."""
+    with cache.artifact_lock(artifact.sha256):
+        return _entry_or_unpack(
+            cache,
+            artifact,
+            lambda: archive,
+            lambda a, path, entry: ensure_unpacked(cache, a, path, entry),
+        )
+
+
+def _entry_or_unpack(
+    cache: Cache,
+    artifact: Archive,
+    archive: Callable[[], Path],
+    unpack: Callable[[Archive, Path, Path], None],
+    *,
+    keep_archive: bool = True,
+) -> Unpacked:
+    """The artifact's usable unpacked tree, else ``unpack`` of its verified ``archive()``
+    made; the caller holds the artifact's lock.  ``keep_archive`` False: the archive is
+    removed from the cache once its tree is sealed."""
+    entry, state = trusted_entry(cache, artifact)
+    loaded = _load_unpacked(entry, artifact) if state == "ok" else None
+    if loaded is not None:
+        return loaded  # made by the process we waited for
+    path = archive()
+    # Twice at most: when another user publishes the shared entry first, it is foreign
+    # to us, and we make our own private one.
+    for _ in range(2):
+        unpack(artifact, path, entry)
         entry, state = trusted_entry(cache, artifact)
         loaded = _load_unpacked(entry, artifact) if state == "ok" else None
         if loaded is not None:
-            return loaded  # made by the process we waited for
-        archive = fetcher.archive(artifact)
-        # Twice at most: when another user publishes the shared entry first, it is
-        # foreign to us, and we make our own private one.
-        for _ in range(2):
-            unpacker.unpack(artifact, archive, entry)
-            entry, state = trusted_entry(cache, artifact)
-            loaded = _load_unpacked(entry, artifact) if state == "ok" else None
-            if loaded is not None:
-                if not keep_archive:
-                    # Sealed, and used without its archive from now on (module doc).
-                    cache.discard(archive.parent)
-                return loaded
+            if not keep_archive:
+                # Sealed, and used without its archive from now on (module doc).
+                cache.discard(path.parent)
+            return loaded
     raise InstallError(
         f"{artifact.filename}: the unpacked cache entry is unusable; run "
         "`lockenv cache clean` and sync again"
@@ -220,7 +252,7 @@ def _prepare_one(
 # -- unpacked entries ---------------------------------------------------------------------
 
 
-def trusted_entry(cache: Cache, artifact: Artifact) -> tuple[Path, str]:
+def trusted_entry(cache: Cache, artifact: Archive) -> tuple[Path, str]:
     """The cache entry this sync should use for ``artifact`` and its state: the shared
     one unless another user made it, then this user's private one (`lockenv.cache`)."""
     shared = cache.unpacked_dir(artifact.sha256)
@@ -231,7 +263,7 @@ def trusted_entry(cache: Cache, artifact: Artifact) -> tuple[Path, str]:
     return private, check_entry(private)
 
 
-def _load_unpacked(entry: Path, artifact: Artifact) -> Unpacked | None:
+def _load_unpacked(entry: Path, artifact: Archive) -> Unpacked | None:
     """The artifact unpacked in the cache entry ``entry``, or None when it is unusable."""
     if artifact.kind == "conda":
         from lockenv.sync.conda.install import load_unpacked_conda
@@ -242,7 +274,7 @@ def _load_unpacked(entry: Path, artifact: Artifact) -> Unpacked | None:
     return load_unpacked(entry)
 
 
-def ensure_unpacked(cache: Cache, artifact: Artifact, archive: Path, final: Path) -> None:
+def ensure_unpacked(cache: Cache, artifact: Archive, archive: Path, final: Path) -> None:
     """Unpack the (verified) archive into the entry ``final``, replacing what is there:
     in a temporary directory, sealed, then published by one rename, so concurrent syncs
     never see half an entry."""
@@ -288,7 +320,7 @@ class _Unpacker:
     """Unpacks archives into cache entries: in this process, or — for a large amount of
     unpacking on a machine with several CPUs — in worker processes forked up front."""
 
-    def __init__(self, cache: Cache, todo: Sequence[Artifact], jobs: int) -> None:
+    def __init__(self, cache: Cache, todo: Sequence[Archive], jobs: int) -> None:
         self._cache = cache
         self._pool: ProcessPoolExecutor | None = None
         cpus = min(jobs, len(todo), os.cpu_count() or 1)
@@ -307,7 +339,7 @@ class _Unpacker:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
 
-    def unpack(self, artifact: Artifact, archive: Path, entry: Path) -> None:
+    def unpack(self, artifact: Archive, archive: Path, entry: Path) -> None:
         if self._pool is None:
             ensure_unpacked(self._cache, artifact, archive, entry)
             return
@@ -323,6 +355,6 @@ def _can_fork() -> bool:
     return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
-def _unpack_in_worker(args: tuple[str, Artifact, str, str]) -> None:
+def _unpack_in_worker(args: tuple[str, Archive, str, str]) -> None:
     root, artifact, archive, entry = args
     ensure_unpacked(Cache(Path(root)), artifact, Path(archive), Path(entry))

@@ -561,9 +561,13 @@ def verify_environment(
     mismatched: list[str] = []
     by_dist_info = {p.dist_info: p for p in state.packages} if state is not None else {}
     if lock is not None and env_name is not None:
-        from lockenv.lockfile import PypiArtifact
+        from lockenv.lockfile import PypiArtifact, PypiSource
 
-        locked = [a for a in lock.packages_for(env_name, platform) if isinstance(a, PypiArtifact)]
+        locked = [
+            a
+            for a in lock.packages_for(env_name, platform)
+            if isinstance(a, PypiArtifact | PypiSource)
+        ]
         locked_names = {a.name for a in locked}
         for artifact in locked:
             found = installed.get(artifact.name)
@@ -581,6 +585,12 @@ def verify_environment(
                     f"{artifact.name}: not installed by lockenv (no artifact record); "
                     f"locked {artifact.filename}"
                 )
+            elif isinstance(artifact, PypiSource):
+                if recorded.sha256 != artifact.identity:
+                    mismatched.append(
+                        f"{artifact.name}: installed from {recorded.filename}, locked "
+                        f"{artifact.filename}"
+                    )
             elif recorded.sha256 != artifact.sha256:
                 mismatched.append(
                     f"{artifact.name}: installed from {recorded.filename} "

@@ -106,8 +106,24 @@ gpu = { features = ["gpu", "test"] }
 lint = { features = ["lint"], no-default-feature = true }
 """
 
+SOURCES_EXAMPLE = """\
+[project]
+platforms = ["linux-64"]
+
+[pypi-dependencies]
+itself = { path = ".", editable = true, extras = ["cli"] }
+tool = { git = "https://git.example.invalid/org/tool.git", tag = "v1.2", subdirectory = "py" }
+other = { url = "https://files.example.invalid/other-1.0-py3-none-any.whl" }
+
+[pypi-options]
+prefer-newest = ["tool"]
+no-build = ["numpy", "scipy"]
+no-binary = false
+"""
+
 VALID_EXAMPLES = {
     "design": DESIGN_EXAMPLE,
+    "sources": SOURCES_EXAMPLE,
     "features": FEATURES_EXAMPLE,
     "minimal": '[project]\nplatforms = ["linux-64"]\n',
     "locations": """\
@@ -455,9 +471,9 @@ INVALID = [
         id="pypi-marker-unquoted",
     ),
     pytest.param(
-        BASE + '[pypi-dependencies]\nx = { url = "https://example.invalid/x.whl" }\n',
-        "pypi-dependencies.x.url",
-        "unknown key 'url'",
+        BASE + '[pypi-dependencies]\nx = { hash = "sha256:00" }\n',
+        "pypi-dependencies.x.hash",
+        "unknown key 'hash'",
         id="pypi-table-key",
     ),
     pytest.param(
@@ -684,8 +700,11 @@ def test_invalid_examples_also_fail_the_schema() -> None:
     for text in (
         BASE + "[projec]\n",
         '[project]\nplatforms = ["linux64"]\n',
+        BASE + '[pypi-dependencies]\nx = { hash = "sha256:00" }\n',
+        BASE + '[pypi-dependencies]\nx = { path = ".", version = ">=1" }\n',
+        BASE + '[pypi-dependencies]\nx = { git = "https://h/r", editable = true }\n',
+        BASE + "[pypi-options]\nno-build = 1\n",
         BASE + '[dependencies]\n"pkg..name" = "*"\n',
-        BASE + '[pypi-dependencies]\nx = { url = "https://example.invalid/x.whl" }\n',
         BASE + '[system-requirements]\nglibc = "2.x"\n',
     ):
         with pytest.raises(jsonschema.ValidationError):
@@ -985,6 +1004,196 @@ def test_base_environment_errors(tmp_path: Path, line: str, words: list[str]) ->
         parse_manifest(text, path=tmp_path / "lockenv.toml")
     for word in words:
         assert word in str(info.value)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _pypi(text: str, root: Path) -> dict[str, Any]:
+    manifest = parse_manifest(text, path=root / "lockenv.toml")
+    return {d.name: d for d in manifest.default_feature.pypi_dependencies}
+
+
+def test_sources_and_their_requirement_text(tmp_path: Path) -> None:
+    (tmp_path / "libs" / "a").mkdir(parents=True)
+    deps = _pypi(
+        '[pypi-dependencies]\nme = { path = ".", editable = true }\n'
+        'a = { path = "./libs/a/", extras = ["x"], markers = "os_name == \'nt\'" }\n'
+        'g = { git = "git+https://h.invalid/r.git", branch = "main" }\n'
+        'u = { url = "https://h.invalid/u-1.0.tar.gz" }\n',
+        tmp_path,
+    )
+    assert {n: str(d.requirement) for n, d in deps.items()} == {
+        "me": "me @ .",
+        "a": 'a[x] @ ./libs/a ; os_name == "nt"',
+        "g": "g @ git+https://h.invalid/r.git@main",
+        "u": "u @ https://h.invalid/u-1.0.tar.gz",
+    }
+    assert deps["me"].source.editable and deps["a"].source.path == "libs/a"
+    assert deps["g"].source.git == "https://h.invalid/r.git"  # the git+ prefix dropped
+    assert (tmp_path / deps["a"].source.path).is_dir()
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ('{ path = "missing" }', "'missing' is not a directory"),
+        ('{ path = ".", version = ">=1" }', "takes its version from its source; remove version"),
+        ('{ path = ".", git = "https://h/r" }', "path and git both given"),
+        ('{ git = "https://h/r", editable = true }', "editable goes with path"),
+        ('{ path = ".", tag = "v1" }', "tag goes with git"),
+        ('{ git = "https://h/r", tag = "v1", branch = "b" }', "tag and branch both given"),
+        ('{ git = "https://h/r", subdirectory = "../x" }', "'../x' leaves the repository"),
+        ('{ git = "not a url" }', "is not a git URL"),
+        ('{ url = "ftp://h/x-1.0.tar.gz" }', "use an https:// or file:// URL"),
+        ('{ url = "https://h/x-1.0.txt" }', "names no wheel or sdist"),
+        ('{ path = ".", editable = "yes" }', "expected true or false"),
+        ('{ git = "" }', "empty git"),
+    ],
+)
+def test_source_problems(tmp_path: Path, entry: str, fragment: str) -> None:
+    problems = _problems(f"[pypi-dependencies]\nx = {entry}\n", tmp_path / "lockenv.toml")
+    assert any(fragment in p for p in problems), problems
+    assert all("lockenv.toml: pypi-dependencies.x" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("default", "feature", "result"),
+    [
+        ('{ path = "." }', '{ path = ".", extras = ["x"] }', "me[x] @ ."),
+        ('{ path = "." }', '"*"', "me @ ."),
+        ('{ path = "." }', '">=2"', "a source sets the version"),
+        ('{ path = "." }', '{ git = "https://h/r" }', "use one source"),
+    ],
+)
+def test_sources_merge_across_features(
+    tmp_path: Path, default: str, feature: str, result: str
+) -> None:
+    text = (
+        f"[pypi-dependencies]\nme = {default}\n[feature.f.pypi-dependencies]\nme = {feature}\n"
+        '[environments]\nf = ["f"]\n'
+    )
+    try:
+        spec = parse_manifest(text, path=tmp_path / "lockenv.toml").environment("f")
+    except ManifestError as error:
+        assert result in str(error)
+        return
+    assert str(spec.pypi_dependencies[0].requirement) == result
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("git+https://h/r.git@v1#subdirectory=sub", {"git": "https://h/r.git", "rev": "v1"}),
+        ("git+ssh://git@h/r.git", {"git": "ssh://git@h/r.git", "rev": None}),
+        ("git+ssh://git@h/r.git@abc", {"git": "ssh://git@h/r.git", "rev": "abc"}),
+        ("https://h/p/x-1.0-py3-none-any.whl", {"url": "https://h/p/x-1.0-py3-none-any.whl"}),
+        ("https://h/p/x-1.0.tar.gz#sha256=ab", {"url": "https://h/p/x-1.0.tar.gz"}),
+    ],
+)
+def test_source_from_url(url: str, expected: dict[str, object]) -> None:
+    from lockenv.lock.manifest import source_from_url
+
+    source = source_from_url(url, root=Path("/"))
+    assert not isinstance(source, str)
+    for key, value in expected.items():
+        assert getattr(source, key) == value
+
+
+def test_source_from_a_file_url_is_a_relative_path(tmp_path: Path) -> None:
+    from lockenv.lock.manifest import source_from_url
+
+    (tmp_path / "lib").mkdir()
+    source = source_from_url((tmp_path / "lib").as_uri(), root=tmp_path / "app")
+    assert not isinstance(source, str) and source.path == "../lib"
+    assert "is not a source" in str(source_from_url("https://h/page", root=tmp_path))
+
+
+PROJECT_PYPROJECT = """\
+[project]
+name = "My.Proj"
+version = "1.0"
+dependencies = ["alpha"]
+
+[project.optional-dependencies]
+fast = ["delta"]
+Docs = ["epsilon"]
+
+[dependency-groups]
+test = ["pytest>=8", {include-group = "Lint"}]
+lint = ["ruff; python_version >= '3.9'"]
+
+[tool.lockenv.project]
+platforms = ["linux-64"]
+
+[tool.lockenv.pypi-dependencies]
+my-proj = { path = ".", editable = true }
+
+[tool.lockenv.feature.test.pypi-dependencies]
+pytest = ">=8.1"
+
+[tool.lockenv.environments]
+test = ["test"]
+docs = ["docs"]
+"""
+
+
+def test_extras_and_dependency_groups_are_features(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    manifest = parse_manifest(PROJECT_PYPROJECT, path=path)
+    assert set(manifest.features) == {"fast", "docs", "test", "lint"}
+    test = manifest.environment("test")
+    assert {str(d.requirement) for d in test.pypi_dependencies} == {
+        "my-proj @ .",
+        "pytest>=8.1",  # the manifest's own feature table wins over the group's entry
+        'ruff; python_version >= "3.9"',  # include-group, names compared normalized
+    }
+    docs = manifest.environment("docs")
+    # An extra is the project itself with that extra.
+    assert [str(d.requirement) for d in docs.pypi_dependencies] == ["my-proj[docs] @ ."]
+
+
+@pytest.mark.parametrize(
+    ("groups", "fragment"),
+    [
+        ('a = [{include-group = "b"}]\nb = [{include-group = "a"}]\n', "include-group cycle"),
+        ('a = [{include-group = "nope"}]\n', "no such group"),
+        ("a = [1]\n", "neither a PEP 508 string nor"),
+        ('a = ["not a requirement!"]\n', "invalid requirement"),
+    ],
+)
+def test_dependency_group_problems(tmp_path: Path, groups: str, fragment: str) -> None:
+    text = (
+        '[project]\nname = "p"\nversion = "1"\n[dependency-groups]\n'
+        + groups
+        + '[tool.lockenv.project]\nplatforms = ["linux-64"]\n'
+    )
+    problems = _problems(text, tmp_path / "pyproject.toml")
+    assert any(fragment in p and ": dependency-groups" in p for p in problems), problems
+
+
+def test_pypi_options(tmp_path: Path) -> None:
+    manifest = parse_manifest(SOURCES_EXAMPLE, path=tmp_path / "lockenv.toml")
+    options = manifest.pypi_options
+    assert options.wheels_first("numpy") and not options.wheels_first("tool")
+    assert not options.may_build("scipy") and options.may_build("tool")
+    assert options.may_use_wheel("numpy")
+    assert options.as_inputs() == {"no-build": ["numpy", "scipy"], "prefer-newest": ["tool"]}
+
+
+@pytest.mark.parametrize(
+    ("table", "fragment"),
+    [
+        ("no-build = 1", "expected true, false or an array of package names"),
+        ('no-build = ["Bad Name"]', "invalid distribution name 'Bad Name'"),
+        ('no-build = ["x"]\nno-binary = ["X"]', "no-build and no-binary both name x"),
+        ("no-build = true\nno-binary = true", "both name every package"),
+        ("prefer-binary = false", "unknown key 'prefer-binary'"),
+    ],
+)
+def test_pypi_options_problems(table: str, fragment: str) -> None:
+    problems = _problems(BASE + "[pypi-options]\n" + table + "\n")
+    assert any(fragment in p for p in problems), problems
 
 
 # --------------------------------------------------------------------------- conda specs as typed

@@ -190,11 +190,33 @@ def test_add_in_pyproject_goes_after_the_last_lockenv_table() -> None:
     assert new == PYPROJECT.replace('python = "3.12.*"\n', 'python = "3.12.*"\nnumpy = "*"\n')
 
 
+def test_add_direct_references_as_sources(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    new = add_pypi_dependencies(
+        MANIFEST,
+        [
+            Requirement("x @ https://example.invalid/x-1.0-py3-none-any.whl"),
+            Requirement("g[extra] @ git+https://example.invalid/g.git@v2#subdirectory=py"),
+            Requirement(f"lib @ {(tmp_path / 'lib').as_uri()}"),
+        ],
+        feature=None,
+        in_pyproject=False,
+        root=tmp_path,
+        editable=True,
+    )
+    assert 'x = { url = "https://example.invalid/x-1.0-py3-none-any.whl" }' in new
+    assert (
+        'g = { git = "https://example.invalid/g.git", rev = "v2", subdirectory = "py", '
+        'extras = ["extra"] }'
+    ) in new
+    assert 'lib = { path = "lib", editable = true }' in new
+
+
 def test_add_rejects_what_the_manifest_cannot_hold() -> None:
-    with pytest.raises(ManifestError, match="direct URL requirements"):
+    with pytest.raises(ManifestError, match="is not a source lockenv can lock"):
         add_pypi_dependencies(
             MANIFEST,
-            [Requirement("x @ https://example.invalid/x-1.0-py3-none-any.whl")],
+            [Requirement("x @ https://example.invalid/a-page")],
             feature=None,
             in_pyproject=False,
         )

@@ -333,7 +333,7 @@ def test_dynamic_sdist_is_refused(
     with pytest.raises(MetadataError, match="has dynamic metadata") as info:
         MetadataFetcher(http, None).get(dist(path.name, path.as_uri()))
     assert needle in str(info.value) and "demo_pkg-1.0.tar.gz" in str(info.value)
-    assert "wheel" in str(info.value)
+    assert "only a build can tell" in str(info.value)
 
 
 def test_sdist_without_pkg_info(tmp_path: Path, http: HttpClient) -> None:
@@ -341,6 +341,70 @@ def test_sdist_without_pkg_info(tmp_path: Path, http: HttpClient) -> None:
     path.write_bytes(make_sdist(STATIC, top="a/b"))
     with pytest.raises(MetadataError, match="no PKG-INFO"):
         MetadataFetcher(http, None).get(dist(path.name, path.as_uri()))
+
+
+class RecordingBuilder:
+    """A MetadataBuilder that answers with fixed METADATA and records what it was asked."""
+
+    def __init__(self, metadata: bytes) -> None:
+        self.metadata = metadata
+        self.calls: list[tuple[Path, str]] = []
+
+    def sdist_metadata(self, archive: Path, *, filename: str) -> bytes:
+        self.calls.append((archive, filename))
+        assert archive.is_file()
+        return self.metadata
+
+
+BUILT = b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\nRequires-Dist: attrs>=22\n"
+
+
+@pytest.mark.parametrize(
+    "pkg_info", [STATIC.replace(b"Summary", b"Requires-Dist"), STATIC.replace(b"2.2", b"2.1")]
+)
+def test_dynamic_sdist_asks_the_builder_once(
+    server: TinyServer, tmp_path: Path, http: HttpClient, pkg_info: bytes
+) -> None:
+    body = make_sdist(pkg_info)
+    sha = hashlib.sha256(body).hexdigest()
+    server.routes["/f/demo_pkg-1.0.tar.gz"] = Route(body=body)
+    f = dataclasses.replace(
+        dist("demo_pkg-1.0.tar.gz", server.url("/f/demo_pkg-1.0.tar.gz")), sha256=sha
+    )
+    builder = RecordingBuilder(BUILT)
+    meta = MetadataFetcher(http, tmp_path, builder=builder).get(f)
+    assert meta.requires_dist == (Requirement("attrs>=22"),)
+    # The sdist was downloaded into the artifact cache, where a sync finds it.
+    ((archive, filename),) = builder.calls
+    assert filename == "demo_pkg-1.0.tar.gz" and archive.read_bytes() == body
+    assert sha in archive.parts
+    # Built metadata is cached by the sdist's sha256: a new fetcher does not build again.
+    again = MetadataFetcher(http, tmp_path, builder=builder).get(f)
+    assert again.requires_dist == meta.requires_dist and len(builder.calls) == 1
+
+
+def test_static_sdist_never_asks_the_builder(tmp_path: Path, http: HttpClient) -> None:
+    path = tmp_path / "demo_pkg-1.0.tar.gz"
+    path.write_bytes(make_sdist(STATIC))
+    builder = RecordingBuilder(BUILT)
+    meta = MetadataFetcher(http, None, builder=builder).get(dist(path.name, path.as_uri()))
+    assert meta.requires_dist == (Requirement("six"),) and builder.calls == []
+
+
+def test_sdist_without_pkg_info_asks_the_builder(tmp_path: Path, http: HttpClient) -> None:
+    path = tmp_path / "demo_pkg-1.0.tar.gz"
+    path.write_bytes(make_sdist(STATIC, top="a/b"))
+    builder = RecordingBuilder(BUILT)
+    meta = MetadataFetcher(http, None, builder=builder).get(dist(path.name, path.as_uri()))
+    assert meta.requires_dist == (Requirement("attrs>=22"),) and len(builder.calls) == 1
+
+
+def test_built_metadata_must_name_the_sdist(tmp_path: Path, http: HttpClient) -> None:
+    path = tmp_path / "demo_pkg-1.0.tar.gz"
+    path.write_bytes(make_sdist(STATIC.replace(b"2.2", b"2.1")))
+    builder = RecordingBuilder(BUILT.replace(b"Version: 1.0", b"Version: 2.0"))
+    with pytest.raises(MetadataError, match=r"metadata says demo-pkg 2.0.*demo-pkg 1.0"):
+        MetadataFetcher(http, None, builder=builder).get(dist(path.name, path.as_uri()))
 
 
 # -- artifact info -------------------------------------------------------------------------

@@ -65,6 +65,7 @@ def test_resolver_case(case_name: str, fixture_index_dir: Path, tmp_path: Path) 
         case["requested"],
         platforms=case.get("platforms"),
         python=case.get("python", "3.11"),
+        extra=case.get("manifest", ""),
     )
     if "error" in case:
         with pytest.raises(LockenvError) as info:
@@ -184,3 +185,82 @@ def test_lock_over_http_matches_file_index(
     assert {a.sha256 for a in by_file.artifacts.values()} == {
         a.sha256 for a in by_http.artifacts.values()
     }
+
+
+def test_sdists_locked_are_reported_with_why(fixture_index_dir: Path, tmp_path: Path) -> None:
+    manifest = make_manifest(
+        tmp_path,
+        (fixture_index_dir / "simple").as_uri(),
+        ["macnew>=2"],
+        platforms=["linux-64", "osx-arm64"],
+        extra='\n[system-requirements]\nmacos = "11.0"\n',
+    )
+    builds: list[Any] = []
+    lock = lock_manifest(
+        manifest,
+        previous=None,
+        options=LockOptions(cache_dir=tmp_path / "c"),
+        on_build=builds.append,
+    )
+    assert [(b.environment, b.platform, b.name, b.version) for b in builds] == [
+        ("default", "osx-arm64", "macnew", "2.0")
+    ]
+    reason = builds[0].reason
+    assert "macnew 2.0 has no wheel for osx-arm64 at macOS 11.0" in reason
+    assert "raise [system-requirements] macos to 14.0" in reason
+    assert "newest with a wheel: 1.0, which the requirements exclude" in reason
+    assert str(builds[0]).startswith("macnew 2.0 will be built from source on osx-arm64")
+    sdist = next(a for a in lock.packages_for("default", "osx-arm64") if a.name == "macnew")
+    assert sdist.filename == "macnew-2.0.tar.gz"
+    # Its dependencies came from the linux wheel of 2.0 (the sdist's PKG-INFO is dynamic).
+    assert getattr(sdist, "requires_dist", None) == ("alpha",)
+
+
+def test_prefer_newest_is_named_as_the_reason(fixture_index_dir: Path, tmp_path: Path) -> None:
+    manifest = make_manifest(
+        tmp_path,
+        (fixture_index_dir / "simple").as_uri(),
+        ["sourcy"],
+        platforms=["win-64"],
+        extra="\n[pypi-options]\nprefer-newest = true\n",
+    )
+    builds: list[Any] = []
+    lock = lock_manifest(
+        manifest,
+        previous=None,
+        options=LockOptions(cache_dir=tmp_path / "c"),
+        on_build=builds.append,
+    )
+    assert [b.reason for b in builds] == [
+        "sourcy 2.0 publishes no wheels; newest with a wheel: 1.0 ([pypi-options] prefer-newest)"
+    ]
+    assert dict(lock.inputs.pypi_options) == {"prefer-newest": True}
+
+
+def test_wheels_first_moves_off_a_locked_sdist(fixture_index_dir: Path, tmp_path: Path) -> None:
+    index = (fixture_index_dir / "simple").as_uri()
+    newest = make_manifest(
+        tmp_path, index, ["sourcy"], extra="\n[pypi-options]\nprefer-newest = true\n"
+    )
+    old = lock_manifest(newest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
+    assert pins(old, "linux-64") == {"sourcy": "2.0", "delta": "1.1"}
+    # Back to the default: the locked sdist is a preference only among sdist-only versions.
+    lock = lock_manifest(
+        make_manifest(tmp_path, index, ["sourcy"]),
+        previous=old,
+        options=LockOptions(cache_dir=tmp_path / "c"),
+    )
+    assert pins(lock, "linux-64") == {"sourcy": "1.0"}
+
+
+def test_a_conflict_is_found_without_walking_every_version(
+    fixture_index_dir: Path, tmp_path: Path
+) -> None:
+    # conflict-b needs shared>=2; shared<2 leaves it nothing, whatever the order written.
+    manifest = make_manifest(
+        tmp_path, (fixture_index_dir / "simple").as_uri(), ["shared<2", "conflict-b"]
+    )
+    with pytest.raises(LockenvError) as info:
+        lock_manifest(manifest, previous=None, options=LockOptions(cache_dir=tmp_path / "c"))
+    assert info.value.exit_code == 2
+    assert "'shared<2'" in str(info.value) and "'shared>=2'" in str(info.value)

@@ -93,9 +93,13 @@ def _lock(
     indexes: tuple[str, ...] = (),
     find_links: tuple[str, ...] = (),
     platform: str = "linux-64",
+    requirements: tuple[str, ...] = (),
 ) -> Lockfile:
     env = LockedEnvironment(
-        name="default", python=python, packages={platform: tuple(a.url for a in artifacts)}
+        name="default",
+        python=python,
+        pypi_requirements=requirements,
+        packages={platform: tuple(a.key for a in artifacts)},
     )
     inputs = LockInputs(
         platforms=(platform,), channels=channels, indexes=indexes, find_links=find_links
@@ -103,7 +107,7 @@ def _lock(
     return Lockfile(
         inputs=inputs,
         environments={"default": env},
-        artifacts={a.url: a for a in artifacts},
+        artifacts={a.key: a for a in artifacts},
     )
 
 
@@ -372,3 +376,67 @@ def test_pylock_refuses_an_artifact_whose_filename_disagrees() -> None:
     bad = dataclasses.replace(_wheel("idna", "3.6"), filename="other-3.6-py3-none-any.whl")
     with pytest.raises(LockfileError, match=r"pylock\.toml.*lockenv lock"):
         export(_lock([bad], python="3.12"), "default", "linux-64", "pylock.toml")
+
+
+# ------------------------------------------------------------------ sources in exports
+
+
+def _sources_lock() -> Lockfile:
+    from lockenv.lockfile import PypiSource
+
+    url_wheel = dataclasses.replace(
+        _wheel("direct", "1.0"), url="https://host.invalid/direct-1.0-py3-none-any.whl", index=None
+    )
+    return _lock(
+        [
+            _wheel("requests", "2.31.0", index="https://i.invalid/s"),
+            url_wheel,
+            PypiSource(name="me", version="0.1", path=".", editable=True, requires_python=">=3.10"),
+            PypiSource(name="lib", version="2.0", path="libs/lib"),
+            PypiSource(
+                name="tool",
+                version="1.2",
+                git="https://git.invalid/org/tool.git",
+                commit="0123456789abcdef0123456789abcdef01234567",
+                tag="v1.2",
+                subdirectory="py",
+            ),
+        ],
+        python="3.11",
+        requirements=("direct @ https://host.invalid/direct-1.0-py3-none-any.whl", "requests"),
+    )
+
+
+def test_requirements_txt_with_sources() -> None:
+    text = export(_sources_lock(), "default", "linux-64", "requirements.txt")
+    assert (
+        "direct @ https://host.invalid/direct-1.0-py3-none-any.whl \\\n    --hash=sha256:" in text
+    )
+    assert "requests==2.31.0 \\\n    --hash=sha256:" in text
+    # Trees cannot be hash-checked: listed, commented, so --require-hashes still works.
+    assert "# -e .\n" in text and "# ./libs/lib\n" in text
+    git = "# tool @ git+https://git.invalid/org/tool.git@0123456789abcdef0123456789abcdef01234567"
+    assert f"{git}#subdirectory=py\n" in text
+    assert not [line for line in text.splitlines() if line and line[0] not in "#-drq "]
+
+
+def test_pylock_with_sources() -> None:
+    pylock = build_pylock(_sources_lock(), "default", "linux-64")
+    by_name = {p.name: p for p in pylock.packages}
+    assert by_name["me"].directory is not None and by_name["me"].directory.editable
+    assert by_name["me"].version is None  # PEP 751: a directory's version is not pinned
+    assert by_name["lib"].directory is not None and by_name["lib"].directory.path == "libs/lib"
+    vcs = by_name["tool"].vcs
+    assert vcs is not None and vcs.commit_id.startswith("0123") and vcs.subdirectory == "py"
+    assert vcs.requested_revision == "v1.2" and by_name["tool"].version == Version("1.2")
+    text = export(_sources_lock(), "default", "linux-64", "pylock.toml")
+    Pylock.from_dict(tomllib.loads(text)).validate()
+
+
+def test_environment_yml_and_conda_explicit_with_sources() -> None:
+    data = yaml.safe_load(export(_sources_lock(), "default", "linux-64", "environment.yml"))
+    pip = data["dependencies"][-1]["pip"]
+    assert "-e ." in pip and "./libs/lib" in pip
+    assert "direct @ https://host.invalid/direct-1.0-py3-none-any.whl" in pip
+    with pytest.raises(UsageError, match="PyPI packages that conda-explicit cannot express"):
+        export(_sources_lock(), "default", "linux-64", "conda-explicit")

@@ -5,18 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fixtures.server import IndexServer
 from lockenv.cache import default_cache_dir
-from lockenv.errors import InstallError, IntegrityError, OfflineError
-from lockenv.lockfile import Lockfile, write_lockfile
+from lockenv.errors import BuildError, InstallError, IntegrityError, OfflineError
+from lockenv.lockfile import Lockfile, PypiArtifact, write_lockfile
 from lockenv.platforms import current_platform
 from lockenv.sync import materialize, prepare
 from lockenv.sync.materialize import (
@@ -25,12 +27,15 @@ from lockenv.sync.materialize import (
     is_up_to_date,
     sync_environment,
 )
+from lockenv.sync.pypi.sources import BuildRequest
 from lockenv.sync.verify import environment_digest, verify_environment
 
 from materializer_support import (
     BASIC,
+    PYTHON_XY,
     SYNC_WORKER,
     artifact_for,
+    build_wheel,
     fixture_lock,
     interrupt_at_random_moments,
     interrupt_at_stage,
@@ -385,11 +390,110 @@ def test_offline_sync_from_cache_without_httpx(
 # -- refusals -------------------------------------------------------------------------------
 
 
-def test_sdist_in_lock_is_refused(tmp_path: Path, fixture_index_dir: Path) -> None:
+def _sdist_artifact(fixture_index_dir: Path, requires: tuple[str, ...] = ()) -> PypiArtifact:
     path = fixture_index_dir / "files" / "sdistonly-1.0.tar.gz"
-    lock = make_lock([artifact_for(path, path.as_uri())])
-    with pytest.raises(InstallError, match=r"wheels only.*sdistonly|sdistonly.*wheels only"):
+    return replace(
+        artifact_for(path, path.as_uri()), name="sdistonly", version="1.0", requires_dist=requires
+    )
+
+
+class FakeBuilder:
+    """A WheelBuilder that hands out a prepared wheel (or fails) and records requests."""
+
+    def __init__(self, wheel: Path | None, error: Exception | None = None) -> None:
+        self.wheel = wheel
+        self.error = error
+        self.requests: list[BuildRequest] = []
+
+    def build_wheel(self, request: BuildRequest) -> Path:
+        self.requests.append(request)
+        assert request.archive is not None and request.archive.is_file()
+        if self.error is not None:
+            raise self.error
+        assert self.wheel is not None
+        return self.wheel
+
+
+def _sdistonly_wheel(tmp_path: Path, metadata_extra: str = "") -> Path:
+    return build_wheel(
+        tmp_path / "built",
+        "sdistonly",
+        "1.0",
+        {"sdistonly/__init__.py": b"BUILT = True\n"},
+        entry_points=None,
+        metadata_extra=metadata_extra,
+    )
+
+
+def test_sdist_is_built_by_the_builder_and_installed(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    sdist = _sdist_artifact(fixture_index_dir, ("alpha",))
+    alpha = fixture_index_dir / "files" / "alpha-1.1-py3-none-any.whl"
+    lock = make_lock([artifact_for(alpha, alpha.as_uri()), sdist], requested=["sdistonly"])
+    builder = FakeBuilder(_sdistonly_wheel(tmp_path, "Requires-Dist: alpha\n"))
+    prefix = tmp_path / "env"
+    report = _sync(lock, prefix, builder=builder)
+    assert report.installed == ("alpha==1.1", "sdistonly==1.0")
+    ((request,),) = [builder.requests]
+    assert request.archive is not None and request.archive.name == "sdistonly-1.0.tar.gz"
+    assert request.archive_sha256 == sdist.sha256 and request.python_version.startswith(PYTHON_XY)
+    out = run_in_env(prefix, "python", "-c", "import sdistonly; print(sdistonly.BUILT)")
+    assert out.stdout.strip() == "True"
+    # The state records the locked sdist: the next sync is a no-op, verify is clean.
+    assert {p["filename"] for p in state_of(prefix)["packages"]} == {  # type: ignore[union-attr]
+        "alpha-1.1-py3-none-any.whl",
+        "sdistonly-1.0.tar.gz",
+    }
+    assert _sync(lock, prefix, builder=builder).no_op and len(builder.requests) == 1
+    _verify_ok(prefix, lock)
+
+
+def test_sdist_without_a_builder_is_refused(tmp_path: Path, fixture_index_dir: Path) -> None:
+    lock = make_lock([_sdist_artifact(fixture_index_dir)])
+    with pytest.raises(InstallError, match=r"sdistonly 1.0 \(sdistonly-1.0.tar.gz\).*cannot build"):
         _sync(lock, tmp_path / "env")
+    builder = FakeBuilder(_sdistonly_wheel(tmp_path))
+    with pytest.raises(InstallError, match="--no-build forbids building them"):
+        _sync(lock, tmp_path / "env", builder=builder, no_build=True)
+    assert builder.requests == [] and not (tmp_path / "env").exists()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error"),
+    [
+        ("Requires-Dist: beta\n", "the build adds beta; drops alpha"),
+        ("", "the build adds nothing; drops alpha"),
+        ("Requires-Dist: alpha\nRequires-Python: <3\n", "requires Python <3"),
+    ],
+)
+def test_built_wheel_that_disagrees_with_the_lock_is_refused(
+    tmp_path: Path, fixture_index_dir: Path, metadata: str, error: str
+) -> None:
+    good = make_lock([_sdist_artifact(fixture_index_dir, ("alpha",))])
+    prefix = tmp_path / "env"
+    _sync(good, prefix, builder=FakeBuilder(_sdistonly_wheel(tmp_path, "Requires-Dist: alpha\n")))
+    before = tree_snapshot(prefix)
+    lying = make_lock(
+        [replace(_sdist_artifact(fixture_index_dir, ("alpha",)), requires_python=">=3")]
+    )
+    builder = FakeBuilder(_sdistonly_wheel(tmp_path / "other", metadata))
+    with pytest.raises(BuildError, match=re.escape(error)):
+        _sync(lying, prefix, builder=builder, compile_bytecode=True)
+    assert tree_snapshot(prefix) == before and _leftovers(prefix) == []
+
+
+def test_failed_build_leaves_the_environment_as_it_was(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    prefix = tmp_path / "env"
+    _sync(fixture_lock(fixture_index_dir), prefix)
+    before = tree_snapshot(prefix)
+    lock = make_lock([_sdist_artifact(fixture_index_dir)])
+    failing = FakeBuilder(None, BuildError("sdistonly 1.0: the build backend failed"))
+    with pytest.raises(BuildError, match="the build backend failed"):
+        _sync(lock, prefix, builder=failing)
+    assert tree_snapshot(prefix) == before and _leftovers(prefix) == []
 
 
 def test_refuses_to_replace_a_directory_that_is_not_an_environment(

@@ -3,8 +3,11 @@
 Order of attempts for a wheel: the PEP 658 ``<url>.metadata`` file (tried even when not
 advertised, since some mirrors serve it silently), then ``*.dist-info/METADATA`` read out
 of the remote wheel with HTTP range requests (the zip's central directory, then the one
-member), then a full download.  An sdist is downloaded and its ``PKG-INFO`` used only when
-the metadata is static (PEP 643): lockenv never builds anything to learn dependencies.
+member), then a full download.  An sdist (the resolver first looks for a wheel of the same version,
+see `lockenv.lock.pypi.provider`) is downloaded into the cache and its ``PKG-INFO`` used
+when the metadata is static (PEP 643); otherwise a `MetadataBuilder` asks the sdist's
+build backend (PEP 517 ``prepare_metadata_for_build_wheel``, in an isolated build
+environment).  Metadata is cached by the file's sha256, built metadata included.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -39,6 +42,7 @@ from lockenv.lock.pypi.index import DistFile, local_file_sha256
 
 __all__ = [
     "CoreMetadata",
+    "MetadataBuilder",
     "MetadataFetcher",
     "artifact_info",
     "fetch_artifact_info",
@@ -130,22 +134,36 @@ def _requires_python(value: str, source: str) -> SpecifierSet:
         ) from None
 
 
-def _check_static_sdist(meta: CoreMetadata, source: str) -> None:
+class MetadataBuilder(Protocol):
+    """Learns what a source distribution requires by asking its build backend.
+
+    Implemented by `lockenv.build` (which runs package code, in an isolated build
+    environment) and handed to the lock by `lockenv.workspace`: the lock side never
+    imports the build stage.
+    """
+
+    def sdist_metadata(self, archive: Path, *, filename: str) -> bytes:
+        """The core metadata of the wheel the sdist ``archive`` (hash-checked) builds."""
+        ...
+
+    def tree_metadata(self, tree: Path, *, label: str, in_place: bool) -> bytes:
+        """The core metadata of the source tree ``tree`` (a path or git dependency);
+        built in a copy of the tree unless ``in_place``."""
+        ...
+
+
+def _dynamic_reason(meta: CoreMetadata) -> str | None:
+    """Why an sdist's PKG-INFO cannot be trusted for its dependencies (PEP 643), or None."""
     try:
         too_old = Version(meta.metadata_version or "0") < Version("2.2")
     except InvalidVersion:
         too_old = True
+    if too_old:
+        return f"Metadata-Version {meta.metadata_version or 'missing'!s} < 2.2"
     dynamic = {d.lower() for d in meta.dynamic}
-    if too_old or dynamic & {"requires-dist", "requires-python"}:
-        reason = (
-            f"Metadata-Version {meta.metadata_version or 'missing'!s} < 2.2"
-            if too_old
-            else f"Dynamic: {', '.join(sorted(dynamic))}"
-        )
-        raise MetadataError(
-            f"{meta.name} {meta.version} ({source}) has dynamic metadata (PEP 643, {reason}): "
-            "lockenv cannot lock it without building it; ask for a version with a wheel"
-        )
+    if dynamic & {"requires-dist", "requires-python"}:
+        return f"Dynamic: {', '.join(sorted(dynamic))}"
+    return None
 
 
 class MetadataFetcher:
@@ -155,9 +173,17 @@ class MetadataFetcher:
     ``<cache_dir>/metadata/<sha256>.metadata`` and in memory for the process.
     """
 
-    def __init__(self, http: HttpClient, cache_dir: Path | None, *, workers: int = 8) -> None:
+    def __init__(
+        self,
+        http: HttpClient,
+        cache_dir: Path | None,
+        *,
+        workers: int = 8,
+        builder: MetadataBuilder | None = None,
+    ) -> None:
         self.http = http
         self.cache_dir = cache_dir
+        self.builder = builder
         self._workers = workers
         self._lock = threading.Lock()
         self._futures: dict[tuple[str, str | None], Future[CoreMetadata]] = {}
@@ -224,12 +250,10 @@ class MetadataFetcher:
             with contextlib.suppress(OSError):
                 data = cache_path.read_bytes()
         if data is None:
-            data = self._fetch(file) if file.is_wheel else self._sdist_pkg_info(file)
+            data = self._fetch(file) if file.is_wheel else self._sdist_metadata(file)
             if cache_path is not None:
                 _write_atomic(cache_path, data)
         meta = parse_core_metadata(data, source=source)
-        if not file.is_wheel:
-            _check_static_sdist(meta, file.filename)
         if meta.name != file.name or meta.version != file.version:
             raise MetadataError(
                 f"{source}: metadata says {meta.name} {meta.version}, the file name says "
@@ -240,7 +264,10 @@ class MetadataFetcher:
     def _cache_path(self, file: DistFile) -> Path | None:
         if self.cache_dir is None or file.sha256 is None:
             return None
-        return self.cache_dir / "metadata" / f"{file.sha256}.metadata"
+        # An sdist's entry holds the metadata accepted for it (static or built), never a
+        # dynamic PKG-INFO: a separate name, so entries of older versions are not read.
+        suffix = ".metadata" if file.is_wheel else ".sdist-metadata"
+        return self.cache_dir / "metadata" / f"{file.sha256}{suffix}"
 
     # -- wheels --------------------------------------------------------------------------
 
@@ -299,13 +326,47 @@ class MetadataFetcher:
 
     # -- sdists --------------------------------------------------------------------------
 
-    def _sdist_pkg_info(self, file: DistFile) -> bytes:
+    def _sdist_metadata(self, file: DistFile) -> bytes:
+        """Static PKG-INFO, else what the build backend says (PEP 517)."""
+        with self._sdist_archive(file) as path:
+            pkg_info = _pkg_info_from_sdist(path, file)
+            reason = "no PKG-INFO at the top of the sdist"
+            if pkg_info is not None:
+                meta = parse_core_metadata(pkg_info, source=file.filename)
+                reason = _dynamic_reason(meta) or ""
+                if not reason:
+                    return pkg_info
+            if self.builder is None:
+                raise MetadataError(
+                    f"{file.name} {file.version} ({file.filename}) has dynamic metadata "
+                    f"(PEP 643, {reason}): only a build can tell its dependencies, and "
+                    "building is not possible here"
+                )
+            return self.builder.sdist_metadata(path, filename=file.filename)
+
+    @contextlib.contextmanager
+    def _sdist_archive(self, file: DistFile) -> Iterator[Path]:
+        """The sdist on disk, hash-checked: in the artifact cache when its sha256 is known
+        (a sync on this machine finds it there), else in a temporary directory."""
         if file.url.startswith("file:"):
-            return _pkg_info_from_sdist(file_url_to_path(file.url), file)
+            yield file_url_to_path(file.url)
+            return
+        if self.cache_dir is not None and file.sha256 is not None:
+            from lockenv.cache import Cache, hash_file
+
+            path = Cache(self.cache_dir).archive_path(file.sha256, file.filename)
+            try:
+                digest, size = hash_file(path)
+            except OSError:
+                digest, size = "", -1
+            if digest != file.sha256 or (file.size is not None and size != file.size):
+                self.http.download(file.url, path, sha256=file.sha256, size=file.size)
+            yield path
+            return
         with tempfile.TemporaryDirectory(prefix="lockenv-sdist-") as tmp:
             path = Path(tmp, file.filename)
             self.http.download(file.url, path, sha256=file.sha256, size=file.size)
-            return _pkg_info_from_sdist(path, file)
+            yield path
 
 
 def fetch_artifact_info(http: HttpClient, file: DistFile) -> tuple[str, int]:
@@ -466,7 +527,8 @@ class _RangeFile(io.RawIOBase):
         raise _RangeUnsupported  # the server sent less than asked
 
 
-def _pkg_info_from_sdist(path: Path, file: DistFile) -> bytes:
+def _pkg_info_from_sdist(path: Path, file: DistFile) -> bytes | None:
+    """The sdist's top-level PKG-INFO, or None when it has none."""
     source = f"{file.filename} ({redact_url(file.url)})"
     try:
         if file.filename.endswith(".zip"):
@@ -487,10 +549,7 @@ def _pkg_info_from_sdist(path: Path, file: DistFile) -> bytes:
                             return fh.read()
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise MetadataError(f"{source}: not a readable sdist ({exc})") from None
-    raise MetadataError(
-        f"{source}: no PKG-INFO at the top of the sdist; lockenv cannot lock it without "
-        "building it; ask for a version with a wheel"
-    )
+    return None
 
 
 def _iter_tar(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from packaging.tags import Tag
 
     from lockenv.lock.pypi.index import DistFile, PackageIndex
-    from lockenv.lock.pypi.metadata import MetadataFetcher
+    from lockenv.lock.pypi.metadata import CoreMetadata, MetadataFetcher
+    from lockenv.lock.pypi.sources import PreparedSource
+    from lockenv.lock.pypi.wanted import PypiOptions
 
 PYTHON = "<python>"
 
@@ -82,8 +84,9 @@ class Candidate:
 
     name: NormalizedName
     version: Version
-    file: DistFile | None  # None for the <python> candidate
+    file: DistFile | None  # None for <python>, a conda-provided package and a source
     extra: NormalizedName | None = None
+    source: PreparedSource | None = None  # a path, git or URL dependency
 
     @property
     def identifier(self) -> str:
@@ -103,6 +106,8 @@ class _Evaluation:
     platform_rejected: int = 0
     python_rejected: int = 0
     yanked_skipped: int = 0
+    build_only: set[Version] = field(default_factory=set)  # sdists refused by no-build
+    wheel_only: set[Version] = field(default_factory=set)  # wheels refused by no-binary
 
 
 def requirement_to_reqs(requirement: Requirement, parent: Candidate | None) -> list[Req]:
@@ -138,7 +143,11 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         preferences: Mapping[NormalizedName, Version] | None = None,
         allow_prereleases: Iterable[NormalizedName] = (),
         provided: Mapping[NormalizedName, Version] | None = None,
+        options: PypiOptions | None = None,
+        sources: Mapping[NormalizedName, PreparedSource] | None = None,
     ) -> None:
+        from lockenv.lock.pypi.wanted import PypiOptions
+
         super().__init__()
         self.index = index
         self.metadata = metadata
@@ -152,6 +161,9 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         self.allow_prereleases = frozenset(allow_prereleases)
         # Names another installer (conda) already provides, at the version it provides.
         self.provided = dict(provided or {})
+        self.options = options or PypiOptions()
+        # Path, git and URL dependencies: the only candidate their name has.
+        self.sources = dict(sources or {})
         self.evaluations: dict[NormalizedName, _Evaluation] = {}
         self._files_by_version: dict[NormalizedName, dict[Version, list[DistFile]]] = {}
         self._dependencies: dict[Candidate, list[Req]] = {}
@@ -171,7 +183,7 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         candidates: Mapping[str, Iterator[Candidate]],
         information: Mapping[str, Iterator[Any]],
         backtrack_causes: Sequence[Any],
-    ) -> tuple[bool, bool, bool, bool, int, str]:
+    ) -> tuple[bool, bool, bool, bool, int, int, str]:
         infos = list(information[identifier])
         name, _ = _split_identifier(identifier)
         # What the user asked for is pinned first, so that when something must give way
@@ -180,11 +192,16 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         direct = any(info.parent is None for info in infos)
         pinned = any(info.requirement.is_pinned for info in infos)
         causes = {cause.requirement.identifier for cause in backtrack_causes}
+        # Fewer candidates first: a conflict between a narrow requirement (pandas>=2.2)
+        # and a wide one (numpy<1.20) is then found by trying the few, not by walking
+        # down every version of the many (each of which may need its metadata).
+        count = sum(1 for _ in candidates[identifier])
         return (
             identifier != PYTHON,
             not pinned,
             not direct,
             identifier not in causes,
+            count,
             self.direct_order.get(name, len(self.direct_order)),
             identifier,
         )
@@ -207,6 +224,14 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
             if all(r.specifier.contains(version, prereleases=True) for r in reqs):
                 return [Candidate(name, version, None, extra)]
             return []
+        source = self.sources.get(name)
+        if source is not None:
+            installs = source.tags is None or any(t in self.target.tag_rank for t in source.tags)
+            if installs and all(
+                r.specifier.contains(source.version, prereleases=True) for r in reqs
+            ):
+                return [Candidate(name, source.version, None, extra, source)]
+            return []
         bad = {c.version for c in incompatibilities[identifier]}
         exact = {r.exact for r in reqs if r.exact is not None}
         by_version = self._usable_files(name, pinned_versions=self._pinned_versions(reqs))
@@ -225,14 +250,19 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         if not chosen and not allow_pre:
             # Pre-releases only when nothing else satisfies (PEP 440's rule).
             chosen = matching(True)
-        chosen.sort(reverse=True)
         preferred = self.preferences.get(name)
-        if preferred in chosen:
-            chosen.remove(preferred)
-            chosen.insert(0, preferred)
+        if self.options.wheels_first(name):
+            # pip's --prefer-binary: versions with a wheel for this target before newer
+            # sdist-only ones; a locked version keeps its place within its group.
+            with_wheel = {v for v in chosen if any(f.is_wheel for f in by_version[v])}
+            chosen.sort(key=lambda v: (v in with_wheel, v == preferred, v), reverse=True)
+        else:
+            chosen.sort(key=lambda v: (v == preferred, v), reverse=True)
         result = [Candidate(name, v, self._best_file(by_version[v]), extra) for v in chosen]
         if result and result[0].file is not None:
-            self.metadata.prefetch([result[0].file])
+            first = self.metadata_file(result[0].file)
+            if first.is_wheel:  # an sdist's metadata may need a download or a build
+                self.metadata.prefetch([first])
         return result
 
     def is_satisfied_by(self, requirement: Req, candidate: Candidate) -> bool:
@@ -250,6 +280,30 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
             self.requested_by.setdefault(dep.name, dep)
         self.index.prefetch({d.name for d in deps if d.identifier != PYTHON})
         return deps
+
+    def metadata_of(self, file: DistFile) -> CoreMetadata:
+        """The core metadata of ``file``; an sdist's from a wheel of its version if any."""
+        return self.metadata.get(self.metadata_file(file))
+
+    def metadata_file(self, file: DistFile) -> DistFile:
+        """The file whose metadata stands for ``file``'s.
+
+        For an sdist, a wheel of the same version on any platform when there is one (its
+        PEP 658 metadata is a few kilobytes, the sdist may be megabytes and may need a
+        build to say anything; uv does the same).  The sync checks the wheel it builds
+        from the sdist against these requirements and refuses a disagreement.
+        """
+        if file.is_wheel:
+            return file
+        wheels = [
+            f
+            for f in self.index.files(file.name)
+            if f.is_wheel and f.version == file.version and f.yanked is None
+        ]
+        if not wheels:
+            return file
+        # Deterministic: an advertised .metadata file first, then by file name.
+        return min(wheels, key=lambda f: (not f.core_metadata, f.filename))
 
     def chain_to(self, candidate: Candidate) -> list[str]:
         """How ``candidate``'s package came to be needed, from the manifest down."""
@@ -270,9 +324,12 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
                     exact=candidate.version,
                 )
             )
-            if candidate.file is None:  # provided by conda: its extras are its business
+            if candidate.source is not None:
+                meta = candidate.source.metadata
+            elif candidate.file is None:  # provided by conda: its extras are its business
                 return deps
-            meta = self.metadata.get(candidate.file)
+            else:
+                meta = self.metadata_of(candidate.file)
             if candidate.extra not in meta.provides_extra:
                 # pip warns and installs the base package alone; so do we.
                 return deps
@@ -280,11 +337,14 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
                 if self.target.evaluate(requirement, candidate.extra) and not self.target.evaluate(
                     requirement
                 ):
-                    deps.extend(requirement_to_reqs(requirement, candidate))
+                    deps.extend(self._requirement_reqs(requirement, candidate))
             return deps
-        if candidate.file is None:
+        if candidate.source is not None:
+            meta = candidate.source.metadata
+        elif candidate.file is None:
             return deps
-        meta = self.metadata.get(candidate.file)
+        else:
+            meta = self.metadata_of(candidate.file)
         if meta.requires_python is not None:
             deps.append(
                 Req(
@@ -297,8 +357,20 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
             )
         for requirement in meta.requires_dist:
             if self.target.evaluate(requirement):
-                deps.extend(requirement_to_reqs(requirement, candidate))
+                deps.extend(self._requirement_reqs(requirement, candidate))
         return deps
+
+    def _requirement_reqs(self, requirement: Requirement, parent: Candidate) -> list[Req]:
+        """``requirement_to_reqs``, refusing a direct URL the manifest does not declare."""
+        if requirement.url and canonicalize_name(requirement.name) not in self.sources:
+            from lockenv.errors import ResolutionError
+
+            raise ResolutionError(
+                f"{parent} requires {str(requirement)!r}, a direct reference: declare "
+                f"{requirement.name} in [pypi-dependencies] with its source (path, git or "
+                "url) to lock it"
+            )
+        return requirement_to_reqs(requirement, parent)
 
     @staticmethod
     def _pinned_versions(reqs: Sequence[Req]) -> set[Version]:
@@ -334,8 +406,16 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
         evaluation = _Evaluation()
         self.evaluations[name] = evaluation
         by_version: dict[Version, list[DistFile]] = {}
+        may_use_wheel = self.options.may_use_wheel(name)
+        may_build = self.options.may_build(name)
         for file in self.index.files(name):
             evaluation.versions_seen.append(file.version)
+            if file.is_wheel and not may_use_wheel:
+                evaluation.wheel_only.add(file.version)
+                continue
+            if not file.is_wheel and not may_build:
+                evaluation.build_only.add(file.version)
+                continue
             if file.is_wheel and not any(t in self.target.tag_rank for t in file.tags):
                 evaluation.platform_rejected += 1
                 continue
@@ -343,6 +423,9 @@ class PypiProvider(AbstractProvider[Req, Candidate, str]):
                 evaluation.python_rejected += 1
                 continue
             by_version.setdefault(file.version, []).append(file)
+        # A version refused one kind of file is still offered by the other.
+        evaluation.build_only -= set(by_version)
+        evaluation.wheel_only -= set(by_version)
         # Within a version, yanked files are a last resort.
         for files in by_version.values():
             if any(f.yanked is None for f in files):

@@ -25,7 +25,7 @@ import re
 import stat
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -618,15 +618,15 @@ def install_wheel(
     guard: PrefixGuard,
     *,
     requested: bool,
-    direct_url: tuple[str, str] | None = None,
+    direct_url: Mapping[str, object] | None = None,
 ) -> InstalledDist:
     """Install the unpacked ``wheel`` into ``layout.root`` (for ``layout.prefix``).
 
     Every file is created through ``guard`` (rooted at ``layout.root``), which keeps it
     inside the tree whatever symlinks earlier packages placed, and refuses to replace
-    the interpreter or lockenv's own records.  ``direct_url`` is ``(url, sha256)`` of an
-    artifact that came from no index; it is recorded in ``direct_url.json`` (PEP 610).
-    Returns the RECORD written.
+    the interpreter or lockenv's own records.  ``direct_url`` is the PEP 610
+    ``direct_url.json`` of a package that came from no index (an archive URL, a
+    directory, a git commit).  Returns the RECORD written.
     """
     placed = wheel_destinations(wheel, layout)
     launchers = wheel_launchers(wheel, layout)
@@ -668,11 +668,7 @@ def install_wheel(
     if requested:
         generated["REQUESTED"] = b""
     if direct_url is not None:
-        url, sha256 = direct_url
-        info = {"hash": f"sha256={sha256}", "hashes": {"sha256": sha256}}
-        generated["direct_url.json"] = json.dumps(
-            {"archive_info": info, "url": url}, sort_keys=True
-        ).encode("utf-8")
+        generated["direct_url.json"] = json.dumps(direct_url, sort_keys=True).encode("utf-8")
     dist_info_dir = f"{sp_rel}/{wheel.dist_info}"
     for name, content in generated.items():
         guard.write(f"{dist_info_dir}/{name}", content, executable=False, what=what)
