@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="lockenv-cache-footprint-"))
     try:
-        top = min(24, args.pins * 3 // 10)
-        stack = synthetic.make_stack(work / "wheels", pins=args.pins, top=top, files=args.files)
-        synthetic.write_index(work / "index", stack.wheels)
+        stack = synthetic.indexed_stack(work, pins=args.pins, files=args.files)
         caches = {
             "both": work / "cache-both",
             "trees": work / "cache-trees",

@@ -175,6 +175,15 @@ def write_index(root: Path, wheels: Sequence[Path]) -> None:
     )
 
 
+def indexed_stack(work: Path, *, pins: int, files: int) -> Stack:
+    """`make_stack` under ``work/wheels`` (about 3 in 10 packages asked for, at most 24)
+    and its index under ``work/index``."""
+    top = min(24, pins * 3 // 10)
+    stack = make_stack(work / "wheels", pins=pins, top=top, files=files)
+    write_index(work / "index", stack.wheels)
+    return stack
+
+
 def _sha256(path: Path) -> str:
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
