@@ -26,6 +26,13 @@ from lockenv.errors import LockenvError, UsageError
 __all__ = ["GitError", "checkout", "is_full_commit", "resolve_commit"]
 
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
+# What git is given as a repository: a URL of a transport that only fetches (never
+# ``ext::``, which runs a command), or scp-like ``user@host:path``.  Nothing that starts
+# with "-": git would read it as an option (``--upload-pack=CMD`` runs CMD).
+_REPOSITORY = re.compile(
+    r"(?:https?|ssh|git|file)://[^\s]+|[A-Za-z0-9_][\w.+-]*@[A-Za-z0-9][\w.-]*:[^\s]+",
+    re.IGNORECASE,
+)
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 _TIMEOUT = 600.0
 
@@ -39,8 +46,24 @@ def is_full_commit(text: str) -> bool:
     return bool(_FULL_SHA.fullmatch(text))
 
 
+def _check_repository(url: str) -> None:
+    """Refuse a repository that git could take for an option or a command (a URL comes
+    from a manifest or a lock, which may be hostile)."""
+    if not _REPOSITORY.fullmatch(url):
+        raise UsageError(
+            f"{_shown(url)!r} is not a git repository URL: use https://, ssh://, git://, "
+            "file:// or user@host:path"
+        )
+
+
+def _check_ref(kind: str, value: str) -> None:
+    """Refuse a branch, tag or rev that git could take for an option."""
+    if not value or value.startswith("-") or any(c.isspace() or c == "\0" for c in value):
+        raise UsageError(f"{kind} {value!r} is not a git ref name")
+
+
 def _shown(url: str) -> str:
-    from lockenv.http import redact_url
+    from lockenv.urls import redact_url
 
     return redact_url(url)
 
@@ -82,6 +105,10 @@ def resolve_commit(
 
     A full hash is taken as it is; a short one is looked up in a fetch of the repository.
     """
+    _check_repository(url)
+    for kind, value in (("branch", branch), ("tag", tag), ("rev", rev)):
+        if value is not None:
+            _check_ref(kind, value)
     what = f"git repository {_shown(url)!r}"
     if rev is not None and is_full_commit(rev.lower()):
         return rev.lower()
@@ -151,6 +178,7 @@ def checkout(url: str, commit: str, cache_dir: Path) -> Path:
 
     Treat it as read-only: builds copy it first.
     """
+    _check_repository(url)
     if not is_full_commit(commit):
         raise GitError(f"{commit!r} is not a full commit hash")
     final = cache_dir / "git" / "checkouts" / commit

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lockenv.errors import UsageError
 from lockenv.git import GitError, checkout, is_full_commit, resolve_commit
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -84,3 +85,26 @@ def test_checkout_refuses_what_is_not_a_commit(repo: Path, tmp_path: Path) -> No
         checkout(repo.as_uri(), "v1", tmp_path / "cache")
     with pytest.raises(GitError, match="has no commit"):
         checkout(repo.as_uri(), "0" * 40, tmp_path / "cache")
+
+
+@pytest.mark.parametrize(
+    ("url", "kwargs"),
+    [
+        ("--upload-pack=touch {marker};:", {}),  # what a hostile lock or manifest could hold
+        ("-oProxyCommand=touch {marker}@host:repo", {}),
+        ("{repo}", {"rev": "--upload-pack=touch {marker};:"}),
+        ("{repo}", {"branch": "--upload-pack=touch {marker};:"}),
+        ("ext::sh -c touch% {marker}", {}),
+    ],
+)
+def test_an_option_or_a_command_is_never_taken_for_a_repository_or_a_ref(
+    repo: Path, tmp_path: Path, url: str, kwargs: dict[str, str]
+) -> None:
+    marker = tmp_path / "ran"
+    url = url.format(marker=marker, repo=repo.as_uri())
+    kwargs = {k: v.format(marker=marker) for k, v in kwargs.items()}
+    with pytest.raises(UsageError, match=r"not a git repository URL|not a git ref"):
+        resolve_commit(url, cache_dir=tmp_path / "cache", **kwargs)
+    with pytest.raises(UsageError, match="not a git repository URL"):
+        checkout(f"--upload-pack=touch {marker};:", "0" * 40, tmp_path / "c")
+    assert not marker.exists()
