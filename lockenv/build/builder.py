@@ -101,15 +101,7 @@ class SourceBuilder:
         self._say(f"asking the build backend of {filename} for its metadata")
         with self._work(filename) as work:
             tree = unpack_sdist(archive, work / "src", label=filename)
-            backend = self._backend(tree, interpreter, work, label=filename, editable=False)
-            (work / "meta").mkdir()
-            dist_info = backend.call("prepare_metadata_for_build_wheel", str(work / "meta"))
-            try:
-                return (work / "meta" / str(dist_info) / "METADATA").read_bytes()
-            except OSError as exc:
-                raise BuildError(
-                    f"{filename}: the build backend wrote no {dist_info}/METADATA ({exc})"
-                ) from None
+            return self._prepared_metadata(tree, interpreter, work, label=filename)
 
     def tree_metadata(self, tree: Path, *, label: str, in_place: bool) -> bytes:
         """Core metadata of the source tree ``tree`` (a path or git dependency) as its
@@ -121,15 +113,22 @@ class SourceBuilder:
         with self._work(label) as work:
             if not in_place:
                 tree = _copy_tree(tree, work / "src")
-            backend = self._backend(tree, interpreter, work, label=label, editable=False)
-            (work / "meta").mkdir()
-            dist_info = backend.call("prepare_metadata_for_build_wheel", str(work / "meta"))
-            try:
-                return (work / "meta" / str(dist_info) / "METADATA").read_bytes()
-            except OSError as exc:
-                raise BuildError(
-                    f"{label}: the build backend wrote no {dist_info}/METADATA ({exc})"
-                ) from None
+            return self._prepared_metadata(tree, interpreter, work, label=label)
+
+    def _prepared_metadata(
+        self, tree: Path, interpreter: Interpreter, work: Path, *, label: str
+    ) -> bytes:
+        """The METADATA the backend of ``tree`` writes from
+        ``prepare_metadata_for_build_wheel``, in ``work``."""
+        backend = self._backend(tree, interpreter, work, label=label, editable=False)
+        (work / "meta").mkdir()
+        dist_info = backend.call("prepare_metadata_for_build_wheel", str(work / "meta"))
+        try:
+            return (work / "meta" / str(dist_info) / "METADATA").read_bytes()
+        except OSError as exc:
+            raise BuildError(
+                f"{label}: the build backend wrote no {dist_info}/METADATA ({exc})"
+            ) from None
 
     # -- the sync side: wheels --------------------------------------------------------
 
