@@ -22,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 from lockenv.errors import LockenvError, UsageError
+from lockenv.urls import redact_url
 
 __all__ = ["GitError", "checkout", "is_full_commit", "resolve_commit"]
 
@@ -51,7 +52,7 @@ def _check_repository(url: str) -> None:
     from a manifest or a lock, which may be hostile)."""
     if not _REPOSITORY.fullmatch(url):
         raise UsageError(
-            f"{_shown(url)!r} is not a git repository URL: use https://, ssh://, git://, "
+            f"{redact_url(url)!r} is not a git repository URL: use https://, ssh://, git://, "
             "file:// or user@host:path"
         )
 
@@ -60,12 +61,6 @@ def _check_ref(kind: str, value: str) -> None:
     """Refuse a branch, tag or rev that git could take for an option."""
     if not value or value.startswith("-") or any(c.isspace() or c == "\0" for c in value):
         raise UsageError(f"{kind} {value!r} is not a git ref name")
-
-
-def _shown(url: str) -> str:
-    from lockenv.urls import redact_url
-
-    return redact_url(url)
 
 
 def _git(*args: str, cwd: Path | None = None, what: str) -> str:
@@ -109,7 +104,7 @@ def resolve_commit(
     for kind, value in (("branch", branch), ("tag", tag), ("rev", rev)):
         if value is not None:
             _check_ref(kind, value)
-    what = f"git repository {_shown(url)!r}"
+    what = f"git repository {redact_url(url)!r}"
     if rev is not None and is_full_commit(rev.lower()):
         return rev.lower()
     # In order of preference; a peeled tag (^{}) is the commit an annotated tag names.
@@ -145,7 +140,7 @@ def resolve_commit(
         if rev is not None
         else "HEAD"
     )
-    raise GitError(f"{what} has no {asked}; check the name (`git ls-remote {_shown(url)}`)")
+    raise GitError(f"{what} has no {asked}; check the name (`git ls-remote {redact_url(url)}`)")
 
 
 def _database(url: str, cache_dir: Path) -> Path:
@@ -168,7 +163,7 @@ def _fetch_all(url: str, cache_dir: Path) -> Path:
         url,
         "+refs/heads/*:refs/remotes/origin/*",
         cwd=database,
-        what=f"git repository {_shown(url)!r}",
+        what=f"git repository {redact_url(url)!r}",
     )
     return database
 
@@ -184,7 +179,7 @@ def checkout(url: str, commit: str, cache_dir: Path) -> Path:
     final = cache_dir / "git" / "checkouts" / commit
     if (final / ".git").exists():
         return final
-    what = f"git repository {_shown(url)!r}"
+    what = f"git repository {redact_url(url)!r}"
     database = _database(url, cache_dir)
     if not _has_commit(database, commit):
         try:  # most servers give a single commit; it is all that is needed
