@@ -24,8 +24,10 @@ object back.  The by-name store (`lockenv.lock.conda.subdir_store`) is made of t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import msgspec
@@ -37,7 +39,6 @@ __all__ = [
     "decode_entries",
     "decode_record",
     "encode_entries",
-    "name_of_file",
     "read_document",
 ]
 
@@ -47,6 +48,9 @@ RawEntries = dict[str, msgspec.Raw]
 # What a type mismatch at the top level says, in the words of Python's json module.
 _JSON_TYPES = {"array": "list", "str": "str", "int": "int", "float": "float", "null": "None"}
 _GOT = re.compile(r"got `(\w+)`")
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+_SPLIT_NAME = methodcaller("rsplit", "-", 2)  # [name, version, build.ext]
 
 
 class CorruptDocument(ValueError):
@@ -77,11 +81,6 @@ class RawDocument:
     records: int
 
 
-def name_of_file(filename: str) -> str:
-    """The package name a conda file name carries (``numpy-2.3.1-py312_0.conda``)."""
-    return filename.rsplit("-", 2)[0]
-
-
 def read_document(text: bytes) -> RawDocument:
     """Group a (decompressed) ``repodata.json`` by name; `CorruptDocument` if it is not one.
 
@@ -106,21 +105,24 @@ def read_document(text: bytes) -> RawDocument:
     bz2_packages = document.packages or {}
     removed = frozenset(f for f in document.removed or () if isinstance(f, str))
     by_name: dict[str, RawEntries] = {}
-    records = 0
-    # The hot loop of a first lock on a large channel: per entry, a split and a lookup.
     for packages, is_bz2 in ((conda_packages, False), (bz2_packages, True)):
-        for filename, raw in packages.items():
-            if filename in removed or (
-                is_bz2 and conda_packages and filename[:-8] + ".conda" in conda_packages
-            ):
-                continue  # a .tar.bz2's .conda twin is smaller and faster to extract
-            name = filename.rsplit("-", 2)[0]
-            entries = by_name.get(name)
-            if entries is None:
-                by_name[name] = {filename: raw}
+        items: Collection[tuple[str, msgspec.Raw]] = packages.items()
+        if removed:
+            items = [(f, raw) for f, raw in items if f not in removed]
+        if is_bz2 and conda_packages:
+            # A .tar.bz2's .conda twin is smaller and faster to extract.
+            items = [(f, raw) for f, raw in items if f[:-8] + ".conda" not in conda_packages]
+        # The hot loop of a first lock on a large channel: in C but for one step per
+        # run of entries of the same name (a document lists its files sorted).
+        names = map(_FIRST, map(_SPLIT_NAME, map(_FIRST, items)))
+        for name, run in groupby(zip(names, items, strict=True), key=_FIRST):
+            entries = dict(map(_SECOND, run))
+            found = by_name.get(name)
+            if found is None:
+                by_name[name] = entries
             else:
-                entries[filename] = raw
-            records += 1
+                found.update(entries)
+    records = sum(map(len, by_name.values()))
     info = document.info or {}
     return RawDocument(by_name=by_name, base_url=info.get("base_url"), records=records)
 
