@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from lockenv.sync.plan import STATE_FILE, read_state
 from lockenv.sync.pypi.wheel import WheelInstall
 
 __all__ = [
@@ -63,6 +64,10 @@ def take_spare(prefix: Path) -> Path | None:
     try:
         if not stat.S_ISDIR(os.lstat(spare).st_mode):
             return None
+        # Only a tree a sync kept (with its state file) is taken: never a directory of
+        # the user's that happens to have the name.
+        if not stat.S_ISREG(os.lstat(spare / STATE_FILE).st_mode):
+            return None
     except OSError:
         return None
     staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
@@ -75,16 +80,19 @@ def take_spare(prefix: Path) -> Path | None:
 
 
 def keep_as_spare(old: Path, prefix: Path, *, reusable: bool) -> bool:
-    """Keep the replaced tree ``old`` as the spare of ``prefix`` when ``reusable`` (a
-    hardlinked virtual environment on the cache's filesystem); False when it was not kept
-    (the caller removes it)."""
+    """Keep the replaced tree ``old`` as the spare of ``prefix`` when ``reusable`` (the
+    new environment is a hardlinked virtual environment on the cache's filesystem) and
+    ``old`` was one too (a copied or conda tree would cost its bytes); False when it was
+    not kept (the caller removes it).  Whatever is already at the spare's name (not a
+    tree a sync kept, or the sync would have taken it) is left alone."""
     if not reusable:
         return False
-    from lockenv.cache import remove_tree
-
+    state = read_state(old)
+    if state is None or state.kind != "venv" or state.link_mode != "hardlink":
+        return False
     spare = spare_path(prefix)
     if os.path.lexists(spare):
-        remove_tree(spare)  # not reached: the sync took it as its staging tree
+        return False
     try:
         os.rename(old, spare)
     except OSError:

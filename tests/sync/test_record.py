@@ -15,6 +15,7 @@ from lockenv.sync.pypi.record import (
     parse_record,
     record_hash,
     render_record,
+    render_record_rows,
     resolve_installed_path,
 )
 
@@ -67,6 +68,30 @@ def test_record_round_trip() -> None:
     text = render_record(rows).decode()
     assert text.splitlines()[0] == "a.dist-info/RECORD,,"
     assert sorted(parse_record(text), key=lambda r: r.path) == sorted(rows, key=lambda r: r.path)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.sampled_from('ab/.,"\r\n é'), min_size=1, max_size=8),
+            st.sampled_from(["", record_hash(b"x")]),
+            st.one_of(st.none(), st.integers(0, 10**9)),
+        ),
+        max_size=6,
+        unique_by=lambda row: row[0],  # a RECORD lists a path once
+    )
+)
+def test_record_rows_render_as_the_csv_writer_writes_them(
+    rows: list[tuple[str, str, int | None]],
+) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(
+        (p, h, "" if s is None else s) for p, h, s in sorted(rows)
+    )
+    assert render_record_rows(rows) == buf.getvalue().encode("utf-8")
 
 
 def test_record_hash_format() -> None:

@@ -119,6 +119,22 @@ def test_spare_is_kept_only_for_hardlinked_environments(
     _no_leftovers(prefix)
 
 
+def test_a_directory_at_the_spares_name_that_no_sync_kept_is_left_alone(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    prefix = tmp_path / "env"
+    mine = spare_path(prefix)
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    _sync(old, prefix)
+    _sync(new, prefix)
+    _sync(old, prefix)
+    assert os.listdir(mine) == ["notes.txt"]
+    assert (mine / "notes.txt").read_text() == "mine"
+    _no_leftovers(prefix)
+
+
 @pytest.mark.parametrize("stage", ["staging:created", "staging:refreshed", "staging:linked#2"])
 def test_killed_while_refreshing_the_spare_leaves_the_live_environment(
     tmp_path: Path, fixture_index_dir: Path, stage: str
