@@ -655,6 +655,8 @@ def plan_wheel_install(
     entries: list[tuple[str, str | bytes, bool]] = []
     rows: list[tuple[str, str, int | None]] = []
     files_dir = str(wheel.files_dir)
+    head = sp_rel + "/"
+    cut = len(head)
     for f, dest in placed:
         src = f"{files_dir}/{f.path}"
         if f.python_shebang:
@@ -665,7 +667,9 @@ def plan_wheel_install(
             rows.append((record_path(dest), record_hash(rewritten), len(rewritten)))
             continue
         entries.append((dest, src, f.executable))
-        rows.append((record_path(dest), f.hash, f.size))
+        # Inline for the common case (most files are in site-packages): once per file.
+        row_path = dest[cut:] if dest.startswith(head) else record_path(dest)
+        rows.append((row_path, f.hash, f.size))
 
     for dest, content in launchers:
         entries.append((dest, content, True))
