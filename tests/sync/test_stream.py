@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from fixtures.server import StaticServer, serve_static
 from lockenv.cache import Cache, check_entry
 from lockenv.errors import IntegrityError, UnsafePathError
-from lockenv.lockfile import PypiArtifact
+from lockenv.lockfile import Lockfile, PypiArtifact
 from lockenv.sync import prepare
 from lockenv.sync.fetch import Fetcher
 from lockenv.sync.pypi.record import record_hash
@@ -138,17 +138,27 @@ def test_any_chunking_unpacks_what_the_archive_unpacks(
     assert not stream.work.exists()
 
 
+def _local_header(data: bytes, name: str) -> int:
+    """Where the local header of the member ``name`` starts in the archive ``data``."""
+    at = data.index(b"PK\x03\x04")
+    while True:
+        name_len = int.from_bytes(data[at + 26 : at + 28], "little")
+        if data[at + 30 : at + 30 + name_len] == name.encode():
+            return at
+        at = data.index(b"PK\x03\x04", at + 4)
+
+
 def _local_name_changed(data: bytes, old: str, new: str) -> bytes:
     """``data`` with the member ``old`` renamed ``new`` in its local header only."""
     assert len(old) == len(new)
-    header = b"PK\x03\x04"
-    at = data.index(header)
-    while True:
-        name_len = int.from_bytes(data[at + 26 : at + 28], "little")
-        if data[at + 30 : at + 30 + name_len] == old.encode():
-            start = at + 30
-            return data[:start] + new.encode() + data[start + name_len :]
-        at = data.index(header, at + 4)
+    start = _local_header(data, old) + 30
+    return data[:start] + new.encode() + data[start + len(old) :]
+
+
+def _local_size_changed(data: bytes, name: str, size: int) -> bytes:
+    """``data`` with the uncompressed size of ``name`` in its local header made ``size``."""
+    at = _local_header(data, name) + 22
+    return data[:at] + size.to_bytes(4, "little") + data[at + 4 :]
 
 
 @pytest.mark.parametrize(
@@ -159,6 +169,7 @@ def _local_name_changed(data: bytes, old: str, new: str) -> bytes:
         ("unsafe path", "climbs out"),
         ("truncated", "ends before"),
         ("bad crc", "CRC-32"),
+        ("bomb", "inflates past the size its header declares (1000 bytes)"),
     ],
 )
 def test_doubtful_archives_are_declined_and_nothing_is_kept(
@@ -173,6 +184,9 @@ def test_doubtful_archives_are_declined_and_nothing_is_kept(
         data = _local_name_changed(data, "big/__init__.py", "../../../etc/xy")
     elif case == "truncated":
         data = data[: len(data) // 2]
+    elif case == "bomb":  # 64 MiB behind a claim of 1000 bytes: never inflated
+        bomb = _wheel_bytes({**_PAYLOAD, "big/zeros.bin": bytes(64 << 20)})
+        data = _local_size_changed(bomb, "big/zeros.bin", 1000)
     elif case == "bad crc":
         at = data.index(_PAYLOAD["big/_native.so"][:64])
         data = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
@@ -285,3 +299,63 @@ def test_an_unsafe_member_path_is_refused_by_the_usual_path(
     assert not (tmp_path / "escape.py").exists()
     assert not any((cache.root / "tmp").rglob("escape.py"))
     assert not cache.unpacked_dir(artifact.sha256).exists()
+
+
+# -- a sync killed while it streams --------------------------------------------------------
+
+
+def _lock_of(artifact: PypiArtifact) -> Lockfile:
+    from lockenv.lockfile import LockedEnvironment, LockInputs
+    from lockenv.platforms import current_platform
+
+    from materializer_support import PYTHON_XY
+
+    platform = current_platform()
+    return Lockfile(
+        inputs=LockInputs(platforms=(platform,)),
+        environments={
+            "default": LockedEnvironment(
+                name="default", python=PYTHON_XY, packages={platform: (artifact.url,)}
+            )
+        },
+        artifacts={artifact.url: artifact},
+    )
+
+
+@pytest.mark.parametrize("keep", ["both", "trees"])
+@pytest.mark.parametrize("stage", ["fetch:downloaded", "unpack:working"])
+def test_a_sync_killed_while_a_wheel_streams_leaves_nothing_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: str, stage: str
+) -> None:
+    from lockenv.lockfile import write_lockfile
+
+    from materializer_support import artifact_for, build_wheel, kill_sync_at, sync_worker
+
+    served = tmp_path / "served"
+    # Above the size from which a sync unpacks wheels as they download.
+    native = os.urandom(prepare._STREAM_UNPACK_BYTES + 4096)
+    wheel = build_wheel(served, "big", "1.0", {"big/_native.so": native, "big/__init__.py": b""})
+    with serve_static(served) as server:
+        artifact = artifact_for(wheel, f"{server.url}{wheel.name}", index=None)
+        lock_path = tmp_path / "lockenv.lock"
+        write_lockfile(_lock_of(artifact), lock_path)
+        cache = Cache(tmp_path / "cache")
+        prefix = tmp_path / "env"
+        monkeypatch.setenv("LOCKENV_CACHE_KEEP", keep)  # the workers' environment
+        kill_sync_at(lock_path, prefix, stage, cache_dir=cache.root)
+        # Killed mid-way: the tree is not published (a killed stream's work directory
+        # is left for the next sync to clean), the archive only once verified.
+        assert not cache.unpacked_dir(artifact.sha256).exists()
+        archive = cache.archive_path(artifact.sha256, artifact.filename)
+        assert not archive.exists() or hashlib.sha256(archive.read_bytes()).hexdigest() == (
+            artifact.sha256
+        )
+        assert not prefix.exists()
+        proc = sync_worker(lock_path, prefix, env={"LOCKENV_CACHE_DIR": str(cache.root)})
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+        assert check_entry(cache.unpacked_dir(artifact.sha256)) == "ok"
+        installed = next(prefix.glob("lib/python*/site-packages/big/_native.so"))
+        assert installed.read_bytes() == native
+        assert archive.exists() == (keep == "both")
+        assert not list((cache.root / "tmp").glob("unpack-*"))
