@@ -47,6 +47,8 @@ def _wheel_bytes(
     out = io.BytesIO()
     target: io.BytesIO | _Unseekable = _Unseekable(out) if descriptors else out
     with zipfile.ZipFile(target, "w") as zf:  # type: ignore[arg-type]
+        # A directory entry, deflated (two bytes of an empty stream): ignored.
+        zf.writestr(zipfile.ZipInfo("big/", (1980, 1, 1, 0, 0, 0)), b"", zipfile.ZIP_DEFLATED)
         for member, data in members.items():
             info = zipfile.ZipInfo(member, (1980, 1, 1, 0, 0, 0))
             info.external_attr = (0o100755 if member.endswith("tool") else 0o100644) << 16

@@ -100,6 +100,8 @@ class _Member:
             self.head += bytes(piece[: 8 - len(self.head)])
 
     def end(self) -> None:
+        if self.fd is None:
+            return  # a directory entry: its bytes (if any) are ignored, as by zipfile users
         if self.inflater is not None and not self.inflater.eof:
             raise _Decline(f"member {self.info.filename!r}: the compressed data ends too early")
         self.check.finish()  # sizes and CRC-32
