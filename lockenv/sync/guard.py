@@ -34,6 +34,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Iterable
 
 from lockenv.errors import InstallError, UnsafePathError
 from lockenv.sync.link import Linker, copy_file
@@ -93,6 +94,19 @@ class PrefixGuard:
                 f"{what}: would replace the environment's interpreter ({real!r}); "
                 "refusing to install it (it is broken or malicious)"
             )
+
+    def adopt_dirs(self, dirs: Iterable[str]) -> None:
+        """Take ``dirs`` (root-relative) as real directories of the tree without looking:
+        a walk that follows no symlink (`lockenv.sync.reuse`) just found them so."""
+        self._dirs.update(dirs)
+
+    def check_kept(self, rel: str, *, what: str) -> None:
+        """Hold a file left in place from an earlier tree (`lockenv.sync.reuse`, which
+        found it at ``rel`` through real directories only) to the rules of one placed
+        now: never lockenv's own record, nor the interpreter once protected."""
+        real_dir = rel.rpartition("/")[0]
+        if real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/"):
+            self._check_target(rel, what, False)
 
     # -- resolution -------------------------------------------------------------------
 
