@@ -6,7 +6,7 @@ import pickle
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lockenv.errors import EXIT_INPUT_ERROR, LockenvError
@@ -474,6 +474,9 @@ _bracket_values = st.one_of(
         unique_by=lambda item: item[0],
     ),
     quote=st.sampled_from(["", "'", '"']),
+)
+@example(  # a version that starts like a name: 'post.' then an epoch mark, not '!='
+    channel="", name="numpy", version=(" ", "post.!.*.*"), build=None, brackets=[], quote=""
 )
 @settings(max_examples=600, deadline=None)
 def test_every_accepted_spec_round_trips(
