@@ -107,7 +107,7 @@ def _conda_files(entry: Path, layout: EnvLayout) -> dict[str, Expected] | None:
     from lockenv.sync.conda.install import (
         conda_destinations,
         conda_launchers,
-        content_in_prefix,
+        digest_in_prefix,
         load_unpacked_conda,
     )
 
@@ -121,11 +121,8 @@ def _conda_files(entry: Path, layout: EnvLayout) -> dict[str, Expected] | None:
         elif item.path_type == "directory":
             continue
         elif item.placeholder:
-            data = (pkg.directory / item.path).read_bytes()
-            new = content_in_prefix(item, data, layout, pkg.filename)
-            found[dest] = Expected(
-                sha256=hashlib.sha256(new).hexdigest(), size=len(new), executable=item.executable
-            )
+            sha256, size = digest_in_prefix(item, pkg.directory / item.path, layout, pkg.filename)
+            found[dest] = Expected(sha256=sha256, size=size, executable=item.executable)
         else:
             found[dest] = Expected(sha256=item.sha256, size=item.size, executable=item.executable)
     for dest, content in conda_launchers(pkg, layout):

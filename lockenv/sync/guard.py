@@ -34,6 +34,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Iterable
 
 from lockenv.errors import InstallError, UnsafePathError
 from lockenv.sync.link import Linker, copy_file
@@ -232,6 +233,18 @@ class PrefixGuard:
 
         ``internal``: lockenv's own record (state file, ``conda-meta/``), not a package's.
         """
+        self.write_chunks(rel, (data,), executable=executable, what=what, internal=internal)
+
+    def write_chunks(
+        self,
+        rel: str,
+        chunks: Iterable[bytes],
+        *,
+        executable: bool,
+        what: str,
+        internal: bool = False,
+    ) -> None:
+        """Like `write`, with the content given in pieces (a file rewritten as it is read)."""
         path, real = self._parent(rel, what)
         self._check_target(real, what, internal)
         self._clear(path, real, rel, what)
@@ -239,9 +252,10 @@ class PrefixGuard:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0), mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for data in chunks:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
             if hasattr(os, "fchmod"):
                 os.fchmod(fd, mode)  # the mode given to open is masked by the umask
         finally:

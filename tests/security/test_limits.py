@@ -581,3 +581,40 @@ def test_an_info_file_past_its_limit_is_never_read_into_memory(
     monkeypatch.setattr(archive, "_MAX_INFO_FILE", 16)  # index.json is larger than that
     with pytest.raises(MetadataError, match=r"more than the .* MiB an info file"):
         archive.read_index_json(path)
+
+
+# -- prefix placeholders in big files ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["text", "binary"])
+def test_a_big_placeholder_file_is_rewritten_in_bounded_memory(tmp_path: Path, mode: str) -> None:
+    import tracemalloc
+
+    from fixtures.build_channel import PayloadFile, placeholder_prefix
+
+    placeholder = placeholder_prefix().encode()
+    size = 64 << 20
+    block = b"x" * ((1 << 20) - len(placeholder) - 5) + placeholder + b"/lib\0"
+    data = block * (size // len(block))
+    artifact = conda_package(
+        tmp_path / "pkgs",
+        "bigph",
+        [PayloadFile(path="lib/big.so", kind="hardlink", data=data, placeholder=mode)],
+    )
+    del data
+    box = Sandbox.make(tmp_path / "box")
+    tracemalloc.start()
+    try:
+        sync(lock_of([artifact]), box)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    written = box.prefix / "lib" / "big.so"
+    with open(written, "rb") as fh:
+        head = fh.read(len(block))
+    prefix = str(box.prefix).encode()
+    assert placeholder not in head and prefix + b"/lib\0" in head
+    if mode == "binary":
+        assert written.stat().st_size == len(block) * (size // len(block))
+    # The whole file held once would be 64 MiB, rewritten twice that.
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB"
