@@ -78,12 +78,15 @@ __all__ = [
     "HttpStatusError",
     "Page",
     "file_url_to_path",
+    "http_timeout",
     "redact_text",
     "redact_url",
+    "transfer_budget",
 ]
 
 _RETRIES = 3
 TIMEOUT_ENV = "LOCKENV_HTTP_TIMEOUT"
+DEFAULT_TIMEOUT = 60.0
 # A transfer has ``timeout`` plus the time its size needs at this rate, retries included:
 # a server that trickles bytes (one every few seconds never trips a read timeout) ends
 # there rather than never.
@@ -134,6 +137,30 @@ class ByteRange:
     def is_whole_file(self) -> bool:
         """True when ``data`` is the complete file."""
         return self.start == 0 and self.total_size == len(self.data)
+
+
+def http_timeout(default: float = DEFAULT_TIMEOUT) -> float:
+    """The seconds a request may stay silent: ``$LOCKENV_HTTP_TIMEOUT``, else ``default``."""
+    value = os.environ.get(TIMEOUT_ENV)
+    if not value:
+        return default
+    try:
+        timeout = float(value)
+        if not timeout > 0:
+            raise ValueError(value)
+    except ValueError:
+        raise IndexAccessError(
+            f"{TIMEOUT_ENV}={value!r} is not a number of seconds; fix or unset it"
+        ) from None
+    return timeout
+
+
+def transfer_budget(size: int | None, timeout: float | None = None) -> float:
+    """The deadline, in seconds, of a whole transfer of ``size`` bytes (None: not
+    announced), retries included: ``timeout`` (default `http_timeout`) plus the time the
+    size needs at the slowest rate accepted."""
+    base = http_timeout() if timeout is None else timeout
+    return base + (size if size is not None else _UNKNOWN_SIZE) / _MIN_RATE
 
 
 def _host_env_suffix(host: str) -> str:
@@ -188,7 +215,7 @@ class HttpClient:
         refresh: bool = False,
         page_ttl: float = 600.0,
         max_connections: int = 16,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
         mirrors: Mirrors | None = None,
         credential_urls: Sequence[str] = (),
     ) -> None:
@@ -207,17 +234,7 @@ class HttpClient:
                 ) from None
         self.page_ttl = page_ttl
         self._max_connections = max_connections
-        env_timeout = os.environ.get(TIMEOUT_ENV)
-        if env_timeout:
-            try:
-                timeout = float(env_timeout)
-                if not timeout > 0:
-                    raise ValueError(env_timeout)
-            except ValueError:
-                raise IndexAccessError(
-                    f"{TIMEOUT_ENV}={env_timeout!r} is not a number of seconds; fix or unset it"
-                ) from None
-        self._timeout = timeout
+        self._timeout = http_timeout(timeout)
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
         # Credentials and conda tokens seen in URLs, each for its origin only.
@@ -740,7 +757,7 @@ class HttpClient:
         IndexAccessError too once more than ``most`` bytes came (or were announced)."""
         if most is not None and size is not None and size > most:
             raise _too_large(shown, most)
-        budget = self._timeout + (size if size is not None else _UNKNOWN_SIZE) / _MIN_RATE
+        budget = transfer_budget(size, self._timeout)
         received = 0
         for chunk in chunks:
             received += len(chunk)

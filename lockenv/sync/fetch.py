@@ -38,7 +38,15 @@ if TYPE_CHECKING:
     from lockenv.mirrors import Mirrors
     from lockenv.sync.bundle_source import Bundle
 
-__all__ = ["FetchResult", "Fetcher", "collect_errors", "fetch_artifacts", "raise_all"]
+__all__ = [
+    "FetchResult",
+    "Fetcher",
+    "artifact_lock",
+    "collect_errors",
+    "fetch_artifacts",
+    "lock_wait",
+    "raise_all",
+]
 
 _SEQUENTIAL_BYTES = 16 << 20  # above this, hash in parallel (hashlib frees the GIL)
 
@@ -50,6 +58,25 @@ class FetchResult:
     paths: dict[str, Path]
     downloaded: tuple[str, ...]  # file names
     bundled: tuple[str, ...] = ()  # file names imported from a bundle
+
+
+def lock_wait(artifact: Archive) -> float:
+    """How long a sync waits for another process's hold of ``artifact`` in the cache
+    (`lockenv.cache.Cache.artifact_lock`), in seconds: twice what its download may take
+    (`lockenv.http.transfer_budget`: the holder may download it, then unpack it).  A
+    holder that is stopped or hung then ends the wait with one line naming it."""
+    from lockenv.http import transfer_budget
+
+    return 2 * transfer_budget(artifact.size)
+
+
+def artifact_lock(
+    cache: Cache, artifact: Archive, *, wait: bool = True
+) -> contextlib.AbstractContextManager[bool]:
+    """``cache``'s lock on ``artifact``, waited for at most `lock_wait`."""
+    return cache.artifact_lock(
+        artifact.sha256, wait=wait, deadline=lock_wait(artifact), what=artifact.filename
+    )
 
 
 class Fetcher:
@@ -167,7 +194,7 @@ class Fetcher:
         """The verified archive of ``artifact`` in the cache: checked where it already is,
         else imported from the bundle, else downloaded; under the artifact's lock."""
         path = self.cache.archive_path(artifact.sha256, artifact.filename)
-        with self.cache.artifact_lock(artifact.sha256):
+        with artifact_lock(self.cache, artifact):
             if os.path.isfile(path):
                 _check_cached(self.cache, artifact, path)
                 _log_source(artifact, "in the cache")

@@ -39,7 +39,7 @@ from lockenv.cache import Cache, check_entry
 from lockenv.errors import InstallError, LockenvError
 from lockenv.lockfile import Archive, CondaArtifact
 from lockenv.sync.checkpoints import checkpoint
-from lockenv.sync.fetch import Fetcher, collect_errors, raise_all
+from lockenv.sync.fetch import Fetcher, artifact_lock, collect_errors, raise_all
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -192,7 +192,7 @@ def _prepare_one(
 ) -> Unpacked | None:
     """``artifact``'s unpacked tree, made if need be; None when ``wait`` is False and
     another process holds the artifact's lock."""
-    with cache.artifact_lock(artifact.sha256, wait=wait) as held:
+    with artifact_lock(cache, artifact, wait=wait) as held:
         if not held:
             return None
         return _entry_or_unpack(
@@ -207,7 +207,7 @@ def _prepare_one(
 def unpack_built(cache: Cache, artifact: Archive, archive: Path) -> Unpacked:
     """A wheel built on this machine (``archive``, described by ``artifact``: its own
     sha256 and size) unpacked in the cache like a fetched one, under its artifact lock."""
-    with cache.artifact_lock(artifact.sha256):
+    with artifact_lock(cache, artifact):
         return _entry_or_unpack(
             cache,
             artifact,

@@ -618,3 +618,74 @@ def test_a_big_placeholder_file_is_rewritten_in_bounded_memory(tmp_path: Path, m
         assert written.stat().st_size == len(block) * (size // len(block))
     # The whole file held once would be 64 MiB, rewritten twice that.
     assert peak < 16 << 20, f"peak {peak >> 20} MiB"
+
+
+# -- waiting on another sync's artifact --------------------------------------------------------
+
+
+def test_a_stopped_holder_of_an_artifact_ends_the_wait_in_one_line(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    wheel = fixture_index_dir / "files" / "alpha-1.0-py3-none-any.whl"
+    artifact = artifact_for(wheel, wheel.as_uri())
+    write_lockfile(lock_of([artifact], python=PYTHON_XY), tmp_path / "lockenv.lock")
+    cache = tmp_path / "cache"
+    env = {"LOCKENV_CACHE_DIR": str(cache), "LOCKENV_CACHE_LOCK_TIMEOUT": "1"}
+
+    def sync_once() -> subprocess.CompletedProcess[str]:
+        prefix = str(tmp_path / "env")
+        return _run(tmp_path, "sync", "--lock", "lockenv.lock", "--prefix", prefix, env=env)
+
+    # Another sync holding the artifact, then stopped (a suspended job).
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from lockenv.cache import Cache\n"
+            "with Cache(Path(sys.argv[1])).artifact_lock(sys.argv[2]):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(600)\n",
+            str(cache),
+            artifact.sha256,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        os.kill(holder.pid, signal.SIGSTOP)
+        result = sync_once()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 3
+    line = _one_line_error(result)
+    assert artifact.filename in line and f"pid {holder.pid}" in line, line
+    assert "LOCKENV_CACHE_LOCK_TIMEOUT" in line and f"kill {holder.pid}" in line
+    assert not (tmp_path / "env").exists()
+    # Once the holder is gone, the same sync goes through.
+    assert sync_once().returncode == 0
+
+
+def test_the_wait_for_an_artifact_is_bounded_by_its_size() -> None:
+    from lockenv.sync.fetch import lock_wait
+
+    small = artifact_for_size(1 << 10)
+    big = artifact_for_size(1 << 30)
+    assert 60 < lock_wait(small) < 300
+    assert lock_wait(big) > 2 * (1 << 30) / (32 * 1024)  # a whole download at the slowest rate
+
+
+def artifact_for_size(size: int) -> Any:
+    from lockenv.lockfile import PypiArtifact
+
+    return PypiArtifact(
+        name="x",
+        version="1",
+        filename="x-1-py3-none-any.whl",
+        url="file:///x",
+        sha256="0" * 64,
+        size=size,
+    )
