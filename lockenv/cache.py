@@ -125,13 +125,16 @@ def default_cache_dir() -> Path:
     return home / ".cache" / "lockenv"
 
 
-def copy_hashing(source: Path, dest: Path) -> tuple[str, int]:
+def copy_hashing(source: Path, dest: Path, *, limit: int | None = None) -> tuple[str, int]:
     """Copy ``source`` to the new file ``dest``, returning ``(sha256 hex, size)`` of what
-    was written: the bytes are read once, hashed and written in the same pass."""
+    was written: the bytes are read once, hashed and written in the same pass.  With
+    ``limit``, the copy stops one byte past it (the size then says it is wrong), so a
+    source that never ends (a device, a growing file) cannot fill the disk."""
     hasher = hashlib.sha256()
     size = 0
+    end = None if limit is None else limit + 1
     with source.open("rb") as src, dest.open("xb") as out:
-        while chunk := src.read(1 << 20):
+        while chunk := src.read(1 << 20 if end is None else min(1 << 20, end - size)):
             hasher.update(chunk)
             out.write(chunk)
             size += len(chunk)
@@ -325,13 +328,30 @@ class Cache:
         `remove_temp_dir`: `clean_stale_temp` removes at once a directory whose holder
         died (a killed sync), and leaves a live one alone whatever its age.
         """
-        import tempfile
-
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=tmp))
-        _hold(path)
-        return path
+        with _held_lock:
+            first = str(tmp) not in _tidied
+            _tidied.add(str(tmp))
+        if first:  # once per process: the work directories of killed syncs
+            with contextlib.suppress(OSError):
+                self.clean_stale_temp()
+        for _ in range(100):
+            path = tmp / f"{purpose}-{os.urandom(6).hex()}"
+            # The hold first, then the directory: a cleaner never sees the directory of a
+            # live process unheld.
+            if not _hold(path):
+                continue
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                _release(path)
+                continue
+            except BaseException:
+                _release(path)
+                raise
+            return path
+        raise FileExistsError(f"no free name for a work directory in {str(tmp)!r}")
 
     def remove_temp_dir(self, work: Path) -> None:
         """Delete the work directory ``work`` (made by `make_temp_dir`) and release it."""
@@ -907,19 +927,26 @@ def _tree_sealed(cache: Cache, sha256: str) -> bool:
 _HOLD_SUFFIX = ".lock"
 _held: dict[str, int] = {}  # work directory -> descriptor of its held lock (this process)
 _held_lock = threading.Lock()
+_tidied: set[str] = set()  # tmp/ directories this process cleaned once (`make_temp_dir`)
 
 
-def _hold(path: Path) -> None:
-    """Hold ``<path>.lock`` (exclusive flock) for as long as this process uses ``path``:
-    the kernel releases it when the process dies, however it dies."""
+def _hold(path: Path) -> bool:
+    """Hold ``<path>.lock`` (exclusive flock, on a file this call creates) for as long as
+    this process uses ``path``: the kernel releases it when the process dies, however it
+    dies.  False when that lock file exists already (the name is taken)."""
     try:
         import fcntl
     except ImportError:  # Windows: work directories are only cleaned by age
-        return
-    fd = os.open(f"{path}{_HOLD_SUFFIX}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return True
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(f"{path}{_HOLD_SUFFIX}", flags, 0o644)
+    except FileExistsError:
+        return False
     fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: never waits
     with _held_lock:
         _held[str(path)] = fd
+    return True
 
 
 def _release(path: Path) -> None:

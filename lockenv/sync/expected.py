@@ -72,7 +72,7 @@ def expected_files(
 
 
 def _wheel_files(entry: Path, layout: EnvLayout) -> dict[str, Expected] | None:
-    from lockenv.sync.launchers import rewrite_python_shebang
+    from lockenv.sync.launchers import python_shebang_chunks
     from lockenv.sync.pypi.wheel import load_unpacked, wheel_destinations, wheel_launchers
 
     wheel = load_unpacked(entry)
@@ -81,9 +81,12 @@ def _wheel_files(entry: Path, layout: EnvLayout) -> dict[str, Expected] | None:
     found: dict[str, Expected] = {}
     for f, dest in wheel_destinations(wheel, layout):
         if f.python_shebang:
-            data = (wheel.files_dir / f.path).read_bytes()
-            rewritten = rewrite_python_shebang(data, layout.prefix_python)
-            found[dest] = _digest(rewritten if rewritten is not None else data)
+            digest, size = hashlib.sha256(), 0
+            with open(wheel.files_dir / f.path, "rb") as fh:
+                for piece in python_shebang_chunks(fh, layout.prefix_python):
+                    digest.update(piece)
+                    size += len(piece)
+            found[dest] = Expected(sha256=digest.hexdigest(), size=size, executable=True)
             continue
         found[dest] = Expected(
             sha256=_hex_of_record_hash(f.hash), size=f.size, executable=f.executable

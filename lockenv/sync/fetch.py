@@ -368,7 +368,7 @@ def _import_from_bundle(artifact: Archive, source: Path, dest: Path) -> None:
         except OSError:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            digest, size = copy_hashing(source, tmp)
+            digest, size = copy_hashing(source, tmp, limit=artifact.size)
         if size != artifact.size or digest != artifact.sha256:
             raise IntegrityError(
                 f"{artifact.filename}: the bundled archive {str(source)!r} is corrupt: "

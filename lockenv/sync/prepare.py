@@ -85,6 +85,9 @@ def prepare_artifacts(
     for a in unique:
         # Before looking: `lockenv.cache.prune` spares what was marked in the last hour.
         cache.mark_used(a.sha256)
+    # Work directories of killed syncs (one listing when there are none): removed here
+    # by every sync that checks its artifacts, warm or cold.
+    cache.clean_stale_temp()
     found, todo = _usable_entries(cache, unique, progress)
     if not todo:
         checkpoint("prepare:done")
@@ -95,7 +98,6 @@ def prepare_artifacts(
     unpacker = _Unpacker(cache, todo, jobs)
     with contextlib.closing(unpacker):
         found.update(_prepare_in_pool(todo, cache, fetcher, unpacker, jobs, keep_archives))
-    cache.clean_stale_temp()
     checkpoint("prepare:done")
     return Prepared(
         unpacked=found, downloaded=tuple(fetcher.downloaded), bundled=tuple(fetcher.bundled)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lockenv.fastpath import STAMP_FILE
+from lockenv.limits import MAX_METADATA, read_capped
 from lockenv.lockfile import Lockfile
 from lockenv.sync.bytecode import BytecodeFile, pyc_source, shadow_bytecode
 from lockenv.sync.conda.prefix_record import (
@@ -253,7 +254,7 @@ def _check_records(checks: _Checks, prefix: Path, state: EnvState) -> None:
         if verdict is not None:
             continue  # reported with the files (missing) or as not a regular file
         with open(os.path.join(prefix, rel), "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() != package.record_sha256:
+            if hashlib.file_digest(fh, "sha256").hexdigest() != package.record_sha256:
                 checks.modified.append(rel)
 
 
@@ -478,8 +479,7 @@ def verify_environment(
             problems.append(f"{sp_rel}/{dist_info}/RECORD is missing or not a file")
             continue
         try:
-            with open(record_file, "rb") as fh:
-                rows = parse_record(fh.read().decode("utf-8"))
+            rows = parse_record(read_capped(record_file, MAX_METADATA, "RECORD").decode("utf-8"))
         except (OSError, UnicodeDecodeError):
             problems.append(f"{sp_rel}/{dist_info}/RECORD is missing or unreadable")
             continue

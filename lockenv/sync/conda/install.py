@@ -41,12 +41,13 @@ import re
 import shlex
 import stat
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from lockenv.errors import InstallError, UnsafePathError
+from lockenv.limits import MAX_METADATA, read_capped
 from lockenv.lockfile import CondaArtifact
 from lockenv.sync.conda.archive import extract_package
 from lockenv.sync.conda.placeholders import (
@@ -167,25 +168,27 @@ def _safe_path(path: object, filename: str, where: str = "info/paths.json lists"
 
 def _read_json(path: Path, filename: str) -> Any:
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(read_capped(path, MAX_METADATA, "package metadata file"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise _broken(filename, f"{path.parent.name}/{path.name} is unreadable: {exc}") from None
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, filename: str) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path, MAX_METADATA, "package metadata file").decode("utf-8")
     except FileNotFoundError:
         return []
+    except (OSError, ValueError) as exc:
+        raise _broken(filename, f"{path.parent.name}/{path.name} is unreadable: {exc}") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _legacy_paths(info: Path, filename: str) -> list[dict[str, Any]]:
     """paths.json entries rebuilt from the pre-2017 ``files``, ``has_prefix``, ``no_link``."""
     placeholders: dict[str, tuple[str, str]] = {}
-    for line in _read_lines(info / "has_prefix"):
+    for line in _read_lines(info / "has_prefix", filename):
         try:
             parts = [p.strip("\"'") for p in shlex.split(line, posix=False)]
         except ValueError:
@@ -196,9 +199,9 @@ def _legacy_paths(info: Path, filename: str) -> list[dict[str, Any]]:
             placeholders[parts[2]] = (parts[0], parts[1])
         else:
             raise _broken(filename, f"info/has_prefix line {line!r} is malformed")
-    no_link = set(_read_lines(info / "no_link"))
+    no_link = set(_read_lines(info / "no_link", filename))
     entries: list[dict[str, Any]] = []
-    for path in _read_lines(info / "files"):
+    for path in _read_lines(info / "files", filename):
         entry: dict[str, Any] = {"_path": path}
         if path in placeholders:
             entry["prefix_placeholder"], entry["file_mode"] = placeholders[path]
@@ -378,7 +381,7 @@ def unpack_conda(
 def load_unpacked_conda(directory: Path) -> UnpackedConda | None:
     """The package unpacked in ``directory``, or None when the entry is absent or unusable."""
     try:
-        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(read_capped(directory / MANIFEST, MAX_METADATA, "cache manifest"))
         if data.get("format") != _MANIFEST_FORMAT or not (directory / PKG).is_dir():
             return None
         return UnpackedConda(
@@ -531,16 +534,11 @@ def _write_rewritten(
     """Write ``src`` to ``dest`` with its placeholder replaced, a chunk at a time; the
     sha256 of what was written when it differs from the source, else None."""
     rewrite = _rewriter(item, layout, what, dest)
-    digest = hashlib.sha256()
-
-    def hashed(pieces: Iterable[bytes]) -> Iterator[bytes]:
-        for piece in pieces:
-            digest.update(piece)
-            yield piece
-
     with open(src, "rb") as fh:
-        guard.write_chunks(dest, hashed(rewrite.chunks(fh)), executable=item.executable, what=what)
-    return digest.hexdigest() if rewrite.changed else None
+        sha256, _ = guard.write_chunks(
+            dest, rewrite.chunks(fh), executable=item.executable, what=what
+        )
+    return sha256 if rewrite.changed else None
 
 
 def install_conda_package(

@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lockenv.errors import InstallError, UnsafePathError
+from lockenv.limits import MAX_METADATA, read_capped, size_text
 from lockenv.sync.guard import PrefixGuard
 from lockenv.sync.launchers import (
     EntryPoint,
     launcher_script,
     parse_entry_points,
-    rewrite_python_shebang,
+    python_shebang_chunks,
 )
 from lockenv.sync.pypi.record import (
     check_member_path,
@@ -152,9 +153,22 @@ def _parse_wheel_metadata(text: str, wheel: str) -> bool:
     return fields.get("root-is-purelib", "").lower() == "true"
 
 
-def _metadata_name(zf: zipfile.ZipFile, member: str) -> str | None:
+def _read_metadata(zf: zipfile.ZipFile, member: str, wheel: str, most: int = MAX_METADATA) -> bytes:
+    """The first ``most`` bytes of the wheel's metadata file ``member`` (KeyError when it
+    has none); InstallError when it declares more than `lockenv.limits.MAX_METADATA`."""
+    info = zf.getinfo(member)
+    if info.file_size > MAX_METADATA:
+        raise InstallError(
+            f"{wheel}: {member!r} is {info.file_size} bytes, more than the "
+            f"{size_text(MAX_METADATA)} any real one is; the wheel is broken or malicious"
+        )
+    with zf.open(info) as fh:
+        return fh.read(most)
+
+
+def _metadata_name(zf: zipfile.ZipFile, member: str, wheel: str) -> str | None:
     try:
-        head = zf.read(member)[:4096].decode("utf-8", "replace")
+        head = _read_metadata(zf, member, wheel, 4096).decode("utf-8", "replace")
     except KeyError:
         return None
     for line in head.splitlines():
@@ -466,8 +480,8 @@ def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> U
         dist_info, name, version = _dist_info_dir(names, filename, project)
         data_dir = f"{dist_info[: -len('.dist-info')]}.data"
         try:
-            wheel_text = zf.read(f"{dist_info}/WHEEL").decode("utf-8")
-            record_text = zf.read(f"{dist_info}/RECORD").decode("utf-8")
+            wheel_text = _read_metadata(zf, f"{dist_info}/WHEEL", filename).decode("utf-8")
+            record_text = _read_metadata(zf, f"{dist_info}/RECORD", filename).decode("utf-8")
         except KeyError as exc:
             raise InstallError(
                 f"{filename}: {exc.args[0]} is missing; the wheel is broken"
@@ -475,12 +489,13 @@ def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> U
         except UnicodeDecodeError:
             raise InstallError(f"{filename}: WHEEL or RECORD is not UTF-8") from None
         root_is_purelib = _parse_wheel_metadata(wheel_text, filename)
-        project_name = _metadata_name(zf, f"{dist_info}/METADATA") or name
+        project_name = _metadata_name(zf, f"{dist_info}/METADATA", filename) or name
         for row in parse_record(record_text):
             check_member_path(row.path, wheel=filename)
         entry_points: list[EntryPoint] = []
         if f"{dist_info}/entry_points.txt" in seen:
-            text = zf.read(f"{dist_info}/entry_points.txt").decode("utf-8", "replace")
+            raw = _read_metadata(zf, f"{dist_info}/entry_points.txt", filename)
+            text = raw.decode("utf-8", "replace")
             entry_points = parse_entry_points(text, wheel=filename)
 
         scripts_prefix = f"{data_dir}/scripts/"
@@ -536,7 +551,7 @@ def _write_manifest(path: Path, wheel: UnpackedWheel) -> None:
 def load_unpacked(directory: Path) -> UnpackedWheel | None:
     """The wheel unpacked in ``directory``, or None when the entry is absent or unusable."""
     try:
-        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(read_capped(directory / MANIFEST, MAX_METADATA, "cache manifest"))
         if data.get("format") != _MANIFEST_FORMAT:
             return None
         return UnpackedWheel(
@@ -652,10 +667,10 @@ def install_wheel(
         src = f"{files_dir}/{f.path}"
         if f.python_shebang:
             with open(src, "rb") as fh:
-                rewritten = rewrite_python_shebang(fh.read(), python)
-            assert rewritten is not None
-            guard.write(dest, rewritten, executable=True, what=what)
-            rows.append((record_path(dest), record_hash(rewritten), len(rewritten)))
+                sha256, size = guard.write_chunks(
+                    dest, python_shebang_chunks(fh, python), executable=True, what=what
+                )
+            rows.append((record_path(dest), record_hash_of_digest(bytes.fromhex(sha256)), size))
             continue
         place(src, dest, executable=f.executable, what=what)
         rows.append((record_path(dest), f.hash, f.size))
