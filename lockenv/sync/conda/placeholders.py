@@ -29,13 +29,14 @@ from __future__ import annotations
 import posixpath
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 __all__ = [
     "CHUNK",
     "SHEBANG_SCAN",
     "PrefixRewrite",
+    "Replace",
     "replace_binary_prefix",
     "replace_text_prefix",
 ]
@@ -118,21 +119,9 @@ class PrefixRewrite:
         yield from self._text(lambda: src.read(self._chunk))
 
     def _text(self, read: Callable[[], bytes]) -> Iterator[bytes]:
-        placeholder, prefix = self.placeholder, self.prefix
-        keep = len(placeholder) - 1
-        tail = b""
-        while data := read():
-            buf = tail + data
-            pos = 0
-            while (found := buf.find(placeholder, pos)) >= 0:
-                yield buf[pos:found]
-                self.replaced += 1
-                yield prefix
-                pos = found + len(placeholder)
-            cut = max(pos, len(buf) - keep)
-            yield buf[pos:cut]
-            tail = buf[cut:]
-        yield tail
+        replace = Replace(self.placeholder, self.prefix)
+        yield from replace(iter(read, b""))
+        self.replaced += replace.count
 
     # -- binary -------------------------------------------------------------------------
 
@@ -180,6 +169,40 @@ class PrefixRewrite:
             offset = nul + 1
             src.seek(offset)
             buf, eof = b"", False
+
+
+class Replace:
+    """Every ``old`` replaced by ``new`` in a stream of chunks, as ``bytes.replace`` would
+    in their concatenation; `count` says how many were replaced once it is consumed.
+
+    Each chunk's last ``len(old) - 1`` bytes wait for the next one, so an ``old`` split
+    between two chunks is found; a longer tail cannot hold a whole one the chunk did not.
+    """
+
+    def __init__(self, old: bytes, new: bytes) -> None:
+        if not old:
+            raise ValueError("nothing to replace")
+        self.old = old
+        self.new = new
+        self.count = 0
+
+    def __call__(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The replaced stream of ``chunks``."""
+        old, new = self.old, self.new
+        keep = len(old) - 1
+        tail = b""
+        for data in chunks:
+            buf = tail + data
+            pos = 0
+            while (found := buf.find(old, pos)) >= 0:
+                yield buf[pos:found]
+                self.count += 1
+                yield new
+                pos = found + len(old)
+            cut = max(pos, len(buf) - keep)
+            yield buf[pos:cut]
+            tail = buf[cut:]
+        yield tail
 
 
 def _find_nul(src: BinaryIO, position: int, chunk: int) -> int:
