@@ -9,8 +9,11 @@ own warm cache, in turns (lockenv, uv, lockenv, uv, ...):
 
 - run:      ``lockenv run -- true``            vs ``uv run --offline -- true``
 - no-op:    ``lockenv sync``                   vs ``uv sync --offline``
-- warm:     environment deleted, then ``lockenv sync --frozen`` vs ``uv sync --frozen``
-- change:   one pin moved (1.0 <-> 1.1), then ``lockenv sync --frozen`` vs ``uv sync --frozen``
+- warm:     environment deleted (lockenv's with the spare tree it keeps beside it), then
+            ``lockenv sync --frozen`` vs ``uv sync --frozen``
+- change:   one pin moved (1.0 -> 1.1 -> 1.2 -> 1.0 ...), then ``lockenv sync --frozen``
+            vs ``uv sync --frozen``; three versions in turn, so that the tree lockenv kept
+            from the sync before last (`lockenv.sync.reuse`) is one package off too
 
 (uv's ``--frozen`` and ``--offline`` keep it from asking the index again, which
 would only flatter lockenv.)  ``cp -al`` of the environment is shown for scale.  Times
@@ -42,6 +45,7 @@ import synthetic  # noqa: E402
 from lockenv.platforms import current_platform  # noqa: E402
 
 PYTHON = "3.11"
+VERSIONS = ("1.0", "1.1", "1.2")  # of the package a one-package change moves
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -114,6 +118,7 @@ class Pair:
     def __init__(self, name: str) -> None:
         self.name = name
         self.samples: dict[str, list[tuple[float, float]]] = {"lockenv": [], "uv": []}
+        self.load = float("nan")  # the 1-minute load average when its rounds ended
 
     def add(self, tool: str, sample: tuple[float, float]) -> None:
         self.samples[tool].append(sample)
@@ -126,7 +131,7 @@ class Pair:
         uw, uc = self.median("uv", 0), self.median("uv", 1)
         return (
             f"{self.name:<8}{lw * 1000:>9.1f}{uw * 1000:>9.1f}{lw / uw:>8.2f}x"
-            f"{lc * 1000:>10.1f}{uc * 1000:>9.1f}{lc / uc:>8.2f}x"
+            f"{lc * 1000:>10.1f}{uc * 1000:>9.1f}{lc / uc:>8.2f}x{self.load:>7.1f}"
         )
 
 
@@ -143,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="lockenv-fast-paths-"))
     try:
         lockenv = args.lockenv or str(install_lockenv(work / "venv"))
-        stack = synthetic.make_stack(work / "wheels", pins=args.pins, files=args.files)
+        stack = synthetic.make_stack(
+            work / "wheels", pins=args.pins, files=args.files, later=VERSIONS[1:]
+        )
         synthetic.write_index(work / "index", stack.wheels)
         with synthetic.serve(work / "index") as served:
             return bench(args, lockenv, stack, served, work)
@@ -168,7 +175,7 @@ def bench(
     le_dir.mkdir()
     uv_dir.mkdir()
     locks: dict[str, dict[str, bytes]] = {"lockenv": {}, "uv": {}}
-    for version in ("1.0", "1.1"):
+    for version in VERSIONS:
         wanted = [*stack.top, f"{stack.changed}=={version}"]
         lockenv_toml, pyproject_toml = project_manifests(wanted, served.index)
         (le_dir / "lockenv.toml").write_text(lockenv_toml)
@@ -177,16 +184,17 @@ def bench(
         timed([args.uv, "lock", "-q", "--python", python], uv_dir, uv_env)
         locks["lockenv"][version] = (le_dir / "lockenv.lock").read_bytes()
         locks["uv"][version] = (uv_dir / "uv.lock").read_bytes()
-    # Both projects as locked for 1.0, environments built, caches warm.
+    # Both projects as locked for the first version, environments built, caches warm.
+    last, first = f"=={VERSIONS[-1]}", f"=={VERSIONS[0]}"
     manifests = {
-        "lockenv": (le_dir / "lockenv.toml").read_text().replace('"==1.1"', '"==1.0"'),
-        "uv": (uv_dir / "pyproject.toml").read_text().replace("==1.1", "==1.0"),
+        "lockenv": (le_dir / "lockenv.toml").read_text().replace(f'"{last}"', f'"{first}"'),
+        "uv": (uv_dir / "pyproject.toml").read_text().replace(last, first),
     }
     (le_dir / "lockenv.toml").write_text(manifests["lockenv"])
     (uv_dir / "pyproject.toml").write_text(manifests["uv"])
-    (le_dir / "lockenv.lock").write_bytes(locks["lockenv"]["1.0"])
-    (uv_dir / "uv.lock").write_bytes(locks["uv"]["1.0"])
-    for version in ("1.1", "1.0"):  # both versions in both caches
+    (le_dir / "lockenv.lock").write_bytes(locks["lockenv"][VERSIONS[0]])
+    (uv_dir / "uv.lock").write_bytes(locks["uv"][VERSIONS[0]])
+    for version in (*VERSIONS[1:], VERSIONS[0]):  # every version in both caches
         (le_dir / "lockenv.lock").write_bytes(locks["lockenv"][version])
         (uv_dir / "uv.lock").write_bytes(locks["uv"][version])
         timed([lockenv, "sync", "--frozen"], le_dir, le_env)
@@ -205,6 +213,7 @@ def bench(
         for _ in range(args.rounds):
             for tool in ("lockenv", "uv"):
                 pair.add(tool, steps[tool]())
+        pair.load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         pairs.append(pair)
 
     scenario(
@@ -225,16 +234,17 @@ def bench(
     def warm(tool: str) -> tuple[float, float]:
         if tool == "lockenv":
             shutil.rmtree(le_prefix)
+            shutil.rmtree(le_prefix.parent / f".{le_prefix.name}.spare", ignore_errors=True)
             return timed([lockenv, "sync", "-q", "--frozen"], le_dir, le_env)
         shutil.rmtree(uv_prefix)
         return timed([args.uv, "sync", "-q", "--frozen", "--offline"], uv_dir, uv_env)
 
     scenario("warm", {"lockenv": lambda: warm("lockenv"), "uv": lambda: warm("uv")})
 
-    state = {"lockenv": "1.0", "uv": "1.0"}
+    state = {"lockenv": VERSIONS[0], "uv": VERSIONS[0]}
 
     def change(tool: str) -> tuple[float, float]:
-        state[tool] = "1.1" if state[tool] == "1.0" else "1.0"
+        state[tool] = VERSIONS[(VERSIONS.index(state[tool]) + 1) % len(VERSIONS)]
         if tool == "lockenv":
             (le_dir / "lockenv.lock").write_bytes(locks["lockenv"][state[tool]])
             return timed([lockenv, "sync", "-q", "--frozen"], le_dir, le_env)
@@ -254,7 +264,9 @@ def bench(
         f"{current_platform()}, {os.cpu_count()} CPUs, median of {args.rounds}"
     )
     print(f"{'':<8}{'wall ms':>18}{'':>9}{'cpu ms':>19}")
-    print(f"{'':<8}{'lockenv':>9}{'uv':>9}{'ratio':>9}{'lockenv':>10}{'uv':>9}{'ratio':>9}")
+    print(
+        f"{'':<8}{'lockenv':>9}{'uv':>9}{'ratio':>9}{'lockenv':>10}{'uv':>9}{'ratio':>9}{'load':>7}"
+    )
     for pair in pairs:
         print(pair.row())
     cp_wall = statistics.median(c[0] for c in copies)

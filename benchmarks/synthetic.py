@@ -93,17 +93,25 @@ def _incompressible(rng: random.Random, size: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Stack:
-    """A generated stack: every wheel, the names asked for, and a second version of one
+    """A generated stack: every wheel, the names asked for, and more versions of one
     package (for the one-package change)."""
 
     wheels: list[Path]
     top: list[str]
-    changed: str  # the package that also exists as version 1.1
+    changed: str  # the package that also exists as version 1.1 (and the ``later`` ones)
 
 
-def make_stack(directory: Path, *, pins: int = 80, top: int = 24, files: int = 12000) -> Stack:
+def make_stack(
+    directory: Path,
+    *,
+    pins: int = 80,
+    top: int = 24,
+    files: int = 12000,
+    later: Sequence[str] = ("1.1",),
+) -> Stack:
     """``pins`` wheels holding about ``files`` files in all, ``top`` of them asked for and
-    the others their dependencies (every package is reached)."""
+    the others their dependencies (every package is reached); the package ``changed``
+    also in the versions ``later`` (same size, other contents)."""
     rng = random.Random(20240601)
     directory.mkdir(parents=True, exist_ok=True)
     names = [f"stack{i:03d}" for i in range(pins)]
@@ -123,16 +131,17 @@ def make_stack(directory: Path, *, pins: int = 80, top: int = 24, files: int = 1
             make_wheel(directory, name, "1.0", modules=count, native=native, requires=requires)
         )
     changed = names[top + 3]
-    wheels.append(
-        make_wheel(
-            directory,
-            changed,
-            "1.1",
-            modules=counts[top + 3],
-            seed=1,
-            requires=sorted(deps[changed]),
+    for seed, version in enumerate(later, start=1):
+        wheels.append(
+            make_wheel(
+                directory,
+                changed,
+                version,
+                modules=counts[top + 3],
+                seed=seed,
+                requires=sorted(deps[changed]),
+            )
         )
-    )
     return Stack(wheels=wheels, top=names[:top], changed=changed)
 
 

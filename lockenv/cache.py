@@ -214,7 +214,7 @@ def seal_entry(work: Path, digests: Mapping[str, str] | None = None) -> None:
         os.fsync(fh.fileno())
 
 
-def check_entry(entry: Path) -> EntryState:
+def check_entry(entry: Path, inodes: dict[str, tuple[int, int]] | None = None) -> EntryState:
     """Whether the unpacked tree ``entry`` is still what its seal says.
 
     "ok": every sealed file is there with its mode and content (a file whose inode, size
@@ -222,7 +222,9 @@ def check_entry(entry: Path) -> EntryState:
     without seals: remake it); "damaged": a file differs; "foreign": the seal was written
     by another user (or is writable by others), so it proves nothing.
 
-    One ``lstat`` per file and nothing read: the cost of a warm sync's check.
+    One ``lstat`` per file and nothing read: the cost of a warm sync's check.  ``inodes``,
+    if given, receives each regular file's ``(st_dev, st_ino)`` by path as the check saw
+    it (meaningful when the answer is "ok"): what a tree linking the entry must share.
     """
     seal = entry / SEAL
     try:
@@ -253,6 +255,8 @@ def check_entry(entry: Path) -> EntryState:
                 return "damaged"  # another user's file could change under our links
             if (st.st_ino != ino or st.st_mtime_ns != mtime) and hash_file(Path(path))[0] != value:
                 return "damaged"  # touched, or copied back: what counts is the content
+            if inodes is not None:
+                inodes[path] = (st.st_dev, st.st_ino)
     except (OSError, ValueError, KeyError, TypeError):
         return "damaged"
     return "ok"

@@ -27,7 +27,8 @@ STAGES = (
     "unpack:working",  # an archive is unpacked in a work directory, not yet published
     "unpack:published",  # an unpacked tree was published in the cache (each artifact)
     "prepare:done",  # every artifact is unpacked in the cache, from a verified archive
-    "staging:created",  # the empty staging directory beside the prefix exists
+    "staging:created",  # the staging directory beside the prefix exists (empty, or the spare)
+    "staging:refreshed",  # the spare tree holds only what the new environment keeps of it
     "staging:built",  # one sdist or source tree is built into a wheel (each source)
     "staging:linked",  # one package is linked into the staging tree (each package)
     "staging:complete",  # the staging tree and its state file are complete

@@ -96,6 +96,19 @@ class PrefixGuard:
                 "refusing to install it (it is broken or malicious)"
             )
 
+    def adopt_dirs(self, dirs: Iterable[str]) -> None:
+        """Take ``dirs`` (root-relative) as real directories of the tree without looking:
+        a walk that follows no symlink (`lockenv.sync.reuse`) just found them so."""
+        self._dirs.update(dirs)
+
+    def check_kept(self, rel: str, *, what: str) -> None:
+        """Hold a file left in place from an earlier tree (`lockenv.sync.reuse`, which
+        found it at ``rel`` through real directories only) to the rules of one placed
+        now: never lockenv's own record, nor the interpreter once protected."""
+        real_dir = rel.rpartition("/")[0]
+        if real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/"):
+            self._check_target(rel, what, False)
+
     # -- resolution -------------------------------------------------------------------
 
     def _escape(self, rel: str, what: str, why: str) -> UnsafePathError:

@@ -76,7 +76,8 @@ if TYPE_CHECKING:
     from lockenv.sync.fetch import Fetcher
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.pypi.sources import BuildRequest, WheelBuilder
-    from lockenv.sync.pypi.wheel import InstalledDist, UnpackedWheel
+    from lockenv.sync.pypi.wheel import InstalledDist, UnpackedWheel, WheelInstall
+    from lockenv.sync.reuse import Refreshed
     from lockenv.sync.venv import EnvLayout
 
     Unpacked = UnpackedWheel | UnpackedConda
@@ -425,10 +426,11 @@ def _recover(prefix: Path) -> None:
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically exchange two directory entries; False where the OS cannot."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The C library is already loaded: its symbols are found through the program's
+        # own handle (`ctypes.util.find_library` would run ``ldconfig -p`` every sync).
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return False
     src, dst = os.fsencode(a), os.fsencode(b)
@@ -738,37 +740,103 @@ def _build_request(
     return git_checkout_request(request, artifact, cache.root)
 
 
-def _install_all(
+def _plan_all(
     wheels: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]],
     layout: EnvLayout,
-    guard: PrefixGuard,
-    requested: frozenset[str],
+    environment: LockedEnvironment,
     lock: Lockfile,
     root: Path | None,
-) -> list[InstalledDist]:
-    from lockenv.sync.pypi.wheel import install_wheel
+) -> list[WheelInstall]:
+    """What installing each wheel puts where (`lockenv.sync.pypi.wheel.plan_wheel_install`)."""
+    from lockenv.sync.pypi.wheel import plan_wheel_install
 
-    def install(item: tuple[PypiArtifact | PypiSource, UnpackedWheel]) -> InstalledDist:
-        artifact, wheel = item
+    requested = _requested_names(environment)
+    plans = []
+    for artifact, wheel in wheels:
         try:
-            installed = install_wheel(
-                wheel,
-                layout,
-                guard,
-                requested=artifact.name in requested,
-                direct_url=_direct_url(lock, artifact, root),
+            plans.append(
+                plan_wheel_install(
+                    wheel,
+                    layout,
+                    requested=artifact.name in requested,
+                    direct_url=_direct_url(lock, artifact, root),
+                )
             )
         except FileNotFoundError as exc:
-            raise InstallError(
-                f"{artifact.filename}: the unpacked cache entry is damaged ({exc}); run "
-                "`lockenv cache clean` and sync again"
-            ) from None
-        checkpoint("staging:linked")
-        return installed
+            raise _damaged_entry(artifact, exc) from None
+    return plans
 
+
+def _damaged_entry(artifact: Artifact, exc: OSError) -> InstallError:
+    return InstallError(
+        f"{artifact.filename}: the unpacked cache entry is damaged ({exc}); run "
+        "`lockenv cache clean` and sync again"
+    )
+
+
+def _install_all(
+    wheels: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]],
+    plans: list[WheelInstall],
+    guard: PrefixGuard,
+    kept: frozenset[str],
+) -> list[InstalledDist]:
+    """Apply each wheel's plan through ``guard``; ``kept``: paths already in place (a
+    refreshed spare tree), checked by the guard but not placed again."""
+    from lockenv.sync.pypi.wheel import apply_wheel_install
+
+    for path in sorted(kept):
+        guard.check_kept(path, what="the refreshed environment")
     # One thread: measured faster than a pool (directory creation serialises in the
     # filesystem), and a path shipped by two wheels deterministically ends as the last's.
-    return [install(item) for item in wheels]
+    for (artifact, wheel), plan in zip(wheels, plans, strict=True):
+        try:
+            apply_wheel_install(plan, guard, what=wheel.filename, skip=kept)
+        except FileNotFoundError as exc:
+            raise _damaged_entry(artifact, exc) from None
+        checkpoint("staging:linked")
+    return [plan.dist for plan in plans]
+
+
+def _same_filesystem(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
+
+
+def _spare_staging(prefix: Path) -> Path | None:
+    """The spare tree of ``prefix`` (`lockenv.sync.reuse`) under a staging name, with its
+    state file removed (an incomplete tree is never taken for a complete one)."""
+    from lockenv.sync.reuse import take_spare
+
+    staging = take_spare(prefix)
+    if staging is None:
+        return None
+    try:
+        os.unlink(staging / STATE_FILE)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        from lockenv.cache import remove_tree
+
+        remove_tree(staging)
+        return None
+    return staging
+
+
+def _refresh_spare(
+    staging: Path,
+    plans: list[WheelInstall],
+    layout: EnvLayout,
+    inodes: Mapping[str, tuple[int, int]],
+) -> Refreshed | None:
+    """Make the spare tree at ``staging`` hold only what the new environment has there
+    (`lockenv.sync.reuse.refresh_tree`: everything compared, nothing assumed from the
+    environment it was); what was kept, or None if it cannot be used."""
+    from lockenv.sync.reuse import refresh_tree
+
+    skeleton_dirs = [layout.scripts_rel, layout.site_packages_rel, "include"]
+    return refresh_tree(staging, plans, skeleton_dirs, inodes)
 
 
 def _python_site_packages_path(conda: list[CondaArtifact], unpacked: Mapping[str, Unpacked]) -> str:
@@ -873,6 +941,7 @@ def sync_environment(
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.link import Linker, check_link_mode
     from lockenv.sync.prepare import prepare_artifacts
+    from lockenv.sync.reuse import keep_as_spare
     from lockenv.sync.venv import base_interpreter, create_venv, find_interpreter, layout_for
 
     started = time.monotonic()
@@ -991,7 +1060,20 @@ def sync_environment(
 
         import tempfile
 
-        staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
+        # A hardlinked venv keeps the tree it replaces, and the next sync refreshes that
+        # tree instead of building one from nothing (`lockenv.sync.reuse`).
+        spare_ok = (
+            interpreter is not None
+            and not sources
+            and not options.compile_bytecode
+            and link_mode == "hardlink"
+            and not _IS_WINDOWS
+            and _same_filesystem(cache.root, prefix.parent)
+        )
+        staging = _spare_staging(prefix) if spare_ok else None
+        reused = staging is not None
+        if staging is None:
+            staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
         swapped = False
         try:
             from lockenv.atomic import new_dir_mode
@@ -1001,9 +1083,22 @@ def sync_environment(
             linker = Linker(link_mode, strict=options.link_mode_strict)
             guard = PrefixGuard(staging, linker)
             linked: list[tuple[CondaArtifact, InstalledConda]] = []
+            plans: list[WheelInstall] | None = None
+            kept: set[str] = set()
             if interpreter is not None:
                 layout = layout_for(prefix, interpreter.major_minor, root=staging)
-                create_venv(
+                if reused:
+                    plans = _plan_all(wheels, layout, environment, lock, options.project_root)
+                    refreshed = _refresh_spare(staging, plans, layout, prepared.inodes)
+                    if refreshed is None:  # not usable after all: build afresh
+                        remove_tree(staging)
+                        staging.mkdir()
+                        os.chmod(staging, new_dir_mode())
+                    else:
+                        kept = refreshed.files
+                        guard.adopt_dirs(refreshed.dirs)
+                    checkpoint("staging:refreshed")
+                skeleton = create_venv(
                     layout,
                     interpreter,
                     prompt=env_name,
@@ -1011,6 +1106,7 @@ def sync_environment(
                         Path(base.prefix, base.site_packages) if base is not None else None
                     ),
                 )
+                kept.difference_update(skeleton)  # replaced by the skeleton: placed again
                 python_executable, python_full = str(interpreter.executable), interpreter.version
                 bytecode_python: Path | None = interpreter.executable
             else:
@@ -1046,9 +1142,10 @@ def sync_environment(
                 locked: list[PypiArtifact | PypiSource] = [*pypi, *trees]
                 order = {a.key: i for i, a in enumerate(locked)}
                 wheels = sorted([*wheels, *built], key=lambda item: order[item[0].key])
-            requested = _requested_names(environment)
             guard.protect_interpreter()  # no wheel may replace it
-            installed = _install_all(wheels, layout, guard, requested, lock, options.project_root)
+            if plans is None:
+                plans = _plan_all(wheels, layout, environment, lock, options.project_root)
+            installed = _install_all(wheels, plans, guard, frozenset(kept))
             guard.finish()  # every symlink still resolves inside, now that all is placed
             if options.compile_bytecode and bytecode_python is not None:
                 note("compiling bytecode")
@@ -1118,7 +1215,7 @@ def sync_environment(
         finally:
             if not swapped:
                 remove_tree(staging)
-        if old is not None:
+        if old is not None and not keep_as_spare(old, prefix, reusable=spare_ok):
             remove_tree(old)
     return SyncReport(
         prefix=prefix,

@@ -31,7 +31,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +64,9 @@ class Prepared:
     unpacked: dict[str, Unpacked]
     downloaded: tuple[str, ...] = ()
     bundled: tuple[str, ...] = ()
+    # (st_dev, st_ino) of the files of the entries found sealed, by path, as the seal
+    # check saw them (`lockenv.cache.check_entry`): entries unpacked by this sync are not in it.
+    inodes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def prepare_artifacts(
@@ -88,10 +91,11 @@ def prepare_artifacts(
     # Work directories of killed syncs (one listing when there are none): removed here
     # by every sync that checks its artifacts, warm or cold.
     cache.clean_stale_temp()
-    found, todo = _usable_entries(cache, unique, progress)
+    inodes: dict[str, tuple[int, int]] = {}
+    found, todo = _usable_entries(cache, unique, progress, inodes)
     if not todo:
         checkpoint("prepare:done")
-        return Prepared(unpacked=found)
+        return Prepared(unpacked=found, inodes=inodes)
     fetcher.check_available(todo)
     fetcher.expect(todo)
     # Forked first, while this is the only thread (fork copies only the caller).
@@ -100,26 +104,40 @@ def prepare_artifacts(
         found.update(_prepare_in_pool(todo, cache, fetcher, unpacker, jobs, keep_archives))
     checkpoint("prepare:done")
     return Prepared(
-        unpacked=found, downloaded=tuple(fetcher.downloaded), bundled=tuple(fetcher.bundled)
+        unpacked=found,
+        downloaded=tuple(fetcher.downloaded),
+        bundled=tuple(fetcher.bundled),
+        inodes=inodes,
     )
 
 
 def _usable_entries(
-    cache: Cache, artifacts: list[Archive], progress: Progress | None
+    cache: Cache,
+    artifacts: list[Archive],
+    progress: Progress | None,
+    inodes: dict[str, tuple[int, int]],
 ) -> tuple[dict[str, Unpacked], list[Archive]]:
-    """The artifacts whose unpacked trees can be used as they are, and the others."""
+    """The artifacts whose unpacked trees can be used as they are, and the others;
+    ``inodes`` receives the files of the usable ones (`Prepared.inodes`)."""
+
+    def check(artifact: Archive) -> tuple[Path, str, dict[str, tuple[int, int]]]:
+        seen: dict[str, tuple[int, int]] = {}
+        entry, state = trusted_entry(cache, artifact, seen)
+        return entry, state, seen
+
     if len(artifacts) > 1:
         workers = min(_ENTRY_CHECKERS, len(artifacts))
         with ThreadPoolExecutor(workers, thread_name_prefix="lockenv-seal") as pool:
-            states = list(pool.map(lambda a: trusted_entry(cache, a), artifacts))
+            states = list(pool.map(check, artifacts))
     else:
-        states = [trusted_entry(cache, a) for a in artifacts]
+        states = [check(a) for a in artifacts]
     found: dict[str, Unpacked] = {}
     todo: list[Archive] = []
-    for artifact, (entry, state) in zip(artifacts, states, strict=True):
+    for artifact, (entry, state, seen) in zip(artifacts, states, strict=True):
         loaded = _load_unpacked(entry, artifact) if state == "ok" else None
         if loaded is not None:
             found[artifact.sha256] = loaded
+            inodes.update(seen)
             _log_unpacked(artifact)
             continue
         if state in ("damaged", "ok") and progress is not None:
@@ -254,15 +272,20 @@ def _entry_or_unpack(
 # -- unpacked entries ---------------------------------------------------------------------
 
 
-def trusted_entry(cache: Cache, artifact: Archive) -> tuple[Path, str]:
+def trusted_entry(
+    cache: Cache, artifact: Archive, inodes: dict[str, tuple[int, int]] | None = None
+) -> tuple[Path, str]:
     """The cache entry this sync should use for ``artifact`` and its state: the shared
-    one unless another user made it, then this user's private one (`lockenv.cache`)."""
+    one unless another user made it, then this user's private one (`lockenv.cache`);
+    ``inodes``: see `lockenv.cache.check_entry`."""
     shared = cache.unpacked_dir(artifact.sha256)
-    state = check_entry(shared)
+    state = check_entry(shared, inodes)
     if state != "foreign":
         return shared, state
     private = cache.private_unpacked_dir(artifact.sha256)
-    return private, check_entry(private)
+    if inodes is not None:
+        inodes.clear()
+    return private, check_entry(private, inodes)
 
 
 def _load_unpacked(entry: Path, artifact: Archive) -> Unpacked | None:

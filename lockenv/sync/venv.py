@@ -289,12 +289,14 @@ def create_venv(
     *,
     prompt: str | None = None,
     base_site_packages: Path | None = None,
-) -> None:
-    """Write the skeleton of a virtual environment into ``layout.root`` (which may exist).
+) -> list[str]:
+    """Write the skeleton of a virtual environment into ``layout.root`` (which may exist);
+    return the root-relative paths of the files and links written.
 
     The result is what ``python -m venv --without-pip`` makes: ``pyvenv.cfg``, the
     interpreter symlinks, an empty site-packages, ``lib64 -> lib`` and activation scripts
-    for bash/zsh and fish, every absolute path naming ``layout.prefix``.
+    for bash/zsh and fish, every absolute path naming ``layout.prefix``.  An entry already
+    at one of these paths is replaced, never written through (it may be a hardlink).
 
     ``base_site_packages``: a base environment's site-packages, made visible after the
     environment's own by `BASE_PTH`, which adds it as a site directory (its own ``.pth``
@@ -306,6 +308,14 @@ def create_venv(
     scripts.mkdir(parents=True, exist_ok=True)
     layout.site_packages.mkdir(parents=True, exist_ok=True)
     (root / ("Include" if _IS_WINDOWS else "include")).mkdir(exist_ok=True)
+    written: list[Path] = []
+
+    def write(path: Path, text: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+
     exe = interpreter.executable
     cfg = (
         f"home = {exe.parent}\n"
@@ -313,7 +323,7 @@ def create_venv(
         f"version = {interpreter.version}\n"
         f"executable = {exe}\n"
     )
-    (root / "pyvenv.cfg").write_text(cfg, encoding="utf-8")
+    write(root / "pyvenv.cfg", cfg)
     if _IS_WINDOWS:
         # Windows venvs copy the interpreter's launcher; symlinks need privileges there.
         import shutil
@@ -321,21 +331,28 @@ def create_venv(
         for name in ("python.exe", "pythonw.exe"):
             source = exe.parent / name
             if source.exists():
+                with contextlib.suppress(FileNotFoundError):
+                    (scripts / name).unlink()
                 shutil.copy2(source, scripts / name)
+                written.append(scripts / name)
     else:
         major = layout.python_version.split(".")[0]
-        _symlink(str(exe), scripts / "python")
-        _symlink("python", scripts / f"python{major}")
-        _symlink("python", scripts / f"python{layout.python_version}")
+        links = [
+            (str(exe), scripts / "python"),
+            ("python", scripts / f"python{major}"),
+            ("python", scripts / f"python{layout.python_version}"),
+        ]
         if sys.maxsize > 2**32 and sys.platform != "darwin":
-            _symlink("lib", root / "lib64")
+            links.append(("lib", root / "lib64"))
+        for target, link in links:
+            _symlink(target, link)
+            written.append(link)
     name = prompt or layout.prefix.name
     for filename, text in activation_scripts(layout.prefix, layout.scripts_rel, name).items():
-        (scripts / filename).write_text(text, encoding="utf-8")
+        write(scripts / filename, text)
     if base_site_packages is not None:
-        (layout.site_packages / BASE_PTH).write_text(
-            base_pth_text(base_site_packages), encoding="utf-8"
-        )
+        write(layout.site_packages / BASE_PTH, base_pth_text(base_site_packages))
+    return [os.path.relpath(path, root).replace(os.sep, "/") for path in written]
 
 
 def base_pth_text(base_site_packages: Path) -> str:

@@ -422,11 +422,14 @@ def test_invalid_records_are_skipped() -> None:
         (b"{not json", "JSONDecodeError"),
         (b"[]", "top level is a list"),
         (b'{"packages": []}', "bad type"),
-        (b'{"packages": {"a-1-0.tar.bz2": 3}}', "not an object"),
-        (b'{"packages": {"a-1-0.tar.bz2": {"name": 3}}}', "name is not a string"),
+        (b'{"packages": {"a-1-0.tar.bz2": {}}, "removed": {}}', "bad type"),
+        (b'{"info": []}', "bad type"),
+        (b'"repodata"', "top level is a str"),
         (b"\x28\xb5\x2f\xfd garbage", "zstd"),
         (b"BZh9 garbage", "OSError"),
-        (b'{"a": "\xff"}', "UnicodeDecodeError"),
+        (b'{"info": {"a": "\xff"}}', "UTF-8"),
+        (b'{"packages": {"a-1-0.tar.bz2": {}} trailing', "JSONDecodeError"),
+        (b'{"packages": {"a-1-0.tar.bz2": {"depends": [}}}', "JSONDecodeError"),
     ],
 )
 def test_corrupt_repodata(data: bytes, reason: str) -> None:
@@ -436,6 +439,25 @@ def test_corrupt_repodata(data: bytes, reason: str) -> None:
     assert reason in message
     assert "https://host.example.invalid/ch/noarch/repodata.json" in message
     assert "secret" not in message
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        b"3",
+        b'{"name": 3, "version": "1", "build": "0"}',
+        b'{"name": "b", "version": "1", "build": "0"}',  # not the name its file name carries
+        b'{"name": "a", "version": "\xff", "build": "0"}',
+    ],
+)
+def test_damaged_record_is_skipped_when_its_name_is_reached(entry: bytes) -> None:
+    # Records are read only for the names a solve reaches (as rattler does): a damaged
+    # one is then skipped like any invalid record; its neighbours stay.
+    good = json.dumps({"name": "a", "version": "2", "build": "0"}).encode()
+    data = b'{"packages": {"a-1-0.tar.bz2": ' + entry + b', "a-2-0.tar.bz2": ' + good + b"}}"
+    index = parse_repodata(data, channel=CH, subdir="noarch")
+    assert [r.version for r in index.get("a")] == ["2"]
+    assert index.get("b") == ()
 
 
 @pytest.mark.parametrize("variant", REPODATA_VARIANTS)
@@ -792,6 +814,33 @@ def test_lock_without_a_writable_cache(tmp_path: Path, monkeypatch: pytest.Monke
     with HttpClient(tmp_path / "cache") as http:
         records = ChannelClient(http).records_by_name([channel], ["linux-64"])
         assert [r.name for r in records["b"]] == ["b"]
+
+
+def test_store_keeps_records_as_the_repodata_wrote_them(tmp_path: Path) -> None:
+    # Copied as JSON text, not re-encoded: a record with invalid UTF-8 in a value is
+    # skipped when its name is reached (first lock and later ones alike), its
+    # neighbours stay, and a record under another name's file name is not served.
+    good = json.dumps(rec("a", "2.0")).encode()
+    bad = json.dumps(rec("a", "3.0", license="X")).encode().replace(b'"X"', b'"\xff"')
+    other = json.dumps(rec("b", "1.0")).encode()
+    doc = (
+        b'{"packages.conda": {"a-2.0-0.conda": '
+        + good
+        + b', "a-3.0-0.conda": '
+        + bad
+        + b', "a-4.0-0.conda": '
+        + other
+        + b"}}"
+    )
+    (tmp_path / "src" / "noarch").mkdir(parents=True)
+    (tmp_path / "src" / "noarch" / "repodata.json").write_bytes(doc)
+    channel = Channel.parse((tmp_path / "src").as_uri())
+    for _ in range(2):  # the first makes the store, the second reads it
+        with HttpClient(tmp_path / "cache") as http:
+            records = ChannelClient(http).records_by_name([channel], [])
+            assert [r.version for r in records["a"]] == ["2.0"]
+            assert "b" not in records
+    assert len(_stores(tmp_path / "cache")) == 1
 
 
 def test_damaged_store_is_made_again(tmp_path: Path) -> None:

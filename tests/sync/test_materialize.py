@@ -70,10 +70,12 @@ def _verify_ok(prefix: Path, lock: Lockfile) -> None:
 
 
 def _leftovers(prefix: Path) -> list[str]:
+    """Trees beside the prefix other than its lock file and the spare a sync keeps on
+    purpose (`lockenv.sync.reuse`)."""
     return sorted(
         p.name
         for p in prefix.parent.iterdir()
-        if p.name.startswith(f".{prefix.name}.") and not p.name.endswith(".lock")
+        if p.name.startswith(f".{prefix.name}.") and not p.name.endswith((".lock", ".spare"))
     )
 
 

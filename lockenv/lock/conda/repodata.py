@@ -13,10 +13,11 @@ hundred names, so nothing is parsed that a solve does not ask for:
 - a channel that offers CEP 16 sharded repodata (``repodata_shards.msgpack.zst``, tried
   first) is read one package name at a time (`lockenv.lock.conda.shards`);
 - otherwise the subdir's ``repodata.json`` is fetched, and the first time given bytes
-  are seen they are parsed once and written to the cache grouped by name
+  are seen its entries are grouped by the name their file names carry, records left as
+  JSON text (`lockenv.lock.conda.repodata_json`), and written to the cache that way
   (`lockenv.lock.conda.subdir_store`); later locks that fetch the same bytes open that
-  store without parsing and unpack only the names they need.  Without a cache directory
-  the parsed document is kept in memory, grouped by name (`parse_repodata`).
+  store and parse only the names they need.  Without a cache directory the document is
+  kept in memory, grouped the same way (`parse_repodata`).
 
 Either way ``removed`` files and a ``.tar.bz2`` whose ``.conda`` twin is listed are
 dropped, and `RepodataIndex.get` turns one name's entries into `RepoRecord` objects the
@@ -41,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import json
 import logging
 import os
 import re
@@ -58,6 +58,13 @@ from lockenv.errors import IndexAccessError, ManifestError, OfflineError
 from lockenv.http import HttpClient, HttpStatusError, redact_url
 from lockenv.lock.conda.compressed import unbz2, unzstd
 from lockenv.lock.conda.matchspec import KNOWN_SUBDIRS
+from lockenv.lock.conda.repodata_json import (
+    CorruptDocument,
+    RawDocument,
+    RawEntries,
+    decode_record,
+    read_document,
+)
 from lockenv.lock.conda.shards import SHARD_INDEX, ShardedEntries, parse_shard_index
 from lockenv.lock.conda.subdir_store import Stores
 
@@ -290,8 +297,10 @@ class _BadRecord(Exception):
 
 
 def _build_record(
-    filename: str, raw: dict[str, Any], *, prefix: str, channel: str, subdir: str
+    filename: str, raw: object, *, prefix: str, channel: str, subdir: str
 ) -> RepoRecord:
+    if not isinstance(raw, dict):
+        raise _BadRecord("not an object (or not valid JSON)")
     name, version, build = raw.get("name"), raw.get("version"), raw.get("build")
     if not (isinstance(name, str) and isinstance(version, str) and isinstance(build, str)):
         raise _BadRecord("name, version or build missing")
@@ -332,7 +341,9 @@ def _build_record(
 # -- one subdir ----------------------------------------------------------------------------
 
 
-Entries = list[tuple[str, dict[str, Any]]]
+#: One name's entries: ``(filename, record)``, the record as parsed from JSON or msgpack
+#: (a dict when valid; `RepodataIndex.get` skips anything else).
+Entries = list[tuple[str, Any]]
 
 
 class EntrySource(Protocol):
@@ -348,12 +359,13 @@ class EntrySource(Protocol):
 
 
 class _InMemory:
-    """A parsed repodata document, grouped by name."""
+    """A repodata document held in memory, grouped by name, records parsed when asked."""
 
-    __slots__ = ("by_name",)
+    __slots__ = ("by_name", "records")
 
-    def __init__(self, by_name: dict[str, Entries]) -> None:
+    def __init__(self, by_name: Mapping[str, RawEntries], records: int) -> None:
         self.by_name = by_name
+        self.records = records
 
     def names(self) -> Collection[str]:
         return self.by_name.keys()
@@ -362,10 +374,13 @@ class _InMemory:
         return name in self.by_name
 
     def __len__(self) -> int:
-        return sum(len(entries) for entries in self.by_name.values())
+        return self.records
 
     def entries(self, name: str) -> Entries:
-        return self.by_name.get(name, [])
+        found = self.by_name.get(name)
+        if not found:
+            return []
+        return [(filename, decode_record(raw)) for filename, raw in found.items()]
 
 
 class RepodataIndex:
@@ -401,7 +416,7 @@ class RepodataIndex:
         """The index of a subdir the channel does not have."""
         url = redact_url(channel.subdir_url(subdir))
         return cls(
-            channel=channel, subdir=subdir, url=url, source=_InMemory({}), download_prefix=""
+            channel=channel, subdir=subdir, url=url, source=_InMemory({}, 0), download_prefix=""
         )
 
     def names(self) -> Collection[str]:
@@ -433,13 +448,18 @@ class RepodataIndex:
         records = []
         for filename, raw in sorted(entries, key=lambda item: item[0]):
             try:
-                records.append(
-                    _build_record(
-                        filename, raw, prefix=self._prefix, channel=channel, subdir=self.subdir
-                    )
+                record = _build_record(
+                    filename, raw, prefix=self._prefix, channel=channel, subdir=self.subdir
                 )
             except _BadRecord as exc:
                 _log.debug("%s: skipping %r: %s", self.url, filename, exc)
+                continue
+            if record.name != name:
+                # Grouped by the name its file name carries (or a shard's name): a record
+                # that calls itself something else is not what the solve asked for.
+                _log.debug("%s: skipping %r: its name is %r", self.url, filename, record.name)
+                continue
+            records.append(record)
         result = tuple(records)
         with self._lock:
             return self._built.setdefault(name, result)
@@ -463,60 +483,24 @@ def parse_repodata(
     source = url if url is not None else f"{channel.subdir_url(subdir)}/repodata.json"
     shown = redact_url(source)
     with gc_paused():
-        by_name, base_url = _group_by_name(data, shown)
+        document = _group_by_name(data, shown)
     return RepodataIndex(
         channel=channel,
         subdir=subdir,
         url=shown,
-        source=_InMemory(by_name),
-        download_prefix=_download_prefix(base_url, source, channel, subdir, shown),
+        source=_InMemory(document.by_name, document.records),
+        download_prefix=_download_prefix(document.base_url, source, channel, subdir, shown),
     )
 
 
-def _group_by_name(data: bytes, shown: str) -> tuple[dict[str, Entries], Any]:
-    """A repodata document's entries by package name, and its raw ``info.base_url``."""
+def _group_by_name(data: bytes, shown: str) -> RawDocument:
+    """A repodata document's entries by package name, records left as JSON text."""
     try:
-        document = json.loads(_decompress(data))
-    except (ValueError, OSError, EOFError, RecursionError) as exc:
+        return read_document(_decompress(data))
+    except CorruptDocument as exc:
+        raise _corrupt(shown, str(exc)) from None
+    except (ValueError, OSError, EOFError) as exc:
         raise _corrupt(shown, f"{type(exc).__name__}: {exc}") from None
-    if not isinstance(document, dict):
-        raise _corrupt(shown, f"the top level is a {type(document).__name__}, not an object")
-    # Absent and null mean empty; any other falsy value of the wrong type is corrupt.
-    conda_packages = _or_default(document.get("packages.conda"), {})
-    bz2_packages = _or_default(document.get("packages"), {})
-    removed = _or_default(document.get("removed"), ())
-    info = _or_default(document.get("info"), {})
-    if not (
-        isinstance(conda_packages, dict)
-        and isinstance(bz2_packages, dict)
-        and isinstance(removed, list | tuple)
-        and isinstance(info, dict)
-    ):
-        raise _corrupt(shown, "'packages', 'packages.conda', 'removed' or 'info' has a bad type")
-
-    removed_set = frozenset(f for f in removed if isinstance(f, str))
-    by_name: dict[Any, list[tuple[str, dict[str, Any]]]] = {}
-    # The hot loop of a lock on a large channel: keep the per-entry work to a dict lookup
-    # or two; everything else waits for RepodataIndex.get.
-    try:
-        for packages, is_bz2 in ((conda_packages, False), (bz2_packages, True)):
-            for filename, raw in packages.items():
-                if filename in removed_set or (
-                    is_bz2 and conda_packages and filename[:-8] + ".conda" in conda_packages
-                ):
-                    continue  # a .tar.bz2's .conda twin is smaller and faster to extract
-                name = raw.get("name")
-                entries = by_name.get(name)
-                if entries is None:
-                    by_name[name] = [(filename, raw)]
-                else:
-                    entries.append((filename, raw))
-    except (AttributeError, TypeError):
-        raise _corrupt(shown, "a package entry is not an object with a string name") from None
-    by_name.pop(None, None)  # entries without a name cannot be asked for
-    if not all(isinstance(name, str) for name in by_name):
-        raise _corrupt(shown, "a package name is not a string")
-    return by_name, info.get("base_url")
 
 
 _gc_lock = threading.Lock()
@@ -528,12 +512,12 @@ _gc_was_enabled = False
 def gc_paused() -> Iterator[None]:
     """Keep the cyclic garbage collector off while repodata is parsed or solved over.
 
-    json.loads of a large repodata creates millions of dicts, and every few hundred of
-    them the collector walks all that are alive: pausing it makes parsing about three
-    times faster.  A solve builds records and clauses by the ten thousand, none in a
-    reference cycle: without the pause a fifth of its time went to the collector walking
-    the parsed records again and again.  Counted, because several threads parse and
-    solve at once.
+    Reading repodata creates objects by the hundred thousand (a document's file names,
+    the records of the names reached), and every few hundred of them the collector walks
+    all that are alive.  A solve builds records and clauses by the ten thousand, none in
+    a reference cycle: without the pause a fifth of its time went to the collector
+    walking the parsed records again and again.  Counted, because several threads parse
+    and solve at once.
     """
     global _gc_pausers, _gc_was_enabled
     with _gc_lock:
@@ -807,18 +791,18 @@ class ChannelClient:
         store = self._stores.open(digest)
         if store is None:
             with gc_paused():
-                by_name, base_url = _group_by_name(data, shown)
-                store = self._stores.publish(shown, digest, by_name, base_url)
-            if store is None:  # the cache is not writable: keep the parsed document
-                prefix = _download_prefix(base_url, url, channel, subdir, shown)
+                document = _group_by_name(data, shown)
+                store = self._stores.publish(shown, digest, document)
+            if store is None:  # the cache is not writable: keep the document
+                prefix = _download_prefix(document.base_url, url, channel, subdir, shown)
                 return RepodataIndex(
                     channel=channel,
                     subdir=subdir,
                     url=shown,
-                    source=_InMemory(by_name),
+                    source=_InMemory(document.by_name, document.records),
                     download_prefix=prefix,
                 )
-            del by_name  # the store holds it now: free the parsed document
+            del document  # the store holds it now: free the decompressed document
         return RepodataIndex(
             channel=channel,
             subdir=subdir,

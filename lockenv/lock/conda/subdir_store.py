@@ -10,13 +10,18 @@ memory-maps that file, reads its table of names, and unpacks only the names the 
 asks for.  The key is the hash of the bytes as fetched, so a changed channel can never
 be answered from an old store.
 
-Format (version 1), one file written whole and renamed into place::
+Format (version 2), one file written whole and renamed into place::
 
-    b"LOCKENV-BYNAME\\x00\\x01"   16-byte magic and version
-    8 bytes, little-endian      length H of the header
-    H bytes                     msgpack {"base_url": info.base_url or None,
-                                         "names": {name: [offset, length]}}
-    data                        per name, msgpack [[filename, record], ...]
+    b"LOCKENV-BYNAME\x00\x02"   16-byte magic and version
+    8 + 8 bytes, little-endian  offset and length of the header
+    data                        per name, the JSON object {filename: record, ...}
+    header                      JSON {"base_url": info.base_url or null,
+                                      "names": {name: [offset, length]}, "records": n}
+
+The data comes first so that it is written as it is made, one name at a time, never
+held whole in memory; the header, which needs every offset, follows it.  Each record is
+the repodata's own JSON text, copied without being parsed or re-encoded (see
+`lockenv.lock.conda.repodata_json`).
 
 Records are kept whole, as the repodata has them (leaving out the fields a lock does not
 read would cost more time than the disk it saves).  ``base_url`` is kept as the
@@ -35,38 +40,41 @@ import mmap
 import os
 import struct
 import tempfile
-from collections.abc import KeysView, Mapping, Sequence
+from collections.abc import KeysView
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from lockenv.lock.conda.repodata_json import RawDocument, decode_entries, encode_entries
+
 __all__ = ["Stores", "SubdirStore"]
 
-_MAGIC = b"LOCKENV-BYNAME\x00\x01"
-_LENGTH = struct.Struct("<Q")
-Entries = list[tuple[str, dict[str, Any]]]
+_MAGIC = b"LOCKENV-BYNAME\x00\x02"
+_SPAN = struct.Struct("<QQ")
+Entries = list[tuple[str, Any]]
 
 
 class SubdirStore:
-    """One by-name store, memory-mapped: `entries` unpacks one name's records."""
+    """One by-name store, memory-mapped: `entries` parses one name's records."""
 
-    __slots__ = ("_data", "_map", "_names", "base_url", "path", "records")
+    __slots__ = ("_map", "_names", "base_url", "path", "records")
 
     def __init__(self, path: Path) -> None:
-        import msgpack
-
         self.path = path
         with open(path, "rb") as fh:
             self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             if self._map[: len(_MAGIC)] != _MAGIC:
                 raise ValueError("not a by-name store")
-            start = len(_MAGIC) + _LENGTH.size
-            (length,) = _LENGTH.unpack(self._map[len(_MAGIC) : start])
-            header = msgpack.unpackb(self._map[start : start + length])
-            self._names: dict[str, list[int]] = header["names"]
-            self.base_url: str | None = header["base_url"]
-            self.records: int = header["records"]
-            self._data = start + length
+            start, length = _SPAN.unpack(self._map[len(_MAGIC) : len(_MAGIC) + _SPAN.size])
+            header = msgspec.json.decode(self._map[start : start + length], type=_Header)
+            end = start
+            if any(o < 0 or n < 0 or o + n > end for o, n in header.names.values()):
+                raise ValueError("a name's records lie outside the store")
+            self._names = header.names
+            self.base_url: Any = header.base_url
+            self.records: int = header.records
         except Exception:
             self._map.close()
             raise
@@ -84,14 +92,16 @@ class SubdirStore:
 
     def entries(self, name: str) -> Entries:
         """``[(filename, record)]`` of ``name`` (``[]`` when the subdir lacks it)."""
-        import msgpack
-
         span = self._names.get(name)
         if span is None:
             return []
-        start = self._data + span[0]
-        found: list[list[Any]] = msgpack.unpackb(self._map[start : start + span[1]])
-        return [(filename, record) for filename, record in found]
+        return decode_entries(self._map[span[0] : span[0] + span[1]])
+
+
+class _Header(msgspec.Struct):
+    base_url: Any
+    names: dict[str, tuple[int, int]]
+    records: int
 
 
 class Stores:
@@ -106,45 +116,38 @@ class Stores:
         try:
             store = SubdirStore(path)
         except (OSError, ValueError, KeyError, TypeError):
-            return None  # absent or damaged: made again
+            return None  # absent or damaged (msgspec's errors are ValueErrors): made again
         with contextlib.suppress(OSError):
             os.utime(path)  # in use: `cache prune` keeps it
         return store
 
-    def publish(
-        self,
-        url: str,
-        digest: str,
-        by_name: Mapping[str, Sequence[tuple[str, Mapping[str, Any]]]],
-        base_url: str | None,
-    ) -> SubdirStore | None:
-        """Write the store of ``by_name`` (the records of the repodata fetched from
-        ``url``, hashing to ``digest``) and open it; None when the cache is not writable.
+    def publish(self, url: str, digest: str, document: RawDocument) -> SubdirStore | None:
+        """Write the store of ``document`` (the repodata fetched from ``url``, hashing to
+        ``digest``) and open it; None when the cache is not writable.
 
         The store it replaces for ``url`` is removed: a process still reading it keeps
         its mapping (on Windows the file stays until it is released).
         """
-        import msgpack
-
         path = self.root / f"{digest}.byname"
-        names: dict[str, list[int]] = {}
-        chunks: list[bytes] = []
-        offset = records = 0
-        for name in sorted(by_name):
-            entries = by_name[name]
-            chunk = msgpack.packb(entries)  # records whole: filtering them costs more
-            names[name] = [offset, len(chunk)]
-            chunks.append(chunk)
-            offset += len(chunk)
-            records += len(entries)
-        header = msgpack.packb({"base_url": base_url, "names": names, "records": records})
+        names: dict[str, tuple[int, int]] = {}
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".byname-", dir=self.root)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(_MAGIC + _LENGTH.pack(len(header)) + header)
-                    fh.writelines(chunks)
+                    fh.write(_MAGIC + _SPAN.pack(0, 0))
+                    offset = len(_MAGIC) + _SPAN.size
+                    for name in sorted(document.by_name):
+                        chunk = encode_entries(document.by_name[name])
+                        fh.write(chunk)
+                        names[name] = (offset, len(chunk))
+                        offset += len(chunk)
+                    header = msgspec.json.encode(
+                        _Header(base_url=document.base_url, names=names, records=document.records)
+                    )
+                    fh.write(header)
+                    fh.seek(len(_MAGIC))
+                    fh.write(_SPAN.pack(offset, len(header)))
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(OSError):

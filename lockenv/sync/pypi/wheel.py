@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lockenv.errors import InstallError, UnsafePathError
-from lockenv.limits import MAX_METADATA, read_capped, size_text
+from lockenv.limits import MAX_METADATA, TooLargeError, read_capped, size_text
 from lockenv.sync.guard import PrefixGuard
 from lockenv.sync.launchers import (
     EntryPoint,
     launcher_script,
     parse_entry_points,
-    python_shebang_chunks,
+    rewrite_python_shebang,
 )
 from lockenv.sync.pypi.record import (
     check_member_path,
@@ -55,8 +55,11 @@ __all__ = [
     "InstalledDist",
     "UnpackedWheel",
     "WheelFile",
+    "WheelInstall",
+    "apply_wheel_install",
     "install_wheel",
     "load_unpacked",
+    "plan_wheel_install",
     "unpack_wheel",
 ]
 
@@ -627,6 +630,84 @@ def record_row_path(dest: str, site_packages_rel: str) -> str:
     return "../" * len(site_packages_rel.split("/")) + dest
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WheelInstall:
+    """What installing an unpacked wheel puts where, computed without touching the
+    environment: `plan_wheel_install`, applied by `install_wheel` (or compared with a
+    tree that may already hold it: `lockenv.sync.reuse`).
+
+    ``entries``: prefix-relative path -> a cache file to link (``str``) or the bytes of a
+    file the installer writes (``bytes``), with its executable bit; in installation order
+    (a later entry with the same path replaces an earlier one).
+    """
+
+    dist: InstalledDist
+    dirs: tuple[str, ...]  # parent directories, sorted (parents first)
+    entries: tuple[tuple[str, str | bytes, bool], ...]
+
+
+def plan_wheel_install(
+    wheel: UnpackedWheel,
+    layout: EnvLayout,
+    *,
+    requested: bool,
+    direct_url: Mapping[str, object] | None = None,
+) -> WheelInstall:
+    """What `install_wheel` will create for ``wheel`` in ``layout`` (see there)."""
+    placed = wheel_destinations(wheel, layout)
+    launchers = wheel_launchers(wheel, layout)
+    sp_rel = layout.site_packages_rel
+    python = layout.prefix_python
+
+    def record_path(dest: str) -> str:
+        return record_row_path(dest, sp_rel)
+
+    parents = {dest.rpartition("/")[0] for _f, dest in placed}
+    parents.update(dest.rpartition("/")[0] for dest, _content in launchers)
+    parents.add(f"{sp_rel}/{wheel.dist_info}")
+    parents.discard("")
+
+    entries: list[tuple[str, str | bytes, bool]] = []
+    rows: list[tuple[str, str, int | None]] = []
+    files_dir = str(wheel.files_dir)
+    for f, dest in placed:
+        src = f"{files_dir}/{f.path}"
+        if f.python_shebang:
+            # Held in the plan (`lockenv.sync.reuse` compares it): a script, never larger
+            # than the metadata cap.
+            try:
+                script = read_capped(src, MAX_METADATA, "#!python script")
+            except TooLargeError as exc:
+                raise InstallError(f"{wheel.filename}: {f.path!r}: {exc}") from None
+            rewritten = rewrite_python_shebang(script, python)
+            assert rewritten is not None
+            entries.append((dest, rewritten, True))
+            rows.append((record_path(dest), record_hash(rewritten), len(rewritten)))
+            continue
+        entries.append((dest, src, f.executable))
+        rows.append((record_path(dest), f.hash, f.size))
+
+    for dest, content in launchers:
+        entries.append((dest, content, True))
+        rows.append((record_path(dest), record_hash(content), len(content)))
+
+    generated: dict[str, bytes] = {"INSTALLER": INSTALLER_NAME}
+    if requested:
+        generated["REQUESTED"] = b""
+    if direct_url is not None:
+        generated["direct_url.json"] = json.dumps(direct_url, sort_keys=True).encode("utf-8")
+    dist_info_dir = f"{sp_rel}/{wheel.dist_info}"
+    for name, content in generated.items():
+        entries.append((f"{dist_info_dir}/{name}", content, False))
+        rows.append((f"{wheel.dist_info}/{name}", record_hash(content), len(content)))
+    rows.append((f"{wheel.dist_info}/RECORD", "", None))
+    entries.append((f"{dist_info_dir}/RECORD", render_record_rows(rows), False))
+    dist = InstalledDist(
+        dist_info=wheel.dist_info, name=wheel.name, version=wheel.version, files=len(rows)
+    )
+    return WheelInstall(dist=dist, dirs=tuple(sorted(parents)), entries=tuple(entries))
+
+
 def install_wheel(
     wheel: UnpackedWheel,
     layout: EnvLayout,
@@ -643,54 +724,27 @@ def install_wheel(
     ``direct_url.json`` of a package that came from no index (an archive URL, a
     directory, a git commit).  Returns the RECORD written.
     """
-    placed = wheel_destinations(wheel, layout)
-    launchers = wheel_launchers(wheel, layout)
-    scripts = [dest for dest, _content in launchers]
-    sp_rel = layout.site_packages_rel
-    python = layout.prefix_python
+    plan = plan_wheel_install(wheel, layout, requested=requested, direct_url=direct_url)
+    apply_wheel_install(plan, guard, what=wheel.filename)
+    return plan.dist
 
-    def record_path(dest: str) -> str:
-        return record_row_path(dest, sp_rel)
 
-    parents = {dest.rpartition("/")[0] for _f, dest in placed}
-    parents.update(dest.rpartition("/")[0] for dest in scripts)
-    parents.add(f"{sp_rel}/{wheel.dist_info}")
-    what = wheel.filename
-    for parent in sorted(parents):
-        if parent:
-            guard.makedirs(parent, what=what)
-
-    rows: list[tuple[str, str, int | None]] = []
-    files_dir = str(wheel.files_dir)
-    place = guard.place
-    for f, dest in placed:
-        src = f"{files_dir}/{f.path}"
-        if f.python_shebang:
-            with open(src, "rb") as fh:
-                sha256, size = guard.write_chunks(
-                    dest, python_shebang_chunks(fh, python), executable=True, what=what
-                )
-            rows.append((record_path(dest), record_hash_of_digest(bytes.fromhex(sha256)), size))
+def apply_wheel_install(
+    plan: WheelInstall,
+    guard: PrefixGuard,
+    *,
+    what: str,
+    skip: frozenset[str] = frozenset(),
+) -> None:
+    """Create ``plan``'s directories and entries through ``guard``, except the entries
+    whose paths are in ``skip`` (already in place)."""
+    for parent in plan.dirs:
+        guard.makedirs(parent, what=what)
+    place, write = guard.place, guard.write
+    for dest, source, executable in plan.entries:
+        if dest in skip:
             continue
-        place(src, dest, executable=f.executable, what=what)
-        rows.append((record_path(dest), f.hash, f.size))
-
-    for dest, content in launchers:
-        guard.write(dest, content, executable=True, what=what)
-        rows.append((record_path(dest), record_hash(content), len(content)))
-
-    generated: dict[str, bytes] = {"INSTALLER": INSTALLER_NAME}
-    if requested:
-        generated["REQUESTED"] = b""
-    if direct_url is not None:
-        generated["direct_url.json"] = json.dumps(direct_url, sort_keys=True).encode("utf-8")
-    dist_info_dir = f"{sp_rel}/{wheel.dist_info}"
-    for name, content in generated.items():
-        guard.write(f"{dist_info_dir}/{name}", content, executable=False, what=what)
-        rows.append((f"{wheel.dist_info}/{name}", record_hash(content), len(content)))
-    rows.append((f"{wheel.dist_info}/RECORD", "", None))
-    record = render_record_rows(rows)
-    guard.write(f"{dist_info_dir}/RECORD", record, executable=False, what=what)
-    return InstalledDist(
-        dist_info=wheel.dist_info, name=wheel.name, version=wheel.version, files=len(rows)
-    )
+        if isinstance(source, str):
+            place(source, dest, executable=executable, what=what)
+        else:
+            write(dest, source, executable=executable, what=what)

@@ -1,0 +1,253 @@
+"""The spare tree: kept by a sync, refreshed by the next into exactly a fresh build."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lockenv.lockfile import Lockfile, write_lockfile
+from lockenv.sync.materialize import SyncOptions, sync_environment
+from lockenv.sync.pypi.wheel import InstalledDist, WheelInstall
+from lockenv.sync.reuse import refresh_tree, spare_path
+from lockenv.sync.verify import verify_environment
+
+from materializer_support import (
+    PYTHON_XY,
+    _no_leftovers,
+    fixture_lock,
+    kill_sync_at,
+    lock_sha,
+    tree_snapshot,
+)
+
+OLD = ("alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl", "clicky-8.0-py3-none-any.whl")
+NEW = (
+    "alpha-2.0-py3-none-any.whl",
+    "beta-1.0-py3-none-any.whl",
+    "clicky-8.0-py3-none-any.whl",
+    "delta-1.1-py3-none-any.whl",
+)
+SP = f"lib/python{PYTHON_XY}/site-packages"
+
+
+def _sync(lock: Lockfile, prefix: Path, **options: object) -> bool:
+    report = sync_environment(lock, lock_sha(lock), "default", prefix, SyncOptions(**options))  # type: ignore[arg-type]
+    verified = verify_environment(prefix, lock, "default", _platform())
+    assert verified.ok, verified.to_json()
+    return report.no_op
+
+
+def _platform() -> str:
+    from lockenv.platforms import current_platform
+
+    return current_platform()
+
+
+def _shared_writable(prefix: Path) -> list[str]:
+    """Files of the environment that share their inode and can be written."""
+    found = []
+    for root, _dirs, files in os.walk(prefix):
+        for name in files:
+            st_ = os.lstat(os.path.join(root, name))
+            if stat.S_ISREG(st_.st_mode) and st_.st_nlink > 1 and st_.st_mode & 0o222:
+                found.append(os.path.relpath(os.path.join(root, name), prefix))
+    return found
+
+
+def test_a_change_keeps_the_replaced_tree_and_the_next_refreshes_it(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    prefix = tmp_path / "env"
+    _sync(old, prefix)
+    assert not spare_path(prefix).exists()  # nothing was replaced
+    first = os.stat(prefix).st_ino
+    _sync(new, prefix)
+    assert os.stat(spare_path(prefix)).st_ino == first  # the old tree, kept
+
+    # What the spare went through while it was live, and what a user may do to it.
+    spare = spare_path(prefix)
+    site = spare / SP
+    (site / "alpha" / "__pycache__").mkdir()
+    (site / "alpha" / "__pycache__" / "x.cpython.pyc").write_bytes(b"junk")
+    (site / "byhand-1.0.dist-info").mkdir()
+    (site / "byhand-1.0.dist-info" / "METADATA").write_text("Name: byhand\n")
+    (site / "byhand.py").write_text("x = 1\n")
+    record = site / "beta-1.0.dist-info" / "RECORD"
+    record.write_bytes(record.read_bytes() + b"extra,,\n")  # same file, other bytes
+    installer = site / "clicky-8.0.dist-info" / "INSTALLER"
+    os.link(installer, tmp_path / "second-name")  # right bytes, but shared
+    linked = next(p for p in (site / "beta").rglob("*") if p.is_file())
+    copy = linked.read_bytes()
+    linked.unlink()
+    linked.write_bytes(copy)  # right bytes, but a copy, not the cache's file
+    (spare / "bin" / "python").unlink()
+    second = os.stat(prefix).st_ino
+
+    assert not _sync(old, prefix)
+    assert os.stat(prefix).st_ino == first  # the spare, refreshed, is the environment
+    assert os.stat(spare_path(prefix)).st_ino == second
+    refreshed = tree_snapshot(prefix)
+    assert _shared_writable(prefix) == []
+    assert os.stat(linked).st_nlink > 1  # a link to the cache again
+    assert os.path.samestat(os.stat(prefix / linked.relative_to(spare)), os.stat(linked))
+
+    # A build from nothing makes the same tree.
+    shutil.rmtree(prefix)
+    shutil.rmtree(spare_path(prefix))
+    _sync(old, prefix)
+    assert tree_snapshot(prefix) == refreshed
+    _no_leftovers(prefix)
+
+
+def test_spare_is_kept_only_for_hardlinked_environments(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    prefix = tmp_path / "env"
+    _sync(old, prefix, link_mode="copy")
+    _sync(new, prefix, link_mode="copy")
+    assert not spare_path(prefix).exists()  # a copy costs bytes: removed
+    _sync(old, prefix, compile_bytecode=True)
+    assert not spare_path(prefix).exists()  # bytecode is compiled afresh: no reuse either
+    _no_leftovers(prefix)
+
+
+@pytest.mark.parametrize("stage", ["staging:created", "staging:refreshed", "staging:linked#2"])
+def test_killed_while_refreshing_the_spare_leaves_the_live_environment(
+    tmp_path: Path, fixture_index_dir: Path, stage: str
+) -> None:
+    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    prefix = tmp_path / "envs" / "default"
+    _sync(old, prefix)
+    _sync(new, prefix)
+    live = tree_snapshot(prefix)
+    old_path = tmp_path / "old.lock"
+    write_lockfile(old, old_path)
+    cache = Path(os.environ["LOCKENV_CACHE_DIR"])  # warm: the sync goes straight to staging
+    kill_sync_at(old_path, prefix, stage, cache_dir=cache)
+    assert tree_snapshot(prefix) == live
+    assert not spare_path(prefix).exists()  # taken by the killed sync, under a staging name
+    _sync(old, prefix)  # removes the killed sync's staging tree, builds afresh
+    _sync(new, prefix)
+    _no_leftovers(prefix)
+
+
+# -- refresh_tree, on its own ---------------------------------------------------------------
+
+_NAMES = st.sampled_from(["a", "b", "c"])
+_PATHS = st.lists(_NAMES, min_size=1, max_size=3).map("/".join)
+
+
+def _plan(entries: list[tuple[str, str | bytes, bool]]) -> WheelInstall:
+    dirs = sorted({dest.rpartition("/")[0] for dest, _s, _x in entries} - {""})
+    dist = InstalledDist(dist_info="p-1.dist-info", name="p", version="1", files=len(entries))
+    return WheelInstall(dist=dist, dirs=tuple(dirs), entries=tuple(entries))
+
+
+def _apply(root: Path, plan: WheelInstall, kept: set[str]) -> None:
+    """What the sync does after a refresh: place what was not kept, in order."""
+    for dest, source, executable in plan.entries:
+        if dest in kept:
+            continue
+        path = root / dest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        if isinstance(source, str):
+            os.link(source, path)
+        else:
+            path.write_bytes(source)
+            path.chmod(0o755 if executable else 0o644)
+
+
+def _files(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    out = {}
+    for base, dirs, files in os.walk(root):
+        for name in dirs:
+            if not os.path.islink(os.path.join(base, name)):
+                out[os.path.relpath(os.path.join(base, name), root)] = (0, 0, b"a directory")
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(base, d))]:
+            path = os.path.join(base, name)
+            st_ = os.lstat(path)
+            data = (
+                os.readlink(path).encode() if stat.S_ISLNK(st_.st_mode) else Path(path).read_bytes()
+            )
+            out[os.path.relpath(path, root)] = (
+                st_.st_mode,
+                st_.st_ino if st_.st_nlink > 1 else 0,
+                data,
+            )
+    return out
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    wanted=st.dictionaries(
+        _PATHS, st.tuples(st.sampled_from(["c1", "c2", b"x", b"y"]), st.booleans()), max_size=6
+    ),
+    present=st.dictionaries(
+        _PATHS, st.sampled_from(["c1", "c2", b"x", b"y", "dir", "link", "shared"]), max_size=6
+    ),
+)
+def test_refresh_then_placing_the_rest_makes_the_fresh_tree(
+    tmp_path_factory: pytest.TempPathFactory,
+    wanted: dict[str, tuple[str | bytes, bool]],
+    present: dict[str, str | bytes],
+) -> None:
+    work = tmp_path_factory.mktemp("refresh")
+    cache = work / "cache"
+    cache.mkdir()
+    for name in ("c1", "c2"):
+        (cache / name).write_bytes(name.encode())
+        (cache / name).chmod(0o444)
+    # A file and a directory cannot share a path: keep the wanted entries that can be.
+    entries: list[tuple[str, str | bytes, bool]] = []
+    taken: set[str] = set()
+    for dest, (source, executable) in sorted(wanted.items()):
+        parents = {dest.rsplit("/", i)[0] for i in range(1, dest.count("/") + 1)}
+        if parents & taken or any(t.startswith(dest + "/") for t in taken):
+            continue
+        taken.add(dest)
+        src = str(cache / source) if isinstance(source, str) else source
+        entries.append((dest, src, executable))
+    plan = _plan(entries)
+
+    fresh, spare = work / "fresh", work / "spare"
+    fresh.mkdir()
+    _apply(fresh, plan, set())
+    spare.mkdir()
+    for dest, what in sorted(present.items()):
+        path = spare / dest
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() or path.is_symlink():
+                continue
+            if what == "dir":
+                path.mkdir()
+            elif what == "link":
+                path.symlink_to("elsewhere")
+            elif what == "shared":
+                path.write_bytes(b"x")
+                path.chmod(0o644)
+                os.link(path, work / f"other-{len(os.listdir(work))}")
+            elif isinstance(what, str):
+                os.link(cache / what, path)
+            else:
+                path.write_bytes(what)
+                path.chmod(0o644)
+        except (FileExistsError, NotADirectoryError):
+            continue  # a file where this path needs a directory
+
+    kept = refresh_tree(spare, [plan], [])
+    assert kept is not None
+    _apply(spare, plan, kept)
+    assert _files(spare) == _files(fresh)
