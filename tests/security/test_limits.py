@@ -920,11 +920,11 @@ def test_a_python_script_past_the_cap_is_refused(
     # A #!python script is held in memory to be rewritten: never more than the cap.
     from lockenv.sync.pypi import wheel as wheel_module
 
-    body = b"#!python\n" + b"x = 1\n" * 100
+    body = b"#!python\n" + b"x = 1\n" * 1000  # larger than the cache entry's manifest
     built = build_wheel(
         tmp_path / "w", "bigscript", "1.0", {"bigscript-1.0.data/scripts/big": body}
     )
     lock = lock_of([artifact_for(built, built.as_uri(), index=None)], python=PYTHON_XY)
-    monkeypatch.setattr(wheel_module, "MAX_METADATA", 512)
-    with pytest.raises(InstallError, match=r"scripts/big'.*larger than 512 bytes"):
+    monkeypatch.setattr(wheel_module, "MAX_METADATA", 4096)
+    with pytest.raises(InstallError, match=r"scripts/big'.*larger than 4 KiB"):
         sync(lock, Sandbox.make(tmp_path / "box"))
