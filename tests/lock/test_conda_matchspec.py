@@ -6,7 +6,7 @@ import pickle
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lockenv.errors import EXIT_INPUT_ERROR, LockenvError
@@ -334,6 +334,9 @@ def test_build_number_spec(text: str, number: int, expected: bool) -> None:
         ("foo", "*", "foo"),
         ("foo", "* py*", "foo * py*"),
         ("Foo", "[build_number=3]", "foo[build_number=3]"),
+        # A word then "!" is a version with an epoch, not another package's name.
+        ("numpy", "post.!.*.*", "numpy post.!.*.*"),
+        ("numpy", "numpy!=1.0", "numpy !=1.0"),
     ],
 )
 def test_parse_manifest_spec(name: str, spec: str, expected: str) -> None:
@@ -474,6 +477,9 @@ _bracket_values = st.one_of(
         unique_by=lambda item: item[0],
     ),
     quote=st.sampled_from(["", "'", '"']),
+)
+@example(  # a version that starts like a name: 'post.' then an epoch mark, not '!='
+    channel="", name="numpy", version=(" ", "post.!.*.*"), build=None, brackets=[], quote=""
 )
 @settings(max_examples=600, deadline=None)
 def test_every_accepted_spec_round_trips(

@@ -517,6 +517,22 @@ def test_file_channel_with_one_variant(tmp_path: Path, http: HttpClient, variant
     assert [r.name for r in records["n"]] == ["n"]
 
 
+def test_local_channel_reads_the_plain_file_first(tmp_path: Path, http: HttpClient) -> None:
+    # Nothing to transfer from a local channel, so nothing worth decompressing; the
+    # compressed files are read only when the plain one is absent.
+    doc = repodata(rec("n", "1.0", subdir="noarch"), subdir="noarch")
+    write_channel(tmp_path, {"noarch": doc}, variants=("repodata.json.zst",))
+    write_channel(
+        tmp_path,
+        {"noarch": repodata(rec("n", "2.0", subdir="noarch"), subdir="noarch")},
+        variants=("repodata.json",),
+    )
+    channel = Channel.parse(tmp_path.as_uri())
+    assert [r.version for r in ChannelClient(http).records(channel, "noarch")] == ["2.0"]
+    (tmp_path / "noarch" / "repodata.json").unlink()
+    assert [r.version for r in ChannelClient(http).records(channel, "noarch")] == ["1.0"]
+
+
 def test_strict_channel_priority(tmp_path: Path, http: HttpClient) -> None:
     first = write_channel(
         tmp_path / "first",
@@ -781,13 +797,38 @@ def test_store_made_once_then_opened_without_parsing(
         assert sorted(second) == ["a", "b", "n"]
 
 
+def test_unchanged_local_channel_is_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local file's store is keyed by the file's identity (path, size, times, inode):
+    # a later lock finds it with a stat, without reading or hashing the file.
+    channel = Channel.parse(_two_subdirs(tmp_path / "src").as_uri())
+    with HttpClient(tmp_path / "cache") as http:
+        before = ChannelClient(http).records_by_name([channel], ["linux-64"])["b"]
+
+    get_page = HttpClient.get_page
+
+    def no_reading(self: HttpClient, url: str, **kwargs: Any) -> Any:
+        assert not url.endswith("/repodata.json.zst"), "read again"  # the file it has
+        return get_page(self, url, **kwargs)
+
+    monkeypatch.setattr(HttpClient, "get_page", no_reading)
+    with HttpClient(tmp_path / "cache") as http:
+        records = ChannelClient(http).records_by_name([channel], ["linux-64"])
+        assert records["b"] == before
+
+
 def test_changed_repodata_gets_a_new_store_that_replaces_the_old(tmp_path: Path) -> None:
     source = _two_subdirs(tmp_path / "src")
     channel = Channel.parse(source.as_uri())
     with HttpClient(tmp_path / "cache") as http:
         assert "c" not in ChannelClient(http).records_by_name([channel], ["linux-64"])
     old = _stores(tmp_path / "cache")
-    _two_subdirs(source, rec("c"))  # the channel changed: the bytes hash differently
+    write_channel(  # linux-64 changed (its bytes hash differently), noarch did not
+        source,
+        {"linux-64": repodata(rec("a"), rec("b", depends=["a >=1"]), rec("c"))},
+        variants=("repodata.json.zst",),
+    )
     with HttpClient(tmp_path / "cache") as http:
         records = ChannelClient(http).records_by_name([channel], ["linux-64"])
         assert [r.name for r in records["c"]] == ["c"]

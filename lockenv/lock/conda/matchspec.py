@@ -689,8 +689,8 @@ def _without_own_name(text: str, name: str, spec: str, what: str) -> str:
         return text
     word = found.group(0)
     after = text[found.end() :]
-    if after and after[0] not in " =<>!~[":
-        return text
+    if after and (after[0] not in " =<>!~[" or (after[0] == "!" and after[:2] != "!=")):
+        return text  # not a name then an operator ('post.!.*' is a version with an epoch)
     if word.lower() == name.lower():
         return after.strip() or "*"
     if any(c.isdigit() for c in word) and not word.startswith("_"):

@@ -66,7 +66,8 @@ from lockenv.lock.conda.repodata_json import (
     read_document,
 )
 from lockenv.lock.conda.shards import SHARD_INDEX, ShardedEntries, parse_shard_index
-from lockenv.lock.conda.subdir_store import Stores
+from lockenv.lock.conda.subdir_store import Stores, SubdirStore
+from lockenv.urls import file_url_to_path
 
 __all__ = [
     "DEFAULT_CHANNEL_ALIAS",
@@ -88,6 +89,9 @@ CHANNEL_ALIAS_ENV = "LOCKENV_CHANNEL_ALIAS"
 
 #: File names tried for each subdir, best first.
 REPODATA_VARIANTS = ("repodata.json.zst", "repodata.json.bz2", "repodata.json")
+# A local channel's plain file first: nothing to transfer, so nothing to decompress
+# (rattler reads only that file of a local channel).
+_LOCAL_VARIANTS = ("repodata.json", "repodata.json.zst", "repodata.json.bz2")
 _ACCEPT = {
     "repodata.json.zst": "application/zstd, */*;q=0.1",
     "repodata.json.bz2": "application/x-bzip2, */*;q=0.1",
@@ -482,7 +486,7 @@ def parse_repodata(
 
     source = url if url is not None else f"{channel.subdir_url(subdir)}/repodata.json"
     shown = redact_url(source)
-    with gc_paused():
+    with _one_document_at_a_time, gc_paused():
         document = _group_by_name(data, shown)
     return RepodataIndex(
         channel=channel,
@@ -491,6 +495,13 @@ def parse_repodata(
         source=_InMemory(document.by_name, document.records),
         download_prefix=_download_prefix(document.base_url, source, channel, subdir, shown),
     )
+
+
+# While a document is decompressed, grouped and stored, its whole text and an object per
+# entry are alive (about 1.6 times the text); the subdirs of a lock are fetched
+# concurrently, and a platform's subdir and noarch grouped at once would add up.  They
+# hold the GIL for most of it anyway, so one at a time costs little time.
+_one_document_at_a_time = threading.Lock()
 
 
 def _group_by_name(data: bytes, shown: str) -> RawDocument:
@@ -661,6 +672,40 @@ class ChannelRecords(Mapping[str, tuple[RepoRecord, ...]]):
         return None
 
 
+def _store_index(store: SubdirStore, *, channel: Channel, subdir: str, url: str) -> RepodataIndex:
+    shown = redact_url(url)
+    return RepodataIndex(
+        channel=channel,
+        subdir=subdir,
+        url=shown,
+        source=store,
+        download_prefix=_download_prefix(store.base_url, url, channel, subdir, shown),
+    )
+
+
+def _local_file_key(url: str) -> str | None:
+    """The store key of a ``file://`` repodata: a hash of the file's identity.
+
+    Path, size, modification and change times, inode and device: what tells a rewritten
+    file from an unchanged one without reading it, so an unchanged local channel (up
+    to hundreds of megabytes of JSON) costs a stat.  None for other URLs and for a file
+    that cannot be looked at (then it is read, and keyed by its bytes).
+    """
+    if not url.startswith("file:"):
+        return None
+    try:
+        path = file_url_to_path(url)
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    identity = f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0{st.st_dev}"
+    return hashlib.sha256(b"local file\0" + os.fsencode(identity)).hexdigest()
+
+
+def _variants_of(channel: Channel) -> tuple[str, ...]:
+    return _LOCAL_VARIANTS if channel.base_url.startswith("file:") else REPODATA_VARIANTS
+
+
 def _dependency_name(spec: str) -> str:
     """The package name a dependency string names (enough to find its shard)."""
     name = _DEPENDENCY_NAME.match(spec.rpartition("::")[2].strip())
@@ -744,12 +789,19 @@ class ChannelClient:
         if sharded is not None:
             return sharded
         with self._lock:
-            variants = self._variants.get(channel.base_url, REPODATA_VARIANTS)
+            variants = self._variants.get(channel.base_url) or _variants_of(channel)
         rejected: list[str] = []
         offline: OfflineError | None = None
         last_error: HttpStatusError | None = None
         for position, variant in enumerate(variants):
             url = f"{channel.subdir_url(subdir)}/{variant}"
+            local_key = _local_file_key(url) if self._stores is not None else None
+            if local_key is not None and self._stores is not None:
+                store = self._stores.open(local_key)
+                if store is not None:  # an unchanged local file: not even read
+                    if rejected:
+                        self._remember(channel, variant, rejected)
+                    return _store_index(store, channel=channel, subdir=subdir, url=url)
             try:
                 page = self._http.get_page(url, accept=_ACCEPT[variant])
             except OfflineError as exc:
@@ -767,7 +819,11 @@ class ChannelClient:
                 raise
             if rejected:
                 self._remember(channel, variant, rejected)
-            return self._index(page.content, channel=channel, subdir=subdir, url=url)
+            if local_key is not None and _local_file_key(url) != local_key:
+                local_key = None  # changed while read: keyed by what was read
+            return self._index(
+                page.content, channel=channel, subdir=subdir, url=url, digest=local_key
+            )
         if offline is not None:
             raise offline
         if subdir == "noarch":
@@ -781,16 +837,22 @@ class ChannelClient:
         _log.debug("%s has no %s subdir", channel.redacted_url, subdir)
         return RepodataIndex.empty(channel, subdir)
 
-    def _index(self, data: bytes, *, channel: Channel, subdir: str, url: str) -> RepodataIndex:
+    def _index(
+        self, data: bytes, *, channel: Channel, subdir: str, url: str, digest: str | None = None
+    ) -> RepodataIndex:
         """The index of fetched repodata bytes: from the by-name store made the first time
-        these bytes were seen, else parsed (and the store made for next time)."""
+        these bytes were seen, else read (and the store made for next time).
+
+        The store is keyed by ``digest`` when given (a local file's identity), else by
+        the bytes' sha256.
+        """
         if self._stores is None:
             return parse_repodata(data, channel=channel, subdir=subdir, url=url)
         shown = redact_url(url)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = digest or hashlib.sha256(data).hexdigest()
         store = self._stores.open(digest)
         if store is None:
-            with gc_paused():
+            with _one_document_at_a_time, gc_paused():
                 document = _group_by_name(data, shown)
                 store = self._stores.publish(shown, digest, document)
             if store is None:  # the cache is not writable: keep the document
@@ -803,13 +865,7 @@ class ChannelClient:
                     download_prefix=prefix,
                 )
             del document  # the store holds it now: free the decompressed document
-        return RepodataIndex(
-            channel=channel,
-            subdir=subdir,
-            url=shown,
-            source=store,
-            download_prefix=_download_prefix(store.base_url, url, channel, subdir, shown),
-        )
+        return _store_index(store, channel=channel, subdir=subdir, url=url)
 
     def _load_shards(self, channel: Channel, subdir: str) -> RepodataIndex | None:
         """The subdir through its CEP 16 shard index; None when the channel has none."""
@@ -866,7 +922,7 @@ class ChannelClient:
 
     def _remember(self, channel: Channel, worked: str, rejected: list[str]) -> None:
         with self._lock:
-            current = self._variants.get(channel.base_url, REPODATA_VARIANTS)
+            current = self._variants.get(channel.base_url) or _variants_of(channel)
             self._variants[channel.base_url] = (
                 worked,
                 *(v for v in current if v != worked and v not in rejected),
