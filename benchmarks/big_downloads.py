@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         le_dir.mkdir()
         uv_dir.mkdir()
         pair = Pair("cold")
+        load_before = os.getloadavg()[0]
         with synthetic.serve(work / "index") as served:
             lockenv_toml, _ = project_manifests(names, served.index)
             (le_dir / "lockenv.toml").write_text(lockenv_toml)
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\n{args.wheels} wheels of {args.mib} MiB ({total / 2**20:.0f} MiB in all) from "
             f"127.0.0.1, {os.cpu_count()} CPUs, median of {args.rounds} cold syncs "
-            f"(lockenv's cache keeping {args.cache_keep})"
+            f"(lockenv's cache keeping {args.cache_keep}); load average "
+            f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         )
         print(f"{'':<8}{'wall ms':>18}{'':>9}{'cpu ms':>19}")
         print(f"{'':<8}{'lockenv':>9}{'uv':>9}{'ratio':>9}{'lockenv':>10}{'uv':>9}{'ratio':>9}")

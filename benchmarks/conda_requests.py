@@ -1,7 +1,7 @@
 """Every request decided: lockenv's conda solver beside rattler on hard and impossible ones.
 
     python benchmarks/conda_requests.py [--count 80] [--seed 1] [--rattler-python PATH]
-                                        [--timeout 120]
+                                        [--timeout 120] [--memory-gb 6] [--json OUT]
 
 Requests:
 
@@ -20,12 +20,16 @@ impossible, whether they agree (and on the requested packages' versions), the me
 and worst CPU ratio, and how many requests lockenv decided within 5x rattler's time
 (rattler's time floored at 0.05 s: below that both are instant).  A request rattler
 has not decided after ``--timeout`` seconds is listed apart, with lockenv's answer and
-time, and left out of the agreement and the ratios.
+time, and left out of the agreement and the ratios; so is one whose rattler process
+ran out of its ``--memory-gb`` of address space.  Either kills that rattler process and
+a new one takes the remaining requests (`rattler_peer.rattler_solve_all`).  ``--json``
+writes every request with both answers, for a closer look at single requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -103,7 +107,7 @@ def report(title: str, requests: list[dict[str, Any]], ours: list[Any], theirs: 
     for mine, other, request in undecided:
         verdict = "proved impossible" if "error" in mine else "solved"
         print(
-            f"  rattler undecided after {other['wall']:.0f} s ({other['cpu']:.0f} s cpu); lockenv "
+            f"  rattler undecided ({other['error']}; {other['cpu']:.0f} s cpu); lockenv "
             f"{verdict} in {mine['cpu']:.2f} s cpu: {request['platform']} {request['specs']}"
         )
     decided_by_both = len(requests) - len(undecided)
@@ -130,6 +134,10 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=120, help="seconds before rattler gives up on one"
     )
+    parser.add_argument(
+        "--memory-gb", type=float, default=6, help="address space of a rattler process"
+    )
+    parser.add_argument("--json", type=Path, help="write the requests and answers here")
     args = parser.parse_args()
     python = find_rattler_python(args.rattler_python)
     channel_dir = args.channel_dir or Path(tempfile.gettempdir()) / "lockenv-bench-conda-s7-x1"
@@ -169,12 +177,21 @@ def main() -> int:
             [{"platform": "linux-64", "specs": s} for s in stacks],
         )
     )
+    written = []
     for title, directory, batch in sets:
         theirs = rattler_solve_all(
-            python, directory.as_uri(), batch, work / "rattler-cache", timeout=args.timeout
+            python,
+            directory.as_uri(),
+            batch,
+            work / "rattler-cache",
+            timeout=args.timeout,
+            memory_limit=int(args.memory_gb * (1 << 30)),
         )
         ours = lockenv_solve_all(directory, batch, work / "lockenv-cache")
         report(title, batch, ours, theirs)
+        written.append({"title": title, "requests": batch, "lockenv": ours, "rattler": theirs})
+    if args.json:
+        args.json.write_text(json.dumps(written, indent=1))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import selectors
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,47 +24,47 @@ sys.path.insert(0, str(ROOT))
 
 from lockenv.platforms import get_platform, virtual_packages  # noqa: E402
 
-# Runs in the rattler Python: every job through one Gateway, one after the other, each
-# timed in CPU seconds (rattler's threads included); a failure is recorded, not raised.
-# With a timeout, a request rattler gives up on is marked "undecided" (not an answer).
+# Runs in the rattler Python: the jobs from ``start`` on through one Gateway, one after
+# the other, each timed in CPU seconds (rattler's threads included) and printed as one
+# JSON line as soon as it is answered; a failure is recorded, not raised.  The parent
+# (`rattler_solve_all`) enforces the timeout and the memory limit from outside: a solve
+# in progress cannot be cancelled from inside the process.
 BATCH_SCRIPT = r"""
-import asyncio, datetime, json, sys, time
+import asyncio, json, sys, time
 import rattler
 from rattler import BuildString, Gateway, GenericVirtualPackage, PackageName, Version
 
 job = json.loads(open(sys.argv[1]).read())
+start = int(sys.argv[2])
 
 async def main():
     gateway = Gateway(cache_dir=job["cache"])
-    results = []
-    for request in job["requests"]:
+    for request in job["requests"][start:]:
         platform = request["platform"]
         virtual = [
             GenericVirtualPackage(PackageName(n), Version(v), BuildString(b))
             for n, v, b in job["virtual"][platform]
         ]
-        timeout = job.get("timeout")
         cpu, wall = time.process_time(), time.perf_counter()
         try:
             records = await rattler.solve(
                 sources=[job["channel"]], specs=request["specs"], gateway=gateway,
                 platforms=[platform, "noarch"], virtual_packages=virtual, strategy="highest",
-                timeout=datetime.timedelta(seconds=timeout) if timeout else None,
             )
             answer = {"solution": {
                 str(r.name.normalized): f"{r.version} {r.build}" for r in records
             }}
         except Exception as exc:
             answer = {"error": str(exc)}
-            if timeout and time.perf_counter() - wall >= timeout:
-                answer["undecided"] = True
         answer["cpu"] = time.process_time() - cpu
         answer["wall"] = time.perf_counter() - wall
-        results.append(answer)
-    return results
+        print(json.dumps(answer), flush=True)
 
-print(json.dumps(asyncio.run(main())))
+asyncio.run(main())
 """
+
+#: The address space a rattler process may use (a hard request can take 8 GB and more).
+MEMORY_LIMIT = 6 << 30
 
 
 def find_rattler_python(given: str | None) -> str:
@@ -110,12 +113,20 @@ def rattler_solve_all(
     cache: Path | None = None,
     *,
     timeout: float | None = None,
+    memory_limit: int = MEMORY_LIMIT,
 ) -> list[dict[str, Any]]:
     """rattler's answer to each request (``{"platform", "specs"}``), in order:
     ``{"solution": {name: "version build"}}`` or ``{"error": message}``, plus ``cpu``
-    and ``wall`` seconds.  A request still unsolved after ``timeout`` seconds (wall)
-    answers ``{"error": ..., "undecided": True}``."""
+    and ``wall`` seconds.
+
+    The requests run one after the other in one process (repodata read once), limited
+    to ``memory_limit`` bytes of address space.  A request not answered after
+    ``timeout`` seconds (wall), or whose process dies (out of memory), answers
+    ``{"error": ..., "undecided": True}``; the process is then killed and a new one
+    takes the remaining requests.
+    """
     platforms = sorted({r["platform"] for r in requests})
+    answers: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rattler-peer-") as work:
         job = {
             "channel": channel_url,
@@ -125,21 +136,80 @@ def rattler_solve_all(
                 for p in platforms
             },
             "cache": str(cache or Path(work) / "cache"),
-            "timeout": timeout,
         }
         job_file = Path(work) / "job.json"
         job_file.write_text(json.dumps(job))
-        result = subprocess.run(
-            [python, "-c", BATCH_SCRIPT, str(job_file)],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=peer_env(),
-        )
-    if result.returncode != 0:
-        sys.exit(f"rattler failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    answers: list[dict[str, Any]] = json.loads(result.stdout)
+        while len(answers) < len(requests):
+            answers += _run_batch(
+                python, job_file, len(answers), len(requests), timeout, memory_limit
+            )
     return answers
+
+
+def _run_batch(
+    python: str, job_file: Path, start: int, total: int, timeout: float | None, memory_limit: int
+) -> list[dict[str, Any]]:
+    """The answers of one rattler process from request ``start`` (of ``total``) on, up
+    to and including the first it does not decide (timed out, or the process died).
+    A process that hangs or fails once every request is answered is only stopped."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    process = subprocess.Popen(
+        [python, "-c", BATCH_SCRIPT, str(job_file), str(start)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=peer_env(),
+        preexec_fn=limit,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    answers: list[dict[str, Any]] = []
+    buffered = b""
+    asked = time.perf_counter()
+    cpu_before = _children_cpu()
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while True:
+            if b"\n" in buffered:
+                line, buffered = buffered.split(b"\n", 1)
+                answers.append(json.loads(line))
+                asked = time.perf_counter()
+                continue
+            if start + len(answers) >= total:
+                reason = ""
+                break
+            left = None if timeout is None else asked + timeout - time.perf_counter()
+            if left is not None and left <= 0:
+                reason = f"no answer after {timeout:.0f} s"
+                break
+            if not selector.select(left):
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                process.wait()
+                if process.returncode == 0:
+                    return answers
+                tail = process.stderr.read().decode(errors="replace").strip().splitlines()
+                reason = f"rattler died (exit {process.returncode}): {' '.join(tail[-1:])}"
+                break
+            buffered += chunk
+    process.kill()
+    process.wait()
+    process.stdout.close()
+    process.stderr.close()
+    if not reason:
+        return answers
+    wall = time.perf_counter() - asked
+    # The CPU of the undecided request: the process's, less what its answers used.
+    cpu = _children_cpu() - cpu_before - sum(a["cpu"] for a in answers)
+    answers.append({"error": reason, "undecided": True, "cpu": cpu, "wall": wall})
+    return answers
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # Runs a command and reports its wall time, CPU time and peak memory on stderr's last line.

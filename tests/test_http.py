@@ -511,3 +511,136 @@ def test_downloads_get_the_umask_modes_not_private_ones(tmp_path: Path) -> None:
     with HttpClient(tmp_path / "cache") as http:
         http.download(source.as_uri(), tmp_path / "out.bin", sha256=None, size=None)
     assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == 0o666 & ~mask
+
+
+# -- TLS: the trust store is loaded for https only -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (made by the openssl command)."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed: no certificate for a TLS server")
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        [openssl, *request, "-keyout", str(key), "-out", str(cert), *subject],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[TinyServer]:
+    import ssl
+
+    srv = TinyServer()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    srv._httpd.socket = context.wrap_socket(srv._httpd.socket, server_side=True)
+    srv.base = srv.base.replace("http://", "https://")
+    yield srv
+    srv.close()
+
+
+def _counting_trust_loads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    loads: list[object] = []
+    load = lhttp._load_trust
+
+    def counted(ctx: object) -> None:
+        loads.append(ctx)
+        load(ctx)
+
+    monkeypatch.setattr(lhttp, "_load_trust", counted)
+    return loads
+
+
+def test_plain_http_never_loads_the_trust_store(
+    server: TinyServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads = _counting_trust_loads(monkeypatch)
+    server.routes["/f"] = Route(body=b"payload")
+    with HttpClient(tmp_path / "cache") as client:
+        _, size = client.download(server.url("/f"), tmp_path / "f", sha256=None, size=None)
+    assert size == 7 and (tmp_path / "f").read_bytes() == b"payload"
+    assert loads == []
+
+
+def test_https_reached_by_a_redirect_is_verified(
+    server: TinyServer,
+    tls_server: TinyServer,
+    certificate: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loads = _counting_trust_loads(monkeypatch)
+    tls_server.routes["/f"] = Route(body=b"secret payload")
+    server.routes["/r"] = Route(status=302, headers={"Location": tls_server.url("/f")})
+    # Not trusted: the handshake fails, nothing is downloaded.
+    with (
+        HttpClient(tmp_path / "cache") as client,
+        pytest.raises(IndexAccessError, match="download failed"),
+    ):
+        client.download(server.url("/r"), tmp_path / "f", sha256=None, size=None)
+    assert len(loads) == 1 and not (tmp_path / "f").exists()
+    assert tls_server.requests == []
+    # Trusted (a bundle named as pip and requests name it): loaded before the redirect.
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    with HttpClient(tmp_path / "cache") as client:
+        client.download(server.url("/r"), tmp_path / "f", sha256=None, size=None)
+    assert (tmp_path / "f").read_bytes() == b"secret payload"
+    assert len(loads) == 2
+
+
+# -- h11's receive buffer, handing whole buffers over ----------------------------------------
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.binary(max_size=40)),
+            st.tuples(st.just("at_most"), st.integers(min_value=-2, max_value=60)),
+            st.tuples(st.just("line"), st.none()),
+            st.tuples(st.just("lines"), st.none()),
+        ),
+        max_size=30,
+    )
+)
+def test_the_receive_buffer_hands_over_what_h11_would(ops: list[tuple[str, object]]) -> None:
+    from h11._receivebuffer import ReceiveBuffer
+
+    lhttp._hand_over_whole_buffers()
+    if not getattr(ReceiveBuffer.maybe_extract_at_most, "_lockenv", False):
+        pytest.skip("this h11 release is left as it is")
+    # h11's own methods, kept by the patch.
+    patched = ("__iadd__", "_extract", "maybe_extract_at_most")
+    originals = {name: getattr(ReceiveBuffer, name).__wrapped__ for name in patched}
+    Original = type("Original", (ReceiveBuffer,), originals)
+    ours, theirs = ReceiveBuffer(), Original()
+    for op, arg in ops:
+        if op == "add":
+            assert isinstance(arg, bytes)
+            ours += arg
+            theirs += arg
+            continue
+        if op == "at_most":
+            assert isinstance(arg, int)
+            got, expected = ours.maybe_extract_at_most(arg), theirs.maybe_extract_at_most(arg)
+        elif op == "line":
+            got, expected = ours.maybe_extract_next_line(), theirs.maybe_extract_next_line()
+        else:
+            got, expected = ours.maybe_extract_lines(), theirs.maybe_extract_lines()
+        assert got == expected  # the same bytes (handed over as bytes, not a bytearray)
+        assert bytes(ours) == bytes(theirs) and len(ours) == len(theirs)
+    # A whole read is handed over as it came: not one copy.
+    chunk = bytes(100)
+    ours = ReceiveBuffer()
+    ours += chunk
+    assert ours.maybe_extract_at_most(1000) is chunk

@@ -23,7 +23,7 @@ STOP_AT_ENV = "LOCKENV_TEST_STOP_AT"
 RECORD_ENV = "LOCKENV_TEST_RECORD"
 
 STAGES = (
-    "fetch:downloaded",  # one archive is complete in the cache (each download)
+    "fetch:downloaded",  # one archive is downloaded and verified (each download)
     "unpack:working",  # an archive is unpacked in a work directory, not yet published
     "unpack:published",  # an unpacked tree was published in the cache (each artifact)
     "prepare:done",  # every artifact is unpacked in the cache, from a verified archive

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lockenv.cache import Cache, copy_hashing, hash_file
 from lockenv.errors import IntegrityError, LockenvError, OfflineError
@@ -34,12 +34,13 @@ from lockenv.sync.checkpoints import checkpoint
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from lockenv.http import HttpClient
+    from lockenv.http import Consumer, HttpClient
     from lockenv.mirrors import Mirrors
     from lockenv.sync.bundle_source import Bundle
 
 __all__ = ["FetchResult", "Fetcher", "collect_errors", "fetch_artifacts", "raise_all"]
 
+C = TypeVar("C", bound="Consumer")
 _SEQUENTIAL_BYTES = 16 << 20  # above this, hash in parallel (hashlib frees the GIL)
 
 
@@ -182,6 +183,34 @@ class Fetcher:
             self._download(artifact, path)
         return path
 
+    def will_download(self, artifact: Archive) -> bool:
+        """Whether ``artifact``'s archive is neither in the cache nor in the bundle (as
+        things stand: another process may put it there meanwhile)."""
+        path = self.cache.archive_path(artifact.sha256, artifact.filename)
+        return not os.path.isfile(path) and self._bundle_path(artifact) is None
+
+    def download_into(
+        self, artifact: Archive, consumer: Callable[[], C], *, keep_archive: bool
+    ) -> C | None:
+        """Download ``artifact`` feeding its bytes to a consumer (`lockenv.http.Consumer`)
+        made by ``consumer``, and return the one fed the whole body, which matched the
+        lock's sha256 and size; on any failure every consumer made was discarded.  Its
+        archive is kept in the cache too when ``keep_archive``.  None, and nothing done,
+        when the archive is in the cache or the bundle (`archive` gets it from there).
+
+        The caller holds the artifact's lock (`Cache.artifact_lock`)."""
+        if not self.will_download(artifact):
+            return None
+        made: list[C] = []
+
+        def make() -> C:
+            made.append(consumer())
+            return made[-1]
+
+        path = self.cache.archive_path(artifact.sha256, artifact.filename)
+        self._download(artifact, path if keep_archive else None, consumer=make)
+        return made[-1]
+
     def _http(self) -> HttpClient:
         mirrors = self._mirror_rules()
         with self._lock:
@@ -197,7 +226,12 @@ class Fetcher:
                 )
             return self._client
 
-    def _download(self, artifact: Archive, path: Path) -> None:
+    def _download(
+        self,
+        artifact: Archive,
+        path: Path | None,
+        consumer: Callable[[], Consumer] | None = None,
+    ) -> None:
         from lockenv.http import redact_url
 
         client = self._http()
@@ -207,7 +241,7 @@ class Fetcher:
         if self._progress is not None and not isinstance(self._progress, Reporter):
             self._progress(f"download {artifact.filename}")
         try:
-            _download_or_find(client, artifact, path, self._progress, task.advance)
+            _download_or_find(client, artifact, path, self._progress, task.advance, consumer)
         except IntegrityError as exc:
             raise IntegrityError(
                 f"{artifact.filename}: downloaded file does not match the lock "
@@ -362,19 +396,26 @@ def _import_from_bundle(artifact: Archive, source: Path, dest: Path) -> None:
 def _download_or_find(
     client: HttpClient,
     artifact: Archive,
-    dest: Path,
+    dest: Path | None,
     progress: Progress | None,
     on_bytes: Callable[[int], None] | None = None,
+    consumer: Callable[[], Consumer] | None = None,
 ) -> None:
     """Download ``artifact`` from its URL; failing that, a wheel locked from an index is
     looked for by file name on that index (`lockenv.sync.pypi.locate`), mirrors and all.
-    ``on_bytes`` hears of the bytes as they arrive (progress)."""
+    ``on_bytes`` hears of the bytes as they arrive (progress); ``consumer`` as for
+    `lockenv.http.HttpClient.download`."""
     from lockenv.errors import IndexAccessError
     from lockenv.lockfile import PypiArtifact
 
     try:
         client.download(
-            artifact.url, dest, sha256=artifact.sha256, size=artifact.size, on_bytes=on_bytes
+            artifact.url,
+            dest,
+            sha256=artifact.sha256,
+            size=artifact.size,
+            on_bytes=on_bytes,
+            consumer=consumer,
         )
         return
     except IndexAccessError as exc:
@@ -391,7 +432,14 @@ def _download_or_find(
         raise failure
     if progress is not None:
         progress(f"{artifact.filename}: not at its locked URL; found on {artifact.index}")
-    client.download(found, dest, sha256=artifact.sha256, size=artifact.size, on_bytes=on_bytes)
+    client.download(
+        found,
+        dest,
+        sha256=artifact.sha256,
+        size=artifact.size,
+        on_bytes=on_bytes,
+        consumer=consumer,
+    )
 
 
 def _detail(message: str) -> str:

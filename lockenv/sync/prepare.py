@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from lockenv.cache import Cache, check_entry
 from lockenv.errors import InstallError, LockenvError
-from lockenv.lockfile import Archive, CondaArtifact
+from lockenv.lockfile import Archive, CondaArtifact, PypiArtifact
 from lockenv.sync.checkpoints import checkpoint
 from lockenv.sync.fetch import Fetcher, collect_errors, raise_all
 
@@ -53,6 +53,8 @@ __all__ = ["Prepared", "prepare_artifacts", "trusted_entry", "unpack_built"]
 
 Progress = Callable[[str], None]
 _PROCESS_UNPACK_BYTES = 4 << 20  # archives to unpack above this: a process pool pays off
+# Wheels to download above this are unpacked while they download (`_streams`).
+_STREAM_UNPACK_BYTES = 8 << 20
 _ENTRY_CHECKERS = 4  # seal checks wait on the kernel (lstat): a few overlap well
 
 
@@ -95,8 +97,9 @@ def prepare_artifacts(
         return Prepared(unpacked=found, inodes=inodes)
     fetcher.check_available(todo)
     fetcher.expect(todo)
-    # Forked first, while this is the only thread (fork copies only the caller).
-    unpacker = _Unpacker(cache, todo, jobs)
+    # Forked first, while this is the only thread (fork copies only the caller); for the
+    # artifacts that are not unpacked while they download.
+    unpacker = _Unpacker(cache, [a for a in todo if not _streams(a, fetcher)], jobs)
     with contextlib.closing(unpacker):
         found.update(_prepare_in_pool(todo, cache, fetcher, unpacker, jobs, keep_archives))
     cache.clean_stale_temp()
@@ -213,13 +216,70 @@ def _prepare_one(
     with cache.artifact_lock(artifact.sha256, wait=wait) as held:
         if not held:
             return None
+
+        def stream(entry: Path) -> bool:
+            return _stream_unpack(cache, fetcher, artifact, entry, keep_archive=keep_archive)
+
         return _entry_or_unpack(
             cache,
             artifact,
             lambda: fetcher.archive(artifact),
             unpacker.unpack,
             keep_archive=keep_archive,
+            stream=stream if _streams(artifact, fetcher) else None,
         )
+
+
+def _streams(artifact: Archive, fetcher: Fetcher) -> bool:
+    """Whether ``artifact`` is to be unpacked while it downloads: a large wheel (a small
+    one costs little either way, and many small files unpack faster in the worker
+    processes) that is neither in the cache nor in the bundle."""
+    return (
+        isinstance(artifact, PypiArtifact)
+        and artifact.is_wheel
+        and artifact.size >= _STREAM_UNPACK_BYTES
+        and fetcher.will_download(artifact)
+    )
+
+
+def _stream_unpack(
+    cache: Cache, fetcher: Fetcher, artifact: Archive, entry: Path, *, keep_archive: bool
+) -> bool:
+    """Download the wheel ``artifact`` unpacking it on the way (`lockenv.sync.pypi.stream`)
+    and publish the tree at ``entry``, sealed, once the archive matched the lock and the
+    tree its central directory; False when the stream declined (or the archive turned up
+    in the cache meanwhile): the caller unpacks the archive the usual way."""
+    from lockenv.sync.pypi.stream import WheelStream
+
+    assert isinstance(artifact, PypiArtifact)
+
+    def consumer() -> WheelStream:
+        return WheelStream(cache, filename=artifact.filename, project=artifact.name)
+
+    stream = fetcher.download_into(artifact, consumer, keep_archive=keep_archive)
+    if stream is None:
+        return False
+    try:
+        unpacked = stream.finish()
+    except BaseException:
+        stream.discard()
+        raise
+    if unpacked is None:
+        _log_declined(artifact, stream.declined)
+        stream.discard()
+        return False
+    _, digests = unpacked
+    publish_sealed(cache, artifact, stream.work, entry, digests)
+    return True
+
+
+def _log_declined(artifact: Archive, why: str | None) -> None:
+    """-v: why a wheel was not unpacked while it downloaded."""
+    import logging
+
+    log = logging.getLogger("lockenv.fetch")
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s: unpacked after the download (%s)", artifact.filename, why)
 
 
 def unpack_built(cache: Cache, artifact: Archive, archive: Path) -> Unpacked:
@@ -241,14 +301,21 @@ def _entry_or_unpack(
     unpack: Callable[[Archive, Path, Path], None],
     *,
     keep_archive: bool = True,
+    stream: Callable[[Path], bool] | None = None,
 ) -> Unpacked:
     """The artifact's usable unpacked tree, else ``unpack`` of its verified ``archive()``
     made; the caller holds the artifact's lock.  ``keep_archive`` False: the archive is
-    removed from the cache once its tree is sealed."""
+    removed from the cache once its tree is sealed.  ``stream``: tried first, makes the
+    tree at the entry it is given while downloading the archive (True when it did)."""
     entry, state = trusted_entry(cache, artifact)
     loaded = _load_unpacked(entry, artifact) if state == "ok" else None
     if loaded is not None:
         return loaded  # made by the process we waited for
+    if stream is not None and not _already_published(cache, entry) and stream(entry):
+        entry, state = trusted_entry(cache, artifact)
+        loaded = _load_unpacked(entry, artifact) if state == "ok" else None
+        if loaded is not None:
+            return loaded
     path = archive()
     # Twice at most: when another user publishes the shared entry first, it is foreign
     # to us, and we make our own private one.
@@ -301,15 +368,8 @@ def ensure_unpacked(cache: Cache, artifact: Archive, archive: Path, final: Path)
     """Unpack the (verified) archive into the entry ``final``, replacing what is there:
     in a temporary directory, sealed, then published by one rename, so concurrent syncs
     never see half an entry."""
-    from lockenv.cache import seal_entry
-
-    if os.path.lexists(final):
-        # Another sync may have published it since we looked (publishing is one rename of
-        # a complete, sealed tree): look again before calling it damaged (or made by a
-        # lockenv without seals) and removing it from under that sync.
-        if check_entry(final) == "ok":
-            return
-        cache.discard(final)
+    if _already_published(cache, final):
+        return
     work = cache.make_temp_dir("unpack")
     digests: dict[str, str] = {}
     try:
@@ -322,6 +382,32 @@ def ensure_unpacked(cache: Cache, artifact: Archive, archive: Path, final: Path)
 
             wheel = unpack_wheel(archive, work, filename=artifact.filename, project=artifact.name)
             digests = {f"{FILES}/{f.path}": _hex_of_record_hash(f.hash) for f in wheel.files}
+    except BaseException:
+        cache.remove_temp_dir(work)
+        raise
+    publish_sealed(cache, artifact, work, final, digests)
+
+
+def _already_published(cache: Cache, final: Path) -> bool:
+    """Whether a sealed entry is at ``final``; else whatever is there is removed."""
+    if os.path.lexists(final):
+        # Another sync may have published it since we looked (publishing is one rename of
+        # a complete, sealed tree): look again before calling it damaged (or made by a
+        # lockenv without seals) and removing it from under that sync.
+        if check_entry(final) == "ok":
+            return True
+        cache.discard(final)
+    return False
+
+
+def publish_sealed(
+    cache: Cache, artifact: Archive, work: Path, final: Path, digests: dict[str, str]
+) -> None:
+    """Seal the work directory ``work`` (the unpacked ``artifact``; ``digests`` of its
+    files as the unpacker computed them) and publish it at ``final`` by one rename."""
+    from lockenv.cache import seal_entry
+
+    try:
         seal_entry(work, digests)
     except BaseException:
         cache.remove_temp_dir(work)

@@ -334,6 +334,9 @@ def test_build_number_spec(text: str, number: int, expected: bool) -> None:
         ("foo", "*", "foo"),
         ("foo", "* py*", "foo * py*"),
         ("Foo", "[build_number=3]", "foo[build_number=3]"),
+        # A word then "!" is a version with an epoch, not another package's name.
+        ("numpy", "post.!.*.*", "numpy post.!.*.*"),
+        ("numpy", "numpy!=1.0", "numpy !=1.0"),
     ],
 )
 def test_parse_manifest_spec(name: str, spec: str, expected: str) -> None:

@@ -25,7 +25,7 @@ import re
 import stat
 import struct
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -155,9 +155,9 @@ def _parse_wheel_metadata(text: str, wheel: str) -> bool:
     return fields.get("root-is-purelib", "").lower() == "true"
 
 
-def _metadata_name(zf: zipfile.ZipFile, member: str) -> str | None:
+def _metadata_name(read: Callable[[str], bytes], member: str) -> str | None:
     try:
-        head = zf.read(member)[:4096].decode("utf-8", "replace")
+        head = read(member)[:4096].decode("utf-8", "replace")
     except KeyError:
         return None
     for line in head.splitlines():
@@ -447,47 +447,10 @@ def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> U
     except (zipfile.BadZipFile, OSError) as exc:
         raise InstallError(f"{filename}: not a readable zip archive: {exc}") from None
     with zf:
-        infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
-        seen: set[str] = set()
-        members: list[tuple[str, zipfile.ZipInfo]] = []
-        for info in infos:
-            path = check_member_path(info.filename, wheel=filename)
-            if path in seen:
-                raise InstallError(
-                    f"{filename}: member {path!r} appears twice; the wheel is broken"
-                )
-            seen.add(path)
-            members.append((path, info))
-        names = [p for p, _ in members]
-        parents = {p[:i] for p in names for i, c in enumerate(p) if c == "/"}
-        clash = sorted(parents & seen)
-        if clash:
-            raise InstallError(
-                f"{filename}: {clash[0]!r} is both a file and a directory in the wheel; "
-                "the wheel is broken"
-            )
-        dist_info, name, version = _dist_info_dir(names, filename, project)
-        data_dir = f"{dist_info[: -len('.dist-info')]}.data"
-        try:
-            wheel_text = zf.read(f"{dist_info}/WHEEL").decode("utf-8")
-            record_text = zf.read(f"{dist_info}/RECORD").decode("utf-8")
-        except KeyError as exc:
-            raise InstallError(
-                f"{filename}: {exc.args[0]} is missing; the wheel is broken"
-            ) from None
-        except UnicodeDecodeError:
-            raise InstallError(f"{filename}: WHEEL or RECORD is not UTF-8") from None
-        root_is_purelib = _parse_wheel_metadata(wheel_text, filename)
-        project_name = _metadata_name(zf, f"{dist_info}/METADATA") or name
-        for row in parse_record(record_text):
-            check_member_path(row.path, wheel=filename)
-        entry_points: list[EntryPoint] = []
-        if f"{dist_info}/entry_points.txt" in seen:
-            text = zf.read(f"{dist_info}/entry_points.txt").decode("utf-8", "replace")
-            entry_points = parse_entry_points(text, wheel=filename)
-
-        scripts_prefix = f"{data_dir}/scripts/"
-        for parent in sorted({os.path.dirname(p) for p in names}):
+        layout = wheel_layout(zf.infolist(), filename=filename, project=project)
+        described = _described(layout, zf.read, filename)
+        scripts_prefix = f"{layout.data_dir}/scripts/"
+        for parent in sorted({os.path.dirname(p) for p in layout.names}):
             os.makedirs(os.path.join(files_dir, parent), exist_ok=True)
         with open(archive, "rb") as fh:
             view = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -499,20 +462,109 @@ def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> U
                 )
 
             try:
-                files = [extract(item) for item in members]
+                files = [extract(item) for item in layout.members]
             finally:
                 view.close()
+    return finish_unpacked(work, layout, described, files, filename=filename)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WheelLayout:
+    """A wheel's members as its central directory lists them, checked: safe paths, no
+    duplicates, no file that is also a directory, one .dist-info of the locked project."""
+
+    members: list[tuple[str, zipfile.ZipInfo]]  # (normalized path, its entry); no dirs
+    names: list[str]
+    dist_info: str
+    name: str
+    version: str
+    data_dir: str  # <name>-<version>.data, whether the wheel has one or not
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Described:
+    root_is_purelib: bool
+    project_name: str
+    entry_points: list[EntryPoint]
+
+
+def wheel_layout(infos: Sequence[zipfile.ZipInfo], *, filename: str, project: str) -> WheelLayout:
+    """Check the central directory's ``infos`` of the wheel ``filename`` (see `WheelLayout`);
+    InstallError (UnsafePathError for a path leaving the wheel) when they fail."""
+    seen: set[str] = set()
+    members: list[tuple[str, zipfile.ZipInfo]] = []
+    for info in infos:
+        if info.filename.endswith("/"):
+            continue
+        path = check_member_path(info.filename, wheel=filename)
+        if path in seen:
+            raise InstallError(f"{filename}: member {path!r} appears twice; the wheel is broken")
+        seen.add(path)
+        members.append((path, info))
+    names = [p for p, _ in members]
+    parents = {p[:i] for p in names for i, c in enumerate(p) if c == "/"}
+    clash = sorted(parents & seen)
+    if clash:
+        raise InstallError(
+            f"{filename}: {clash[0]!r} is both a file and a directory in the wheel; "
+            "the wheel is broken"
+        )
+    dist_info, name, version = _dist_info_dir(names, filename, project)
+    return WheelLayout(
+        members=members,
+        names=names,
+        dist_info=dist_info,
+        name=name,
+        version=version,
+        data_dir=f"{dist_info[: -len('.dist-info')]}.data",
+    )
+
+
+def _described(layout: WheelLayout, read: Callable[[str], bytes], filename: str) -> _Described:
+    """What the wheel's WHEEL, RECORD, METADATA and entry_points.txt say, checked;
+    ``read(member)`` gives a member's bytes (KeyError when there is none)."""
+    dist_info = layout.dist_info
+    try:
+        wheel_text = read(f"{dist_info}/WHEEL").decode("utf-8")
+        record_text = read(f"{dist_info}/RECORD").decode("utf-8")
+    except KeyError as exc:
+        raise InstallError(f"{filename}: {exc.args[0]} is missing; the wheel is broken") from None
+    except UnicodeDecodeError:
+        raise InstallError(f"{filename}: WHEEL or RECORD is not UTF-8") from None
+    root_is_purelib = _parse_wheel_metadata(wheel_text, filename)
+    project_name = _metadata_name(read, f"{dist_info}/METADATA") or layout.name
+    for row in parse_record(record_text):
+        check_member_path(row.path, wheel=filename)
+    entry_points: list[EntryPoint] = []
+    if f"{dist_info}/entry_points.txt" in layout.names:
+        text = read(f"{dist_info}/entry_points.txt").decode("utf-8", "replace")
+        entry_points = parse_entry_points(text, wheel=filename)
+    return _Described(
+        root_is_purelib=root_is_purelib, project_name=project_name, entry_points=entry_points
+    )
+
+
+def finish_unpacked(
+    work: Path,
+    layout: WheelLayout,
+    described: _Described,
+    files: Sequence[WheelFile],
+    *,
+    filename: str,
+) -> UnpackedWheel:
+    """The wheel unpacked in ``work`` (its ``files``), its manifest written beside them."""
+    data_dir = layout.data_dir
     wheel = UnpackedWheel(
         filename=filename,
-        files_dir=files_dir,
-        name=name,
-        project_name=project_name,
-        version=version,
-        dist_info=dist_info,
-        data_dir=data_dir if any(p.startswith(f"{data_dir}/") for p in names) else None,
-        root_is_purelib=root_is_purelib,
+        files_dir=work / FILES,
+        name=layout.name,
+        project_name=described.project_name,
+        version=layout.version,
+        dist_info=layout.dist_info,
+        data_dir=data_dir if any(p.startswith(f"{data_dir}/") for p in layout.names) else None,
+        root_is_purelib=described.root_is_purelib,
         files=tuple(files),
-        entry_points=tuple(entry_points),
+        entry_points=tuple(described.entry_points),
     )
     _write_manifest(work / MANIFEST, wheel)
     return wheel
