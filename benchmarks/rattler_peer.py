@@ -140,15 +140,18 @@ def rattler_solve_all(
         job_file = Path(work) / "job.json"
         job_file.write_text(json.dumps(job))
         while len(answers) < len(requests):
-            answers += _run_batch(python, job_file, len(answers), timeout, memory_limit)
+            answers += _run_batch(
+                python, job_file, len(answers), len(requests), timeout, memory_limit
+            )
     return answers
 
 
 def _run_batch(
-    python: str, job_file: Path, start: int, timeout: float | None, memory_limit: int
+    python: str, job_file: Path, start: int, total: int, timeout: float | None, memory_limit: int
 ) -> list[dict[str, Any]]:
-    """The answers of one rattler process from request ``start`` on, up to and
-    including the first it does not decide (timed out, or the process died)."""
+    """The answers of one rattler process from request ``start`` (of ``total``) on, up
+    to and including the first it does not decide (timed out, or the process died).
+    A process that hangs or fails once every request is answered is only stopped."""
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
@@ -173,6 +176,9 @@ def _run_batch(
                 answers.append(json.loads(line))
                 asked = time.perf_counter()
                 continue
+            if start + len(answers) >= total:
+                reason = ""
+                break
             left = None if timeout is None else asked + timeout - time.perf_counter()
             if left is not None and left <= 0:
                 reason = f"no answer after {timeout:.0f} s"
@@ -192,6 +198,8 @@ def _run_batch(
     process.wait()
     process.stdout.close()
     process.stderr.close()
+    if not reason:
+        return answers
     wall = time.perf_counter() - asked
     # The CPU of the undecided request: the process's, less what its answers used.
     cpu = _children_cpu() - cpu_before - sum(a["cpu"] for a in answers)

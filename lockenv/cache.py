@@ -71,10 +71,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from lockenv.errors import CacheBusyError
+
 __all__ = [
     "KEEP_ENV",
     "KEEP_POLICIES",
     "LOCK_FILE",
+    "LOCK_TIMEOUT_ENV",
     "SEAL",
     "Cache",
     "DiskUsage",
@@ -88,6 +91,7 @@ __all__ = [
     "default_cache_dir",
     "hash_file",
     "keep_policy",
+    "lock_wait_override",
     "prune",
     "remove_tree",
     "seal_entry",
@@ -121,13 +125,16 @@ def default_cache_dir() -> Path:
     return home / ".cache" / "lockenv"
 
 
-def copy_hashing(source: Path, dest: Path) -> tuple[str, int]:
+def copy_hashing(source: Path, dest: Path, *, limit: int | None = None) -> tuple[str, int]:
     """Copy ``source`` to the new file ``dest``, returning ``(sha256 hex, size)`` of what
-    was written: the bytes are read once, hashed and written in the same pass."""
+    was written: the bytes are read once, hashed and written in the same pass.  With
+    ``limit``, the copy stops one byte past it (the size then says it is wrong), so a
+    source that never ends (a device, a growing file) cannot fill the disk."""
     hasher = hashlib.sha256()
     size = 0
+    end = None if limit is None else limit + 1
     with source.open("rb") as src, dest.open("xb") as out:
-        while chunk := src.read(1 << 20):
+        while chunk := src.read(1 << 20 if end is None else min(1 << 20, end - size)):
             hasher.update(chunk)
             out.write(chunk)
             size += len(chunk)
@@ -297,15 +304,27 @@ class Cache:
                 os.utime(entry)
 
     @contextlib.contextmanager
-    def artifact_lock(self, sha256: str, *, wait: bool = True) -> Iterator[bool]:
+    def artifact_lock(
+        self,
+        sha256: str,
+        *,
+        wait: bool = True,
+        deadline: float | None = None,
+        what: str = "",
+    ) -> Iterator[bool]:
         """Hold the cache-wide lock on the artifact ``sha256`` (see the module doc).
 
         Yields True once this thread holds it, or False at once when ``wait`` is False
         and another process (or thread) holds it.  Reentrant within a thread.  Holders
-        never wait for a second artifact, so syncs cannot deadlock on each other.
+        never wait for a second artifact, so syncs cannot deadlock on each other, but a
+        holder can be stopped (``SIGSTOP``, a suspended job) or hung: a waiter gives up
+        after ``deadline`` seconds (``$LOCKENV_CACHE_LOCK_TIMEOUT`` when set; None: no
+        deadline) with CacheBusyError naming ``what`` (the artifact) and the holder's pid.
         """
+        if wait:
+            deadline = lock_wait_override(deadline)
         locks = _artifact_locks(self.root)
-        with locks.holding(sha256, wait=wait) as held:
+        with locks.holding(sha256, wait=wait, deadline=deadline, what=what or sha256) as held:
             yield held
 
     def make_temp_dir(self, purpose: str) -> Path:
@@ -315,13 +334,30 @@ class Cache:
         `remove_temp_dir`: `clean_stale_temp` removes at once a directory whose holder
         died (a killed sync), and leaves a live one alone whatever its age.
         """
-        import tempfile
-
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f"{purpose}-", dir=tmp))
-        _hold(path)
-        return path
+        with _held_lock:
+            first = str(tmp) not in _tidied
+            _tidied.add(str(tmp))
+        if first:  # once per process: the work directories of killed syncs
+            with contextlib.suppress(OSError):
+                self.clean_stale_temp()
+        for _ in range(100):
+            path = tmp / f"{purpose}-{os.urandom(6).hex()}"
+            # The hold first, then the directory: a cleaner never sees the directory of a
+            # live process unheld.
+            if not _hold(path):
+                continue
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                _release(path)
+                continue
+            except BaseException:
+                _release(path)
+                raise
+            return path
+        raise FileExistsError(f"no free name for a work directory in {str(tmp)!r}")
 
     def remove_temp_dir(self, work: Path) -> None:
         """Delete the work directory ``work`` (made by `make_temp_dir`) and release it."""
@@ -439,6 +475,59 @@ class Cache:
 
 _NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF)
 _DEADLOCK_RETRY_SECONDS = 0.05
+#: Overrides how long a sync waits for another process's hold of an artifact (seconds).
+LOCK_TIMEOUT_ENV = "LOCKENV_CACHE_LOCK_TIMEOUT"
+# A waiter polls (a blocking lock has no timeout): at first often, for the common short
+# wait, then every _POLL_MAX seconds at most.
+_POLL_FIRST = 0.005
+_POLL_MAX = 0.1
+
+
+def lock_wait_override(default: float | None) -> float | None:
+    """``$LOCKENV_CACHE_LOCK_TIMEOUT`` as seconds when set, else ``default``; UsageError-like
+    CacheBusyError when it is not a number."""
+    value = os.environ.get(LOCK_TIMEOUT_ENV)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+        if not seconds >= 0 or seconds == float("inf"):
+            raise ValueError(value)
+    except ValueError:
+        raise CacheBusyError(
+            f"{LOCK_TIMEOUT_ENV}={value!r} is not a number of seconds; fix or unset it"
+        ) from None
+    return seconds
+
+
+def _lock_holder(fd: int, offset: int) -> int | None:
+    """The pid of the process holding the byte at ``offset`` of ``fd`` (``F_GETLK``), if
+    the platform says."""
+    import fcntl
+    import struct
+
+    if sys.platform.startswith("linux"):
+        layout = "hhqqi"  # l_type, l_whence, l_start, l_len, l_pid
+    elif sys.platform == "darwin" or "bsd" in sys.platform:
+        layout = "qqihh"  # l_start, l_len, l_pid, l_type, l_whence
+    else:
+        return None
+    fields = {"l_type": fcntl.F_WRLCK, "l_whence": os.SEEK_SET, "l_start": offset}
+    fields.update(l_len=1, l_pid=0)
+    order = (
+        ("l_type", "l_whence", "l_start", "l_len", "l_pid")
+        if layout == "hhqqi"
+        else ("l_start", "l_len", "l_pid", "l_type", "l_whence")
+    )
+    try:
+        packed = struct.pack(layout, *(fields[name] for name in order))
+        raw = fcntl.fcntl(fd, fcntl.F_GETLK, packed)
+        answer = dict(zip(order, struct.unpack(layout, raw), strict=True))
+    except (OSError, struct.error):
+        return None
+    if answer["l_type"] == fcntl.F_UNLCK or answer["l_pid"] <= 0:
+        return None
+    return int(answer["l_pid"])
 
 
 class _ArtifactLocks:
@@ -470,17 +559,24 @@ class _ArtifactLocks:
             return self._fd
 
     @contextlib.contextmanager
-    def holding(self, sha256: str, *, wait: bool) -> Iterator[bool]:
+    def holding(
+        self, sha256: str, *, wait: bool, deadline: float | None, what: str
+    ) -> Iterator[bool]:
         with self._guard:
             thread_lock = self._threads.setdefault(sha256, threading.RLock())
-        if not thread_lock.acquire(blocking=wait):
+        started = time.monotonic()
+        timeout = -1.0 if deadline is None or not wait else deadline
+        if not thread_lock.acquire(blocking=wait, timeout=timeout):
+            if wait:
+                raise self._busy(what, deadline or 0.0, None, who="another thread of this sync")
             yield False
             return
         try:
             with self._guard:
                 depth = self._depth[sha256] = self._depth.get(sha256, 0) + 1
             try:
-                locked = depth > 1 or self._lock(sha256, wait=wait)
+                left = None if deadline is None else deadline - (time.monotonic() - started)
+                locked = depth > 1 or self._lock(sha256, wait=wait, deadline=left, what=what)
             except BaseException:
                 locked = False
                 raise
@@ -501,20 +597,42 @@ class _ArtifactLocks:
         finally:
             thread_lock.release()
 
-    def _lock(self, sha256: str, *, wait: bool) -> bool:
+    def _busy(
+        self, what: str, waited: float, holder: int | None, *, who: str = ""
+    ) -> CacheBusyError:
+        who = who or (f"another lockenv process (pid {holder})" if holder else "another process")
+        end = f"end it (kill {holder})" if holder else "end it"
+        return CacheBusyError(
+            f"{what}: waited {waited:.0f} s for {who}, which holds it in the cache "
+            f"{str(self._root)!r} and seems stopped or hung; {end} or let it finish, then "
+            f"sync again (set {LOCK_TIMEOUT_ENV}, in seconds, to wait longer)"
+        )
+
+    def _lock(self, sha256: str, *, wait: bool, deadline: float | None, what: str) -> bool:
         fd = self._descriptor()
         if fd is None:
             return True
         import fcntl
 
         offset = _lock_offset(sha256)
+        blocking = wait and deadline is None
+        started = time.monotonic()
+        pause = _POLL_FIRST
         while True:
             try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB), 1, offset)
+                fcntl.lockf(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB), 1, offset)
                 return True
             except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EACCES) and not wait:
-                    return False
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    if not wait:
+                        return False
+                    if deadline is not None:
+                        waited = time.monotonic() - started
+                        if waited >= deadline:
+                            raise self._busy(what, waited, _lock_holder(fd, offset)) from None
+                        time.sleep(min(pause, max(deadline - waited, 0.0)))
+                        pause = min(pause * 2, _POLL_MAX)
+                        continue
                 if exc.errno == errno.EDEADLK:
                     # The kernel sees processes, not threads: another thread of ours
                     # holds an artifact that the holder of this one waits for.  Not a
@@ -815,19 +933,26 @@ def _tree_sealed(cache: Cache, sha256: str) -> bool:
 _HOLD_SUFFIX = ".lock"
 _held: dict[str, int] = {}  # work directory -> descriptor of its held lock (this process)
 _held_lock = threading.Lock()
+_tidied: set[str] = set()  # tmp/ directories this process cleaned once (`make_temp_dir`)
 
 
-def _hold(path: Path) -> None:
-    """Hold ``<path>.lock`` (exclusive flock) for as long as this process uses ``path``:
-    the kernel releases it when the process dies, however it dies."""
+def _hold(path: Path) -> bool:
+    """Hold ``<path>.lock`` (exclusive flock, on a file this call creates) for as long as
+    this process uses ``path``: the kernel releases it when the process dies, however it
+    dies.  False when that lock file exists already (the name is taken)."""
     try:
         import fcntl
     except ImportError:  # Windows: work directories are only cleaned by age
-        return
-    fd = os.open(f"{path}{_HOLD_SUFFIX}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return True
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(f"{path}{_HOLD_SUFFIX}", flags, 0o644)
+    except FileExistsError:
+        return False
     fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: never waits
     with _held_lock:
         _held[str(path)] = fd
+    return True
 
 
 def _release(path: Path) -> None:

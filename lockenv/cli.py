@@ -224,10 +224,10 @@ def _edit_manifest(
     a failed lock undoes the edit.  ``after_lock`` may edit again with the new lock in
     hand (``add`` writes lower bounds of what was locked); the lock then only records it."""
     from lockenv import workspace
-    from lockenv.lock.manifest import parse_manifest
+    from lockenv.lock.manifest import parse_manifest, read_manifest_text
 
     paths = _paths(args)
-    original = paths.manifest.read_text(encoding="utf-8")
+    original = read_manifest_text(paths.manifest)
     in_pyproject = paths.manifest.name == "pyproject.toml"
     text = edit(original, in_pyproject)
     manifest = parse_manifest(text, path=paths.manifest)

@@ -134,6 +134,12 @@ class OfflineError(LockenvError):
     exit_code = EXIT_FAILURE
 
 
+class CacheBusyError(LockenvError):
+    """Another process held an artifact in the shared cache past the deadline of waiting."""
+
+    exit_code = EXIT_FAILURE
+
+
 class DriftError(LockenvError):
     """``verify`` found installed files that differ from the lock."""
 

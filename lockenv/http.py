@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lockenv.errors import IndexAccessError, IntegrityError, LockenvError, OfflineError
+from lockenv.limits import open_regular, read_capped, size_text
 from lockenv.urls import (
     Origin,
     file_url_to_path,
@@ -79,25 +80,30 @@ __all__ = [
     "HttpStatusError",
     "Page",
     "file_url_to_path",
+    "http_timeout",
     "redact_text",
     "redact_url",
+    "transfer_budget",
 ]
 
 _RETRIES = 3
 TIMEOUT_ENV = "LOCKENV_HTTP_TIMEOUT"
+DEFAULT_TIMEOUT = 60.0
 # A transfer has ``timeout`` plus the time its size needs at this rate, retries included:
 # a server that trickles bytes (one every few seconds never trips a read timeout) ends
 # there rather than never.
 _MIN_RATE = 32 * 1024  # bytes per second
 _UNKNOWN_SIZE = 32 << 20  # what a body of unannounced length is budgeted as
-#: The most bytes of one document lockenv holds in memory: an index page, a repodata file
-#: (decompressed too, `lockenv.lock.conda.compressed`), a shard.  The largest real ones
-#: (a big channel's repodata.json) are a few hundred MB; a hostile or broken server or
-#: mirror gets an error here instead of all the memory there is.
+#: The most bytes of one document lockenv holds in memory unless the caller says less: a
+#: conda repodata file (decompressed too, `lockenv.lock.conda.compressed`), a shard.  The
+#: largest real ones (a big channel's repodata.json) are a few hundred MB; a hostile or
+#: broken server or mirror gets an error here instead of all the memory there is.  PyPI
+#: pages and metadata files ask for `lockenv.limits.MAX_PAGE`.
 MAX_DOCUMENT = 1 << 30
 _RETRY_BACKOFF = 0.2  # seconds, doubled after every failed try
 _CHUNK = 1 << 16
 _CACHE_FORMAT = 1
+_CACHE_HEADER = 64 << 10  # room for a cached page's JSON header line
 
 
 class Consumer(Protocol):
@@ -146,6 +152,30 @@ class ByteRange:
     def is_whole_file(self) -> bool:
         """True when ``data`` is the complete file."""
         return self.start == 0 and self.total_size == len(self.data)
+
+
+def http_timeout(default: float = DEFAULT_TIMEOUT) -> float:
+    """The seconds a request may stay silent: ``$LOCKENV_HTTP_TIMEOUT``, else ``default``."""
+    value = os.environ.get(TIMEOUT_ENV)
+    if not value:
+        return default
+    try:
+        timeout = float(value)
+        if not timeout > 0:
+            raise ValueError(value)
+    except ValueError:
+        raise IndexAccessError(
+            f"{TIMEOUT_ENV}={value!r} is not a number of seconds; fix or unset it"
+        ) from None
+    return timeout
+
+
+def transfer_budget(size: int | None, timeout: float | None = None) -> float:
+    """The deadline, in seconds, of a whole transfer of ``size`` bytes (None: not
+    announced), retries included: ``timeout`` (default `http_timeout`) plus the time the
+    size needs at the slowest rate accepted."""
+    base = http_timeout() if timeout is None else timeout
+    return base + (size if size is not None else _UNKNOWN_SIZE) / _MIN_RATE
 
 
 def _host_env_suffix(host: str) -> str:
@@ -200,7 +230,7 @@ class HttpClient:
         refresh: bool = False,
         page_ttl: float = 600.0,
         max_connections: int = 16,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
         mirrors: Mirrors | None = None,
         credential_urls: Sequence[str] = (),
     ) -> None:
@@ -219,17 +249,7 @@ class HttpClient:
                 ) from None
         self.page_ttl = page_ttl
         self._max_connections = max_connections
-        env_timeout = os.environ.get(TIMEOUT_ENV)
-        if env_timeout:
-            try:
-                timeout = float(env_timeout)
-                if not timeout > 0:
-                    raise ValueError(env_timeout)
-            except ValueError:
-                raise IndexAccessError(
-                    f"{TIMEOUT_ENV}={env_timeout!r} is not a number of seconds; fix or unset it"
-                ) from None
-        self._timeout = timeout
+        self._timeout = http_timeout(timeout)
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
         # Credentials and conda tokens seen in URLs, each for its origin only.
@@ -421,8 +441,10 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         *,
         ok_statuses: tuple[int, ...] = (200,),
+        most: int | None = None,
     ) -> httpx.Response:
-        """Send with retries; return the response (body read) if its status is acceptable."""
+        """Send with retries; return the response (body read, at most ``most`` bytes) if
+        its status is acceptable."""
         import httpx
 
         clean, auth = self._prepare(url)
@@ -442,7 +464,7 @@ class HttpClient:
                     length = streamed.headers.get("content-length", "")
                     size = int(length) if length.isdigit() else None
                     pieces = self._chunks(
-                        streamed.iter_bytes(), shown, begun, size, most=MAX_DOCUMENT
+                        streamed.iter_bytes(), shown, begun, size, most=most or MAX_DOCUMENT
                     )
                     body = b"".join(pieces)
                     response = _loaded(streamed, body)
@@ -481,15 +503,17 @@ class HttpClient:
 
     # -- pages -----------------------------------------------------------------------------
 
-    def get_page(self, url: str, *, accept: str) -> Page:
-        """GET an index page (``Accept: accept``), through the on-disk cache."""
-        return self._via_mirrors(url, lambda location: self._get_page(location, accept))
+    def get_page(self, url: str, *, accept: str, most: int | None = None) -> Page:
+        """GET an index page (``Accept: accept``), through the on-disk cache; a page of
+        more than ``most`` bytes is refused (IndexAccessError) while it is read."""
+        cap = most or MAX_DOCUMENT
+        return self._via_mirrors(url, lambda location: self._get_page(location, accept, cap))
 
-    def _get_page(self, url: str, accept: str) -> Page:
+    def _get_page(self, url: str, accept: str, most: int) -> Page:
         if url.startswith("file:"):
-            return self._get_file_page(url)
+            return self._get_file_page(url, most)
         entry_path = self._cache_path(url, accept)
-        cached = None if entry_path is None else _read_cache_entry(entry_path)
+        cached = None if entry_path is None else _read_cache_entry(entry_path, most)
         now = time.time()
         if self.offline and cached is not None:
             _log.info("cache (offline): %s", redact_url(url))
@@ -505,7 +529,7 @@ class HttpClient:
                 headers["If-None-Match"] = cached.etag
             if cached.last_modified:
                 headers["If-Modified-Since"] = cached.last_modified
-        response = self._request("GET", url, headers, ok_statuses=(200, 304))
+        response = self._request("GET", url, headers, ok_statuses=(200, 304), most=most)
         if response.status_code == 304 and cached is not None:
             _log.info("cache revalidated: %s", redact_url(url))
             entry = cached.revalidated(response, now)
@@ -517,12 +541,12 @@ class HttpClient:
             _write_cache_entry(entry_path, entry)
         return entry.page(from_cache=False)
 
-    def _get_file_page(self, url: str) -> Page:
+    def _get_file_page(self, url: str, most: int) -> Page:
         path = file_url_to_path(url)
         if path.is_dir():
             path = path / "index.html"
         try:
-            content = path.read_bytes()
+            content = read_capped(path, most, "index page", regular_only=True)
         except FileNotFoundError:
             raise HttpStatusError(
                 f"{redact_url(url)!r}: no such file; check the index URL",
@@ -541,22 +565,24 @@ class HttpClient:
         key = hashlib.sha256(f"{redact_url(url)}\0{accept}".encode()).hexdigest()
         return self.cache_dir / "http" / key[:2] / f"{key}.json"
 
-    def fetch_bytes(self, url: str) -> bytes:
-        """GET a small file (e.g. a ``.metadata`` file) without the page cache."""
-        return self._via_mirrors(url, self._fetch_bytes)
+    def fetch_bytes(self, url: str, *, most: int | None = None) -> bytes:
+        """GET a small file (e.g. a ``.metadata`` file) without the page cache; more than
+        ``most`` bytes is refused (IndexAccessError) while it is read."""
+        cap = most or MAX_DOCUMENT
+        return self._via_mirrors(url, lambda location: self._fetch_bytes(location, cap))
 
-    def _fetch_bytes(self, url: str) -> bytes:
+    def _fetch_bytes(self, url: str, most: int) -> bytes:
         if url.startswith("file:"):
             path = file_url_to_path(url)
             try:
-                return path.read_bytes()
+                return read_capped(path, most, "document", regular_only=True)
             except FileNotFoundError:
                 shown = redact_url(url)
                 raise HttpStatusError(f"{shown!r}: no such file", url=shown, status=404) from None
             except OSError as exc:
                 raise IndexAccessError(f"{redact_url(url)!r}: cannot read: {exc}") from None
         self._check_online(url, "download")
-        return self._request("GET", url).content
+        return self._request("GET", url, most=most).content
 
     # -- ranges ----------------------------------------------------------------------------
 
@@ -733,13 +759,16 @@ class HttpClient:
         if url.startswith("file:"):
             path = file_url_to_path(url)
             try:
-                with path.open("rb") as src:
-                    while chunk := src.read(_CHUNK):
-                        yield chunk
+                src = open_regular(path)
             except FileNotFoundError:
                 raise HttpStatusError(
                     f"{redact_url(url)!r}: no such file", url=redact_url(url), status=404
                 ) from None
+            except OSError as exc:
+                raise IndexAccessError(f"{redact_url(url)!r}: cannot read: {exc}") from None
+            with src:
+                while chunk := src.read(_CHUNK):
+                    yield chunk
             return
         self._check_online(url, "download")
         clean, auth = self._prepare(url)
@@ -776,7 +805,7 @@ class HttpClient:
         IndexAccessError too once more than ``most`` bytes came (or were announced)."""
         if most is not None and size is not None and size > most:
             raise _too_large(shown, most)
-        budget = self._timeout + (size if size is not None else _UNKNOWN_SIZE) / _MIN_RATE
+        budget = transfer_budget(size, self._timeout)
         received = 0
         for chunk in chunks:
             received += len(chunk)
@@ -793,7 +822,7 @@ class HttpClient:
 
 def _too_large(shown: str, most: int) -> IndexAccessError:
     return IndexAccessError(
-        f"{shown!r}: the response is larger than {most >> 20} MiB, more than any page or "
+        f"{shown!r}: the response is larger than {size_text(most)}, more than any page or "
         "repodata lockenv reads whole; the server or mirror is broken or hostile"
     )
 
@@ -992,7 +1021,11 @@ def _local_range(path: Path, start: int, end: int | None) -> ByteRange:
     url = path.as_uri()
     size = _stat_size(path, url)
     stop = size if end is None else min(end, size)
-    with path.open("rb") as fh:
+    try:
+        fh = open_regular(path)
+    except OSError as exc:
+        raise IndexAccessError(f"{redact_url(url)!r}: cannot read: {exc}") from None
+    with fh:
         fh.seek(start)
         data = fh.read(max(0, stop - start))
     return ByteRange(data=data, start=start, total_size=size)
@@ -1083,9 +1116,9 @@ def _max_age(cc: dict[str, str | None], expires: str | None, now: float) -> floa
     return None
 
 
-def _read_cache_entry(path: Path) -> _CacheEntry | None:
+def _read_cache_entry(path: Path, most: int) -> _CacheEntry | None:
     try:
-        raw = path.read_bytes()
+        raw = read_capped(path, most + _CACHE_HEADER, "cached page")
         header, _, body = raw.partition(b"\n")
         meta = json.loads(header)
         if meta.get("format") != _CACHE_FORMAT or meta.get("length") != len(body):

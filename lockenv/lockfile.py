@@ -39,6 +39,7 @@ from typing import Any, Literal
 from lockenv import __version__
 from lockenv.base_environment import BaseEnvironment
 from lockenv.errors import LockfileError
+from lockenv.limits import MAX_LOCK, read_capped, size_text
 from lockenv.platforms import PLATFORMS
 
 LOCK_NAME = "lockenv.lock"
@@ -828,6 +829,8 @@ def has_conflict_markers(text: str) -> bool:
 
 def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
     """Parse lock text; LockfileError (one line, naming the problem) on anything wrong."""
+    if len(text) > MAX_LOCK:
+        raise _too_large(source)
     marker = _CONFLICT_MARKER.search(text)
     if marker:
         line = text.count("\n", 0, marker.start()) + 1
@@ -854,8 +857,17 @@ def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
     return from_dict(data, source=source)
 
 
+def _too_large(source: str) -> LockfileError:
+    return LockfileError(
+        f"{source} is larger than {size_text(MAX_LOCK)}, more than any real lockfile: it is "
+        "broken or hostile; run `lockenv lock` to write it again"
+    )
+
+
 def loads_bytes(data: bytes, *, source: str = LOCK_NAME) -> Lockfile:
     """`loads` of a lock file's bytes (UTF-8); LockfileError when they are not text."""
+    if len(data) > MAX_LOCK:
+        raise _too_large(source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -908,15 +920,20 @@ def _strict_loader() -> Any:
     return StrictLoader
 
 
-def read_lockfile(path: Path) -> Lockfile:
-    """Read and validate the lock at ``path``."""
+def read_lock_bytes(path: Path) -> bytes:
+    """The bytes of the lock at ``path`` (at most `lockenv.limits.MAX_LOCK`);
+    LockfileError when there is none, or it cannot be read or is too large."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return read_capped(path, MAX_LOCK, "lockfile")
     except FileNotFoundError:
         raise LockfileError(f"no lockfile at {str(path)!r}: run `lockenv lock` first") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise LockfileError(f"cannot read {str(path)!r}: {exc}") from None
-    return loads(text, source=str(path))
+
+
+def read_lockfile(path: Path) -> Lockfile:
+    """Read and validate the lock at ``path``."""
+    return loads_bytes(read_lock_bytes(path), source=str(path))
 
 
 def env_requested_names(env: LockedEnvironment) -> frozenset[str]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lockenv.errors import UsageError
+from lockenv.limits import MAX_MANIFEST, TooLargeError, read_capped
 
 __all__ = ["LOCK_NAME", "MANIFEST_NAMES", "STATE_DIR", "ProjectPaths", "locate"]
 
@@ -97,7 +98,11 @@ def _is_manifest(path: Path) -> bool:
     if path.name == "lockenv.toml":
         return path.is_file()
     try:
-        data = path.read_bytes()
+        data = read_capped(path, MAX_MANIFEST, "pyproject.toml")
+    except TooLargeError as exc:
+        from lockenv.errors import ManifestError
+
+        raise ManifestError(f"{str(path)!r}: {exc}") from None
     except OSError:
         return False
     if b"lockenv" not in data:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockenv.errors import LockfileError, StaleLockError, UsageError
+from lockenv.limits import MAX_LOCK, read_capped
 from lockenv.project import LOCK_NAME, STATE_DIR, ProjectPaths, locate
 
 if TYPE_CHECKING:
@@ -321,7 +322,7 @@ def _read_version(path: Path, label: str) -> Lockfile | None:
     from lockenv.lockfile import has_conflict_markers, loads
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path, MAX_LOCK, "lockfile").decode("utf-8")
         if not text.strip():
             return None
         if has_conflict_markers(text):
@@ -440,6 +441,7 @@ def sync(
     (decided from file hashes alone, without parsing the lock).
     """
     from lockenv.fastpath import signed
+    from lockenv.lockfile import read_lock_bytes
     from lockenv.sync.materialize import is_up_to_date, stamp_environment, stamp_inputs, tidy
 
     # Signed before they are read: what the stamp vouches for is what was checked.
@@ -453,12 +455,7 @@ def sync(
             lock_file = None  # just re-locked: the next run leaves the stamp
     if target.paths is not None and target.prefix.is_relative_to(target.paths.root / STATE_DIR):
         target.paths.ensure_state_dir()
-    try:
-        lock_bytes = target.lock_path.read_bytes()
-    except FileNotFoundError:
-        raise LockfileError(
-            f"no lockfile at {str(target.lock_path)!r}: run `lockenv lock` first"
-        ) from None
+    lock_bytes = read_lock_bytes(target.lock_path)
     lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
     report = None
     if is_up_to_date(target.prefix, lock_sha256, target.env):

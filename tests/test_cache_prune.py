@@ -131,7 +131,9 @@ def test_leftovers_of_killed_processes(tmp_path: Path) -> None:
     (lone / ".x.whl.abcd.part").write_bytes(b"p" * 200)
     _age(lone / ".x.whl.abcd.part", 1)
     _age(lone, 1)
-    stale, fresh = abandoned_work_dir(cache.root), cache.make_temp_dir("unpack")
+    # This process's first work directory cleans what killed ones left: made before.
+    fresh = cache.make_temp_dir("unpack")
+    stale = abandoned_work_dir(cache.root)
     (stale / "half-written.py").write_bytes(b"s" * 100)
     report = prune(cache)
     assert not dead_part.exists() and live_part.exists()

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from lockenv.base_environment import BaseEnvironment
 from lockenv.errors import LockenvError, LockfileError
+from lockenv.limits import MAX_LOCK
 from lockenv.lockfile import (
     LOCK_NAME,
     LOCK_VERSION,
@@ -43,6 +44,7 @@ from lockenv.lockfile import (
     env_requested_names,
     from_dict,
     loads,
+    loads_bytes,
     read_lockfile,
     sequence_of_urls,
     to_dict,
@@ -922,8 +924,14 @@ def test_read_lockfile_errors(tmp_path: Path) -> None:
         read_lockfile(tmp_path / LOCK_NAME)
     bad = tmp_path / LOCK_NAME
     bad.write_bytes(b"version: 1\n\xff\xfe\n")
-    with pytest.raises(LockfileError, match="cannot read"):
+    with pytest.raises(LockfileError, match=r"is not UTF-8 text \(byte 11\)"):
         read_lockfile(bad)
+    big = tmp_path / "big.lock"
+    big.write_bytes(b"#" * (MAX_LOCK + 1))
+    with pytest.raises(LockfileError, match=r"cannot read .*larger than 16 MiB"):
+        read_lockfile(big)
+    with pytest.raises(LockfileError, match=r"big\.lock is larger than 16 MiB"):
+        loads_bytes(big.read_bytes(), source="big.lock")
     bad.write_text("version: 1\ninputs: [\n", encoding="utf-8")
     with pytest.raises(LockfileError, match=re.escape(f"{bad!s} is not valid YAML (line 3")):
         read_lockfile(bad)

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockenv.errors import UsageError
+from lockenv.limits import MAX_MANIFEST, read_capped
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
@@ -121,7 +122,7 @@ def read_import(source: Path) -> Imported:
 
 def _read_bytes(path: Path, label: str) -> bytes:
     try:
-        return path.read_bytes()
+        return read_capped(path, MAX_MANIFEST, "requirements file")
     except FileNotFoundError:
         raise UsageError(f"{label}: no such file") from None
     except IsADirectoryError:

@@ -53,6 +53,7 @@ from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import ManifestError, UsageError
 from lockenv.http import redact_url
+from lockenv.limits import MAX_MANIFEST, read_capped
 from lockenv.lock.pypi.wanted import NameSet, PypiDependency, PypiOptions, PypiSource
 from lockenv.mirrors import Mirrors, parse_mirror_table
 from lockenv.platforms import PLATFORMS as _TARGETS
@@ -78,6 +79,7 @@ __all__ = [
     "merge_conda_dependencies",
     "parse_manifest",
     "pypi_dependency_from_requirement",
+    "read_manifest_text",
 ]
 
 MANIFEST_NAMES = ("lockenv.toml", "pyproject.toml")
@@ -275,8 +277,14 @@ def load_manifest(path: Path) -> Manifest:
         from lockenv.project import locate
 
         path = locate(path).manifest
+    return parse_manifest(read_manifest_text(path), path=path)
+
+
+def read_manifest_text(path: Path) -> str:
+    """The text of the manifest file at ``path`` (at most `lockenv.limits.MAX_MANIFEST`
+    bytes of UTF-8); UsageError when it does not exist, ManifestError when unreadable."""
     try:
-        data = path.read_bytes()
+        data = read_capped(path, MAX_MANIFEST, "manifest")
     except FileNotFoundError:
         raise UsageError(
             f"manifest {str(path)!r} does not exist; run 'lockenv init' or pass --manifest PATH"
@@ -286,13 +294,12 @@ def load_manifest(path: Path) -> Manifest:
             f"{_display(path)}: cannot read the manifest ({error.strerror or error})"
         ) from None
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ManifestError(
             f"{_display(path)}: not UTF-8 text (bad byte at offset {error.start}); "
             "save the file as UTF-8"
         ) from None
-    return parse_manifest(text, path=path)
 
 
 def parse_manifest(text: str, *, path: Path) -> Manifest:

@@ -96,15 +96,10 @@ def write_bundle(
 
     from lockenv.atomic import write_atomic
     from lockenv.cache import Cache, default_cache_dir, remove_tree
-    from lockenv.lockfile import loads_bytes
+    from lockenv.lockfile import loads_bytes, read_lock_bytes
     from lockenv.sync.fetch import fetch_artifacts
 
-    try:
-        lock_bytes = lock_path.read_bytes()
-    except FileNotFoundError:
-        raise LockfileError(
-            f"no lockfile at {str(lock_path)!r}: run `lockenv lock` first"
-        ) from None
+    lock_bytes = read_lock_bytes(lock_path)
     lock = loads_bytes(lock_bytes, source=str(lock_path))
     as_tar = out.name.endswith(".tar")
     _check_destination(out, as_tar)
@@ -326,7 +321,7 @@ def _add_file(cache: Cache, artifact: Archive, source: Path, dest: Path, *, cach
     from lockenv.errors import IntegrityError
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    digest, size = copy_hashing(source, dest)
+    digest, size = copy_hashing(source, dest, limit=artifact.size)
     if size == artifact.size and digest == artifact.sha256:
         return
     if cached:

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lockenv.errors import LockfileError, UsageError
+from lockenv.limits import MAX_METADATA, read_capped
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -94,7 +95,7 @@ def read_bundle(root: Path) -> Bundle:
     """Read ``root/bundle.json``; raises LockfileError naming every problem in it."""
     source = root / MANIFEST_NAME
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
+        data = json.loads(read_capped(source, MAX_METADATA, "bundle index").decode("utf-8"))
     except FileNotFoundError:
         raise LockfileError(
             f"{str(source)!r} does not exist: {str(root)!r} is not a complete bundle; "

@@ -72,7 +72,7 @@ def expected_files(
 
 
 def _wheel_files(entry: Path, layout: EnvLayout) -> dict[str, Expected] | None:
-    from lockenv.sync.launchers import rewrite_python_shebang
+    from lockenv.sync.launchers import python_shebang_chunks
     from lockenv.sync.pypi.wheel import load_unpacked, wheel_destinations, wheel_launchers
 
     wheel = load_unpacked(entry)
@@ -81,9 +81,12 @@ def _wheel_files(entry: Path, layout: EnvLayout) -> dict[str, Expected] | None:
     found: dict[str, Expected] = {}
     for f, dest in wheel_destinations(wheel, layout):
         if f.python_shebang:
-            data = (wheel.files_dir / f.path).read_bytes()
-            rewritten = rewrite_python_shebang(data, layout.prefix_python)
-            found[dest] = _digest(rewritten if rewritten is not None else data)
+            digest, size = hashlib.sha256(), 0
+            with open(wheel.files_dir / f.path, "rb") as fh:
+                for piece in python_shebang_chunks(fh, layout.prefix_python):
+                    digest.update(piece)
+                    size += len(piece)
+            found[dest] = Expected(sha256=digest.hexdigest(), size=size, executable=True)
             continue
         found[dest] = Expected(
             sha256=_hex_of_record_hash(f.hash), size=f.size, executable=f.executable
@@ -107,7 +110,7 @@ def _conda_files(entry: Path, layout: EnvLayout) -> dict[str, Expected] | None:
     from lockenv.sync.conda.install import (
         conda_destinations,
         conda_launchers,
-        content_in_prefix,
+        digest_in_prefix,
         load_unpacked_conda,
     )
 
@@ -121,11 +124,8 @@ def _conda_files(entry: Path, layout: EnvLayout) -> dict[str, Expected] | None:
         elif item.path_type == "directory":
             continue
         elif item.placeholder:
-            data = (pkg.directory / item.path).read_bytes()
-            new = content_in_prefix(item, data, layout, pkg.filename)
-            found[dest] = Expected(
-                sha256=hashlib.sha256(new).hexdigest(), size=len(new), executable=item.executable
-            )
+            sha256, size = digest_in_prefix(item, pkg.directory / item.path, layout, pkg.filename)
+            found[dest] = Expected(sha256=sha256, size=size, executable=item.executable)
         else:
             found[dest] = Expected(sha256=item.sha256, size=item.size, executable=item.executable)
     for dest, content in conda_launchers(pkg, layout):

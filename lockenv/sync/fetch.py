@@ -38,7 +38,15 @@ if TYPE_CHECKING:
     from lockenv.mirrors import Mirrors
     from lockenv.sync.bundle_source import Bundle
 
-__all__ = ["FetchResult", "Fetcher", "collect_errors", "fetch_artifacts", "raise_all"]
+__all__ = [
+    "FetchResult",
+    "Fetcher",
+    "artifact_lock",
+    "collect_errors",
+    "fetch_artifacts",
+    "lock_wait",
+    "raise_all",
+]
 
 C = TypeVar("C", bound="Consumer")
 _SEQUENTIAL_BYTES = 16 << 20  # above this, hash in parallel (hashlib frees the GIL)
@@ -51,6 +59,25 @@ class FetchResult:
     paths: dict[str, Path]
     downloaded: tuple[str, ...]  # file names
     bundled: tuple[str, ...] = ()  # file names imported from a bundle
+
+
+def lock_wait(artifact: Archive) -> float:
+    """How long a sync waits for another process's hold of ``artifact`` in the cache
+    (`lockenv.cache.Cache.artifact_lock`), in seconds: twice what its download may take
+    (`lockenv.http.transfer_budget`: the holder may download it, then unpack it).  A
+    holder that is stopped or hung then ends the wait with one line naming it."""
+    from lockenv.http import transfer_budget
+
+    return 2 * transfer_budget(artifact.size)
+
+
+def artifact_lock(
+    cache: Cache, artifact: Archive, *, wait: bool = True
+) -> contextlib.AbstractContextManager[bool]:
+    """``cache``'s lock on ``artifact``, waited for at most `lock_wait`."""
+    return cache.artifact_lock(
+        artifact.sha256, wait=wait, deadline=lock_wait(artifact), what=artifact.filename
+    )
 
 
 class Fetcher:
@@ -168,7 +195,7 @@ class Fetcher:
         """The verified archive of ``artifact`` in the cache: checked where it already is,
         else imported from the bundle, else downloaded; under the artifact's lock."""
         path = self.cache.archive_path(artifact.sha256, artifact.filename)
-        with self.cache.artifact_lock(artifact.sha256):
+        with artifact_lock(self.cache, artifact):
             if os.path.isfile(path):
                 _check_cached(self.cache, artifact, path)
                 _log_source(artifact, "in the cache")
@@ -375,7 +402,7 @@ def _import_from_bundle(artifact: Archive, source: Path, dest: Path) -> None:
         except OSError:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            digest, size = copy_hashing(source, tmp)
+            digest, size = copy_hashing(source, tmp, limit=artifact.size)
         if size != artifact.size or digest != artifact.sha256:
             raise IntegrityError(
                 f"{artifact.filename}: the bundled archive {str(source)!r} is corrupt: "

@@ -31,6 +31,7 @@ Standard library only: this runs on every sync that links anything.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -246,20 +247,38 @@ class PrefixGuard:
 
         ``internal``: lockenv's own record (state file, ``conda-meta/``), not a package's.
         """
+        self.write_chunks(rel, (data,), executable=executable, what=what, internal=internal)
+
+    def write_chunks(
+        self,
+        rel: str,
+        chunks: Iterable[bytes],
+        *,
+        executable: bool,
+        what: str,
+        internal: bool = False,
+    ) -> tuple[str, int]:
+        """Like `write`, with the content given in pieces (a file rewritten as it is read);
+        returns the sha256 (hex) and size of what was written."""
         path, real = self._parent(rel, what)
         self._check_target(real, what, internal)
         self._clear(path, real, rel, what)
         mode = 0o755 if executable else 0o644
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0), mode)
+        digest, size = hashlib.sha256(), 0
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for data in chunks:
+                digest.update(data)
+                size += len(data)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
             if hasattr(os, "fchmod"):
                 os.fchmod(fd, mode)  # the mode given to open is masked by the umask
         finally:
             os.close(fd)
+        return digest.hexdigest(), size
 
     def symlink(self, target: str, rel: str, *, what: str) -> None:
         """Create the symlink ``rel -> target``; the target must resolve inside the tree

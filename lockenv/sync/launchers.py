@@ -9,6 +9,8 @@ interpreter: a line both sh and Python can read.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from lockenv.errors import InstallError, UnsafePathError
 
@@ -16,6 +18,7 @@ __all__ = [
     "EntryPoint",
     "launcher_script",
     "parse_entry_points",
+    "python_shebang_chunks",
     "rewrite_python_shebang",
     "shebang",
 ]
@@ -101,6 +104,24 @@ def launcher_script(python: str, reference: str) -> bytes:
         f"    sys.exit({call}())\n"
     )
     return shebang(python) + body.encode("utf-8")
+
+
+def python_shebang_chunks(src: BinaryIO, python: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The script read from ``src`` with a ``#!python`` / ``#!pythonw`` first line pointed
+    at ``python`` (unchanged when it has no such line), a chunk at a time."""
+    data = src.read(chunk)
+    if not data.startswith(b"#!python"):
+        while data:
+            yield data
+            data = src.read(chunk)
+        return
+    yield shebang(python)
+    while data and (newline := data.find(b"\n")) < 0:
+        data = src.read(chunk)  # a first line longer than a chunk: skipped
+    if data:
+        yield data[newline + 1 :]
+    while data := src.read(chunk):
+        yield data
 
 
 def rewrite_python_shebang(data: bytes, python: str) -> bytes | None:

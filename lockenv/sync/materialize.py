@@ -1232,7 +1232,7 @@ def _file_sha256(path: Path) -> str:
     import hashlib
 
     with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _entries_linked(unpacked: Sequence[tuple[object, Unpacked]]) -> tuple[str, ...]:

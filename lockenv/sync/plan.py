@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lockenv.limits import MAX_METADATA, read_capped
+
 __all__ = [
     "STATE_FILE",
     "EnvState",
@@ -170,7 +172,7 @@ class EnvState:
 def read_state(prefix: Path) -> EnvState | None:
     """The state of the environment at ``prefix``; None if there is none (or it is unreadable)."""
     try:
-        text = (prefix / STATE_FILE).read_text(encoding="utf-8")
+        text = read_capped(prefix / STATE_FILE, MAX_METADATA, "state file").decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
     return EnvState.from_json(text)

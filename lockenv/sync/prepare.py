@@ -39,7 +39,7 @@ from lockenv.cache import Cache, check_entry
 from lockenv.errors import InstallError, LockenvError
 from lockenv.lockfile import Archive, CondaArtifact, PypiArtifact
 from lockenv.sync.checkpoints import checkpoint
-from lockenv.sync.fetch import Fetcher, collect_errors, raise_all
+from lockenv.sync.fetch import Fetcher, artifact_lock, collect_errors, raise_all
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -90,6 +90,9 @@ def prepare_artifacts(
     for a in unique:
         # Before looking: `lockenv.cache.prune` spares what was marked in the last hour.
         cache.mark_used(a.sha256)
+    # Work directories of killed syncs (one listing when there are none): removed here
+    # by every sync that checks its artifacts, warm or cold.
+    cache.clean_stale_temp()
     inodes: dict[str, tuple[int, int]] = {}
     found, todo = _usable_entries(cache, unique, progress, inodes)
     if not todo:
@@ -102,7 +105,6 @@ def prepare_artifacts(
     unpacker = _Unpacker(cache, [a for a in todo if not _streams(a, fetcher)], jobs)
     with contextlib.closing(unpacker):
         found.update(_prepare_in_pool(todo, cache, fetcher, unpacker, jobs, keep_archives))
-    cache.clean_stale_temp()
     checkpoint("prepare:done")
     return Prepared(
         unpacked=found,
@@ -213,7 +215,7 @@ def _prepare_one(
 ) -> Unpacked | None:
     """``artifact``'s unpacked tree, made if need be; None when ``wait`` is False and
     another process holds the artifact's lock."""
-    with cache.artifact_lock(artifact.sha256, wait=wait) as held:
+    with artifact_lock(cache, artifact, wait=wait) as held:
         if not held:
             return None
 
@@ -285,7 +287,7 @@ def _log_declined(artifact: Archive, why: str | None) -> None:
 def unpack_built(cache: Cache, artifact: Archive, archive: Path) -> Unpacked:
     """A wheel built on this machine (``archive``, described by ``artifact``: its own
     sha256 and size) unpacked in the cache like a fetched one, under its artifact lock."""
-    with cache.artifact_lock(artifact.sha256):
+    with artifact_lock(cache, artifact):
         return _entry_or_unpack(
             cache,
             artifact,

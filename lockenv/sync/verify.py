@@ -23,19 +23,22 @@ from __future__ import annotations
 import errno
 import glob
 import hashlib
+import io
 import os
 import re
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lockenv.fastpath import STAMP_FILE
+from lockenv.limits import MAX_METADATA, TooLargeError, read_capped
 from lockenv.lockfile import Lockfile
 from lockenv.sync.bytecode import BytecodeFile, pyc_source, shadow_bytecode
+from lockenv.sync.conda.placeholders import Replace
 from lockenv.sync.conda.prefix_record import (
     CONDA_META,
     HISTORY,
@@ -51,7 +54,7 @@ __all__ = ["VerifyReport", "environment_digest", "verify_environment"]
 
 _IS_WINDOWS = sys.platform == "win32"
 _PLACEHOLDER = b"<LOCKENV-PREFIX>"
-_PADDED_STRING = re.compile(b"(" + re.escape(_PLACEHOLDER) + rb"[^\0]*)\0+")
+_CHUNK = 1 << 20
 # lockenv's own records at the root: the state file and the no-op stamp (`lockenv.fastpath`).
 _RECORDS = frozenset({STATE_FILE, f"{STATE_FILE}.tmp", STAMP_FILE})
 _SKELETON_FILES = frozenset({"pyvenv.cfg", "lib64", *_RECORDS})
@@ -253,7 +256,7 @@ def _check_records(checks: _Checks, prefix: Path, state: EnvState) -> None:
         if verdict is not None:
             continue  # reported with the files (missing) or as not a regular file
         with open(os.path.join(prefix, rel), "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() != package.record_sha256:
+            if hashlib.file_digest(fh, "sha256").hexdigest() != package.record_sha256:
                 checks.modified.append(rel)
 
 
@@ -478,8 +481,7 @@ def verify_environment(
             problems.append(f"{sp_rel}/{dist_info}/RECORD is missing or not a file")
             continue
         try:
-            with open(record_file, "rb") as fh:
-                rows = parse_record(fh.read().decode("utf-8"))
+            rows = parse_record(read_capped(record_file, MAX_METADATA, "RECORD").decode("utf-8"))
         except (OSError, UnicodeDecodeError):
             problems.append(f"{sp_rel}/{dist_info}/RECORD is missing or unreadable")
             continue
@@ -629,6 +631,90 @@ def verify_environment(
     )
 
 
+def _normalized_record(rel: str, fh: BinaryIO) -> bytes | None:
+    """A record's content as the digest counts it (None: ``rel`` is no record).  Records
+    are read whole, at most `lockenv.limits.MAX_METADATA` bytes of them."""
+    if rel.endswith(".dist-info/RECORD"):
+        # RECORD holds hashes of prefix-dependent launchers; every file it lists is
+        # in the digest on its own, so the list of paths is what counts here.
+        text = _read_record(fh).decode("utf-8", "surrogateescape")
+        return "\n".join(sorted(r.path for r in parse_record(text))).encode()
+    if rel == HISTORY:
+        return normalized_history(_read_record(fh))
+    if rel.startswith(f"{CONDA_META}/") and rel.endswith(".json"):
+        return normalized_record(_read_record(fh))
+    return None
+
+
+def _read_record(fh: BinaryIO) -> bytes:
+    data = fh.read(MAX_METADATA + 1)
+    if len(data) > MAX_METADATA:
+        raise TooLargeError("record", MAX_METADATA)
+    return data
+
+
+def _content_digest(fh: BinaryIO, spellings: list[bytes]) -> str:
+    """The sha256 of ``fh``'s content with the prefix (each of ``spellings``) replaced by
+    a placeholder and the NUL padding of binary replacements collapsed, read a chunk at a
+    time: once to see whether the prefix is there at all (most files: the digest then),
+    a second time to replace it."""
+    digest = hashlib.sha256()
+    keep = max(map(len, spellings)) - 1
+    tail = b""
+    while chunk := fh.read(_CHUNK):
+        window = tail + chunk
+        if any(spelling in window for spelling in spellings):
+            break
+        digest.update(chunk)
+        tail = window[max(0, len(window) - keep) :]
+    else:
+        return digest.hexdigest()
+    fh.seek(0)
+    stream: Iterable[bytes] = iter(lambda: fh.read(_CHUNK), b"")
+    for spelling in spellings:
+        stream = Replace(spelling, _PLACEHOLDER)(stream)
+    digest = hashlib.sha256()
+    for piece in _collapse_padding(stream):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def _collapse_padding(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks`` with each run of NULs that ends a C string starting at the placeholder
+    cut to one NUL (what ``re.sub(b"(P[^\\0]*)\\0+", b"\\1\\0", data)`` does whole): a binary
+    replacement pads each string with as many NULs as the prefix is shorter than the
+    placeholder, which must not count."""
+    keep = len(_PLACEHOLDER) - 1
+    state = "scan"  # "scan" for the placeholder, "string" up to its NUL, "padding" after
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        while buf:
+            if state == "scan":
+                found = buf.find(_PLACEHOLDER)
+                if found < 0:
+                    cut = max(0, len(buf) - keep)
+                    yield buf[:cut]
+                    buf = buf[cut:]
+                    break
+                end = found + len(_PLACEHOLDER)
+                yield buf[:end]
+                buf, state = buf[end:], "string"
+            elif state == "string":
+                nul = buf.find(b"\0")
+                if nul < 0:
+                    yield buf
+                    buf = b""
+                    break
+                yield buf[: nul + 1]
+                buf, state = buf[nul + 1 :], "padding"
+            else:
+                buf = buf.lstrip(b"\0")
+                if buf:
+                    state = "scan"
+    yield buf
+
+
 def environment_digest(prefix: Path) -> str:
     """One sha256 over every installed file (path, content, executable bit).
 
@@ -660,26 +746,10 @@ def environment_digest(prefix: Path) -> str:
         with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fd).st_mode):  # never read a FIFO or a device
                 return f"{rel}\0special\0{stat.S_IFMT(st.st_mode)}\n"
-            data = fh.read()
-        if rel.endswith(".dist-info/RECORD"):
-            # RECORD holds hashes of prefix-dependent launchers; every file it lists is
-            # in the digest on its own, so the list of paths is what counts here.
-            data = "\n".join(sorted(r.path for r in parse_record(data.decode("utf-8")))).encode()
-        elif rel == HISTORY:
-            data = normalized_history(data)
-        elif rel.startswith(f"{CONDA_META}/") and rel.endswith(".json"):
-            data = normalized_record(data)
-        replaced = False
-        for spelling in spellings:
-            if spelling in data:
-                data = data.replace(spelling, _PLACEHOLDER)
-                replaced = True
-        if replaced and b"\0" in data:
-            # A binary placeholder replacement pads each string with NUL bytes, as many as
-            # the prefix is shorter than the placeholder: count the string, not the padding.
-            data = _PADDED_STRING.sub(rb"\1\0", data)
+            record = _normalized_record(rel, fh)
+            digest = _content_digest(io.BytesIO(record) if record is not None else fh, spellings)
         executable = int(bool(st.st_mode & stat.S_IXUSR))
-        return f"{rel}\0file\0{hashlib.sha256(data).hexdigest()}\0{executable}\n"
+        return f"{rel}\0file\0{digest}\0{executable}\n"
 
     items = [
         (rel, entry)

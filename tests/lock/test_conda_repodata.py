@@ -981,13 +981,13 @@ def test_shard_that_does_not_match_its_hash_is_refused(
     ],
 )
 def test_corrupt_shard_index(tmp_path: Path, index: bytes | str, reason: str) -> None:
-    import msgpack
+    import msgspec
 
     root = _two_subdirs(tmp_path / "src")
     data = (
         index
         if isinstance(index, bytes)
-        else zstandard.ZstdCompressor().compress(msgpack.packb({"version": 1}))
+        else zstandard.ZstdCompressor().compress(msgspec.msgpack.encode({"version": 1}))
     )
     (root / "linux-64" / SHARD_INDEX).write_bytes(data)
     with HttpClient(tmp_path / "cache") as http, pytest.raises(IndexAccessError, match=reason):

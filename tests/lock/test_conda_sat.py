@@ -147,3 +147,42 @@ def test_conflict_budget() -> None:
             engine.add_clause([2 * var[a][h] + 1, 2 * var[b][h] + 1])
     assert engine.solve(max_conflicts=3) is None
     assert engine.solve() is False
+
+
+def _engine_with_group(size: int, extra: int) -> tuple[Engine, Problem, list[int], list[int]]:
+    """An engine with one at-most-one group of ``size`` members (created first, so
+    ranks are positions) and ``extra`` plain variables; decisions: every variable true,
+    in order."""
+    problem = Problem(polarity=[True] * (size + extra), lazy={})
+    engine = Engine(problem)
+    problem.engine = engine
+    group = engine.new_group()
+    members = [engine.new_var(group) for _ in range(size)]
+    others = [engine.new_var() for _ in range(extra)]
+    return engine, problem, members, others
+
+
+def test_a_requirement_rules_out_the_other_members_at_its_heads_level() -> None:
+    # b needs one of members 2-3 ("python 3.12.*"); b is a fact: members 0-1 are out at
+    # level 0, before any decision, while 2-3 stay open.
+    engine, _, members, (b,) = _engine_with_group(4, 1)
+    engine.add_clause([2 * b])
+    engine.add_clause([2 * b + 1, 2 * members[2], 2 * members[3]], within=(0, 0b1100, 2 * b + 1))
+    assert engine.propagate() == -1
+    assert [engine.value_of_var(m) for m in members] == [-1, -1, 0, 0]
+    assert all(engine.level[m] == 0 for m in members[:2])
+
+
+def test_a_conflict_caused_by_a_choice_rules_out_the_like_choices_at_once() -> None:
+    # a needs z; every build of z needs one of members 10-19 (a newer "python"), but the
+    # decisions try members 0-9 first.  One conflict, learned for the whole name,
+    # rules out all ten, not one per member tried.
+    engine, _, members, (a, z0, z1) = _engine_with_group(20, 3)
+    newer = [2 * m for m in members[10:]]
+    engine.add_clause([2 * a])
+    engine.add_clause([2 * a + 1, 2 * z0, 2 * z1])
+    for z in (z0, z1):
+        engine.add_clause([2 * z + 1, *newer])
+    assert engine.solve() is True
+    assert engine.conflicts == 1
+    assert engine.value_of_var(members[10]) == 1

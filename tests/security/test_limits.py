@@ -65,6 +65,11 @@ def _run(
     )
 
 
+def _sync_lock(cwd: Path, prefix: Path | str, **options: Any) -> subprocess.CompletedProcess[str]:
+    """`lockenv sync` of ``cwd/lockenv.lock`` into ``prefix`` (`_run`'s ``options``)."""
+    return _run(cwd, "sync", "--lock", "lockenv.lock", "--prefix", str(prefix), **options)
+
+
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode not in (0, 3) or "internal error" not in result.stderr, result.stderr
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
@@ -122,13 +127,9 @@ def test_disk_full_during_a_download_leaves_no_part_file(tmp_path: Path, index_s
     lock = lock_of([artifact_for(wheel, f"{index_server.files_url}{wheel.name}")], python=PYTHON_XY)
     write_lockfile(lock, tmp_path / "lockenv.lock")
     cache = tmp_path / "cache"
-    result = _run(
+    result = _sync_lock(
         tmp_path,
-        "sync",
-        "--lock",
-        "lockenv.lock",
-        "--prefix",
-        str(tmp_path / "env"),
+        tmp_path / "env",
         limit_bytes=wheel.stat().st_size // 2,
         env={"LOCKENV_CACHE_DIR": str(cache)},
     )
@@ -219,7 +220,10 @@ def _bomb_wheel(directory: Path, *, inflated: int, declared: int = 10) -> Path:
     packer = zlib.compressobj(9, zlib.DEFLATED, -15)
     chunk = bytes(1 << 20)
     stream = b"".join(packer.compress(chunk) for _ in range(inflated >> 20)) + packer.flush()
-    members.insert(0, ("bomb/data.bin", stream, 8, declared, zlib.crc32(bytes(declared))))
+    crc = 0
+    for start in range(0, declared, 1 << 20):
+        crc = zlib.crc32(chunk[: min(1 << 20, declared - start)], crc)
+    members.insert(0, ("bomb/data.bin", stream, 8, declared, crc))
     path = directory / "bomb-1.0-py3-none-any.whl"
     path.write_bytes(_raw_zip(members))
     return path
@@ -235,19 +239,34 @@ def test_a_member_lying_about_its_size_is_never_inflated(tmp_path: Path, declare
     wheel = _bomb_wheel(tmp_path, inflated=1 << 30, declared=declared)
     lock = lock_of([artifact_for(wheel, wheel.as_uri(), index=None)], python=PYTHON_XY)
     write_lockfile(lock, tmp_path / "lockenv.lock")
-    result = _run(
+    result = _sync_lock(
         tmp_path,
-        "sync",
-        "--lock",
-        "lockenv.lock",
-        "--prefix",
-        str(tmp_path / "env"),
+        tmp_path / "env",
         memory=768 << 20,
         env={"LOCKENV_CACHE_DIR": str(tmp_path / "cache")},
     )
     line = _one_line_error(result)
     assert "bomb/data.bin" in line and "size" in line
     assert not (tmp_path / "env").exists()
+
+
+def test_an_honest_big_member_is_unpacked_in_bounded_memory(tmp_path: Path) -> None:
+    # Held whole (and copied) it would need twice its 384 MiB, past the limit.
+    size = 384 << 20
+    wheel = _bomb_wheel(tmp_path, inflated=size, declared=size)
+    lock = lock_of([artifact_for(wheel, wheel.as_uri(), index=None)], python=PYTHON_XY)
+    write_lockfile(lock, tmp_path / "lockenv.lock")
+    prefix = tmp_path / "env"
+    env = {"LOCKENV_CACHE_DIR": str(tmp_path / "cache")}
+    result = _sync_lock(
+        tmp_path,
+        prefix,
+        memory=768 << 20,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    (data,) = prefix.glob("lib/python*/site-packages/bomb/data.bin")
+    assert data.stat().st_size == size
 
 
 def test_a_member_with_a_bad_crc_is_refused(tmp_path: Path) -> None:
@@ -416,7 +435,7 @@ def _url_lock(tmp_path: Path, url: str) -> None:
 
 def test_a_redirect_loop_is_one_line(tmp_path: Path, odd_server: str) -> None:
     _url_lock(tmp_path, f"{odd_server}/loop/slow-1.0-py3-none-any.whl")
-    result = _run(tmp_path, "sync", "--lock", "lockenv.lock", "--prefix", str(tmp_path / "env"))
+    result = _sync_lock(tmp_path, tmp_path / "env")
     assert result.returncode == 3
     assert "redirect" in _one_line_error(result)
 
@@ -425,13 +444,9 @@ def test_a_stalled_download_ends_at_its_deadline(tmp_path: Path, odd_server: str
     # One byte every 0.2 s never trips a read timeout; the deadline (LOCKENV_HTTP_TIMEOUT
     # plus the time the size needs at the slowest acceptable rate) ends it.
     _url_lock(tmp_path, f"{odd_server}/slow/slow-1.0-py3-none-any.whl")
-    result = _run(
+    result = _sync_lock(
         tmp_path,
-        "sync",
-        "--lock",
-        "lockenv.lock",
-        "--prefix",
-        str(tmp_path / "env"),
+        tmp_path / "env",
         env={"LOCKENV_HTTP_TIMEOUT": "2"},
         timeout=90,
     )
@@ -501,6 +516,71 @@ def test_a_running_syncs_work_is_left_alone(tmp_path: Path) -> None:
     assert work.is_dir()
     cache.remove_temp_dir(work)
     assert list((cache.root / "tmp").iterdir()) == []
+
+
+def _cache_user(cache: Path, code: str, *args: str) -> subprocess.Popen[str]:
+    """Another process running ``code`` with ``cache`` (a `lockenv.cache.Cache` at the
+    path) and ``args``; its stdout is a pipe."""
+    preamble = (
+        "import sys, time\nfrom pathlib import Path\nfrom lockenv.cache import Cache\n"
+        "cache, args = Cache(Path(sys.argv[1])), sys.argv[2:]\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", preamble + code, str(cache), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_warm_sync_removes_what_a_killed_cold_sync_left(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    from materializer_support import fixture_lock
+
+    cache = tmp_path / "cache"
+    warm = fixture_lock(fixture_index_dir, ["alpha-1.0-py3-none-any.whl"])
+    cold = fixture_lock(fixture_index_dir, ["colorish-1.0-py3-none-any.whl"])
+    write_lockfile(warm, tmp_path / "warm.lock")
+    write_lockfile(cold, tmp_path / "cold.lock")
+    env = {"LOCKENV_CACHE_DIR": str(cache)}
+
+    def sync_into(lock: str, name: str) -> None:
+        prefix = str(tmp_path / "envs" / name)
+        assert _run(tmp_path, "sync", "--lock", lock, "--prefix", prefix, env=env).returncode == 0
+
+    sync_into("warm.lock", "one")
+    kill_sync_at(
+        tmp_path / "cold.lock", tmp_path / "envs" / "cold", "unpack:working", cache_dir=cache
+    )
+    assert [p for p in (cache / "tmp").iterdir() if not p.name.endswith(".lock")]
+    # A new environment from what the cache holds: nothing to unpack, nothing written to
+    # the cache, but the dead sync's work directory goes.
+    sync_into("warm.lock", "two")
+    assert list((cache / "tmp").iterdir()) == []
+
+
+def test_another_processs_work_is_left_alone(tmp_path: Path) -> None:
+    from lockenv.cache import Cache
+
+    holder = _cache_user(
+        tmp_path / "cache", "print(cache.make_temp_dir('unpack'), flush=True)\ntime.sleep(600)\n"
+    )
+    try:
+        assert holder.stdout is not None
+        work = Path(holder.stdout.readline().strip())
+        old = time.time() - 3 * 24 * 3600
+        os.utime(work, (old, old))
+        cache = Cache(tmp_path / "cache")
+        assert cache.clean_stale_temp() == (0, 0)
+        mine = cache.make_temp_dir("unpack")  # a cache write: cleans once, not this one
+        assert work.is_dir()
+        cache.remove_temp_dir(mine)
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its holder gone, the directory is abandoned: the next clean removes it.
+    assert cache.clean_stale_temp()[0] == 1
+    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
 
 
 # -- locks that contradict themselves or their artifacts ---------------------------------------
@@ -581,3 +661,270 @@ def test_an_info_file_past_its_limit_is_never_read_into_memory(
     monkeypatch.setattr(archive, "_MAX_INFO_FILE", 16)  # index.json is larger than that
     with pytest.raises(MetadataError, match=r"more than the .* MiB an info file"):
         archive.read_index_json(path)
+
+
+# -- prefix placeholders in big files ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["text", "binary"])
+def test_a_big_placeholder_file_is_rewritten_in_bounded_memory(tmp_path: Path, mode: str) -> None:
+    import tracemalloc
+
+    from fixtures.build_channel import PayloadFile, placeholder_prefix
+
+    placeholder = placeholder_prefix().encode()
+    size = 64 << 20
+    block = b"x" * ((1 << 20) - len(placeholder) - 5) + placeholder + b"/lib\0"
+    data = block * (size // len(block))
+    artifact = conda_package(
+        tmp_path / "pkgs",
+        "bigph",
+        [PayloadFile(path="lib/big.so", kind="hardlink", data=data, placeholder=mode)],
+    )
+    del data
+    box = Sandbox.make(tmp_path / "box")
+    tracemalloc.start()
+    try:
+        sync(lock_of([artifact]), box)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    written = box.prefix / "lib" / "big.so"
+    with open(written, "rb") as fh:
+        head = fh.read(len(block))
+    prefix = str(box.prefix).encode()
+    assert placeholder not in head and prefix + b"/lib\0" in head
+    if mode == "binary":
+        assert written.stat().st_size == len(block) * (size // len(block))
+    # The whole file held once would be 64 MiB, rewritten twice that.
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB"
+
+
+# -- waiting on another sync's artifact --------------------------------------------------------
+
+
+def test_a_stopped_holder_of_an_artifact_ends_the_wait_in_one_line(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    wheel = fixture_index_dir / "files" / "alpha-1.0-py3-none-any.whl"
+    artifact = artifact_for(wheel, wheel.as_uri())
+    write_lockfile(lock_of([artifact], python=PYTHON_XY), tmp_path / "lockenv.lock")
+    cache = tmp_path / "cache"
+    env = {"LOCKENV_CACHE_DIR": str(cache), "LOCKENV_CACHE_LOCK_TIMEOUT": "1"}
+
+    def sync_once() -> subprocess.CompletedProcess[str]:
+        prefix = str(tmp_path / "env")
+        return _sync_lock(tmp_path, prefix, env=env)
+
+    # Another sync holding the artifact, then stopped (a suspended job).
+    holder = _cache_user(
+        cache,
+        "with cache.artifact_lock(args[0]):\n    print('held', flush=True)\n    time.sleep(600)\n",
+        artifact.sha256,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        os.kill(holder.pid, signal.SIGSTOP)
+        result = sync_once()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 3
+    line = _one_line_error(result)
+    assert artifact.filename in line and f"pid {holder.pid}" in line, line
+    assert "LOCKENV_CACHE_LOCK_TIMEOUT" in line and f"kill {holder.pid}" in line
+    assert not (tmp_path / "env").exists()
+    # Once the holder is gone, the same sync goes through.
+    assert sync_once().returncode == 0
+
+
+def test_the_wait_for_an_artifact_is_bounded_by_its_size() -> None:
+    from lockenv.sync.fetch import lock_wait
+
+    small = artifact_for_size(1 << 10)
+    big = artifact_for_size(1 << 30)
+    assert 60 < lock_wait(small) < 300
+    assert lock_wait(big) > 2 * (1 << 30) / (32 * 1024)  # a whole download at the slowest rate
+
+
+def artifact_for_size(size: int) -> Any:
+    from lockenv.lockfile import PypiArtifact
+
+    return PypiArtifact(
+        name="x",
+        version="1",
+        filename="x-1-py3-none-any.whl",
+        url="file:///x",
+        sha256="0" * 64,
+        size=size,
+    )
+
+
+# -- documents read whole: each kind has a cap ---------------------------------------------------
+
+
+def test_a_lock_past_its_cap_is_one_line(tmp_path: Path) -> None:
+    from lockenv.limits import MAX_LOCK
+
+    line = b"# " + b"x" * 1021 + b"\n"
+    (tmp_path / "big.lock").write_bytes(line * (MAX_LOCK // len(line) + 1))
+    result = _run(tmp_path, "sync", "--lock", "big.lock", "--prefix", str(tmp_path / "env"))
+    assert result.returncode == 2
+    assert "larger than 16 MiB, more than any real lockfile" in _one_line_error(result)
+
+
+def test_a_manifest_past_its_cap_is_one_line(tmp_path: Path) -> None:
+    from lockenv.limits import MAX_MANIFEST
+
+    (tmp_path / "lockenv.toml").write_text(
+        '[project]\nname = "demo"\nplatforms = ["linux-64"]\n' + "#" * MAX_MANIFEST + "\n"
+    )
+    result = _run(tmp_path, "lock")
+    assert result.returncode == 2
+    assert "larger than 4 MiB, more than any real manifest" in _one_line_error(result)
+
+
+def test_documents_are_capped_over_http_and_file_urls(tmp_path: Path, odd_server: str) -> None:
+    from lockenv import http
+    from lockenv.errors import IndexAccessError
+
+    page = tmp_path / "page.html"
+    page.write_bytes(b"<a>" * (1 << 20))
+    with http.HttpClient(tmp_path / "cache") as client:
+        for fetch in (
+            lambda: client.get_page(page.as_uri(), accept="text/html", most=1 << 20),
+            lambda: client.fetch_bytes(page.as_uri(), most=1 << 20),
+            lambda: client.get_page(odd_server + "/big/announced", accept="*/*", most=1 << 20),
+        ):
+            with pytest.raises(IndexAccessError, match="larger than 1 MiB"):
+                fetch()
+
+
+def test_pypi_pages_are_read_with_the_page_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv import http
+    from lockenv.errors import IndexAccessError
+    from lockenv.lock.pypi import index
+
+    project = tmp_path / "simple" / "demo"
+    project.mkdir(parents=True)
+    (project / "index.html").write_text('<a href="demo-1.0.tar.gz">demo-1.0.tar.gz</a>\n' * 100)
+    monkeypatch.setattr(index, "MAX_PAGE", 1024)
+    with (
+        http.HttpClient(tmp_path / "cache") as client,
+        pytest.raises(IndexAccessError, match="larger than 1 KiB"),
+    ):
+        index.PackageIndex(client, [(tmp_path / "simple").as_uri()]).files("demo")
+
+
+def _fifo_reader_ends(tmp_path: Path, read: Any) -> BaseException | None:
+    """Run ``read(fifo)``; it must end by itself (with an error) while no writer comes."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            read(fifo)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():  # hung in open(): let it go, then fail
+        with open(fifo, "wb"):
+            pass
+        thread.join(30)
+        pytest.fail("reading a FIFO at a file:// URL hung")
+    return outcome[0]
+
+
+def test_a_fifo_at_a_file_url_is_refused_not_waited_for(tmp_path: Path) -> None:
+    from lockenv import http
+    from lockenv.errors import IndexAccessError
+
+    with http.HttpClient(tmp_path / "cache") as client:
+        error = _fifo_reader_ends(
+            tmp_path, lambda fifo: client.get_page(fifo.as_uri(), accept="text/html")
+        )
+        assert isinstance(error, IndexAccessError) and "not a regular file" in str(error)
+        (tmp_path / "dl").mkdir()
+        error = _fifo_reader_ends(
+            tmp_path / "dl",
+            lambda fifo: client.download(fifo.as_uri(), tmp_path / "out", sha256=None, size=10),
+        )
+        assert isinstance(error, IndexAccessError) and "not a regular file" in str(error)
+
+
+def test_a_locked_artifact_at_a_fifo_is_one_line(tmp_path: Path) -> None:
+    from lockenv.lockfile import PypiArtifact
+
+    fifo = tmp_path / "alpha-1.0-py3-none-any.whl"
+    os.mkfifo(fifo)
+    artifact = PypiArtifact(
+        name="alpha", version="1.0", filename=fifo.name, url=fifo.as_uri(), sha256="0" * 64, size=10
+    )
+    write_lockfile(lock_of([artifact], python=PYTHON_XY), tmp_path / "lockenv.lock")
+    env = {"LOCKENV_CACHE_DIR": str(tmp_path / "cache")}
+    result = _sync_lock(tmp_path, tmp_path / "env", env=env, timeout=60)
+    assert result.returncode == 3
+    assert "not a regular file" in _one_line_error(result)
+
+
+# -- metadata files read after unpacking ---------------------------------------------------------
+
+
+def test_a_conda_info_file_past_its_cap_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fixtures.build_channel import PayloadFile
+    from lockenv.sync.conda import install
+
+    files = [PayloadFile(path=f"share/f{i}.txt", kind="hardlink", data=b"x") for i in range(3)]
+    artifact = conda_package(tmp_path / "pkgs", "wide", files)
+    monkeypatch.setattr(install, "MAX_METADATA", 256)  # paths.json is larger than that
+    with pytest.raises(InstallError, match=r"paths\.json is unreadable: it is larger than 256"):
+        sync(lock_of([artifact]), Sandbox.make(tmp_path / "box"))
+
+
+@pytest.mark.parametrize("member", ["RECORD", "entry_points.txt"])
+def test_a_wheel_metadata_file_past_its_cap_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, member: str
+) -> None:
+    from lockenv.sync.pypi import wheel as wheel_module
+
+    # The member under test is the largest metadata file; the cap lets every other pass.
+    many = 40
+    files = {f"wide/m{i}.py": b"" for i in range(many if member == "RECORD" else 1)}
+    scripts = many if member == "entry_points.txt" else 1
+    entry_points = "[console_scripts]\n" + "".join(f"t{i} = wide:main\n" for i in range(scripts))
+    built = build_wheel(tmp_path / "w", "wide", "1.0", files, entry_points=entry_points)
+    with zipfile.ZipFile(built) as zf:
+        sizes = {i.filename.rpartition("/")[2]: i.file_size for i in zf.infolist()}
+    cap = max(size for name, size in sizes.items() if name != member and not name.endswith(".py"))
+    assert sizes[member] > cap
+    monkeypatch.setattr(wheel_module, "MAX_METADATA", cap)
+    with pytest.raises(InstallError, match=rf"{member}' is \d+ bytes, more than the {cap} bytes"):
+        sync(
+            lock_of([artifact_for(built, built.as_uri(), index=None)], python=PYTHON_XY),
+            Sandbox.make(tmp_path / "box"),
+        )
+
+
+def test_a_python_script_past_the_cap_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A #!python script is held in memory to be rewritten: never more than the cap.
+    from lockenv.sync.pypi import wheel as wheel_module
+
+    body = b"#!python\n" + b"x = 1\n" * 1000  # larger than the cache entry's manifest
+    built = build_wheel(
+        tmp_path / "w", "bigscript", "1.0", {"bigscript-1.0.data/scripts/big": body}
+    )
+    lock = lock_of([artifact_for(built, built.as_uri(), index=None)], python=PYTHON_XY)
+    monkeypatch.setattr(wheel_module, "MAX_METADATA", 4096)
+    with pytest.raises(InstallError, match=r"scripts/big'.*larger than 4 KiB"):
+        sync(lock, Sandbox.make(tmp_path / "box"))

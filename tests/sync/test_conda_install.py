@@ -145,22 +145,6 @@ def _custom_package(
 # -- placeholders ------------------------------------------------------------------------
 
 PH = b"/placeholder/prefix/of/thirty-two"
-D = len(PH) - len(b"/new")  # NUL bytes of padding per replacement
-
-
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [
-        (b"x" + PH + b"/lib\0rest", b"x/new/lib\0" + b"\0" * D + b"rest"),
-        (PH + b"\0" + PH + b"/a\0", b"/new\0" + b"\0" * D + b"/new/a\0" + b"\0" * D),
-        (PH + b":" + PH + b"/b\0z", b"/new:/new/b\0" + b"\0" * (2 * D) + b"z"),
-        (b"no placeholder\0", b"no placeholder\0"),
-        (b"unterminated " + PH, b"unterminated " + PH),  # no NUL: left alone, as conda does
-    ],
-)
-def test_replace_binary_prefix(data: bytes, expected: bytes) -> None:
-    assert replace_binary_prefix(data, PH, b"/new") == expected
-    assert len(replace_binary_prefix(data, PH, b"/new")) == len(data)
 
 
 def test_replace_binary_prefix_refuses_longer_prefix() -> None:
@@ -661,7 +645,7 @@ def test_failed_link_leaves_env(
     def boom(*args: object, **kwargs: object) -> None:
         raise InstallError("injected failure")
 
-    monkeypatch.setattr(conda_install, "replace_binary_prefix", boom)
+    monkeypatch.setattr(conda_install, "PrefixRewrite", boom)
     with pytest.raises(InstallError, match="injected"):
         _sync(conda_lock(fixture_channel_dir, BASE), prefix)
     assert tree_snapshot(prefix) == before

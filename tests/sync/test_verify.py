@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lockenv.lockfile import Lockfile
 from lockenv.platforms import current_platform
@@ -147,3 +149,80 @@ def test_report_ok_property() -> None:
     assert VerifyReport(prefix=Path("/x")).ok
     assert not VerifyReport(prefix=Path("/x"), extra=("a",)).ok
     assert not VerifyReport(prefix=Path("/x"), problems=("p",)).ok
+
+
+# -- the digest reads files a chunk at a time ----------------------------------------------------
+
+
+def _reference_content(data: bytes, spellings: list[bytes]) -> bytes:
+    """The digest's normalisation of a whole file, as it was done in memory."""
+    import re
+
+    placeholder = b"<LOCKENV-PREFIX>"
+    replaced = False
+    for spelling in spellings:
+        if spelling in data:
+            data = data.replace(spelling, placeholder)
+            replaced = True
+    if replaced and b"\0" in data:
+        data = re.sub(b"(" + re.escape(placeholder) + rb"[^\0]*)\0+", rb"\1\0", data)
+    return data
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [b"/env/pre", b"/real/env/pre", b"<LOCKENV-PREFIX>", b"\0", b"\0\0", b"x", b"/"]
+        ),
+        max_size=25,
+    ),
+    st.integers(1, 12),
+)
+def test_the_digest_of_a_file_streamed_equals_the_whole_file(
+    parts: list[bytes], chunk: int
+) -> None:
+    import hashlib
+    import io
+
+    from lockenv.sync import verify
+
+    data = b"".join(parts)
+    spellings = [b"/real/env/pre", b"/env/pre"]  # longest first, as environment_digest does
+    old = verify._CHUNK
+    verify._CHUNK = chunk
+    try:
+        got = verify._content_digest(io.BytesIO(data), spellings)
+    finally:
+        verify._CHUNK = old
+    assert got == hashlib.sha256(_reference_content(data, spellings)).hexdigest()
+
+
+def test_the_digest_of_a_big_file_with_the_prefix_is_computed_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    import tracemalloc
+
+    prefix = tmp_path / "env"
+    prefix.mkdir()
+    block = b"y" * ((1 << 20) - 64) + os.fsencode(prefix) + b"/lib\0" + b"\0" * 20
+    with open(prefix / "big.bin", "wb") as fh:
+        for _ in range(64):
+            fh.write(block)
+    tracemalloc.start()
+    try:
+        first = environment_digest(prefix)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 << 20, f"peak {peak >> 20} MiB"
+    # The same file made for another prefix (another length of padding): the same digest.
+    other = tmp_path / "elsewhere" / "env2"
+    other.mkdir(parents=True)
+    moved = block.replace(
+        os.fsencode(prefix) + b"/lib\0" + b"\0" * 20, os.fsencode(other) + b"/lib\0\0"
+    )
+    with open(other / "big.bin", "wb") as fh:
+        for _ in range(64):
+            fh.write(moved)
+    assert environment_digest(other) == first

@@ -13,6 +13,13 @@ lazily — written for Python's costs:
 - **At-most-one groups** (every build of one package name) are native: when a member
   becomes true every other member becomes false, with the pair ``(not chosen or not other)`` as
   the reason.  Written out as clauses that would be n² binary clauses per name.
+- **Requirements exclude.**  A clause "``head`` or one of these members of a group" (a
+  requirement on a package name, ``within``) is also read as "``head`` or none of the
+  group's *other* members": once ``head`` is false, every member outside the
+  requirement is made false at once, at ``head``'s level.  So a build that needs
+  ``python 3.11.*`` rules out every other Python where it is installed, and whatever
+  needs another Python goes with them, at that level: a conflict is then learned as
+  "not that build", not as one clause per Python build tried in turn.
 - **Lazy clauses.**  `Problem.on_true` may call `add_clause` while the search runs (a
   package's dependencies are only encoded once one of its builds is chosen or tried);
   a new clause is attached at the next propagation, where it may imply literals or
@@ -27,10 +34,15 @@ lazily — written for Python's costs:
 - **Learning.**  A conflict is analysed to its first unique implication point; the
   learned clause is kept, with the clauses it was derived from, so that an
   unsatisfiable problem yields the original clauses that prove it (`core`), which the
-  conda side turns into an explanation.  Backjumping is non-chronological unless the
+  conda side turns into an explanation.  When that point is a decided build and the
+  conflict follows only from the other builds of its name being out, the clause is
+  learned for the name instead (`Engine._analyze_by_name`): every build like it is
+  ruled out at once.  Backjumping is non-chronological unless the
   jump would undo more than `CHRONO_LIMIT` levels.
 
 Nothing is ever removed: problems are a few thousand variables and conflicts few.
+(Besides the problem's variables, the engine makes one of its own for each clause
+learned by name; `Problem` callbacks receive them too, as variables with no record.)
 """
 
 from __future__ import annotations
@@ -39,8 +51,9 @@ from typing import Protocol
 
 __all__ = ["DECISION", "DONE", "RETRY", "Engine", "Problem"]
 
-#: ``reason`` of a decided variable (others: a clause id >= 0, or ``-2 - chosen`` for a
-#: member made false by the at-most-one group in which ``chosen`` is true).
+#: ``reason`` of a decided variable.  Others: a clause id >= 0; ``-2 - 2 * chosen`` for a
+#: member made false by the at-most-one group in which ``chosen`` is true; ``-3 - 2 * cid``
+#: for a member made false by the requirement ``cid`` on its group (see `Engine._exclude`).
 DECISION = -1
 #: `Problem.decide` results besides a literal.
 DONE = -1
@@ -48,6 +61,8 @@ RETRY = -2
 #: Backjumps longer than this many levels go back one level only (chronological
 #: backtracking); the asserted literal still gets its own, lower level.
 CHRONO_LIMIT = 100
+_NO_REASON = 1 << 62  # no clause has this id: `Engine._walk` without a decision
+_NOT_FALSE = 1 << 30  # `_attach`'s rank of a literal not false (above any level)
 _ACTIVITY_GROWTH = 1 / 0.95  # the bump grows instead of every activity decaying
 
 
@@ -88,6 +103,10 @@ class Engine:
         self.resume: list[int] = []  # by clause: where the search for a new watch resumes
         self.shortcuts: dict[tuple[int, int], int] = {}  # see `_shortcut`
         self.watches: list[list[int]] = []  # by literal: clauses watching it
+        # By literal: the "within" clauses whose head is its negation (they exclude
+        # their group's other members once it is true), and by such clause those members.
+        self.excluding: list[list[int]] = []
+        self.outside: dict[int, list[int]] = {}
         # By literal: [other, clause, other, clause...] of the two-literal clauses that
         # hold it: when it becomes false, ``other`` must be true.
         self.binaries: list[list[int]] = []
@@ -112,6 +131,7 @@ class Engine:
         self.group.append(group)
         self.watches += ([], [])
         self.binaries += ([], [])
+        self.excluding += ([], [])
         if group >= 0:
             self.rank.append(len(self.members[group]))
             self.members[group].append(var)
@@ -147,6 +167,8 @@ class Engine:
         self.pending.append(cid)
         if derived_from is not None:
             self.derived[cid] = list(derived_from)
+        if within is not None and within[2] >= 0:
+            self.excluding[within[2] ^ 1].append(cid)
         return cid
 
     # -- search --------------------------------------------------------------------------
@@ -204,9 +226,10 @@ class Engine:
             if self.pending:
                 pending, self.pending = self.pending, []
                 for index, cid in enumerate(pending):
-                    if self._attach(cid):
+                    conflict = cid if self._attach(cid) else self._exclude_on_attach(cid)
+                    if conflict >= 0:
                         self.pending = pending[index + 1 :] + self.pending
-                        return cid
+                        return conflict
                 continue
             if self.qhead >= len(trail):
                 return -1
@@ -306,6 +329,10 @@ class Engine:
                             top = other_level
                     self._assign(first, top, cid)
             del watching[j:]
+            for cid in self.excluding[lit]:
+                conflict = self._exclude(cid, implied_level)
+                if conflict >= 0:
+                    return conflict
 
     def _choose(self, g: int, var: int) -> int:
         """``var`` of group ``g`` is true: every other member false; a conflict or -1."""
@@ -315,7 +342,7 @@ class Engine:
         self.chosen[g] = var
         values = self.values
         implied_level = self.level[var]
-        reason = -2 - var
+        reason = -2 - 2 * var
         for other in self.members[g]:
             if other == var:
                 continue
@@ -324,6 +351,44 @@ class Engine:
                 self._assign(2 * other + 1, implied_level, reason)
             elif value == 1:
                 return self._pair_conflict(var, other)
+        return -1
+
+    def _exclude_on_attach(self, cid: int) -> int:
+        """A requirement attached when its head is false already (or it has none):
+        exclude the members outside it now; a conflict or -1."""
+        within = self.within[cid]
+        if within is None:
+            return -1
+        head = within[2]
+        if head < 0:
+            return self._exclude(cid, 0)
+        if self.values[head] == -1:
+            return self._exclude(cid, self.level[head >> 1])
+        return -1
+
+    def _exclude(self, cid: int, at_level: int) -> int:
+        """The head of requirement ``cid`` is false (since ``at_level``): every member of
+        its group outside it is false from that level; a conflict or -1."""
+        within = self.within[cid]
+        assert within is not None
+        g, mask, head = within
+        level = self.level
+        chosen = self.chosen[g]
+        if chosen >= 0 and mask >> self.rank[chosen] & 1 and level[chosen] <= at_level:
+            return -1  # the at-most-one group has excluded them as early
+        outside = self.outside.get(cid)
+        if outside is None:
+            members = self.members[g]
+            outside = [members[i] for i in range(len(members)) if not mask >> i & 1]
+            self.outside[cid] = outside
+        values = self.values
+        reason = -3 - 2 * cid
+        for other in outside:
+            value = values[2 * other]
+            if value == 0:
+                self._assign(2 * other + 1, at_level, reason)
+            elif value == 1:
+                return self._shortcut(cid, head, other)
         return -1
 
     def _shortcut(self, cid: int, head: int, member: int) -> int:
@@ -377,8 +442,23 @@ class Engine:
                 level[lit >> 1] = 0
                 self.reason[lit >> 1] = cid
             return False
-        # Non-false literals first, then false ones from the highest level down.
-        clause.sort(key=lambda lit: -1 << 30 if values[lit] != -1 else -level[lit >> 1])
+        # Watch the first two non-false literals, or else the false ones of the highest
+        # levels (a scan that mostly stops after two: no sort of a long requirement).
+        best = runner_up = -1
+        best_key = runner_up_key = -1
+        for index, lit in enumerate(clause):
+            key = _NOT_FALSE if values[lit] != -1 else level[lit >> 1]
+            if key > best_key:
+                runner_up, runner_up_key = best, best_key
+                best, best_key = index, key
+            elif key > runner_up_key:
+                runner_up, runner_up_key = index, key
+                if key == _NOT_FALSE:
+                    break
+        clause[0], clause[best] = clause[best], clause[0]
+        if runner_up == 0:
+            runner_up = best  # moved there by the swap
+        clause[1], clause[runner_up] = clause[runner_up], clause[1]
         first, second = clause[0], clause[1]
         if len(clause) == 2:
             self.binaries[first].extend((second, cid))
@@ -399,7 +479,21 @@ class Engine:
         reason = self.reason[var]
         if reason >= 0:
             return self.clauses[reason]
-        return [2 * var + 1, 2 * (-2 - reason) + 1]
+        if reason & 1:
+            within = self.within[(-3 - reason) >> 1]
+            assert within is not None
+            return [2 * var + 1] if within[2] < 0 else [2 * var + 1, within[2]]
+        return [2 * var + 1, 2 * ((-2 - reason) >> 1) + 1]
+
+    def _antecedent(self, var: int) -> int | tuple[int, int]:
+        """What implied ``var``, for `core`: a clause id, an at-most-one pair (chosen,
+        var), or (-1 - requirement, var) for an exclusion by a requirement."""
+        reason = self.reason[var]
+        if reason >= 0:
+            return reason
+        if reason & 1:
+            return (-1 - ((-3 - reason) >> 1), var)
+        return ((-2 - reason) >> 1, var)
 
     def _resolve(self, cid: int) -> bool:
         """Learn from the false clause ``cid`` and backjump; False when unsatisfiable."""
@@ -420,6 +514,12 @@ class Engine:
             return True
         self.backtrack(top)
         learned, antecedents = self._analyze(cid, top)
+        uip = learned[0] >> 1
+        if learned[0] & 1 and self.reason[uip] == DECISION and self.group[uip] >= 0:
+            # "Not this build": try "not any build of the name like this one" instead.
+            general = self._analyze_by_name(cid, top, uip)
+            if general is not None:
+                learned, antecedents = general
         assert_level = max((level[lit >> 1] for lit in learned[1:]), default=0)
         self.backtrack(assert_level if top - assert_level <= CHRONO_LIMIT else top - 1)
         new = len(self.clauses)
@@ -445,11 +545,63 @@ class Engine:
     def _analyze(self, cid: int, top: int) -> tuple[list[int], list[int | tuple[int, int]]]:
         """First-UIP analysis at level ``top``: the learned clause (asserted literal
         first) and the clauses (or at-most-one pairs) it was derived from."""
+        walked = self._walk(cid, top, -1)
+        assert walked is not None
+        learned, _members, _mask, antecedents, seen = walked
+        return self._minimize(learned, seen, antecedents), antecedents
+
+    def _analyze_by_name(
+        self, cid: int, top: int, decision: int
+    ) -> tuple[list[int], list[int | tuple[int, int]]] | None:
+        """The conflict learned for the whole name of ``decision`` (the top level's
+        decision, a member of an at-most-one group), or None when it cannot be.
+
+        First-UIP analysis learns "not ``decision``" when the conflict follows from the
+        group's other members being false because ``decision`` is chosen: ``python
+        3.11.2`` leaves no usable build of some package that exists for other Pythons.
+        Then ``python 3.11.1`` is tried, and fails the same way, one build at a time.
+        Resolving every literal of the level except those members gives instead
+        "``rest`` or one of these members": once ``rest`` is false, the name must be one
+        of the members, so every other build of it is out at once.  Written as
+        ``(aux or rest)`` and the requirement ``(not aux or members)`` on a new variable
+        ``aux``, whose exclusion (`_exclude`) rules the others out.  The learned clause
+        returned is ``(aux or rest)``, asserting ``aux``.
+        """
+        walked = self._walk(cid, top, decision)
+        if walked is None:
+            return None
+        rest, members, mask, antecedents, _seen = walked
+        if not members:
+            return None
+        aux = self.new_var()
+        self.add_clause(
+            [2 * aux + 1, *members],
+            derived_from=[],
+            within=(self.group[decision], mask, 2 * aux + 1),
+        )
+        rest[0] = 2 * aux
+        return rest, antecedents
+
+    def _walk(
+        self, cid: int, top: int, decision: int
+    ) -> tuple[list[int], list[int], int, list[int | tuple[int, int]], set[int]] | None:
+        """Resolve the false clause ``cid`` back along the trail at level ``top``.
+
+        With ``decision`` -1: to the first unique implication point, whose negation is
+        the returned clause's first literal.  Otherwise every literal of the level is
+        resolved except the members made false by ``decision``'s at-most-one group,
+        which are returned apart (with their rank mask); None when the conflict needs
+        ``decision`` itself.  Also returned: the antecedents and the variables seen.
+        """
         level = self.level
         reason = self.reason
+        rank = self.rank
         trail = self.trail
+        by_choice = -2 - 2 * decision if decision >= 0 else _NO_REASON
         seen: set[int] = set()
-        learned: list[int] = [0]
+        learned: list[int] = [0]  # the first literal is filled in last
+        members: list[int] = []
+        mask = 0
         antecedents: list[int | tuple[int, int]] = [cid]
         at_top = 0
         clause = self.clauses[cid]
@@ -463,58 +615,31 @@ class Engine:
                 seen.add(var)
                 var_level = level[var]
                 if var_level == top:
-                    at_top += 1
+                    if reason[var] == by_choice:
+                        members.append(lit)
+                        mask |= 1 << rank[var]
+                    elif var == decision:
+                        return None  # the conflict needs the decision itself
+                    else:
+                        at_top += 1
                 elif var_level > 0:
                     learned.append(lit)
+            if at_top == 0:  # (only when resolving by name)
+                break
             while True:
                 lit = trail[index]
                 index -= 1
                 var = lit >> 1
-                if var in seen and level[var] == top:
+                if var in seen and level[var] == top and reason[var] != by_choice:
                     break
             at_top -= 1
-            if at_top == 0:
+            if at_top == 0 and decision < 0:
                 learned[0] = lit ^ 1
                 break
-            why = reason[var]
-            antecedents.append(why if why >= 0 else (-2 - why, var))
+            antecedents.append(self._antecedent(var))
             clause = self.reason_literals(var)
             skip = var
-        learned = self._merge_shared_reasons(learned, seen, antecedents)
-        return self._minimize(learned, seen, antecedents), antecedents
-
-    def _merge_shared_reasons(
-        self, learned: list[int], seen: set[int], antecedents: list[int | tuple[int, int]]
-    ) -> list[int]:
-        """Resolve away literals made false by one same literal through two-literal
-        reasons: the dozens of builds of a name out because one build was chosen (or one
-        Python was) become that single choice.  A shorter clause, propagated sooner."""
-        reason = self.reason
-        level = self.level
-        groups: dict[int, list[int]] = {}
-        for lit in learned[1:]:
-            var = lit >> 1
-            if reason[var] == DECISION:
-                continue
-            lits = self.reason_literals(var)
-            if len(lits) == 2:
-                other = lits[1] if lits[0] >> 1 == var else lits[0]
-                groups.setdefault(other, []).append(lit)
-        present = set(learned)
-        drop: set[int] = set()
-        for other, lits in groups.items():
-            if len(lits) > 1 or other in present:
-                drop.update(lits)
-                for lit in lits:
-                    why = reason[lit >> 1]
-                    antecedents.append(why if why >= 0 else (-2 - why, lit >> 1))
-                # A literal false at level 0 stays out: its reason is found through the
-                # antecedents, as for the literals `_analyze` leaves out.
-                if other not in present and level[other >> 1] > 0:
-                    present.add(other)
-                    learned.append(other)
-                    seen.add(other >> 1)
-        return [lit for lit in learned if lit not in drop]
+        return learned, members, mask, antecedents, seen
 
     def _minimize(
         self, learned: list[int], seen: set[int], antecedents: list[int | tuple[int, int]]
@@ -531,7 +656,7 @@ class Engine:
                 continue
             others = [o >> 1 for o in self.reason_literals(var) if o >> 1 != var]
             if all(o in seen or level[o] == 0 for o in others):
-                antecedents.append(why if why >= 0 else (-2 - why, var))
+                antecedents.append(self._antecedent(var))
             else:
                 kept.append(lit)
         return kept
@@ -573,12 +698,27 @@ class Engine:
         (chosen, other) that together admit no solution."""
         clauses: set[int] = set()
         pairs: set[tuple[int, int]] = set()
+        excluded: set[tuple[int, int]] = set()
         visited_vars: set[int] = set()
         done: set[int] = set()
         stack: list[int | tuple[int, int]] = [self.final]
         while stack:
             item = stack.pop()
-            if isinstance(item, tuple):
+            if isinstance(item, tuple) and item[0] < 0:
+                # Excluded by a requirement: the requirement and the at-most-one group
+                # (its literals' reasons are not needed: only the head's is).
+                if item in excluded:
+                    continue
+                excluded.add(item)
+                cid = -1 - item[0]
+                if cid in self.derived:
+                    stack.append(cid)
+                else:
+                    clauses.add(cid)
+                within = self.within[cid]
+                assert within is not None
+                lits = [within[2]] if within[2] >= 0 else []
+            elif isinstance(item, tuple):
                 if item in pairs:
                     continue
                 pairs.add(item)
@@ -599,9 +739,6 @@ class Engine:
                 if var in visited_vars or self.values[lit] != -1 or self.level[var] != 0:
                     continue
                 visited_vars.add(var)
-                why = self.reason[var]
-                if why >= 0:
-                    stack.append(why)
-                elif why != DECISION:
-                    stack.append((-2 - why, var))
+                if self.reason[var] != DECISION:
+                    stack.append(self._antecedent(var))
         return clauses, pairs

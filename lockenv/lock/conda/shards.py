@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from lockenv.errors import IndexAccessError
 from lockenv.lock.conda.compressed import unzstd
 
@@ -62,11 +64,9 @@ class ShardIndex:
 
 def parse_shard_index(data: bytes, *, url: str, shown: str) -> ShardIndex:
     """Read a ``repodata_shards.msgpack.zst``; IndexAccessError when it is not one."""
-    import msgpack
-
     try:
-        document = msgpack.unpackb(unzstd(data), strict_map_key=False)
-    except (ValueError, msgpack.UnpackException) as exc:
+        document = msgspec.msgpack.decode(unzstd(data))
+    except (ValueError, RecursionError) as exc:  # msgspec's DecodeError is a ValueError
         raise _corrupt(shown, f"{type(exc).__name__}: {exc}") from None
     if not isinstance(document, dict):
         raise _corrupt(shown, "the top level is not a map")
@@ -186,11 +186,9 @@ class ShardedEntries:
 
 def _shard_entries(data: bytes, name: str, shown: str) -> Entries:
     """A shard's records, as ``repodata.json`` gives them (removed and twins dropped)."""
-    import msgpack
-
     try:
-        document = msgpack.unpackb(unzstd(data), strict_map_key=False)
-    except (ValueError, msgpack.UnpackException) as exc:
+        document = msgspec.msgpack.decode(unzstd(data))
+    except (ValueError, RecursionError) as exc:
         raise _corrupt(shown, f"the shard of {name!r}: {type(exc).__name__}: {exc}") from None
     if not isinstance(document, dict):
         raise _corrupt(shown, f"the shard of {name!r} is not a map")

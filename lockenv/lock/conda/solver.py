@@ -61,6 +61,7 @@ _EXPLAIN_LIMIT = 8
 _MINIMIZE_UNITS = 60
 _MINIMIZE_CLAUSES = 5000
 _MINIMIZE_CONFLICTS = 2000  # in all: a smaller explanation is not worth more time
+_MINIMIZE_TRIALS = 12  # sub-problems solved, in all
 
 
 @lru_cache(maxsize=65536)
@@ -170,6 +171,11 @@ class _Asked:
         return str(self.spec)
 
 
+# The pool and record of a variable the engine made for itself.
+_NO_POOL = _Pool("", -1, -1, [], [])
+_NO_RECORD = VirtualRecord(name="", version="0", build="")
+
+
 class CondaSolver:
     """One solve: construct, then call `solve` once."""
 
@@ -230,7 +236,7 @@ class CondaSolver:
         chosen = [
             self.record_of[var]
             for var in range(len(self.record_of))
-            if self.engine.values[2 * var] == 1
+            if self.engine.values[2 * var] == 1 and self.pool_of[var] is not _NO_POOL
         ]
         solution = sorted(
             (r for r in chosen if not isinstance(r, VirtualRecord)), key=lambda r: r.name
@@ -299,6 +305,7 @@ class CondaSolver:
         self.pool_list.append(pool)
         self.activity.append(0.0)
         for record in ordered:
+            self._pad()
             var = engine.new_var(pool.group)
             pool.vars.append(var)
             self.pool_of.append(pool)
@@ -378,7 +385,17 @@ class CondaSolver:
 
     # -- the engine's questions ----------------------------------------------------------
 
+    def _pad(self) -> None:
+        """Give the engine's own variables (`Engine._analyze_by_name`) a place in the
+        arrays by variable: no pool, no record, nothing to expand."""
+        while len(self.pool_of) < len(self.engine.level):
+            self.pool_of.append(_NO_POOL)
+            self.record_of.append(_NO_RECORD)
+            self.expanded.append(True)
+            self.requires.append([])
+
     def on_true(self, var: int) -> None:
+        self._pad()
         if not self.expanded[var]:
             self._expand(var)
         heap = self.heap
@@ -392,6 +409,7 @@ class CondaSolver:
         self._clashes(var)
 
     def on_unassigned(self, vars_: list[int]) -> None:
+        self._pad()
         heap = self.heap
         activity = self.activity
         requirements = self.requirements
@@ -413,8 +431,11 @@ class CondaSolver:
         activity = self.activity
         requirements = self.requirements
         bumped: set[int] = set()
+        self._pad()
         for var in vars_:
             pool = self.pool_of[var]
+            if pool is _NO_POOL:
+                continue
             activity[pool.index] += bump
             bumped.add(pool.index)
         if bump > 1e100:  # rescale before floats run out
@@ -609,26 +630,34 @@ class CondaSolver:
 
         Each check solves the small problem made of the remaining units' clauses alone
         (one at-most-one group per package name), so it is cheap; large proofs are
-        left as they are.
+        left as they are.  A check that finds the rest still impossible also drops every
+        unit its own refutation did not use; at most `_MINIMIZE_TRIALS` checks are made
+        (an explanation is not worth more time than the solve).
         """
         if len(units) > _MINIMIZE_UNITS or sum(map(len, units.values())) > _MINIMIZE_CLAUSES:
             return units
         kept = dict(units)
         budget = _MINIMIZE_CONFLICTS
+        trials = 0
         # Packages' requirements first (last found first), the manifest's last.
         for key in sorted(kept, key=lambda k: (k[1] == "asks", -min(kept[k]))):
             trial = {k: v for k, v in kept.items() if k != key}
-            if not trial or budget <= 0:
+            if key not in kept or not trial or budget <= 0 or trials >= _MINIMIZE_TRIALS:
                 continue
-            answer, spent = self._satisfiable([c for cs in trial.values() for c in cs], budget)
+            trials += 1
+            answer, spent, core = self._satisfiable(
+                [c for cs in trial.values() for c in cs], budget
+            )
             budget -= spent
             if answer is False:
-                kept = trial
+                # Not needed; nor is any unit the refutation without it did not use.
+                kept = {k: cs for k, cs in trial.items() if not core.isdisjoint(cs)}
         return kept
 
-    def _satisfiable(self, clause_ids: list[int], budget: int) -> tuple[bool | None, int]:
+    def _satisfiable(self, clause_ids: list[int], budget: int) -> tuple[bool | None, int, set[int]]:
         """Whether these clauses alone admit a solution (None: not found out within
-        ``budget`` conflicts), and the conflicts spent."""
+        ``budget`` conflicts), the conflicts spent, and when they admit none, the
+        clauses (of ``clause_ids``) the refutation used."""
         clauses = [self.engine.clauses[c] for c in clause_ids]
         problem = _Plain()
         engine = Engine(problem)
@@ -645,7 +674,14 @@ class CondaSolver:
                     renamed[var] = engine.new_var(groups[pool])
         for clause in clauses:
             engine.add_clause([2 * renamed[lit >> 1] + (lit & 1) for lit in clause])
-        return engine.solve(max_conflicts=budget), engine.conflicts
+        problem.clauses = list(engine.clauses)
+        answer = engine.solve(max_conflicts=budget)
+        used = (
+            {clause_ids[c] for c in engine.core()[0] if c < len(clause_ids)}
+            if answer is False
+            else set()
+        )
+        return answer, engine.conflicts, used
 
     def _describe_group(self, key: _Key, clauses: list[int], asked: Mapping[str, _Asked]) -> str:
         """``chain -> P 1.0 requires 'S'``, for the best build of P that asks, and how
@@ -707,27 +743,37 @@ class CondaSolver:
 
 
 class _Plain:
-    """Decides the variables of a small, fully encoded problem in order."""
+    """Decides a small, fully encoded problem: a variable left undecided counts as
+    false, so only a clause that this would leave unmet asks for a decision (one of its
+    undecided positive literals, true); when none does, every clause is met."""
 
     engine: Engine
-    next = 0  # where to look for an unassigned variable first
+
+    def __init__(self) -> None:
+        self.clauses: list[list[int]] = []  # the problem's own clauses
 
     def on_true(self, var: int) -> None:
         pass
 
     def on_unassigned(self, vars_: list[int]) -> None:
-        self.next = 0
+        pass
 
     def on_conflict(self, vars_: list[int], bump: float) -> None:
-        self.next = 0
+        pass
 
     def decide(self) -> int:
         values = self.engine.values
-        for start in (self.next, 0):  # a backtrack may have undone earlier ones
-            for var in range(start, len(values) // 2):
-                if values[2 * var] == 0:
-                    self.next = var
-                    return 2 * var + 1
+        for clause in self.clauses:
+            choice = -1
+            for lit in clause:
+                value = values[lit]
+                if value == 1 or (value == 0 and lit & 1):
+                    break  # met, or met by leaving its variable false
+                if value == 0 and choice < 0:
+                    choice = lit
+            else:
+                if choice >= 0:
+                    return choice
         return DONE
 
 

@@ -37,6 +37,7 @@ from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import IndexAccessError
 from lockenv.http import HttpClient, HttpStatusError, file_url_to_path, redact_url
+from lockenv.limits import MAX_PAGE, read_capped
 
 __all__ = [
     "SIMPLE_ACCEPT",
@@ -451,7 +452,7 @@ class PackageIndex:
         else:
             page_url = index_url.rstrip("/") + f"/{name}/"
             try:
-                page = self.http.get_page(page_url, accept=SIMPLE_ACCEPT)
+                page = self.http.get_page(page_url, accept=SIMPLE_ACCEPT, most=MAX_PAGE)
             except HttpStatusError as exc:
                 if exc.status in (404, 410):
                     return None
@@ -472,7 +473,7 @@ class PackageIndex:
             page = project / filename
             if page.is_file():
                 try:
-                    content = page.read_bytes()
+                    content = read_capped(page, MAX_PAGE, "index page", regular_only=True)
                 except OSError as exc:
                     raise IndexAccessError(f"{str(page)!r}: cannot read: {exc}") from None
                 return parse_simple_page(content, content_type, page.as_uri())
@@ -520,7 +521,7 @@ class PackageIndex:
         elif location.startswith("file:"):
             path = file_url_to_path(location)
         else:
-            page = self.http.get_page(location, accept="text/html")
+            page = self.http.get_page(location, accept="text/html", most=MAX_PAGE)
             links = parse_simple_page(page.content, page.content_type, page.url)
             links = [_with_credentials(link, location) for link in links]
             return tuple(_to_files(links, shown, None))

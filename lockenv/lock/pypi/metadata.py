@@ -38,6 +38,7 @@ from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import IndexAccessError, IntegrityError, MetadataError
 from lockenv.http import ByteRange, HttpClient, HttpStatusError, file_url_to_path, redact_url
+from lockenv.limits import MAX_PAGE
 from lockenv.lock.pypi.index import DistFile, local_file_sha256
 
 __all__ = [
@@ -301,7 +302,7 @@ class MetadataFetcher:
                 ):
                     return None
         try:
-            data = self.http.fetch_bytes(url)
+            data = self.http.fetch_bytes(url, most=MAX_PAGE)
         except HttpStatusError:
             if not advertised:
                 with self._lock:

@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from lockenv.errors import InstallError, MetadataError, UnsafePathError
+from lockenv.limits import MAX_METADATA
 
 __all__ = ["extract_package", "package_format", "read_index_json", "read_info_files"]
 
 _CHUNK = 1 << 20
-_MAX_INFO_FILE = 256 << 20  # what one info/ file read into memory may be (index.json: 1 KiB)
+_MAX_INFO_FILE = MAX_METADATA  # what one info/ file read into memory may be
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Errors of a damaged or truncated archive, whichever layer notices first.
 _READ_ERRORS: tuple[type[BaseException], ...] = (

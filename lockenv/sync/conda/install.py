@@ -47,8 +47,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lockenv.errors import InstallError, UnsafePathError
+from lockenv.limits import MAX_METADATA, read_capped
 from lockenv.lockfile import CondaArtifact
 from lockenv.sync.conda.archive import extract_package
+from lockenv.sync.conda.placeholders import (
+    PrefixRewrite,
+    replace_binary_prefix,
+    replace_text_prefix,
+)
 from lockenv.sync.conda.prefix_record import (
     CONDA_META,
     LINK_TYPES,
@@ -69,7 +75,7 @@ __all__ = [
     "conda_destinations",
     "conda_dist_infos",
     "conda_launchers",
-    "content_in_prefix",
+    "digest_in_prefix",
     "install_conda_package",
     "load_unpacked_conda",
     "replace_binary_prefix",
@@ -85,8 +91,6 @@ _MANIFEST_FORMAT = 2  # 2: python_site_packages_path (CEP 17)
 _IS_WINDOWS = sys.platform == "win32"
 # conda-build's placeholder for has_prefix lines that name none (old packages).
 _LEGACY_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
-# Linux reads 127 bytes of a shebang line before kernel 5.1.
-_MAX_SHEBANG = 127
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _PACKAGE_SCRIPT = re.compile(
     r"^(?:bin|Scripts)/\.(?P<name>.+)-(?P<kind>pre-link|post-link|pre-unlink)\.(?:sh|bat)$"
@@ -164,25 +168,27 @@ def _safe_path(path: object, filename: str, where: str = "info/paths.json lists"
 
 def _read_json(path: Path, filename: str) -> Any:
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(read_capped(path, MAX_METADATA, "package metadata file"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise _broken(filename, f"{path.parent.name}/{path.name} is unreadable: {exc}") from None
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, filename: str) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path, MAX_METADATA, "package metadata file").decode("utf-8")
     except FileNotFoundError:
         return []
+    except (OSError, ValueError) as exc:
+        raise _broken(filename, f"{path.parent.name}/{path.name} is unreadable: {exc}") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _legacy_paths(info: Path, filename: str) -> list[dict[str, Any]]:
     """paths.json entries rebuilt from the pre-2017 ``files``, ``has_prefix``, ``no_link``."""
     placeholders: dict[str, tuple[str, str]] = {}
-    for line in _read_lines(info / "has_prefix"):
+    for line in _read_lines(info / "has_prefix", filename):
         try:
             parts = [p.strip("\"'") for p in shlex.split(line, posix=False)]
         except ValueError:
@@ -193,9 +199,9 @@ def _legacy_paths(info: Path, filename: str) -> list[dict[str, Any]]:
             placeholders[parts[2]] = (parts[0], parts[1])
         else:
             raise _broken(filename, f"info/has_prefix line {line!r} is malformed")
-    no_link = set(_read_lines(info / "no_link"))
+    no_link = set(_read_lines(info / "no_link", filename))
     entries: list[dict[str, Any]] = []
-    for path in _read_lines(info / "files"):
+    for path in _read_lines(info / "files", filename):
         entry: dict[str, Any] = {"_path": path}
         if path in placeholders:
             entry["prefix_placeholder"], entry["file_mode"] = placeholders[path]
@@ -252,6 +258,9 @@ def _describe(pkg_dir: str, entry: dict[str, Any], filename: str) -> CondaFile:
     file_mode = entry.get("file_mode") or ("text" if placeholder else "")
     if not isinstance(placeholder, str) or file_mode not in ("", "text", "binary"):
         raise _broken(filename, f"{path!r} has prefix placeholder mode {file_mode!r}")
+    if "\0" in placeholder or "\n" in placeholder:
+        # Never in a real package; the streamed rewrite relies on it (see .placeholders).
+        raise _broken(filename, f"{path!r} has the prefix placeholder {placeholder!r}")
     raw_sha, raw_size = entry.get("sha256"), entry.get("size_in_bytes")
     sha256: str = raw_sha if isinstance(raw_sha, str) else ""
     size: int = raw_size if isinstance(raw_size, int) and not isinstance(raw_size, bool) else -1
@@ -372,7 +381,7 @@ def unpack_conda(
 def load_unpacked_conda(directory: Path) -> UnpackedConda | None:
     """The package unpacked in ``directory``, or None when the entry is absent or unusable."""
     try:
-        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(read_capped(directory / MANIFEST, MAX_METADATA, "cache manifest"))
         if data.get("format") != _MANIFEST_FORMAT or not (directory / PKG).is_dir():
             return None
         return UnpackedConda(
@@ -391,56 +400,6 @@ def load_unpacked_conda(directory: Path) -> UnpackedConda | None:
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
-# -- prefix placeholders ----------------------------------------------------------------
-
-
-def replace_text_prefix(data: bytes, placeholder: bytes, prefix: bytes) -> bytes:
-    """``data`` with every ``placeholder`` replaced by ``prefix`` (lengths may differ).
-
-    A ``#!`` line the replacement made longer than the kernel reads becomes
-    ``#!/usr/bin/env <program>``, as conda does.
-    """
-    if placeholder not in data:
-        return data
-    new = data.replace(placeholder, prefix)
-    if new.startswith(b"#!") and not _IS_WINDOWS:
-        new = _shorten_shebang(new)
-    return new
-
-
-def _shorten_shebang(data: bytes) -> bytes:
-    end = data.find(b"\n")
-    line = data if end < 0 else data[:end]
-    if len(line) <= _MAX_SHEBANG:
-        return data
-    match = re.match(rb"^#!\s*(\S+)(.*)$", line)
-    if match is None:
-        return data
-    program = posixpath.basename(match[1])
-    return b"#!/usr/bin/env " + program + match[2] + data[len(line) :]
-
-
-def replace_binary_prefix(data: bytes, placeholder: bytes, prefix: bytes) -> bytes:
-    """``data`` with ``placeholder`` replaced by ``prefix`` inside NUL-terminated strings.
-
-    Each string keeps its length: what the shorter prefix frees is added as NUL bytes
-    after the string's terminator, so offsets in the binary do not move.  ValueError when
-    ``prefix`` is longer than ``placeholder``.
-    """
-    if len(prefix) > len(placeholder):
-        raise ValueError("the prefix is longer than the placeholder")
-    if placeholder not in data:
-        return data
-    pattern = re.compile(re.escape(placeholder) + rb"[^\0]*\0")
-
-    def pad(match: re.Match[bytes]) -> bytes:
-        string = match[0]
-        replaced = string.replace(placeholder, prefix)
-        return replaced + b"\0" * (len(string) - len(replaced))
-
-    return pattern.sub(pad, data)
 
 
 # -- linking -------------------------------------------------------------------------------
@@ -522,12 +481,18 @@ def conda_launchers(pkg: UnpackedConda, layout: EnvLayout) -> list[tuple[str, by
     ]
 
 
-def content_in_prefix(item: CondaFile, data: bytes, layout: EnvLayout, filename: str) -> bytes:
-    """What the file ``item`` (cache bytes ``data``) holds once linked into ``layout``:
-    its prefix placeholder replaced by the final prefix (``data`` when it has none)."""
-    if not item.placeholder:
-        return data
-    return _rewrite(item, data, layout, filename, item.path)
+def digest_in_prefix(
+    item: CondaFile, source: Path, layout: EnvLayout, filename: str
+) -> tuple[str, int]:
+    """``(sha256, size)`` of the file ``item`` (at ``source`` in the cache) once linked into
+    ``layout``: its prefix placeholder replaced by the final prefix, streamed."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(source, "rb") as fh:
+        for piece in _rewriter(item, layout, filename, item.path).chunks(fh):
+            digest.update(piece)
+            size += len(piece)
+    return digest.hexdigest(), size
 
 
 def _check_link_target(dest: str, target: str, filename: str) -> None:
@@ -544,7 +509,8 @@ def _check_link_target(dest: str, target: str, filename: str) -> None:
         )
 
 
-def _rewrite(item: CondaFile, data: bytes, layout: EnvLayout, filename: str, dest: str) -> bytes:
+def _rewriter(item: CondaFile, layout: EnvLayout, filename: str, dest: str) -> PrefixRewrite:
+    """What replaces ``item``'s placeholder by ``layout``'s final prefix."""
     placeholder = item.placeholder.encode("utf-8")
     prefix = str(layout.prefix)
     if item.file_mode == "binary":
@@ -555,11 +521,24 @@ def _rewrite(item: CondaFile, data: bytes, layout: EnvLayout, filename: str, des
                 f"{len(placeholder)} bytes, and the prefix {prefix!r} is {len(new)} bytes; "
                 f"choose a prefix of at most {len(placeholder)} bytes"
             )
-        return replace_binary_prefix(data, placeholder, new)
+        return PrefixRewrite(placeholder, new, "binary")
     if _IS_WINDOWS:
         # conda writes forward slashes into text files: no backslash escapes to worry about.
         prefix = prefix.replace("\\", "/")
-    return replace_text_prefix(data, placeholder, os.fsencode(prefix))
+    return PrefixRewrite(placeholder, os.fsencode(prefix), "text")
+
+
+def _write_rewritten(
+    guard: PrefixGuard, item: CondaFile, src: str, dest: str, layout: EnvLayout, what: str
+) -> str | None:
+    """Write ``src`` to ``dest`` with its placeholder replaced, a chunk at a time; the
+    sha256 of what was written when it differs from the source, else None."""
+    rewrite = _rewriter(item, layout, what, dest)
+    with open(src, "rb") as fh:
+        sha256, _ = guard.write_chunks(
+            dest, rewrite.chunks(fh), executable=item.executable, what=what
+        )
+    return sha256 if rewrite.changed else None
 
 
 def install_conda_package(
@@ -625,14 +604,11 @@ def install_conda_package(
             else:
                 src = os.path.join(source_dir, *item.path.split("/"))
                 if item.placeholder:
-                    with open(src, "rb") as fh:
-                        data = fh.read()
-                    new = _rewrite(item, data, layout, pkg.filename, dest)
-                    guard.write(dest, new, executable=item.executable, what=what)
+                    in_prefix = _write_rewritten(guard, item, src, dest, layout, what)
                     entry["prefix_placeholder"] = item.placeholder
                     entry["file_mode"] = item.file_mode
-                    if new != data:
-                        entry["sha256_in_prefix"] = hashlib.sha256(new).hexdigest()
+                    if in_prefix is not None:
+                        entry["sha256_in_prefix"] = in_prefix
                 elif item.no_link:
                     guard.copy(src, dest, executable=item.executable, what=what)
                 else:

@@ -30,6 +30,7 @@ from typing import Any
 
 from lockenv import __version__
 from lockenv.errors import UnsafePathError
+from lockenv.limits import MAX_METADATA, read_capped
 from lockenv.lockfile import CondaArtifact
 
 __all__ = [
@@ -304,8 +305,8 @@ def read_prefix_records(prefix: Path) -> list[PrefixRecord]:
     records = []
     for name in names:
         try:
-            with open(os.path.join(directory, name), "rb") as fh:
-                doc = json.loads(fh.read())
+            path = os.path.join(directory, name)
+            doc = json.loads(read_capped(path, MAX_METADATA, "conda-meta record"))
         except (OSError, ValueError) as exc:
             records.append(
                 PrefixRecord.unreadable(name, f"{CONDA_META}/{name} is unreadable: {exc}")

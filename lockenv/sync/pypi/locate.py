@@ -18,6 +18,8 @@ import urllib.parse
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
+from lockenv.limits import MAX_PAGE
+
 if TYPE_CHECKING:
     from lockenv.http import HttpClient
 
@@ -37,7 +39,7 @@ def find_on_index(client: HttpClient, index: str, name: str, filename: str) -> s
 
     page_url = index.rstrip("/") + f"/{name}/"
     try:
-        page = client.get_page(page_url, accept=_ACCEPT)
+        page = client.get_page(page_url, accept=_ACCEPT, most=MAX_PAGE)
     except HttpStatusError as exc:
         if exc.status in (404, 410):
             return None

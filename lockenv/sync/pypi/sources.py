@@ -45,10 +45,11 @@ def tree_fingerprint(tree: Path) -> str:
     digest = hashlib.sha256()
     for name in BUILD_FILES:
         try:
-            data = (tree / name).read_bytes()
+            with open(tree / name, "rb") as fh:
+                file_digest = hashlib.file_digest(fh, "sha256").digest()
         except OSError:
-            data = b"\0missing"
-        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+            file_digest = hashlib.sha256(b"\0missing").digest()
+        digest.update(name.encode() + b"\0" + file_digest)
     return digest.hexdigest()
 
 

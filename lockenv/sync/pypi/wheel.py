@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lockenv.errors import InstallError, UnsafePathError
+from lockenv.limits import MAX_METADATA, TooLargeError, read_capped, size_text
 from lockenv.sync.guard import PrefixGuard
 from lockenv.sync.launchers import (
     EntryPoint,
@@ -510,6 +511,15 @@ def wheel_layout(infos: Sequence[zipfile.ZipInfo], *, filename: str, project: st
             "the wheel is broken"
         )
     dist_info, name, version = _dist_info_dir(names, filename, project)
+    for path, info in members:
+        # Read whole (`_described`): refused by the size they declare, which bounds what
+        # inflating them can produce.
+        in_dist_info = path.startswith(f"{dist_info}/") and path.count("/") == 1
+        if in_dist_info and info.file_size > MAX_METADATA:
+            raise InstallError(
+                f"{filename}: {path!r} is {info.file_size} bytes, more than the "
+                f"{size_text(MAX_METADATA)} any real one is; the wheel is broken or malicious"
+            )
     return WheelLayout(
         members=members,
         names=names,
@@ -591,7 +601,7 @@ def _write_manifest(path: Path, wheel: UnpackedWheel) -> None:
 def load_unpacked(directory: Path) -> UnpackedWheel | None:
     """The wheel unpacked in ``directory``, or None when the entry is absent or unusable."""
     try:
-        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(read_capped(directory / MANIFEST, MAX_METADATA, "cache manifest"))
         if data.get("format") != _MANIFEST_FORMAT:
             return None
         return UnpackedWheel(
@@ -712,8 +722,13 @@ def plan_wheel_install(
     for f, dest in placed:
         src = f"{files_dir}/{f.path}"
         if f.python_shebang:
-            with open(src, "rb") as fh:
-                rewritten = rewrite_python_shebang(fh.read(), python)
+            # Held in the plan (`lockenv.sync.reuse` compares it): a script, never larger
+            # than the metadata cap.
+            try:
+                script = read_capped(src, MAX_METADATA, "#!python script")
+            except TooLargeError as exc:
+                raise InstallError(f"{wheel.filename}: {f.path!r}: {exc}") from None
+            rewritten = rewrite_python_shebang(script, python)
             assert rewritten is not None
             entries.append((dest, rewritten, True))
             rows.append((record_path(dest), record_hash(rewritten), len(rewritten)))
