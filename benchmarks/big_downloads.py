@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                         "requirements.txt",
                     ]
                     pair.add(tool, timed(command, uv_dir, env))
+        pair.load = os.getloadavg()[0]
         print(
             f"\n{args.wheels} wheels of {args.mib} MiB ({total / 2**20:.0f} MiB in all) from "
             f"127.0.0.1, {os.cpu_count()} CPUs, median of {args.rounds} cold syncs "
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         )
         print(f"{'':<8}{'wall ms':>18}{'':>9}{'cpu ms':>19}")
-        print(f"{'':<8}{'lockenv':>9}{'uv':>9}{'ratio':>9}{'lockenv':>10}{'uv':>9}{'ratio':>9}")
+        header = f"{'lockenv':>9}{'uv':>9}{'ratio':>9}"
+        print(f"{'':<8}{header}{'':>1}{header}{'load':>7}")
         print(pair.row())
         walls = [s[0] for s in pair.samples["lockenv"]]
         print(f"lockenv throughput: {total / statistics.median(walls) / 2**20:.0f} MiB/s")
