@@ -25,12 +25,12 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lockenv.build.backend import Backend
-from lockenv.build.environment import BuildEnvironments
+from lockenv.build.environment import BuildEnvironments, Progress
 from lockenv.build.source_tree import read_build_system, unpack_sdist
 from lockenv.errors import BuildError
 
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SourceBuilder", "cache_key"]
 
-Progress = Callable[[str], None]
 _RECORD = "built.json"
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from lockenv.mirrors import Mirrors
     from lockenv.sync.venv import Interpreter
 
-__all__ = ["BuildEnvironments"]
+__all__ = ["BuildEnvironments", "Progress"]
 
 Progress = Callable[[str], None]
 

@@ -13,6 +13,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from lockenv.http import MAX_DOCUMENT
+from lockenv.limits import size_text
 
 if TYPE_CHECKING:
     import zstandard
@@ -23,7 +24,7 @@ _PIECE = 16 << 20  # what a frame of undeclared size is read by
 
 
 def _too_large(limit: int) -> ValueError:
-    return ValueError(f"it decompresses to more than {limit >> 20} MiB")
+    return ValueError(f"it decompresses to more than {size_text(limit)}")
 
 
 def unzstd(data: bytes, *, limit: int = MAX_DOCUMENT) -> bytes:
