@@ -263,7 +263,7 @@ def test_refresh_then_placing_the_rest_makes_the_fresh_tree(
         except (FileExistsError, NotADirectoryError):
             continue  # a file where this path needs a directory
 
-    kept = refresh_tree(spare, [plan], [])
-    assert kept is not None
-    _apply(spare, plan, kept)
+    refreshed = refresh_tree(spare, [plan], [])
+    assert refreshed is not None
+    _apply(spare, plan, refreshed.files)
     assert _files(spare) == _files(fresh)
