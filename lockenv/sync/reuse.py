@@ -17,9 +17,10 @@ fresh build would be (`refresh_tree`):
   per file the installer writes): a file stays only where the new environment has
   exactly it — a hardlink to the very cache file the new one links (same inode, as the
   directory entry says: the cache entry was checked against its seal by this sync), or
-  a file the installer writes, with the same bytes and mode and no other link to it; everything else goes (the old versions of changed packages,
-  ``__pycache__`` written while the tree was live, anything installed by hand, every
-  symlink and the venv skeleton, which is written again);
+  a file the installer writes, with the same bytes and mode and no other link to it;
+  everything else goes (the old versions of changed packages, ``__pycache__`` written
+  while the tree was live, anything installed by hand, every symlink and the venv
+  skeleton, which is written again);
 - what is missing is then created through the `PrefixGuard` like any sync's files.
 
 So the tree swapped in is the one a fresh build makes, at the cost of the difference.
@@ -40,6 +41,7 @@ from lockenv.sync.pypi.wheel import WheelInstall
 __all__ = [
     "SPARE_SUFFIX",
     "Refreshed",
+    "is_spare",
     "keep_as_spare",
     "refresh_tree",
     "spare_path",
@@ -61,14 +63,7 @@ def take_spare(prefix: Path) -> Path | None:
     import tempfile
 
     spare = spare_path(prefix)
-    try:
-        if not stat.S_ISDIR(os.lstat(spare).st_mode):
-            return None
-        # Only a tree a sync kept (with its state file) is taken: never a directory of
-        # the user's that happens to have the name.
-        if not stat.S_ISREG(os.lstat(spare / STATE_FILE).st_mode):
-            return None
-    except OSError:
+    if not is_spare(spare):
         return None
     staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
     try:
@@ -77,6 +72,17 @@ def take_spare(prefix: Path) -> Path | None:
         os.rmdir(staging)
         return None
     return staging
+
+
+def is_spare(path: Path) -> bool:
+    """Whether ``path`` is a tree a sync kept as a spare: a directory with its state file
+    (never a directory of the user's that happens to have the name)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode) and stat.S_ISREG(
+            os.lstat(path / STATE_FILE).st_mode
+        )
+    except OSError:
+        return False
 
 
 def keep_as_spare(old: Path, prefix: Path, *, reusable: bool) -> bool:
