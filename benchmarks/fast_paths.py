@@ -1,6 +1,6 @@
 """Benchmark: what a job array pays per task — lockenv beside uv on the same project.
 
-    python benchmarks/fast_paths.py [--rounds 9] [--uv PATH] [--lockenv PATH]
+    python benchmarks/fast_paths.py [--rounds 9] [--uv PATH] [--lockenv PATH] [--only CASE]
 
 A generated stack (`benchmarks.synthetic.make_stack`: 24 packages asked for, 80 pins,
 about 12k files) is served on 127.0.0.1 and locked by each tool for this machine: a
@@ -46,6 +46,7 @@ from lockenv.platforms import current_platform  # noqa: E402
 
 PYTHON = "3.11"
 VERSIONS = ("1.0", "1.1", "1.2")  # of the package a one-package change moves
+CASES = ("run", "no-op", "warm", "change")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pins", type=int, default=80)
     parser.add_argument("--files", type=int, default=12000)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--only", action="append", choices=CASES, help="measure only this case (repeatable)"
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="lockenv-fast-paths-"))
@@ -207,6 +211,8 @@ def bench(
     pairs = []
 
     def scenario(name: str, steps: dict[str, Callable[[], tuple[float, float]]]) -> None:
+        if args.only and name not in args.only:
+            return
         pair = Pair(name)
         for tool in ("lockenv", "uv"):
             steps[tool]()  # warm-up

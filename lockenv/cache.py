@@ -95,6 +95,7 @@ __all__ = [
     "prune",
     "remove_tree",
     "seal_entry",
+    "tree_usage",
 ]
 
 SEAL = "seal.json"
@@ -899,6 +900,13 @@ def cache_usage(cache: Cache) -> dict[str, DiskUsage]:
         before = usage.get(part, DiskUsage(bytes=0, inodes=0))
         usage[part] = DiskUsage(bytes=before.bytes + used, inodes=before.inodes + inodes)
     return usage
+
+
+def tree_usage(path: Path) -> DiskUsage:
+    """Disk use of the tree at ``path`` (each inode once, hard links or not): what it
+    keeps on disk while it exists."""
+    used, inodes = _disk_usage(path, set())
+    return DiskUsage(bytes=used, inodes=inodes)
 
 
 def _disk_usage(path: Path, seen: set[tuple[int, int]]) -> tuple[int, int]:

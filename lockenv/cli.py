@@ -25,6 +25,7 @@ from lockenv.errors import EXIT_INPUT_ERROR, LockenvError, UsageError
 from lockenv.project import LOCK_NAME
 
 if TYPE_CHECKING:
+    from lockenv.cache import Cache
     from lockenv.lock.manifest import Manifest
     from lockenv.lock.resolve import LockOptions
     from lockenv.project import ProjectPaths
@@ -713,13 +714,18 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "dir":
         print(cache)
     elif args.action == "clean":
+        from lockenv.cache import Cache
+
+        spares = _remove_spares(Cache(cache), dry_run=False)
         shutil.rmtree(cache, ignore_errors=True)
-        _OUT.note(f"removed {cache}")
+        _OUT.note(f"removed {cache}" + (f" and {_spare_count(spares)}" if spares else ""))
     elif args.action == "prune":
         from lockenv.cache import Cache, keep_policy, prune
         from lockenv.sync.usage import environment_uses
 
         root = Cache(cache)
+        # First: their hard links would keep the bytes of pruned cache files.
+        spares = _remove_spares(root, dry_run=args.dry_run)
         pruned = prune(
             root,
             older_than_days=args.older_than,
@@ -736,10 +742,17 @@ def cmd_cache(args: argparse.Namespace) -> int:
         verb = "would prune" if args.dry_run else "pruned"
         freed = "would be freed" if args.dry_run else "freed"
         kept = pruned.kept_for_environments
+        spared = ""
+        if spares:
+            size = format_size(sum(s for _path, s in spares))
+            spared = f"; {_spare_count(spares)} of environments ({size}) " + (
+                "would be removed" if args.dry_run else "removed"
+            )
         _OUT.note(
             f"{verb} {pruned.entries} cache entries and {pruned.leftovers} leftovers "
             f"({format_size(pruned.freed_bytes)} {freed}) in {cache}"
             + (f"; kept {kept} old entries that environments use" if kept else "")
+            + spared
         )
     elif args.action == "size":
         from lockenv.cache import Cache, cache_usage
@@ -751,6 +764,36 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print(f"{part:<14}{format_size(u.bytes):>12}{u.inodes:>10} inodes")
         print(f"{'total':<14}{format_size(total_bytes):>12}{total_inodes:>10} inodes  ({cache})")
     return 0
+
+
+def _spare_count(spares: list[tuple[Path, int]]) -> str:
+    return f"{len(spares)} spare tree" + ("s" if len(spares) != 1 else "")
+
+
+def _remove_spares(cache: Cache, *, dry_run: bool) -> list[tuple[Path, int]]:
+    """Remove (``dry_run``: list) the spare trees kept beside the environments ``cache``
+    knows (`lockenv.sync.reuse`); ``(path, bytes it kept on disk)`` of each, said on a
+    line of its own (stdout when dry, -v otherwise).  A spare whose environment is being
+    synced is left alone."""
+    from lockenv.cache import tree_usage
+    from lockenv.sync.materialize import remove_spare
+    from lockenv.sync.usage import spare_trees
+
+    done = []
+    for prefix, spare in spare_trees(cache):
+        size = tree_usage(spare).bytes
+        if not dry_run and not remove_spare(prefix):
+            continue
+        line = (
+            f"{spare}  {format_size(size)}  (the tree the last sync of {str(prefix)!r} "
+            "replaced, kept for its next sync; its hard links keep cache files on disk)"
+        )
+        if dry_run:
+            print(f"would remove {line}")
+        else:
+            _OUT.debug(f"removed {line}")
+        done.append((spare, size))
+    return done
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:

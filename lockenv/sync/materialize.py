@@ -88,6 +88,7 @@ __all__ = [
     "activation_env",
     "default_cache_dir",
     "is_up_to_date",
+    "remove_spare",
     "stamp_environment",
     "stamp_inputs",
     "sync_environment",
@@ -265,21 +266,46 @@ def tidy(prefix: Path, cache_dir: Path | None = None) -> None:
     the cache.  Two directory listings when there is nothing to remove."""
     prefix = Path(os.path.abspath(prefix))
     if _leftovers(prefix):
-        lock_path = prefix.parent / f".{prefix.name}.lock"
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            fd = -1
-        if fd >= 0:
-            try:
-                if _IS_WINDOWS or _try_flock(fd):
-                    _recover(prefix)
-            finally:
-                os.close(fd)
+        with _prefix_lock_if_free(prefix) as free:
+            if free:  # else a sync of it is running: its staging tree is not left over
+                _recover(prefix)
     from lockenv.cache import Cache, default_cache_dir
 
     with contextlib.suppress(OSError):
         Cache(cache_dir or default_cache_dir()).clean_stale_temp()
+
+
+def remove_spare(prefix: Path) -> bool:
+    """Remove the spare tree a sync kept beside ``prefix`` (`lockenv.sync.reuse`), unless
+    a sync of ``prefix`` is running (it may be taking it); True when one was removed.
+    Its hard links keep cache files on disk after `lockenv.cache.prune` drops them."""
+    prefix = Path(os.path.abspath(prefix))
+    with _prefix_lock_if_free(prefix) as free:
+        # Under a staging name, without its state file: a removal cut short is finished
+        # by the next sync, which never takes it for a complete tree.
+        staging = _spare_staging(prefix) if free else None
+        if staging is None:
+            return False
+        from lockenv.cache import remove_tree
+
+        remove_tree(staging)
+        return True
+
+
+@contextlib.contextmanager
+def _prefix_lock_if_free(prefix: Path) -> Iterator[bool]:
+    """Hold the prefix's sync lock (`_prefix_lock`) if no sync holds it: True, else False
+    at once (never waits)."""
+    lock_path = prefix.parent / f".{prefix.name}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        yield _IS_WINDOWS or _try_flock(fd)
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def _try_flock(fd: int) -> bool:
@@ -288,7 +314,7 @@ def _try_flock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        return False  # a sync of this prefix is running: its staging tree is not left over
+        return False
     return True
 
 

@@ -13,13 +13,14 @@ fresh build would be (`refresh_tree`):
 - it is renamed to a staging name first, and its state file removed, so a sync killed
   while refreshing it leaves an incomplete staging tree that the next sync deletes, as it
   deletes any (the live environment is not touched until the exchange);
-- every entry is looked at, one directory listing per directory and one ``lstat`` per
-  file: a file stays only where the new environment has exactly it — a hardlink to the
-  very cache file the new one links (same inode; the cache entry was checked against its
-  seal by this sync), or a file the installer writes, with the same bytes and mode and
-  no other link to it; everything else goes (the old versions of changed packages,
-  ``__pycache__`` written while the tree was live, anything installed by hand, every
-  symlink and the venv skeleton, which is written again);
+- every entry is looked at, one directory listing and one ``lstat`` per directory (and
+  per file the installer writes): a file stays only where the new environment has
+  exactly it — a hardlink to the very cache file the new one links (same inode, as the
+  directory entry says: the cache entry was checked against its seal by this sync), or
+  a file the installer writes, with the same bytes and mode and no other link to it;
+  everything else goes (the old versions of changed packages, ``__pycache__`` written
+  while the tree was live, anything installed by hand, every symlink and the venv
+  skeleton, which is written again);
 - what is missing is then created through the `PrefixGuard` like any sync's files.
 
 So the tree swapped in is the one a fresh build makes, at the cost of the difference.
@@ -40,6 +41,7 @@ from lockenv.sync.pypi.wheel import WheelInstall
 __all__ = [
     "SPARE_SUFFIX",
     "Refreshed",
+    "is_spare",
     "keep_as_spare",
     "refresh_tree",
     "spare_path",
@@ -61,14 +63,7 @@ def take_spare(prefix: Path) -> Path | None:
     import tempfile
 
     spare = spare_path(prefix)
-    try:
-        if not stat.S_ISDIR(os.lstat(spare).st_mode):
-            return None
-        # Only a tree a sync kept (with its state file) is taken: never a directory of
-        # the user's that happens to have the name.
-        if not stat.S_ISREG(os.lstat(spare / STATE_FILE).st_mode):
-            return None
-    except OSError:
+    if not is_spare(spare):
         return None
     staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
     try:
@@ -77,6 +72,17 @@ def take_spare(prefix: Path) -> Path | None:
         os.rmdir(staging)
         return None
     return staging
+
+
+def is_spare(path: Path) -> bool:
+    """Whether ``path`` is a tree a sync kept as a spare: a directory with its state file
+    (never a directory of the user's that happens to have the name)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode) and stat.S_ISREG(
+            os.lstat(path / STATE_FILE).st_mode
+        )
+    except OSError:
+        return False
 
 
 def keep_as_spare(old: Path, prefix: Path, *, reusable: bool) -> bool:
@@ -121,11 +127,17 @@ def refresh_tree(
 ) -> Refreshed | None:
     """Remove from the tree at ``root`` every entry that is not exactly what installing
     ``plans`` (in order) would put there; return what was left in place, or None when
-    something could not be removed (then the tree is of no use: build afresh).
-    ``keep_dirs``: directories of the skeleton, kept (with their ancestors) even when no
-    package puts a file in them.  ``inodes``: ``(st_dev, st_ino)`` of cache files by path,
-    as this sync's seal check just saw them (`lockenv.sync.prepare.Prepared.inodes`);
-    the others are looked at."""
+    something could not be removed, or a directory of the tree is another filesystem's
+    (then the tree is of no use: build afresh).  ``keep_dirs``: directories of the
+    skeleton, kept (with their ancestors) even when no package puts a file in them.
+    ``inodes``: ``(st_dev, st_ino)`` of cache files by path, as this sync's seal check
+    just saw them (`lockenv.sync.prepare.Prepared.inodes`); the others are looked at.
+
+    A file that should be a link to a cache file is recognised by the inode number its
+    directory entry holds, without an ``lstat``: every directory walked is on the tree's
+    filesystem (checked), so that number names one inode of that filesystem, and an inode
+    that is the cache file's has its content, mode and owner, which the seal check just
+    verified.  Only the files the installer writes are looked at and read."""
     known = inodes or {}
     from lockenv.cache import remove_tree
 
@@ -139,29 +151,44 @@ def refresh_tree(
     for directory in keep_dirs:
         dirs.update(_ancestors(directory))
 
+    try:
+        device = os.lstat(root).st_dev
+    except OSError:
+        return None
     kept: set[str] = set()
     kept_dirs: set[str] = set()
-    base = str(root)
-    pending = [""]
+    pending = [("", str(root))]
     while pending:
-        rel_dir = pending.pop()
-        with os.scandir(f"{base}/{rel_dir}" if rel_dir else base) as it:
+        rel_dir, path = pending.pop()
+        head = f"{rel_dir}/" if rel_dir else ""
+        with os.scandir(path) as it:
             entries = list(it)
         for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            rel = head + entry.name
             if entry.is_dir(follow_symlinks=False):
-                if rel in dirs:
-                    pending.append(rel)
-                    kept_dirs.add(rel)
-                else:
+                if rel not in dirs:
                     remove_tree(Path(entry.path))
                     if os.path.lexists(entry.path):
                         return None
+                    continue
+                try:
+                    if entry.stat(follow_symlinks=False).st_dev != device:
+                        return None  # a mount point: inode numbers there mean nothing here
+                except OSError:
+                    return None
+                pending.append((rel, entry.path))
+                kept_dirs.add(rel)
                 continue
             want = expected.get(rel)
-            if want is not None and not entry.is_symlink() and _same(entry, *want, known):
-                kept.add(rel)
-                continue
+            if want is not None and not entry.is_symlink():
+                source, executable = want
+                if isinstance(source, str):
+                    if _links(entry, source, device, known):
+                        kept.add(rel)
+                        continue
+                elif _holds(entry, source, executable):
+                    kept.add(rel)
+                    continue
             try:
                 os.unlink(entry.path)
             except OSError:
@@ -169,26 +196,35 @@ def refresh_tree(
     return Refreshed(files=kept, dirs=kept_dirs)
 
 
-def _same(
+def _links(
     entry: os.DirEntry[str],
-    source: str | bytes,
-    executable: bool,
+    source: str,
+    device: int,
     inodes: Mapping[str, tuple[int, int]],
 ) -> bool:
-    """The regular file ``entry`` is what the installer would place: the cache file
-    ``source`` itself (hardlinked), or a private file holding ``source``."""
-    st = entry.stat(follow_symlinks=False)
+    """``entry`` (not a directory nor a symlink, in a directory on ``device``) is the
+    cache file ``source`` itself, hardlinked."""
+    identity = inodes.get(source)
+    if identity is None:
+        try:
+            cached = os.lstat(source)
+        except OSError:
+            return False
+        if not stat.S_ISREG(cached.st_mode):
+            return False
+        identity = (cached.st_dev, cached.st_ino)
+    return identity[0] == device and entry.inode() == identity[1]
+
+
+def _holds(entry: os.DirEntry[str], source: bytes, executable: bool) -> bool:
+    """The regular file ``entry`` is a private file holding ``source`` (a file the
+    installer writes: RECORD, INSTALLER, a launcher), with the mode it would get."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
     if not stat.S_ISREG(st.st_mode):
         return False
-    if isinstance(source, str):
-        identity = inodes.get(source)
-        if identity is None:
-            try:
-                cached = os.lstat(source)
-            except OSError:
-                return False
-            identity = (cached.st_dev, cached.st_ino)
-        return (st.st_dev, st.st_ino) == identity
     mode = 0o755 if executable else 0o644
     if st.st_nlink != 1 or stat.S_IMODE(st.st_mode) != mode or st.st_size != len(source):
         return False

@@ -6,7 +6,9 @@ the environment's own record (``.lockenv-state.json``, `lockenv.sync.plan`): an
 environment counts as present when its state file is there and names the registered
 prefix (an environment moved or deleted, or a prefix on another node's scratch, is not),
 and it needs the artifacts its state lists, and their unpacked trees when its files are
-symlinks into them.
+symlinks into them.  Beside a registered prefix there may be the spare tree its last sync
+kept (`lockenv.sync.reuse`): `spare_trees` finds them for prune and clean, whose hard
+links would keep pruned cache files on disk.
 
 Standard library only.
 """
@@ -14,11 +16,12 @@ Standard library only.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from lockenv.cache import Cache, EnvironmentUse
 from lockenv.sync.plan import read_state
 
-__all__ = ["environment_uses"]
+__all__ = ["environment_uses", "spare_trees"]
 
 
 def environment_uses(cache: Cache) -> list[EnvironmentUse]:
@@ -38,3 +41,16 @@ def environment_uses(cache: Cache) -> list[EnvironmentUse]:
             )
         )
     return uses
+
+
+def spare_trees(cache: Cache) -> list[tuple[Path, Path]]:
+    """``(prefix, spare tree)`` of every environment registered with ``cache`` — there or
+    not: a deleted environment's spare stays — that has a spare tree beside it."""
+    from lockenv.sync.reuse import is_spare, spare_path
+
+    found = []
+    for _registration, prefix in cache.registered_environments():
+        spare = spare_path(prefix)
+        if is_spare(spare):
+            found.append((prefix, spare))
+    return found

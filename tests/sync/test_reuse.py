@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -12,11 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lockenv.lockfile import Lockfile, write_lockfile
-from lockenv.sync.materialize import SyncOptions, sync_environment
+from lockenv.progress import format_size
+from lockenv.sync.materialize import SyncOptions, _spare_staging, remove_spare, sync_environment
 from lockenv.sync.pypi.wheel import InstalledDist, WheelInstall
-from lockenv.sync.reuse import refresh_tree, spare_path
+from lockenv.sync.reuse import is_spare, refresh_tree, spare_path
 from lockenv.sync.verify import verify_environment
 
+from cli_support import lockenv
 from materializer_support import (
     PYTHON_XY,
     _no_leftovers,
@@ -263,7 +267,112 @@ def test_refresh_then_placing_the_rest_makes_the_fresh_tree(
         except (FileExistsError, NotADirectoryError):
             continue  # a file where this path needs a directory
 
-    kept = refresh_tree(spare, [plan], [])
-    assert kept is not None
-    _apply(spare, plan, kept)
+    refreshed = refresh_tree(spare, [plan], [])
+    assert refreshed is not None
+    _apply(spare, plan, refreshed.files)
     assert _files(spare) == _files(fresh)
+
+
+# -- prune and clean: spare trees keep cache files on disk ---------------------------------
+
+
+def _with_spare(prefix: Path, index: Path) -> tuple[Lockfile, Path]:
+    """An environment synced from OLD then NEW (so with OLD's tree as its spare); the OLD
+    lock and the prefix."""
+    old = fixture_lock(index, OLD)
+    _sync(old, prefix)
+    _sync(fixture_lock(index, NEW), prefix)
+    return old, prefix
+
+
+def _age_cache(cache: Path, days: float) -> None:
+    then = time.time() - days * 86400
+    for top in ("archives", "unpacked"):
+        for shard in (cache / top).iterdir():
+            for entry in shard.iterdir():
+                os.utime(entry, (then, then))
+
+
+def test_cache_prune_removes_spare_trees_and_says_what_they_kept(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    old, prefix = _with_spare(tmp_path / "env", fixture_index_dir)
+    _, gone = _with_spare(tmp_path / "gone", fixture_index_dir)
+    new = fixture_lock(fixture_index_dir, NEW)
+    shutil.rmtree(gone)  # its spare stays behind, hidden: still linking alpha 1.0
+    spare, gone_spare = spare_path(prefix), spare_path(gone)
+    alpha_old = next((spare / SP / "alpha").rglob("*.py"))
+    assert os.stat(alpha_old).st_nlink == 3  # the cache and the two spares
+    cache = Path(os.environ["LOCKENV_CACHE_DIR"])
+
+    result = lockenv(tmp_path, "cache", "prune", "--dry-run")
+    lines = sorted(line for line in result.stdout.splitlines() if "spare" in line)
+    assert [line.split("  ")[0] for line in lines] == sorted(
+        f"would remove {path}" for path in (spare, gone_spare)
+    )
+    assert all(re.fullmatch(r"\d+(\.\d)? [KMG]?i?B", line.split("  ")[1]) for line in lines)
+    assert "2 spare trees of environments" in result.stderr
+    assert "would be removed" in result.stderr
+    assert is_spare(spare) and is_spare(gone_spare)  # a dry run removes nothing
+
+    _age_cache(cache, 40)  # alpha 1.0 is used by no environment now
+    sha = _sha(old, "alpha")
+    entry = cache / "unpacked" / sha[:2] / sha
+    entry_bytes = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
+    result = lockenv(tmp_path, "-v", "cache", "prune")
+    assert "2 spare trees of environments" in result.stderr and "removed" in result.stderr
+    assert not spare.exists() and not gone_spare.exists()
+    assert not entry.exists()
+    # The spares went first: nothing links alpha 1.0's unpacked files any more, so
+    # removing its tree freed their bytes (and says so).
+    (removed,) = [x for x in result.stderr.splitlines() if f"removed unpacked/{sha[:2]}/{sha}" in x]
+    assert removed.split("  ")[1] == format_size(entry_bytes)
+    assert verify_environment(prefix, new, "default", _platform()).ok
+    _sync(old, prefix)  # built afresh: no spare to refresh
+    _no_leftovers(prefix)
+
+
+def _sha(lock: Lockfile, name: str) -> str:
+    return next(a.sha256 for a in lock.artifacts.values() if a.name == name)
+
+
+def test_cache_clean_removes_spare_trees(tmp_path: Path, fixture_index_dir: Path) -> None:
+    _old, prefix = _with_spare(tmp_path / "env", fixture_index_dir)
+    mine = spare_path(tmp_path / "other")
+    mine.mkdir()  # a directory with a spare's name that no sync kept
+    result = lockenv(tmp_path, "cache", "clean")
+    assert "and 1 spare tree" in result.stderr
+    assert not spare_path(prefix).exists() and mine.is_dir()
+    assert not Path(os.environ["LOCKENV_CACHE_DIR"]).exists()
+
+
+def test_a_spare_is_left_alone_while_a_sync_of_its_environment_runs(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    import fcntl
+
+    _old, prefix = _with_spare(tmp_path / "env", fixture_index_dir)
+    fd = os.open(prefix.parent / f".{prefix.name}.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a running sync holds
+        assert not remove_spare(prefix)
+        assert is_spare(spare_path(prefix))
+    finally:
+        os.close(fd)
+    assert remove_spare(prefix)
+    assert not remove_spare(prefix)  # none left
+    assert not os.path.lexists(spare_path(prefix))
+    _no_leftovers(prefix)
+
+
+def test_a_spare_removal_cut_short_is_never_taken_for_an_environment(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    old, prefix = _with_spare(tmp_path / "env", fixture_index_dir)
+    staging = _spare_staging(prefix)  # remove_spare's first step, then killed
+    assert staging is not None and staging.name.startswith(f".{prefix.name}.staging-")
+    shutil.rmtree(staging / SP / "beta")
+    shutil.rmtree(prefix)  # the environment is gone too: the next sync recovers
+    _sync(old, prefix)  # builds afresh (the partial tree has no state file)
+    assert not staging.exists()
+    _no_leftovers(prefix)
