@@ -102,6 +102,7 @@ _UNKNOWN_SIZE = 32 << 20  # what a body of unannounced length is budgeted as
 MAX_DOCUMENT = 1 << 30
 _RETRY_BACKOFF = 0.2  # seconds, doubled after every failed try
 _CHUNK = 1 << 16
+_FEED_AHEAD = 8  # blocks (up to 1 MiB each, `_READ_BLOCK`) read ahead of a slow consumer
 _CACHE_FORMAT = 1
 _CACHE_HEADER = 64 << 10  # room for a cached page's JSON header line
 
@@ -278,6 +279,7 @@ class HttpClient:
     def _httpx(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
+                _load_httpx()
                 import httpx
 
                 _read_larger_blocks()
@@ -382,6 +384,7 @@ class HttpClient:
         """Return (the URL to request, httpx auth or None): user info moved into the
         ``Authorization`` header, a conda token kept in (or put back into) the path, both
         only for the origin they were given for."""
+        _load_httpx()
         import httpx
 
         self._seed()
@@ -445,6 +448,7 @@ class HttpClient:
     ) -> httpx.Response:
         """Send with retries; return the response (body read, at most ``most`` bytes) if
         its status is acceptable."""
+        _load_httpx()
         import httpx
 
         clean, auth = self._prepare(url)
@@ -681,6 +685,7 @@ class HttpClient:
         on_bytes: Callable[[int], None] | None,
         consumer: Callable[[], Consumer] | None = None,
     ) -> tuple[str, int]:
+        _load_httpx()
         import httpx
 
         if dest is not None:
@@ -743,16 +748,24 @@ class HttpClient:
     ) -> tuple[str, int]:
         hasher = hashlib.sha256()
         written = 0
-        for chunk in self._chunks(self._iter_bytes(url), redact_url(url), started, limit):
-            hasher.update(chunk)
-            if fh is not None:
-                fh.write(chunk)
-            written += len(chunk)
-            count(len(chunk))
-            if limit is not None and written > limit:
-                break  # already wrong: no need to fetch the rest (nor to feed it on)
-            if consumer is not None:
-                consumer.feed(chunk)
+        feeder = _Feeder(consumer) if consumer is not None else None
+        try:
+            for chunk in self._chunks(self._iter_bytes(url), redact_url(url), started, limit):
+                hasher.update(chunk)
+                if fh is not None:
+                    fh.write(chunk)
+                written += len(chunk)
+                count(len(chunk))
+                if limit is not None and written > limit:
+                    break  # already wrong: no need to fetch the rest (nor to feed it on)
+                if feeder is not None:
+                    feeder.feed(chunk)
+        except BaseException:
+            if feeder is not None:
+                feeder.stop()
+            raise
+        if feeder is not None:
+            feeder.close()
         return hasher.hexdigest(), written
 
     def _iter_bytes(self, url: str) -> Iterator[bytes]:
@@ -858,6 +871,38 @@ def _loaded(streamed: httpx.Response, body: bytes) -> httpx.Response:
     )
 
 
+_HTTPX_CLI = "httpx._main"
+_httpx_loading = threading.Lock()
+
+
+def _load_httpx() -> None:
+    """Import httpx without its command-line client.
+
+    httpx's ``__init__`` imports ``httpx._main`` (the ``httpx`` command) whenever rich and
+    click are installed, as they often are beside lockenv: that is most of the cost of
+    importing httpx (measured: 0.10 of 0.23 s, paid by every sync that downloads), for
+    a command lockenv never runs.  A None in ``sys.modules`` makes that import fail the
+    way httpx expects when the command's dependencies are missing (it then defines a
+    stub); the None is removed again at once, so an ``import httpx._main`` later, by
+    anyone, works as usual.
+    """
+    import sys
+
+    if "httpx" in sys.modules:
+        return
+    with _httpx_loading:
+        if "httpx" in sys.modules:
+            return
+        blocked = _HTTPX_CLI not in sys.modules
+        if blocked:
+            sys.modules[_HTTPX_CLI] = None  # type: ignore[assignment]
+        try:
+            import httpx  # noqa: F401
+        finally:
+            if blocked and sys.modules.get(_HTTPX_CLI, 0) is None:
+                del sys.modules[_HTTPX_CLI]
+
+
 _READ_BLOCK = 1 << 20
 
 
@@ -946,6 +991,61 @@ def _hand_over_whole_buffers() -> None:
         replacement._lockenv = True
         replacement.__wrapped__ = original[name]
         setattr(ReceiveBuffer, name, replacement)
+
+
+class _Feeder:
+    """Feeds a `Consumer` on a thread of its own, so that what it does with each block
+    (a wheel unpacked while it downloads: each member's CRC-32 and sha256, the writes)
+    overlaps with receiving and hashing the next blocks, instead of following them.
+    hashlib, zlib and ``os.write`` release the GIL on large buffers, so with two cores a
+    large download costs about the longer of the two halves, not their sum (measured:
+    one 400 MiB wheel from a loopback server, see benchmarks/big_downloads.py).
+
+    At most `_FEED_AHEAD` blocks wait for the consumer: a slow disk slows the download
+    down rather than filling the memory.  The blocks reach the consumer in order, all of
+    them before `close` returns; an exception the consumer raises is raised again by the
+    next `feed` or by `close`."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        import queue
+
+        self._consumer = consumer
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(_FEED_AHEAD)
+        self._failed: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="lockenv-feed", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            if self._failed is not None or self._stopping:
+                continue  # drained, not fed: the attempt is over
+            try:
+                self._consumer.feed(block)
+            except BaseException as exc:  # raised again on the download's thread
+                self._failed = exc
+
+    def feed(self, block: bytes) -> None:
+        """Queue the next block for the consumer (waits while `_FEED_AHEAD` do)."""
+        self._raise_failure()
+        self._blocks.put(block)
+
+    def close(self) -> None:
+        """Wait until the consumer has taken every block queued."""
+        self._blocks.put(None)
+        self._thread.join()
+        self._raise_failure()
+
+    def stop(self) -> None:
+        """The download failed: feed nothing more, and wait for the thread to end (so the
+        consumer is idle when it is discarded)."""
+        self._stopping = True
+        self._blocks.put(None)
+        self._thread.join()
+
+    def _raise_failure(self) -> None:
+        if self._failed is not None:
+            raise self._failed
 
 
 class _RetryableStatus(Exception):

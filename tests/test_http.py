@@ -486,6 +486,83 @@ def test_download_retries_5xx(server: TinyServer, client: HttpClient, tmp_path: 
     assert (tmp_path / "f").read_bytes() == BLOB
 
 
+class Recorder:
+    """A `lockenv.http.Consumer` that records what it is given, and on which thread."""
+
+    def __init__(self, log: list[tuple[str, int]], *, fail_at: int | None = None) -> None:
+        self.log = log
+        self.fail_at = fail_at
+        self.fed = bytearray()
+        self.threads: set[int] = set()
+
+    def feed(self, chunk: bytes) -> None:
+        self.threads.add(threading.get_ident())
+        if self.fail_at is not None and len(self.fed) + len(chunk) > self.fail_at:
+            raise RuntimeError("consumer failed")
+        self.fed += chunk
+        self.log.append(("feed", id(self)))
+
+    def discard(self) -> None:
+        self.log.append(("discard", id(self)))
+
+
+def recorders(
+    made: list[Recorder], log: list[tuple[str, int]], *, fail_at: int | None = None
+) -> Callable[[], Recorder]:
+    """A consumer factory for `HttpClient.download`, keeping what it made in ``made``."""
+
+    def make() -> Recorder:
+        made.append(Recorder(log, fail_at=fail_at))
+        return made[-1]
+
+    return make
+
+
+def test_download_feeds_the_consumer_everything_in_order_before_returning(
+    server: TinyServer, client: HttpClient, tmp_path: Path
+) -> None:
+    body = bytes(range(256)) * 20_000  # ~5 MiB: several blocks
+    server.routes["/f"] = Route(body=body)
+    made: list[Recorder] = []
+    consumer = recorders(made, [])
+    digest = hashlib.sha256(body).hexdigest()
+    client.download(server.url("/f"), None, sha256=digest, size=len(body), consumer=consumer)
+    assert len(made) == 1 and bytes(made[0].fed) == body
+    # Fed beside the download (the consumer's work overlaps with receiving), not by it.
+    assert threading.get_ident() not in made[0].threads
+
+
+def test_download_raises_what_the_consumer_raised_and_discards_it(
+    server: TinyServer, client: HttpClient
+) -> None:
+    body = bytes(range(256)) * 20_000
+    server.routes["/f"] = Route(body=body)
+    log: list[tuple[str, int]] = []
+    made: list[Recorder] = []
+    consumer = recorders(made, log, fail_at=1 << 20)
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        client.download(server.url("/f"), None, sha256=None, size=None, consumer=consumer)
+    assert len(made) == 1 and log[-1] == ("discard", id(made[0]))
+
+
+@pytest.mark.parametrize("size", [None, 1000])
+def test_a_failed_download_discards_its_consumer_after_the_last_feed(
+    server: TinyServer, client: HttpClient, size: int | None
+) -> None:
+    body = bytes(range(256)) * 20_000
+    server.routes["/f"] = Route(body=body)
+    log: list[tuple[str, int]] = []
+    made: list[Recorder] = []
+    consumer = recorders(made, log)
+    with pytest.raises(IntegrityError):
+        client.download(server.url("/f"), None, sha256="0" * 64, size=size, consumer=consumer)
+    # Each attempt's consumer: fed (maybe), then discarded, and never fed after that.
+    for recorder in made:
+        mine = [event for event, who in log if who == id(recorder)]
+        assert mine[-1] == "discard" and mine.count("discard") == 1
+    assert size is None or all(len(r.fed) <= size for r in made)
+
+
 def test_concurrent_pages_share_one_client(server: TinyServer, client: HttpClient) -> None:
     for i in range(20):
         server.routes[f"/p{i}/"] = Route(body=str(i).encode())
@@ -644,3 +721,44 @@ def test_the_receive_buffer_hands_over_what_h11_would(ops: list[tuple[str, objec
     ours = ReceiveBuffer()
     ours += chunk
     assert ours.maybe_extract_at_most(1000) is chunk
+
+
+# -- httpx imported without its command-line client ------------------------------------------
+
+_WITHOUT_CLI = """
+import importlib, sys
+
+asked = []
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        asked.append(name)
+        return None  # the usual finders go on
+
+sys.meta_path.insert(0, Watch())
+from lockenv.http import HttpClient, _load_httpx
+
+_load_httpx()
+import httpx
+
+assert "httpx._main" not in asked, asked  # never even looked for
+assert "httpx._main" not in sys.modules  # nor left blocked
+httpx.Client().close()
+try:
+    importlib.import_module("httpx._main")  # later, anyone: imported as usual
+except ImportError as exc:
+    assert exc.name not in ("httpx._main", None), exc  # only its own missing dependencies
+assert "httpx._main" in asked
+print("ok")
+"""
+
+
+def test_httpx_is_imported_without_its_command_line_client() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_CLI], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
