@@ -243,6 +243,9 @@ def test_matches(text: str, record: Rec, expected: bool) -> None:
     spec = MatchSpec.parse(text)
     assert spec.matches(record) is expected
     assert MatchSpec.parse(str(spec)).matches(record) is expected
+    if spec.version_only and record.name == spec.name:
+        # The solver matches such specs by the distinct versions of a name.
+        assert spec.matches_version(record.version) is expected
 
 
 def test_matches_minimal_record() -> None:

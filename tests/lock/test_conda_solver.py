@@ -135,6 +135,11 @@ def _order(records: Sequence[RepoRecord], pool: Sequence[RepoRecord] = ()) -> li
         ),
         # then the higher version (conda's version order: 1.10 > 1.9, 1.0 == 1.0.0)
         ([rec("b", "1.9", "0"), rec("b", "1.10", "0")], ["1.10 0", "1.9 0"]),
+        # versions equal in conda's order are one version: the timestamp decides
+        (
+            [rec("b", "1.0", "old", timestamp=1), rec("b", "1.0.0", "new", timestamp=2)],
+            ["1.0.0 new", "1.0 old"],
+        ),
         # then the higher build number
         ([rec("b", "1.0", "a", number=1), rec("b", "1.0", "b", number=2)], ["1.0 b", "1.0 a"]),
         # then the newer timestamp, when dependencies do not tell them apart

@@ -252,22 +252,35 @@ class MatchSpec:
         name = record.name
         if name != self.name and name.lower() != self.name:
             return False
-        version = self.version
-        if version is not None:
-            # The memo lookup inlined: this is the solver's innermost loop.
-            hit = version._memo.get(record.version)
-            if hit is None:
-                try:
-                    hit = version.contains(record.version)
-                except InvalidCondaVersion:
-                    return False
-            if not hit:
-                return False
+        if self.version is not None and not self.matches_version(record.version):
+            return False
         if self._build_match is not None and not self._build_match(record.build):
             return False
         if self.build_number is not None and not self.build_number.contains(record.build_number):
             return False
         return not self._has_extra or self._matches_extra(record)
+
+    @property
+    def version_only(self) -> bool:
+        """Whether the spec says nothing of a record but its name and version."""
+        return self._build_match is None and self.build_number is None and not self._has_extra
+
+    def matches_version(self, version: str) -> bool:
+        """Whether a record of ``version`` meets the spec's version constraint (if any).
+
+        A version that is not a valid conda version meets no constraint.
+        """
+        constraint = self.version
+        if constraint is None:
+            return True
+        # The memo lookup inlined: the solver asks this of every version of a name.
+        hit = constraint._memo.get(version)
+        if hit is None:
+            try:
+                hit = constraint.contains(version)
+            except InvalidCondaVersion:
+                return False
+        return hit
 
     def _matches_extra(self, record: object) -> bool:
         if self.channel is not None and not _channel_matches(

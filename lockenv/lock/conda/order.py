@@ -89,10 +89,23 @@ def by_key(
     """Steps 1-3: ``records`` sorted by them, and the (start, end) spans of the groups
     of records equal in all three (which `order_group` puts in order)."""
 
-    def key(record: R) -> tuple[int, VersionOrder, int]:
-        return (-len(record.track_features), version_of(record.version), record.build_number)
-
-    keyed = sorted(((key(r), r) for r in records), key=lambda item: item[0], reverse=True)
+    # Versions compared once each, as the distinct version texts (a name has far fewer
+    # than builds), then every record by plain integers: equal versions ("1.0", "1.0.0")
+    # share a rank.
+    texts = sorted({r.version for r in records}, key=version_of)
+    rank: dict[str, int] = {}
+    previous: VersionOrder | None = None
+    for text in texts:
+        version = version_of(text)
+        if previous is None or version != previous:
+            previous = version
+            current = len(rank)
+        rank[text] = current
+    keyed = sorted(
+        (((-len(r.track_features), rank[r.version], r.build_number), r) for r in records),
+        key=lambda item: item[0],
+        reverse=True,
+    )
     groups: list[tuple[int, int]] = []
     start = 0
     while start < len(keyed):

@@ -139,6 +139,22 @@ class Engine:
             self.rank.append(-1)
         return var
 
+    def new_vars(self, count: int, group: int) -> range:
+        """``count`` new unassigned variables, members of at-most-one ``group``, at once."""
+        first = len(self.level)
+        self.values += [0] * (2 * count)
+        self.level += [0] * count
+        self.reason += [DECISION] * count
+        self.group += [group] * count
+        self.watches += [[] for _ in range(2 * count)]
+        self.binaries += [[] for _ in range(2 * count)]
+        self.excluding += [[] for _ in range(2 * count)]
+        members = self.members[group]
+        self.rank += range(len(members), len(members) + count)
+        created = range(first, first + count)
+        members += created
+        return created
+
     def new_group(self) -> int:
         """A new, empty at-most-one group."""
         self.members.append([])

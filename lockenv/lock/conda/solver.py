@@ -121,6 +121,7 @@ class _Pool:
     """
 
     __slots__ = (
+        "_by_version",
         "active",
         "best_in_span",
         "group",
@@ -160,6 +161,16 @@ class _Pool:
         # The requirements on this name in force (the manifest's, and those of builds
         # that are true), by the bitmask of builds they admit.
         self.active: dict[int, set[int]] = {}
+        self._by_version: dict[str, int] | None = None
+
+    def by_version(self) -> dict[str, int]:
+        """Each version's text -> the bitmask of its builds by position."""
+        found = self._by_version
+        if found is None:
+            found = self._by_version = {}
+            for i, record in enumerate(self.records):
+                found[record.version] = found.get(record.version, 0) | 1 << i
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,14 +338,12 @@ class CondaSolver:
         self.pools[name] = pool
         self.pool_list.append(pool)
         self.activity.append(0.0)
-        for record in ordered:
-            self._pad()
-            var = engine.new_var(pool.group)
-            pool.vars.append(var)
-            self.pool_of.append(pool)
-            self.record_of.append(record)
-            self.expanded.append(False)
-            self.requires.append([])
+        self._pad()
+        pool.vars = list(engine.new_vars(len(ordered), pool.group))
+        self.pool_of += [pool] * len(ordered)
+        self.record_of += ordered
+        self.expanded += [False] * len(ordered)
+        self.requires += [[] for _ in ordered]
         for parent, spec in self.pending_constraints.pop(name, ()):
             self._constrain(parent, spec, pool)
         return pool
@@ -343,8 +352,16 @@ class CondaSolver:
         known = pool.masks.get(id(spec))
         if known is not None:
             return known[1], known[2]
-        positions = [i for i, record in enumerate(pool.records) if spec.matches(record)]
-        mask = sum(1 << i for i in positions)
+        if spec.version_only:
+            # Only the version counts: each distinct version is looked at once.
+            mask = 0
+            for text, builds in pool.by_version().items():
+                if spec.matches_version(text):
+                    mask |= builds
+            positions = list(_positions(mask))
+        else:
+            positions = [i for i, record in enumerate(pool.records) if spec.matches(record)]
+            mask = sum(1 << i for i in positions)
         pool.masks[id(spec)] = (spec, mask, positions)
         return mask, positions
 
