@@ -2,6 +2,7 @@
 
     python benchmarks/conda_requests.py [--count 80] [--seed 1] [--rattler-python PATH]
                                         [--timeout 120] [--memory-gb 6] [--json OUT]
+                                        [--only 10,53] [--random-only]
 
 Requests:
 
@@ -23,7 +24,9 @@ has not decided after ``--timeout`` seconds is listed apart, with lockenv's answ
 time, and left out of the agreement and the ratios; so is one whose rattler process
 ran out of its ``--memory-gb`` of address space.  Either kills that rattler process and
 a new one takes the remaining requests (`rattler_peer.rattler_solve_all`).  ``--json``
-writes every request with both answers, for a closer look at single requests.
+writes every request with both answers, for a closer look at single requests;
+``--only`` runs chosen requests of the random set (by their index, as the json and the
+list of slow ones give it) and ``--random-only`` leaves out the other two sets.
 """
 
 from __future__ import annotations
@@ -119,10 +122,31 @@ def report(title: str, requests: list[dict[str, Any]], ours: list[Any], theirs: 
         f"{decided_by_both - len(slow)}/{decided_by_both} of those rattler decided"
     )
     for ratio, mine, other, request in sorted(slow, key=lambda s: -s[0])[:5]:
-        where = f"{request['platform']} {request['specs']}"
+        where = f"#{request.get('index', '')} {request['platform']} {request['specs']}"
         print(f"    {ratio:5.1f}x  {mine:.2f} s vs {other:.2f} s  {where}")
     for request in disagree[:5]:
         print(f"    DECIDED DIFFERENTLY: {request['platform']} {request['specs']}")
+
+
+def defaults_snapshot(work: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """conda's 2018 snapshot decompressed under ``work`` (rattler reads plain
+    repodata.json), and the requests on it."""
+    import zstandard
+
+    real = ROOT / "fixtures" / "real_repodata" / "defaults-2018"
+    plain = work / "defaults-2018"
+    for subdir in ("linux-64", "win-64", "noarch"):
+        (plain / subdir).mkdir(parents=True)
+        data = (real / subdir / "repodata.json.zst").read_bytes()
+        reader = zstandard.ZstdDecompressor().stream_reader(data)
+        (plain / subdir / "repodata.json").write_bytes(reader.read())
+    stacks = [
+        ["r-essentials"],
+        ["anaconda"],
+        ["python 3.6.*", "numpy", "scipy", "pandas", "matplotlib", "scikit-learn", "jupyter"],
+        ["python 2.7.*", "tensorflow", "keras"],
+    ]
+    return plain, [{"platform": "linux-64", "specs": s} for s in stacks]
 
 
 def main() -> int:
@@ -138,6 +162,10 @@ def main() -> int:
         "--memory-gb", type=float, default=6, help="address space of a rattler process"
     )
     parser.add_argument("--json", type=Path, help="write the requests and answers here")
+    parser.add_argument(
+        "--only", help="comma-separated indices of the random requests to run (e.g. 10,53)"
+    )
+    parser.add_argument("--random-only", action="store_true", help="run the random requests alone")
     args = parser.parse_args()
     python = find_rattler_python(args.rattler_python)
     channel_dir = args.channel_dir or Path(tempfile.gettempdir()) / "lockenv-bench-conda-s7-x1"
@@ -146,7 +174,15 @@ def main() -> int:
         generate(channel_dir, seed=7, scale=1.0)
     work = Path(tempfile.mkdtemp(prefix="lockenv-bench-requests-"))
 
-    requests = random_requests(channel_dir, seed=args.seed, count=args.count)
+    requests = [
+        {**request, "index": index}
+        for index, request in enumerate(
+            random_requests(channel_dir, seed=args.seed, count=args.count)
+        )
+    ]
+    if args.only:
+        chosen = {int(i) for i in args.only.split(",")}
+        requests = [r for r in requests if r["index"] in chosen]
     hard = [
         {"platform": p, "specs": ["python 3.9.*", *(f"{n} {s}" for n, s in benchmark_specs()[1:])]}
         for p in ("linux-64", "osx-arm64", "win-64")
@@ -155,28 +191,8 @@ def main() -> int:
         (f"random requests (seed {args.seed}) on the generated channel", channel_dir, requests),
         ("the benchmark's specs with python 3.9.*", channel_dir, hard),
     ]
-    real = ROOT / "fixtures" / "real_repodata" / "defaults-2018"
-    plain = work / "defaults-2018"  # rattler reads plain repodata.json
-    import zstandard
-
-    for subdir in ("linux-64", "win-64", "noarch"):
-        (plain / subdir).mkdir(parents=True)
-        data = (real / subdir / "repodata.json.zst").read_bytes()
-        reader = zstandard.ZstdDecompressor().stream_reader(data)
-        (plain / subdir / "repodata.json").write_bytes(reader.read())
-    stacks = [
-        ["r-essentials"],
-        ["anaconda"],
-        ["python 3.6.*", "numpy", "scipy", "pandas", "matplotlib", "scikit-learn", "jupyter"],
-        ["python 2.7.*", "tensorflow", "keras"],
-    ]
-    sets.append(
-        (
-            "conda's 2018 defaults snapshot",
-            plain,
-            [{"platform": "linux-64", "specs": s} for s in stacks],
-        )
-    )
+    if not (args.random_only or args.only):
+        sets.append(("conda's 2018 defaults snapshot", *defaults_snapshot(work)))
     written = []
     for title, directory, batch in sets:
         theirs = rattler_solve_all(

@@ -230,6 +230,36 @@ def test_conflict_deep_in_the_tree_is_learned_not_enumerated() -> None:
     }
 
 
+def test_a_dependency_set_found_impossible_rules_out_every_build_requiring_it() -> None:
+    # Every python 3.11 build needs libffi 3.4, whose builds need liblurikel 1, while
+    # every libquoxy (decided after python) needs liblurikel 2.  The conflict is learned
+    # about what the Python builds share, "one of the builds libffi >=3.4 admits", not
+    # about the Python build decided: 2 conflicts, where learning "not this build"
+    # took 200 (40 Python builds, each with each libquoxy build).
+    records = [rec("liblurikel", "1.0"), rec("liblurikel", "2.0")]
+    records += [rec("libquoxy", f"1.{i}", depends=["liblurikel 2.*"]) for i in range(5)]
+    records += [rec("libffi", f"3.4.{i}", depends=["liblurikel 1.*"]) for i in range(2)]
+    records += [rec("libffi", "3.3")]
+    records += [
+        rec("python", "3.11.0", f"h{i}", number=i, depends=["libffi >=3.4,<4"]) for i in range(40)
+    ]
+    records += [rec("python", "3.10.0", "h0", depends=["libffi 3.3.*"])]
+    solver = CondaSolver(
+        records=Records(records),
+        virtual_packages=(),
+        direct=[MatchSpec.parse("python"), MatchSpec.parse("libquoxy")],
+        platform="linux-64",
+    )
+    solved = {r.name: r.version for r in solver.solve()}
+    assert solved == {
+        "python": "3.10.0",
+        "libffi": "3.3",
+        "libquoxy": "1.4",
+        "liblurikel": "2.0",
+    }
+    assert solver.engine.conflicts <= 3
+
+
 def test_only_reachable_names_are_read() -> None:
     records = Records(
         [

@@ -6,7 +6,10 @@ group.  The clauses say what conda's rules say:
 
 - the manifest's MatchSpecs: one of the builds each admits (a clause per spec);
 - a build's ``depends``: if it is installed, so is one of the builds each dependency
-  admits (``not build or dep1 or dep2 ...``; no build admitted makes ``not build`` a fact);
+  admits.  Each set of builds a dependency admits has a variable of its own, ``need``
+  (``not need or dep1 or dep2 ...``; no build admitted makes ``not need`` a fact), and
+  the build implies it (``not build or need``): every build requiring the same set
+  shares that clause, and a conflict learned about the set (`CondaSolver._need`);
 - a build's ``constrains``: if it is installed, no build of the constrained name that
   the spec rejects is (``not build or not other``); a constrained name nothing requires stays
   out of the environment.
@@ -37,7 +40,7 @@ the target does not declare has no build.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, TypeAlias
@@ -118,6 +121,7 @@ class _Pool:
         "index",
         "masks",
         "name",
+        "needs",
         "records",
         "requirements",
         "span_of",
@@ -144,6 +148,9 @@ class _Pool:
         # id(spec) -> (spec, bitmask of the builds it admits by position, their positions)
         self.masks: dict[int, tuple[MatchSpec, int, list[int]]] = {}
         self.requirements: list[int] = []  # requirements on this name
+        # Bitmask of builds -> (variable, clause) of "one of these builds is installed",
+        # shared by every build that requires that set (see `CondaSolver._need`).
+        self.needs: dict[int, tuple[int, int]] = {}
         # The requirements on this name in force (the manifest's, and those of builds
         # that are true), by the bitmask of builds they admit.
         self.active: dict[int, set[int]] = {}
@@ -157,7 +164,16 @@ class _Requirement:
     spec: MatchSpec
     pool: _Pool
     mask: int
+    # The manifest's: the clause "one of the builds ``mask`` admits".  A build's: the
+    # clause "not ``parent`` or ``need``", and ``shared`` the clause "not ``need`` or
+    # one of those builds", shared by every requirement that admits the same builds.
     clause: int
+    need: int = -1
+    shared: int = -1
+
+    def clauses(self) -> list[int]:
+        """The clauses that together say this requirement."""
+        return [self.clause] if self.shared < 0 else [self.clause, self.shared]
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,13 +347,17 @@ class CondaSolver:
         """Encode "``parent`` (or the manifest) needs a build ``spec`` admits"."""
         pool = self._pool(spec.name)
         mask, positions = self._match(pool, spec)
-        head = [] if parent < 0 else [2 * parent + 1]
-        clause = self.engine.add_clause(
-            head + [2 * pool.vars[i] for i in positions],
-            within=(pool.group, mask, 2 * parent + 1 if parent >= 0 else -1),
-        )
+        if parent < 0:
+            clause = self.engine.add_clause(
+                [2 * pool.vars[i] for i in positions], within=(pool.group, mask, -1)
+            )
+            requirement = _Requirement(parent, spec, pool, mask, clause)
+        else:
+            need, shared = self._need(pool, mask, positions)
+            clause = self.engine.add_clause([2 * parent + 1, 2 * need])
+            requirement = _Requirement(parent, spec, pool, mask, clause, need, shared)
         rid = len(self.requirements)
-        self.requirements.append(_Requirement(parent, spec, pool, mask, clause))
+        self.requirements.append(requirement)
         self.requirement_of_clause[clause] = rid
         pool.requirements.append(rid)
         self.requested_by.setdefault(
@@ -347,6 +367,29 @@ class CondaSolver:
             heapq.heappush(self.heap, (0, 0.0, rid))
             pool.active.setdefault(mask, set()).add(rid)
         return rid
+
+    def _need(self, pool: _Pool, mask: int, positions: list[int]) -> tuple[int, int]:
+        """The variable "one of the builds ``mask`` admits is installed", and its clause.
+
+        Every build requiring that set of builds implies the one variable, so what the
+        search learns about the set (``libffi 3.4.*`` is impossible next to what is
+        installed) is learned once, for all of them: the variable is the conflict's
+        unique implication point, and its negation rules out every such build at once,
+        instead of one Python build after another.  Keyed by the builds admitted, not
+        by the spec's text: specs written differently that admit the same builds share.
+        """
+        known = pool.needs.get(mask)
+        if known is not None:
+            return known
+        engine = self.engine
+        need = engine.new_var()
+        self._pad()
+        shared = engine.add_clause(
+            [2 * need + 1, *(2 * pool.vars[i] for i in positions)],
+            within=(pool.group, mask, 2 * need + 1),
+        )
+        pool.needs[mask] = (need, shared)
+        return need, shared
 
     def _constrain(self, parent: int, spec: MatchSpec, pool: _Pool) -> None:
         """Encode "if ``parent`` is installed, no build of ``pool`` that ``spec`` rejects"."""
@@ -386,8 +429,9 @@ class CondaSolver:
     # -- the engine's questions ----------------------------------------------------------
 
     def _pad(self) -> None:
-        """Give the engine's own variables (`Engine._analyze_by_name`) a place in the
-        arrays by variable: no pool, no record, nothing to expand."""
+        """Give variables that are no build (the engine's own, `Engine._analyze_by_name`,
+        and requirements', `_need`) a place in the arrays by variable: no pool, no
+        record, nothing to expand."""
         while len(self.pool_of) < len(self.engine.level):
             self.pool_of.append(_NO_POOL)
             self.record_of.append(_NO_RECORD)
@@ -470,8 +514,14 @@ class CondaSolver:
                 # propagation did not see (an implication made at a level since undone).
                 # Stating the requirement again lets the engine find it.
                 heapq.heappop(heap)
-                clause = self.engine.clauses[requirement.clause]
-                self.engine.add_clause(list(clause), derived_from=[requirement.clause])
+                need = requirement.need
+                lits = [
+                    lit
+                    for cid in requirement.clauses()
+                    for lit in self.engine.clauses[cid]
+                    if lit >> 1 != need
+                ]
+                self.engine.add_clause(lits, derived_from=requirement.clauses())
                 return RETRY
             if not self.expanded[var]:
                 # Encode it first: if a dependency is already impossible, propagation
@@ -505,7 +555,7 @@ class CondaSolver:
                         continue
                     self._clashed.add((var, other_id))
                     lits = [2 * var + 1] if parent < 0 else [2 * var + 1, 2 * parent + 1]
-                    self.engine.add_clause(lits, derived_from=[mine.clause, other.clause])
+                    self.engine.add_clause(lits, derived_from=mine.clauses() + other.clauses())
                     found = True
         return found
 
@@ -646,13 +696,22 @@ class CondaSolver:
                 continue
             trials += 1
             answer, spent, core = self._satisfiable(
-                [c for cs in trial.values() for c in cs], budget
+                self._with_shared(c for cs in trial.values() for c in cs), budget
             )
             budget -= spent
             if answer is False:
                 # Not needed; nor is any unit the refutation without it did not use.
                 kept = {k: cs for k, cs in trial.items() if not core.isdisjoint(cs)}
         return kept
+
+    def _with_shared(self, clause_ids: Iterable[int]) -> list[int]:
+        """These clauses and the shared clauses of the requirements among them."""
+        found = dict.fromkeys(clause_ids)
+        for clause in list(found):
+            rid = self.requirement_of_clause.get(clause)
+            if rid is not None:
+                found.update(dict.fromkeys(self.requirements[rid].clauses()))
+        return list(found)
 
     def _satisfiable(self, clause_ids: list[int], budget: int) -> tuple[bool | None, int, set[int]]:
         """Whether these clauses alone admit a solution (None: not found out within
@@ -669,6 +728,9 @@ class CondaSolver:
                 var = lit >> 1
                 if var not in renamed:
                     pool = self.pool_of[var].index
+                    if pool < 0:  # a requirement's variable (`_need`)
+                        renamed[var] = engine.new_var()
+                        continue
                     if pool not in groups:
                         groups[pool] = engine.new_group()
                     renamed[var] = engine.new_var(groups[pool])
