@@ -35,10 +35,10 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from lockenv.errors import InstallError, UnsafePathError
-from lockenv.sync.link import Linker, copy_file
+from lockenv.sync.link import Linker, copy_file, each_in_threads
 
 __all__ = ["RESERVED_TOP", "PrefixGuard"]
 
@@ -53,6 +53,10 @@ _NOT_NAMES = frozenset({"", ".", ".."})
 # Real directories where a path `_check_target` refuses can be (conda-meta/ is prefixed).
 _GUARDED_DIRS = frozenset({"", "bin", "Scripts", "conda-meta"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _link(job: tuple[str, str]) -> None:
+    os.link(*job)
 
 
 def _is_absolute(target: str) -> bool:
@@ -204,23 +208,25 @@ class PrefixGuard:
         real = "/".join(self._walk(rel.split("/"), rel, what, create=True))
         self._parents[rel] = real
 
-    def place(self, src: str, rel: str, *, executable: bool, what: str) -> None:
-        """Put the cache file ``src`` at ``rel`` with the linker (hardlink/copy/symlink).
-
-        The hot path of a sync (once per file): a memoised parent, and the checks of
-        `_check_target` only where lockenv's own paths can be (top level, ``bin``,
-        ``Scripts``, ``conda-meta``).
-        """
+    def _target(self, rel: str, what: str) -> tuple[str, str]:
+        """``(absolute path, real relative path)`` where a package's file ``rel`` goes,
+        checked (`_check_target`).  The hot path of a sync (once per file): a memoised
+        parent, and the checks only where lockenv's own paths can be (top level, ``bin``,
+        ``Scripts``, ``conda-meta``)."""
         lexical, _, name = rel.rpartition("/")
         real_dir = self._parents.get(lexical)
         if real_dir is None or name in _NOT_NAMES:
             path, real = self._parent(rel, what)
             self._check_target(real, what, False)
-        else:
-            real = f"{real_dir}/{name}" if real_dir else name
-            if real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/"):
-                self._check_target(real, what, False)
-            path = f"{self.root}/{real}"
+            return path, real
+        real = f"{real_dir}/{name}" if real_dir else name
+        if real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/"):
+            self._check_target(real, what, False)
+        return f"{self.root}/{real}", real
+
+    def place(self, src: str, rel: str, *, executable: bool, what: str) -> None:
+        """Put the cache file ``src`` at ``rel`` with the linker (hardlink/copy/symlink)."""
+        path, real = self._target(rel, what)
         if self.linker.mode == "hardlink":
             try:
                 os.link(src, path)
@@ -232,6 +238,26 @@ class PrefixGuard:
         except FileExistsError:
             self._clear(path, real, rel, what)
             self.linker.place_new(src, path, executable=executable)
+
+    def place_files(self, items: Sequence[tuple[str, str, bool]], *, what: str) -> None:
+        """`place` each ``(cache file, rel, executable)`` of ``items``, which name no path
+        twice (the caller leaves out what a later entry replaces).
+
+        Hardlinks are made together (`lockenv.sync.link.each_in_threads`: ``link`` waits
+        on the filesystem without the GIL): every path is resolved and checked here
+        first, as `place` does, so the threads only link, into directories that exist;
+        a file that could not be linked so (something already there, another
+        filesystem, a link count at its limit...) is then placed by `place`, in order.
+        """
+        if self.linker.mode != "hardlink":
+            for src, rel, executable in items:
+                self.place(src, rel, executable=executable, what=what)
+            return
+        target = self._target
+        jobs = [(src, target(rel, what)[0]) for src, rel, _executable in items]
+        for i in each_in_threads(_link, jobs):
+            src, rel, executable = items[i]
+            self.place(src, rel, executable=executable, what=what)
 
     def copy(self, src: str, rel: str, *, executable: bool, what: str) -> None:
         """Put a private copy of ``src`` at ``rel`` (files that must never be shared)."""

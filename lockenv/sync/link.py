@@ -13,11 +13,19 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import Literal, get_args
+from collections.abc import Callable, Sequence
+from typing import Literal, TypeVar, get_args
 
 from lockenv.errors import InstallError, UsageError
 
-__all__ = ["LinkMode", "Linker", "check_link_mode"]
+__all__ = ["LinkMode", "Linker", "check_link_mode", "each_in_threads"]
+
+_T = TypeVar("_T")
+# `each_in_threads`: this many threads, taking batches of this many items, once there
+# are at least so many items (a pool costs more than it saves on a few).
+_THREADS = 4
+_BATCH = 128
+_PARALLEL_FROM = 256
 
 LinkMode = Literal["hardlink", "copy", "symlink"]
 LINK_MODES: tuple[str, ...] = get_args(LinkMode)
@@ -84,6 +92,33 @@ class Linker:
             # Two wheels shipping one path: the later one wins, as with pip.
             os.unlink(dst)
             self.place_new(src, dst, executable=executable)
+
+
+def each_in_threads(call: Callable[[_T], object], items: Sequence[_T]) -> list[int]:
+    """Call ``call`` on every item; the indices of the items whose call raised OSError,
+    in order.  For calls that wait on the filesystem without the GIL (``link``,
+    ``unlink``): when there are many items and several CPUs, a few threads make them,
+    so that they overlap."""
+    workers = min(_THREADS, os.cpu_count() or 1)
+    if workers < 2 or len(items) < _PARALLEL_FROM:
+        return _each(call, items, 0, len(items))
+    from concurrent.futures import ThreadPoolExecutor
+
+    def batch(start: int) -> list[int]:
+        return _each(call, items, start, min(start + _BATCH, len(items)))
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="lockenv-fs") as pool:
+        return [i for failed in pool.map(batch, range(0, len(items), _BATCH)) for i in failed]
+
+
+def _each(call: Callable[[_T], object], items: Sequence[_T], start: int, end: int) -> list[int]:
+    failed = []
+    for i in range(start, end):
+        try:
+            call(items[i])
+        except OSError:
+            failed.append(i)
+    return failed
 
 
 def copy_file(src: str, dst: str, *, executable: bool) -> None:

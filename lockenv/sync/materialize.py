@@ -812,8 +812,9 @@ def _install_all(
 
     for path in sorted(kept):
         guard.check_kept(path, what="the refreshed environment")
-    # One thread: measured faster than a pool (directory creation serialises in the
-    # filesystem), and a path shipped by two wheels deterministically ends as the last's.
+    # Wheel after wheel, directories made by this thread (creating them serialises in
+    # the filesystem), so that a path shipped by two wheels deterministically ends as
+    # the last's; a wheel's many files are linked by threads (`apply_wheel_install`).
     for (artifact, wheel), plan in zip(wheels, plans, strict=True):
         try:
             apply_wheel_install(plan, guard, what=wheel.filename, skip=kept)

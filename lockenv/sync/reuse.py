@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from lockenv.sync.link import each_in_threads
 from lockenv.sync.plan import STATE_FILE, read_state
 from lockenv.sync.pypi.wheel import WheelInstall
 
@@ -157,6 +158,7 @@ def refresh_tree(
         return None
     kept: set[str] = set()
     kept_dirs: set[str] = set()
+    doomed: list[str] = []  # files to remove, together at the end
     pending = [("", str(root))]
     while pending:
         rel_dir, path = pending.pop()
@@ -189,10 +191,9 @@ def refresh_tree(
                 elif _holds(entry, source, executable):
                     kept.add(rel)
                     continue
-            try:
-                os.unlink(entry.path)
-            except OSError:
-                return None
+            doomed.append(entry.path)
+    if each_in_threads(os.unlink, doomed):
+        return None
     return Refreshed(files=kept, dirs=kept_dirs)
 
 

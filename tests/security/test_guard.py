@@ -62,3 +62,95 @@ def test_guard_refuses_a_symlink_out(tmp_path: Path) -> None:
         guard.symlink("../../etc", "share/x", what="test")
     with pytest.raises(UnsafePathError, match="outside"):
         guard.symlink("/etc/passwd", "share/y", what="test")
+
+
+# -- many files at once: linked by threads, checked like one ----------------------------
+
+
+def _many_threads(monkeypatch: pytest.MonkeyPatch, *, batch: int = 2) -> None:
+    """Threads from two files on, whatever the machine (`each_in_threads`)."""
+    from lockenv.sync import link as link_mod
+
+    monkeypatch.setattr(link_mod, "_PARALLEL_FROM", 2)
+    monkeypatch.setattr(link_mod, "_BATCH", batch)
+    monkeypatch.setattr(link_mod.os, "cpu_count", lambda: 4)
+
+
+def _cache_files(tmp_path: Path, count: int) -> list[Path]:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    files = []
+    for i in range(count):
+        path = cache / f"f{i}.py"
+        path.write_text(f"x = {i}\n")
+        files.append(path)
+    return files
+
+
+@unix_only
+def test_place_files_links_many_files_in_threads_and_places_the_rest_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _many_threads(monkeypatch, batch=3)
+    files = _cache_files(tmp_path, 40)
+    root = tmp_path / "root"
+    root.mkdir()
+    guard = PrefixGuard(root, Linker("hardlink"))
+    for d in ("pkg", "pkg/sub"):
+        guard.makedirs(d, what="test")
+    # In the way: a file to replace, and a symlink that must be replaced, not followed.
+    (root / "pkg" / "f3.py").write_text("stale")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    os.symlink(outside, root / "pkg" / "sub" / "f4.py")
+    items = [
+        (str(src), f"pkg/{'sub/' if i % 2 else ''}{src.name}", False) for i, src in enumerate(files)
+    ]
+    guard.place_files(items, what="test")
+    for src, rel, _x in items:
+        assert os.path.samestat(os.lstat(root / rel), os.stat(src)), rel
+    assert outside.read_text() == "precious"
+
+
+@unix_only
+def test_place_files_refuses_what_place_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _many_threads(monkeypatch)
+    files = _cache_files(tmp_path, 4)
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("..", root / "up")
+    guard = PrefixGuard(root, Linker("hardlink"))
+    guard.protect_interpreter()
+    for rel in ("up/escape.py", "bin/python3", ".lockenv-state.json"):
+        items = [(str(f), f"pkg/{f.name}", False) for f in files[:3]]
+        items.append((str(files[3]), rel, False))
+        with pytest.raises(UnsafePathError):
+            guard.place_files(items, what="test")
+    assert not (tmp_path / "escape.py").exists()
+    assert not (root / ".lockenv-state.json").exists() and not (root / "bin/python3").exists()
+    assert list((root / "pkg").iterdir()) == []  # every path is checked before any link
+
+
+def test_place_files_copies_across_filesystems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    _many_threads(monkeypatch)
+
+    def cross_device(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    files = _cache_files(tmp_path, 10)
+    root = tmp_path / "root"
+    root.mkdir()
+    linker = Linker("hardlink")
+    guard = PrefixGuard(root, linker)
+    guard.place_files([(str(f), f"pkg/{f.name}", True) for f in files], what="test")
+    assert linker.copied_across_filesystems
+    for f in files:
+        copy = root / "pkg" / f.name
+        assert copy.read_bytes() == f.read_bytes() and os.stat(copy).st_nlink == 1

@@ -10,7 +10,7 @@ import pytest
 
 from lockenv.errors import UsageError
 from lockenv.sync import link as link_mod
-from lockenv.sync.link import Linker, check_link_mode
+from lockenv.sync.link import Linker, check_link_mode, each_in_threads
 
 
 def _src(tmp_path: Path) -> Path:
@@ -60,3 +60,31 @@ def test_eperm_copies_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_unknown_mode() -> None:
     with pytest.raises(UsageError, match="hardlink, copy, symlink"):
         check_link_mode("reflink")
+
+
+@pytest.mark.parametrize("threads", [False, True])
+def test_each_in_threads_calls_every_item_and_returns_the_failures_in_order(
+    monkeypatch: pytest.MonkeyPatch, threads: bool
+) -> None:
+    if threads:
+        monkeypatch.setattr(link_mod, "_PARALLEL_FROM", 2)
+        monkeypatch.setattr(link_mod, "_BATCH", 3)
+        monkeypatch.setattr(link_mod.os, "cpu_count", lambda: 4)
+    seen: list[int] = []
+
+    def call(item: int) -> None:
+        seen.append(item)
+        if item % 7 == 3:
+            raise FileNotFoundError(item)
+
+    items = list(range(50))
+    assert each_in_threads(call, items) == [i for i in items if i % 7 == 3]
+    assert sorted(seen) == items
+
+
+def test_each_in_threads_lets_other_errors_through() -> None:
+    def call(item: int) -> None:
+        raise ValueError(item)
+
+    with pytest.raises(ValueError):
+        each_in_threads(call, [1])

@@ -220,9 +220,16 @@ def _files(root: Path) -> dict[str, tuple[int, int, bytes]]:
 )
 def test_refresh_then_placing_the_rest_makes_the_fresh_tree(
     tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
     wanted: dict[str, tuple[str | bytes, bool]],
     present: dict[str, str | bytes],
 ) -> None:
+    from lockenv.sync import link as link_mod
+
+    # What goes is removed by threads (as in a large environment), from two files on.
+    monkeypatch.setattr(link_mod, "_PARALLEL_FROM", 2)
+    monkeypatch.setattr(link_mod, "_BATCH", 1)
+    monkeypatch.setattr(link_mod.os, "cpu_count", lambda: 4)
     work = tmp_path_factory.mktemp("refresh")
     cache = work / "cache"
     cache.mkdir()

@@ -788,14 +788,21 @@ def apply_wheel_install(
     skip: frozenset[str] = frozenset(),
 ) -> None:
     """Create ``plan``'s directories and entries through ``guard``, except the entries
-    whose paths are in ``skip`` (already in place)."""
+    whose paths are in ``skip`` (already in place).  Of entries with one path, only the
+    last is made (it would replace the others): the cache files first, together
+    (`lockenv.sync.guard.PrefixGuard.place_files`), then the files the installer writes."""
     for parent in plan.dirs:
         guard.makedirs(parent, what=what)
-    place, write = guard.place, guard.write
-    for dest, source, executable in plan.entries:
-        if dest in skip:
+    last = {dest: i for i, (dest, _source, _executable) in enumerate(plan.entries)}
+    files: list[tuple[str, str, bool]] = []
+    written: list[tuple[str, bytes, bool]] = []
+    for i, (dest, source, executable) in enumerate(plan.entries):
+        if last[dest] != i or dest in skip:
             continue
         if isinstance(source, str):
-            place(source, dest, executable=executable, what=what)
+            files.append((source, dest, executable))
         else:
-            write(dest, source, executable=executable, what=what)
+            written.append((dest, source, executable))
+    guard.place_files(files, what=what)
+    for dest, content, executable in written:
+        guard.write(dest, content, executable=executable, what=what)
