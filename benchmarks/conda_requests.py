@@ -187,11 +187,9 @@ def main() -> int:
         {"platform": p, "specs": ["python 3.9.*", *(f"{n} {s}" for n, s in benchmark_specs()[1:])]}
         for p in ("linux-64", "osx-arm64", "win-64")
     ]
-    sets = [
-        (f"random requests (seed {args.seed}) on the generated channel", channel_dir, requests),
-        ("the benchmark's specs with python 3.9.*", channel_dir, hard),
-    ]
+    sets = [(f"random requests (seed {args.seed}) on the generated channel", channel_dir, requests)]
     if not (args.random_only or args.only):
+        sets.append(("the benchmark's specs with python 3.9.*", channel_dir, hard))
         sets.append(("conda's 2018 defaults snapshot", *defaults_snapshot(work)))
     written = []
     for title, directory, batch in sets:
