@@ -2,10 +2,12 @@
 ``uv pip sync``.
 
     python benchmarks/big_downloads.py [--wheels 4] [--mib 200] [--rounds 3] [--uv PATH]
+                                       [--cache-keep both|trees] [--deflate]
 
 ``--wheels`` generated wheels (`benchmarks.synthetic.make_wheel`), each holding one
-incompressible native library of ``--mib`` MiB (stored, as large ``.so`` files are in
-real wheels) and a few modules, are served on 127.0.0.1 (nginx when installed), so that
+native library of ``--mib`` MiB and a few modules: incompressible and stored, or with
+``--deflate`` compressible and deflated, as wheel builders usually write them (then
+inflating is part of the work).  They are served on 127.0.0.1 (nginx when installed), so that
 the network is not in the way: what is measured is the work per byte (receiving,
 hashing, unpacking, writing).  Each round, in turns, each tool starts from an empty
 cache and no environment:
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=["both", "trees"],
         help="lockenv's cache keep policy (uv keeps trees only)",
     )
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="native libraries compressible and deflated (as in most large wheels), not stored",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     lockenv = [args.lockenv] if args.lockenv else [sys.executable, "-m", "lockenv"]
@@ -66,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         wheels_dir.mkdir()
         names = [f"big{i:02d}" for i in range(args.wheels)]
         wheels = [
-            synthetic.make_wheel(wheels_dir, name, "1.0", modules=20, native=[args.mib << 20])
+            synthetic.make_wheel(
+                wheels_dir,
+                name,
+                "1.0",
+                modules=20,
+                native=[args.mib << 20],
+                deflate_native=args.deflate,
+            )
             for name in names
         ]
         synthetic.write_index(work / "index", wheels)
@@ -121,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\n{args.wheels} wheels of {args.mib} MiB ({total / 2**20:.0f} MiB in all) from "
             f"127.0.0.1, {os.cpu_count()} CPUs, median of {args.rounds} cold syncs "
-            f"(lockenv's cache keeping {args.cache_keep}); load average "
+            f"(lockenv's cache keeping {args.cache_keep}"
+            f"{'; natives deflated' if args.deflate else ''}); load average "
             f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         )
         print(f"{'':<8}{'wall ms':>18}{'':>9}{'cpu ms':>19}")

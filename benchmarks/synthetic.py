@@ -51,8 +51,11 @@ def make_wheel(
     native: Sequence[int] = (),
     requires: Sequence[str] = (),
     seed: int = 0,
+    deflate_native: bool = False,
 ) -> Path:
-    """Write ``<name>-<version>-py3-none-any.whl`` into ``directory``."""
+    """Write ``<name>-<version>-py3-none-any.whl`` into ``directory``.  The ``native``
+    libraries are incompressible and stored, or with ``deflate_native`` compressible
+    (about 2.5:1, as machine code and its tables are) and deflated."""
     rng = random.Random(f"{name}-{version}-{seed}")
     info = f"{name}-{version}.dist-info"
     path = directory / f"{name}-{version}-py3-none-any.whl"
@@ -75,7 +78,10 @@ def make_wheel(
             )
             add(f"{name}/sub{m % subdirs}/mod{m}.py", body.encode())
         for i, size in enumerate(native):
-            add(f"{name}/_native{i}.so", _incompressible(rng, size), compress=False)
+            if deflate_native:
+                add(f"{name}/_native{i}.so", _compressible(rng, size))
+            else:
+                add(f"{name}/_native{i}.so", _incompressible(rng, size), compress=False)
         add(f"{info}/METADATA", metadata.encode())
         wheel = "Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         add(f"{info}/WHEEL", wheel.encode())
@@ -88,6 +94,17 @@ def _incompressible(rng: random.Random, size: int) -> bytes:
     # Random bytes, made in 1 MiB blocks that repeat: large files quickly, still
     # incompressible for deflate's 32 KiB window.
     block = rng.randbytes(min(size, 1 << 20))
+    return (block * (size // len(block) + 1))[:size] if block else b""
+
+
+def _compressible(rng: random.Random, size: int) -> bytes:
+    # Each 4 KiB: 1.6 KiB of random bytes, then runs of a few values (deflate leaves
+    # about 40%); in 1 MiB blocks that repeat, as `_incompressible`.
+    page = bytearray()
+    while len(page) < min(size, 1 << 20):
+        page += rng.randbytes(1600)
+        page += bytes(rng.choice((0, 0, 0, 0x90, 0xFF)) for _ in range(8)) * 312
+    block = bytes(page[: min(size, 1 << 20)])
     return (block * (size // len(block) + 1))[:size] if block else b""
 
 

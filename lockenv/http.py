@@ -101,7 +101,7 @@ _UNKNOWN_SIZE = 32 << 20  # what a body of unannounced length is budgeted as
 #: pages and metadata files ask for `lockenv.limits.MAX_PAGE`.
 MAX_DOCUMENT = 1 << 30
 _RETRY_BACKOFF = 0.2  # seconds, doubled after every failed try
-_CHUNK = 1 << 16
+_CHUNK = 1 << 20  # file:// downloads read in blocks as large as a socket's (`_READ_BLOCK`)
 _FEED_AHEAD = 8  # blocks (up to 1 MiB each, `_READ_BLOCK`) read ahead of a slow consumer
 _CACHE_FORMAT = 1
 _CACHE_HEADER = 64 << 10  # room for a cached page's JSON header line

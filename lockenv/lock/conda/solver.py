@@ -16,10 +16,11 @@ group.  The clauses say what conda's rules say:
 
 Clauses are made lazily.  A name's records are read and ordered the first time a
 requirement names it (so a solve touches the names it can reach, not the channel), and a
-build's ``depends`` and ``constrains`` are encoded the first time the build is installed
-or is about to be tried.  Trying a build only after encoding it means a build whose
-dependency has become impossible (a ``py313`` build once ``python 3.12`` is chosen) is
-ruled out by propagation, without a conflict.
+build's ``depends`` and ``constrains`` are encoded the first time the build is installed,
+is about to be tried, or is among the first few open builds of a requirement that an
+installed build has (`CondaSolver._encode_ahead`).  Trying a build only after encoding it
+means a build whose dependency has become impossible (a ``py313`` build once ``python
+3.12`` is chosen) is ruled out by propagation, without a conflict.
 
 **Decisions** follow conda's optimization order (`lockenv.lock.conda.order`): the
 solver takes the first open requirement — the manifest's, in the manifest's order, before
@@ -65,6 +66,11 @@ _MINIMIZE_UNITS = 60
 _MINIMIZE_CLAUSES = 5000
 _MINIMIZE_CONFLICTS = 2000  # in all: a smaller explanation is not worth more time
 _MINIMIZE_TRIALS = 12  # sub-problems solved, in all
+# How many of the open builds a requirement admits are encoded as soon as a build with
+# that requirement is installed, once the search has met this many conflicts (see
+# `CondaSolver._encode_ahead`).
+_ENCODE_AHEAD = 8
+_AHEAD_AFTER = 1
 
 
 @lru_cache(maxsize=65536)
@@ -232,6 +238,7 @@ class CondaSolver:
         self._raw: dict[str, list[_Record]] = {}
         self._newest: dict[int, tuple[MatchSpec, Newest]] = {}
         self._clashed: set[tuple[int, int]] = set()  # (build, requirement) pairs encoded
+        self._need_of: dict[int, tuple[_Pool, list[int]]] = {}  # `_need`'s variables
 
     # -- the answer --------------------------------------------------------------------
 
@@ -389,6 +396,7 @@ class CondaSolver:
             within=(pool.group, mask, 2 * need + 1),
         )
         pool.needs[mask] = (need, shared)
+        self._need_of[need] = (pool, positions)
         return need, shared
 
     def _constrain(self, parent: int, spec: MatchSpec, pool: _Pool) -> None:
@@ -440,6 +448,10 @@ class CondaSolver:
 
     def on_true(self, var: int) -> None:
         self._pad()
+        ahead = self._need_of.get(var)
+        if ahead is not None:
+            self._encode_ahead(*ahead)
+            return
         if not self.expanded[var]:
             self._expand(var)
         heap = self.heap
@@ -451,6 +463,30 @@ class CondaSolver:
             heapq.heappush(heap, (1, -activity[pool.index], rid))
             pool.active.setdefault(requirement.mask, set()).add(rid)
         self._clashes(var)
+
+    def _encode_ahead(self, pool: _Pool, positions: list[int]) -> None:
+        """A set of builds is needed: encode the best `_ENCODE_AHEAD` of them still open.
+
+        What makes a build impossible is then found while the requirement is new, at
+        its own decision level, rather than when the build comes to be tried many
+        decisions later: there, a dependency found impossible since long ago is a
+        conflict at that old level, and every decision made since is undone and made
+        again.
+        """
+        if self.engine.conflicts < _AHEAD_AFTER:
+            return
+        values = self.engine.values
+        expanded = self.expanded
+        vars_ = pool.vars
+        left = _ENCODE_AHEAD
+        for position in positions:
+            var = vars_[position]
+            if values[2 * var] == 0:
+                if not expanded[var]:
+                    self._expand(var)
+                left -= 1
+                if not left:
+                    return
 
     def on_unassigned(self, vars_: list[int]) -> None:
         self._pad()
