@@ -510,7 +510,7 @@ def _show_index(manifest: Manifest) -> None:
 
 
 def _redacted(url: str) -> str:
-    from lockenv.http import redact_url
+    from lockenv.urls import redact_url
 
     return redact_url(url)
 
@@ -1323,7 +1323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             _print_traceback()
         if exc.details:  # e.g. the tail of a build log, before the verdict
-            from lockenv.http import redact_text
+            from lockenv.urls import redact_text
 
             for line in exc.details:
                 print(f"  | {redact_text(line)}", file=sys.stderr)
@@ -1360,7 +1360,7 @@ def _print_traceback() -> None:
     # Through the same scrubbing as every message: a traceback quotes URLs too.
     import traceback
 
-    from lockenv.http import redact_text
+    from lockenv.urls import redact_text
 
     sys.stderr.write(redact_text(traceback.format_exc()))
 

@@ -51,11 +51,11 @@ _REDRAW_SECONDS = 0.1  # a status line is redrawn at most this often
 
 
 def scrub(text: str) -> str:
-    """``text`` with every URL's credentials and tokens removed (`lockenv.http.redact_text`):
+    """``text`` with every URL's credentials and tokens removed (`lockenv.urls.redact_text`):
     the last line of defence, whatever a message or a library put into it."""
     if "://" not in text:
         return text
-    from lockenv.http import redact_text
+    from lockenv.urls import redact_text
 
     return redact_text(text)
 

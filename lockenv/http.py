@@ -54,7 +54,6 @@ from lockenv.urls import (
     Origin,
     file_url_to_path,
     origin_of,
-    redact_text,
     redact_url,
     split_credentials,
     with_token,
@@ -79,10 +78,7 @@ __all__ = [
     "HttpClient",
     "HttpStatusError",
     "Page",
-    "file_url_to_path",
     "http_timeout",
-    "redact_text",
-    "redact_url",
     "transfer_budget",
 ]
 

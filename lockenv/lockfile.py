@@ -226,15 +226,15 @@ def _artifact_sort_key(artifact: Artifact) -> tuple[str, str, str, str, str]:
 
 
 def redact_url(url: str) -> str:
-    """`lockenv.http.redact_url`, imported when a lock is written (not when one is read)."""
-    from lockenv.http import redact_url as redact
+    """`lockenv.urls.redact_url`, imported when a lock is written (not when one is read)."""
+    from lockenv.urls import redact_url as redact
 
     return redact(url)
 
 
 def redact_text(text: str) -> str:
-    """`lockenv.http.redact_text`, imported when a lock is written."""
-    from lockenv.http import redact_text as redact
+    """`lockenv.urls.redact_text`, imported when a lock is written."""
+    from lockenv.urls import redact_text as redact
 
     return redact(text)
 
@@ -322,7 +322,7 @@ def _base_to_dict(base: BaseEnvironment) -> dict[str, Any]:
 def to_dict(lock: Lockfile) -> dict[str, Any]:
     """The lock as plain data, in the canonical order it is written in.
 
-    Every URL and requirement goes through `lockenv.http.redact_url`: a lock never holds
+    Every URL and requirement goes through `lockenv.urls.redact_url`: a lock never holds
     credentials or conda tokens, whatever the artifacts it is given carry.
     """
     inputs: dict[str, Any] = {"platforms": sorted(lock.inputs.platforms)}

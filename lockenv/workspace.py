@@ -364,8 +364,8 @@ def locked_packages(lock: Lockfile, env: str, platform: str) -> list[dict[str, A
 
 
 def _row(artifact: Artifact) -> dict[str, Any]:
-    from lockenv.http import redact_url
     from lockenv.lockfile import PypiSource
+    from lockenv.urls import redact_url
 
     row: dict[str, Any] = {
         "name": artifact.name,

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from lockenv import http as lhttp
 from lockenv.errors import IndexAccessError, IntegrityError, OfflineError
-from lockenv.http import HttpClient, HttpStatusError, file_url_to_path, redact_url
+from lockenv.http import HttpClient, HttpStatusError
+from lockenv.urls import file_url_to_path, redact_url
 
 # -- a tiny loopback server, also used by the pypi tests --------------------------------------
 

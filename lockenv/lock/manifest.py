@@ -52,12 +52,12 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import ManifestError, UsageError
-from lockenv.http import redact_url
 from lockenv.limits import MAX_MANIFEST, read_capped
 from lockenv.lock.pypi.wanted import NameSet, PypiDependency, PypiOptions, PypiSource
 from lockenv.mirrors import Mirrors, parse_mirror_table
 from lockenv.platforms import PLATFORMS as _TARGETS
 from lockenv.project import TOML_ERRORS, toml_problem
+from lockenv.urls import redact_url
 
 __all__ = [
     "MANIFEST_NAMES",

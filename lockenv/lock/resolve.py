@@ -97,8 +97,8 @@ class _Pins:
 
 def manifest_inputs(manifest: Manifest, index_urls: Sequence[str]) -> LockInputs:
     """The inputs a lock of ``manifest`` records (credentials removed)."""
-    from lockenv.http import redact_url
     from lockenv.lock.exclude_newer import format_span
+    from lockenv.urls import redact_url
 
     system = manifest.default_feature.system_requirements
     system_map = {
@@ -439,8 +439,8 @@ class _Resolver:
         return [self.conda_artifact(record) for record in solution]
 
     def conda_artifact(self, record: RepoRecord) -> CondaArtifact:
-        from lockenv.http import redact_url
         from lockenv.lock.pypi.metadata import artifact_info
+        from lockenv.urls import redact_url
 
         sha256, size = record.sha256, record.size
         if sha256 is None or size is None:
@@ -634,8 +634,8 @@ def resolve_pypi(
 
 
 def _pypi_artifact(file: DistFile, provider: PypiProvider, http: HttpClient) -> PypiArtifact:
-    from lockenv.http import redact_url
     from lockenv.lock.pypi.metadata import fetch_artifact_info
+    from lockenv.urls import redact_url
 
     sha256, size = file.sha256, file.size
     if sha256 is None or size is None:
@@ -831,7 +831,7 @@ def _why_no_candidate(
     if evaluation is None:
         return ""
     if not evaluation.versions_seen:
-        from lockenv.http import redact_url
+        from lockenv.urls import redact_url
 
         urls = getattr(index, "index_urls", None)
         where = ", ".join(map(redact_url, urls)) if urls else "the index"

@@ -356,7 +356,7 @@ def _source_problems(
 ) -> list[str]:
     """Path, git and URL dependencies: locked from the source the manifest names, and a
     path's own dependency lists (its static ``[project]``) as they were locked."""
-    from lockenv.http import redact_url
+    from lockenv.urls import redact_url
 
     problems: list[str] = []
     for dependency in dependencies:

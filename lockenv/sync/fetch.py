@@ -259,7 +259,7 @@ class Fetcher:
         path: Path | None,
         consumer: Callable[[], Consumer] | None = None,
     ) -> None:
-        from lockenv.http import redact_url
+        from lockenv.urls import redact_url
 
         client = self._http()
         with self._lock:

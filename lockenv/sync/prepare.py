@@ -123,10 +123,14 @@ def _usable_entries(
     """The artifacts whose unpacked trees can be used as they are, and the others;
     ``inodes`` receives the files of the usable ones (`Prepared.inodes`)."""
 
-    def check(artifact: Archive) -> tuple[Path, str, dict[str, tuple[int, int]]]:
+    def check(
+        artifact: Archive,
+    ) -> tuple[str, dict[str, tuple[int, int]], Unpacked | None]:
+        # The manifest is read here too: in the pool, beside other entries' lstat calls.
         seen: dict[str, tuple[int, int]] = {}
         entry, state = trusted_entry(cache, artifact, seen)
-        return entry, state, seen
+        loaded = _load_unpacked(entry, artifact) if state == "ok" else None
+        return state, seen, loaded
 
     if len(artifacts) > 1:
         workers = min(_ENTRY_CHECKERS, len(artifacts))
@@ -136,8 +140,7 @@ def _usable_entries(
         states = [check(a) for a in artifacts]
     found: dict[str, Unpacked] = {}
     todo: list[Archive] = []
-    for artifact, (entry, state, seen) in zip(artifacts, states, strict=True):
-        loaded = _load_unpacked(entry, artifact) if state == "ok" else None
+    for artifact, (state, seen, loaded) in zip(artifacts, states, strict=True):
         if loaded is not None:
             found[artifact.sha256] = loaded
             inodes.update(seen)

@@ -20,7 +20,8 @@ fresh build would be (`refresh_tree`):
   a file the installer writes, with the same bytes and mode and no other link to it;
   everything else goes (the old versions of changed packages, ``__pycache__`` written
   while the tree was live, anything installed by hand, every symlink and the venv
-  skeleton, which is written again);
+  skeleton, which is written again), the files together once the walk is done, by a
+  few threads when they are many (`lockenv.sync.link.each_in_threads`);
 - what is missing is then created through the `PrefixGuard` like any sync's files.
 
 So the tree swapped in is the one a fresh build makes, at the cost of the difference.

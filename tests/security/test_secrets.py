@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from fixtures.server import serve_index, serve_static
-from lockenv.http import HttpClient, redact_text, redact_url
+from lockenv.http import HttpClient
 from lockenv.lockfile import LockedEnvironment, Lockfile, LockInputs, PypiArtifact, write_lockfile
 from lockenv.platforms import current_platform
+from lockenv.urls import redact_text, redact_url
 
 from cli_support import lockenv, write_manifest
 

@@ -31,7 +31,7 @@ builds of it.  This keeps a mirror or a community channel from shadowing a priva
 
 Credentials in a channel URL stay in `Channel.base_url` and `RepoRecord.url` (they are
 needed to download), while `RepoRecord.channel` and every message are redacted; the
-lockfile writer must redact ``url`` too (`lockenv.http.redact_url`).
+lockfile writer must redact ``url`` too (`lockenv.urls.redact_url`).
 
 Not supported: JLAP incremental updates (they only make updates cheaper, never change
 the result).
@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from lockenv.errors import IndexAccessError, ManifestError, OfflineError
-from lockenv.http import HttpClient, HttpStatusError, redact_url
+from lockenv.http import HttpClient, HttpStatusError
 from lockenv.lock.conda.compressed import unbz2, unzstd
 from lockenv.lock.conda.matchspec import KNOWN_SUBDIRS
 from lockenv.lock.conda.repodata_json import (
@@ -67,7 +67,7 @@ from lockenv.lock.conda.repodata_json import (
 )
 from lockenv.lock.conda.shards import SHARD_INDEX, ShardedEntries, parse_shard_index
 from lockenv.lock.conda.subdir_store import Stores, SubdirStore
-from lockenv.urls import file_url_to_path
+from lockenv.urls import file_url_to_path, redact_url
 
 __all__ = [
     "DEFAULT_CHANNEL_ALIAS",

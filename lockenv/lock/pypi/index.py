@@ -36,8 +36,9 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import IndexAccessError
-from lockenv.http import HttpClient, HttpStatusError, file_url_to_path, redact_url
+from lockenv.http import HttpClient, HttpStatusError
 from lockenv.limits import MAX_PAGE, read_capped
+from lockenv.urls import file_url_to_path, redact_url
 
 __all__ = [
     "SIMPLE_ACCEPT",

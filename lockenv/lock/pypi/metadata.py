@@ -37,9 +37,10 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from lockenv.errors import IndexAccessError, IntegrityError, MetadataError
-from lockenv.http import ByteRange, HttpClient, HttpStatusError, file_url_to_path, redact_url
+from lockenv.http import ByteRange, HttpClient, HttpStatusError
 from lockenv.limits import MAX_PAGE
 from lockenv.lock.pypi.index import DistFile, local_file_sha256
+from lockenv.urls import file_url_to_path, redact_url
 
 __all__ = [
     "CoreMetadata",

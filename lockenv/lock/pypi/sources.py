@@ -214,7 +214,7 @@ def _prepare_git(
     dependency: PypiDependency, source: ManifestSource, context: _Context
 ) -> PreparedSource:
     from lockenv.git import checkout, resolve_commit
-    from lockenv.http import redact_url
+    from lockenv.urls import redact_url
 
     assert source.git is not None
     shown = redact_url(source.git)
@@ -263,8 +263,8 @@ def _prepare_url(
     import dataclasses
 
     from lockenv.cache import Cache, hash_file
-    from lockenv.http import redact_url
     from lockenv.lock.pypi.index import Link, dist_file_from_link
+    from lockenv.urls import redact_url
 
     assert source.url is not None
     url = source.url.split("#", 1)[0]

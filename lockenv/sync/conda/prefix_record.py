@@ -74,13 +74,13 @@ def record_name(artifact: CondaArtifact) -> str:
 def channel_url(artifact: CondaArtifact) -> str:
     """The channel subdirectory URL the package came from, as conda records ``channel``
     (without credentials or token)."""
-    from lockenv.http import redact_url
+    from lockenv.urls import redact_url
 
     return redact_url(artifact.url.rsplit("/", 1)[0])
 
 
 def _redacted(url: str) -> str:
-    from lockenv.http import redact_url
+    from lockenv.urls import redact_url
 
     return redact_url(url)
 
