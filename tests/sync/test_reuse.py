@@ -40,6 +40,12 @@ NEW = (
 SP = f"lib/python{PYTHON_XY}/site-packages"
 
 
+@pytest.fixture
+def old_and_new(fixture_index_dir: Path) -> tuple[Lockfile, Lockfile]:
+    """The locks of the fixture index's OLD and NEW package sets."""
+    return fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+
+
 def _sync(lock: Lockfile, prefix: Path, **options: object) -> bool:
     report = sync_environment(lock, lock_sha(lock), "default", prefix, SyncOptions(**options))  # type: ignore[arg-type]
     verified = verify_environment(prefix, lock, "default", _platform())
@@ -65,9 +71,9 @@ def _shared_writable(prefix: Path) -> list[str]:
 
 
 def test_a_change_keeps_the_replaced_tree_and_the_next_refreshes_it(
-    tmp_path: Path, fixture_index_dir: Path
+    tmp_path: Path, old_and_new: tuple[Lockfile, Lockfile]
 ) -> None:
-    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    old, new = old_and_new
     prefix = tmp_path / "env"
     _sync(old, prefix)
     assert not spare_path(prefix).exists()  # nothing was replaced
@@ -111,9 +117,9 @@ def test_a_change_keeps_the_replaced_tree_and_the_next_refreshes_it(
 
 
 def test_spare_is_kept_only_for_hardlinked_environments(
-    tmp_path: Path, fixture_index_dir: Path
+    tmp_path: Path, old_and_new: tuple[Lockfile, Lockfile]
 ) -> None:
-    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    old, new = old_and_new
     prefix = tmp_path / "env"
     _sync(old, prefix, link_mode="copy")
     _sync(new, prefix, link_mode="copy")
@@ -124,9 +130,9 @@ def test_spare_is_kept_only_for_hardlinked_environments(
 
 
 def test_a_directory_at_the_spares_name_that_no_sync_kept_is_left_alone(
-    tmp_path: Path, fixture_index_dir: Path
+    tmp_path: Path, old_and_new: tuple[Lockfile, Lockfile]
 ) -> None:
-    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    old, new = old_and_new
     prefix = tmp_path / "env"
     mine = spare_path(prefix)
     mine.mkdir()
@@ -141,9 +147,9 @@ def test_a_directory_at_the_spares_name_that_no_sync_kept_is_left_alone(
 
 @pytest.mark.parametrize("stage", ["staging:created", "staging:refreshed", "staging:linked#2"])
 def test_killed_while_refreshing_the_spare_leaves_the_live_environment(
-    tmp_path: Path, fixture_index_dir: Path, stage: str
+    tmp_path: Path, old_and_new: tuple[Lockfile, Lockfile], stage: str
 ) -> None:
-    old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
+    old, new = old_and_new
     prefix = tmp_path / "envs" / "default"
     _sync(old, prefix)
     _sync(new, prefix)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cmp_to_key
+from itertools import groupby
 from typing import Protocol, TypeVar
 
 from lockenv.lock.conda.matchspec import MatchSpec
@@ -93,14 +94,11 @@ def by_key(
     # than builds), then every record by plain integers: equal versions ("1.0", "1.0.0")
     # share a rank.
     texts = sorted({r.version for r in records}, key=version_of)
-    rank: dict[str, int] = {}
-    previous: VersionOrder | None = None
-    for text in texts:
-        version = version_of(text)
-        if previous is None or version != previous:
-            previous = version
-            current = len(rank)
-        rank[text] = current
+    rank = {
+        text: i
+        for i, (_version, equal) in enumerate(groupby(texts, key=version_of))
+        for text in equal
+    }
     keyed = sorted(
         (((-len(r.track_features), rank[r.version], r.build_number), r) for r in records),
         key=lambda item: item[0],

@@ -124,24 +124,13 @@ class Engine:
 
     def new_var(self, group: int = -1) -> int:
         """A new unassigned variable (member of at-most-one ``group``, if not -1)."""
-        var = len(self.level)
-        self.values += (0, 0)
-        self.level.append(0)
-        self.reason.append(DECISION)
-        self.group.append(group)
-        self.watches += ([], [])
-        self.binaries += ([], [])
-        self.excluding += ([], [])
-        if group >= 0:
-            self.rank.append(len(self.members[group]))
-            self.members[group].append(var)
-        else:
-            self.rank.append(-1)
-        return var
+        return self.new_vars(1, group)[0]
 
-    def new_vars(self, count: int, group: int) -> range:
-        """``count`` new unassigned variables, members of at-most-one ``group``, at once."""
+    def new_vars(self, count: int, group: int = -1) -> range:
+        """``count`` new unassigned variables at once (members of at-most-one ``group``,
+        if not -1)."""
         first = len(self.level)
+        created = range(first, first + count)
         self.values += [0] * (2 * count)
         self.level += [0] * count
         self.reason += [DECISION] * count
@@ -149,10 +138,12 @@ class Engine:
         self.watches += [[] for _ in range(2 * count)]
         self.binaries += [[] for _ in range(2 * count)]
         self.excluding += [[] for _ in range(2 * count)]
-        members = self.members[group]
-        self.rank += range(len(members), len(members) + count)
-        created = range(first, first + count)
-        members += created
+        if group >= 0:
+            members = self.members[group]
+            self.rank += range(len(members), len(members) + count)
+            members += created
+        else:
+            self.rank += [-1] * count
         return created
 
     def new_group(self) -> int:
