@@ -88,6 +88,7 @@ __all__ = [
     "activation_env",
     "default_cache_dir",
     "is_up_to_date",
+    "parsed_lock_memo",
     "remove_spare",
     "stamp_environment",
     "stamp_inputs",
@@ -290,6 +291,13 @@ def remove_spare(prefix: Path) -> bool:
 
         remove_tree(staging)
         return True
+
+
+def parsed_lock_memo(prefix: Path) -> Path:
+    """Where the parse of the locks synced into ``prefix`` is remembered, beside it
+    (`lockenv.lockfile.loads_remembered`)."""
+    prefix = Path(os.path.abspath(prefix))
+    return prefix.parent / f".{prefix.name}.parsed-lock.json"
 
 
 @contextlib.contextmanager
