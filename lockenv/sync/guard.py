@@ -239,9 +239,16 @@ class PrefixGuard:
             self._clear(path, real, rel, what)
             self.linker.place_new(src, path, executable=executable)
 
-    def place_files(self, items: Sequence[tuple[str, str, bool]], *, what: str) -> None:
+    def place_files(
+        self,
+        items: Sequence[tuple[str, str, bool]],
+        *,
+        what: str,
+        owners: Sequence[str] | None = None,
+    ) -> None:
         """`place` each ``(cache file, rel, executable)`` of ``items``, which name no path
-        twice (the caller leaves out what a later entry replaces).
+        twice (the caller leaves out what a later entry replaces); ``owners``, if given,
+        names each item's package (else ``what`` names them all).
 
         Hardlinks are made together (`lockenv.sync.link.each_in_threads`: ``link`` waits
         on the filesystem without the GIL): every path is resolved and checked here
@@ -249,15 +256,19 @@ class PrefixGuard:
         a file that could not be linked so (something already there, another
         filesystem, a link count at its limit...) is then placed by `place`, in order.
         """
+        names = owners if owners is not None else [what] * len(items)
         if self.linker.mode != "hardlink":
-            for src, rel, executable in items:
-                self.place(src, rel, executable=executable, what=what)
+            for (src, rel, executable), owner in zip(items, names, strict=True):
+                self.place(src, rel, executable=executable, what=owner)
             return
         target = self._target
-        jobs = [(src, target(rel, what)[0]) for src, rel, _executable in items]
+        jobs = [
+            (src, target(rel, owner)[0])
+            for (src, rel, _executable), owner in zip(items, names, strict=True)
+        ]
         for i in each_in_threads(_link, jobs):
             src, rel, executable = items[i]
-            self.place(src, rel, executable=executable, what=what)
+            self.place(src, rel, executable=executable, what=names[i])
 
     def copy(self, src: str, rel: str, *, executable: bool, what: str) -> None:
         """Put a private copy of ``src`` at ``rel`` (files that must never be shared)."""

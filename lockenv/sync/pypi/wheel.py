@@ -57,6 +57,7 @@ __all__ = [
     "WheelFile",
     "WheelInstall",
     "apply_wheel_install",
+    "apply_wheel_installs",
     "install_wheel",
     "load_unpacked",
     "plan_wheel_install",
@@ -787,22 +788,53 @@ def apply_wheel_install(
     what: str,
     skip: frozenset[str] = frozenset(),
 ) -> None:
-    """Create ``plan``'s directories and entries through ``guard``, except the entries
-    whose paths are in ``skip`` (already in place).  Of entries with one path, only the
-    last is made (it would replace the others): the cache files first, together
-    (`lockenv.sync.guard.PrefixGuard.place_files`), then the files the installer writes."""
-    for parent in plan.dirs:
-        guard.makedirs(parent, what=what)
-    last = {dest: i for i, (dest, _source, _executable) in enumerate(plan.entries)}
+    """`apply_wheel_installs` of one wheel's plan (``what`` names the wheel)."""
+    apply_wheel_installs([(plan, what)], guard, skip=skip)
+
+
+def apply_wheel_installs(
+    plans: Sequence[tuple[WheelInstall, str]],
+    guard: PrefixGuard,
+    *,
+    skip: frozenset[str] = frozenset(),
+    installed: Callable[[int], None] | None = None,
+) -> None:
+    """Create the directories and entries of ``plans`` (each with the name of its wheel,
+    for messages) through ``guard``, in order, except the entries whose paths are in
+    ``skip`` (already in place).  Of entries with one path, in one plan or in several,
+    only the last is made (it would replace the others).
+
+    Every plan's directories first, in order (made by this thread: creating them
+    serialises in the filesystem anyway); then the cache files of all the plans together,
+    so that a few threads link them whichever wheel they come from
+    (`lockenv.sync.guard.PrefixGuard.place_files`; most wheels are too small to be worth
+    threads of their own); then, plan after plan, the files the installer writes, and
+    ``installed(i)`` once plan ``i`` is complete.
+    """
+    for plan, what in plans:
+        for parent in plan.dirs:
+            guard.makedirs(parent, what=what)
+    last: dict[str, tuple[int, int]] = {}
+    for p, (plan, _what) in enumerate(plans):
+        for i, entry in enumerate(plan.entries):
+            last[entry[0]] = (p, i)
     files: list[tuple[str, str, bool]] = []
-    written: list[tuple[str, bytes, bool]] = []
-    for i, (dest, source, executable) in enumerate(plan.entries):
-        if last[dest] != i or dest in skip:
-            continue
-        if isinstance(source, str):
-            files.append((source, dest, executable))
-        else:
-            written.append((dest, source, executable))
-    guard.place_files(files, what=what)
-    for dest, content, executable in written:
-        guard.write(dest, content, executable=executable, what=what)
+    owners: list[str] = []
+    written: list[list[tuple[str, bytes, bool]]] = []
+    for p, (plan, what) in enumerate(plans):
+        mine: list[tuple[str, bytes, bool]] = []
+        for i, (dest, source, executable) in enumerate(plan.entries):
+            if last[dest] != (p, i) or dest in skip:
+                continue
+            if isinstance(source, str):
+                files.append((source, dest, executable))
+                owners.append(what)
+            else:
+                mine.append((dest, source, executable))
+        written.append(mine)
+    guard.place_files(files, what=plans[0][1] if plans else "", owners=owners)
+    for p, ((_plan, what), mine) in enumerate(zip(plans, written, strict=True)):
+        for dest, content, executable in mine:
+            guard.write(dest, content, executable=executable, what=what)
+        if installed is not None:
+            installed(p)
