@@ -75,8 +75,10 @@ def test_bundle_then_sync_with_empty_cache_and_no_network(
         node, "verify", "--digest", "--lock", str(bundle / "lockenv.lock"), "--prefix", str(prefix)
     ).stdout
     assert _last_line(digest) == expected
-    # Imported into the cache: later syncs need the bundle no more.
-    assert any((cache / "archives").rglob("clicky-*.whl"))
+    # Imported into the cache, as sealed trees (the default keep policy drops the
+    # archives): later syncs need the bundle no more.
+    assert any((cache / "unpacked").glob("*/*/files/clicky-*.dist-info"))
+    assert not any((cache / "archives").rglob("clicky-*.whl"))
     shutil.move(bundle, tmp_path / "moved")
     shutil.copy(tmp_path / "moved" / "lockenv.lock", node / "plain.lock")
     lockenv(node, "sync", "--lock", "plain.lock", "--prefix", str(node / "env2"), "--offline")
