@@ -2,7 +2,7 @@
 ``uv pip sync``.
 
     python benchmarks/big_downloads.py [--wheels 4] [--mib 200] [--rounds 3] [--uv PATH]
-                                       [--cache-keep both|trees] [--deflate]
+                                       [--cache-keep trees|both] [--deflate]
 
 ``--wheels`` generated wheels (`benchmarks.synthetic.make_wheel`), each holding one
 native library of ``--mib`` MiB and a few modules: incompressible and stored, or with
@@ -53,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lockenv", help="a lockenv command (default: this checkout's)")
     parser.add_argument(
         "--cache-keep",
-        default="both",
-        choices=["both", "trees"],
-        help="lockenv's cache keep policy (uv keeps trees only)",
+        choices=["trees", "both"],
+        help="lockenv's cache keep policy (default: lockenv's own, trees, as uv keeps)",
     )
     parser.add_argument(
         "--deflate",
@@ -107,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.rmtree(cache, ignore_errors=True)
                     if tool == "lockenv":
                         shutil.rmtree(le_dir / ".lockenv", ignore_errors=True)
-                        env = clean_env(
-                            LOCKENV_CACHE_DIR=str(cache), LOCKENV_CACHE_KEEP=args.cache_keep
-                        )
+                        keep = {"LOCKENV_CACHE_KEEP": args.cache_keep} if args.cache_keep else {}
+                        env = clean_env(LOCKENV_CACHE_DIR=str(cache), **keep)
                         pair.add(tool, timed([*lockenv, "sync", "-q", "--frozen"], le_dir, env))
                         continue
                     venv = uv_dir / ".venv"
@@ -135,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\n{args.wheels} wheels of {args.mib} MiB ({total / 2**20:.0f} MiB in all) from "
             f"127.0.0.1, {os.cpu_count()} CPUs, median of {args.rounds} cold syncs "
-            f"(lockenv's cache keeping {args.cache_keep}"
+            f"(lockenv's cache keeping {args.cache_keep or 'what it keeps by default'}"
             f"{'; natives deflated' if args.deflate else ''}); load average "
             f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         )

@@ -44,13 +44,16 @@ nodes' scratch are invisible here: their syncs' marks protect them), and removes
 
 Footprint.  Clusters' quotas count bytes and files (inodes).  An artifact may be kept as
 its archive, its unpacked tree, or both: the *keep policy* (`keep_policy`:
-``$LOCKENV_CACHE_KEEP`` or ``cache prune --keep``).  "both" (the default) costs the
-archive's bytes beside the tree; "trees" keeps only sealed trees (what uv keeps: a sync
-drops an archive as soon as its tree is sealed, and never needs it again while the seal
-holds; a damaged tree is downloaded again); "archives" keeps only archives, a file each
-(prune drops trees, which a sync unpacks again).  Hard links into environments on the
-cache's filesystem share the tree's inodes and bytes: a tree costs nothing more while an
-environment links it, and pruning it frees nothing until the environment goes.
+``$LOCKENV_CACHE_KEEP`` or ``cache prune --keep``).  "trees" (the default, what uv keeps)
+keeps only sealed trees: a sync drops an archive as soon as its tree is sealed (a large
+wheel is unpacked while it downloads and its archive never written) and never needs it
+again while the seal holds; a damaged tree is downloaded again, and `lockenv bundle`
+downloads the archives it packs.  "both" also keeps each archive (its bytes again, and a
+file more): what a site wants that repairs damaged trees offline or bundles without the
+network.  "archives" keeps only archives, a file each (prune drops trees, which a sync
+unpacks again).  Hard links into environments on the cache's filesystem share the
+tree's inodes and bytes: a tree costs nothing more while an environment links it, and
+pruning it frees nothing until the environment goes.
 
 Standard library only: imported on the sync path.
 """
@@ -675,14 +678,14 @@ def _artifact_locks(root: Path) -> _ArtifactLocks:
 
 
 KeepPolicy = Literal["both", "trees", "archives"]
-KEEP_POLICIES: tuple[KeepPolicy, ...] = ("both", "trees", "archives")
+KEEP_POLICIES: tuple[KeepPolicy, ...] = ("trees", "both", "archives")
 KEEP_ENV = "LOCKENV_CACHE_KEEP"
 
 
 def keep_policy(value: str | None = None) -> KeepPolicy:
     """What the cache keeps of an artifact (see the module doc): ``value``, else
-    ``$LOCKENV_CACHE_KEEP``, else "both".  Raises UsageError for anything else."""
-    configured = value if value is not None else os.environ.get(KEEP_ENV) or "both"
+    ``$LOCKENV_CACHE_KEEP``, else "trees".  Raises UsageError for anything else."""
+    configured = value if value is not None else os.environ.get(KEEP_ENV) or "trees"
     for policy in KEEP_POLICIES:
         if configured == policy:
             return policy

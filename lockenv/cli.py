@@ -1145,9 +1145,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--keep",
-        choices=["both", "trees", "archives"],
-        help="prune: keep artifacts' archives and unpacked trees (both), only sealed trees, "
-        "or only archives (default: $LOCKENV_CACHE_KEEP, else both)",
+        choices=["trees", "both", "archives"],
+        help="prune: keep only artifacts' sealed trees (trees), their archives too (both), "
+        "or only archives (default: $LOCKENV_CACHE_KEEP, else trees)",
     )
     _flag(p, "--dry-run", help_text="prune: list what would go and its size, remove nothing")
 

@@ -66,7 +66,7 @@ def basic(fixture_index_dir: Path) -> Lockfile:
 def test_what_known_environments_use_is_kept_until_they_go(tmp_path: Path, basic: Lockfile) -> None:
     cache = Cache(tmp_path / "cache")
     prefix = tmp_path / "env"
-    _sync(basic, prefix, cache)
+    _sync(basic, prefix, cache, cache_keep="both")  # both kinds of entry, each kept
     uses = environment_uses(cache)
     assert [u.present for u in uses] == [True]
     assert uses[0].artifacts == {a.sha256 for a in basic.artifacts.values()}
@@ -99,7 +99,7 @@ def test_an_environment_moved_elsewhere_no_longer_counts(tmp_path: Path, basic: 
 
 def test_dry_run_lists_what_a_real_run_removes(tmp_path: Path, basic: Lockfile) -> None:
     cache = Cache(tmp_path / "cache")
-    _sync(basic, tmp_path / "env", cache, link_mode="copy")
+    _sync(basic, tmp_path / "env", cache, link_mode="copy", cache_keep="both")
     _age_all(cache, basic, 90)
     before = cache_usage(cache)
     dry = prune(cache, older_than_days=30, dry_run=True)
@@ -117,7 +117,7 @@ def test_dry_run_lists_what_a_real_run_removes(tmp_path: Path, basic: Lockfile) 
 
 def test_keep_trees_drops_archives_of_sealed_trees(tmp_path: Path, basic: Lockfile) -> None:
     cache = Cache(tmp_path / "cache")
-    _sync(basic, tmp_path / "env", cache)
+    _sync(basic, tmp_path / "env", cache, cache_keep="both")  # then prune keeps trees
     artifacts = list(basic.artifacts.values())
     damaged, busy = artifacts[0], artifacts[1]
     os.chmod(cache.unpacked_dir(damaged.sha256) / "seal.json", 0o666)  # proves nothing now
@@ -148,16 +148,16 @@ def test_keep_trees_drops_archives_of_sealed_trees(tmp_path: Path, basic: Lockfi
 
 def test_keep_archives_drops_trees_unless_symlinked(tmp_path: Path, basic: Lockfile) -> None:
     cache = Cache(tmp_path / "cache")
-    _sync(basic, tmp_path / "env", cache)
+    _sync(basic, tmp_path / "env", cache, cache_keep="both")  # then prune keeps archives
     _age_all(cache, basic, 0.5)  # half a day: not in use by a running sync, not old
     report = prune(cache, keep="archives", environments=environment_uses(cache))
     assert report.entries == len(basic.artifacts)
     assert all(k == (True, False) for k in _kinds(cache, basic))
     # Hardlinks: the environment keeps its files, and a new sync unpacks again.
-    _sync(basic, tmp_path / "env2", cache, offline=True)
+    _sync(basic, tmp_path / "env2", cache, offline=True, cache_keep="archives")
     assert verify_environment(tmp_path / "env", basic, "default", basic.inputs.platforms[0]).ok
     # An environment whose files are symlinks into the trees keeps them.
-    _sync(basic, tmp_path / "linked", cache, link_mode="symlink")
+    _sync(basic, tmp_path / "linked", cache, link_mode="symlink", cache_keep="archives")
     _age_all(cache, basic, 0.5)
     report = prune(cache, keep="archives", environments=environment_uses(cache))
     assert report.entries == 0
@@ -175,11 +175,11 @@ def test_a_tree_without_its_archive_is_kept_by_keep_archives(
     assert all(k == (False, True) for k in _kinds(cache, basic))
 
 
-def test_sync_keeping_trees_drops_archives_and_syncs_offline_again(
+def test_sync_keeps_trees_by_default_and_syncs_offline_again(
     tmp_path: Path, basic: Lockfile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = Cache(tmp_path / "cache")
-    monkeypatch.setenv("LOCKENV_CACHE_KEEP", "trees")
+    monkeypatch.delenv("LOCKENV_CACHE_KEEP", raising=False)
     _sync(basic, tmp_path / "env", cache)
     assert all(k == (False, True) for k in _kinds(cache, basic))
     _sync(basic, tmp_path / "env2", cache, offline=True)
@@ -191,16 +191,25 @@ def test_sync_keeping_trees_drops_archives_and_syncs_offline_again(
     os.chmod(seal, 0o444)
     _sync(basic, tmp_path / "env3", cache)
     assert all(k == (False, True) for k in _kinds(cache, basic))
+    # $LOCKENV_CACHE_KEEP=both: the archive of what a sync fetches is kept beside its tree.
+    monkeypatch.setenv("LOCKENV_CACHE_KEEP", "both")
+    os.chmod(seal, 0o644)
+    seal.write_text("{}")
+    os.chmod(seal, 0o444)
+    _sync(basic, tmp_path / "env4", cache)
+    kinds = dict(zip(basic.artifacts.values(), _kinds(cache, basic), strict=True))
+    assert kinds.pop(victim) == (True, True)
+    assert all(k == (False, True) for k in kinds.values())
 
 
 def test_keep_policy_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCKENV_CACHE_KEEP", raising=False)
-    assert keep_policy() == "both"
+    assert keep_policy() == "trees"  # as uv: see the module doc of lockenv.cache
     assert keep_policy("archives") == "archives"
     monkeypatch.setenv("LOCKENV_CACHE_KEEP", "trees")
     assert keep_policy() == "trees"
     monkeypatch.setenv("LOCKENV_CACHE_KEEP", "tree")
-    with pytest.raises(UsageError, match=r"LOCKENV_CACHE_KEEP 'tree'.*both, trees, archives"):
+    with pytest.raises(UsageError, match=r"LOCKENV_CACHE_KEEP 'tree'.*trees, both, archives"):
         keep_policy()
     with pytest.raises(UsageError, match="--keep 'all'"):
         keep_policy("all")
@@ -223,7 +232,7 @@ def test_cache_usage_counts_each_inode_once(tmp_path: Path) -> None:
 
 def test_cli_prune_dry_run_keep_and_size(tmp_path: Path, basic: Lockfile) -> None:
     cache = Cache(Path(os.environ["LOCKENV_CACHE_DIR"]))
-    _sync(basic, tmp_path / "env", cache)
+    _sync(basic, tmp_path / "env", cache, cache_keep="both")  # then prune keeps trees
     _age_all(cache, basic, 0.5)
     result = lockenv(tmp_path, "cache", "prune", "--keep", "trees", "--dry-run")
     lines = result.stdout.splitlines()

@@ -195,7 +195,8 @@ def test_a_sync_marks_what_it_uses_and_the_no_op_sync_does_not(
 ) -> None:
     cache = Cache(tmp_path / "cache")
     lock = fixture_lock(fixture_index_dir, BASIC)
-    options = SyncOptions(cache_dir=cache.root)
+    # Archives kept too: each kind of entry is marked, and pruned.
+    options = SyncOptions(cache_dir=cache.root, cache_keep="both")
     prefix = tmp_path / "env"
     sync_environment(lock, lock_sha(lock), "default", prefix, options)
     artifacts = list(lock.artifacts.values())
@@ -227,7 +228,8 @@ def test_prune_while_syncs_run_leaves_the_cache_consistent(
 ) -> None:
     cache = Cache(tmp_path / "cache")
     lock = fixture_lock(fixture_index_dir, BASIC)
-    options = SyncOptions(cache_dir=cache.root, jobs=2)
+    # Archives kept too: the offline sync at the end is served by the cache alone.
+    options = SyncOptions(cache_dir=cache.root, jobs=2, cache_keep="both")
     stale = [_entry(cache, f"stale{i}") for i in range(20)]
     for sha in stale:
         _age_entry(cache, sha, 100)
@@ -263,7 +265,7 @@ def test_prune_while_syncs_run_leaves_the_cache_consistent(
         lock_sha(lock),
         "default",
         tmp_path / "offline",
-        SyncOptions(cache_dir=cache.root, offline=True),
+        SyncOptions(cache_dir=cache.root, offline=True, cache_keep="both"),
     )
     assert not list((cache.root / "archives").rglob("*.part"))
 

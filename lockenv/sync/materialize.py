@@ -120,7 +120,7 @@ class SyncOptions:
     machine's, `lockenv.mirrors`); read only when something must be downloaded.
     ``allow_base_drift``: build on a base environment that changed since the lock (with a
     warning) instead of refusing.  ``cache_keep``: what the cache keeps of an artifact
-    (`lockenv.cache.keep_policy`; None: ``$LOCKENV_CACHE_KEEP``, else both).
+    (`lockenv.cache.keep_policy`; None: ``$LOCKENV_CACHE_KEEP``, else trees).
     ``builder``: builds the lock's sdists and source trees into wheels (none: a lock with
     them is refused); ``no_build``: refuse to build even with a builder (``sync
     --no-build``); ``project_root``: where the lock's relative ``path`` sources are (the

@@ -75,8 +75,10 @@ def test_bundle_then_sync_with_empty_cache_and_no_network(
         node, "verify", "--digest", "--lock", str(bundle / "lockenv.lock"), "--prefix", str(prefix)
     ).stdout
     assert _last_line(digest) == expected
-    # Imported into the cache: later syncs need the bundle no more.
-    assert any((cache / "archives").rglob("clicky-*.whl"))
+    # Imported into the cache, as sealed trees (the default keep policy drops the
+    # archives): later syncs need the bundle no more.
+    assert any((cache / "unpacked").glob("*/*/files/clicky-*.dist-info"))
+    assert not any((cache / "archives").rglob("clicky-*.whl"))
     shutil.move(bundle, tmp_path / "moved")
     shutil.copy(tmp_path / "moved" / "lockenv.lock", node / "plain.lock")
     lockenv(node, "sync", "--lock", "plain.lock", "--prefix", str(node / "env2"), "--offline")
@@ -296,6 +298,29 @@ def test_bundle_offline_with_an_empty_cache(tmp_path: Path, index_server: Any) -
     result = lockenv(root, "bundle", str(tmp_path / "out"), "--offline", check=False)
     assert result.returncode == 3 and "alpha" in result.stderr and "offline" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_bundle_offline_after_a_sync_needs_the_archives_kept(
+    tmp_path: Path, index_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    write_manifest(root, index_server.url, 'alpha = "*"\n', platforms=f'["{PLATFORM}"]')
+    lockenv(root, "lock")
+    # The default keep policy ("trees") drops each archive once its tree is sealed: the
+    # sync leaves nothing to bundle offline, and the hint says how to keep archives.
+    _fresh_cache(monkeypatch, tmp_path / "trees")
+    lockenv(root, "sync")
+    result = lockenv(root, "bundle", str(tmp_path / "out"), "--offline", check=False)
+    assert result.returncode == 3 and "alpha" in result.stderr
+    assert "LOCKENV_CACHE_KEEP=both" in result.stderr and "Traceback" not in result.stderr
+    # With "both", the same sync leaves the archives and the offline bundle is made.
+    _fresh_cache(monkeypatch, tmp_path / "both")
+    monkeypatch.setenv("LOCKENV_CACHE_KEEP", "both")
+    lockenv(root, "sync", "--prefix", str(tmp_path / "env"))
+    lockenv(root, "bundle", str(tmp_path / "out"), "--offline")
+    artifacts = json.loads((tmp_path / "out" / "bundle.json").read_text())["artifacts"]
+    assert any(a["filename"].startswith("alpha-") for a in artifacts)
 
 
 # -- the conda / mixed end-to-end path ---------------------------------------------------

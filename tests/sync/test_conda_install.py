@@ -313,7 +313,9 @@ def test_conda_meta_records(tmp_path: Path, fixture_channel_dir: Path) -> None:
         assert doc["link"]["type"] in (1, 3)
         assert doc["link"]["source"] == doc["extracted_package_dir"]
         assert (Path(doc["extracted_package_dir"]) / "info" / "index.json").is_file()
-        assert Path(doc["package_tarball_full_path"]).is_file()
+        # Where the archive is kept in the cache (as conda records it, even once its
+        # tarballs are cleaned: here the default keep policy dropped it).
+        assert Path(doc["package_tarball_full_path"]) == _archive(artifact)
         assert doc["paths_data"]["paths_version"] == 1
         paths = {p["_path"]: p for p in doc["paths_data"]["paths"]}
         assert set(doc["files"]) == {p for p, e in paths.items() if e["path_type"] != "directory"}
@@ -613,7 +615,8 @@ def test_tampered_cached_conda_archive_is_refused_and_env_unchanged(
     new = conda_lock(fixture_channel_dir, BASE)
     prefix = tmp_path / "env"
     _sync(old, prefix)
-    _sync(new, tmp_path / "other")  # fills the cache with new's archives
+    # Fills the cache with new's archives (kept: not the default policy).
+    _sync(new, tmp_path / "other", cache_keep="both")
     before = tree_snapshot(prefix)
     victim = next(a for a in new.artifacts.values() if a.name == "libzlib")
     archive = _archive(victim)

@@ -266,7 +266,8 @@ def test_tampered_cache_archive_is_refused_and_env_unchanged(
     old, new = fixture_lock(fixture_index_dir, OLD), fixture_lock(fixture_index_dir, NEW)
     prefix = tmp_path / "env"
     _sync(old, prefix)
-    _sync(new, tmp_path / "other")  # fills the cache with NEW's archives
+    # Fills the cache with NEW's archives (kept: not the default policy).
+    _sync(new, tmp_path / "other", cache_keep="both")
     before = tree_snapshot(prefix)
     victim = next(a for a in new.artifacts.values() if a.name == "delta")
     archive = default_cache_dir() / "archives" / victim.sha256[:2] / victim.sha256 / victim.filename
@@ -295,7 +296,7 @@ def test_a_sealed_tree_is_used_without_its_archive(tmp_path: Path, fixture_index
     # is made, so a cache that keeps only trees still syncs, and a damaged archive next to
     # an intact tree harms nothing (it is refused if it is ever needed again).
     lock = fixture_lock(fixture_index_dir, OLD)
-    _sync(lock, tmp_path / "first")
+    _sync(lock, tmp_path / "first", cache_keep="both")
     archives = default_cache_dir() / "archives"
     tampered = next(archives.glob("*/*/*.whl"))
     tampered.write_bytes(b"not the archive any more")
