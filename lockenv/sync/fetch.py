@@ -80,6 +80,18 @@ def artifact_lock(
     )
 
 
+_SYNC_HINT = (
+    "run the sync once online, or make a bundle where there is network "
+    "(`lockenv bundle OUT`) and sync with `--bundle OUT`"
+)
+# A sync leaves the archives it unpacked in the cache only with the keep policy "both"
+# (`lockenv.cache.keep_policy`): an earlier sync is no reason to expect them there.
+_ARCHIVES_HINT = (
+    "run it where there is network, or sync with the cache keeping archives "
+    "(LOCKENV_CACHE_KEEP=both) before an offline `lockenv bundle`"
+)
+
+
 class Fetcher:
     """Puts artifacts' archives into ``cache``, verified; thread-safe; `close` it (it may
     hold HTTP connections).
@@ -145,9 +157,10 @@ class Fetcher:
                 self._mirrors = load_mirrors(self._manifest)
             return self._mirrors
 
-    def check_available(self, artifacts: Sequence[Archive]) -> None:
+    def check_available(self, artifacts: Sequence[Archive], *, hint: str = _SYNC_HINT) -> None:
         """Offline, raise OfflineError naming every artifact of ``artifacts`` that is
-        neither in the cache nor in the bundle nor at a local location; else nothing."""
+        neither in the cache nor in the bundle nor at a local location, with ``hint``
+        (what to do); else nothing."""
         if not self.offline:
             return
         unavailable = [
@@ -163,10 +176,7 @@ class Fetcher:
                 where += f" or the bundle ({self.bundle})"
             raise OfflineError(
                 f"--offline: {_count_and_size(unavailable)} not in {where}: {_names(unavailable)}"
-            ).with_hint(
-                "run the sync once online, or make a bundle where there is network "
-                "(`lockenv bundle OUT`) and sync with `--bundle OUT`"
-            )
+            ).with_hint(hint)
 
     def expect(self, artifacts: Sequence[Archive]) -> None:
         """Open the download task (progress in files and bytes) for those of ``artifacts``
@@ -313,7 +323,7 @@ def fetch_artifacts(
         connections=max(1, jobs),
     )
     with contextlib.closing(fetcher):
-        fetcher.check_available(unique)
+        fetcher.check_available(unique, hint=_ARCHIVES_HINT)
         fetcher.expect(unique)
         errors: list[LockenvError] = []
         cached_bytes = sum(a.size for a in unique if os.path.isfile(paths[a.sha256]))

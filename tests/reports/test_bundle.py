@@ -300,6 +300,29 @@ def test_bundle_offline_with_an_empty_cache(tmp_path: Path, index_server: Any) -
     assert not (tmp_path / "out").exists()
 
 
+def test_bundle_offline_after_a_sync_needs_the_archives_kept(
+    tmp_path: Path, index_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    write_manifest(root, index_server.url, 'alpha = "*"\n', platforms=f'["{PLATFORM}"]')
+    lockenv(root, "lock")
+    # The default keep policy ("trees") drops each archive once its tree is sealed: the
+    # sync leaves nothing to bundle offline, and the hint says how to keep archives.
+    _fresh_cache(monkeypatch, tmp_path / "trees")
+    lockenv(root, "sync")
+    result = lockenv(root, "bundle", str(tmp_path / "out"), "--offline", check=False)
+    assert result.returncode == 3 and "alpha" in result.stderr
+    assert "LOCKENV_CACHE_KEEP=both" in result.stderr and "Traceback" not in result.stderr
+    # With "both", the same sync leaves the archives and the offline bundle is made.
+    _fresh_cache(monkeypatch, tmp_path / "both")
+    monkeypatch.setenv("LOCKENV_CACHE_KEEP", "both")
+    lockenv(root, "sync", "--prefix", str(tmp_path / "env"))
+    lockenv(root, "bundle", str(tmp_path / "out"), "--offline")
+    artifacts = json.loads((tmp_path / "out" / "bundle.json").read_text())["artifacts"]
+    assert any(a["filename"].startswith("alpha-") for a in artifacts)
+
+
 # -- the conda / mixed end-to-end path ---------------------------------------------------
 
 

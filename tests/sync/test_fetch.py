@@ -84,6 +84,7 @@ def test_offline(tmp_path: Path, fixture_index_dir: Path, index_server: IndexSer
     assert f"--offline: {len(remote)} artifacts are (" in message
     assert all(a.filename in message for a in remote)
     assert info.value.hint is not None and "lockenv bundle" in info.value.hint
+    assert "LOCKENV_CACHE_KEEP=both" in info.value.hint
     # Many missing: a summary a person reads (how many, how big, five names), not a list.
     many = [
         dataclasses.replace(remote[0], filename=f"pkg{i}-1.0-py3-none-any.whl", sha256=f"{i:064x}")
