@@ -186,3 +186,23 @@ def test_a_conflict_caused_by_a_choice_rules_out_the_like_choices_at_once() -> N
     assert engine.solve() is True
     assert engine.conflicts == 1
     assert engine.value_of_var(members[10]) == 1
+
+
+def test_a_conflict_through_what_a_decision_implies_rules_out_every_like_decision() -> None:
+    # Ten builds each imply n1 and n2 ("needs numpy from this set, python from that
+    # one") by two-literal clauses, and n1 and n2 exclude each other through x.  The
+    # first build decided fails; the conflict is learned over n1 and n2, not over that
+    # build, and the other nine are ruled out before being decided: one conflict, not ten.
+    engine, _, builds, (n1, n2, x, other) = _engine_with_group(10, 4)
+    for build in builds:
+        engine.add_clause([2 * build + 1, 2 * n1])
+        engine.add_clause([2 * build + 1, 2 * n2])
+    engine.add_clause([2 * n1 + 1, 2 * x])
+    engine.add_clause([2 * n2 + 1, 2 * x + 1])
+    engine.add_clause([*(2 * b for b in builds), 2 * other])
+    assert engine.solve() is True
+    assert engine.conflicts == 1
+    learned = [engine.clauses[nid] for cuts in engine.cuts.values() for nid, _ in cuts]
+    assert [sorted(lits) for lits in learned] == [[2 * n1 + 1, 2 * n2 + 1]]
+    assert [engine.value_of_var(b) for b in builds] == [-1] * 10
+    assert engine.value_of_var(other) == 1

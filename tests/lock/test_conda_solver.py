@@ -87,6 +87,19 @@ def solve(
     return {r.name: f"{r.version} {r.build}" for r in solver.solve()}
 
 
+def versions_and_solver(
+    records: Sequence[RepoRecord], *specs: str
+) -> tuple[dict[str, str], CondaSolver]:
+    """The versions solved, and the solver (to look at its search)."""
+    solver = CondaSolver(
+        records=Records(records),
+        virtual_packages=(),
+        direct=[MatchSpec.parse(s) for s in specs],
+        platform="linux-64",
+    )
+    return {r.name: r.version for r in solver.solve()}, solver
+
+
 def explain(records: Sequence[RepoRecord], *specs: str, **options: object) -> str:
     with pytest.raises(Unsatisfiable) as info:
         solve(records, *specs, **options)  # type: ignore[arg-type]
@@ -249,13 +262,7 @@ def test_a_dependency_set_found_impossible_rules_out_every_build_requiring_it() 
         rec("python", "3.11.0", f"h{i}", number=i, depends=["libffi >=3.4,<4"]) for i in range(40)
     ]
     records += [rec("python", "3.10.0", "h0", depends=["libffi 3.3.*"])]
-    solver = CondaSolver(
-        records=Records(records),
-        virtual_packages=(),
-        direct=[MatchSpec.parse("python"), MatchSpec.parse("libquoxy")],
-        platform="linux-64",
-    )
-    solved = {r.name: r.version for r in solver.solve()}
+    solved, solver = versions_and_solver(records, "python", "libquoxy")
     assert solved == {
         "python": "3.10.0",
         "libffi": "3.3",
@@ -263,6 +270,35 @@ def test_a_dependency_set_found_impossible_rules_out_every_build_requiring_it() 
         "liblurikel": "2.0",
     }
     assert solver.engine.conflicts <= 3
+
+
+def test_two_dependency_sets_found_incompatible_rule_out_every_build_requiring_both() -> None:
+    # Every app 2.x build (for each Python) needs liba >=1 and libb >=1, whose builds need
+    # zlib 1 and zlib 2.  Each app build fails through those two requirements, not through
+    # itself: the conflict is learned over the two sets of builds they admit, and every
+    # other app build requiring both is ruled out without being tried (the old learning,
+    # "not this build", took one conflict per app build: 21).
+    records = [*PYTHONS, rec("zlib", "1.0"), rec("zlib", "2.0")]
+    records += [rec("liba", f"1.{i}", depends=["zlib 1.*"]) for i in range(3)]
+    records += [rec("libb", f"1.{i}", depends=["zlib 2.*"]) for i in range(3)]
+    records += [rec("liba", "0.9"), rec("libb", "0.9")]
+    records += [
+        rec(
+            "app",
+            f"2.{i}",
+            f"py3{minor}_0",
+            depends=[f"python 3.{minor}.*", "liba >=1", "libb >=1"],
+        )
+        for i in range(20)
+        for minor in (11, 12)
+    ]
+    records.append(rec("app", "1.0", depends=["liba <1"]))
+    solved, solver = versions_and_solver(records, "python", "app")
+    assert solved == {"python": "3.12.4", "python_abi": "3.12", "app": "1.0", "liba": "0.9"}
+    assert solver.engine.conflicts <= 3
+    # The clause learned: "not both of those sets", over the two requirements' variables.
+    (cut,) = [cut for cuts in solver.engine.cuts.values() for _, cut in cuts]
+    assert sorted(solver._need_of[lit >> 1][0].name for lit in cut) == ["liba", "libb"]
 
 
 def test_only_reachable_names_are_read() -> None:

@@ -37,7 +37,10 @@ lazily — written for Python's costs:
   conda side turns into an explanation.  When that point is a decided build and the
   conflict follows only from the other builds of its name being out, the clause is
   learned for the name instead (`Engine._analyze_by_name`): every build like it is
-  ruled out at once.  Backjumping is non-chronological unless the
+  ruled out at once.  When it follows only from what the decision implied by its
+  two-literal clauses (a build's requirements, each a variable of its own), it is also
+  learned over those (`Engine._learn_cut`): every build implying them all is ruled out
+  before it is decided (`Engine._refuted`).  Backjumping is non-chronological unless the
   jump would undo more than `CHRONO_LIMIT` levels.
 
 Nothing is ever removed: problems are a few thousand variables and conflicts few.
@@ -47,6 +50,7 @@ learned by name; `Problem` callbacks receive them too, as variables with no reco
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 __all__ = ["DECISION", "DONE", "RETRY", "Engine", "Problem"]
@@ -111,6 +115,9 @@ class Engine:
         # hold it: when it becomes false, ``other`` must be true.
         self.binaries: list[list[int]] = []
         self.derived: dict[int, list[int | tuple[int, int]]] = {}  # learned -> antecedents
+        # Learned "not all of these" clauses over what decisions imply (`_learn_cut`): by
+        # the first literal of the cut, [(clause, the cut's literals, false), ...].
+        self.cuts: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
         self.trail: list[int] = []
         self.trail_lim: list[int] = []  # trail index where each decision level starts
         self.qhead = 0
@@ -155,7 +162,7 @@ class Engine:
     def add_clause(
         self,
         lits: list[int],
-        derived_from: list[int] | None = None,
+        derived_from: Sequence[int | tuple[int, int]] | None = None,
         within: tuple[int, int, int] | None = None,
     ) -> int:
         """Add a clause (distinct literals, at least one true); returns its id.
@@ -198,6 +205,8 @@ class Engine:
                 continue
             if lit == DONE:
                 return True
+            if self.cuts and self._refuted(lit):
+                continue
             self.decisions += 1
             self.trail_lim.append(len(self.trail))
             self._assign(lit, len(self.trail_lim), DECISION)
@@ -527,6 +536,9 @@ class Engine:
             general = self._analyze_by_name(cid, top, uip)
             if general is not None:
                 learned, antecedents = general
+        cut = None
+        if learned[0] & 1 and self.reason[uip] == DECISION:
+            cut = self._walk(cid, top, uip, by_implication=True)
         assert_level = max((level[lit >> 1] for lit in learned[1:]), default=0)
         self.backtrack(assert_level if top - assert_level <= CHRONO_LIMIT else top - 1)
         new = len(self.clauses)
@@ -545,6 +557,8 @@ class Engine:
                 self.watches[learned[0]].append(new)
                 self.watches[learned[1]].append(new)
         self._assign(learned[0], assert_level, new)
+        if cut is not None and cut[1]:
+            self._learn_cut(cut)
         self.problem.on_conflict([lit >> 1 for lit in learned], self.bump)
         self.bump *= _ACTIVITY_GROWTH
         return True
@@ -590,28 +604,33 @@ class Engine:
         return rest, antecedents
 
     def _walk(
-        self, cid: int, top: int, decision: int
+        self, cid: int, top: int, decision: int, *, by_implication: bool = False
     ) -> tuple[list[int], list[int], int, list[int | tuple[int, int]], set[int]] | None:
         """Resolve the false clause ``cid`` back along the trail at level ``top``.
 
         With ``decision`` -1: to the first unique implication point, whose negation is
         the returned clause's first literal.  Otherwise every literal of the level is
-        resolved except the members made false by ``decision``'s at-most-one group,
-        which are returned apart (with their rank mask); None when the conflict needs
-        ``decision`` itself.  Also returned: the antecedents and the variables seen.
+        resolved except those ``decision`` (the level's decision) implied directly, which
+        are returned apart: the members its at-most-one group made false (with their
+        rank mask), or with ``by_implication`` the literals its two-literal clauses
+        implied; None when the conflict needs ``decision`` in another way.  Also
+        returned: the antecedents and the variables seen.
         """
         level = self.level
         reason = self.reason
         rank = self.rank
         trail = self.trail
-        by_choice = -2 - 2 * decision if decision >= 0 else _NO_REASON
+        clauses = self.clauses
+        by_choice = -2 - 2 * decision if decision >= 0 and not by_implication else _NO_REASON
+        negated = 2 * decision + 1 if by_implication else -1
         seen: set[int] = set()
+        apart: set[int] = set()
         learned: list[int] = [0]  # the first literal is filled in last
         members: list[int] = []
         mask = 0
         antecedents: list[int | tuple[int, int]] = [cid]
         at_top = 0
-        clause = self.clauses[cid]
+        clause = clauses[cid]
         skip = -1
         index = len(trail) - 1
         while True:
@@ -622,22 +641,27 @@ class Engine:
                 seen.add(var)
                 var_level = level[var]
                 if var_level == top:
-                    if reason[var] == by_choice:
+                    why = reason[var]
+                    if why == by_choice:
                         members.append(lit)
+                        apart.add(var)
                         mask |= 1 << rank[var]
+                    elif why >= 0 and len(clauses[why]) == 2 and negated in clauses[why]:
+                        members.append(lit)
+                        apart.add(var)
                     elif var == decision:
                         return None  # the conflict needs the decision itself
                     else:
                         at_top += 1
                 elif var_level > 0:
                     learned.append(lit)
-            if at_top == 0:  # (only when resolving by name)
+            if at_top == 0:  # (only when resolving all but what the decision implied)
                 break
             while True:
                 lit = trail[index]
                 index -= 1
                 var = lit >> 1
-                if var in seen and level[var] == top and reason[var] != by_choice:
+                if var in seen and level[var] == top and var not in apart:
                     break
             at_top -= 1
             if at_top == 0 and decision < 0:
@@ -647,6 +671,48 @@ class Engine:
             clause = self.reason_literals(var)
             skip = var
         return learned, members, mask, antecedents, seen
+
+    def _learn_cut(
+        self, walked: tuple[list[int], list[int], int, list[int | tuple[int, int]], set[int]]
+    ) -> None:
+        """Learn the conflict over what the decision implied, not the decision.
+
+        A build conflicts through its requirements: ``numpy`` from this set of builds
+        and ``python`` from that one leave nothing for some third name.  First-UIP
+        learning says "not this build", and the next build that requires the same two
+        sets (its other Python variants, its neighbour versions) is decided and fails the
+        same way.  Stopping the resolution at the literals the decision implied by its
+        two-literal clauses (the requirements' ``need`` variables) gives "not all of
+        these, or ``rest``", true for every build that implies them all.  It propagates
+        as any clause once all but one hold, and `_refuted` applies it to a decision
+        before it is made."""
+        rest, cut, _mask, antecedents, seen = walked
+        rest[0] = cut[0]
+        lits = cut + self._minimize(rest, seen, antecedents)[1:]
+        nid = self.add_clause(lits, derived_from=antecedents)
+        self.cuts.setdefault(cut[0] ^ 1, []).append((nid, tuple(cut)))
+
+    def _refuted(self, lit: int) -> bool:
+        """Whether a learned cut (`_learn_cut`) rules out deciding ``lit``: its two-literal
+        clauses imply all of the cut, and the rest of that clause is false.  Then the
+        clause "not ``lit`` or the rest" is added instead of the decision."""
+        implied = self.binaries[lit ^ 1]
+        found = None
+        for i in range(0, len(implied), 2):
+            candidates = self.cuts.get(implied[i])
+            if candidates is None:
+                continue
+            if found is None:
+                found = {implied[k] ^ 1: implied[k + 1] for k in range(0, len(implied), 2)}
+            values = self.values
+            for nid, cut in candidates:
+                if all(c in found for c in cut) and all(
+                    values[other] == -1 for other in self.clauses[nid] if other not in cut
+                ):
+                    rest = [other for other in self.clauses[nid] if other not in cut]
+                    self.add_clause([lit ^ 1, *rest], derived_from=[nid, *(found[c] for c in cut)])
+                    return True
+        return False
 
     def _minimize(
         self, learned: list[int], seen: set[int], antecedents: list[int | tuple[int, int]]

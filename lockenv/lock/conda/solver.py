@@ -204,6 +204,9 @@ class _Asked:
         return str(self.spec)
 
 
+# What a dependency's text resolves to: (spec, pool, mask of builds admitted, need, shared).
+_Target: TypeAlias = "tuple[MatchSpec, _Pool, int, int, int]"
+
 # The pool and record of a variable the engine made for itself.
 _NO_POOL = _Pool("", -1, -1, [], [])
 _NO_RECORD = VirtualRecord(name="", version="0", build="")
@@ -250,6 +253,7 @@ class CondaSolver:
         self._newest: dict[int, tuple[MatchSpec, Newest]] = {}
         self._clashed: set[tuple[int, int]] = set()  # (build, requirement) pairs encoded
         self._need_of: dict[int, tuple[_Pool, list[int]]] = {}  # `_need`'s variables
+        self._targets: dict[str, _Target] = {}  # see `_depend`
 
     # -- the answer --------------------------------------------------------------------
 
@@ -368,28 +372,55 @@ class CondaSolver:
     # -- clauses -----------------------------------------------------------------------
 
     def _require(self, parent: int, spec: MatchSpec) -> int:
-        """Encode "``parent`` (or the manifest) needs a build ``spec`` admits"."""
+        """Encode "the manifest needs a build ``spec`` admits" (``parent`` -1), or
+        "``parent`` needs one" (see `_depend`)."""
         pool = self._pool(spec.name)
         mask, positions = self._match(pool, spec)
-        if parent < 0:
-            clause = self.engine.add_clause(
-                [2 * pool.vars[i] for i in positions], within=(pool.group, mask, -1)
-            )
-            requirement = _Requirement(parent, spec, pool, mask, clause)
-        else:
+        if parent >= 0:
             need, shared = self._need(pool, mask, positions)
-            clause = self.engine.add_clause([2 * parent + 1, 2 * need])
-            requirement = _Requirement(parent, spec, pool, mask, clause, need, shared)
+            return self._add_requirement(parent, (spec, pool, mask, need, shared))
+        clause = self.engine.add_clause(
+            [2 * pool.vars[i] for i in positions], within=(pool.group, mask, -1)
+        )
+        rid = self._record_requirement(_Requirement(parent, spec, pool, mask, clause))
+        heapq.heappush(self.heap, (0, 0.0, rid))
+        pool.active.setdefault(mask, set()).add(rid)
+        return rid
+
+    def _depend(self, parent: int, text: str, record: _Record) -> int:
+        """Encode "``parent`` (``record``) needs a build ``text`` admits".
+
+        What a dependency's text resolves to (its pool, the builds it admits, their
+        ``need`` variable) is worked out once per text: the builds of a package share
+        most of their dependencies, and a solve encodes thousands of builds.
+        """
+        target = self._targets.get(text)
+        if target is None:
+            spec = self._spec(text, record)
+            pool = self._pool(spec.name)
+            mask, positions = self._match(pool, spec)
+            target = (spec, pool, mask, *self._need(pool, mask, positions))
+            self._targets[text] = target
+        return self._add_requirement(parent, target)
+
+    def _add_requirement(self, parent: int, target: _Target) -> int:
+        spec, pool, mask, need, shared = target
+        clause = self.engine.add_clause([2 * parent + 1, 2 * need])
+        return self._record_requirement(
+            _Requirement(parent, spec, pool, mask, clause, need, shared)
+        )
+
+    def _record_requirement(self, requirement: _Requirement) -> int:
         rid = len(self.requirements)
         self.requirements.append(requirement)
-        self.requirement_of_clause[clause] = rid
-        pool.requirements.append(rid)
-        self.requested_by.setdefault(
-            spec.name, _Asked(self.record_of[parent] if parent >= 0 else None, spec)
-        )
-        if parent < 0:
-            heapq.heappush(self.heap, (0, 0.0, rid))
-            pool.active.setdefault(mask, set()).add(rid)
+        self.requirement_of_clause[requirement.clause] = rid
+        requirement.pool.requirements.append(rid)
+        name = requirement.spec.name
+        if name not in self.requested_by:
+            parent = requirement.parent
+            self.requested_by[name] = _Asked(
+                self.record_of[parent] if parent >= 0 else None, requirement.spec
+            )
         return rid
 
     def _need(self, pool: _Pool, mask: int, positions: list[int]) -> tuple[int, int]:
@@ -429,7 +460,7 @@ class CondaSolver:
         """Encode a build's ``depends`` and ``constrains`` (once)."""
         self.expanded[var] = True
         record = self.record_of[var]
-        self.requires[var] = [self._require(var, self._spec(t, record)) for t in record.depends]
+        self.requires[var] = [self._depend(var, t, record) for t in record.depends]
         for text in record.constrains:
             spec = self._spec(text, record)
             pool = self.pools.get(spec.name)
