@@ -29,6 +29,7 @@ the standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Mapping, Sequence
@@ -829,6 +830,12 @@ def has_conflict_markers(text: str) -> bool:
 
 def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
     """Parse lock text; LockfileError (one line, naming the problem) on anything wrong."""
+    _check_text(text, source)
+    return from_dict(_yaml_data(text, source), source=source)
+
+
+def _check_text(text: str, source: str) -> None:
+    """LockfileError for lock text too large to be real, or left mid-merge."""
     if len(text) > MAX_LOCK:
         raise _too_large(source)
     marker = _CONFLICT_MARKER.search(text)
@@ -839,10 +846,14 @@ def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
             "the manifest, then run `lockenv lock`: it solves again, preferring both sides' "
             "pins (or set up lockenv's git merge driver, see the README)"
         )
+
+
+def _yaml_data(text: str, source: str) -> Any:
+    """The plain data of the YAML ``text`` (the strict loader); LockfileError if invalid."""
     import yaml
 
     try:
-        data = yaml.load(text, Loader=_strict_loader())
+        return yaml.load(text, Loader=_strict_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -854,7 +865,6 @@ def loads(text: str, *, source: str = LOCK_NAME) -> Lockfile:
         raise LockfileError(
             f"{source} is nested too deeply to be a lockfile; run `lockenv lock` to write it again"
         ) from None
-    return from_dict(data, source=source)
 
 
 def _too_large(source: str) -> LockfileError:
@@ -866,16 +876,105 @@ def _too_large(source: str) -> LockfileError:
 
 def loads_bytes(data: bytes, *, source: str = LOCK_NAME) -> Lockfile:
     """`loads` of a lock file's bytes (UTF-8); LockfileError when they are not text."""
+    return loads(_lock_text(data, source), source=source)
+
+
+def _lock_text(data: bytes, source: str) -> str:
     if len(data) > MAX_LOCK:
         raise _too_large(source)
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise LockfileError(
             f"{source} is not UTF-8 text (byte {exc.start}): it is not a lockfile lockenv "
             "wrote; run `lockenv lock` to write it again"
         ) from None
-    return loads(text, source=source)
+
+
+# -- the parse, remembered -------------------------------------------------------------------
+#
+# Parsing a large lock's YAML (and importing the YAML library) is most of what a sync that
+# changes one package spends before it links anything.  So the plain data a parse gave is
+# kept, as JSON (read back in a fraction of a millisecond, by the standard library), in a
+# file beside the environment, under the sha256 of the very bytes it was parsed from: a
+# lock whose bytes hash differently is parsed again.  The data is validated into a
+# `Lockfile` by `from_dict` either way, so the memo saves the YAML parse and nothing else.
+
+_PARSED_FORMAT = 1
+_PARSED_KEPT = 4  # the last few locks: switching between branches finds theirs
+
+
+def loads_remembered(data: bytes, memo: Path, *, source: str = LOCK_NAME) -> Lockfile:
+    """`loads_bytes`, reusing the YAML parse of these bytes kept in the file ``memo`` (see
+    above) and keeping it there when it had to be made.  The memo counts only when it is
+    a regular file of this user's that nobody else may write (like the environment it sits
+    beside); an unusable memo is ignored, and a memo that cannot be written is no error."""
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    remembered = _read_parsed(memo)
+    plain = remembered.get(digest)
+    if plain is not None:
+        with contextlib.suppress(LockfileError):  # else parsed again, reported from the text
+            return from_dict(plain, source=source)
+    text = _lock_text(data, source)
+    _check_text(text, source)
+    plain = _yaml_data(text, source)
+    lock = from_dict(plain, source=source)
+    _remember_parsed(memo, digest, plain, remembered)
+    return lock
+
+
+def _read_parsed(memo: Path) -> dict[str, Any]:
+    """The parses kept in ``memo`` by lock sha256, most recent first; {} when unusable."""
+    import json
+    import os
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(memo, flags)
+    except OSError:
+        return {}
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        geteuid = getattr(os, "geteuid", None)
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
+            return {}
+        if geteuid is not None and st.st_uid != geteuid():
+            return {}
+        raw = fh.read(_PARSED_KEPT * MAX_LOCK + 1)
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict) or doc.get("format") != _PARSED_FORMAT:
+        return {}
+    kept: dict[str, Any] = {}
+    for item in doc.get("locks") or ():
+        if isinstance(item, dict) and isinstance(item.get("sha256"), str) and "data" in item:
+            kept.setdefault(item["sha256"], item["data"])
+    return kept
+
+
+def _remember_parsed(memo: Path, digest: str, plain: Any, remembered: dict[str, Any]) -> None:
+    """Keep ``plain`` (the data of the lock whose bytes hash to ``digest``) first in
+    ``memo``, with the most recent others; only data that JSON gives back exactly (a YAML
+    timestamp or a non-string key would come back as something else)."""
+    import json
+
+    from lockenv.atomic import write_atomic
+
+    try:
+        if json.loads(json.dumps(plain)) != plain:
+            return
+        others = [{"sha256": k, "data": v} for k, v in remembered.items() if k != digest]
+        locks = [{"sha256": digest, "data": plain}, *others][:_PARSED_KEPT]
+        payload = json.dumps({"format": _PARSED_FORMAT, "locks": locks}, separators=(",", ":"))
+        # Not durable: a memo lost in a crash is parsed again.
+        write_atomic(memo, payload, mode=0o644, durable=False)
+    except (OSError, TypeError, ValueError, RecursionError):
+        return
 
 
 @functools.cache

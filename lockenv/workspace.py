@@ -463,9 +463,12 @@ def sync(
     else:
         from dataclasses import replace
 
-        from lockenv.lockfile import loads_bytes
+        from lockenv.lockfile import loads_remembered
+        from lockenv.sync.materialize import parsed_lock_memo
 
-        lock = loads_bytes(lock_bytes, source=str(target.lock_path))
+        lock = loads_remembered(
+            lock_bytes, parsed_lock_memo(target.prefix), source=str(target.lock_path)
+        )
         require_env(lock, target.env)
         # Path dependencies are relative to the lock's directory.
         sync_options = replace(sync_options, project_root=target.lock_path.parent)

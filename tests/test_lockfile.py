@@ -977,3 +977,120 @@ def test_a_base_environment_whose_digest_does_not_match_is_refused() -> None:
     assert loads(text).environments["default"].base == base
     with pytest.raises(LockfileError, match=r"base-environment\.digest: does not match"):
         loads(text.replace("- alpha==1.0", "- alpha==2.0"))
+
+
+# -- loads_remembered: the YAML parse kept beside the environment -------------------------
+
+
+def _counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each YAML parse `loads_remembered` makes (the text's first line)."""
+    import lockenv.lockfile as lockfile
+
+    parses: list[str] = []
+    real = lockfile._yaml_data
+
+    def counted(text: str, source: str) -> Any:
+        parses.append(text)
+        return real(text, source)
+
+    monkeypatch.setattr(lockfile, "_yaml_data", counted)
+    return parses
+
+
+def test_loads_remembered_parses_each_lock_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv.lockfile import loads_remembered
+
+    parses = _counting_parses(monkeypatch)
+    data = dumps(sample_lock()).encode()
+    memo = tmp_path / ".default.parsed-lock.json"
+    first = loads_remembered(data, memo)
+    assert memo.is_file() and len(parses) == 1
+    assert loads_remembered(data, memo) == first == loads_bytes(data)
+    assert len(parses) == 2  # the last: loads_bytes, which never remembers
+    assert json.loads(memo.read_text())["locks"][0]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_loads_remembered_keeps_the_last_few_locks_by_their_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv.lockfile import loads_remembered
+
+    parses = _counting_parses(monkeypatch)
+    memo = tmp_path / "memo.json"
+    base = sample_lock()
+    locks = [dataclasses.replace(base, lockenv_version=f"0.{i}") for i in range(5)]
+    datas = [dumps(lock).encode() for lock in locks]
+    for data, lock in zip(datas, locks, strict=True):
+        assert canonical(loads_remembered(data, memo)) == canonical(lock)
+    assert len(parses) == 5
+    for data, lock in zip(datas[1:], locks[1:], strict=True):  # the last four: remembered
+        assert canonical(loads_remembered(data, memo)) == canonical(lock)
+    assert len(parses) == 5
+    assert canonical(loads_remembered(datas[0], memo)) == canonical(locks[0])
+    assert len(parses) == 6  # forgotten: parsed again
+    # Bytes that differ in a comment only are other bytes: parsed, never taken for the first.
+    assert loads_remembered(datas[4] + b"# note\n", memo) == loads_remembered(datas[4], memo)
+    assert len(parses) == 7
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions and symlinks")
+@pytest.mark.parametrize("how", ["group-writable", "symlink", "garbage", "other-format"])
+def test_loads_remembered_ignores_a_memo_it_cannot_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    from lockenv.lockfile import loads_remembered
+
+    real, other = sample_lock(), dataclasses.replace(sample_lock(), lockenv_version="9.9")
+    data = dumps(real).encode()
+    memo = tmp_path / "memo.json"
+    # A memo claiming these bytes parse to another lock: believed only when it is a
+    # regular file of this user's that nobody else may write.
+    forged = {
+        "format": 1,
+        "locks": [{"sha256": hashlib.sha256(data).hexdigest(), "data": to_dict(other)}],
+    }
+    if how == "symlink":
+        target = tmp_path / "elsewhere.json"
+        target.write_text(json.dumps(forged))
+        os.chmod(target, 0o644)
+        memo.symlink_to(target)
+    else:
+        if how == "garbage":
+            memo.write_bytes(b"\x00{not json")
+        else:
+            forged["format"] = 1 if how == "group-writable" else 2
+            memo.write_text(json.dumps(forged))
+        os.chmod(memo, 0o664 if how == "group-writable" else 0o644)
+    parses = _counting_parses(monkeypatch)
+    assert canonical(loads_remembered(data, memo)) == canonical(real)
+    assert len(parses) == 1
+
+
+def test_loads_remembered_reports_a_bad_lock_and_survives_an_unwritable_memo(
+    tmp_path: Path,
+) -> None:
+    from lockenv.lockfile import loads_remembered
+
+    memo = tmp_path / "missing-dir" / "memo.json"
+    data = dumps(sample_lock()).encode()
+    assert loads_remembered(data, memo) == loads_bytes(data)
+    assert not memo.parent.exists()
+    with pytest.raises(LockfileError, match="not valid YAML"):
+        loads_remembered(b"version: [1\n", tmp_path / "memo.json")
+    with pytest.raises(LockfileError, match="conflict markers"):
+        loads_remembered(data + b"<<<<<<< ours\n", tmp_path / "memo.json")
+
+
+def test_remembered_parse_keeps_only_what_json_gives_back(tmp_path: Path) -> None:
+    from lockenv.lockfile import _remember_parsed
+
+    memo = tmp_path / "memo.json"
+    _remember_parsed(memo, "a" * 64, {"when": datetime(2024, 1, 1)}, {})
+    _remember_parsed(memo, "b" * 64, {1: "int key"}, {})
+    assert not memo.exists()
+    _remember_parsed(memo, "c" * 64, {"version": 1, "x": [1.0, True, None]}, {})
+    assert json.loads(memo.read_text())["locks"] == [
+        {"sha256": "c" * 64, "data": {"version": 1, "x": [1.0, True, None]}}
+    ]

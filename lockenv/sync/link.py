@@ -102,13 +102,33 @@ def each_in_threads(call: Callable[[_T], object], items: Sequence[_T]) -> list[i
     workers = min(_THREADS, os.cpu_count() or 1)
     if workers < 2 or len(items) < _PARALLEL_FROM:
         return _each(call, items, 0, len(items))
-    from concurrent.futures import ThreadPoolExecutor
+    # Plain threads taking batches in turn (`concurrent.futures` would cost a sync more
+    # to import than its pool saves here).
+    batches = iter(range(0, len(items), _BATCH))
+    take = threading.Lock()
+    failed: list[int] = []
+    errors: list[BaseException] = []
 
-    def batch(start: int) -> list[int]:
-        return _each(call, items, start, min(start + _BATCH, len(items)))
+    def work() -> None:
+        try:
+            while True:
+                with take:
+                    start = next(batches, None)
+                if start is None:
+                    return
+                found = _each(call, items, start, min(start + _BATCH, len(items)))
+                failed.extend(found)  # one call: atomic under the GIL
+        except BaseException as exc:  # re-raised by the caller's thread
+            errors.append(exc)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="lockenv-fs") as pool:
-        return [i for failed in pool.map(batch, range(0, len(items), _BATCH)) for i in failed]
+    threads = [threading.Thread(target=work, name="lockenv-fs") for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return sorted(failed)
 
 
 def _each(call: Callable[[_T], object], items: Sequence[_T], start: int, end: int) -> list[int]:

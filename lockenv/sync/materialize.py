@@ -88,6 +88,7 @@ __all__ = [
     "activation_env",
     "default_cache_dir",
     "is_up_to_date",
+    "parsed_lock_memo",
     "remove_spare",
     "stamp_environment",
     "stamp_inputs",
@@ -290,6 +291,13 @@ def remove_spare(prefix: Path) -> bool:
 
         remove_tree(staging)
         return True
+
+
+def parsed_lock_memo(prefix: Path) -> Path:
+    """Where the parse of the locks synced into ``prefix`` is remembered, beside it
+    (`lockenv.lockfile.loads_remembered`)."""
+    prefix = Path(os.path.abspath(prefix))
+    return prefix.parent / f".{prefix.name}.parsed-lock.json"
 
 
 @contextlib.contextmanager
@@ -808,20 +816,33 @@ def _install_all(
 ) -> list[InstalledDist]:
     """Apply each wheel's plan through ``guard``; ``kept``: paths already in place (a
     refreshed spare tree), checked by the guard but not placed again."""
-    from lockenv.sync.pypi.wheel import apply_wheel_install
+    from lockenv.sync.pypi.wheel import apply_wheel_installs
 
     for path in sorted(kept):
         guard.check_kept(path, what="the refreshed environment")
-    # Wheel after wheel, directories made by this thread (creating them serialises in
-    # the filesystem), so that a path shipped by two wheels deterministically ends as
-    # the last's; a wheel's many files are linked by threads (`apply_wheel_install`).
-    for (artifact, wheel), plan in zip(wheels, plans, strict=True):
-        try:
-            apply_wheel_install(plan, guard, what=wheel.filename, skip=kept)
-        except FileNotFoundError as exc:
-            raise _damaged_entry(artifact, exc) from None
-        checkpoint("staging:linked")
+    # In wheel order, so that a path shipped by two wheels deterministically ends as the
+    # last's; the files of all the wheels linked together by threads (`apply_wheel_installs`).
+    try:
+        apply_wheel_installs(
+            [(plan, wheel.filename) for (_a, wheel), plan in zip(wheels, plans, strict=True)],
+            guard,
+            skip=kept,
+            installed=lambda _i: checkpoint("staging:linked"),
+        )
+    except FileNotFoundError as exc:
+        raise _damaged_entry(_owner(wheels, exc), exc) from None
     return [plan.dist for plan in plans]
+
+
+def _owner(
+    wheels: Sequence[tuple[PypiArtifact | PypiSource, UnpackedWheel]], exc: OSError
+) -> Artifact:
+    """The wheel whose cache file ``exc`` names (else the first): whose entry is damaged."""
+    missing = str(exc.filename or "")
+    for artifact, wheel in wheels:
+        if missing.startswith(f"{wheel.files_dir}{os.sep}"):
+            return artifact
+    return wheels[0][0]
 
 
 def _same_filesystem(a: Path, b: Path) -> bool:

@@ -359,3 +359,57 @@ def test_a_damaged_large_deflated_member_is_refused(
     work.mkdir()
     with pytest.raises(InstallError, match=r"big/data\.py"):
         unpack_wheel(archive, work, filename=archive.name, project="big")
+
+
+def test_apply_wheel_installs_links_all_plans_together_and_the_last_path_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv.sync import link as link_mod
+    from lockenv.sync.pypi.wheel import InstalledDist, WheelInstall, apply_wheel_installs
+
+    # Threads from two files on: the plans' files are linked by them, together.
+    monkeypatch.setattr(link_mod, "_PARALLEL_FROM", 2)
+    monkeypatch.setattr(link_mod, "_BATCH", 3)
+    monkeypatch.setattr(link_mod.os, "cpu_count", lambda: 4)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+
+    def cached(name: str) -> str:
+        path = cache / name
+        path.write_text(name)
+        return str(path)
+
+    def plan(name: str, entries: list[tuple[str, str | bytes, bool]]) -> WheelInstall:
+        dirs = sorted({dest.rpartition("/")[0] for dest, _s, _x in entries})
+        dist = InstalledDist(dist_info=f"{name}.dist-info", name=name, version="1", files=0)
+        return WheelInstall(dist=dist, dirs=tuple(dirs), entries=tuple(entries))
+
+    first = plan(
+        "a",
+        [(f"pkg/a/m{i}.py", cached(f"a{i}"), False) for i in range(10)]
+        + [("pkg/shared.py", cached("a-shared"), False), ("pkg/note.txt", b"a wrote", False)]
+        + [("pkg/tool", cached("a-tool"), True)],
+    )
+    second = plan(
+        "b",
+        [(f"pkg/b/m{i}.py", cached(f"b{i}"), False) for i in range(10)]
+        + [("pkg/shared.py", cached("b-shared"), False), ("pkg/note.txt", cached("b-note"), False)]
+        + [("pkg/tool", b"#!b\n", True)],
+    )
+    root = tmp_path / "root"
+    root.mkdir()
+    done: list[int] = []
+    apply_wheel_installs(
+        [(first, "a.whl"), (second, "b.whl")],
+        PrefixGuard(root, Linker("hardlink")),
+        skip=frozenset({"pkg/a/m0.py"}),
+        installed=done.append,
+    )
+    assert done == [0, 1]
+    assert not (root / "pkg/a/m0.py").exists()  # skipped: already in place elsewhere
+    for name, rel in [("a1", "pkg/a/m1.py"), ("b9", "pkg/b/m9.py"), ("b-shared", "pkg/shared.py")]:
+        assert os.path.samestat(os.stat(root / rel), os.stat(cache / name)), rel
+    # The last entry for a path wins, whether it is linked or written.
+    assert os.path.samestat(os.stat(root / "pkg/note.txt"), os.stat(cache / "b-note"))
+    assert (root / "pkg/tool").read_bytes() == b"#!b\n"
+    assert os.stat(root / "pkg/tool").st_nlink == 1 and os.access(root / "pkg/tool", os.X_OK)

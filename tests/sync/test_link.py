@@ -62,14 +62,19 @@ def test_unknown_mode() -> None:
         check_link_mode("reflink")
 
 
+def _in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`each_in_threads` uses threads from two items on, in batches of three."""
+    monkeypatch.setattr(link_mod, "_PARALLEL_FROM", 2)
+    monkeypatch.setattr(link_mod, "_BATCH", 3)
+    monkeypatch.setattr(link_mod.os, "cpu_count", lambda: 4)
+
+
 @pytest.mark.parametrize("threads", [False, True])
 def test_each_in_threads_calls_every_item_and_returns_the_failures_in_order(
     monkeypatch: pytest.MonkeyPatch, threads: bool
 ) -> None:
     if threads:
-        monkeypatch.setattr(link_mod, "_PARALLEL_FROM", 2)
-        monkeypatch.setattr(link_mod, "_BATCH", 3)
-        monkeypatch.setattr(link_mod.os, "cpu_count", lambda: 4)
+        _in_threads(monkeypatch)
     seen: list[int] = []
 
     def call(item: int) -> None:
@@ -82,9 +87,16 @@ def test_each_in_threads_calls_every_item_and_returns_the_failures_in_order(
     assert sorted(seen) == items
 
 
-def test_each_in_threads_lets_other_errors_through() -> None:
+@pytest.mark.parametrize("threads", [False, True])
+def test_each_in_threads_lets_other_errors_through(
+    monkeypatch: pytest.MonkeyPatch, threads: bool
+) -> None:
+    if threads:
+        _in_threads(monkeypatch)
+
     def call(item: int) -> None:
-        raise ValueError(item)
+        if item == 17:
+            raise ValueError(item)
 
     with pytest.raises(ValueError):
-        each_in_threads(call, [1])
+        each_in_threads(call, list(range(40)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,11 @@ from hypothesis import strategies as st
 
 from fixtures.server import StaticServer, serve_static
 from lockenv.cache import Cache, check_entry
-from lockenv.errors import IntegrityError, UnsafePathError
+from lockenv.errors import InstallError, IntegrityError, UnsafePathError
 from lockenv.lockfile import Lockfile, PypiArtifact
 from lockenv.sync import prepare
 from lockenv.sync.fetch import Fetcher
+from lockenv.sync.pypi import wheel
 from lockenv.sync.pypi.record import record_hash
 from lockenv.sync.pypi.stream import WheelStream
 from lockenv.sync.pypi.wheel import load_unpacked, unpack_wheel
@@ -361,3 +363,50 @@ def test_a_sync_killed_while_a_wheel_streams_leaves_nothing_used(
         assert installed.read_bytes() == native
         assert archive.exists() == (keep == "both")
         assert not list((cache.root / "tmp").glob("unpack-*"))
+
+
+# -- the deflate codec ----------------------------------------------------------------------
+
+
+def _first_data_byte(data: bytes, name: str) -> int:
+    """Where the (compressed) data of the member ``name`` starts in the archive ``data``."""
+    at = _local_header(data, name)
+    name_len = int.from_bytes(data[at + 26 : at + 28], "little")
+    extra_len = int.from_bytes(data[at + 28 : at + 30], "little")
+    return at + 30 + name_len + extra_len
+
+
+@pytest.mark.parametrize("codec", ["zlib_ng", "zlib"])
+def test_either_codec_unpacks_the_same_and_reports_a_broken_deflate_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str
+) -> None:
+    if codec == "zlib":
+        monkeypatch.setitem(sys.modules, "zlib_ng", None)  # as if not installed
+    else:
+        pytest.importorskip("zlib_ng")
+    wheel.deflate_codec.cache_clear()
+    try:
+        assert wheel.deflate_codec().__name__.endswith(codec)
+        archive = tmp_path / "big-1.0-py3-none-any.whl"
+        archive.write_bytes(_WHEEL)
+        (tmp_path / "classic").mkdir()
+        expected = unpack_wheel(archive, tmp_path / "classic", filename=archive.name, project="big")
+        stream = _streamed(Cache(tmp_path / "cache"), _WHEEL, [100_000])
+        result = stream.finish()
+        assert result is not None and result[0].files == expected.files
+        assert _tree(stream.work / "files") == _tree(tmp_path / "classic" / "files")
+        stream.discard()
+        # A deflate stream that starts with a reserved block type: the codec's own error,
+        # caught on both paths (zlib-ng's is not the standard library's zlib.error).
+        at = _first_data_byte(_WHEEL, "big/data.py")
+        broken = _WHEEL[:at] + b"\xff" + _WHEEL[at + 1 :]
+        stream = _streamed(Cache(tmp_path / "cache"), broken, [100_000])
+        assert stream.finish() is None
+        assert stream.declined is not None and "invalid block type" in stream.declined
+        stream.discard()
+        archive.write_bytes(broken)
+        (tmp_path / "broken").mkdir()
+        with pytest.raises(InstallError, match=r"big/data\.py.*is damaged.*invalid block type"):
+            unpack_wheel(archive, tmp_path / "broken", filename=archive.name, project="big")
+    finally:
+        wheel.deflate_codec.cache_clear()

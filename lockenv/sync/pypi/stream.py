@@ -27,7 +27,6 @@ import io
 import os
 import stat
 import struct
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +44,9 @@ from lockenv.sync.pypi.wheel import (
     _inflate,
     _symlink_target_is_safe,
     _write_all,
+    deflate_codec,
     finish_unpacked,
+    inflate_errors,
     wheel_layout,
 )
 
@@ -76,7 +77,8 @@ class _Member:
         self.remaining = info.compress_size  # stored bytes still to come
         self.check = _Checked(info, filename)
         self.hasher = hashlib.sha256()
-        self.inflater: Any = zlib.decompressobj(-15) if info.compress_type == 8 else None
+        deflated = info.compress_type == 8
+        self.inflater: Any = deflate_codec().decompressobj(-15) if deflated else None
         self.head = b""
         self.digest = b""
 
@@ -138,7 +140,9 @@ class WheelStream:
             return
         try:
             self._take(memoryview(chunk))
-        except (_Decline, LockenvError, OSError, zlib.error) as exc:
+        except (_Decline, LockenvError, OSError) as exc:
+            self._decline(str(exc))
+        except inflate_errors() as exc:
             self._decline(str(exc))
 
     def _take(self, data: memoryview) -> None:
