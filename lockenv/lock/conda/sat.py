@@ -446,6 +446,23 @@ class Engine:
         level = self.level
         if not clause:
             return True
+        if len(clause) == 2:
+            # Most clauses (a build's requirements and constraints): the scan below,
+            # without the loop.  The literal not false, or false at the higher level,
+            # goes first.
+            first, second = clause
+            first_value = values[first]
+            second_value = values[second]
+            if first_value == -1 and (second_value != -1 or level[second >> 1] > level[first >> 1]):
+                clause[0], clause[1] = first, second = second, first
+                first_value, second_value = second_value, first_value
+            self.binaries[first].extend((second, cid))
+            self.binaries[second].extend((first, cid))
+            if first_value == -1:
+                return True
+            if first_value == 0 and second_value == -1:
+                self._assign(first, level[second >> 1], cid)
+            return False
         if len(clause) == 1:
             lit = clause[0]
             value = values[lit]

@@ -44,7 +44,7 @@ import heapq
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 from lockenv.errors import ResolutionError
 from lockenv.lock.conda.matchspec import MatchSpec
@@ -173,9 +173,12 @@ class _Pool:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class _Requirement:
-    """A MatchSpec that the manifest (``parent`` -1) or an installed build must meet."""
+class _Requirement(NamedTuple):
+    """A MatchSpec that the manifest (``parent`` -1) or an installed build must meet.
+
+    (A named tuple: a solve makes one for each dependency of every build it encodes,
+    thousands, and a frozen dataclass costs four times as much to make.)
+    """
 
     parent: int  # the requiring build's variable, or -1 for the manifest
     spec: MatchSpec
@@ -267,7 +270,7 @@ class CondaSolver:
 
         with gc_paused():  # records and clauses by the ten thousand, none in a cycle
             for spec in self.direct:
-                self._require(-1, spec)
+                self._require(spec)
             solved = self.engine.solve()
         if solved is False:
             raise Unsatisfiable(self._explain())
@@ -371,18 +374,14 @@ class CondaSolver:
 
     # -- clauses -----------------------------------------------------------------------
 
-    def _require(self, parent: int, spec: MatchSpec) -> int:
-        """Encode "the manifest needs a build ``spec`` admits" (``parent`` -1), or
-        "``parent`` needs one" (see `_depend`)."""
+    def _require(self, spec: MatchSpec) -> int:
+        """Encode "the manifest needs a build ``spec`` admits"."""
         pool = self._pool(spec.name)
         mask, positions = self._match(pool, spec)
-        if parent >= 0:
-            need, shared = self._need(pool, mask, positions)
-            return self._add_requirement(parent, (spec, pool, mask, need, shared))
         clause = self.engine.add_clause(
             [2 * pool.vars[i] for i in positions], within=(pool.group, mask, -1)
         )
-        rid = self._record_requirement(_Requirement(parent, spec, pool, mask, clause))
+        rid = self._record_requirement(_Requirement(-1, spec, pool, mask, clause))
         heapq.heappush(self.heap, (0, 0.0, rid))
         pool.active.setdefault(mask, set()).add(rid)
         return rid
@@ -401,9 +400,6 @@ class CondaSolver:
             mask, positions = self._match(pool, spec)
             target = (spec, pool, mask, *self._need(pool, mask, positions))
             self._targets[text] = target
-        return self._add_requirement(parent, target)
-
-    def _add_requirement(self, parent: int, target: _Target) -> int:
         spec, pool, mask, need, shared = target
         clause = self.engine.add_clause([2 * parent + 1, 2 * need])
         return self._record_requirement(
