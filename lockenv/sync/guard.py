@@ -30,7 +30,6 @@ Standard library only: this runs on every sync that links anything.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -127,18 +126,8 @@ class PrefixGuard:
             f"{what}: {subject} {why}; refusing to install it (it is broken or malicious)"
         )
 
-    def _walk(
-        self,
-        parts: list[str],
-        rel: str,
-        what: str,
-        *,
-        create: bool,
-        planned: dict[str, str] | None = None,
-    ) -> list[str]:
-        """The real components of directory ``parts`` (made when missing and ``create``;
-        with ``planned``, a missing one is added to it instead, with ``what`` needs it,
-        and taken as a directory from then on: `makedirs_all` makes them)."""
+    def _walk(self, parts: list[str], rel: str, what: str, *, create: bool) -> list[str]:
+        """The real components of directory ``parts`` (made when missing and ``create``)."""
         real: list[str] = []
         pending = parts[::-1]
         hops = 0
@@ -155,7 +144,7 @@ class PrefixGuard:
                 raise self._escape(rel, what, "contains a NUL byte")
             real.append(name)
             key = "/".join(real)
-            if key in self._dirs or (planned is not None and key in planned):
+            if key in self._dirs:
                 continue
             path = f"{self.root}/{key}"
             if create:
@@ -165,13 +154,7 @@ class PrefixGuard:
                     continue
                 except FileExistsError:
                     pass
-            try:
-                st = os.lstat(path)  # FileNotFoundError when not ``create``
-            except FileNotFoundError:
-                if planned is None:
-                    raise
-                planned[key] = what
-                continue
+            st = os.lstat(path)  # FileNotFoundError when not ``create``
             if stat.S_ISDIR(st.st_mode):
                 self._dirs.add(key)
                 continue
@@ -228,41 +211,6 @@ class PrefixGuard:
             return
         real = "/".join(self._walk(rel.split("/"), rel, what, create=True))
         self._parents[rel] = real
-
-    def makedirs_all(self, dirs: Sequence[tuple[str, str]]) -> None:
-        """`makedirs` of each ``(rel, what)`` of ``dirs``, the missing directories made
-        together: every path is resolved first, as `makedirs` resolves it (the ones to
-        make are taken as directories), then the new ones are made level by level,
-        parents first, by a few threads when they are many (`each_in_threads`: in a new
-        tree, making thousands of directories is mostly the filesystem allocating
-        inodes, which it does for several parent directories at once)."""
-        planned: dict[str, str] = {}
-        resolved: list[tuple[str, str]] = []
-        for rel, what in dirs:
-            if rel not in self._parents:
-                walked = self._walk(rel.split("/"), rel, what, create=False, planned=planned)
-                resolved.append((rel, "/".join(walked)))
-        levels: dict[int, list[str]] = {}
-        for key in planned:
-            levels.setdefault(key.count("/"), []).append(key)
-        for depth in sorted(levels):
-            level = sorted(levels[depth])
-            for i in each_in_threads(os.mkdir, [f"{self.root}/{key}" for key in level]):
-                self._make_dir(level[i], planned[level[i]])
-            self._dirs.update(level)
-        for rel, real in resolved:
-            self._parents[rel] = real
-
-    def _make_dir(self, key: str, what: str) -> None:
-        """Make the real directory ``key`` (its parent is one), or find one there."""
-        path = f"{self.root}/{key}"
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path)  # raises what stopped the threads' attempt, if it was not this
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            raise InstallError(
-                f"{what}: {key!r} must be a directory, but something else appeared there "
-                "while the environment was being built; sync again"
-            )
 
     def _target(self, rel: str, what: str) -> tuple[str, str]:
         """``(absolute path, real relative path)`` where a package's file ``rel`` goes,

@@ -33,21 +33,14 @@ def _guard(tmp_path: Path) -> PrefixGuard:
     ],
     ids=["dotdot", "absolute", "loop", "chain", "dangling-dotdot"],
 )
-@pytest.mark.parametrize("how", ["write", "makedirs_all"])
-def test_guard_refuses_every_way_out(
-    tmp_path: Path, links: dict[str, str], write: str, how: str
-) -> None:
+def test_guard_refuses_every_way_out(tmp_path: Path, links: dict[str, str], write: str) -> None:
     guard = _guard(tmp_path)
     for name, target in links.items():
         # Placed behind the guard's back, as a cache or an earlier sync step might.
         os.symlink(target, guard.root + "/" + name)
     with pytest.raises((UnsafePathError, InstallError, FileNotFoundError)):
-        if how == "write":
-            guard.write(write, b"pwned", executable=False, what="test")
-        else:
-            guard.makedirs_all([("fine/a", "test"), (write, "test"), (f"{write}/z", "test")])
+        guard.write(write, b"pwned", executable=False, what="test")
     assert not any(p.name == "x" for p in tmp_path.rglob("x") if guard.root not in str(p))
-    assert not (Path(guard.root) / "fine").exists()  # every path resolved before any mkdir
 
 
 @unix_only
@@ -161,53 +154,6 @@ def test_place_files_copies_across_filesystems(
     for f in files:
         copy = root / "pkg" / f.name
         assert copy.read_bytes() == f.read_bytes() and os.stat(copy).st_nlink == 1
-
-
-@pytest.fixture
-def threaded_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PrefixGuard:
-    """A guard whose directories and links are made by threads from two on."""
-    _many_threads(monkeypatch, batch=2)
-    return _guard(tmp_path)
-
-
-@unix_only
-def test_makedirs_all_makes_every_level_through_links_inside(threaded_guard: PrefixGuard) -> None:
-    guard = threaded_guard
-    os.mkdir(guard.root + "/lib")
-    os.symlink("lib", guard.root + "/lib64")  # as a venv's skeleton has it
-    wanted = [(f"lib64/pkg{i}/sub{j}", f"w{i}") for i in range(6) for j in range(4)]
-    wanted += [("lib/pkg0", "w0"), ("bin", "w9"), ("lib/pkg0/sub0/deep/er", "w0")]
-    guard.makedirs_all(wanted)
-    for rel, _what in wanted:
-        real = guard.root + "/" + rel.replace("lib64/", "lib/")
-        assert os.path.isdir(real) and not os.path.islink(real)
-    assert os.path.islink(guard.root + "/lib64")
-    # Files then go where the directories are, through the memoised parents.
-    guard.write("lib64/pkg5/sub3/m.py", b"x", executable=False, what="w5")
-    assert (Path(guard.root) / "lib/pkg5/sub3/m.py").read_bytes() == b"x"
-
-
-@unix_only
-def test_makedirs_all_refuses_a_file_in_the_way_and_what_appears_meanwhile(
-    threaded_guard: PrefixGuard, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    guard = threaded_guard
-    Path(guard.root, "taken").write_text("a file")
-    with pytest.raises(InstallError, match="w1: 'taken/sub/x' needs 'taken' as a directory"):
-        guard.makedirs_all([("ok/a", "w0"), ("taken/sub/x", "w1")])
-    real_mkdir = os.mkdir
-
-    def racing_mkdir(path: str, mode: int = 0o777) -> None:
-        if path.endswith("/raced"):
-            Path(path).write_text("not a directory")
-            raise FileExistsError(path)
-        real_mkdir(path, mode)
-
-    monkeypatch.setattr(os, "mkdir", racing_mkdir)
-    wanted = [(f"d{i}", "w2") for i in range(5)] + [("raced", "w3"), ("raced/below", "w3")]
-    with pytest.raises(InstallError, match="w3: 'raced' must be a directory"):
-        guard.makedirs_all(wanted)
-    assert not (Path(guard.root) / "raced").is_dir()
 
 
 def test_check_kept_holds_files_left_in_place_to_the_rules_of_placed_ones(

@@ -828,14 +828,16 @@ def apply_wheel_installs(
     ``skip`` (already in place).  Of entries with one path, in one plan or in several,
     only the last is made (it would replace the others).
 
-    Every plan's directories first (`lockenv.sync.guard.PrefixGuard.makedirs_all`: made
-    together, level by level); then the cache files of all the plans together,
+    Every plan's directories first, in order (made by this thread: creating them
+    serialises in the filesystem anyway); then the cache files of all the plans together,
     so that a few threads link them whichever wheel they come from
     (`lockenv.sync.guard.PrefixGuard.place_files`; most wheels are too small to be worth
     threads of their own); then, plan after plan, the files the installer writes, and
     ``installed(i)`` once plan ``i`` is complete.
     """
-    guard.makedirs_all([(parent, what) for plan, what in plans for parent in plan.dirs])
+    for plan, what in plans:
+        for parent in plan.dirs:
+            guard.makedirs(parent, what=what)
     last: dict[str, tuple[int, int]] = {}
     for p, (plan, _what) in enumerate(plans):
         for i, entry in enumerate(plan.entries):
