@@ -56,6 +56,11 @@ _GUARDED_DIRS = frozenset({"", "bin", "Scripts", "conda-meta"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
+def _guarded(real_dir: str) -> bool:
+    """Whether a path `PrefixGuard._check_target` may refuse can be in ``real_dir``."""
+    return real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/")
+
+
 def _link(job: tuple[str, str]) -> None:
     os.link(*job)
 
@@ -106,12 +111,11 @@ class PrefixGuard:
         a walk that follows no symlink (`lockenv.sync.reuse`) just found them so."""
         self._dirs.update(dirs)
 
-    def check_kept(self, rel: str, *, what: str) -> None:
-        """Hold a file left in place from an earlier tree (`lockenv.sync.reuse`, which
-        found it at ``rel`` through real directories only) to the rules of one placed
-        now: never lockenv's own record, nor the interpreter once protected."""
-        real_dir = rel.rpartition("/")[0]
-        if real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/"):
+    def check_kept(self, rels: Iterable[str], *, what: str) -> None:
+        """Hold the files ``rels`` left in place from an earlier tree (`lockenv.sync.reuse`,
+        which found them through real directories only) to the rules of files placed now:
+        never lockenv's own record, nor the interpreter once protected."""
+        for rel in sorted(r for r in rels if _guarded(r.rpartition("/")[0])):
             self._check_target(rel, what, False)
 
     # -- resolution -------------------------------------------------------------------
@@ -272,7 +276,7 @@ class PrefixGuard:
             self._check_target(real, what, False)
             return path, real
         real = f"{real_dir}/{name}" if real_dir else name
-        if real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/"):
+        if real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/"):  # `_guarded`, inline
             self._check_target(real, what, False)
         return f"{self.root}/{real}", real
 

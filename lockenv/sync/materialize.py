@@ -818,8 +818,7 @@ def _install_all(
     refreshed spare tree), checked by the guard but not placed again."""
     from lockenv.sync.pypi.wheel import apply_wheel_installs
 
-    for path in sorted(kept):
-        guard.check_kept(path, what="the refreshed environment")
+    guard.check_kept(kept, what="the refreshed environment")
     # In wheel order, so that a path shipped by two wheels deterministically ends as the
     # last's; the files of all the wheels linked together by threads (`apply_wheel_installs`).
     try:

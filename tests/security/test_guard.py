@@ -208,3 +208,16 @@ def test_makedirs_all_refuses_a_file_in_the_way_and_what_appears_meanwhile(
     with pytest.raises(InstallError, match="w3: 'raced' must be a directory"):
         guard.makedirs_all(wanted)
     assert not (Path(guard.root) / "raced").is_dir()
+
+
+def test_check_kept_holds_files_left_in_place_to_the_rules_of_placed_ones(
+    tmp_path: Path,
+) -> None:
+    guard = _guard(tmp_path)
+    fine = ["lib/python3.11/site-packages/pkg/bin/python", "bin/tool", "Scripts/x.exe", "a.pth"]
+    guard.check_kept(fine, what="kept")
+    guard.protect_interpreter()
+    guard.check_kept(fine, what="kept")
+    for bad in ("bin/python3", ".lockenv-state.json", "conda-meta/history"):
+        with pytest.raises(UnsafePathError, match=f"kept: would .*{bad}"):
+            guard.check_kept([*fine, bad], what="kept")

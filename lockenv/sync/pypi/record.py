@@ -110,16 +110,20 @@ def render_record(rows: Iterable[RecordRow]) -> bytes:
     return render_record_rows((r.path, r.hash, r.size) for r in rows)
 
 
-_CSV_SPECIAL = re.compile(r'[",\r\n]')
-
-
 def render_record_rows(rows: Iterable[tuple[str, str, int | None]]) -> bytes:
     """RECORD bytes for ``(path, hash, size)`` tuples, sorted by path."""
     ordered = sorted(rows)
-    if not any(_CSV_SPECIAL.search(p) for p, _h, _s in ordered):
-        # Nothing to quote (the common case; hashes never need it): what the csv writer
-        # would write, without its cost per row (a warm sync renders every RECORD).
-        text = "".join(f"{p},{h},{'' if s is None else s}\n" for p, h, s in ordered)
+    text = "".join(f"{p},{h},{'' if s is None else s}\n" for p, h, s in ordered)
+    # Nothing to quote (the common case: a field with a comma, a quote or a line break
+    # would add one of them): what the csv writer would write, without its cost per row
+    # (every sync that links a wheel renders its RECORD).  Counted over the whole text,
+    # not searched for in each row.
+    if (
+        text.count(",") == 2 * len(ordered)
+        and text.count("\n") == len(ordered)
+        and '"' not in text
+        and "\r" not in text
+    ):
         return text.encode("utf-8")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
