@@ -115,6 +115,8 @@ def report(title: str, requests: list[dict[str, Any]], ours: list[Any], theirs: 
         )
     decided_by_both = len(requests) - len(undecided)
     print(f"  decided differently: {len(disagree)}; requested packages differ: {len(differ)}")
+    if not ratios:  # nothing both decided (--count 0 leaves the random set empty)
+        return
     print(
         f"  cpu lockenv {sum(a['cpu'] for a in ours):.2f} s, rattler "
         f"{sum(a['cpu'] for a in theirs):.2f} s; per request ratio median "

@@ -9,7 +9,9 @@ group.  The clauses say what conda's rules say:
   admits.  Each set of builds a dependency admits has a variable of its own, ``need``
   (``not need or dep1 or dep2 ...``; no build admitted makes ``not need`` a fact), and
   the build implies it (``not build or need``): every build requiring the same set
-  shares that clause, and a conflict learned about the set (`CondaSolver._need`);
+  shares that clause, and a conflict learned about the set (`CondaSolver._need`), or
+  about several sets a build requires together ("not both ``numpy`` from these and
+  ``python`` from those", `lockenv.lock.conda.sat.Engine._learn_cut`);
 - a build's ``constrains``: if it is installed, no build of the constrained name that
   the spec rejects is (``not build or not other``); a constrained name nothing requires stays
   out of the environment.
