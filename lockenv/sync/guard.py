@@ -224,7 +224,7 @@ class PrefixGuard:
             self._check_target(real, what, False)
             return path, real
         real = f"{real_dir}/{name}" if real_dir else name
-        if real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/"):  # `_guarded`, inline
+        if _guarded(real_dir):
             self._check_target(real, what, False)
         return f"{self.root}/{real}", real
 

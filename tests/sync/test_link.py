@@ -62,19 +62,18 @@ def test_unknown_mode() -> None:
         check_link_mode("reflink")
 
 
-def _in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`each_in_threads` uses threads from two items on, in batches of three."""
-    monkeypatch.setattr(link_mod, "_PARALLEL_FROM", 2)
-    monkeypatch.setattr(link_mod, "_BATCH", 3)
-    monkeypatch.setattr(link_mod.os, "cpu_count", lambda: 4)
+@pytest.fixture(params=[False, True], ids=["inline", "threads"])
+def either_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`each_in_threads` as it runs small lists (in the caller's thread), then made to use
+    threads from two items on, in batches of three."""
+    if request.param:
+        monkeypatch.setattr(link_mod, "_PARALLEL_FROM", 2)
+        monkeypatch.setattr(link_mod, "_BATCH", 3)
+        monkeypatch.setattr(link_mod.os, "cpu_count", lambda: 4)
 
 
-@pytest.mark.parametrize("threads", [False, True])
-def test_each_in_threads_calls_every_item_and_returns_the_failures_in_order(
-    monkeypatch: pytest.MonkeyPatch, threads: bool
-) -> None:
-    if threads:
-        _in_threads(monkeypatch)
+@pytest.mark.usefixtures("either_way")
+def test_each_in_threads_calls_every_item_and_returns_the_failures_in_order() -> None:
     seen: list[int] = []
 
     def call(item: int) -> None:
@@ -87,13 +86,8 @@ def test_each_in_threads_calls_every_item_and_returns_the_failures_in_order(
     assert sorted(seen) == items
 
 
-@pytest.mark.parametrize("threads", [False, True])
-def test_each_in_threads_lets_other_errors_through(
-    monkeypatch: pytest.MonkeyPatch, threads: bool
-) -> None:
-    if threads:
-        _in_threads(monkeypatch)
-
+@pytest.mark.usefixtures("either_way")
+def test_each_in_threads_lets_other_errors_through() -> None:
     def call(item: int) -> None:
         if item == 17:
             raise ValueError(item)

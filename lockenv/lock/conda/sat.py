@@ -116,7 +116,8 @@ class Engine:
         self.binaries: list[list[int]] = []
         self.derived: dict[int, list[int | tuple[int, int]]] = {}  # learned -> antecedents
         # Learned "not all of these" clauses over what decisions imply (`_learn_cut`): by
-        # the first literal of the cut, [(clause, the cut's literals, false), ...].
+        # the literal whose truth makes the cut's first literal false, [(clause id, the
+        # cut's literals), ...].
         self.cuts: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
         self.trail: list[int] = []
         self.trail_lim: list[int] = []  # trail index where each decision level starts
@@ -723,10 +724,10 @@ class Engine:
                 found = {implied[k] ^ 1: implied[k + 1] for k in range(0, len(implied), 2)}
             values = self.values
             for nid, cut in candidates:
-                if all(c in found for c in cut) and all(
-                    values[other] == -1 for other in self.clauses[nid] if other not in cut
-                ):
-                    rest = [other for other in self.clauses[nid] if other not in cut]
+                if not all(c in found for c in cut):
+                    continue
+                rest = [other for other in self.clauses[nid] if other not in cut]
+                if all(values[other] == -1 for other in rest):
                     self.add_clause([lit ^ 1, *rest], derived_from=[nid, *(found[c] for c in cut)])
                     return True
         return False
