@@ -825,8 +825,8 @@ class HttpClient:
                 clean, authorization=authorization, headers={"Accept-Encoding": "identity"}
             ) as response:
                 _check_download_status(shown, response.status, response.reason)
-                # 1 MiB at a time (`_READ_BLOCK`): each block is one allocation, filled by
-                # the socket; the deadline is checked between them (`_chunks`).
+                # As the socket gives them, up to 1 MiB (`_READ_BLOCK`): one allocation
+                # each, filled by the socket; the deadline is checked between them.
                 yield from response.blocks(_READ_BLOCK)
         except TooManyRedirects:
             raise _too_many_redirects(shown) from None

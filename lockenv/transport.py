@@ -211,13 +211,16 @@ class Response:
         self.url = url
 
     def blocks(self, size: int) -> Iterator[bytes]:
-        """The body, in blocks of up to ``size`` bytes, as they are read.  A body cut
-        short of its announced length raises ``http.client.IncompleteRead``."""
+        """The body as it arrives: each block what one read of the socket gave, up to
+        ``size`` bytes (never waiting to fill one: the caller's deadline is checked
+        between blocks, and a server sending a byte at a time must not hold it off).  A
+        body cut short of its announced length raises ``http.client.IncompleteRead``."""
         answer = self._answer
-        while block := answer.read(size):
+        while block := answer.read1(size):
             yield block
         if answer.length:  # bytes announced that never came: the connection broke
             raise IncompleteRead(b"", answer.length)
+        answer.read()  # nothing left: marks the answer read, so the connection may serve again
 
 
 class Transport:
