@@ -23,7 +23,8 @@ flow ``lockenv.toml --lock--> lockenv.lock --sync--> environment``:
 - Beneath them all, shared by both sides: `git` (refs resolved to commits, checkouts in
   the cache), and under it `errors`, `atomic` (crash-safe file writes), `urls`
   (credentials found in and taken out of URLs), `platforms`, `project` (where a
-  project's files are), `cache`, `http`, `mirrors`, `pipconfig`,
+  project's files are), `cache`, `http` (over `transport`: the downloads' connections
+  on the standard library's http.client), `mirrors`, `pipconfig`,
   `progress` (what long work reports: messages, and tasks counted in items and bytes).
 
 Imports only go down this list (and `lock` and `sync` never into each other); the

@@ -31,6 +31,13 @@ Index pages are cached on disk under ``<cache_dir>/http/``: revalidated with ETa
 Last-Modified, kept for ``max-age`` when the server says so, never stored on ``no-store``,
 and kept ``page_ttl`` seconds (``LOCKENV_INDEX_TTL``) when the server gives no caching
 header at all.
+
+Two transports, one behaviour: downloads (`HttpClient.download`, what a sync does) go
+through `lockenv.transport` on the standard library's ``http.client``, which a cold sync
+imports in a fraction of httpx's time; pages, ranges and sizes (the lock side) through
+httpx, imported when first needed; so do downloads through a proxy that is not a plain
+``http://`` one.  Both send the same headers and credentials, share the TLS context,
+follow redirects the same way, and honour the same proxies and timeouts.
 """
 
 from __future__ import annotations
@@ -63,11 +70,13 @@ _log = logging.getLogger("lockenv.http")  # -v: every request and cache decision
 
 if TYPE_CHECKING:
     import netrc
+    import ssl
     from collections.abc import Callable
 
     import httpx
 
     from lockenv.mirrors import Mirrors
+    from lockenv.transport import Transport
 
     T = TypeVar("T")
 
@@ -248,6 +257,8 @@ class HttpClient:
         self._max_connections = max_connections
         self._timeout = http_timeout(timeout)
         self._client: httpx.Client | None = None
+        self._transport: Transport | None = None  # downloads (`lockenv.transport`)
+        self._trust: _LazyTrust | None = None
         self._lock = threading.Lock()
         # Credentials and conda tokens seen in URLs, each for its origin only.
         self._learned: dict[Origin, tuple[str, str]] = {}
@@ -266,11 +277,20 @@ class HttpClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         with self._lock:
             client, self._client = self._client, None
+            transport, self._transport = self._transport, None
         if client is not None:
             client.close()
+        if transport is not None:
+            transport.close()
+
+    def _lazy_trust(self) -> _LazyTrust:
+        """The one TLS context of both transports (the caller holds ``_lock``)."""
+        if self._trust is None:
+            self._trust = _LazyTrust()
+        return self._trust
 
     def _httpx(self) -> httpx.Client:
         with self._lock:
@@ -279,7 +299,7 @@ class HttpClient:
                 import httpx
 
                 _read_larger_blocks()
-                trust = _LazyTrust()
+                trust = self._lazy_trust()
                 self._client = httpx.Client(
                     follow_redirects=True,
                     timeout=httpx.Timeout(self._timeout),
@@ -295,6 +315,20 @@ class HttpClient:
                     headers={"User-Agent": _user_agent()},
                 )
             return self._client
+
+    def _downloads(self) -> Transport:
+        with self._lock:
+            if self._transport is None:
+                from lockenv.transport import Transport, environment_proxies
+
+                self._transport = Transport(
+                    timeout=self._timeout,
+                    max_connections=self._max_connections,
+                    user_agent=_user_agent(),
+                    tls=self._lazy_trust().loaded,
+                    proxies=environment_proxies(),
+                )
+            return self._transport
 
     # -- mirrors ---------------------------------------------------------------------------
 
@@ -376,13 +410,10 @@ class HttpClient:
                     self.learn_credentials(url)
             self._seeded = True
 
-    def _prepare(self, url: str) -> tuple[str, Any]:
-        """Return (the URL to request, httpx auth or None): user info moved into the
-        ``Authorization`` header, a conda token kept in (or put back into) the path, both
-        only for the origin they were given for."""
-        _load_httpx()
-        import httpx
-
+    def _prepare(self, url: str) -> tuple[str, tuple[str, str] | None]:
+        """Return (the URL to request, the user and password to send or None): user info
+        moved out of the URL (into the ``Authorization`` header), a conda token kept in
+        (or put back into) the path, both only for the origin they were given for."""
         self._seed()
         self.learn_credentials(url)
         try:
@@ -397,7 +428,7 @@ class HttpClient:
             creds = self._credentials_for(origin[1])
         if token is not None:
             clean = with_token(clean, token)
-        return clean, None if creds is None else httpx.BasicAuth(creds[0], creds[1])
+        return clean, creds
 
     def _credentials_for(self, host: str) -> tuple[str, str] | None:
         rc = self._read_netrc()
@@ -447,7 +478,8 @@ class HttpClient:
         _load_httpx()
         import httpx
 
-        clean, auth = self._prepare(url)
+        clean, creds = self._prepare(url)
+        auth = None if creds is None else httpx.BasicAuth(*creds)
         shown = redact_url(url)
         client = self._httpx()
         begun = time.monotonic()  # the deadline covers the retries too
@@ -681,9 +713,6 @@ class HttpClient:
         on_bytes: Callable[[int], None] | None,
         consumer: Callable[[], Consumer] | None = None,
     ) -> tuple[str, int]:
-        _load_httpx()
-        import httpx
-
         if dest is not None:
             dest.parent.mkdir(parents=True, exist_ok=True)
         shown = redact_url(url)
@@ -717,8 +746,8 @@ class HttpClient:
                     _check_integrity(shown, sha256, size, digest, written)
                     os.replace(tmp, dest)
                 return digest, written
-            except (httpx.TransportError, _RetryableStatus) as exc:
-                _log.info("download %s: %s; trying again", shown, type(exc).__name__)
+            except _Retryable as exc:
+                _log.info("download %s: %s; trying again", shown, exc)
                 take_back()
                 if fed is not None:
                     fed.discard()
@@ -729,8 +758,8 @@ class HttpClient:
                     fed.discard()
                 raise
         raise IndexAccessError(
-            f"{shown!r}: download failed: {type(last).__name__}: {last} (after {_RETRIES} "
-            "tries); check the URL and your network"
+            f"{shown!r}: download failed: {last} (after {_RETRIES} tries); check the URL and "
+            "your network"
         )
 
     def _stream_into(
@@ -780,26 +809,53 @@ class HttpClient:
                     yield chunk
             return
         self._check_online(url, "download")
-        clean, auth = self._prepare(url)
+        clean, creds = self._prepare(url)
         shown = redact_url(url)
-        with (
-            _request_errors(shown),
-            self._httpx().stream(
-                "GET", clean, auth=auth, headers={"Accept-Encoding": "identity"}
-            ) as response,
-        ):
-            if response.status_code >= 500:
-                raise _RetryableStatus(f"HTTP {response.status_code}")
-            if response.status_code != 200:
-                raise HttpStatusError(
-                    f"{shown!r}: HTTP {response.status_code} {response.reason_phrase}; "
-                    f"{_hint(response.status_code)}",
-                    url=shown,
-                    status=response.status_code,
-                )
-            # As the blocks come (`_read_larger_blocks`): re-chunking only copies; the
-            # deadline is checked between them (`_chunks`).
-            yield from response.iter_raw()
+        downloads = self._downloads()
+        if not downloads.handles(clean):
+            yield from self._iter_bytes_httpx(clean, creds, shown)
+            return
+        from http.client import HTTPException
+
+        from lockenv.transport import BadRequestURL, TooManyRedirects, basic_authorization
+
+        authorization = None if creds is None else basic_authorization(*creds)
+        try:
+            with downloads.get(
+                clean, authorization=authorization, headers={"Accept-Encoding": "identity"}
+            ) as response:
+                _check_download_status(shown, response.status, response.reason)
+                # As the socket gives them, up to 1 MiB (`_READ_BLOCK`): one allocation
+                # each, filled by the socket; the deadline is checked between them.
+                yield from response.blocks(_READ_BLOCK)
+        except TooManyRedirects:
+            raise _too_many_redirects(shown) from None
+        except BadRequestURL as exc:
+            raise IndexAccessError(f"{shown!r} cannot be requested: {exc}") from None
+        except (OSError, HTTPException) as exc:
+            raise _Retryable.of(exc) from exc
+
+    def _iter_bytes_httpx(
+        self, clean: str, creds: tuple[str, str] | None, shown: str
+    ) -> Iterator[bytes]:
+        """A download through httpx: where a proxy is not a plain http one."""
+        _load_httpx()
+        import httpx
+
+        auth = None if creds is None else httpx.BasicAuth(*creds)
+        try:
+            with (
+                _request_errors(shown),
+                self._httpx().stream(
+                    "GET", clean, auth=auth, headers={"Accept-Encoding": "identity"}
+                ) as response,
+            ):
+                _check_download_status(shown, response.status_code, response.reason_phrase)
+                # As the blocks come (`_read_larger_blocks`): re-chunking only copies; the
+                # deadline is checked between them (`_chunks`).
+                yield from response.iter_raw()
+        except httpx.TransportError as exc:
+            raise _Retryable.of(exc) from exc
 
     def _chunks(
         self,
@@ -829,6 +885,23 @@ class HttpClient:
                 )
 
 
+def _check_download_status(shown: str, status: int, reason: str) -> None:
+    """Nothing for a 200; `_Retryable` for a server error, else HttpStatusError."""
+    if status >= 500:
+        raise _Retryable(f"HTTP {status} {reason}")
+    if status != 200:
+        raise HttpStatusError(
+            f"{shown!r}: HTTP {status} {reason}; {_hint(status)}", url=shown, status=status
+        )
+
+
+def _too_many_redirects(shown: str) -> IndexAccessError:
+    return IndexAccessError(
+        f"{shown!r}: too many redirects (the server redirects in a loop); check the URL "
+        "or the server"
+    )
+
+
 def _too_large(shown: str, most: int) -> IndexAccessError:
     return IndexAccessError(
         f"{shown!r}: the response is larger than {size_text(most)}, more than any page or "
@@ -844,10 +917,7 @@ def _request_errors(shown: str) -> Iterator[None]:
     try:
         yield
     except httpx.TooManyRedirects:
-        raise IndexAccessError(
-            f"{shown!r}: too many redirects (the server redirects in a loop); check the URL "
-            "or the server"
-        ) from None
+        raise _too_many_redirects(shown) from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise IndexAccessError(f"{shown!r} cannot be requested: {exc}") from None
 
@@ -1044,8 +1114,13 @@ class _Feeder:
             raise self._failed
 
 
-class _RetryableStatus(Exception):
-    pass
+class _Retryable(Exception):
+    """A download's attempt failed in a way a new attempt may fix (a broken connection,
+    a timeout, a server error); its text is said if every try fails."""
+
+    @classmethod
+    def of(cls, exc: Exception) -> _Retryable:
+        return cls(f"{type(exc).__name__}: {exc}")
 
 
 def _no_location(shown: str, failures: list[tuple[str, Exception]]) -> LockenvError:
@@ -1274,12 +1349,17 @@ class _LazyTrust:
         self._lock = threading.Lock()
 
     def before_request(self, request: httpx.Request) -> None:
-        if self._loaded or request.url.scheme != "https":
-            return
-        with self._lock:
-            if not self._loaded:
-                _load_trust(self.context)
-                self._loaded = True
+        if request.url.scheme == "https":
+            self.loaded()
+
+    def loaded(self) -> ssl.SSLContext:
+        """The context, its trust store loaded (the first time)."""
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    _load_trust(self.context)
+                    self._loaded = True
+        return self.context
 
 
 def _ssl_context() -> Any:

@@ -455,6 +455,8 @@ def sync(
             lock_file = None  # just re-locked: the next run leaves the stamp
     if target.paths is not None and target.prefix.is_relative_to(target.paths.root / STATE_DIR):
         target.paths.ensure_state_dir()
+        # The sync makes it anyway; made now, the very first parse is remembered beside it.
+        target.prefix.parent.mkdir(parents=True, exist_ok=True)
     lock_bytes = read_lock_bytes(target.lock_path)
     lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
     report = None

@@ -52,6 +52,10 @@ def test_sync_run_verify(project: Path) -> None:
     assert lockenv(project, "verify").returncode == 0
     # A second sync is a no-op.
     assert "up to date" in lockenv(project, "sync").stderr
+    # The first sync of the project already remembered the lock's parse beside the
+    # environment (its directory made before the parse).
+    memo = json.loads((prefix.parent / ".default.parsed-lock.json").read_text())
+    assert len(memo["locks"]) == 1
 
 
 def test_verify_reports_drift(project: Path) -> None:

@@ -37,6 +37,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    port: int = 0  # the client's: one per connection
 
 
 class TinyServer:
@@ -62,7 +63,10 @@ class TinyServer:
 
             def _answer(self, *, head: bool) -> None:
                 seen = Seen(
-                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.client_address[1],
                 )
                 server.requests.append(seen)
                 if server.auth is not None:
@@ -596,7 +600,8 @@ def test_downloads_get_the_umask_modes_not_private_ones(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key (made by the openssl command)."""
+    """A self-signed certificate for 127.0.0.1 (and the name files.example.invalid, for
+    tunnels through a proxy) and its key (made by the openssl command)."""
     import shutil
     import subprocess
 
@@ -606,7 +611,8 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     where = tmp_path_factory.mktemp("tls")
     cert, key = where / "cert.pem", where / "key.pem"
     request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
-    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    names = "subjectAltName=IP:127.0.0.1,DNS:files.example.invalid"
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", names]
     subprocess.run(
         [openssl, *request, "-keyout", str(key), "-out", str(cert), *subject],
         check=True,
