@@ -139,7 +139,9 @@ def refresh_tree(
     directory entry holds, without an ``lstat``: every directory walked is on the tree's
     filesystem (checked), so that number names one inode of that filesystem, and an inode
     that is the cache file's has its content, mode and owner, which the seal check just
-    verified.  Only the files the installer writes are looked at and read."""
+    verified (nor can a directory or a symlink of that filesystem have the number of a
+    regular file there, so the entry's type need not be asked first).  Only the files
+    the installer writes are looked at and read."""
     known = inodes or {}
     from lockenv.cache import remove_tree
 
@@ -168,6 +170,19 @@ def refresh_tree(
             entries = list(it)
         for entry in entries:
             rel = head + entry.name
+            want = expected.get(rel)
+            if want is not None:
+                source = want[0]
+                if isinstance(source, str):
+                    # Most entries: one dictionary lookup and the inode number the
+                    # directory entry holds; no system call (see the docstring).
+                    identity = known.get(source) or _cache_identity(source)
+                    if identity is not None and identity == (device, entry.inode()):
+                        kept.add(rel)
+                        continue
+                elif not entry.is_symlink() and _holds(entry, source, want[1]):
+                    kept.add(rel)
+                    continue
             if entry.is_dir(follow_symlinks=False):
                 if rel not in dirs:
                     remove_tree(Path(entry.path))
@@ -182,40 +197,22 @@ def refresh_tree(
                 pending.append((rel, entry.path))
                 kept_dirs.add(rel)
                 continue
-            want = expected.get(rel)
-            if want is not None and not entry.is_symlink():
-                source, executable = want
-                if isinstance(source, str):
-                    if _links(entry, source, device, known):
-                        kept.add(rel)
-                        continue
-                elif _holds(entry, source, executable):
-                    kept.add(rel)
-                    continue
             doomed.append(entry.path)
     if each_in_threads(os.unlink, doomed):
         return None
     return Refreshed(files=kept, dirs=kept_dirs)
 
 
-def _links(
-    entry: os.DirEntry[str],
-    source: str,
-    device: int,
-    inodes: Mapping[str, tuple[int, int]],
-) -> bool:
-    """``entry`` (not a directory nor a symlink, in a directory on ``device``) is the
-    cache file ``source`` itself, hardlinked."""
-    identity = inodes.get(source)
-    if identity is None:
-        try:
-            cached = os.lstat(source)
-        except OSError:
-            return False
-        if not stat.S_ISREG(cached.st_mode):
-            return False
-        identity = (cached.st_dev, cached.st_ino)
-    return identity[0] == device and entry.inode() == identity[1]
+def _cache_identity(source: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the cache file ``source`` when it is a regular file (a
+    file of an entry this sync did not check: unpacked by it)."""
+    try:
+        cached = os.lstat(source)
+    except OSError:
+        return None
+    if not stat.S_ISREG(cached.st_mode):
+        return None
+    return cached.st_dev, cached.st_ino
 
 
 def _holds(entry: os.DirEntry[str], source: bytes, executable: bool) -> bool:

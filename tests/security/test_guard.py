@@ -164,6 +164,117 @@ def test_check_kept_holds_files_left_in_place_to_the_rules_of_placed_ones(
     guard.check_kept(fine, what="kept")
     guard.protect_interpreter()
     guard.check_kept(fine, what="kept")
-    for bad in ("bin/python3", ".lockenv-state.json", "conda-meta/history"):
+    for bad in ("bin/python3", ".lockenv-state.json", "conda-meta/history", "conda-meta/a/b"):
         with pytest.raises(UnsafePathError, match=f"kept: would .*{bad}"):
             guard.check_kept([*fine, bad], what="kept")
+
+
+# -- many directories and files at once -----------------------------------------------------
+
+
+def _tree_dirs() -> list[str]:
+    """Nested directories of several packages (some sharing parents), a few through the
+    skeleton's ``lib64 -> lib`` link."""
+    dirs = [f"lib/site/pkg{p}/sub{s}/leaf{x}" for p in range(6) for s in range(4) for x in range(3)]
+    return [*dirs, "lib/site/pkg0", "lib64/site/extra/deep", "bin", "lib/site/pkg5/sub1"]
+
+
+@unix_only
+@pytest.mark.parametrize("threads", [False, True], ids=["inline", "threads"])
+def test_makedirs_all_makes_what_makedirs_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: bool
+) -> None:
+    if threads:
+        _many_threads(monkeypatch)
+    dirs = _tree_dirs()
+    one_by_one, together = tmp_path / "a", tmp_path / "b"
+    for root in (one_by_one, together):
+        (root / "lib" / "site").mkdir(parents=True)
+        os.symlink("lib", root / "lib64")
+    first = PrefixGuard(one_by_one, Linker("hardlink"))
+    for rel in dirs:
+        first.makedirs(rel, what="test")
+    second = PrefixGuard(together, Linker("hardlink"))
+    second.makedirs_all([(rel, "test") for rel in dirs])
+
+    def tree(root: Path) -> list[str]:
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+    assert tree(together) == tree(one_by_one)
+    assert (together / "lib64").is_symlink()
+    # Its files go where `makedirs` resolved them: through the link, into lib/.
+    second.write("lib64/site/extra/deep/f.py", b"x", executable=False, what="test")
+    assert (together / "lib" / "site" / "extra" / "deep" / "f.py").read_bytes() == b"x"
+
+
+@unix_only
+def test_makedirs_all_refuses_what_makedirs_refuses(tmp_path: Path) -> None:
+    guard = _guard(tmp_path)
+    os.symlink("..", guard.root + "/up")
+    with pytest.raises(UnsafePathError):
+        guard.makedirs_all([("pkg/a", "p"), ("up/out/x", "q")])
+    assert not (tmp_path / "out").exists()
+    assert not os.path.exists(guard.root + "/pkg")  # every path is resolved before any is made
+    Path(guard.root, "file").write_text("")
+    with pytest.raises(InstallError, match="conflict"):
+        guard.makedirs_all([("file/sub", "p")])
+
+
+def test_makedirs_all_makes_a_subtree_a_thread_could_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from lockenv.sync import guard as guard_mod
+
+    _many_threads(monkeypatch)
+    real_mkdir = os.mkdir
+    failed: list[str] = []
+
+    def flaky(path: str, *args: int) -> None:
+        if str(path).endswith("pkg3/sub2") and not failed:
+            failed.append(str(path))
+            raise OSError(errno.EINTR, "interrupted")
+        real_mkdir(path, *args)
+
+    monkeypatch.setattr(guard_mod.os, "mkdir", flaky)
+    guard = _guard(tmp_path)
+    dirs = [d for d in _tree_dirs() if not d.startswith("lib64")]
+    guard.makedirs_all([(rel, "test") for rel in dirs])
+    assert failed
+    for rel in dirs:
+        assert Path(guard.root, rel).is_dir(), rel
+
+
+@pytest.mark.parametrize("threads", [False, True], ids=["inline", "threads"])
+def test_write_files_writes_each_file_as_write_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: bool
+) -> None:
+    if threads:
+        _many_threads(monkeypatch)
+    guard = _guard(tmp_path)
+    root = Path(guard.root)
+    (root / "pkg1.dist-info").mkdir()
+    cached = tmp_path / "cached"
+    cached.write_bytes(b"shared")
+    os.link(cached, root / "pkg1.dist-info" / "RECORD")  # in the way: replaced, not written
+    items = [
+        (f"pkg{i}.dist-info/{name}", f"{i}{name}".encode(), name == "tool", f"pkg{i}")
+        for i in range(12)
+        for name in ("RECORD", "INSTALLER", "tool")
+    ]
+    guard.write_files(items)
+    for rel, data, executable, _what in items:
+        assert (root / rel).read_bytes() == data
+        assert os.stat(root / rel).st_mode & 0o777 == (0o755 if executable else 0o644)
+    assert cached.read_bytes() == b"shared"
+
+
+@unix_only
+def test_write_files_refuses_before_writing_anything(tmp_path: Path) -> None:
+    guard = _guard(tmp_path)
+    guard.protect_interpreter()
+    items = [("pkg/a.txt", b"a", False, "p"), ("bin/python3", b"#!", True, "q")]
+    with pytest.raises(UnsafePathError, match="q: would replace the environment's interpreter"):
+        guard.write_files(items)
+    assert not os.path.exists(guard.root + "/pkg/a.txt")

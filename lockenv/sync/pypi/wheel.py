@@ -828,37 +828,46 @@ def apply_wheel_installs(
     ``skip`` (already in place).  Of entries with one path, in one plan or in several,
     only the last is made (it would replace the others).
 
-    Every plan's directories first, in order (made by this thread: creating them
-    serialises in the filesystem anyway); then the cache files of all the plans together,
-    so that a few threads link them whichever wheel they come from
+    Every plan's directories first, together (`lockenv.sync.guard.PrefixGuard.makedirs_all`:
+    the new ones by a few threads, a subtree each); then the cache files of all the plans
+    together, so that a few threads link them whichever wheel they come from
     (`lockenv.sync.guard.PrefixGuard.place_files`; most wheels are too small to be worth
-    threads of their own); then, plan after plan, the files the installer writes, and
-    ``installed(i)`` once plan ``i`` is complete.
+    threads of their own); then the files the installer writes, together too
+    (`lockenv.sync.guard.PrefixGuard.write_files`), and ``installed(i)`` for each plan.
     """
-    for plan, what in plans:
-        for parent in plan.dirs:
-            guard.makedirs(parent, what=what)
-    last: dict[str, tuple[int, int]] = {}
-    for p, (plan, _what) in enumerate(plans):
-        for i, entry in enumerate(plan.entries):
-            last[entry[0]] = (p, i)
+    guard.makedirs_all([(parent, what) for plan, what in plans for parent in plan.dirs])
+    # From the last entry back, so that the first seen of a path is the one made: one
+    # set lookup per entry (a sync's whole environment, when most of it is skipped).
+    seen: set[str] = set()
     files: list[tuple[str, str, bool]] = []
     owners: list[str] = []
     written: list[list[tuple[str, bytes, bool]]] = []
-    for p, (plan, what) in enumerate(plans):
+    for plan, what in reversed(plans):
         mine: list[tuple[str, bytes, bool]] = []
-        for i, (dest, source, executable) in enumerate(plan.entries):
-            if last[dest] != (p, i) or dest in skip:
+        for dest, source, executable in reversed(plan.entries):
+            if dest in seen:
+                continue
+            seen.add(dest)
+            if dest in skip:
                 continue
             if isinstance(source, str):
                 files.append((source, dest, executable))
                 owners.append(what)
             else:
                 mine.append((dest, source, executable))
+        mine.reverse()
         written.append(mine)
+    files.reverse()
+    owners.reverse()
+    written.reverse()
     guard.place_files(files, what=plans[0][1] if plans else "", owners=owners)
-    for p, ((_plan, what), mine) in enumerate(zip(plans, written, strict=True)):
-        for dest, content, executable in mine:
-            guard.write(dest, content, executable=executable, what=what)
-        if installed is not None:
+    guard.write_files(
+        [
+            (dest, content, executable, what)
+            for (_plan, what), mine in zip(plans, written, strict=True)
+            for dest, content, executable in mine
+        ]
+    )
+    if installed is not None:
+        for p in range(len(plans)):
             installed(p)
