@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +232,8 @@ def config_files(environ: Mapping[str, str] | None = None) -> list[Path]:
 
 
 def _from_file(path: Path) -> Mirrors:
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -275,9 +276,20 @@ def load_mirrors(manifest: Path | None = None) -> Mirrors:
     if manifest is None:
         return mirrors
     try:
-        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, *TOML_ERRORS):
+        text = manifest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return mirrors  # reading the manifest proper reports it
+    if "mirrors" not in text and "\\u" not in text.lower():
+        # No key spells "mirrors" without these letters, unless with an escape (\u or \U
+        # in a quoted key): most manifests, not parsed at all for the sync (tomllib and
+        # the parse cost a cold sync ~10 ms).
+        return mirrors
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except TOML_ERRORS:
+        return mirrors
     table: object = data
     for key in ("tool", "lockenv") if manifest.name == "pyproject.toml" else ():
         table = table.get(key, {}) if isinstance(table, dict) else {}

@@ -307,8 +307,9 @@ class Transport:
             self._slots.release()
 
     def close(self) -> None:
-        """Close the idle connections; later requests open new ones."""
+        """Close the idle connections, and those in use as their answers end."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
@@ -379,7 +380,7 @@ class Transport:
             return
         with self._lock:
             idle = self._idle.setdefault(key, [])
-            if len(idle) < self._max_idle:
+            if not self._closed and len(idle) < self._max_idle:
                 idle.append(connection)
                 return
         connection.close()

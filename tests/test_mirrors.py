@@ -221,6 +221,26 @@ def test_load_mirrors_reads_only_the_manifest_table(
         load_mirrors(manifest)
 
 
+@pytest.mark.parametrize(
+    ("text", "mirrored"),
+    [
+        ('[project]\nname = "p"\n', False),  # no table: not even parsed
+        ('[project]\nname = "p"\n[mirrors]\n"https://o.invalid" = ["https://m.invalid"]\n', True),
+        # The table's name spelled with an escape: still found.
+        ('["\\u006Dirrors"]\n"https://o.invalid" = ["https://m.invalid"]\n', True),
+        ('["\\U0000006dirrors"]\n"https://o.invalid" = ["https://m.invalid"]\n', True),
+        ("[project\n", False),  # broken: reading the manifest proper reports it
+    ],
+)
+def test_load_mirrors_finds_the_table_however_spelled(
+    text: str, mirrored: bool, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "lockenv.toml"
+    manifest.write_text(text)
+    expected = "https://m.invalid/x" if mirrored else "https://o.invalid/x"
+    assert load_mirrors(manifest).locations("https://o.invalid/x") == (expected,)
+
+
 # ---------------------------------------------------------------------------- fetching
 
 

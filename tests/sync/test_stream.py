@@ -250,6 +250,23 @@ def test_a_streamed_wheel_is_sealed_and_published(
     assert not list((cache.root / "tmp").iterdir())
 
 
+def test_a_large_transfer_sets_the_allocator_first(
+    tmp_path: Path, served: StaticServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockenv.sync import allocator
+
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "keep_freed_buffers", lambda: bool(calls.append(1)))
+    (served.root / "big.whl").write_bytes(_WHEEL)
+    artifact = _artifact(_WHEEL, served.url + "big.whl")
+    monkeypatch.setattr(prepare, "_KEEP_BUFFERS_BYTES", len(_WHEEL) + 1)
+    _prepare(Cache(tmp_path / "small"), artifact, False)
+    assert calls == []  # a small transfer does not load ctypes for it
+    monkeypatch.setattr(prepare, "_KEEP_BUFFERS_BYTES", len(_WHEEL))
+    _prepare(Cache(tmp_path / "large"), artifact, False)
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("keep_archives", [True, False])
 def test_bytes_corrupted_mid_way_are_refused_and_nothing_is_cached(
     tmp_path: Path, served: StaticServer, keep_archives: bool
