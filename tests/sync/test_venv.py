@@ -34,6 +34,25 @@ def test_running_interpreter_is_preferred() -> None:
     assert found.executable == Path(getattr(sys, "_base_executable", sys.executable))
 
 
+@pytest.mark.parametrize(
+    ("sys_version", "expected"),
+    [
+        ("3.11.7 (main, Dec  8 2023, 18:56:58) [GCC 12.2.0]", "3.11.7"),
+        ("3.13.0rc1 (main, Aug  1 2024, 10:00:00) [Clang 15.0.0 ]", "3.13.0rc1"),
+        ("3.12.1+ (heads/3.12:abc, Jan 1 2024, 00:00:00) [GCC 13.2.0]", "3.12.1+"),
+        ("3.14 (main) [GCC]", "3.14.0"),
+    ],
+)
+def test_the_running_version_is_what_platform_says(
+    sys_version: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import platform
+
+    assert venv._python_version() == platform.python_version()  # this Python
+    monkeypatch.setattr(sys, "version", sys_version)
+    assert venv._python_version() == expected
+
+
 def test_explicit_python(tmp_path: Path) -> None:
     found = find_interpreter(XY, python=Path(sys.executable), cache_dir=tmp_path)
     assert found.major_minor == XY
