@@ -3,6 +3,7 @@
 
     python benchmarks/big_downloads.py [--wheels 4] [--mib 200] [--rounds 3] [--uv PATH]
                                        [--cache-keep trees|both] [--deflate]
+                                       [--lockenv CMD] [--baseline CMD]
 
 ``--wheels`` generated wheels (`benchmarks.synthetic.make_wheel`), each holding one
 native library of ``--mib`` MiB and a few modules: incompressible and stored, or with
@@ -17,7 +18,11 @@ cache and no environment:
            made beforehand.
 
 Both link from their cache with hard links.  Medians of wall-clock and CPU (user +
-system, the process and its children); ratios are lockenv / uv.
+system, the process and its children); ratios are lockenv / uv.  lockenv is this
+checkout installed afresh in a venv (not editable, as a user has it) unless ``--lockenv``
+names a command; ``--baseline`` names another lockenv command (say, one installed from
+main before a change), timed in the same rounds, in turn with the others, and shown on a
+row of its own: under a varying load, a before/after comparison only holds that way.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import synthetic  # noqa: E402
-from fast_paths import PYTHON, Pair, clean_env, project_manifests, timed  # noqa: E402
+from fast_paths import (  # noqa: E402
+    PYTHON,
+    Pair,
+    clean_env,
+    install_lockenv,
+    project_manifests,
+    timed,
+)
 
 
 def _sha256(path: Path) -> str:
@@ -50,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=int, default=200, help="MiB of native code per wheel")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--uv", default=shutil.which("uv") or "/work/peers/bin/uv")
-    parser.add_argument("--lockenv", help="a lockenv command (default: this checkout's)")
+    parser.add_argument(
+        "--lockenv", help="a lockenv command (default: this checkout, installed afresh)"
+    )
+    parser.add_argument(
+        "--baseline", help="another lockenv command, timed in the same rounds (before/after)"
+    )
     parser.add_argument(
         "--cache-keep",
         choices=["trees", "both"],
@@ -63,11 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
-    lockenv = [args.lockenv] if args.lockenv else [sys.executable, "-m", "lockenv"]
     python = shutil.which(f"python{PYTHON}") or sys.executable
 
     work = Path(tempfile.mkdtemp(prefix="lockenv-big-downloads-"))
     try:
+        lockenv = [args.lockenv or str(install_lockenv(work / "venv"))]
+        tools = {"lockenv": lockenv}
+        if args.baseline:
+            tools["baseline"] = [args.baseline]
         wheels_dir = work / "wheels"
         wheels_dir.mkdir()
         names = [f"big{i:02d}" for i in range(args.wheels)]
@@ -88,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         le_dir.mkdir()
         uv_dir.mkdir()
         pair = Pair("cold")
+        baseline = Pair("baseline")
         load_before = os.getloadavg()[0]
         with synthetic.serve(work / "index") as served:
             lockenv_toml, _ = project_manifests(names, served.index)
@@ -101,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             for _ in range(args.rounds):
-                for tool in ("lockenv", "uv"):
+                for tool in (*tools, "uv"):
                     cache = work / f"cache-{tool}"
                     shutil.rmtree(cache, ignore_errors=True)
-                    if tool == "lockenv":
+                    if tool in tools:
                         shutil.rmtree(le_dir / ".lockenv", ignore_errors=True)
                         keep = {"LOCKENV_CACHE_KEEP": args.cache_keep} if args.cache_keep else {}
                         env = clean_env(LOCKENV_CACHE_DIR=str(cache), **keep)
-                        pair.add(tool, timed([*lockenv, "sync", "-q", "--frozen"], le_dir, env))
+                        sample = timed([*tools[tool], "sync", "-q", "--frozen"], le_dir, env)
+                        (pair if tool == "lockenv" else baseline).add("lockenv", sample)
                         continue
                     venv = uv_dir / ".venv"
                     shutil.rmtree(venv, ignore_errors=True)
@@ -128,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                         "--require-hashes",
                         "requirements.txt",
                     ]
-                    pair.add(tool, timed(command, uv_dir, env))
-        pair.load = os.getloadavg()[0]
+                    sample = timed(command, uv_dir, env)
+                    pair.add(tool, sample)
+                    baseline.add(tool, sample)
+        pair.load = baseline.load = os.getloadavg()[0]
         print(
             f"\n{args.wheels} wheels of {args.mib} MiB ({total / 2**20:.0f} MiB in all) from "
             f"127.0.0.1, {os.cpu_count()} CPUs, median of {args.rounds} cold syncs "
@@ -141,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         header = f"{'lockenv':>9}{'uv':>9}{'ratio':>9}"
         print(f"{'':<8}{header}{'':>1}{header}{'load':>7}")
         print(pair.row())
+        if args.baseline:
+            print(baseline.row())
         walls = [s[0] for s in pair.samples["lockenv"]]
         print(f"lockenv throughput: {total / statistics.median(walls) / 2**20:.0f} MiB/s")
         return 0

@@ -232,14 +232,18 @@ def config_files(environ: Mapping[str, str] | None = None) -> list[Path]:
 
 
 def _from_file(path: Path) -> Mirrors:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Mirrors()  # the usual case: tomllib is not even imported
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the lockenv configuration ({exc})") from None
+    if not text.strip():
+        return Mirrors()  # empty (LOCKENV_CONFIG=/dev/null): nothing to parse
     import tomllib
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return Mirrors()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the lockenv configuration ({exc})") from None
+        data = tomllib.loads(text)
     except TOML_ERRORS as exc:
         raise ConfigError(f"{path}: invalid TOML: {toml_problem(exc)}") from None
     problems = [f"{path}: unknown key {k!r} (expected: mirrors)" for k in data if k != "mirrors"]

@@ -248,7 +248,7 @@ def test_materializer_never_imports_resolver_or_index_clients(
         f"verify_environment(Path({str(tmp_path / 'env')!r}), lock, 'default', {PLATFORM!r})\n"
         f"environment_digest(Path({str(tmp_path / 'env')!r}))\n"
         "bad = [m for m in sys.modules\n"
-        "       if m.startswith(('lockenv.lock.', 'tomlkit', 'resolvelib'))]\n"
+        "       if m.startswith(('lockenv.lock.', 'tomlkit', 'resolvelib', 'tomllib'))]\n"
         "print(bad, [m for m in ('httpx', 'httpcore') if m in sys.modules])\n"
     )
     out = subprocess.run(
