@@ -1,6 +1,7 @@
 """Benchmark: what a job array pays per task — lockenv beside uv on the same project.
 
     python benchmarks/fast_paths.py [--rounds 9] [--uv PATH] [--lockenv PATH] [--only CASE]
+                                    [--baseline CMD]
 
 A generated stack (`benchmarks.synthetic.make_stack`: 24 packages asked for, 80 pins,
 about 12k files) is served on 127.0.0.1 and locked by each tool for this machine: a
@@ -20,11 +21,17 @@ would only flatter lockenv.)  ``cp -al`` of the environment is shown for scale. 
 are medians of wall-clock and CPU (user + system, the process and its children); the
 ratios are lockenv / uv.  lockenv is installed from this checkout into a fresh venv (not
 editable: an editable install's import hook costs every start-up).
+
+``--baseline CMD`` names another lockenv command (say, one installed from an older
+checkout), timed in the same rounds on the same project, environment and cache, in turn
+with the two others (lockenv, baseline, uv, ...): a before/after that a varying load hits
+alike.  It is shown in a second table, as lockenv / baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import shutil
@@ -119,6 +126,7 @@ class Pair:
     def __init__(self, name: str) -> None:
         self.name = name
         self.samples: dict[str, list[tuple[float, float]]] = {"lockenv": [], "uv": []}
+        self.samples["baseline"] = []
         self.load = float("nan")  # the 1-minute load average when its rounds ended
 
     def add(self, tool: str, sample: tuple[float, float]) -> None:
@@ -127,9 +135,10 @@ class Pair:
     def median(self, tool: str, which: int) -> float:
         return statistics.median(s[which] for s in self.samples[tool])
 
-    def row(self) -> str:
+    def row(self, versus: str = "uv") -> str:
+        """The medians of lockenv and of ``versus`` (uv, or the baseline), and the ratios."""
         lw, lc = self.median("lockenv", 0), self.median("lockenv", 1)
-        uw, uc = self.median("uv", 0), self.median("uv", 1)
+        uw, uc = self.median(versus, 0), self.median(versus, 1)
         return (
             f"{self.name:<8}{lw * 1000:>9.1f}{uw * 1000:>9.1f}{lw / uw:>8.2f}x"
             f"{lc * 1000:>10.1f}{uc * 1000:>9.1f}{lc / uc:>8.2f}x{self.load:>7.1f}"
@@ -141,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--uv", default=shutil.which("uv") or "/work/peers/bin/uv")
     parser.add_argument("--lockenv", help="a lockenv command (default: installed afresh)")
+    parser.add_argument(
+        "--baseline", help="another lockenv command, timed in the same rounds (before/after)"
+    )
     parser.add_argument("--pins", type=int, default=80)
     parser.add_argument("--files", type=int, default=12000)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -209,55 +221,54 @@ def bench(
     time.sleep(2.5)  # lockenv's stamp trusts files 2 s older than itself
 
     pairs = []
+    # The baseline shares lockenv's project, environment and cache: the same work.
+    tools = ("lockenv", "baseline", "uv") if args.baseline else ("lockenv", "uv")
+    command = {"lockenv": lockenv, "baseline": args.baseline or lockenv}
 
     def scenario(name: str, steps: dict[str, Callable[[], tuple[float, float]]]) -> None:
         if args.only and name not in args.only:
             return
         pair = Pair(name)
-        for tool in ("lockenv", "uv"):
+        for tool in tools:
             steps[tool]()  # warm-up
         for _ in range(args.rounds):
-            for tool in ("lockenv", "uv"):
+            for tool in tools:
                 pair.add(tool, steps[tool]())
         pair.load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         pairs.append(pair)
 
-    scenario(
-        "run",
-        {
-            "lockenv": lambda: timed([lockenv, "run", "--", "true"], le_dir, le_env),
-            "uv": lambda: timed([args.uv, "run", "--offline", "--", "true"], uv_dir, uv_env),
-        },
-    )
-    scenario(
-        "no-op",
-        {
-            "lockenv": lambda: timed([lockenv, "sync", "-q"], le_dir, le_env),
-            "uv": lambda: timed([args.uv, "sync", "-q", "--offline"], uv_dir, uv_env),
-        },
-    )
+    def run(tool: str) -> tuple[float, float]:
+        if tool == "uv":
+            return timed([args.uv, "run", "--offline", "--", "true"], uv_dir, uv_env)
+        return timed([command[tool], "run", "--", "true"], le_dir, le_env)
+
+    def no_op(tool: str) -> tuple[float, float]:
+        if tool == "uv":
+            return timed([args.uv, "sync", "-q", "--offline"], uv_dir, uv_env)
+        return timed([command[tool], "sync", "-q"], le_dir, le_env)
 
     def warm(tool: str) -> tuple[float, float]:
-        if tool == "lockenv":
-            shutil.rmtree(le_prefix)
-            shutil.rmtree(le_prefix.parent / f".{le_prefix.name}.spare", ignore_errors=True)
-            return timed([lockenv, "sync", "-q", "--frozen"], le_dir, le_env)
-        shutil.rmtree(uv_prefix)
-        return timed([args.uv, "sync", "-q", "--frozen", "--offline"], uv_dir, uv_env)
+        if tool == "uv":
+            shutil.rmtree(uv_prefix)
+            return timed([args.uv, "sync", "-q", "--frozen", "--offline"], uv_dir, uv_env)
+        shutil.rmtree(le_prefix)
+        shutil.rmtree(le_prefix.parent / f".{le_prefix.name}.spare", ignore_errors=True)
+        return timed([command[tool], "sync", "-q", "--frozen"], le_dir, le_env)
 
-    scenario("warm", {"lockenv": lambda: warm("lockenv"), "uv": lambda: warm("uv")})
-
+    # The baseline moves lockenv's project on (its syncs are lockenv's, one package each).
     state = {"lockenv": VERSIONS[0], "uv": VERSIONS[0]}
 
     def change(tool: str) -> tuple[float, float]:
-        state[tool] = VERSIONS[(VERSIONS.index(state[tool]) + 1) % len(VERSIONS)]
-        if tool == "lockenv":
-            (le_dir / "lockenv.lock").write_bytes(locks["lockenv"][state[tool]])
-            return timed([lockenv, "sync", "-q", "--frozen"], le_dir, le_env)
-        (uv_dir / "uv.lock").write_bytes(locks["uv"][state[tool]])
-        return timed([args.uv, "sync", "-q", "--frozen", "--offline"], uv_dir, uv_env)
+        project = "uv" if tool == "uv" else "lockenv"
+        state[project] = VERSIONS[(VERSIONS.index(state[project]) + 1) % len(VERSIONS)]
+        if tool == "uv":
+            (uv_dir / "uv.lock").write_bytes(locks["uv"][state[project]])
+            return timed([args.uv, "sync", "-q", "--frozen", "--offline"], uv_dir, uv_env)
+        (le_dir / "lockenv.lock").write_bytes(locks["lockenv"][state[project]])
+        return timed([command[tool], "sync", "-q", "--frozen"], le_dir, le_env)
 
-    scenario("change", {"lockenv": lambda: change("lockenv"), "uv": lambda: change("uv")})
+    for name, step in (("run", run), ("no-op", no_op), ("warm", warm), ("change", change)):
+        scenario(name, {tool: functools.partial(step, tool) for tool in tools})
 
     copies = []
     for i in range(args.rounds):
@@ -278,6 +289,14 @@ def bench(
     cp_wall = statistics.median(c[0] for c in copies)
     cp_cpu = statistics.median(c[1] for c in copies)
     print(f"{'cp -al':<8}{cp_wall * 1000:>9.1f}{'':>18}{cp_cpu * 1000:>10.1f}")
+    if args.baseline:
+        print(f"\nthe same rounds, beside the baseline ({args.baseline})")
+        print(
+            f"{'':<8}{'lockenv':>9}{'base':>9}{'ratio':>9}"
+            f"{'lockenv':>10}{'base':>9}{'ratio':>9}{'load':>7}"
+        )
+        for pair in pairs:
+            print(pair.row("baseline"))
     return 0
 
 
