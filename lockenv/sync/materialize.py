@@ -1306,6 +1306,8 @@ def _identity(artifact: Artifact) -> str:
 
 def _fingerprints(trees: list[PypiSource], root: Path | None) -> dict[str, str]:
     """Path dependency directory -> the fingerprint of its build files, now."""
+    if not trees:
+        return {}  # most environments: the source-build module is not even imported
     from lockenv.sync.pypi.sources import tree_fingerprint
 
     out = {}

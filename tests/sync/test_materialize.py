@@ -258,6 +258,32 @@ def test_materializer_never_imports_resolver_or_index_clients(
     assert out.strip() == "[] []"
 
 
+def test_a_sync_without_path_dependencies_never_imports_the_source_builds_nor_csv(
+    tmp_path: Path, fixture_index_dir: Path
+) -> None:
+    lock = fixture_lock(fixture_index_dir, OLD)
+    lock_path = tmp_path / "lockenv.lock"
+    write_lockfile(lock, lock_path)
+    _sync(lock, tmp_path / "first")  # the cache made warm: the next sync links from it
+    # csv: RECORDs without anything to quote are rendered without it (`render_record_rows`).
+    code = (
+        "import sys, hashlib\n"
+        "from pathlib import Path\n"
+        "from lockenv.lockfile import read_lockfile\n"
+        "from lockenv.sync.materialize import sync_environment, SyncOptions\n"
+        f"p = Path({str(lock_path)!r})\n"
+        f"sync_environment(read_lockfile(p), hashlib.sha256(p.read_bytes()).hexdigest(),"
+        f" 'default', Path({str(tmp_path / 'env')!r}), SyncOptions())\n"
+        "print([m for m in sys.modules if m.startswith(('lockenv.sync.pypi.sources',"
+        " 'lockenv.build')) or m == 'csv'])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.strip() == "[]"
+    _verify_ok(tmp_path / "env", lock)
+
+
 # -- integrity ------------------------------------------------------------------------------
 
 

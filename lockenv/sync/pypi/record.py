@@ -10,7 +10,6 @@ Standard library only.
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import io
 import posixpath
@@ -94,6 +93,8 @@ def resolve_installed_path(path: str, site_packages_rel: str) -> str | None:
 
 def parse_record(text: str) -> list[RecordRow]:
     """Rows of a RECORD file (malformed size fields become None)."""
+    import csv  # here: a sync that only links renders RECORDs, without csv (below)
+
     rows: list[RecordRow] = []
     for fields in csv.reader(io.StringIO(text)):
         if not fields or not fields[0]:
@@ -125,6 +126,8 @@ def render_record_rows(rows: Iterable[tuple[str, str, int | None]]) -> bytes:
         and "\r" not in text
     ):
         return text.encode("utf-8")
+    import csv
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerows((p, h, "" if s is None else s) for p, h, s in ordered)
