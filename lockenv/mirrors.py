@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lockenv.errors import ConfigError
-from lockenv.project import TOML_ERRORS, toml_problem
+from lockenv.project import TOML_ERRORS, toml_may_spell, toml_problem
 from lockenv.urls import redact_url
 
 __all__ = [
@@ -283,11 +283,8 @@ def load_mirrors(manifest: Path | None = None) -> Mirrors:
         text = manifest.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return mirrors  # reading the manifest proper reports it
-    if "mirrors" not in text and "\\u" not in text.lower():
-        # No key spells "mirrors" without these letters, unless with an escape (\u or \U
-        # in a quoted key): most manifests, not parsed at all for the sync (tomllib and
-        # the parse cost a cold sync ~10 ms).
-        return mirrors
+    if not toml_may_spell(text, "mirrors"):
+        return mirrors  # most manifests: no table of mirrors, nothing to parse
     import tomllib
 
     try:

@@ -521,11 +521,19 @@ def _manifest_credential_urls(manifest: Path | None) -> list[str]:
     never parses a manifest)."""
     if manifest is None:
         return []
+    from lockenv.project import TOML_ERRORS, toml_may_spell
+
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    if not toml_may_spell(text, "@", "/t/"):
+        return []  # no URL with credentials or a token: nothing to parse
     import tomllib
 
     try:
-        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, RecursionError):
+        data = tomllib.loads(text)
+    except TOML_ERRORS:
         return []
     table: object = data
     for key in ("tool", "lockenv") if manifest.name == "pyproject.toml" else ():

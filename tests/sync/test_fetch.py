@@ -101,3 +101,37 @@ def test_offline(tmp_path: Path, fixture_index_dir: Path, index_server: IndexSer
     assert len(fetch_artifacts(local, cache, offline=True).downloaded) == len(local)
     # Once cached, the remote lock works offline too (same content, same cache entries).
     assert fetch_artifacts(remote, cache, offline=True).downloaded == ()
+
+
+@pytest.mark.parametrize(
+    ("manifest", "urls"),
+    [
+        ('[project]\nindexes = ["https://example.invalid/simple"]\n', []),
+        (
+            '[project]\nindexes = ["https://u:p@example.invalid/simple"]\n',
+            ["https://u:p@example.invalid/simple"],
+        ),
+        # An '@' written as an escape is still seen (the text is parsed then).
+        (
+            '[project]\nindexes = ["https://u:p\\u0040example.invalid/simple"]\n',
+            ["https://u:p@example.invalid/simple"],
+        ),
+        (
+            '[project]\nchannels = ["https://conda.invalid/t/tok/ch"]\n',
+            ["https://conda.invalid/t/tok/ch"],
+        ),
+        ("[project\nindexes = ['https://u:p@x.invalid']\n", []),  # broken: reported elsewhere
+        ('[project]\nname = "x@y"\n', []),  # an '@' that is no URL
+    ],
+)
+def test_the_manifest_urls_that_carry_credentials(
+    manifest: str, urls: list[str], tmp_path: Path
+) -> None:
+    from lockenv.sync.fetch import _manifest_credential_urls
+
+    path = tmp_path / "lockenv.toml"
+    path.write_text(manifest)
+    assert _manifest_credential_urls(path) == urls
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(manifest.replace("[project", "[tool.lockenv.project"))
+    assert _manifest_credential_urls(pyproject) == urls
