@@ -50,6 +50,33 @@ from materializer_support import (
 PLATFORM = current_platform()
 ROOT = Path(__file__).resolve().parents[2]
 
+
+def _fresh_process_says(code: str) -> str:
+    """What ``code`` prints, run by a new interpreter (whose ``sys.modules`` then shows what
+    the code imported)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
+
+
+def _sync_code(
+    lock_path: Path, prefix: Path, *, lock_sha256: str | None = None, options: str = ""
+) -> str:
+    """Python source syncing the lock at ``lock_path`` into ``prefix`` (``lock`` is the
+    parsed lock after it), with ``SyncOptions(<options>)``."""
+    sha = repr(lock_sha256) if lock_sha256 else "hashlib.sha256(p.read_bytes()).hexdigest()"
+    return (
+        "import sys, hashlib\n"
+        "from pathlib import Path\n"
+        "from lockenv.lockfile import read_lockfile\n"
+        "from lockenv.sync.materialize import sync_environment, SyncOptions\n"
+        f"p = Path({str(lock_path)!r})\n"
+        "lock = read_lockfile(p)\n"
+        f"sync_environment(lock, {sha}, 'default', Path({str(prefix)!r}),"
+        f" SyncOptions({options}))\n"
+    )
+
+
 OLD = ("alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl", "clicky-8.0-py3-none-any.whl")
 NEW = (
     "alpha-2.0-py3-none-any.whl",
@@ -223,10 +250,7 @@ def test_is_up_to_date_imports_nothing_heavy(tmp_path: Path, fixture_index_dir: 
         "         'lockenv.sync.pypi', 'lockenv.http', 'concurrent.futures']\n"
         "print(ok, [m for m in heavy if m in sys.modules])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    ).stdout
-    assert out.strip() == "True []"
+    assert _fresh_process_says(code) == "True []"
 
 
 def test_materializer_never_imports_resolver_or_index_clients(
@@ -235,27 +259,16 @@ def test_materializer_never_imports_resolver_or_index_clients(
     lock = fixture_lock(fixture_index_dir, base_url=index_server.base)
     lock_path = tmp_path / "lockenv.lock"
     write_lockfile(lock, lock_path)
-    code = (
-        "import sys, hashlib\n"
-        "from pathlib import Path\n"
-        "from lockenv.lockfile import read_lockfile\n"
-        "from lockenv.sync.materialize import sync_environment, SyncOptions\n"
+    code = _sync_code(lock_path, tmp_path / "env") + (
         "from lockenv.sync.verify import verify_environment, environment_digest\n"
-        f"p = Path({str(lock_path)!r})\n"
-        "lock = read_lockfile(p)\n"
-        f"sync_environment(lock, hashlib.sha256(p.read_bytes()).hexdigest(), 'default',"
-        f" Path({str(tmp_path / 'env')!r}), SyncOptions())\n"
         f"verify_environment(Path({str(tmp_path / 'env')!r}), lock, 'default', {PLATFORM!r})\n"
         f"environment_digest(Path({str(tmp_path / 'env')!r}))\n"
         "bad = [m for m in sys.modules\n"
         "       if m.startswith(('lockenv.lock.', 'tomlkit', 'resolvelib', 'tomllib'))]\n"
         "print(bad, [m for m in ('httpx', 'httpcore') if m in sys.modules])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    ).stdout
     # Downloads go through http.client (`lockenv.transport`): httpx is not even imported.
-    assert out.strip() == "[] []"
+    assert _fresh_process_says(code) == "[] []"
 
 
 def test_a_sync_without_path_dependencies_never_imports_the_source_builds_nor_csv(
@@ -266,21 +279,11 @@ def test_a_sync_without_path_dependencies_never_imports_the_source_builds_nor_cs
     write_lockfile(lock, lock_path)
     _sync(lock, tmp_path / "first")  # the cache made warm: the next sync links from it
     # csv: RECORDs without anything to quote are rendered without it (`render_record_rows`).
-    code = (
-        "import sys, hashlib\n"
-        "from pathlib import Path\n"
-        "from lockenv.lockfile import read_lockfile\n"
-        "from lockenv.sync.materialize import sync_environment, SyncOptions\n"
-        f"p = Path({str(lock_path)!r})\n"
-        f"sync_environment(read_lockfile(p), hashlib.sha256(p.read_bytes()).hexdigest(),"
-        f" 'default', Path({str(tmp_path / 'env')!r}), SyncOptions())\n"
+    code = _sync_code(lock_path, tmp_path / "env") + (
         "print([m for m in sys.modules if m.startswith(('lockenv.sync.pypi.sources',"
         " 'lockenv.build')) or m == 'csv'])\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    ).stdout
-    assert out.strip() == "[]"
+    assert _fresh_process_says(code) == "[]"
     _verify_ok(tmp_path / "env", lock)
 
 
@@ -400,20 +403,10 @@ def test_offline_sync_from_cache_without_httpx(
     lock_path = tmp_path / "lockenv.lock"
     write_lockfile(lock, lock_path)
     prefix = tmp_path / "second"
-    code = (
-        "import sys, hashlib\n"
-        "from pathlib import Path\n"
-        "from lockenv.lockfile import read_lockfile\n"
-        "from lockenv.sync.materialize import sync_environment, SyncOptions\n"
-        f"p = Path({str(lock_path)!r})\n"
-        f"sync_environment(read_lockfile(p), 'x' * 64, 'default', Path({str(prefix)!r}),"
-        " SyncOptions(offline=True))\n"
+    code = _sync_code(lock_path, prefix, lock_sha256="x" * 64, options="offline=True") + (
         "print('httpx' in sys.modules, 'lockenv.http' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    ).stdout
-    assert out.strip() == "False False"
+    assert _fresh_process_says(code) == "False False"
     _verify_ok(prefix, lock)
 
 
