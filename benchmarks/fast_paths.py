@@ -125,8 +125,11 @@ class Pair:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.samples: dict[str, list[tuple[float, float]]] = {"lockenv": [], "uv": []}
-        self.samples["baseline"] = []
+        self.samples: dict[str, list[tuple[float, float]]] = {
+            "lockenv": [],
+            "uv": [],
+            "baseline": [],
+        }
         self.load = float("nan")  # the 1-minute load average when its rounds ended
 
     def add(self, tool: str, sample: tuple[float, float]) -> None:

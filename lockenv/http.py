@@ -1398,27 +1398,23 @@ def _load_trust(ctx: Any) -> None:
 
 def _proxy_mounts() -> dict[str, Any] | None:
     """Honour HTTP(S)_PROXY / NO_PROXY (trust_env is off so netrc stays ours)."""
-    import urllib.request
-
     import httpx
 
-    proxies = urllib.request.getproxies()
+    from lockenv.transport import direct_hosts, environment_proxies
+
+    proxies = environment_proxies()
     mounts: dict[str, Any] = {}
     for scheme in ("http", "https"):
         proxy = proxies.get(scheme)
         if proxy:
             mounts[f"{scheme}://"] = httpx.HTTPTransport(proxy=proxy, verify=_ssl_context())
-    if not mounts:
-        return None
     # Loopback servers (test indexes, local mirrors) are never reached through a proxy.
-    for host in ["localhost", "127.0.0.1", *proxies.get("no", "").split(",")]:
-        host = host.strip().lstrip(".")
-        if host == "*":
-            return None
-        if not host or ":" in host or "/" in host:
-            continue  # IPv6 literals, ports and CIDR ranges: not expressible as mounts
+    hosts = direct_hosts(proxies.get("no", ""))
+    if not mounts or hosts is None:
+        return None
+    for host, domain in hosts:
         mounts[f"all://{host}"] = None
-        if not host.replace(".", "").isdigit():
+        if domain:
             mounts[f"all://*.{host}"] = None
     return mounts
 

@@ -61,6 +61,7 @@ __all__ = [
     "Response",
     "TooManyRedirects",
     "Transport",
+    "direct_hosts",
     "environment_proxies",
 ]
 
@@ -147,22 +148,28 @@ def basic_authorization(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
-def _bypassed(host: str, no_proxy: str) -> bool:
-    """Whether ``host`` is reached without a proxy: loopback, or named by ``no_proxy``
-    (a host, or a domain whose sub-hosts are included; ``*``: every host).  Entries
-    with a port, CIDR ranges and IPv6 literals are ignored, as the client's httpx mounts
-    ignore them."""
+def direct_hosts(no_proxy: str) -> list[tuple[str, bool]] | None:
+    """The hosts reached without a proxy, each with whether its sub-hosts are too (a
+    domain, not an IP address): loopback and what ``no_proxy`` names; None when it says
+    ``*`` (every host).  Entries with a port, CIDR ranges and IPv6 literals are left out:
+    an httpx mount cannot say them (`lockenv.http` mounts these, this module matches
+    them, so both clients reach the same hosts directly)."""
+    hosts: list[tuple[str, bool]] = []
     for entry in ("localhost", "127.0.0.1", *no_proxy.split(",")):
         name = entry.strip().lstrip(".").lower()
         if name == "*":
-            return True
-        if not name or ":" in name or "/" in name:
-            continue
-        if host == name:
-            return True
-        if not name.replace(".", "").isdigit() and host.endswith("." + name):
-            return True
-    return False
+            return None
+        if name and ":" not in name and "/" not in name:
+            hosts.append((name, not name.replace(".", "").isdigit()))
+    return hosts
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """Whether ``host`` is reached without a proxy (`direct_hosts`)."""
+    hosts = direct_hosts(no_proxy)
+    return hosts is None or any(
+        host == name or (domain and host.endswith("." + name)) for name, domain in hosts
+    )
 
 
 def _target(url: str) -> _Target:
