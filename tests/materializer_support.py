@@ -173,15 +173,15 @@ def run_in_env(prefix: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 
 def tree_snapshot(prefix: Path) -> dict[str, tuple[int, str]]:
-    """Every file under ``prefix``: mode and sha256 (symlinks: their target); the record
-    of the tree a refresh reads (`lockenv.sync.reuse`), which names inodes, only as there."""
+    """Every file under ``prefix``: mode and sha256 (symlinks: their target); not the
+    record of the tree a refresh reads (`lockenv.sync.reuse`): it names inodes, and only
+    a refresh writes it."""
     out: dict[str, tuple[int, str]] = {}
     for root, dirs, files in os.walk(prefix):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
             path = os.path.join(root, name)
             rel = os.path.relpath(path, prefix)
             if rel == TREE_RECORD:
-                out[rel] = (os.lstat(path).st_mode, "")
                 continue
             st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):

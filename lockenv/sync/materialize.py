@@ -1021,7 +1021,7 @@ def sync_environment(
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.link import Linker, check_link_mode
     from lockenv.sync.prepare import prepare_artifacts
-    from lockenv.sync.reuse import keep_as_spare, plan_digests, write_tree_record
+    from lockenv.sync.reuse import keep_as_spare, plan_digests, spare_path, write_tree_record
     from lockenv.sync.venv import base_interpreter, create_venv, find_interpreter, layout_for
 
     started = time.monotonic()
@@ -1122,6 +1122,8 @@ def sync_environment(
                 jobs=options.jobs,
                 progress=progress,
                 keep_archives=keep != "trees",
+                # What the seal check saw is of use to a spare tree's refresh only.
+                want_inodes=os.path.lexists(spare_path(prefix)),
             )
             # Sdists are built later, from their archives (checked against the lock here).
             sdists = _fetch_sdists([a for a in pypi if not a.is_wheel], fetcher)
@@ -1291,10 +1293,10 @@ def sync_environment(
                     sources=fingerprints,
                 ),
             )
-            if spare_ok and plans is not None:
-                # Last: what it says of the tree is vouched for by its own mtime.
-                if digests is None:
-                    digests = plan_digests(plans, prepared.inodes)
+            if digests is not None and plans is not None:
+                # Last: what it says of the tree is vouched for by its own mtime.  Made
+                # by a refresh only, which has the cache files' inodes it needs (a tree
+                # built afresh is refreshed by listing all of it, once).
                 write_tree_record(
                     staging, plans, digests, _skeleton_dirs(layout), skeleton, unchanged
                 )
