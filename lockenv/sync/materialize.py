@@ -814,23 +814,38 @@ def _install_all(
     plans: list[WheelInstall],
     guard: PrefixGuard,
     kept: frozenset[str],
+    whole: frozenset[int] = frozenset(),
 ) -> list[InstalledDist]:
     """Apply each wheel's plan through ``guard``; ``kept``: paths already in place (a
-    refreshed spare tree), checked by the guard but not placed again."""
+    refreshed spare tree), checked by the guard but not placed again; ``whole``: the
+    plans (by index) all of whose entries are in place (`lockenv.sync.reuse.Refreshed`),
+    their paths checked by the guard likewise, and nothing else done with them."""
+    from itertools import chain
+    from operator import itemgetter
+
     from lockenv.sync.pypi.wheel import apply_wheel_installs
 
-    guard.check_kept(kept, what="the refreshed environment")
+    path_of = itemgetter(0)
+    in_place = chain(kept, *(map(path_of, plans[i].entries) for i in sorted(whole)))
+    guard.check_kept(in_place, what="the refreshed environment")
     # In wheel order, so that a path shipped by two wheels deterministically ends as the
     # last's; the files of all the wheels linked together by threads (`apply_wheel_installs`).
+    # No entry of a plan kept whole is placed: a path it shares with another plan is in
+    # a directory of both, which is kept as it was or listed (then neither plan is whole).
     try:
         apply_wheel_installs(
-            [(plan, wheel.filename) for (_a, wheel), plan in zip(wheels, plans, strict=True)],
+            [
+                (plan, wheel.filename)
+                for i, ((_a, wheel), plan) in enumerate(zip(wheels, plans, strict=True))
+                if i not in whole
+            ],
             guard,
             skip=kept,
-            installed=lambda _i: checkpoint("staging:linked"),
         )
     except FileNotFoundError as exc:
         raise _damaged_entry(_owner(wheels, exc), exc) from None
+    for _plan in plans:
+        checkpoint("staging:linked")
     return [plan.dist for plan in plans]
 
 
@@ -1168,6 +1183,7 @@ def sync_environment(
             plans: list[WheelInstall] | None = None
             digests: list[str | None] | None = None
             kept: set[str] = set()
+            whole: frozenset[int] = frozenset()  # plans all of whose files are in place
             unchanged: dict[str, tuple[int, int, int]] = {}  # directories, by the record
             skeleton: list[str] = []
             if interpreter is not None:
@@ -1182,6 +1198,7 @@ def sync_environment(
                         os.chmod(staging, new_dir_mode())
                     else:
                         kept, unchanged = refreshed.files, refreshed.times
+                        whole = refreshed.whole
                         guard.adopt_dirs(refreshed.dirs)
                     checkpoint("staging:refreshed")
                 skeleton = create_venv(
@@ -1231,7 +1248,7 @@ def sync_environment(
             guard.protect_interpreter()  # no wheel may replace it
             if plans is None:
                 plans = _plan_all(wheels, layout, environment, lock, options.project_root)
-            installed = _install_all(wheels, plans, guard, frozenset(kept))
+            installed = _install_all(wheels, plans, guard, frozenset(kept), whole)
             guard.finish()  # every symlink still resolves inside, now that all is placed
             if options.compile_bytecode and bytecode_python is not None:
                 note("compiling bytecode")

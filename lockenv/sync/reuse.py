@@ -148,6 +148,9 @@ class Refreshed(NamedTuple):
     # Directories taken as the tree's record said and left untouched, with the times
     # it gave them (`write_tree_record` need not look at them again).
     times: dict[str, tuple[int, int, int]]
+    # Plans (by index) every entry of which is in place, in directories the record
+    # vouched for: not in ``files``; nothing of them is to be placed.
+    whole: frozenset[int] = frozenset()
 
 
 def refresh_tree(
@@ -251,11 +254,12 @@ def refresh_tree(
                 kept_dirs.add(rel)
                 continue
             doomed.append(entry.path)
+    whole = frozenset[int]()
     if unlisted:
-        _keep_unlisted(root, plans, expected, unlisted, kept, doomed)
+        whole = _keep_unlisted(root, plans, expected, unlisted, kept, doomed)
     if each_in_threads(os.unlink, doomed):
         return None
-    return Refreshed(files=kept, dirs=kept_dirs, times=unlisted)
+    return Refreshed(files=kept, dirs=kept_dirs, times=unlisted, whole=whole)
 
 
 def _first(entry: tuple[str, str | bytes, bool]) -> str:
@@ -294,15 +298,18 @@ def _keep_unlisted(
     unlisted: dict[str, tuple[int, int, int]],
     kept: set[str],
     doomed: list[str],
-) -> None:
+) -> frozenset[int]:
     """The entries of ``plans`` in the ``unlisted`` directories (all of them from packages
-    the record vouches for, see `_vouched_dirs`) into ``kept``: the links as they are,
-    the files the installer writes when they still hold their bytes (else into
-    ``doomed``, to be written again, and their directory out of ``unlisted``)."""
+    the record vouches for, see `_vouched_dirs`) kept: the links as they are, the files
+    the installer writes when they still hold their bytes (else into ``doomed``, to be
+    written again, and their directory out of ``unlisted``).  Returns the indices of the
+    plans kept whole (every entry in place: not added to ``kept`` one by one); the other
+    plans' entries kept are added to ``kept``."""
     base = f"{root}/"
-    for plan in plans:
-        if unlisted.keys() >= set(plan.dirs):
-            kept.update(map(_first, plan.entries))
+    whole: set[int] = set()
+    for index, plan in enumerate(plans):
+        entire = unlisted.keys() >= set(plan.dirs)
+        if entire:
             mine = [e for e in plan.entries if e[1].__class__ is bytes]
         else:
             mine = []
@@ -311,16 +318,24 @@ def _keep_unlisted(
                     kept.add(entry[0])
                     if entry[1].__class__ is bytes:
                         mine.append(entry)
+        failed: list[str] = []
         for entry in mine:
             dest, content, executable = entry
             if expected[dest] is not entry:
                 continue  # a later package's entry replaces this one: decided there
             assert isinstance(content, bytes)
             if not _holds(base + dest, content, executable):
-                kept.discard(dest)
+                failed.append(dest)
                 if os.path.lexists(base + dest):
                     doomed.append(base + dest)
                     unlisted.pop(dest.rpartition("/")[0], None)  # it changes
+        if entire and not failed:
+            whole.add(index)
+            continue
+        if entire:
+            kept.update(map(_first, plan.entries))
+        kept.difference_update(failed)
+    return frozenset(whole)
 
 
 def plan_digests(
