@@ -498,14 +498,22 @@ def collect_errors(futures: Sequence[Future[Any]]) -> list[LockenvError]:
     return errors
 
 
+_SHOWN_ERRORS = 3  # other errors quoted after the first before "N more not shown"
+
+
 def raise_all(errors: Sequence[LockenvError]) -> None:
     """Raise one error for all of ``errors``: an integrity error first (it names what to
-    distrust), the others summed up after it."""
+    distrust), a few others after it, and how many more there were (-v logs them all: 80
+    artifacts refused by one unreachable server are one line, not 80)."""
     integrity = [e for e in errors if isinstance(e, IntegrityError)]
     first = integrity[0] if integrity else errors[0]
     if len(errors) == 1:
         raise first
-    others = "; ".join(str(e) for e in errors if e is not first)
+    rest = [e for e in errors if e is not first]
+    others = "; ".join(str(e) for e in rest[:_SHOWN_ERRORS])
+    if len(rest) > _SHOWN_ERRORS:
+        others += f"; {len(rest) - _SHOWN_ERRORS} not shown (-v lists them)"
+        _log_errors(rest[_SHOWN_ERRORS:])
     # The first error, same class and attributes, with the others in its message (its
     # constructor may want more than a message: HttpStatusError does).
     cls = type(first)
@@ -513,6 +521,15 @@ def raise_all(errors: Sequence[LockenvError]) -> None:
     combined.__dict__.update(vars(first))
     combined.args = (f"{first} (and {len(errors) - 1} more: {others})",)
     raise combined from None
+
+
+def _log_errors(errors: Sequence[LockenvError]) -> None:
+    """-v: the errors a summary left out, one per line."""
+    import logging
+
+    log = logging.getLogger("lockenv.fetch")
+    for error in errors:
+        log.info("%s", error)
 
 
 def _manifest_credential_urls(manifest: Path | None) -> list[str]:

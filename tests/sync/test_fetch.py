@@ -11,9 +11,9 @@ import pytest
 
 from fixtures.server import IndexServer
 from lockenv.cache import Cache
-from lockenv.errors import IntegrityError, OfflineError
+from lockenv.errors import IndexAccessError, IntegrityError, OfflineError
 from lockenv.lockfile import PypiArtifact
-from lockenv.sync.fetch import fetch_artifacts
+from lockenv.sync.fetch import fetch_artifacts, raise_all
 
 from materializer_support import BASIC, fixture_lock
 
@@ -73,6 +73,28 @@ def test_all_problems_are_reported_once(
     assert "1 more" in str(info.value)
     for a in artifacts[:2]:
         assert a.filename in str(info.value)
+
+
+def test_many_problems_are_summed_up_on_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    # One unreachable server refuses every artifact of a lock: the first error and three
+    # others are quoted, the rest counted (and logged for -v), not 80 quoted in one line.
+    errors = [IndexAccessError(f"'pkg{i}.whl': download failed: refused") for i in range(80)]
+    errors[40] = IntegrityError("'pkg40.whl': sha256 mismatch")
+    with caplog.at_level("INFO", logger="lockenv.fetch"), pytest.raises(IntegrityError) as info:
+        raise_all(errors)
+    message = str(info.value)
+    assert message.startswith("'pkg40.whl': sha256 mismatch (and 79 more: ")
+    assert "'pkg0.whl'" in message and "'pkg2.whl'" in message and "'pkg3.whl'" not in message
+    assert message.endswith("; 76 not shown (-v lists them))")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"'pkg{i}.whl': download failed: refused" for i in range(3, 80) if i != 40
+    ]
+    # A few: every one quoted, nothing logged.
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lockenv.fetch"), pytest.raises(IndexAccessError) as info:
+        raise_all(errors[:4])
+    assert str(info.value).count("download failed") == 4 and "not shown" not in str(info.value)
+    assert not caplog.records
 
 
 def test_offline(tmp_path: Path, fixture_index_dir: Path, index_server: IndexServer) -> None:
