@@ -706,7 +706,7 @@ class EnvironmentUse:
     needs_trees: bool = False  # its files are symlinks into the unpacked trees
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PrunedItem:
     """One thing `prune` removed (or, dry, would remove)."""
 
