@@ -9,7 +9,6 @@ that the no-op ``sync`` starts quickly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -17,7 +16,8 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from lockenv import __version__
 from lockenv.console import Console, format_size
@@ -25,13 +25,15 @@ from lockenv.errors import EXIT_INPUT_ERROR, LockenvError, UsageError
 from lockenv.project import LOCK_NAME
 
 if TYPE_CHECKING:
+    import argparse
+
     from lockenv.cache import Cache
     from lockenv.lock.manifest import Manifest
     from lockenv.lock.resolve import LockOptions
     from lockenv.project import ProjectPaths
     from lockenv.workspace import LockOutcome
 
-Handler = Callable[[argparse.Namespace], int]
+Handler = Callable[["argparse.Namespace"], int]
 
 
 def _paths(args: argparse.Namespace) -> ProjectPaths:
@@ -999,6 +1001,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     Everything that parse can print (the command's help, its errors, the top usage) is
     what the whole command line prints.
     """
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="lockenv",
         description="Reproducible conda + PyPI environments from one lockfile.",
@@ -1233,6 +1237,8 @@ def _sync_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
+    import argparse
+
     _env_options(p)
     p.add_argument("--lock", metavar="FILE", help="this lockfile's environment (needs --prefix)")
     _sync_mode_options(p)
@@ -1378,14 +1384,98 @@ COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None
 }
 
 
+# -- the plain sync and run, read without argparse ------------------------------------------
+#
+# What a job array repeats is a plain `sync` or `run`; when `lockenv.__main__` cannot answer
+# it from the stamp, it comes here.  Importing argparse and building a parser would cost it
+# more than the reading does, so these few forms are read by hand, into the very namespace
+# argparse makes of them (tests/test_cli_parser.py compares the two, argument by argument).
+# Anything else, even a repeated or abbreviated option, goes to argparse.
+
+_PLAIN_FLAGS = {"--frozen": "frozen", "--locked": "locked", "--offline": "offline"}
+_PLAIN_VALUED = {
+    "-e": "environment",
+    "--environment": "environment",
+    "--prefix": "prefix",
+    "--lock": "lock",
+}
+
+
+def plain_arguments(argv: Sequence[str]) -> argparse.Namespace | None:
+    """The namespace `build_parser` makes of ``argv`` when it is a plain ``sync`` or ``run``
+    (``-q``; ``--frozen`` or ``--locked``, ``--offline``, ``-e``, ``--prefix``, ``--lock``;
+    ``run``'s command), read without argparse; None for anything else."""
+    args = list(argv)
+    before = after = 0
+    while args and args[0] in ("-q", "--quiet"):
+        before += 1
+        args.pop(0)
+    if not args or args[0] not in ("sync", "run"):
+        return None
+    command = args.pop(0)
+    given: dict[str, str | bool] = {}
+    cmd: list[str] = []
+    while args:
+        arg = args.pop(0)
+        name, eq, value = arg.partition("=")
+        if arg in ("-q", "--quiet"):
+            after += 1
+        elif arg in _PLAIN_FLAGS:
+            given[_PLAIN_FLAGS[arg]] = True
+        elif arg in _PLAIN_VALUED or (eq and name in _PLAIN_VALUED) or arg[:2] == "-e":
+            if arg in _PLAIN_VALUED:
+                name, value = arg, args.pop(0) if args else ""
+            elif not eq or name not in _PLAIN_VALUED:
+                name, value = "-e", arg[2:]  # -eENV
+            key = _PLAIN_VALUED[name]
+            if key in given or not value or value.startswith("-"):
+                return None  # argparse's to take or to refuse
+            given[key] = value
+        elif command == "run" and (arg == "--" or not arg.startswith("-")):
+            cmd = [arg, *args]
+            break
+        else:
+            return None
+    if given.get("frozen") and given.get("locked"):
+        return None  # argparse refuses the pair
+    values: dict[str, Any] = {
+        "manifest": os.environ.get(_MANIFEST) or None,
+        "verbose": 0,
+        # The command's own -q replace those before it (argparse's sub-parser count).
+        "quiet": after or before,
+        "color": os.environ.get(_COLOR) or "auto",
+        "command": command,
+        "environment": given.get("environment", "default"),
+        "prefix": given.get("prefix"),
+        "lock": given.get("lock"),
+        "bundle": None,
+        "locked": bool(given.get("locked")) or _env_true("LOCKENV_LOCKED"),
+        "frozen": bool(given.get("frozen")) or _env_true("LOCKENV_FROZEN"),
+        "offline": bool(given.get("offline")) or _env_true(_OFFLINE),
+    }
+    if command == "run":
+        values.update(handler=cmd_run, cmd=cmd)
+    else:
+        values.update(
+            handler=cmd_sync,
+            python=None,
+            link_mode=os.environ.get(_LINK_MODE) or None,
+            compile=False,
+            allow_base_drift=False,
+            no_build=False,
+        )
+    # The handlers read attributes only: a SimpleNamespace serves as argparse's Namespace.
+    return cast("argparse.Namespace", SimpleNamespace(**values))
+
+
 _OUT = Console(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     global _OUT
     argv = sys.argv[1:] if argv is None else argv
-    # One command's parser: building all of them costs a sync more than parsing does.
-    args = build_parser(command_named(argv)).parse_args(argv)
+    # One command's parser at most: building all of them costs a sync more than parsing.
+    args = plain_arguments(argv) or build_parser(command_named(argv)).parse_args(argv)
     _OUT = Console(args.verbose - args.quiet, color=args.color)
     if args.verbose:
         _OUT.install_logging()
@@ -1444,4 +1534,12 @@ def output() -> Console:
     return _OUT
 
 
-__all__ = ["COMMANDS", "EXIT_INPUT_ERROR", "build_parser", "command_named", "main", "output"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_INPUT_ERROR",
+    "build_parser",
+    "command_named",
+    "main",
+    "output",
+    "plain_arguments",
+]

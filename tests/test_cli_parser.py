@@ -1,7 +1,8 @@
 """The command line `main` parses with: one command's parser, the same as the whole one.
 
-`lockenv.cli.main` builds only the parser of the command `command_named` finds in the
-arguments.  Whatever the arguments, that parse must come out as the whole command line's:
+`lockenv.cli.main` reads a plain ``sync`` or ``run`` without argparse (`plain_arguments`)
+and builds, for anything else, only the parser of the command `command_named` finds in
+the arguments.  Whatever the arguments, that must come out as the whole command line's:
 the same namespace, or the same error and exit status, the same help.
 """
 
@@ -10,13 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lockenv.cli import COMMANDS, build_parser, command_named
+from lockenv.cli import COMMANDS, build_parser, command_named, plain_arguments
 
 
 def _outcome(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[object, str, str]:
@@ -97,8 +99,11 @@ def test_the_top_help_lists_every_command() -> None:
 
 
 _TOKENS = st.sampled_from(
-    [*COMMANDS, "-q", "-v", "-vq", "--quiet", "--manifest", "--manifest=m", "--color", "never"]
-    + ["--frozen", "--locked", "-e", "--prefix", "--", "-h", "--bogus", "x", "--man", ""]
+    [
+        *COMMANDS,
+        *("-q", "-v", "-vq", "--quiet", "--manifest", "--manifest=m", "--color", "never"),
+        *("--frozen", "--locked", "-e", "--prefix", "--", "-h", "--bogus", "x", "--man", ""),
+    ]
 )
 
 
@@ -106,3 +111,109 @@ _TOKENS = st.sampled_from(
 @given(st.lists(_TOKENS, max_size=6))
 def test_any_arguments_parse_as_the_whole_command_line(argv: list[str]) -> None:
     _same_as_whole(argv)
+
+
+# -- plain_arguments: the plain sync and run, read without argparse -----------------------
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _plain_is_argparse(argv: Sequence[str]) -> bool:
+    """Whether `plain_arguments` read ``argv`` (False: it left it to argparse), checking
+    that what it read is what argparse reads."""
+    plain = plain_arguments(argv)
+    if plain is None:
+        return False
+    assert vars(plain) == vars(build_parser().parse_args(list(argv))), argv
+    return True
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sync"],
+        ["-q", "sync", "--frozen"],
+        ["-q", "-q", "sync", "-q"],
+        ["--quiet", "sync", "--locked", "--offline"],
+        ["sync", "-e", "test", "--prefix", "/p", "--lock", "l.lock"],
+        ["sync", "--environment=test", "--prefix=/p", "--lock=x=y"],
+        ["sync", "-etest"],
+        ["sync", "-e=test"],
+        ["sync", "-ex=y"],
+        ["sync", "--frozen", "--frozen"],
+        ["run", "--", "true"],
+        ["run", "-q", "--frozen", "-e", "x", "--", "python", "-c", "pass"],
+        ["run", "true", "-q", "--frozen"],
+        ["run", "--", "--", "x"],
+        ["run", ""],
+        ["run"],
+    ],
+)
+def test_plain_arguments_read_as_argparse_does(argv: list[str]) -> None:
+    assert _plain_is_argparse(argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sync", "--bundle", "b"],
+        ["sync", "--link-mode", "copy"],
+        ["sync", "-e", "a", "-e", "b"],  # repeated: argparse's last-one-wins
+        ["sync", "-e", "-q"],  # argparse: "expected one argument"
+        ["sync", "-e"],
+        ["sync", "--prefix="],
+        ["sync", "--env", "x"],  # an abbreviation
+        ["sync", "--locked", "--frozen"],
+        ["run", "--locked", "--frozen", "--", "true"],
+        ["sync", "extra"],
+        ["sync", "-v"],
+        ["-v", "sync"],
+        ["--manifest", "m", "sync"],
+        ["lock"],
+        ["run", "-", "x"],
+        [],
+    ],
+)
+def test_anything_else_is_left_to_argparse(argv: list[str]) -> None:
+    assert plain_arguments(argv) is None
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"LOCKENV_FROZEN": "1", "LOCKENV_OFFLINE": "yes", "LOCKENV_LINK_MODE": "copy"},
+        {"LOCKENV_LOCKED": "true", "LOCKENV_MANIFEST": "m.toml", "LOCKENV_COLOR": "never"},
+        {"LOCKENV_FROZEN": "0", "LOCKENV_LOCKED": "", "LOCKENV_COLOR": ""},
+    ],
+)
+def test_plain_arguments_read_the_variables_argparse_reads(variables: dict[str, str]) -> None:
+    with _environment(variables):
+        for argv in (["sync", "-q"], ["sync", "--locked"], ["run", "--frozen", "--", "x"]):
+            assert _plain_is_argparse(argv)
+
+
+_PLAIN_TOKENS = st.sampled_from(
+    [
+        *("sync", "run", "-q", "--quiet", "--frozen", "--locked", "--offline", "-e", "-ex"),
+        *("-e=", "--environment", "--environment=y", "--prefix", "--prefix=/p", "--lock"),
+        *("--", "x", "-", "", "--bundle", "-v", "--env", "true", "-eq"),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PLAIN_TOKENS, max_size=7))
+def test_what_plain_arguments_reads_argparse_reads_alike(argv: list[str]) -> None:
+    _plain_is_argparse(argv)
