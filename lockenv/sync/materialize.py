@@ -988,7 +988,7 @@ def sync_environment(
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.link import Linker, check_link_mode
     from lockenv.sync.prepare import prepare_artifacts
-    from lockenv.sync.reuse import keep_as_spare
+    from lockenv.sync.reuse import keep_as_spare, spare_path
     from lockenv.sync.venv import base_interpreter, create_venv, find_interpreter, layout_for
 
     started = time.monotonic()
@@ -1089,6 +1089,8 @@ def sync_environment(
                 jobs=options.jobs,
                 progress=progress,
                 keep_archives=keep != "trees",
+                # What the seal check saw is of use to a spare tree's refresh only.
+                want_inodes=os.path.lexists(spare_path(prefix)),
             )
             # Sdists are built later, from their archives (checked against the lock here).
             sdists = _fetch_sdists([a for a in pypi if not a.is_wheel], fetcher)

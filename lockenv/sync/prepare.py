@@ -68,7 +68,8 @@ class Prepared:
     downloaded: tuple[str, ...] = ()
     bundled: tuple[str, ...] = ()
     # (st_dev, st_ino) of the files of the entries found sealed, by path, as the seal
-    # check saw them (`lockenv.cache.check_entry`): entries unpacked by this sync are not in it.
+    # check saw them (`lockenv.cache.check_entry`): entries unpacked by this sync are not in
+    # it, nor anything unless `prepare_artifacts` was asked for them.
     inodes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
@@ -79,13 +80,16 @@ def prepare_artifacts(
     jobs: int = 8,
     progress: Progress | None = None,
     keep_archives: bool = True,
+    want_inodes: bool = True,
 ) -> Prepared:
     """Make sure every artifact is unpacked in ``fetcher.cache`` from an archive that
     matched the lock, got through ``fetcher`` if need be (see the module doc).  Raises
     OfflineError naming every artifact it cannot get offline, IntegrityError for an
     archive that does not match the lock, InstallError for one that cannot be unpacked;
     every problem is reported, nothing is half-published.  ``keep_archives`` False: an
-    archive unpacked here is removed from the cache once its tree is sealed."""
+    archive unpacked here is removed from the cache once its tree is sealed.
+    ``want_inodes`` False: `Prepared.inodes` is left empty (a sync with no tree to refresh
+    has no use for it, and it costs a warm sync a tuple and a dict entry per file)."""
     cache = fetcher.cache
     unique = list({a.sha256: a for a in artifacts}.values())
     for a in unique:
@@ -95,7 +99,7 @@ def prepare_artifacts(
     # by every sync that checks its artifacts, warm or cold.
     cache.clean_stale_temp()
     inodes: dict[str, tuple[int, int]] = {}
-    found, todo = _usable_entries(cache, unique, progress, inodes)
+    found, todo = _usable_entries(cache, unique, progress, inodes if want_inodes else None)
     if not todo:
         checkpoint("prepare:done")
         return Prepared(unpacked=found, inodes=inodes)
@@ -123,15 +127,15 @@ def _usable_entries(
     cache: Cache,
     artifacts: list[Archive],
     progress: Progress | None,
-    inodes: dict[str, tuple[int, int]],
+    inodes: dict[str, tuple[int, int]] | None,
 ) -> tuple[dict[str, Unpacked], list[Archive]]:
     """The artifacts whose unpacked trees can be used as they are, and the others;
-    ``inodes`` receives the files of the usable ones (`Prepared.inodes`)."""
+    ``inodes``, if given, receives the files of the usable ones (`Prepared.inodes`)."""
 
     def check(
         artifact: Archive,
-    ) -> tuple[str, dict[str, tuple[int, int]], Unpacked | None]:
-        seen: dict[str, tuple[int, int]] = {}
+    ) -> tuple[str, dict[str, tuple[int, int]] | None, Unpacked | None]:
+        seen: dict[str, tuple[int, int]] | None = {} if inodes is not None else None
         entry, state = trusted_entry(cache, artifact, seen)
         loaded = _load_unpacked(entry, artifact) if state == "ok" else None
         return state, seen, loaded
@@ -144,7 +148,8 @@ def _usable_entries(
     for artifact, (state, seen, loaded) in zip(artifacts, states, strict=True):
         if loaded is not None:
             found[artifact.sha256] = loaded
-            inodes.update(seen)
+            if inodes is not None and seen is not None:
+                inodes.update(seen)
             _log_unpacked(artifact)
             continue
         if state in ("damaged", "ok") and progress is not None:

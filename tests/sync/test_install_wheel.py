@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,13 @@ from lockenv.sync.guard import PrefixGuard
 from lockenv.sync.link import Linker
 from lockenv.sync.materialize import SyncOptions, sync_environment
 from lockenv.sync.pypi.record import parse_record, record_hash
-from lockenv.sync.pypi.wheel import install_wheel, load_unpacked, unpack_wheel
+from lockenv.sync.pypi.wheel import (
+    UnpackedWheel,
+    install_wheel,
+    load_unpacked,
+    plan_wheel_install,
+    unpack_wheel,
+)
 from lockenv.sync.venv import create_venv, find_interpreter, layout_for
 
 from materializer_support import BASIC, build_wheel, fixture_lock, lock_sha, run_in_env
@@ -413,3 +420,65 @@ def test_apply_wheel_installs_links_all_plans_together_and_the_last_path_wins(
     assert os.path.samestat(os.stat(root / "pkg/note.txt"), os.stat(cache / "b-note"))
     assert (root / "pkg/tool").read_bytes() == b"#!b\n"
     assert os.stat(root / "pkg/tool").st_nlink == 1 and os.access(root / "pkg/tool", os.X_OK)
+
+
+# -- planning ------------------------------------------------------------------------------
+
+
+def _unpacked(tmp_path: Path, wheel: Path, project: str) -> UnpackedWheel:
+    work = tmp_path / "unpacked"
+    work.mkdir()
+    unpack_wheel(wheel, work, filename=wheel.name, project=project)
+    unpacked = load_unpacked(work)
+    assert unpacked is not None
+    return unpacked
+
+
+def test_a_wheel_without_data_is_planned_as_any_wheel_is(tmp_path: Path) -> None:
+    """The short way for wheels without a .data directory (`plan_wheel_install`) puts
+    everything where the general one does, with the same RECORD."""
+    files = {
+        "top.py": b"x = 1\n",
+        "pkg/__init__.py": b"",
+        "pkg/sub/deep.py": b"y = 2\n",
+        "pkg/data.bin": bytes(range(256)),
+        "pkg-1.0.dist-info/INSTALLER": b"someone else\n",  # written by the installer instead
+        "pkg-1.0.dist-info/licenses/LICENSE": b"MIT\n",
+    }
+    wheel = build_wheel(
+        tmp_path / "w", "pkg", "1.0", files, entry_points="[console_scripts]\npkg-cli = pkg:main\n"
+    )
+    unpacked = _unpacked(tmp_path, wheel, "pkg")
+    assert unpacked.data_dir is None
+    layout = layout_for(tmp_path / "env", PY.major_minor)
+    short = plan_wheel_install(unpacked, layout, requested=True, direct_url={"url": "file:///x"})
+    # A .data directory named, holding nothing: the general way, file by file.
+    general = plan_wheel_install(
+        replace(unpacked, data_dir="pkg-1.0.data"),
+        layout,
+        requested=True,
+        direct_url={"url": "file:///x"},
+    )
+    assert short == general
+    sp = layout.site_packages_rel
+    dests = [dest for dest, _source, _x in short.entries]
+    assert f"{sp}/pkg/sub/deep.py" in dests and f"{sp}/top.py" in dests
+    assert dests.count(f"{sp}/pkg-1.0.dist-info/INSTALLER") == 1
+    assert f"{sp}/pkg" in short.dirs and f"{sp}/pkg/sub" in short.dirs
+
+
+def test_loaded_flags_are_booleans(tmp_path: Path) -> None:
+    data = "pkg-1.0.data"
+    wheel = build_wheel(
+        tmp_path / "w",
+        "pkg",
+        "1.0",
+        {"pkg/__init__.py": b"", f"{data}/scripts/tool": b"#!python\nprint(1)\n"},
+    )
+    unpacked = _unpacked(tmp_path, wheel, "pkg")
+    by_path = {f.path: f for f in unpacked.files}
+    tool = by_path[f"{data}/scripts/tool"]
+    assert tool.executable is True and tool.python_shebang is True
+    init = by_path["pkg/__init__.py"]
+    assert init.executable is False and init.python_shebang is False
+    assert all(type(f.size) is int for f in unpacked.files)

@@ -114,7 +114,7 @@ def render_record(rows: Iterable[RecordRow]) -> bytes:
 def render_record_rows(rows: Iterable[tuple[str, str, int | None]]) -> bytes:
     """RECORD bytes for ``(path, hash, size)`` tuples, sorted by path."""
     ordered = sorted(rows)
-    text = "".join(f"{p},{h},{'' if s is None else s}\n" for p, h, s in ordered)
+    text = "".join([f"{p},{h},{'' if s is None else s}\n" for p, h, s in ordered])
     # Nothing to quote (the common case: a field with a comma, a quote or a line break
     # would add one of them): what the csv writer would write, without its cost per row
     # (every sync that links a wheel renders its RECORD).  Counted over the whole text,

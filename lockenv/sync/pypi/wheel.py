@@ -72,6 +72,7 @@ INSTALLER_NAME = b"lockenv\n"
 # Written by the installer, never taken from the wheel.
 _GENERATED = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
 _SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
+_new_tuple = tuple.__new__
 
 
 def normalize_name(name: str) -> str:
@@ -629,6 +630,7 @@ def load_unpacked(directory: Path) -> UnpackedWheel | None:
         data = json.loads(read_capped(directory / MANIFEST, MAX_METADATA, "cache manifest"))
         if data.get("format") != _MANIFEST_FORMAT:
             return None
+        rows = data["files"]
         return UnpackedWheel(
             filename=data["filename"],
             files_dir=directory / FILES,
@@ -638,8 +640,11 @@ def load_unpacked(directory: Path) -> UnpackedWheel | None:
             dist_info=data["dist_info"],
             data_dir=data["data_dir"],
             root_is_purelib=bool(data["root_is_purelib"]),
+            # ``tuple.__new__`` as `WheelFile._make` does, without a Python call per file
+            # (a warm sync loads thousands); the flags are written as 0 or 1.  The manifest
+            # is sealed with the tree: what `_write_manifest` wrote.
             files=tuple(
-                WheelFile(p, h, int(s), bool(x), bool(sb)) for p, h, s, x, sb in data["files"]
+                [_new_tuple(WheelFile, (p, h, s, x == 1, sb == 1)) for p, h, s, x, sb in rows]
             ),
             entry_points=tuple((g, n, r) for g, n, r in data["entry_points"]),
         )
@@ -726,42 +731,30 @@ def plan_wheel_install(
     direct_url: Mapping[str, object] | None = None,
 ) -> WheelInstall:
     """What `install_wheel` will create for ``wheel`` in ``layout`` (see there)."""
-    placed = wheel_destinations(wheel, layout)
     launchers = wheel_launchers(wheel, layout)
     sp_rel = layout.site_packages_rel
-    python = layout.prefix_python
 
     def record_path(dest: str) -> str:
         return record_row_path(dest, sp_rel)
 
-    parents = {dest.rpartition("/")[0] for _f, dest in placed}
+    entries: list[tuple[str, str | bytes, bool]]
+    rows: list[tuple[str, str, int | None]]
+    if wheel.data_dir is None and not any(f.python_shebang for f in wheel.files):
+        # Every file goes to site-packages as it lies in the wheel, where its RECORD row
+        # names it as the wheel does, and none is a script to rewrite (those are in the
+        # .data directory): a few passes in C over the files (a warm sync plans thousands).
+        head = sp_rel + "/"
+        src_head = f"{wheel.files_dir}/"
+        written = {f"{wheel.dist_info}/{name}" for name in _GENERATED}
+        kept = [f for f in wheel.files if f.path not in written]
+        entries = [(head + f.path, src_head + f.path, f.executable) for f in kept]
+        rows = [(f.path, f.hash, f.size) for f in kept]
+        parents = {dest.rpartition("/")[0] for dest, _src, _x in entries}
+    else:
+        entries, rows, parents = _plan_files(wheel, layout)
     parents.update(dest.rpartition("/")[0] for dest, _content in launchers)
     parents.add(f"{sp_rel}/{wheel.dist_info}")
     parents.discard("")
-
-    entries: list[tuple[str, str | bytes, bool]] = []
-    rows: list[tuple[str, str, int | None]] = []
-    files_dir = str(wheel.files_dir)
-    head = sp_rel + "/"
-    cut = len(head)
-    for f, dest in placed:
-        src = f"{files_dir}/{f.path}"
-        if f.python_shebang:
-            # Held in the plan (`lockenv.sync.reuse` compares it): a script, never larger
-            # than the metadata cap.
-            try:
-                script = read_capped(src, MAX_METADATA, "#!python script")
-            except TooLargeError as exc:
-                raise InstallError(f"{wheel.filename}: {f.path!r}: {exc}") from None
-            rewritten = rewrite_python_shebang(script, python)
-            assert rewritten is not None
-            entries.append((dest, rewritten, True))
-            rows.append((record_path(dest), record_hash(rewritten), len(rewritten)))
-            continue
-        entries.append((dest, src, f.executable))
-        # Inline for the common case (most files are in site-packages): once per file.
-        row_path = dest[cut:] if dest.startswith(head) else record_path(dest)
-        rows.append((row_path, f.hash, f.size))
 
     for dest, content in launchers:
         entries.append((dest, content, True))
@@ -782,6 +775,41 @@ def plan_wheel_install(
         dist_info=wheel.dist_info, name=wheel.name, version=wheel.version, files=len(rows)
     )
     return WheelInstall(dist=dist, dirs=tuple(sorted(parents)), entries=tuple(entries))
+
+
+def _plan_files(
+    wheel: UnpackedWheel, layout: EnvLayout
+) -> tuple[list[tuple[str, str | bytes, bool]], list[tuple[str, str, int | None]], set[str]]:
+    """The entries, RECORD rows and parent directories of ``wheel``'s own files (any
+    wheel: `plan_wheel_install` has a shorter way for those without a .data directory)."""
+    placed = wheel_destinations(wheel, layout)
+    sp_rel = layout.site_packages_rel
+    python = layout.prefix_python
+    parents = {dest.rpartition("/")[0] for _f, dest in placed}
+    entries: list[tuple[str, str | bytes, bool]] = []
+    rows: list[tuple[str, str, int | None]] = []
+    files_dir = str(wheel.files_dir)
+    head = sp_rel + "/"
+    cut = len(head)
+    for f, dest in placed:
+        src = f"{files_dir}/{f.path}"
+        if f.python_shebang:
+            # Held in the plan (`lockenv.sync.reuse` compares it): a script, never larger
+            # than the metadata cap.
+            try:
+                script = read_capped(src, MAX_METADATA, "#!python script")
+            except TooLargeError as exc:
+                raise InstallError(f"{wheel.filename}: {f.path!r}: {exc}") from None
+            rewritten = rewrite_python_shebang(script, python)
+            assert rewritten is not None
+            entries.append((dest, rewritten, True))
+            rows.append((record_row_path(dest, sp_rel), record_hash(rewritten), len(rewritten)))
+            continue
+        entries.append((dest, src, f.executable))
+        # Inline for the common case (most files are in site-packages): once per file.
+        row_path = dest[cut:] if dest.startswith(head) else record_row_path(dest, sp_rel)
+        rows.append((row_path, f.hash, f.size))
+    return entries, rows, parents
 
 
 def install_wheel(
