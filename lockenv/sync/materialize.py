@@ -107,7 +107,7 @@ def default_cache_dir() -> Path:
     return _default()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class SyncOptions:
     """How to sync.
 
@@ -145,7 +145,7 @@ class SyncOptions:
     project_root: Path | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class SyncReport:
     """What a sync did; package entries are ``name==version``, sorted."""
 
