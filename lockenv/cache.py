@@ -695,7 +695,7 @@ def keep_policy(value: str | None = None) -> KeepPolicy:
     raise UsageError(f"{source} {configured!r}: give one of {', '.join(KEEP_POLICIES)}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class EnvironmentUse:
     """What one environment this cache knows about (`Cache.register_environment`) needs
     of it: worked out by the sync side from the environment's state file."""
@@ -715,7 +715,7 @@ class PrunedItem:
     freed_bytes: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class PruneReport:
     """What `prune` removed: cache entries (archives and unpacked trees), leftovers of
     killed processes (partial downloads, work directories), and the bytes freed (files

@@ -9,7 +9,6 @@ that the no-op ``sync`` starts quickly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -17,7 +16,8 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from lockenv import __version__
 from lockenv.console import Console, format_size
@@ -25,13 +25,15 @@ from lockenv.errors import EXIT_INPUT_ERROR, LockenvError, UsageError
 from lockenv.project import LOCK_NAME
 
 if TYPE_CHECKING:
+    import argparse
+
     from lockenv.cache import Cache
     from lockenv.lock.manifest import Manifest
     from lockenv.lock.resolve import LockOptions
     from lockenv.project import ProjectPaths
     from lockenv.workspace import LockOutcome
 
-Handler = Callable[[argparse.Namespace], int]
+Handler = Callable[["argparse.Namespace"], int]
 
 
 def _paths(args: argparse.Namespace) -> ProjectPaths:
@@ -991,8 +993,16 @@ def _flag(p: Any, *names: str, help_text: str, env: str | None = None) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line; every option says what it does (and the variable it reads)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; every option says what it does (and the variable it reads).
+
+    With ``command`` (a name in `COMMANDS`), the other commands' parsers are left out:
+    what `main` parses with once `command_named` has found the command in the arguments.
+    Everything that parse can print (the command's help, its errors, the top usage) is
+    what the whole command line prints.
+    """
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="lockenv",
         description="Reproducible conda + PyPI environments from one lockfile.",
@@ -1007,17 +1017,36 @@ def build_parser() -> argparse.ArgumentParser:
     # The global options work after the command too (`lockenv lock -q`).
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, argparse.SUPPRESS, top=False)
+    for name, (handler, help_text, options) in COMMANDS.items():
+        if command is None or name == command:
+            p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+            p.set_defaults(handler=handler)
+            options(p)
+    return parser
 
-    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
-        p.set_defaults(handler=handler)
-        return p
 
-    p = command(
-        "init",
-        cmd_init,
-        "create a lockenv.toml here, or [tool.lockenv] in the pyproject.toml of a project",
-    )
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, when only global options, spelled out, come before it.
+
+    None when that is not certain (``--help``, ``--version``, an abbreviated or unknown
+    option, no command): the whole command line parses those, and says what it says.
+    """
+    args = iter(argv)
+    for arg in args:
+        if arg in COMMANDS:
+            return arg
+        if arg in ("--manifest", "--color"):
+            value = next(args, "-")
+            if value.startswith("-"):
+                return None  # argparse's "expected one argument", from the whole parser
+        elif arg.startswith(("--manifest=", "--color=")) or arg in ("--verbose", "--quiet"):
+            continue
+        elif not (len(arg) > 1 and arg[0] == "-" and set(arg[1:]) <= {"v", "q"}):  # -vv, -q
+            return None
+    return None
+
+
+def _init_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--platform",
         action="append",
@@ -1050,7 +1079,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
 
-    p = command("add", cmd_add, "add dependencies to the manifest and lock")
+
+def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "specs",
         nargs="+",
@@ -1068,11 +1098,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --feature: include the feature in environment ENV (created if missing)",
     )
 
-    p = command("remove", cmd_remove, "remove dependencies from the manifest and lock")
+
+def _remove_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="NAME", help="package names to remove")
     _dependency_options(p)
 
-    p = command("lock", cmd_lock, "resolve the manifest into lockenv.lock")
+
+def _lock_command_options(p: argparse.ArgumentParser) -> None:
     _flag(p, "--check", help_text="exit 1 if the lock is stale; write nothing")
     p.add_argument(
         "--update",
@@ -1086,27 +1118,20 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--offline", help_text="no network: use cached index pages only", env=_OFFLINE)
     _flag(p, "--json", help_text="print the changes as JSON")
 
-    for name, handler, text in (
-        ("list", cmd_list, "list the locked packages of one environment"),
-        ("tree", cmd_tree, "show the locked dependency tree"),
-    ):
-        p = command(name, handler, text)
-        if name == "tree":
-            p.add_argument("name", nargs="?", help="start from this package")
-            _flag(p, "--invert", help_text="show what depends on NAME")
-        _lock_view_options(p)
 
-    p = command(
-        "diff",
-        cmd_diff,
-        "what changed between two locks (default: the lock at git HEAD against the one on "
-        "disk; with one file: that file against the one on disk)",
-    )
+def _tree_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="start from this package")
+    _flag(p, "--invert", help_text="show what depends on NAME")
+    _lock_view_options(p)
+
+
+def _diff_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("old", nargs="?", metavar="OLD.lock", help="the older lock")
     p.add_argument("new", nargs="?", metavar="NEW.lock", help="the newer lock")
     _flag(p, "--json", help_text="print the changes as JSON")
 
-    p = command("export", cmd_export, "write the locked packages in another format")
+
+def _export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
         required=True,
@@ -1116,7 +1141,8 @@ def build_parser() -> argparse.ArgumentParser:
     _lock_view_options(p, json=False)
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
 
-    p = command("shell-hook", cmd_shell_hook, "print the script that activates an environment")
+
+def _shell_hook_options(p: argparse.ArgumentParser) -> None:
     _env_options(p)
     p.add_argument(
         "--shell",
@@ -1125,10 +1151,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _sync_mode_options(p)
 
-    p = command("info", cmd_info, "show what lockenv sees: versions, paths, indexes, channels")
+
+def _info_options(p: argparse.ArgumentParser) -> None:
     _flag(p, "--json", help_text="print it as JSON")
 
-    p = command("cache", cmd_cache, "the shared cache (LOCKENV_CACHE_DIR, else the user cache)")
+
+def _cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "action",
         choices=["dir", "size", "clean", "prune"],
@@ -1151,7 +1179,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _flag(p, "--dry-run", help_text="prune: list what would go and its size, remove nothing")
 
-    p = command("bundle", cmd_bundle, "write a directory with everything needed to sync offline")
+
+def _bundle_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", metavar="OUT", help="the bundle directory (or OUT.tar: one tar file)")
     p.add_argument("-e", "--environment", action="append", metavar="ENV", help="default: all")
     p.add_argument("--platform", action="append", metavar="P", help="default: every locked one")
@@ -1163,11 +1192,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also bundle the wheels built here from sdists and git sources (for this platform)",
     )
 
-    p = command(
-        "merge-driver",
-        cmd_merge_driver,
-        "git merge driver for lockenv.lock: merge the pins of both sides (see the README)",
-    )
+
+def _merge_driver_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("base", metavar="BASE", help="the common ancestor (git's %%O)")
     p.add_argument("ours", metavar="OURS", help="our version, overwritten with the result (%%A)")
     p.add_argument("theirs", metavar="THEIRS", help="their version (%%B)")
@@ -1175,7 +1201,8 @@ def build_parser() -> argparse.ArgumentParser:
         "path", nargs="?", metavar="PATH", help="the lock's path in the repository (%%P)"
     )
 
-    p = command("sync", cmd_sync, "build or update an environment from the lock")
+
+def _sync_options(p: argparse.ArgumentParser) -> None:
     _env_options(p)
     _sync_mode_options(p)
     p.add_argument("--lock", metavar="FILE", help="materialize this lockfile (needs --prefix)")
@@ -1208,7 +1235,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse to build the lock's source distributions (wheels only)",
     )
 
-    p = command("run", cmd_run, "run a command in an environment (syncing it first)")
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    import argparse
+
     _env_options(p)
     p.add_argument("--lock", metavar="FILE", help="this lockfile's environment (needs --prefix)")
     _sync_mode_options(p)
@@ -1217,12 +1247,12 @@ def build_parser() -> argparse.ArgumentParser:
         "cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG]...", help="the command to run"
     )
 
-    p = command("verify", cmd_verify, "re-hash an environment against its lock")
+
+def _verify_options(p: argparse.ArgumentParser) -> None:
     _env_options(p)
     p.add_argument("--lock", metavar="FILE", help="check against this lockfile")
     _flag(p, "--digest", help_text="print one hash of the environment's contents")
     _flag(p, "--json", help_text="print the report as JSON")
-    return parser
 
 
 _BUNDLE_HELP = "take artifacts from this bundle (default: a bundle.json beside the lock)"
@@ -1304,13 +1334,148 @@ def _env_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+# Each command: its handler, the help line `lockenv --help` lists, what adds its options.
+COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None]]] = {
+    "init": (
+        cmd_init,
+        "create a lockenv.toml here, or [tool.lockenv] in the pyproject.toml of a project",
+        _init_options,
+    ),
+    "add": (cmd_add, "add dependencies to the manifest and lock", _add_options),
+    "remove": (cmd_remove, "remove dependencies from the manifest and lock", _remove_options),
+    "lock": (cmd_lock, "resolve the manifest into lockenv.lock", _lock_command_options),
+    "list": (cmd_list, "list the locked packages of one environment", _lock_view_options),
+    "tree": (cmd_tree, "show the locked dependency tree", _tree_options),
+    "diff": (
+        cmd_diff,
+        "what changed between two locks (default: the lock at git HEAD against the one on "
+        "disk; with one file: that file against the one on disk)",
+        _diff_options,
+    ),
+    "export": (cmd_export, "write the locked packages in another format", _export_options),
+    "shell-hook": (
+        cmd_shell_hook,
+        "print the script that activates an environment",
+        _shell_hook_options,
+    ),
+    "info": (
+        cmd_info,
+        "show what lockenv sees: versions, paths, indexes, channels",
+        _info_options,
+    ),
+    "cache": (
+        cmd_cache,
+        "the shared cache (LOCKENV_CACHE_DIR, else the user cache)",
+        _cache_options,
+    ),
+    "bundle": (
+        cmd_bundle,
+        "write a directory with everything needed to sync offline",
+        _bundle_options,
+    ),
+    "merge-driver": (
+        cmd_merge_driver,
+        "git merge driver for lockenv.lock: merge the pins of both sides (see the README)",
+        _merge_driver_options,
+    ),
+    "sync": (cmd_sync, "build or update an environment from the lock", _sync_options),
+    "run": (cmd_run, "run a command in an environment (syncing it first)", _run_options),
+    "verify": (cmd_verify, "re-hash an environment against its lock", _verify_options),
+}
+
+
+# -- the plain sync and run, read without argparse ------------------------------------------
+#
+# What a job array repeats is a plain `sync` or `run`; when `lockenv.__main__` cannot answer
+# it from the stamp, it comes here.  Importing argparse and building a parser would cost it
+# more than the reading does, so these few forms are read by hand, into the very namespace
+# argparse makes of them (tests/test_cli_parser.py compares the two, argument by argument).
+# Anything else, even a repeated or abbreviated option, goes to argparse.
+
+_PLAIN_FLAGS = {"--frozen": "frozen", "--locked": "locked", "--offline": "offline"}
+_PLAIN_VALUED = {
+    "-e": "environment",
+    "--environment": "environment",
+    "--prefix": "prefix",
+    "--lock": "lock",
+}
+
+
+def plain_arguments(argv: Sequence[str]) -> argparse.Namespace | None:
+    """The namespace `build_parser` makes of ``argv`` when it is a plain ``sync`` or ``run``
+    (``-q``; ``--frozen`` or ``--locked``, ``--offline``, ``-e``, ``--prefix``, ``--lock``;
+    ``run``'s command), read without argparse; None for anything else."""
+    args = list(argv)
+    before = after = 0
+    while args and args[0] in ("-q", "--quiet"):
+        before += 1
+        args.pop(0)
+    if not args or args[0] not in ("sync", "run"):
+        return None
+    command = args.pop(0)
+    given: dict[str, str | bool] = {}
+    cmd: list[str] = []
+    while args:
+        arg = args.pop(0)
+        name, eq, value = arg.partition("=")
+        if arg in ("-q", "--quiet"):
+            after += 1
+        elif arg in _PLAIN_FLAGS:
+            given[_PLAIN_FLAGS[arg]] = True
+        elif arg in _PLAIN_VALUED or (eq and name in _PLAIN_VALUED) or arg[:2] == "-e":
+            if arg in _PLAIN_VALUED:
+                name, value = arg, args.pop(0) if args else ""
+            elif not eq or name not in _PLAIN_VALUED:
+                name, value = "-e", arg[2:]  # -eENV
+            key = _PLAIN_VALUED[name]
+            if key in given or not value or value.startswith("-"):
+                return None  # argparse's to take or to refuse
+            given[key] = value
+        elif command == "run" and (arg == "--" or not arg.startswith("-")):
+            cmd = [arg, *args]
+            break
+        else:
+            return None
+    if given.get("frozen") and given.get("locked"):
+        return None  # argparse refuses the pair
+    values: dict[str, Any] = {
+        "manifest": os.environ.get(_MANIFEST) or None,
+        "verbose": 0,
+        # The command's own -q replace those before it (argparse's sub-parser count).
+        "quiet": after or before,
+        "color": os.environ.get(_COLOR) or "auto",
+        "command": command,
+        "environment": given.get("environment", "default"),
+        "prefix": given.get("prefix"),
+        "lock": given.get("lock"),
+        "bundle": None,
+        "locked": bool(given.get("locked")) or _env_true("LOCKENV_LOCKED"),
+        "frozen": bool(given.get("frozen")) or _env_true("LOCKENV_FROZEN"),
+        "offline": bool(given.get("offline")) or _env_true(_OFFLINE),
+    }
+    if command == "run":
+        values.update(handler=cmd_run, cmd=cmd)
+    else:
+        values.update(
+            handler=cmd_sync,
+            python=None,
+            link_mode=os.environ.get(_LINK_MODE) or None,
+            compile=False,
+            allow_base_drift=False,
+            no_build=False,
+        )
+    # The handlers read attributes only: a SimpleNamespace serves as argparse's Namespace.
+    return cast("argparse.Namespace", SimpleNamespace(**values))
+
+
 _OUT = Console(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     global _OUT
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # One command's parser at most: building all of them costs a sync more than parsing.
+    args = plain_arguments(argv) or build_parser(command_named(argv)).parse_args(argv)
     _OUT = Console(args.verbose - args.quiet, color=args.color)
     if args.verbose:
         _OUT.install_logging()
@@ -1369,4 +1534,12 @@ def output() -> Console:
     return _OUT
 
 
-__all__ = ["EXIT_INPUT_ERROR", "build_parser", "main", "output"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_INPUT_ERROR",
+    "build_parser",
+    "command_named",
+    "main",
+    "output",
+    "plain_arguments",
+]

@@ -35,13 +35,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lockenv import __version__
-from lockenv.base_environment import BaseEnvironment
 from lockenv.errors import LockfileError
 from lockenv.limits import MAX_LOCK, read_capped, size_text
 from lockenv.platforms import PLATFORMS
+
+if TYPE_CHECKING:
+    # Imported where a lock has one: most locks (and syncs) never make a BaseEnvironment.
+    from lockenv.base_environment import BaseEnvironment
 
 LOCK_NAME = "lockenv.lock"
 LOCK_VERSION = 1
@@ -677,6 +680,8 @@ def _base_from_dict(
     digest = _get(raw, "digest", str, path, problems)
     if any(v is None for v in values.values()) or digest is None:
         return None
+    from lockenv.base_environment import BaseEnvironment
+
     base = BaseEnvironment(
         **values,
         conda=_str_list(raw, "conda", path, problems),

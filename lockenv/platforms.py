@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 OperatingSystem = Literal["linux", "osx", "win"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class TargetPlatform:
     """One conda subdir, e.g. ``linux-64``, with the facts PyPI markers and tags need."""
 
@@ -225,7 +225,7 @@ def python_target(requires_python: SpecifierSet | None) -> Version:
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class VirtualPackage:
     """A conda virtual package (``__glibc``, ``__osx``...) a target machine provides."""
 

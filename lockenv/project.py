@@ -19,7 +19,7 @@ MANIFEST_NAMES = ("lockenv.toml", "pyproject.toml")
 STATE_DIR = ".lockenv"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class ProjectPaths:
     """Where a project's files are, found without parsing anything."""
 

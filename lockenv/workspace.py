@@ -111,7 +111,7 @@ def _conflicted(path: Path) -> bool:
         return False  # reading it again reports the problem
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class LockOutcome:
     lock: Lockfile
     written: bool
@@ -394,7 +394,7 @@ def require_env(lock: Lockfile, env: str) -> None:
 # -------------------------------------------------------------- sync
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class SyncTarget:
     """Which lock to materialize, which environment of it, and where."""
 

@@ -52,7 +52,7 @@ C = TypeVar("C", bound="Consumer")
 _SEQUENTIAL_BYTES = 16 << 20  # above this, hash in parallel (hashlib frees the GIL)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class FetchResult:
     """Archive paths by artifact sha256, all verified; how many were downloaded."""
 

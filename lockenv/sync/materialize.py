@@ -35,7 +35,6 @@ tomlkit; httpx is imported only when something must be downloaded.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import sys
@@ -43,10 +42,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 from lockenv import __version__
 from lockenv.errors import InstallError
+from lockenv.gcpause import gc_paused
 from lockenv.sync.checkpoints import checkpoint
 from lockenv.sync.plan import (
     STATE_FILE,
@@ -107,7 +107,7 @@ def default_cache_dir() -> Path:
     return _default()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class SyncOptions:
     """How to sync.
 
@@ -145,7 +145,7 @@ class SyncOptions:
     project_root: Path | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class SyncReport:
     """What a sync did; package entries are ``name==version``, sorted."""
 
@@ -986,33 +986,8 @@ def _compile_bytecode(layout: EnvLayout, python: Path) -> None:
     )
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _without_cycle_collection(func: Callable[_P, _R]) -> Callable[_P, _R]:
-    """``func`` run with Python's cycle collector paused.  A sync makes a few hundred
-    thousand objects (a tuple per file in seals, plans and records), nearly all freed by
-    reference counting or kept to the end; the collector would walk them again and
-    again, to find no cycles (measured: ~100 collections, 20-40 ms of a one-package
-    change of a 12k-file environment)."""
-
-    @functools.wraps(func)
-    def paused(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        import gc
-
-        if not gc.isenabled():
-            return func(*args, **kwargs)
-        gc.disable()
-        try:
-            return func(*args, **kwargs)
-        finally:
-            gc.enable()
-
-    return paused
-
-
-@_without_cycle_collection
+# Tuples by the ten thousand (a few per file of the environment), none in a cycle.
+@gc_paused()
 def sync_environment(
     lock: Lockfile,
     lock_sha256: str,

@@ -205,7 +205,7 @@ def conda_meta_names(prefix: Path | str) -> list[str]:
         return []
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class WantedPackage:
     """A package the lock wants: what `plan_sync` needs of an artifact."""
 
@@ -215,7 +215,7 @@ class WantedPackage:
     kind: str = "pypi"  # "pypi" | "conda"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class SyncPlan:
     """How the lock differs from what is installed ("name==version" entries, sorted)."""
 

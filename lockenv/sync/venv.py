@@ -54,7 +54,7 @@ class Interpreter:
         return ".".join(self.version.split(".")[:2])
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class EnvLayout:
     """Where things go in an environment whose files are written under ``root``.
 
