@@ -25,12 +25,14 @@ fresh build would be (`refresh_tree`):
 - what is missing is then created through the `PrefixGuard` like any sync's files.
 
 Most of a one-package change's tree is as it was, and listing all of it costs more than
-the change itself.  So a sync that builds a hardlinked venv leaves a record in it,
-``.lockenv-tree.json`` (`write_tree_record`): each directory's inode, mtime and ctime as
-the sync left it, and each package's directories with a digest of its plan — the paths
-it places, the inode of every cache file it links (as the seal check saw them), the
-bytes of every file it writes.  The refresh then lists only the directories it cannot
-vouch for, and takes the others as they were (`_vouched_dirs`):
+the change itself.  So a sync that refreshes a spare leaves a record in the tree it
+swaps in, ``.lockenv-tree.json`` (`write_tree_record`): each directory's inode, mtime
+and ctime as the sync left it, and each package's directories with a digest of its plan
+— the paths it places, the inode of every cache file it links (as the seal check saw
+them), the bytes of every file it writes.  When that tree is refreshed in turn, only
+the directories the record cannot vouch for are listed; the others are taken as they
+were (`_vouched_dirs`), and a package all of whose directories are is kept whole, its
+files not even walked by the installer (`Refreshed.whole`):
 
 - a directory whose inode, mtime and ctime are the recorded ones has the entries it had
   (adding, removing or renaming an entry moves both times; ``ctime`` cannot be set by
