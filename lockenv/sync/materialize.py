@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 
 from lockenv import __version__
 from lockenv.errors import InstallError
+from lockenv.gcpause import gc_paused
 from lockenv.sync.checkpoints import checkpoint
 from lockenv.sync.plan import (
     STATE_FILE,
@@ -965,6 +966,8 @@ def _compile_bytecode(layout: EnvLayout, python: Path) -> None:
     )
 
 
+# Tuples by the ten thousand (a few per file of the environment), none in a cycle.
+@gc_paused()
 def sync_environment(
     lock: Lockfile,
     lock_sha256: str,

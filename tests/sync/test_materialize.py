@@ -271,6 +271,29 @@ def test_materializer_never_imports_resolver_or_index_clients(
     assert _fresh_process_says(code) == "[] []"
 
 
+def test_a_sync_runs_without_the_cyclic_collector_and_restores_it(
+    tmp_path: Path, fixture_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tuples by the ten thousand on a large sync, none in a cycle (`lockenv.gcpause`)."""
+    import gc
+
+    seen: list[bool] = []
+    prepare_artifacts = prepare.prepare_artifacts
+
+    def spying(*args: object, **kwargs: object) -> prepare.Prepared:
+        seen.append(gc.isenabled())
+        return prepare_artifacts(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(prepare, "prepare_artifacts", spying)
+    gc.enable()
+    try:
+        _sync(fixture_lock(fixture_index_dir, OLD), tmp_path / "env")
+        assert seen == [False]
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_a_sync_without_path_dependencies_never_imports_the_source_builds_nor_csv(
     tmp_path: Path, fixture_index_dir: Path
 ) -> None:

@@ -40,7 +40,6 @@ the result).
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import logging
 import os
@@ -55,6 +54,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from lockenv.errors import IndexAccessError, ManifestError, OfflineError
+from lockenv.gcpause import gc_paused
 from lockenv.http import HttpClient, HttpStatusError
 from lockenv.lock.conda.compressed import unbz2, unzstd
 from lockenv.lock.conda.matchspec import KNOWN_SUBDIRS
@@ -77,7 +77,6 @@ __all__ = [
     "ChannelRecords",
     "RepoRecord",
     "RepodataIndex",
-    "gc_paused",
     "parse_repodata",
     "split_track_features",
 ]
@@ -512,41 +511,6 @@ def _group_by_name(data: bytes, shown: str) -> RawDocument:
         raise _corrupt(shown, str(exc)) from None
     except (ValueError, OSError, EOFError) as exc:
         raise _corrupt(shown, f"{type(exc).__name__}: {exc}") from None
-
-
-_gc_lock = threading.Lock()
-_gc_pausers = 0
-_gc_was_enabled = False
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Keep the cyclic garbage collector off while repodata is parsed or solved over.
-
-    Reading repodata creates objects by the hundred thousand (a document's file names,
-    the records of the names reached), and every few hundred of them the collector walks
-    all that are alive.  A solve builds records and clauses by the ten thousand, none in
-    a reference cycle: without the pause a fifth of its time went to the collector
-    walking the parsed records again and again.  Counted, because several threads parse
-    and solve at once.
-    """
-    global _gc_pausers, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pausers == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pausers += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pausers -= 1
-            if _gc_pausers == 0 and _gc_was_enabled:
-                # Straight to the oldest generation: otherwise the first collection after
-                # enable walks every new object at once, giving back a third of the gain.
-                gc.freeze()
-                gc.unfreeze()
-                gc.enable()
 
 
 def _or_default(value: Any, default: Any) -> Any:

@@ -268,7 +268,7 @@ class CondaSolver:
         Raises `Unsatisfiable` (a `ResolutionError`) with a one-line explanation when no
         set of builds meets the requirements, and `ResolutionError` for broken repodata.
         """
-        from lockenv.lock.conda.repodata import gc_paused
+        from lockenv.gcpause import gc_paused
 
         with gc_paused():  # records and clauses by the ten thousand, none in a cycle
             for spec in self.direct:
