@@ -13,6 +13,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,12 +40,40 @@ def _entry(box: Sandbox) -> Path:
     return entry
 
 
+def _spy_want_inodes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What each sync from now on asks `prepare_artifacts` for: the seal check's inodes,
+    or not."""
+    from lockenv.sync import prepare
+
+    asked: list[object] = []
+    prepare_artifacts = prepare.prepare_artifacts
+
+    def spying(*args: Any, **kwargs: Any) -> prepare.Prepared:
+        asked.append(kwargs.get("want_inodes"))
+        return prepare_artifacts(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "prepare_artifacts", spying)
+    return asked
+
+
+def _entry_of(box: Sandbox, project: str) -> Path:
+    """The shared cache entry of ``project``'s wheel."""
+    (entry,) = [
+        p
+        for p in (box.cache / "unpacked").glob("*/*")
+        if "-u" not in p.name and (p / "files" / project).is_dir()
+    ]
+    return entry
+
+
 def _api(prefix: Path) -> Path:
     return prefix / "lib" / f"python{PYTHON_XY}" / "site-packages" / "requests" / "api.py"
 
 
 @unix_only
-def test_a_file_edited_in_the_cache_never_reaches_a_new_environment(tmp_path: Path) -> None:
+def test_a_file_edited_in_the_cache_never_reaches_a_new_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     box = Sandbox.make(tmp_path / "box")
     lock = _wheel_lock(tmp_path)
     sync(lock, box, prefix=tmp_path / "env1")
@@ -54,6 +83,7 @@ def test_a_file_edited_in_the_cache_never_reaches_a_new_environment(tmp_path: Pa
         fh.write(b"import os; os.system('echo pwned')\n")
     os.chmod(cached, 0o444)
     assert check_entry(_entry(box)) == "damaged"
+    asked = _spy_want_inodes(monkeypatch)
     notes: list[str] = []
     from lockenv.sync.materialize import SyncOptions, sync_environment
 
@@ -65,9 +95,40 @@ def test_a_file_edited_in_the_cache_never_reaches_a_new_environment(tmp_path: Pa
         SyncOptions(cache_dir=box.cache),
         progress=notes.append,
     )
+    assert asked == [False]  # no spare tree to refresh: no inodes gathered
     assert _api(box.prefix).read_bytes() == SOURCE
     assert any("unpacking it again" in n for n in notes)
     assert check_entry(_entry(box)) == "ok"
+
+
+@unix_only
+def test_a_file_edited_in_the_cache_never_reaches_an_environment_made_from_its_spare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above when the sync refreshes the tree it kept (`lockenv.sync.reuse`), whose
+    file is a link to the very inode edited: the seal check's inodes are gathered then
+    (`lockenv.sync.prepare.prepare_artifacts`), and the edited one is never kept."""
+    from lockenv.sync.reuse import is_spare, spare_path
+
+    box = Sandbox.make(tmp_path / "box")
+    lock = _wheel_lock(tmp_path)
+    extra = build_wheel(tmp_path / "wheels", "idna", "3.0", {"idna/__init__.py": b""})
+    idna = artifact_for(extra, extra.as_uri(), index=None)
+    both = lock_of([*lock.artifacts.values(), idna], python=PYTHON_XY)
+    sync(lock, box)
+    sync(both, box)  # the tree with requests alone is kept as the spare
+    assert is_spare(spare_path(box.prefix))
+    cached = _entry_of(box, "requests") / "files" / "requests" / "api.py"
+    edited = os.stat(cached).st_ino
+    os.chmod(cached, 0o644)
+    with open(cached, "ab") as fh:
+        fh.write(b"import os; os.system('echo pwned')\n")
+    os.chmod(cached, 0o444)
+    asked = _spy_want_inodes(monkeypatch)
+    sync(lock, box)
+    assert asked == [True]  # a spare to refresh
+    assert _api(box.prefix).read_bytes() == SOURCE
+    assert os.stat(_api(box.prefix)).st_ino != edited
 
 
 @unix_only
