@@ -28,6 +28,7 @@ from lockenv.lockfile import (
     write_lockfile,
 )
 from lockenv.platforms import current_platform
+from lockenv.sync.reuse import TREE_RECORD
 
 PYTHON_XY = f"{sys.version_info.major}.{sys.version_info.minor}"
 INDEX = "http://127.0.0.1/simple/"
@@ -172,12 +173,16 @@ def run_in_env(prefix: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 
 def tree_snapshot(prefix: Path) -> dict[str, tuple[int, str]]:
-    """Every file under ``prefix``: mode and sha256 (symlinks: their target)."""
+    """Every file under ``prefix``: mode and sha256 (symlinks: their target); not the
+    record of the tree a refresh reads (`lockenv.sync.reuse`): it names inodes, and only
+    a refresh writes it."""
     out: dict[str, tuple[int, str]] = {}
     for root, dirs, files in os.walk(prefix):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
             path = os.path.join(root, name)
             rel = os.path.relpath(path, prefix)
+            if rel == TREE_RECORD:
+                continue
             st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):
                 out[rel] = (st.st_mode, os.readlink(path))

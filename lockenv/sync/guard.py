@@ -43,7 +43,8 @@ from lockenv.sync.link import NEW_INODE_WORK, Linker, copy_file, each_in_threads
 
 __all__ = ["RESERVED_TOP", "PrefixGuard"]
 
-STATE_NAMES = (".lockenv-state.json", ".lockenv-state.json.tmp")
+# The state file, and the record of the tree a later refresh reads (`lockenv.sync.reuse`).
+STATE_NAMES = (".lockenv-state.json", ".lockenv-state.json.tmp", ".lockenv-tree.json")
 # Top-level names no package may write: lockenv's record of the environment.
 RESERVED_TOP = frozenset({*STATE_NAMES, "conda-meta"})
 _INTERPRETER = re.compile(

@@ -814,23 +814,38 @@ def _install_all(
     plans: list[WheelInstall],
     guard: PrefixGuard,
     kept: frozenset[str],
+    whole: frozenset[int] = frozenset(),
 ) -> list[InstalledDist]:
     """Apply each wheel's plan through ``guard``; ``kept``: paths already in place (a
-    refreshed spare tree), checked by the guard but not placed again."""
+    refreshed spare tree), checked by the guard but not placed again; ``whole``: the
+    plans (by index) all of whose entries are in place (`lockenv.sync.reuse.Refreshed`),
+    their paths checked by the guard likewise, and nothing else done with them."""
+    from itertools import chain
+    from operator import itemgetter
+
     from lockenv.sync.pypi.wheel import apply_wheel_installs
 
-    guard.check_kept(kept, what="the refreshed environment")
+    path_of = itemgetter(0)
+    in_place = chain(kept, *(map(path_of, plans[i].entries) for i in sorted(whole)))
+    guard.check_kept(in_place, what="the refreshed environment")
     # In wheel order, so that a path shipped by two wheels deterministically ends as the
     # last's; the files of all the wheels linked together by threads (`apply_wheel_installs`).
+    # No entry of a plan kept whole is placed: a path it shares with another plan is in
+    # a directory of both, which is kept as it was or listed (then neither plan is whole).
     try:
         apply_wheel_installs(
-            [(plan, wheel.filename) for (_a, wheel), plan in zip(wheels, plans, strict=True)],
+            [
+                (plan, wheel.filename)
+                for i, ((_a, wheel), plan) in enumerate(zip(wheels, plans, strict=True))
+                if i not in whole
+            ],
             guard,
             skip=kept,
-            installed=lambda _i: checkpoint("staging:linked"),
         )
     except FileNotFoundError as exc:
         raise _damaged_entry(_owner(wheels, exc), exc) from None
+    for _plan in plans:
+        checkpoint("staging:linked")
     return [plan.dist for plan in plans]
 
 
@@ -872,19 +887,24 @@ def _spare_staging(prefix: Path) -> Path | None:
     return staging
 
 
+def _skeleton_dirs(layout: EnvLayout) -> list[str]:
+    """The directories a venv's skeleton has even when no package puts a file in them."""
+    return [layout.scripts_rel, layout.site_packages_rel, "include"]
+
+
 def _refresh_spare(
     staging: Path,
     plans: list[WheelInstall],
     layout: EnvLayout,
     inodes: Mapping[str, tuple[int, int]],
+    digests: Sequence[str | None],
 ) -> Refreshed | None:
     """Make the spare tree at ``staging`` hold only what the new environment has there
-    (`lockenv.sync.reuse.refresh_tree`: everything compared, nothing assumed from the
-    environment it was); what was kept, or None if it cannot be used."""
+    (`lockenv.sync.reuse.refresh_tree`: everything compared but what the tree's record
+    vouches for); what was kept, or None if it cannot be used."""
     from lockenv.sync.reuse import refresh_tree
 
-    skeleton_dirs = [layout.scripts_rel, layout.site_packages_rel, "include"]
-    return refresh_tree(staging, plans, skeleton_dirs, inodes)
+    return refresh_tree(staging, plans, _skeleton_dirs(layout), inodes, digests)
 
 
 def _python_site_packages_path(conda: list[CondaArtifact], unpacked: Mapping[str, Unpacked]) -> str:
@@ -991,7 +1011,7 @@ def sync_environment(
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.link import Linker, check_link_mode
     from lockenv.sync.prepare import prepare_artifacts
-    from lockenv.sync.reuse import keep_as_spare, spare_path
+    from lockenv.sync.reuse import keep_as_spare, plan_digests, spare_path, write_tree_record
     from lockenv.sync.venv import base_interpreter, create_venv, find_interpreter, layout_for
 
     started = time.monotonic()
@@ -1136,18 +1156,24 @@ def sync_environment(
             guard = PrefixGuard(staging, linker)
             linked: list[tuple[CondaArtifact, InstalledConda]] = []
             plans: list[WheelInstall] | None = None
+            digests: list[str | None] | None = None
             kept: set[str] = set()
+            whole: frozenset[int] = frozenset()  # plans all of whose files are in place
+            unchanged: dict[str, tuple[int, int, int]] = {}  # directories, by the record
+            skeleton: list[str] = []
             if interpreter is not None:
                 layout = layout_for(prefix, interpreter.major_minor, root=staging)
                 if reused:
                     plans = _plan_all(wheels, layout, environment, lock, options.project_root)
-                    refreshed = _refresh_spare(staging, plans, layout, prepared.inodes)
+                    digests = plan_digests(plans, prepared.inodes)
+                    refreshed = _refresh_spare(staging, plans, layout, prepared.inodes, digests)
                     if refreshed is None:  # not usable after all: build afresh
                         remove_tree(staging)
                         staging.mkdir()
                         os.chmod(staging, new_dir_mode())
                     else:
-                        kept = refreshed.files
+                        kept, unchanged = refreshed.files, refreshed.times
+                        whole = refreshed.whole
                         guard.adopt_dirs(refreshed.dirs)
                     checkpoint("staging:refreshed")
                 skeleton = create_venv(
@@ -1197,7 +1223,7 @@ def sync_environment(
             guard.protect_interpreter()  # no wheel may replace it
             if plans is None:
                 plans = _plan_all(wheels, layout, environment, lock, options.project_root)
-            installed = _install_all(wheels, plans, guard, frozenset(kept))
+            installed = _install_all(wheels, plans, guard, frozenset(kept), whole)
             guard.finish()  # every symlink still resolves inside, now that all is placed
             if options.compile_bytecode and bytecode_python is not None:
                 note("compiling bytecode")
@@ -1259,6 +1285,13 @@ def sync_environment(
                     sources=fingerprints,
                 ),
             )
+            if digests is not None and plans is not None:
+                # Last: what it says of the tree is vouched for by its own mtime.  Made
+                # by a refresh only, which has the cache files' inodes it needs (a tree
+                # built afresh is refreshed by listing all of it, once).
+                write_tree_record(
+                    staging, plans, digests, _skeleton_dirs(layout), skeleton, unchanged
+                )
             checkpoint("staging:complete")
             old = _swap_into_place(staging, prefix)
             swapped = True

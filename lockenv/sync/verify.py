@@ -49,14 +49,16 @@ from lockenv.sync.conda.prefix_record import (
 )
 from lockenv.sync.plan import STATE_FILE, EnvState, InstalledPackage, read_state
 from lockenv.sync.pypi.record import parse_record, record_hash_of_digest, resolve_installed_path
+from lockenv.sync.reuse import TREE_RECORD
 
 __all__ = ["VerifyReport", "environment_digest", "verify_environment"]
 
 _IS_WINDOWS = sys.platform == "win32"
 _PLACEHOLDER = b"<LOCKENV-PREFIX>"
 _CHUNK = 1 << 20
-# lockenv's own records at the root: the state file and the no-op stamp (`lockenv.fastpath`).
-_RECORDS = frozenset({STATE_FILE, f"{STATE_FILE}.tmp", STAMP_FILE})
+# lockenv's own records at the root: the state file, the no-op stamp (`lockenv.fastpath`)
+# and the record of the tree a later refresh reads (`lockenv.sync.reuse`).
+_RECORDS = frozenset({STATE_FILE, f"{STATE_FILE}.tmp", STAMP_FILE, TREE_RECORD})
 _SKELETON_FILES = frozenset({"pyvenv.cfg", "lib64", *_RECORDS})
 _SKELETON_SCRIPTS = re.compile(
     r"^(python|python3|python3\.\d+|pythonw?\.exe|activate|activate\.fish)$"

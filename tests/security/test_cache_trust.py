@@ -216,7 +216,13 @@ def test_an_entry_someone_else_sealed_is_never_trusted(tmp_path: Path) -> None:
 
 @unix_only
 @pytest.mark.parametrize(
-    "path", [".lockenv-state.json.tmp", ".lockenv-state.json", "conda-meta/p1-1.0-h_test_0.json"]
+    "path",
+    [
+        ".lockenv-state.json.tmp",
+        ".lockenv-state.json",
+        ".lockenv-tree.json",
+        "conda-meta/p1-1.0-h_test_0.json",
+    ],
 )
 def test_lockenv_never_writes_through_a_file_a_package_placed(tmp_path: Path, path: str) -> None:
     box = Sandbox.make(tmp_path / "box")

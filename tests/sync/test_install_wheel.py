@@ -199,7 +199,7 @@ def _pip_available() -> bool:
 
 def _installed_tree(prefix: Path) -> dict[str, bytes]:
     """Installed files (not the venv skeleton, bytecode or pip itself), prefix normalized."""
-    skip_top = {"pyvenv.cfg", ".lockenv-state.json", "lib64"}
+    skip_top = {"pyvenv.cfg", ".lockenv-state.json", ".lockenv-tree.json", "lib64"}
     out = {}
     for root, _dirs, files in os.walk(prefix):
         for name in files:

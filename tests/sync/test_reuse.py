@@ -17,7 +17,7 @@ from lockenv.lockfile import Lockfile, write_lockfile
 from lockenv.progress import format_size
 from lockenv.sync.materialize import SyncOptions, _spare_staging, remove_spare, sync_environment
 from lockenv.sync.pypi.wheel import InstalledDist, WheelInstall
-from lockenv.sync.reuse import is_spare, refresh_tree, spare_path
+from lockenv.sync.reuse import TREE_RECORD, is_spare, refresh_tree, spare_path
 from lockenv.sync.verify import verify_environment
 
 from cli_support import lockenv
@@ -389,3 +389,282 @@ def test_a_spare_removal_cut_short_is_never_taken_for_an_environment(
     _sync(old, prefix)  # builds afresh (the partial tree has no state file)
     assert not staging.exists()
     _no_leftovers(prefix)
+
+
+# -- the tree's record: directories not listed, and what that must not miss -------------
+
+
+@pytest.fixture
+def settled_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each tree's record written once the filesystem's clock has moved past the last
+    change of every directory of the tree, so that none is "racy" (a sync of these tiny
+    fixtures can make a whole tree within one clock tick, and then no directory could be
+    vouched for, hiding what the tests below are about).  Waits on the clock itself (a
+    probe file's mtime), not a guessed sleep."""
+    from lockenv.sync import reuse
+
+    write = reuse.write_tree_record
+
+    def settled(root: Path, *args: object, **kwargs: object) -> None:
+        last = max(os.lstat(base).st_ctime_ns for base, _d, _f in os.walk(root))
+        probe = root.parent / f"{root.name}.probe"
+        while True:
+            probe.write_bytes(b"")
+            ticked = os.lstat(probe).st_mtime_ns > last
+            probe.unlink()
+            if ticked:
+                break
+        write(root, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reuse, "write_tree_record", settled)
+
+
+def _listed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The directories `refresh_tree` lists (from now on), as paths."""
+    import sys
+
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def spy(path: str) -> object:
+        if sys._getframe(1).f_code is refresh_tree.__code__:
+            listed.append(str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", spy)
+    return listed
+
+
+def _seen(listed: list[str], prefix: Path) -> set[str]:
+    """The tree-relative paths of ``listed`` (made under a staging name beside ``prefix``)."""
+    return {os.path.relpath(p, prefix.parent).partition("/")[2] for p in listed}
+
+
+def _spare_with_record(prefix: Path, old: Lockfile, new: Lockfile) -> Path:
+    """Sync OLD, NEW, OLD, NEW: the spare is then OLD's tree made by a sync that checked
+    every cache entry it links (so its record vouches for all of its packages)."""
+    for lock in (old, new, old, new):
+        _sync(lock, prefix)
+    return spare_path(prefix)
+
+
+@pytest.fixture
+def recorded(
+    tmp_path: Path, old_and_new: tuple[Lockfile, Lockfile], settled_records: None
+) -> tuple[Lockfile, Path, Path]:
+    """OLD's lock, and an environment whose spare is OLD's tree with a record vouching
+    for all of its packages (`_spare_with_record`), and that spare."""
+    old, new = old_and_new
+    prefix = tmp_path / "env"
+    return old, prefix, _spare_with_record(prefix, old, new)
+
+
+def _same_as_fresh(prefix: Path, lock: Lockfile) -> None:
+    """The environment at ``prefix`` is the tree a sync of ``lock`` builds from nothing."""
+    refreshed = tree_snapshot(prefix)
+    shutil.rmtree(prefix)
+    shutil.rmtree(spare_path(prefix), ignore_errors=True)
+    _sync(lock, prefix)
+    assert tree_snapshot(prefix) == refreshed
+    _no_leftovers(prefix)
+
+
+def test_a_refresh_lists_only_what_the_record_cannot_vouch_for(
+    recorded: tuple[Lockfile, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, prefix, spare = recorded
+    first = os.stat(spare).st_ino
+    assert (spare / TREE_RECORD).is_file()
+    listed = _listed(monkeypatch)
+
+    _sync(old, prefix)  # the spare (OLD's tree, untouched) refreshed into OLD
+    assert os.stat(prefix).st_ino == first
+    seen = _seen(listed, prefix)
+    # The root and the skeleton's directories (written again) are listed; the packages',
+    # all unchanged, are not.
+    assert seen == {"", "bin"}
+    assert _shared_writable(prefix) == []
+    _same_as_fresh(prefix, old)
+
+
+def test_a_refresh_into_a_change_lists_the_changed_packages_directories(
+    recorded: tuple[Lockfile, Path, Path],
+    fixture_index_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _old, prefix, _spare = recorded
+    # OLD with alpha 1.1 for 1.0; beta and clicky as they were.
+    mid = fixture_lock(fixture_index_dir, ("alpha-1.1-py3-none-any.whl", *OLD[1:]))
+    listed = _listed(monkeypatch)
+
+    _sync(mid, prefix)  # the spare, OLD's tree, refreshed into MID
+    seen = _seen(listed, prefix)
+    assert f"{SP}/alpha" in seen  # the changed package's directories are compared
+    assert not any(rel.startswith((f"{SP}/beta", f"{SP}/clicky")) for rel in seen)
+    assert _shared_writable(prefix) == []
+    _same_as_fresh(prefix, mid)
+
+
+def _edit_in_place(path: Path, data: bytes) -> None:
+    mode = stat.S_IMODE(os.lstat(path).st_mode)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as fh:
+        fh.write(data)
+    os.chmod(path, mode)
+
+
+def _add(spare: Path) -> None:
+    (spare / SP / "beta" / "byhand.py").write_text("x = 1\n")
+
+
+def _add_then_set_mtime_back(spare: Path) -> None:
+    before = os.lstat(spare / SP / "beta")
+    _add(spare)
+    os.utime(spare / SP / "beta", ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _remove(spare: Path) -> None:
+    next((spare / SP / "beta").glob("*.py")).unlink()
+
+
+def _replace(spare: Path) -> None:
+    target = next((spare / SP / "beta").glob("*.py"))
+    other = spare / SP / "beta" / "other.tmp"
+    other.write_bytes(b"# not the cache's file\n")
+    os.replace(other, target)
+
+
+def _rename_file(spare: Path) -> None:
+    target = next((spare / SP / "beta").glob("*.py"))
+    target.rename(target.with_name("renamed.py"))
+
+
+def _rename_directory(spare: Path) -> None:
+    (spare / SP / "clicky").rename(spare / SP / "clicky_moved")
+
+
+def _directory_for_a_symlink(spare: Path) -> None:
+    elsewhere = spare.parent / "elsewhere"
+    shutil.copytree(spare / SP / "beta", elsewhere, copy_function=os.link)
+    shutil.rmtree(spare / SP / "beta")
+    (spare / SP / "beta").symlink_to(elsewhere)
+
+
+def _edit_a_linked_file(spare: Path) -> None:
+    # The file is the cache's inode: the cache entry changes too, which its seal shows.
+    _edit_in_place(next((spare / SP / "beta").glob("*.py")), b"raise SystemExit('edited')\n")
+
+
+def _edit_a_written_file(spare: Path) -> None:
+    _edit_in_place(spare / SP / "beta-1.0.dist-info" / "INSTALLER", b"nobody")
+
+
+def _edit_a_record(spare: Path) -> None:
+    record = spare / SP / "clicky-8.0.dist-info" / "RECORD"
+    _edit_in_place(record, record.read_bytes()[:-8] + b"tampered")
+
+
+def _link_a_written_file_elsewhere(spare: Path) -> None:
+    os.link(spare / SP / "beta-1.0.dist-info" / "INSTALLER", spare.parent / "second-name")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _add,
+        _add_then_set_mtime_back,
+        _remove,
+        _replace,
+        _rename_file,
+        _rename_directory,
+        _directory_for_a_symlink,
+        _edit_a_linked_file,
+        _edit_a_written_file,
+        _edit_a_record,
+        _link_a_written_file_elsewhere,
+    ],
+)
+def test_what_the_record_vouches_for_is_still_checked(
+    recorded: tuple[Lockfile, Path, Path], monkeypatch: pytest.MonkeyPatch, tamper: object
+) -> None:
+    old, prefix, spare = recorded
+    beta = next((spare / SP / "beta").glob("*.py")).read_bytes()
+    tamper(spare)  # type: ignore[operator]
+    listed = _listed(monkeypatch)
+
+    _sync(old, prefix)  # refreshes the tampered spare into OLD (and verifies it)
+    seen = _seen(listed, prefix)
+    assert f"{SP}/alpha" not in seen  # the record was used for what was not touched
+    assert next((prefix / SP / "beta").glob("*.py")).read_bytes() == beta
+    assert _shared_writable(prefix) == []
+    _same_as_fresh(prefix, old)
+
+
+def test_a_cache_file_copied_back_is_linked_again_not_kept(
+    recorded: tuple[Lockfile, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, prefix, spare = recorded
+    linked = next((spare / SP / "beta").glob("*.py"))
+    cache = Path(os.environ["LOCKENV_CACHE_DIR"])
+    (cached,) = [p for p in cache.rglob("*.py") if os.path.samestat(os.lstat(p), os.lstat(linked))]
+    # The same bytes and mode under a new inode: the seal check accepts the file (it
+    # hashes it), but the spare's link is to the old inode, which no seal covers now.
+    copy = cached.with_name("copy.tmp")
+    copy.write_bytes(cached.read_bytes())
+    os.chmod(copy, stat.S_IMODE(os.lstat(cached).st_mode))
+    os.replace(copy, cached)
+    listed = _listed(monkeypatch)
+
+    _sync(old, prefix)
+    assert f"{SP}/alpha" not in _seen(listed, prefix)  # the record was used
+    assert os.path.samestat(os.lstat(prefix / SP / "beta" / linked.name), os.lstat(cached))
+    _same_as_fresh(prefix, old)
+
+
+def test_a_directory_changed_within_the_records_clock_tick_is_listed(
+    recorded: tuple[Lockfile, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    old, prefix, spare = recorded
+    _add(spare)
+    # A record that gives beta's directory its times as they are now (as if the file
+    # had been added just after the directory was looked at, in the same clock tick as
+    # the record was written): the directory's ctime is not older than the record.
+    beta = spare / SP / "beta"
+    st_ = os.lstat(beta)
+    record = spare / TREE_RECORD
+    data = json.loads(record.read_bytes())
+    for row in data["dirs"]:
+        if row[0] == f"{SP}/beta":
+            row[1:] = [st_.st_ino, st_.st_mtime_ns, st_.st_ctime_ns]
+    os.chmod(record, 0o644)
+    record.write_text(json.dumps(data))
+    os.chmod(record, 0o444)
+    os.utime(record, ns=(st_.st_ctime_ns, st_.st_ctime_ns))
+    listed = _listed(monkeypatch)
+
+    _sync(old, prefix)
+    assert f"{SP}/beta" in _seen(listed, prefix)
+    assert not (prefix / SP / "beta" / "byhand.py").exists()
+    _same_as_fresh(prefix, old)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing", "another format"])
+def test_a_record_that_cannot_be_read_means_listing_everything(
+    recorded: tuple[Lockfile, Path, Path], monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    old, prefix, spare = recorded
+    _add(spare)
+    record = spare / TREE_RECORD
+    os.chmod(record, 0o644)
+    if damage == "missing":
+        record.unlink()
+    else:
+        record.write_text("{not json" if damage == "garbage" else '{"format": 99}')
+    listed = _listed(monkeypatch)
+
+    _sync(old, prefix)
+    assert f"{SP}/alpha" in _seen(listed, prefix)
+    assert not (prefix / SP / "beta" / "byhand.py").exists()
+    _same_as_fresh(prefix, old)
