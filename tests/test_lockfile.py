@@ -1094,3 +1094,118 @@ def test_remembered_parse_keeps_only_what_json_gives_back(tmp_path: Path) -> Non
     assert json.loads(memo.read_text())["locks"] == [
         {"sha256": "c" * 64, "data": {"version": 1, "x": [1.0, True, None]}}
     ]
+
+
+# -- _events_data: a lock's YAML read from libyaml's events ------------------------------
+#
+# `lockenv.lockfile._events_data` must give what the strict loader gives, or leave the text
+# to it (`_UNSURE`): never other data, never data where the strict loader refuses.
+
+
+def _strict_or_error(text: str) -> Any:
+    from lockenv import lockfile
+
+    try:
+        return yaml.load(text, Loader=lockfile._strict_loader())
+    except (yaml.YAMLError, RecursionError) as exc:
+        return type(exc)
+
+
+def _events_agree(text: str) -> bool:
+    """Whether `_events_data` read ``text`` itself (False: it left it to the strict loader),
+    checking that what it read is what the strict loader reads."""
+    from lockenv import lockfile
+
+    fast = lockfile._events_data(text)
+    if fast is lockfile._UNSURE:
+        return False
+    assert fast == _strict_or_error(text), text
+    return True
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lock=locks())
+def test_every_lock_lockenv_writes_is_read_from_events(lock: Lockfile) -> None:
+    assert _events_agree(dumps(lock))
+
+
+_TRICKY = st.sampled_from(
+    [
+        *("yes", "No", "ON", "off", "~", "null", "Null", "true", "1.0", "1e3", "0x1F", "0o17"),
+        *("1_000", "1:20", "-7", "+3", "2024-01-01", "2024-01-01 10:00:00Z", ".inf", "-.Inf"),
+        *(".NaN", "=", "<<", "", " lead", "trail ", "a: b", "- x", "#c", "'q'", '"d"', "caf\u00e9"),
+        *("\t", "line\nbreak", "[x]", "{y}", "*star", "&amp", "!bang", "%pct", "@at", "`tick"),
+    ]
+)
+_SCALARS = st.one_of(
+    _TRICKY, st.text(max_size=8), st.integers(), st.booleans(), st.none(), st.dates()
+)
+_DATA = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.one_of(_TRICKY, st.text(max_size=5), st.integers()), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
+@settings(max_examples=300, deadline=None)
+@given(data=_DATA, flow=st.sampled_from([False, True, None]), unicode=st.booleans())
+def test_events_read_any_data_as_the_strict_loader_does(
+    data: Any, flow: bool | None, unicode: bool
+) -> None:
+    text = yaml.safe_dump(data, default_flow_style=flow, allow_unicode=unicode, sort_keys=False)
+    _events_agree(text)
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x [1]\nb: *x\n",  # an alias
+        "a: !!str 1\n",  # explicit tags
+        "a: !!binary aGk=\n",
+        "a: !!python/name:os.system\n",
+        "a: !custom x\n",
+        "base: &b {x: 1}\nderived:\n  <<: *b\n",  # merge keys
+        "a:\n  <<: {x: 1}\n",
+        "a: 1\na: 2\n",  # duplicate keys
+        "? [1, 2]\n: x\n",  # unhashable keys
+        "? {a: 1}\n: x\n",
+        "--- 1\n--- 2\n",  # two documents
+        "",  # none
+        "# only a comment\n",
+        "a: =\n",  # a scalar no safe constructor takes
+        "[" * 200 + "]" * 200,  # deeper than any lock
+        "a: [1, 2\n",  # not YAML
+        "a: b: c\n",
+        "\tkey: tab\n",
+    ],
+)
+def test_what_the_events_leave_to_the_strict_loader(text: str) -> None:
+    assert not _events_agree(text)
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML built without libyaml")
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x 1\nb: 2\n",  # an anchor nothing refers to
+        "a: ! 12\nb: ! [1]\n",  # the non-specific tag
+        "{a: [1, 2.5, yes, ~, 2024-01-02], 'b': \"c\\u00e9\", 3: x}\n",
+        "%YAML 1.1\n---\na: 1\n...\n",
+        "a: |\n  two\n  lines\nb: >\n  folded\n  text\n",
+        "- 0o17\n- 0x1F\n- 1_000\n- 1:20\n- .inf\n- -.Inf\n- +3\n",
+    ],
+)
+def test_what_the_events_read_themselves(text: str) -> None:
+    assert _events_agree(text)
+
+
+def test_a_lock_with_an_alias_is_still_refused_with_its_line() -> None:
+    text = dumps(sample_lock()).replace("lockenv-version:", "x: &a 1\ny: *a\nlockenv-version:")
+    with pytest.raises(LockfileError, match=r"not valid YAML \(line \d+, column \d+\): alias"):
+        loads(text)
