@@ -193,8 +193,9 @@ def refresh_tree(
     except OSError:
         return None
     vouched: dict[str, tuple[int, int, int]] = {}
+    stale: set[str] = set()
     if digests is not None:
-        vouched = _vouched_dirs(root, plans, digests, dirs)
+        vouched, stale = _vouched_dirs(root, plans, digests, dirs)
     children: dict[str, list[str]] = {}
     if vouched:
         for rel in dirs:
@@ -225,9 +226,12 @@ def refresh_tree(
             continue
         with os.scandir(path) as it:
             entries = list(it)
+        # Nothing in a directory only changed packages had files in can stay: its files
+        # are not even compared.
+        compare = rel_dir not in stale
         for entry in entries:
             rel = head + entry.name
-            want = expected.get(rel)
+            want = expected.get(rel) if compare else None
             if want is not None:
                 source = want[1]
                 if isinstance(source, str):
@@ -443,17 +447,20 @@ def _vouched_dirs(
     plans: Sequence[WheelInstall],
     digests: Sequence[str | None],
     dirs: set[str],
-) -> dict[str, tuple[int, int, int]]:
+) -> tuple[dict[str, tuple[int, int, int]], set[str]]:
     """The directories of the new tree (``dirs``) that the record at ``root`` can vouch
-    for, with the ``(st_ino, st_mtime_ns, st_ctime_ns)`` each must still have.
+    for, with the ``(st_ino, st_mtime_ns, st_ctime_ns)`` each must still have; and the
+    "stale" directories of the record's tree: those only packages not kept had files in
+    (whatever they hold now is theirs or was added since: nothing there can stay).
 
     A directory qualifies when the record's sync left it with a ctime older than the
     record, every package with files in it is one of the record's with the same digest
     (the packages common to both in the same order), none of the new packages has files
     in it, it holds nothing of the skeleton, and its subdirectories are to be the same."""
+    nothing: tuple[dict[str, tuple[int, int, int]], set[str]] = ({}, set())
     found = _read_record(root)
     if found is None:
-        return {}
+        return nothing
     data, stamp = found
     try:
         recorded = {
@@ -462,28 +469,33 @@ def _vouched_dirs(
         # A package whose entry this sync did not check has no digest (null): never kept.
         old = [(digest or "", set(map(str, pdirs))) for digest, pdirs in data["packages"]]
     except (KeyError, TypeError, ValueError):
-        return {}
+        return nothing
     new_set = {d for d in digests if d is not None}
     old_set = {d for d, _ in old if d}
     if [d for d, _ in old if d in new_set] != [d for d in digests if d in old_set]:
-        return {}  # the common packages in another order: a shared path may differ
+        return nothing  # the common packages in another order: a shared path may differ
     if not all(map(_plain, dirs)) or not all(_plain(d) for _, pdirs in old for d in pdirs):
-        return {}  # a path that names a directory two ways: compare entry by entry
+        return nothing  # a path that names a directory two ways: compare entry by entry
     dirty: set[str] = set()
+    live: set[str] = set()  # with files of a package kept
     for digest, pdirs in old:
-        if digest not in new_set:
+        if digest in new_set:
+            live |= pdirs
+        else:
             dirty |= pdirs
+    stale = dirty - live
     for plan, digest in zip(plans, digests, strict=True):
         if digest not in old_set:
             dirty.update(plan.dirs)
     # A directory that gains or loses a subdirectory is the parent of one in one tree
     # and not the other.
     dirty.update(rel.rpartition("/")[0] for rel in recorded.keys() ^ dirs)
-    return {
+    vouched = {
         rel: times
         for rel, times in recorded.items()
         if times[2] < stamp and rel not in dirty and rel in dirs
     }
+    return vouched, stale
 
 
 def _cache_identity(source: str) -> tuple[int, int] | None:
