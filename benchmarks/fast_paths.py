@@ -17,7 +17,8 @@ own warm cache, in turns (lockenv, uv, lockenv, uv, ...):
             from the sync before last (`lockenv.sync.reuse`) is one package off too
 
 (uv's ``--frozen`` and ``--offline`` keep it from asking the index again, which
-would only flatter lockenv.)  ``cp -al`` of the environment is shown for scale.  Times
+would only flatter lockenv; so would an interpreter shim first on PATH, see
+`real_interpreter`.)  ``cp -al`` of the environment is shown for scale.  Times
 are medians of wall-clock and CPU (user + system, the process and its children); the
 ratios are lockenv / uv.  lockenv is installed from this checkout into a fresh venv (not
 editable: an editable install's import hook costs every start-up).
@@ -79,6 +80,20 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]
         raise SystemExit(f"failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
+
+
+def real_interpreter(python: str) -> str:
+    """The interpreter ``python`` starts, past any shim: pyenv's ``python3.11`` is a shell
+    script that takes ~150 ms to start it, and uv runs the interpreter it finds on PATH
+    on every sync (measured by hand from such a shell: uv's warm sync 450 ms instead of
+    240), which would flatter lockenv."""
+    found = subprocess.run(
+        [python, "-c", "import sys; print(sys.executable)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return found.stdout.strip()
 
 
 def project_manifests(wanted: list[str], index: str) -> tuple[str, str]:
@@ -187,10 +202,12 @@ def bench(
     served: synthetic.Served,
     work: Path,
 ) -> int:
-    python = shutil.which(f"python{PYTHON}") or sys.executable
+    python = real_interpreter(shutil.which(f"python{PYTHON}") or sys.executable)
+    # Both tools find that interpreter first on PATH, not a shim in front of it.
+    path = f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     le_dir, uv_dir = work / "lockenv-project", work / "uv-project"
-    le_env = clean_env(LOCKENV_CACHE_DIR=str(work / "lockenv-cache"))
-    uv_env = clean_env(UV_CACHE_DIR=str(work / "uv-cache"), UV_LINK_MODE="hardlink")
+    le_env = clean_env(LOCKENV_CACHE_DIR=str(work / "lockenv-cache"), PATH=path)
+    uv_env = clean_env(UV_CACHE_DIR=str(work / "uv-cache"), UV_LINK_MODE="hardlink", PATH=path)
     le_dir.mkdir()
     uv_dir.mkdir()
     locks: dict[str, dict[str, bytes]] = {"lockenv": {}, "uv": {}}
