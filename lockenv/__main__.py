@@ -14,64 +14,44 @@ import os
 import sys
 from collections.abc import Sequence
 
-_FLAGS = frozenset({"--frozen", "--locked", "--offline"})
-_VALUED = {
-    "-e": "environment",
-    "--environment": "environment",
-    "--prefix": "prefix",
-    "--lock": "lock",
-    "--bundle": "bundle",
-}
-
 
 def _parse(argv: Sequence[str]) -> dict[str, str | list[str] | int | bool] | None:
-    """The options of a plain ``sync`` or ``run``, or None for anything else."""
-    args = list(argv)
-    quiet = 0
-    while args and args[0] in ("-q", "--quiet"):
-        quiet += 1
-        args.pop(0)
-    if not args or args[0] not in ("sync", "run"):
-        return None
-    command = args.pop(0)
-    valued = _VALUED
-    found: dict[str, str | list[str] | int | bool] = {"command": command, "frozen": False}
-    locked = False
-    while args:
-        arg = args.pop(0)
-        name, eq, value = arg.partition("=")
-        if arg in ("-q", "--quiet"):
-            quiet += 1
-        elif arg in _FLAGS:
-            found["frozen"] = found["frozen"] or arg == "--frozen"
-            locked = locked or arg == "--locked"
-        elif (eq and name in valued) or arg in valued:
-            if not eq:
-                if not args:
-                    return None
-                value = args.pop(0)
-            key = valued[name if eq else arg]
-            if key in found or not value:
-                return None
-            found[key] = value
-        elif arg.startswith("-e") and len(arg) > 2 and "environment" not in found:
-            found["environment"] = arg[2:]
-        elif command == "run" and (arg == "--" or not arg.startswith("-")):
-            found["cmd"] = args if arg == "--" else [arg, *args]
-            break
-        else:
-            return None  # an option the full command line handles
-    if command == "sync" and locked and found["frozen"]:
-        return None  # refused by the full command line
-    if command == "run" and not found.get("cmd"):
-        return None
+    """The options of a plain ``sync`` or ``run`` that the fast path can answer
+    (`lockenv.fastpath.read_plain`, less what the full command line would refuse or
+    needs to look at), or None for anything else."""
+    from lockenv.fastpath import read_plain
+
+    plain = read_plain(argv)
+    if plain is None or (plain.get("frozen") and plain.get("locked")):
+        return None  # the pair is refused by the full command line
+    command = plain["command"]
+    found: dict[str, str | list[str] | int | bool] = {
+        "command": command,
+        "frozen": bool(plain.get("frozen")),
+        "quiet": _count(plain["quiet"]) + _count(plain["quiet_after"]),
+    }
+    for key in ("environment", "prefix", "lock"):
+        if key in plain:
+            found[key] = plain[key]
+    if command == "run":
+        cmd = plain.get("cmd", [])
+        assert isinstance(cmd, list)
+        if cmd[:1] == ["--"]:
+            cmd = cmd[1:]
+        if not cmd:
+            return None
+        found["cmd"] = cmd
     if "lock" in found and "prefix" not in found:
         return None
-    bundle = found.pop("bundle", None)
+    bundle = plain.get("bundle")
     if isinstance(bundle, str) and not os.path.isfile(os.path.join(bundle, "bundle.json")):
         return None  # not a bundle: the full command line says so (a no-op needs none)
-    found["quiet"] = quiet
     return found
+
+
+def _count(value: object) -> int:
+    assert isinstance(value, int)
+    return value
 
 
 def _left_by_killed_sync(prefix: str) -> bool:

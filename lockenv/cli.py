@@ -1392,57 +1392,25 @@ COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None
 # argparse makes of them (tests/test_cli_parser.py compares the two, argument by argument).
 # Anything else, even a repeated or abbreviated option, goes to argparse.
 
-_PLAIN_FLAGS = {"--frozen": "frozen", "--locked": "locked", "--offline": "offline"}
-_PLAIN_VALUED = {
-    "-e": "environment",
-    "--environment": "environment",
-    "--prefix": "prefix",
-    "--lock": "lock",
-}
-
 
 def plain_arguments(argv: Sequence[str]) -> argparse.Namespace | None:
     """The namespace `build_parser` makes of ``argv`` when it is a plain ``sync`` or ``run``
     (``-q``; ``--frozen`` or ``--locked``, ``--offline``, ``-e``, ``--prefix``, ``--lock``;
-    ``run``'s command), read without argparse; None for anything else."""
-    args = list(argv)
-    before = after = 0
-    while args and args[0] in ("-q", "--quiet"):
-        before += 1
-        args.pop(0)
-    if not args or args[0] not in ("sync", "run"):
+    ``run``'s command), read without argparse (`lockenv.fastpath.read_plain`); None for
+    anything else."""
+    from lockenv.fastpath import read_plain
+
+    given = read_plain(argv)
+    if given is None or "bundle" in given:
         return None
-    command = args.pop(0)
-    given: dict[str, str | bool] = {}
-    cmd: list[str] = []
-    while args:
-        arg = args.pop(0)
-        name, eq, value = arg.partition("=")
-        if arg in ("-q", "--quiet"):
-            after += 1
-        elif arg in _PLAIN_FLAGS:
-            given[_PLAIN_FLAGS[arg]] = True
-        elif arg in _PLAIN_VALUED or (eq and name in _PLAIN_VALUED) or arg[:2] == "-e":
-            if arg in _PLAIN_VALUED:
-                name, value = arg, args.pop(0) if args else ""
-            elif not eq or name not in _PLAIN_VALUED:
-                name, value = "-e", arg[2:]  # -eENV
-            key = _PLAIN_VALUED[name]
-            if key in given or not value or value.startswith("-"):
-                return None  # argparse's to take or to refuse
-            given[key] = value
-        elif command == "run" and (arg == "--" or not arg.startswith("-")):
-            cmd = [arg, *args]
-            break
-        else:
-            return None
     if given.get("frozen") and given.get("locked"):
         return None  # argparse refuses the pair
+    command = given["command"]
     values: dict[str, Any] = {
         "manifest": os.environ.get(_MANIFEST) or None,
         "verbose": 0,
         # The command's own -q replace those before it (argparse's sub-parser count).
-        "quiet": after or before,
+        "quiet": given["quiet_after"] or given["quiet"],  # ints
         "color": os.environ.get(_COLOR) or "auto",
         "command": command,
         "environment": given.get("environment", "default"),
@@ -1454,7 +1422,7 @@ def plain_arguments(argv: Sequence[str]) -> argparse.Namespace | None:
         "offline": bool(given.get("offline")) or _env_true(_OFFLINE),
     }
     if command == "run":
-        values.update(handler=cmd_run, cmd=cmd)
+        values.update(handler=cmd_run, cmd=given.get("cmd", []))
     else:
         values.update(
             handler=cmd_sync,

@@ -39,6 +39,7 @@ __all__ = [
     "activation_env",
     "find_program",
     "locate_manifest",
+    "read_plain",
     "signed",
     "signed_input",
     "stamp_says_current",
@@ -259,6 +260,65 @@ def write_stamp(
 
 
 # -- what `run` needs ------------------------------------------------------------------------
+
+
+# The options of a plain ``sync`` or ``run``: what a job array repeats.
+_PLAIN_FLAGS = {"--frozen": "frozen", "--locked": "locked", "--offline": "offline"}
+_PLAIN_VALUED = {
+    "-e": "environment",
+    "--environment": "environment",
+    "--prefix": "prefix",
+    "--lock": "lock",
+    "--bundle": "bundle",
+}
+
+
+def read_plain(argv: Sequence[str]) -> dict[str, str | int | bool | list[str]] | None:
+    """A plain ``sync`` or ``run`` command line as written, read by hand (importing argparse
+    and building a parser would cost such a command more than its work); None for anything
+    else: another option (even an abbreviation), a valued option (``-e``/``--environment``,
+    ``--prefix``, ``--lock``, ``--bundle``) repeated, empty or followed by an option, a
+    word after ``sync``.
+
+    The result: ``command``; ``quiet`` and ``quiet_after``, the ``-q`` before and after
+    the command; each flag given (``frozen``, ``locked``, ``offline``: True); each valued
+    option given, by its name; for ``run``, ``cmd``: everything from its first word (or
+    ``--``) on, as written.  Callers add what their full command line would refuse (the
+    entry point's fast path, `lockenv.__main__`; the CLI's namespace, `lockenv.cli`).
+    """
+    args = list(argv)
+    quiet = 0
+    while args and args[0] in ("-q", "--quiet"):
+        quiet += 1
+        args.pop(0)
+    if not args or args[0] not in ("sync", "run"):
+        return None
+    command = args.pop(0)
+    found: dict[str, str | int | bool | list[str]] = {"command": command, "quiet": quiet}
+    after = 0
+    while args:
+        arg = args.pop(0)
+        name, eq, value = arg.partition("=")
+        if arg in ("-q", "--quiet"):
+            after += 1
+        elif arg in _PLAIN_FLAGS:
+            found[_PLAIN_FLAGS[arg]] = True
+        elif arg in _PLAIN_VALUED or (eq and name in _PLAIN_VALUED) or arg[:2] == "-e":
+            if arg in _PLAIN_VALUED:
+                name, value = arg, args.pop(0) if args else ""
+            elif not eq or name not in _PLAIN_VALUED:
+                name, value = "-e", arg[2:]  # -eENV
+            key = _PLAIN_VALUED[name]
+            if key in found or not value or value.startswith("-"):
+                return None  # the full command line's to take or to refuse
+            found[key] = value
+        elif command == "run" and (arg == "--" or not arg.startswith("-")):
+            found["cmd"] = [arg, *args]
+            break
+        else:
+            return None
+    found["quiet_after"] = after
+    return found
 
 
 def locate_manifest(start: str) -> tuple[str, str, bool] | None:

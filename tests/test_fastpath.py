@@ -229,6 +229,9 @@ def test_a_read_only_prefix_gets_no_stamp(tmp_path: Path, no_racy_window: None) 
             },
         ),
         (["run", "--lock", "L", "--", "true"], None),  # needs --prefix
+        (["run", "--locked", "--frozen", "--", "true"], None),  # refused by the full line
+        (["sync", "--prefix", "-q"], None),  # argparse: "expected one argument"
+        (["sync", "-e-x"], None),
         (["sync", "--bundle", "/no/such/bundle"], None),
         (["-v", "sync"], None),
         (["--manifest", "x.toml", "sync"], None),
