@@ -667,7 +667,6 @@ def wheel_destinations(wheel: UnpackedWheel, layout: EnvLayout) -> list[tuple[Wh
         "data": "",
     }
     data_prefix = f"{wheel.data_dir}/" if wheel.data_dir else None
-    dist_info_prefix = f"{wheel.dist_info}/"
     sp_prefix = sp_rel + "/"
 
     def destination(path: str) -> str:
@@ -682,13 +681,13 @@ def wheel_destinations(wheel: UnpackedWheel, layout: EnvLayout) -> list[tuple[Wh
             return f"{base}/{rest}" if base else rest
         return sp_prefix + path
 
-    return [
-        (f, destination(f.path))
-        for f in wheel.files
-        if not (
-            f.path.startswith(dist_info_prefix) and f.path[len(dist_info_prefix) :] in _GENERATED
-        )
-    ]
+    written = _installer_written(wheel)
+    return [(f, destination(f.path)) for f in wheel.files if f.path not in written]
+
+
+def _installer_written(wheel: UnpackedWheel) -> frozenset[str]:
+    """The wheel paths of the files the installer writes itself: a wheel's own are left out."""
+    return frozenset(f"{wheel.dist_info}/{name}" for name in _GENERATED)
 
 
 def wheel_launchers(wheel: UnpackedWheel, layout: EnvLayout) -> list[tuple[str, bytes]]:
@@ -745,7 +744,7 @@ def plan_wheel_install(
         # .data directory): a few passes in C over the files (a warm sync plans thousands).
         head = sp_rel + "/"
         src_head = f"{wheel.files_dir}/"
-        written = {f"{wheel.dist_info}/{name}" for name in _GENERATED}
+        written = _installer_written(wheel)
         kept = [f for f in wheel.files if f.path not in written]
         entries = [(head + f.path, src_head + f.path, f.executable) for f in kept]
         rows = [(f.path, f.hash, f.size) for f in kept]
