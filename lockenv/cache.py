@@ -72,9 +72,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from lockenv.errors import CacheBusyError
+
+if TYPE_CHECKING:
+    from lockenv.cache_upkeep import DiskUsage, EnvironmentUse, PrunedItem, PruneReport
 
 __all__ = [
     "KEEP_ENV",
@@ -83,12 +86,8 @@ __all__ = [
     "LOCK_TIMEOUT_ENV",
     "SEAL",
     "Cache",
-    "DiskUsage",
     "EntryState",
-    "EnvironmentUse",
     "KeepPolicy",
-    "PruneReport",
-    "PrunedItem",
     "cache_usage",
     "check_entry",
     "default_cache_dir",
@@ -695,41 +694,6 @@ def keep_policy(value: str | None = None) -> KeepPolicy:
     raise UsageError(f"{source} {configured!r}: give one of {', '.join(KEEP_POLICIES)}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
-class EnvironmentUse:
-    """What one environment this cache knows about (`Cache.register_environment`) needs
-    of it: worked out by the sync side from the environment's state file."""
-
-    registration: Path
-    present: bool  # its state file was found and names this prefix
-    artifacts: frozenset[str] = frozenset()  # sha256 of every artifact it was built from
-    needs_trees: bool = False  # its files are symlinks into the unpacked trees
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PrunedItem:
-    """One thing `prune` removed (or, dry, would remove)."""
-
-    path: str  # relative to the cache root
-    reason: str
-    freed_bytes: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
-class PruneReport:
-    """What `prune` removed: cache entries (archives and unpacked trees), leftovers of
-    killed processes (partial downloads, work directories), and the bytes freed (files
-    whose last link went: a tree still hardlinked into an environment frees nothing).
-    ``kept_for_environments``: entries kept only because a known environment uses them."""
-
-    entries: int
-    leftovers: int
-    freed_bytes: int
-    items: tuple[PrunedItem, ...] = ()
-    kept_for_environments: int = 0
-    dry_run: bool = False
-
-
 class _Pruner:
     """One pass of `prune`: decides, removes (unless dry) and records."""
 
@@ -766,6 +730,8 @@ class _Pruner:
             self.leftovers += 1
         else:
             self.entries += 1
+        from lockenv.cache_upkeep import PrunedItem
+
         rel = os.path.relpath(path, self.cache.root)
         self.items.append(PrunedItem(path=rel, reason=reason, freed_bytes=freed))
 
@@ -795,6 +761,7 @@ def prune(
     first (readers see it whole or not at all), and put back if a sync marked it used
     between the scan and the rename.  ``dry_run``: remove nothing, report what would go.
     """
+    from lockenv.cache_upkeep import PruneReport
     from lockenv.errors import UsageError
 
     if not older_than_days >= 0:  # also refuses NaN
@@ -883,18 +850,12 @@ def prune(
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DiskUsage:
-    """What part of a cache takes on disk: what quotas count."""
-
-    bytes: int  # allocated blocks
-    inodes: int  # files, links and directories
-
-
 def cache_usage(cache: Cache) -> dict[str, DiskUsage]:
     """Disk use of each top-level part of ``cache`` (``archives``, ``unpacked``, ...; the
     files at the top count as "other").  Each inode counts once, in the first part that
     reaches it (hard links are free)."""
+    from lockenv.cache_upkeep import DiskUsage
+
     seen: set[tuple[int, int]] = set()
     usage: dict[str, DiskUsage] = {}
     for top in sorted(_scandir(cache.root), key=lambda e: e.name):
@@ -908,6 +869,8 @@ def cache_usage(cache: Cache) -> dict[str, DiskUsage]:
 def tree_usage(path: Path) -> DiskUsage:
     """Disk use of the tree at ``path`` (each inode once, hard links or not): what it
     keeps on disk while it exists."""
+    from lockenv.cache_upkeep import DiskUsage
+
     used, inodes = _disk_usage(path, set())
     return DiskUsage(bytes=used, inodes=inodes)
 
