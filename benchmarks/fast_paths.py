@@ -18,7 +18,9 @@ own warm cache, in turns (lockenv, uv, lockenv, uv, ...):
 
 (uv's ``--frozen`` and ``--offline`` keep it from asking the index again, which
 would only flatter lockenv; so would an interpreter shim first on PATH, see
-`real_interpreter`.)  ``cp -al`` of the environment is shown for scale.  Times
+`real_interpreter`.)  ``cp -al`` of the environment is shown for scale, and
+"floor": a bare Python loop that only makes its directories and lstats and links its
+cache files (`link_floor`), start-up included.  Times
 are medians of wall-clock and CPU (user + system, the process and its children); the
 ratios are lockenv / uv.  lockenv is installed from this checkout into a fresh venv (not
 editable: an editable install's import hook costs every start-up).
@@ -49,6 +51,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import synthetic  # noqa: E402
+from link_floor import write_plan  # noqa: E402
 
 from lockenv.platforms import current_platform  # noqa: E402
 
@@ -295,6 +298,15 @@ def bench(
         copy = work / f"cp-al-{i}"
         copies.append(timed(["cp", "-al", str(le_prefix), str(copy)], work, le_env))
         shutil.rmtree(copy)
+    # The floor: a bare Python loop making the same directories and links (link_floor.py).
+    floor_plan = work / "floor-plan.json"
+    write_plan(le_prefix, work / "lockenv-cache", floor_plan)
+    floors = []
+    for i in range(args.rounds):
+        copy = work / f"floor-{i}"
+        floor = [python, "-I", str(HERE / "link_floor.py"), str(floor_plan), str(copy)]
+        floors.append(timed(floor, work, le_env))
+        shutil.rmtree(copy)
 
     print(
         f"\n{args.pins} pins ({len(stack.top)} asked for), {files} files in the environment, "
@@ -309,6 +321,9 @@ def bench(
     cp_wall = statistics.median(c[0] for c in copies)
     cp_cpu = statistics.median(c[1] for c in copies)
     print(f"{'cp -al':<8}{cp_wall * 1000:>9.1f}{'':>18}{cp_cpu * 1000:>10.1f}")
+    floor_wall = statistics.median(f[0] for f in floors)
+    floor_cpu = statistics.median(f[1] for f in floors)
+    print(f"{'floor':<8}{floor_wall * 1000:>9.1f}{'':>18}{floor_cpu * 1000:>10.1f}")
     if args.baseline:
         print(f"\nthe same rounds, beside the baseline ({args.baseline})")
         print(
