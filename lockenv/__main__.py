@@ -115,6 +115,38 @@ def _fast(argv: Sequence[str]) -> int | None:
     return 0  # not reached
 
 
+def _dataclasses_without_inspect() -> None:
+    """Import `dataclasses` with `inspect` loaded only if a dataclass needs it.
+
+    dataclasses imports inspect, and with it ast, dis, tokenize and linecache (about a
+    tenth of a warm sync's start-up), for one call: `inspect.signature`, which writes the
+    docstring of a dataclass that has none.  lockenv's dataclasses have docstrings
+    (tests/test_main.py checks), so the command never needs it.  `dataclasses` is given a
+    stand-in that imports the real module at its first attribute lookup, and is then
+    pointed at it; whatever else imports inspect gets the real module.
+    """
+    if "dataclasses" in sys.modules or "inspect" in sys.modules:
+        return
+    import types
+
+    class _Inspect(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            if sys.modules.get("inspect") is self:
+                del sys.modules["inspect"]
+            import inspect  # the real one
+
+            vars(sys.modules["dataclasses"])["inspect"] = inspect
+            return getattr(inspect, name)
+
+    stand_in = _Inspect("inspect")
+    sys.modules["inspect"] = stand_in
+    try:
+        import dataclasses  # noqa: F401  (imported for what it keeps of the stand-in)
+    finally:
+        if sys.modules.get("inspect") is stand_in:
+            del sys.modules["inspect"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lockenv`` command with ``argv`` (default: the process's arguments)."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -122,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = _fast(args)
         if status is not None:
             return status
+    _dataclasses_without_inspect()
     from lockenv.cli import main as cli_main
 
     return cli_main(args)

@@ -510,6 +510,8 @@ class WheelLayout:
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class _Described:
+    """What a wheel's WHEEL, METADATA and entry_points.txt say of it (`_described`)."""
+
     root_is_purelib: bool
     project_name: str
     entry_points: list[EntryPoint]
