@@ -154,8 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = _fast(args)
         if status is not None:
             return status
-    _dataclasses_without_inspect()
-    from lockenv.cli import main as cli_main
+    from lockenv.gcpause import gc_paused
+
+    # Modules, functions and classes by the thousand, all kept: nothing to collect.
+    with gc_paused():
+        _dataclasses_without_inspect()
+        from lockenv.cli import main as cli_main
 
     return cli_main(args)
 
