@@ -33,13 +33,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import operator
 import os
 import re
 import stat
 from collections.abc import Iterable, Sequence
 
 from lockenv.errors import InstallError, UnsafePathError
-from lockenv.sync.link import NEW_INODE_WORK, Linker, copy_file, each_in_threads
+from lockenv.sync.link import NEW_INODE_WORK, Linker, copy_file, each_in_threads, link_all
 
 __all__ = ["RESERVED_TOP", "PrefixGuard"]
 
@@ -63,8 +64,8 @@ def _guarded(real_dir: str) -> bool:
     return real_dir in _GUARDED_DIRS or real_dir.startswith("conda-meta/")
 
 
-def _link(job: tuple[str, str]) -> None:
-    os.link(*job)
+_split_name = operator.methodcaller("rpartition", "/")  # -> (directory, "/", name)
+_name_of = operator.itemgetter(2)
 
 
 def _make_dirs(paths: list[str]) -> None:
@@ -362,9 +363,9 @@ class PrefixGuard:
         twice (the caller leaves out what a later entry replaces); ``owners``, if given,
         names each item's package (else ``what`` names them all).
 
-        Hardlinks are made together (`lockenv.sync.link.each_in_threads`: ``link`` waits
-        on the filesystem without the GIL): every path is resolved and checked here
-        first, as `place` does, so the threads only link, into directories that exist;
+        Hardlinks are made together (`lockenv.sync.link.link_all`: ``link`` waits on the
+        filesystem without the GIL): every path is resolved and checked here first, as
+        `place` does (`_targets`), so the threads only link, into directories that exist;
         a file that could not be linked so (something already there, another
         filesystem, a link count at its limit...) is then placed by `place`, in order.
         """
@@ -373,14 +374,29 @@ class PrefixGuard:
             for (src, rel, executable), owner in zip(items, names, strict=True):
                 self.place(src, rel, executable=executable, what=owner)
             return
-        target = self._target
-        jobs = [
-            (src, target(rel, owner)[0])
-            for (src, rel, _executable), owner in zip(items, names, strict=True)
-        ]
-        for i in each_in_threads(_link, jobs):
+        sources = [src for src, _rel, _executable in items]
+        targets = self._targets([rel for _src, rel, _executable in items], names)
+        for i in link_all(sources, targets):
             src, rel, executable = items[i]
             self.place(src, rel, executable=executable, what=names[i])
+
+    def _targets(self, rels: list[str], owners: Sequence[str]) -> list[str]:
+        """`_target` of each of ``rels`` (absolute paths), each path checked as it checks
+        it.  Most files are in a directory already resolved to itself (no symlink on the
+        way) where no path `_check_target` refuses can be: their paths are the root's
+        joined to them, made in C; the others go through `_target` one by one."""
+        split = list(map(_split_name, rels))
+        lexicals = {lexical for lexical, _sep, _name in split}
+        parents = self._parents
+        plain = {d for d in lexicals if parents.get(d) == d and not _guarded(d)}
+        head = self.root + "/"
+        if len(plain) == len(lexicals) and _NOT_NAMES.isdisjoint(map(_name_of, split)):
+            return list(map(head.__add__, rels))
+        target = self._target
+        return [
+            head + rel if lexical in plain and name not in _NOT_NAMES else target(rel, owner)[0]
+            for rel, (lexical, _sep, name), owner in zip(rels, split, owners, strict=True)
+        ]
 
     def copy(self, src: str, rel: str, *, executable: bool, what: str) -> None:
         """Put a private copy of ``src`` at ``rel`` (files that must never be shared)."""

@@ -1030,6 +1030,7 @@ def sync_environment(
     error the environment at ``prefix`` is left as it was.  Raises InstallError,
     IntegrityError, OfflineError, UnsafePathError (all LockenvError).
     """
+    from lockenv.atomic import private_dir
     from lockenv.cache import Cache, keep_policy, remove_tree
     from lockenv.cache import default_cache_dir as _default_cache
     from lockenv.platforms import current_platform
@@ -1156,8 +1157,6 @@ def sync_environment(
         ]
         _check_wheel_versions(wheels)
 
-        import tempfile
-
         # A hardlinked venv keeps the tree it replaces, and the next sync refreshes that
         # tree instead of building one from nothing (`lockenv.sync.reuse`).
         spare_ok = (
@@ -1171,7 +1170,7 @@ def sync_environment(
         staging = _spare_staging(prefix) if spare_ok else None
         reused = staging is not None
         if staging is None:
-            staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
+            staging = private_dir(prefix.parent, f".{prefix.name}.staging-")
         swapped = False
         try:
             from lockenv.atomic import new_dir_mode

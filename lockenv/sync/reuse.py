@@ -110,12 +110,12 @@ def take_spare(prefix: Path) -> Path | None:
     """The spare tree of ``prefix`` moved to a new staging name beside it (which the next
     sync removes if this one is killed), or None when there is none.  Call with the
     prefix's sync lock held."""
-    import tempfile
+    from lockenv.atomic import private_dir
 
     spare = spare_path(prefix)
     if not is_spare(spare):
         return None
-    staging = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.staging-", dir=prefix.parent))
+    staging = private_dir(prefix.parent, f".{prefix.name}.staging-")
     try:
         os.rename(spare, staging)  # replaces the empty directory just made
     except OSError:

@@ -133,6 +133,32 @@ def test_place_files_refuses_what_place_refuses(
     assert list((root / "pkg").iterdir()) == []  # every path is checked before any link
 
 
+@unix_only
+def test_place_files_resolves_what_is_not_plain_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files in directories resolved to themselves are joined to the root at once; one
+    through a symlink, at the top level or named ``..`` goes the long way, and lands (or
+    is refused) exactly as `place` would have it."""
+    _many_threads(monkeypatch)
+    files = _cache_files(tmp_path, 6)
+    root = tmp_path / "root"
+    root.mkdir()
+    guard = PrefixGuard(root, Linker("hardlink"))
+    guard.makedirs("pkg", what="test")
+    guard.symlink("pkg", "alias", what="test")
+    rels = ["pkg/a.py", "alias/b.py", "top.txt", "pkg/c.py", "alias/d.py", "e.py"]
+    guard.place_files(
+        [(str(f), rel, False) for f, rel in zip(files, rels, strict=True)], what="test"
+    )
+    placed = ["pkg/a.py", "pkg/b.py", "top.txt", "pkg/c.py", "pkg/d.py", "e.py"]
+    for f, rel in zip(files, placed, strict=True):
+        assert os.path.samestat(os.lstat(root / rel), os.stat(f)), rel
+    assert sorted(os.listdir(root)) == ["alias", "e.py", "pkg", "top.txt"]
+    with pytest.raises(UnsafePathError):
+        guard.place_files([(str(files[0]), "pkg/..", False)], what="test")
+
+
 def test_place_files_copies_across_filesystems(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

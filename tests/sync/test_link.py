@@ -10,7 +10,7 @@ import pytest
 
 from lockenv.errors import UsageError
 from lockenv.sync import link as link_mod
-from lockenv.sync.link import Linker, check_link_mode, each_in_threads
+from lockenv.sync.link import Linker, check_link_mode, each_in_threads, link_all
 
 
 def _src(tmp_path: Path) -> Path:
@@ -94,3 +94,31 @@ def test_each_in_threads_lets_other_errors_through() -> None:
 
     with pytest.raises(ValueError):
         each_in_threads(call, list(range(40)))
+
+
+@pytest.mark.usefixtures("either_way")
+def test_link_all_links_every_pair_and_returns_the_failures_in_order(tmp_path: Path) -> None:
+    """Failures anywhere in a batch (first, last, several in a row) are each reported, and
+    every other pair of that batch is linked still."""
+    cache, env = tmp_path / "cache", tmp_path / "env"
+    cache.mkdir()
+    env.mkdir()
+    sources = []
+    for i in range(20):
+        (cache / f"f{i}").write_text(str(i))
+        sources.append(str(cache / f"f{i}"))
+    in_the_way = [0, 2, 3, 4, 8, 9, 19]
+    for i in in_the_way:
+        (env / f"f{i}").write_text("there")
+    targets = [str(env / f"f{i}") for i in range(20)]
+    assert link_all(sources, targets) == in_the_way
+    for i, target in enumerate(targets):
+        linked = os.path.samefile(sources[i], target)
+        assert linked != (i in in_the_way), i
+
+
+@pytest.mark.usefixtures("either_way")
+def test_link_all_lets_other_errors_through(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("a")
+    with pytest.raises(ValueError):
+        link_all([str(tmp_path / "a")] * 30, [str(tmp_path / f"b{i}\0") for i in range(30)])
