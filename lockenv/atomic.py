@@ -12,7 +12,8 @@ The new file gets the mode the old one had (a lock made group-readable on a shar
 cluster stays so), or, for a new file, the mode any new file gets under the umask
 (`tempfile.mkstemp` alone would make it private, 0600).
 
-Standard library only: used on the sync path.
+Standard library only, and not `tempfile`: used on the sync path, where tempfile (and the
+shutil and random it imports) would be loaded for one name.
 """
 
 from __future__ import annotations
@@ -21,12 +22,29 @@ import contextlib
 import functools
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["new_dir_mode", "new_file_mode", "temp_file_beside", "umask", "write_atomic"]
+__all__ = [
+    "new_dir_mode",
+    "new_file_mode",
+    "private_dir",
+    "temp_file_beside",
+    "umask",
+    "write_atomic",
+]
+
+_TRIES = 100  # random names tried before giving up (a clash is already one in 2**48)
+# What `tempfile.mkstemp` opens with: never through an existing file or link.
+_NEW_FILE_FLAGS = (
+    os.O_RDWR
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 
 
 @functools.cache
@@ -59,6 +77,31 @@ def new_file_mode(path: Path | None = None) -> int:
     return 0o666 & ~umask()
 
 
+def private_dir(parent: Path, prefix: str) -> Path:
+    """A new, empty directory ``<parent>/<prefix><random>``, private (0700), made
+    exclusively: what ``tempfile.mkdtemp(prefix=prefix, dir=parent)`` makes."""
+    for _ in range(_TRIES):
+        path = parent / f"{prefix}{os.urandom(6).hex()}"
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free name for a directory {prefix!r}... in {str(parent)!r}")
+
+
+def _private_file(parent: Path, prefix: str, suffix: str) -> tuple[int, Path]:
+    """A new file ``<parent>/<prefix><random><suffix>``, created exclusively and private
+    (0600), open for reading and writing: what ``tempfile.mkstemp`` makes."""
+    for _ in range(_TRIES):
+        path = parent / f"{prefix}{os.urandom(6).hex()}{suffix}"
+        try:
+            return os.open(path, _NEW_FILE_FLAGS, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name for a file {prefix!r}... in {str(parent)!r}")
+
+
 @contextlib.contextmanager
 def temp_file_beside(
     dest: Path, *, suffix: str = ".tmp", mode: int | None = None
@@ -70,8 +113,7 @@ def temp_file_beside(
     closed on the way out even when closing fails (a full disk reports the last buffered
     write there): the temporary file is removed all the same.
     """
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix)
-    tmp = Path(name)
+    fd, tmp = _private_file(dest.parent, f".{dest.name}.", suffix)
     try:
         os.fchmod(fd, new_file_mode(dest) if mode is None else mode)
         fh = os.fdopen(fd, "wb")

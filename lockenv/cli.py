@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -716,6 +715,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "dir":
         print(cache)
     elif args.action == "clean":
+        import shutil
+
         from lockenv.cache import Cache
 
         spares = _remove_spares(Cache(cache), dry_run=False)
@@ -919,6 +920,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     prefix = _sync(args, announce=False)
     env = activation_env(prefix, os.environ)
     if os.name != "nt":
+        import shutil
+
         program = shutil.which(command[0], path=env.get("PATH"))
         if program is None:
             raise UsageError(

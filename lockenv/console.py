@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import threading
 import time
@@ -126,6 +125,8 @@ class Console(Reporter):
             if self.live:
                 clear = "\r\x1b[K" if self._status else ""
                 if status:
+                    import shutil  # only a live status line needs it
+
                     width = shutil.get_terminal_size().columns - 1
                     err.write(clear + line[:width])
                     self._status = line
