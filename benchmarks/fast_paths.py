@@ -26,9 +26,9 @@ ratios are lockenv / uv.  lockenv is installed from this checkout into a fresh v
 editable: an editable install's import hook costs every start-up).
 
 ``--baseline CMD`` names another lockenv command (say, one installed from an older
-checkout), timed in the same rounds on the same project, environment and cache, in turn
-with the two others (lockenv, baseline, uv, ...): a before/after that a varying load hits
-alike.  It is shown in a second table, as lockenv / baseline.
+checkout), timed in the same rounds on the same project and cache (an environment of its
+own), in turn with the two others (lockenv, baseline, uv, ...): a before/after that a
+varying load hits alike.  It is shown in a second table, as lockenv / baseline.
 """
 
 from __future__ import annotations
@@ -239,14 +239,25 @@ def bench(
         timed([lockenv, "sync", "--frozen"], le_dir, le_env)
         timed([args.uv, "sync", "-q", "--frozen", "--python", python], uv_dir, uv_env)
     timed([lockenv, "sync"], le_dir, le_env)
+    # The baseline gets a project of its own (the same manifest, locks and cache): the
+    # two share no environment, so neither refreshes a tree the other kept (whose
+    # record it may not read, if their formats differ).
+    base_dir = work / "baseline-project"
+    if args.baseline:
+        base_dir.mkdir()
+        shutil.copy(le_dir / "lockenv.toml", base_dir / "lockenv.toml")
+        for version in (*VERSIONS[1:], VERSIONS[0]):
+            (base_dir / "lockenv.lock").write_bytes(locks["lockenv"][version])
+            timed([args.baseline, "sync", "--frozen"], base_dir, le_env)
+        timed([args.baseline, "sync"], base_dir, le_env)
     le_prefix, uv_prefix = le_dir / ".lockenv" / "envs" / "default", uv_dir / ".venv"
     files = sum(len(f) for _, _, f in os.walk(le_prefix))
     time.sleep(2.5)  # lockenv's stamp trusts files 2 s older than itself
 
     pairs = []
-    # The baseline shares lockenv's project, environment and cache: the same work.
     tools = ("lockenv", "baseline", "uv") if args.baseline else ("lockenv", "uv")
     command = {"lockenv": lockenv, "baseline": args.baseline or lockenv}
+    project = {"lockenv": le_dir, "baseline": base_dir}
 
     def scenario(name: str, steps: dict[str, Callable[[], tuple[float, float]]]) -> None:
         if args.only and name not in args.only:
@@ -263,32 +274,31 @@ def bench(
     def run(tool: str) -> tuple[float, float]:
         if tool == "uv":
             return timed([args.uv, "run", "--offline", "--", "true"], uv_dir, uv_env)
-        return timed([command[tool], "run", "--", "true"], le_dir, le_env)
+        return timed([command[tool], "run", "--", "true"], project[tool], le_env)
 
     def no_op(tool: str) -> tuple[float, float]:
         if tool == "uv":
             return timed([args.uv, "sync", "-q", "--offline"], uv_dir, uv_env)
-        return timed([command[tool], "sync", "-q"], le_dir, le_env)
+        return timed([command[tool], "sync", "-q"], project[tool], le_env)
 
     def warm(tool: str) -> tuple[float, float]:
         if tool == "uv":
             shutil.rmtree(uv_prefix)
             return timed([args.uv, "sync", "-q", "--frozen", "--offline"], uv_dir, uv_env)
-        shutil.rmtree(le_prefix)
-        shutil.rmtree(le_prefix.parent / f".{le_prefix.name}.spare", ignore_errors=True)
-        return timed([command[tool], "sync", "-q", "--frozen"], le_dir, le_env)
+        prefix = project[tool] / ".lockenv" / "envs" / "default"
+        shutil.rmtree(prefix)
+        shutil.rmtree(prefix.parent / f".{prefix.name}.spare", ignore_errors=True)
+        return timed([command[tool], "sync", "-q", "--frozen"], project[tool], le_env)
 
-    # The baseline moves lockenv's project on (its syncs are lockenv's, one package each).
-    state = {"lockenv": VERSIONS[0], "uv": VERSIONS[0]}
+    state = dict.fromkeys(tools, VERSIONS[0])
 
     def change(tool: str) -> tuple[float, float]:
-        project = "uv" if tool == "uv" else "lockenv"
-        state[project] = VERSIONS[(VERSIONS.index(state[project]) + 1) % len(VERSIONS)]
+        state[tool] = VERSIONS[(VERSIONS.index(state[tool]) + 1) % len(VERSIONS)]
         if tool == "uv":
-            (uv_dir / "uv.lock").write_bytes(locks["uv"][state[project]])
+            (uv_dir / "uv.lock").write_bytes(locks["uv"][state[tool]])
             return timed([args.uv, "sync", "-q", "--frozen", "--offline"], uv_dir, uv_env)
-        (le_dir / "lockenv.lock").write_bytes(locks["lockenv"][state[project]])
-        return timed([command[tool], "sync", "-q", "--frozen"], le_dir, le_env)
+        (project[tool] / "lockenv.lock").write_bytes(locks["lockenv"][state[tool]])
+        return timed([command[tool], "sync", "-q", "--frozen"], project[tool], le_env)
 
     for name, step in (("run", run), ("no-op", no_op), ("warm", warm), ("change", change)):
         scenario(name, {tool: functools.partial(step, tool) for tool in tools})

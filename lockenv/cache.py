@@ -72,7 +72,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lockenv.errors import CacheBusyError
 
@@ -241,29 +241,79 @@ def check_entry(entry: Path, inodes: dict[str, tuple[int, int]] | None = None) -
     geteuid = getattr(os, "geteuid", None)
     owners = {geteuid(), 0} if geteuid is not None else None
     base = f"{entry}{os.sep}"
-    lstat = os.lstat
     try:
         with open(seal, "rb") as fh:
             data = json.loads(fh.read())
         if data.get("format") != _SEAL_FORMAT:
             return "missing"
-        for rel, kind, size, mtime, ino, mode, value in data["files"]:
-            path = base + rel
-            st = lstat(path)
+        return _check_files(data["files"], base, owners, inodes)
+    except (OSError, ValueError, KeyError, TypeError):
+        return "damaged"
+
+
+# `_check_files` looks at each file through a descriptor of its directory, where it can.
+# (``os.supports_dir_fd`` names ``stat``, which ``lstat`` is, without following.)
+_AT_DIRECTORY = os.stat in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+_DIRECTORY_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_DIRECTORY", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def _check_files(
+    rows: list[list[Any]],
+    base: str,
+    owners: set[int] | None,
+    inodes: dict[str, tuple[int, int]] | None,
+) -> EntryState:
+    """`check_entry` of the seal's ``rows`` in the tree ``base`` (with a trailing
+    separator); OSError when a file or a directory cannot be looked at.
+
+    Each file is looked at through a descriptor of its directory, so the kernel walks
+    one name per ``lstat``, not the whole path from ``/`` (a cache entry's files lie ten
+    or more names deep; measured on a warm sync's 12k files: ~5% of the check's CPU).  A
+    seal lists the files of each directory together (`seal_entry`): one directory is
+    open at a time.  A directory is opened without following a symlink in its last name:
+    a sealed tree's directories are real ones (its symlinks are listed as links, and
+    what lies behind them is not part of it).
+    """
+    lstat = os.lstat
+    at = _AT_DIRECTORY
+    here: str | None = None
+    fd: int | None = None
+    try:
+        for rel, kind, size, mtime, ino, mode, value in rows:
+            if at:
+                head, _, name = rel.rpartition("/")
+                if head != here:
+                    if fd is not None:
+                        os.close(fd)
+                        fd = None
+                    fd = os.open(base + head, _DIRECTORY_FLAGS)
+                    here = head
+                st = lstat(name, dir_fd=fd)
+            else:
+                name = base + rel
+                st = lstat(name)
             if kind == "l":
-                if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != value:
+                if not stat.S_ISLNK(st.st_mode) or os.readlink(name, dir_fd=fd) != value:
                     return "damaged"
                 continue
             if st.st_mode != mode or st.st_size != size:
                 return "damaged"  # a chmod, a link or directory swapped in, a new length
             if owners is not None and st.st_uid not in owners:
                 return "damaged"  # another user's file could change under our links
-            if (st.st_ino != ino or st.st_mtime_ns != mtime) and hash_file(Path(path))[0] != value:
+            if (st.st_ino != ino or st.st_mtime_ns != mtime) and (
+                hash_file(Path(base + rel))[0] != value
+            ):
                 return "damaged"  # touched, or copied back: what counts is the content
             if inodes is not None:
-                inodes[path] = (st.st_dev, st.st_ino)
-    except (OSError, ValueError, KeyError, TypeError):
-        return "damaged"
+                inodes[base + rel] = (st.st_dev, st.st_ino)
+    finally:
+        if fd is not None:
+            os.close(fd)
     return "ok"
 
 

@@ -67,6 +67,9 @@ class Linker:
         self.mode: LinkMode = mode
         self.strict = strict
         self.copied_across_filesystems = False
+        # A file was copied where a hardlink was asked for: the tree then holds a private
+        # file that a spare tree's record would take for the cache's (`lockenv.sync.reuse`).
+        self.copied_instead = False
         self._lock = threading.Lock()
 
     def place_new(self, src: str, dst: str, *, executable: bool) -> None:
@@ -93,6 +96,7 @@ class Linker:
                         self.copied_across_filesystems = True
                 elif exc.errno not in _COPY_INSTEAD:
                     raise
+            self.copied_instead = True
             mode = "copy"
         if mode == "symlink":
             os.symlink(src, dst)

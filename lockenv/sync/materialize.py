@@ -77,8 +77,8 @@ if TYPE_CHECKING:
     from lockenv.sync.fetch import Fetcher
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.pypi.sources import BuildRequest, WheelBuilder
-    from lockenv.sync.pypi.wheel import InstalledDist, UnpackedWheel, WheelInstall
-    from lockenv.sync.reuse import Refreshed
+    from lockenv.sync.pypi.wheel import UnpackedWheel, WheelInstall
+    from lockenv.sync.reuse import TreePackage
     from lockenv.sync.venv import EnvLayout
 
     Unpacked = UnpackedWheel | UnpackedConda
@@ -775,31 +775,68 @@ def _build_request(
     return git_checkout_request(request, artifact, cache.root)
 
 
-def _plan_all(
-    wheels: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]],
-    layout: EnvLayout,
-    environment: LockedEnvironment,
-    lock: Lockfile,
-    root: Path | None,
-) -> list[WheelInstall]:
-    """What installing each wheel puts where (`lockenv.sync.pypi.wheel.plan_wheel_install`)."""
-    from lockenv.sync.pypi.wheel import plan_wheel_install
+class _Planner:
+    """Each wheel's plan (`lockenv.sync.pypi.wheel.plan_wheel_install`), made when first
+    asked for (a spare tree's record stands for the plans of packages it holds), and
+    each one's `lockenv.sync.pypi.wheel.plan_key`."""
 
-    requested = _requested_names(environment)
-    plans = []
-    for artifact, wheel in wheels:
-        try:
-            plans.append(
-                plan_wheel_install(
-                    wheel,
-                    layout,
-                    requested=artifact.name in requested,
-                    direct_url=_direct_url(lock, artifact, root),
+    def __init__(
+        self,
+        wheels: Sequence[tuple[PypiArtifact | PypiSource, UnpackedWheel]],
+        layout: EnvLayout,
+        environment: LockedEnvironment,
+        lock: Lockfile,
+        root: Path | None,
+    ) -> None:
+        requested = _requested_names(environment)
+        self._wheels = wheels
+        self._layout = layout
+        self._inputs = [
+            (artifact.name in requested, _direct_url(lock, artifact, root))
+            for artifact, _wheel in wheels
+        ]
+        self.plans: list[WheelInstall | None] = [None] * len(wheels)
+
+    def __call__(self, index: int) -> WheelInstall:
+        """The plan of wheel ``index``."""
+        plan = self.plans[index]
+        if plan is None:
+            from lockenv.sync.pypi.wheel import plan_wheel_install
+
+            artifact, wheel = self._wheels[index]
+            requested, direct_url = self._inputs[index]
+            try:
+                plan = plan_wheel_install(
+                    wheel, self._layout, requested=requested, direct_url=direct_url
+                )
+            except FileNotFoundError as exc:
+                raise _damaged_entry(artifact, exc) from None
+            self.plans[index] = plan
+        return plan
+
+    def all(self) -> list[WheelInstall]:
+        """Every wheel's plan."""
+        return [self(index) for index in range(len(self.plans))]
+
+    def keys(self, entries: Mapping[str, bytes]) -> list[str | None]:
+        """Each wheel's plan key; ``entries``: the identities of the cache entries this
+        sync checked, by sha256 (`lockenv.sync.prepare.Prepared.entries`); None for the
+        others."""
+        from lockenv.sync.pypi.wheel import plan_key
+
+        keys: list[str | None] = []
+        for (artifact, wheel), (requested, direct_url) in zip(
+            self._wheels, self._inputs, strict=True
+        ):
+            entry = entries.get(getattr(artifact, "sha256", ""))
+            keys.append(
+                None
+                if entry is None
+                else plan_key(
+                    wheel, self._layout, requested=requested, direct_url=direct_url, entry=entry
                 )
             )
-        except FileNotFoundError as exc:
-            raise _damaged_entry(artifact, exc) from None
-    return plans
+        return keys
 
 
 def _damaged_entry(artifact: Artifact, exc: OSError) -> InstallError:
@@ -811,22 +848,27 @@ def _damaged_entry(artifact: Artifact, exc: OSError) -> InstallError:
 
 def _install_all(
     wheels: list[tuple[PypiArtifact | PypiSource, UnpackedWheel]],
-    plans: list[WheelInstall],
+    plans: Sequence[WheelInstall | None],
     guard: PrefixGuard,
     kept: frozenset[str],
     whole: frozenset[int] = frozenset(),
-) -> list[InstalledDist]:
+) -> None:
     """Apply each wheel's plan through ``guard``; ``kept``: paths already in place (a
     refreshed spare tree), checked by the guard but not placed again; ``whole``: the
     plans (by index) all of whose entries are in place (`lockenv.sync.reuse.Refreshed`),
-    their paths checked by the guard likewise, and nothing else done with them."""
+    their paths checked by the guard likewise, and nothing else done with them.  A plan
+    that is None is of a package taken whole as a spare tree's record gave it
+    (`lockenv.sync.reuse.Refreshed.taken`): its paths were checked by the sync that
+    placed them (the record holds it under a key that names lockenv's version)."""
     from itertools import chain
     from operator import itemgetter
 
     from lockenv.sync.pypi.wheel import apply_wheel_installs
 
     path_of = itemgetter(0)
-    in_place = chain(kept, *(map(path_of, plans[i].entries) for i in sorted(whole)))
+    in_place = chain(
+        kept, *(map(path_of, plan.entries) for i in sorted(whole) if (plan := plans[i]) is not None)
+    )
     guard.check_kept(in_place, what="the refreshed environment")
     # In wheel order, so that a path shipped by two wheels deterministically ends as the
     # last's; the files of all the wheels linked together by threads (`apply_wheel_installs`).
@@ -837,7 +879,7 @@ def _install_all(
             [
                 (plan, wheel.filename)
                 for i, ((_a, wheel), plan) in enumerate(zip(wheels, plans, strict=True))
-                if i not in whole
+                if i not in whole and plan is not None
             ],
             guard,
             skip=kept,
@@ -846,7 +888,6 @@ def _install_all(
         raise _damaged_entry(_owner(wheels, exc), exc) from None
     for _plan in plans:
         checkpoint("staging:linked")
-    return [plan.dist for plan in plans]
 
 
 def _owner(
@@ -890,21 +931,6 @@ def _spare_staging(prefix: Path) -> Path | None:
 def _skeleton_dirs(layout: EnvLayout) -> list[str]:
     """The directories a venv's skeleton has even when no package puts a file in them."""
     return [layout.scripts_rel, layout.site_packages_rel, "include"]
-
-
-def _refresh_spare(
-    staging: Path,
-    plans: list[WheelInstall],
-    layout: EnvLayout,
-    inodes: Mapping[str, tuple[int, int]],
-    digests: Sequence[str | None],
-) -> Refreshed | None:
-    """Make the spare tree at ``staging`` hold only what the new environment has there
-    (`lockenv.sync.reuse.refresh_tree`: everything compared but what the tree's record
-    vouches for); what was kept, or None if it cannot be used."""
-    from lockenv.sync.reuse import refresh_tree
-
-    return refresh_tree(staging, plans, _skeleton_dirs(layout), inodes, digests)
 
 
 def _python_site_packages_path(conda: list[CondaArtifact], unpacked: Mapping[str, Unpacked]) -> str:
@@ -1012,7 +1038,7 @@ def sync_environment(
     from lockenv.sync.guard import PrefixGuard
     from lockenv.sync.link import Linker, check_link_mode
     from lockenv.sync.prepare import prepare_artifacts
-    from lockenv.sync.reuse import keep_as_spare, plan_digests, spare_path, write_tree_record
+    from lockenv.sync.reuse import keep_as_spare, spare_path, write_tree_record
     from lockenv.sync.venv import base_interpreter, create_venv, find_interpreter, layout_for
 
     started = time.monotonic()
@@ -1154,26 +1180,35 @@ def sync_environment(
             linker = Linker(link_mode, strict=options.link_mode_strict)
             guard = PrefixGuard(staging, linker)
             linked: list[tuple[CondaArtifact, InstalledConda]] = []
-            plans: list[WheelInstall] | None = None
-            digests: list[str | None] | None = None
+            plans: Sequence[WheelInstall | None] | None = None
+            keys: list[str | None] | None = None  # `plan_key`s, for the tree's record
             kept: set[str] = set()
             whole: frozenset[int] = frozenset()  # plans all of whose files are in place
+            taken: dict[int, TreePackage] = {}  # packages in place, as the record gave them
             unchanged: dict[str, tuple[int, int, int]] = {}  # directories, by the record
+            tree: set[str] | None = None  # the tree's directories
             skeleton: list[str] = []
             if interpreter is not None:
                 layout = layout_for(prefix, interpreter.major_minor, root=staging)
                 if reused:
-                    plans = _plan_all(wheels, layout, environment, lock, options.project_root)
-                    digests = plan_digests(plans, prepared.inodes)
-                    refreshed = _refresh_spare(staging, plans, layout, prepared.inodes, digests)
+                    from lockenv.sync.reuse import refresh_tree
+
+                    planner = _Planner(wheels, layout, environment, lock, options.project_root)
+                    keys = planner.keys(prepared.entries)
+                    # Everything compared but what the tree's record vouches for.
+                    refreshed = refresh_tree(
+                        staging, keys, planner, _skeleton_dirs(layout), prepared.inodes
+                    )
                     if refreshed is None:  # not usable after all: build afresh
                         remove_tree(staging)
                         staging.mkdir()
                         os.chmod(staging, new_dir_mode())
+                        plans = planner.all()
                     else:
                         kept, unchanged = refreshed.files, refreshed.times
-                        whole = refreshed.whole
+                        whole, taken, tree = refreshed.whole, refreshed.taken, refreshed.tree
                         guard.adopt_dirs(refreshed.dirs)
+                        plans = planner.plans  # None for the packages taken
                     checkpoint("staging:refreshed")
                 skeleton = create_venv(
                     layout,
@@ -1221,25 +1256,30 @@ def sync_environment(
                 wheels = sorted([*wheels, *built], key=lambda item: order[item[0].key])
             guard.protect_interpreter()  # no wheel may replace it
             if plans is None:
-                plans = _plan_all(wheels, layout, environment, lock, options.project_root)
-            installed = _install_all(wheels, plans, guard, frozenset(kept), whole)
+                plans = _Planner(wheels, layout, environment, lock, options.project_root).all()
+            _install_all(wheels, plans, guard, frozenset(kept), whole)
             guard.finish()  # every symlink still resolves inside, now that all is placed
             if options.compile_bytecode and bytecode_python is not None:
                 note("compiling bytecode")
                 _compile_bytecode(layout, bytecode_python)
-            by_name = {d.dist_info: d for d in installed}
             packages = []
-            for artifact, wheel in wheels:
+            for index, (artifact, wheel) in enumerate(wheels):
+                # A package taken as the tree's record gave it: its RECORD is as written.
+                record_sha256 = (
+                    taken[index].record_sha256
+                    if index in taken
+                    else _file_sha256(
+                        staging / layout.site_packages_rel / wheel.dist_info / "RECORD"
+                    )
+                )
                 packages.append(
                     InstalledPackage(
                         name=artifact.name,
-                        version=by_name[wheel.dist_info].version,
+                        version=wheel.version,
                         sha256=_identity(artifact),
                         filename=artifact.filename,
                         dist_info=wheel.dist_info,
-                        record_sha256=_file_sha256(
-                            staging / layout.site_packages_rel / wheel.dist_info / "RECORD"
-                        ),
+                        record_sha256=record_sha256,
                     )
                 )
             conda_dist_infos: set[str] = set()
@@ -1284,13 +1324,18 @@ def sync_environment(
                     sources=fingerprints,
                 ),
             )
-            if digests is not None and plans is not None:
+            if keys is not None and plans is not None and not linker.copied_instead:
                 # Last: what it says of the tree is vouched for by its own mtime.  Made
-                # by a refresh only, which has the cache files' inodes it needs (a tree
-                # built afresh is refreshed by listing all of it, once).
-                write_tree_record(
-                    staging, plans, digests, _skeleton_dirs(layout), skeleton, unchanged
-                )
+                # by a refresh only, which has the cache entries' identities it needs (a
+                # tree built afresh is refreshed by listing all of it, once); not when a
+                # file was copied where the record would say "the cache's inode".
+                from lockenv.sync.reuse import tree_dirs
+
+                placed = [p if p is not None else taken[i] for i, p in enumerate(plans)]
+                if tree is None:
+                    tree = tree_dirs((p.dirs for p in placed), _skeleton_dirs(layout))
+                records = [p.record_sha256 for p in packages[: len(placed)]]
+                write_tree_record(staging, keys, placed, records, tree, skeleton, unchanged)
             checkpoint("staging:complete")
             old = _swap_into_place(staging, prefix)
             swapped = True

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockenv.cache import Cache, check_entry
+from lockenv.cache import SEAL, Cache, check_entry
 from lockenv.errors import InstallError, LockenvError
 from lockenv.lockfile import Archive, CondaArtifact, PypiArtifact
 from lockenv.sync.checkpoints import checkpoint
@@ -71,6 +71,8 @@ class Prepared:
     # check saw them (`lockenv.cache.check_entry`): entries unpacked by this sync are not in
     # it, nor anything unless `prepare_artifacts` was asked for them.
     inodes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The same entries' identities, by artifact sha256 (`entry_identity`).
+    entries: dict[str, bytes] = field(default_factory=dict)
 
 
 def prepare_artifacts(
@@ -99,10 +101,13 @@ def prepare_artifacts(
     # by every sync that checks its artifacts, warm or cold.
     cache.clean_stale_temp()
     inodes: dict[str, tuple[int, int]] = {}
-    found, todo = _usable_entries(cache, unique, progress, inodes if want_inodes else None)
+    entries: dict[str, bytes] = {}
+    found, todo = _usable_entries(
+        cache, unique, progress, (inodes, entries) if want_inodes else None
+    )
     if not todo:
         checkpoint("prepare:done")
-        return Prepared(unpacked=found, inodes=inodes)
+        return Prepared(unpacked=found, inodes=inodes, entries=entries)
     fetcher.check_available(todo)
     fetcher.expect(todo)
     if sum(a.size for a in todo) >= _KEEP_BUFFERS_BYTES:
@@ -120,6 +125,7 @@ def prepare_artifacts(
         downloaded=tuple(fetcher.downloaded),
         bundled=tuple(fetcher.bundled),
         inodes=inodes,
+        entries=entries,
     )
 
 
@@ -127,29 +133,33 @@ def _usable_entries(
     cache: Cache,
     artifacts: list[Archive],
     progress: Progress | None,
-    inodes: dict[str, tuple[int, int]] | None,
+    seen_by: tuple[dict[str, tuple[int, int]], dict[str, bytes]] | None,
 ) -> tuple[dict[str, Unpacked], list[Archive]]:
     """The artifacts whose unpacked trees can be used as they are, and the others;
-    ``inodes``, if given, receives the files of the usable ones (`Prepared.inodes`)."""
+    ``seen_by``, if given, receives the files of the usable ones (`Prepared.inodes`) and
+    their entries' identities (`Prepared.entries`)."""
 
     def check(
         artifact: Archive,
-    ) -> tuple[str, dict[str, tuple[int, int]] | None, Unpacked | None]:
-        seen: dict[str, tuple[int, int]] | None = {} if inodes is not None else None
+    ) -> tuple[str, dict[str, tuple[int, int]] | None, Unpacked | None, Path]:
+        seen: dict[str, tuple[int, int]] | None = {} if seen_by is not None else None
         entry, state = trusted_entry(cache, artifact, seen)
         loaded = _load_unpacked(entry, artifact) if state == "ok" else None
-        return state, seen, loaded
+        return state, seen, loaded, entry
 
     # By this thread alone: an ``lstat`` is short, and building its result holds the GIL,
     # so threads only took turns (measured: no faster on two CPUs, and more CPU time).
     states = [check(a) for a in artifacts]
     found: dict[str, Unpacked] = {}
     todo: list[Archive] = []
-    for artifact, (state, seen, loaded) in zip(artifacts, states, strict=True):
+    for artifact, (state, seen, loaded, entry) in zip(artifacts, states, strict=True):
         if loaded is not None:
             found[artifact.sha256] = loaded
-            if inodes is not None and seen is not None:
-                inodes.update(seen)
+            if seen_by is not None and seen is not None:
+                identity = entry_identity(entry, seen)
+                if identity is not None:
+                    seen_by[0].update(seen)
+                    seen_by[1][artifact.sha256] = identity
             _log_unpacked(artifact)
             continue
         if state in ("damaged", "ok") and progress is not None:
@@ -157,6 +167,25 @@ def _usable_entries(
             progress(f"{name}: its unpacked cache entry was changed; unpacking it again")
         todo.append(artifact)
     return found, todo
+
+
+def entry_identity(entry: Path, inodes: dict[str, tuple[int, int]]) -> bytes | None:
+    """What tells this state of the cache entry ``entry`` from any other: a digest of the
+    ``(st_dev, st_ino)`` of its files as its seal check just saw them (``inodes``, in
+    the seal's order) and of its seal's own inode and times (a seal is never rewritten:
+    a new one, a new inode and ctime).  None when the seal cannot be looked at."""
+    import hashlib
+    from array import array
+    from itertools import chain
+
+    try:
+        seal = os.lstat(entry / SEAL)
+    except OSError:
+        return None
+    h = hashlib.blake2b(array("Q", chain.from_iterable(inodes.values())).tobytes())
+    for number in (seal.st_dev, seal.st_ino, seal.st_size, seal.st_mtime_ns, seal.st_ctime_ns):
+        h.update(number.to_bytes(16, "little", signed=True))
+    return h.digest()
 
 
 def _log_unpacked(artifact: Archive) -> None:

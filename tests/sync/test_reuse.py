@@ -280,7 +280,7 @@ def test_refresh_then_placing_the_rest_makes_the_fresh_tree(
         except (FileExistsError, NotADirectoryError):
             continue  # a file where this path needs a directory
 
-    refreshed = refresh_tree(spare, [plan], [])
+    refreshed = refresh_tree(spare, [None], [plan].__getitem__, [])
     assert refreshed is not None
     _apply(spare, plan, refreshed.files)
     assert _files(spare) == _files(fresh)
@@ -568,6 +568,36 @@ def _link_a_written_file_elsewhere(spare: Path) -> None:
     os.link(spare / SP / "beta-1.0.dist-info" / "INSTALLER", spare.parent / "second-name")
 
 
+def _edit_a_record_keeping_its_size_and_mtime(spare: Path) -> None:
+    # Only the ctime, which cannot be set by hand, tells this from the file as written.
+    record = spare / SP / "beta-1.0.dist-info" / "RECORD"
+    before = os.lstat(record)
+    data = record.read_bytes()
+    _edit_in_place(record, data[:-8] + b"tampered")
+    os.utime(record, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.lstat(record).st_size == before.st_size
+
+
+def _replace_a_written_file(spare: Path) -> None:
+    installer = spare / SP / "beta-1.0.dist-info" / "INSTALLER"
+    other = installer.with_name("other.tmp")
+    other.write_bytes(b"nobody\n")
+    os.replace(other, installer)
+
+
+def _rewrite_a_seal(spare: Path) -> None:
+    # The same bytes in a new seal: the entry's identity is not the one recorded, so
+    # what the tree links of it is looked at again (the seal check still passes).
+    cache = Path(os.environ["LOCKENV_CACHE_DIR"])
+    linked = next((spare / SP / "beta").glob("*.py"))
+    (cached,) = [p for p in cache.rglob("*.py") if os.path.samestat(os.lstat(p), os.lstat(linked))]
+    seal = next(d / "seal.json" for d in cached.parents if (d / "seal.json").exists())
+    data = seal.read_bytes()
+    seal.unlink()
+    seal.write_bytes(data)
+    seal.chmod(0o444)
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
@@ -582,6 +612,9 @@ def _link_a_written_file_elsewhere(spare: Path) -> None:
         _edit_a_written_file,
         _edit_a_record,
         _link_a_written_file_elsewhere,
+        _edit_a_record_keeping_its_size_and_mtime,
+        _replace_a_written_file,
+        _rewrite_a_seal,
     ],
 )
 def test_what_the_record_vouches_for_is_still_checked(
@@ -667,4 +700,160 @@ def test_a_record_that_cannot_be_read_means_listing_everything(
     _sync(old, prefix)
     assert f"{SP}/alpha" in _seen(listed, prefix)
     assert not (prefix / SP / "beta" / "byhand.py").exists()
+    _same_as_fresh(prefix, old)
+
+
+def _planned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the wheels planned (from now on)."""
+    from lockenv.sync.pypi import wheel
+
+    planned: list[str] = []
+    plan = wheel.plan_wheel_install
+
+    def spy(unpacked: wheel.UnpackedWheel, *args: object, **kwargs: object) -> WheelInstall:
+        planned.append(unpacked.name)
+        return plan(unpacked, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(wheel, "plan_wheel_install", spy)
+    return planned
+
+
+def test_packages_the_record_stands_for_are_not_even_planned(
+    recorded: tuple[Lockfile, Path, Path],
+    fixture_index_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old, prefix, _spare = recorded
+    mid = fixture_lock(fixture_index_dir, ("alpha-1.1-py3-none-any.whl", *OLD[1:]))
+    planned = _planned(monkeypatch)
+
+    _sync(old, prefix)  # the spare, OLD's tree, refreshed into OLD
+    # clicky's launcher is in bin/, which holds the skeleton (written again each time):
+    # never vouched for, so clicky is planned, to compare its launcher.
+    assert planned == ["clicky"]
+    planned.clear()
+    _sync(mid, prefix)  # NEW's tree, with its record, refreshed into MID
+    assert planned == ["alpha", "clicky"]  # beta: in place as recorded
+    _same_as_fresh(prefix, mid)
+
+
+def test_a_package_asked_for_differently_is_planned_again(
+    recorded: tuple[Lockfile, Path, Path],
+    fixture_index_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _old, prefix, spare = recorded
+    # OLD's very wheels and cache entries, beta asked for and alpha not: their REQUESTED
+    # files differ from the tree's, which nothing in the cache or the tree says.
+    asked = fixture_lock(fixture_index_dir, OLD, requested=("beta", "clicky"))
+    assert (spare / SP / "alpha-1.0.dist-info" / "REQUESTED").exists()
+    planned = _planned(monkeypatch)
+
+    _sync(asked, prefix)
+    assert sorted(planned) == ["alpha", "beta", "clicky"]
+    assert not (prefix / SP / "alpha-1.0.dist-info" / "REQUESTED").exists()
+    assert (prefix / SP / "beta-1.0.dist-info" / "REQUESTED").exists()
+    _same_as_fresh(prefix, asked)
+
+
+def test_a_written_file_changed_within_the_records_clock_tick_is_compared(
+    recorded: tuple[Lockfile, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    old, prefix, spare = recorded
+    installer = spare / SP / "beta-1.0.dist-info" / "INSTALLER"
+    _edit_in_place(installer, b"nobody")
+    # A record that gives the file its identity as it is now (as if it had been written
+    # just after it was looked at, in the record's clock tick): its ctime is not older
+    # than the record.
+    st_ = os.lstat(installer)
+    record = spare / TREE_RECORD
+    data = json.loads(record.read_bytes())
+    rel = f"{SP}/beta-1.0.dist-info/INSTALLER"
+    for package in data["packages"]:
+        for row in package[2]:  # key, directories, files written, RECORD's sha256
+            if row[0] == rel:
+                row[1:] = [st_.st_ino, st_.st_size, st_.st_mtime_ns, st_.st_ctime_ns]
+    os.chmod(record, 0o644)
+    record.write_text(json.dumps(data))
+    os.chmod(record, 0o444)
+    os.utime(record, ns=(st_.st_ctime_ns, st_.st_ctime_ns))
+    planned = _planned(monkeypatch)
+
+    _sync(old, prefix)
+    assert "beta" in planned
+    assert (prefix / SP / "beta-1.0.dist-info" / "INSTALLER").read_bytes() == b"lockenv\n"
+    _same_as_fresh(prefix, old)
+
+
+def test_a_directory_reached_through_a_symlink_is_not_taken_as_recorded(
+    recorded: tuple[Lockfile, Path, Path],
+) -> None:
+    old, prefix, spare = recorded
+    # site-packages moved away and a symlink left in its place: its subdirectories are
+    # as recorded when looked at through the link, but the tree does not hold them.
+    moved = spare.parent / "moved-site-packages"
+    os.rename(spare / SP, moved)
+    (spare / SP).symlink_to(moved)
+
+    _sync(old, prefix)
+    assert not (prefix / SP).is_symlink()
+    assert _shared_writable(prefix) == []
+    _same_as_fresh(prefix, old)
+
+
+def test_a_file_copied_for_want_of_a_hardlink_is_never_recorded_as_one(
+    recorded: tuple[Lockfile, Path, Path],
+    fixture_index_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    _old, prefix, _spare = recorded
+    _new = fixture_lock(fixture_index_dir, NEW)
+    mid = fixture_lock(fixture_index_dir, ("alpha-1.1-py3-none-any.whl", *OLD[1:]))
+    link = os.link
+
+    def at_its_limit(src: object, dst: object, *args: object, **kwargs: object) -> None:
+        if str(src).endswith("alpha/__init__.py"):
+            raise OSError(errno.EMLINK, "Too many links")
+        link(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "link", at_its_limit)
+        _sync(mid, prefix)  # alpha 1.1's file copied, not linked
+    copied = prefix / SP / "alpha" / "__init__.py"
+    assert os.lstat(copied).st_nlink == 1
+    assert not (prefix / TREE_RECORD).exists()
+    _edit_in_place(copied, b"raise SystemExit('edited')\n")  # nothing else sees that
+    # MID's tree, with the edited copy, is now the spare, refreshed into MID again.
+    for lock in (_new, mid):
+        report = sync_environment(lock, lock_sha(lock), "default", prefix, SyncOptions())
+        assert not report.no_op
+    assert b"edited" not in copied.read_bytes()
+    _same_as_fresh(prefix, mid)
+
+
+def _copy_back_a_cache_file(spare: Path) -> None:
+    cache = Path(os.environ["LOCKENV_CACHE_DIR"])
+    linked = next((spare / SP / "beta").glob("*.py"))
+    (cached,) = [p for p in cache.rglob("*.py") if os.path.samestat(os.lstat(p), os.lstat(linked))]
+    copy = cached.with_name("copy.tmp")
+    copy.write_bytes(cached.read_bytes())
+    os.chmod(copy, stat.S_IMODE(os.lstat(cached).st_mode))
+    os.replace(copy, cached)
+
+
+@pytest.mark.parametrize("change", [_rewrite_a_seal, _copy_back_a_cache_file])
+def test_a_package_whose_cache_entry_is_not_as_recorded_is_planned_again(
+    recorded: tuple[Lockfile, Path, Path], monkeypatch: pytest.MonkeyPatch, change: object
+) -> None:
+    old, prefix, spare = recorded
+    change(spare)  # type: ignore[operator]
+    planned = _planned(monkeypatch)
+
+    _sync(old, prefix)  # the seal check passes; the entry's identity is another
+    assert "beta" in planned
+    assert "alpha" not in planned
     _same_as_fresh(prefix, old)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from lockenv import __version__
 from lockenv.errors import InstallError, UnsafePathError
 from lockenv.limits import MAX_METADATA, TooLargeError, read_capped, size_text
 from lockenv.sync.guard import PrefixGuard
@@ -61,6 +62,7 @@ __all__ = [
     "apply_wheel_installs",
     "install_wheel",
     "load_unpacked",
+    "plan_key",
     "plan_wheel_install",
     "unpack_wheel",
 ]
@@ -778,6 +780,46 @@ def plan_wheel_install(
     return WheelInstall(dist=dist, dirs=tuple(sorted(parents)), entries=tuple(entries))
 
 
+# Part of every `plan_key`: bump it when `plan_wheel_install` makes something else of the
+# same inputs (a tree's record takes a package with an unchanged key as placed).
+_PLAN_FORMAT = 1
+
+
+def plan_key(
+    wheel: UnpackedWheel,
+    layout: EnvLayout,
+    *,
+    requested: bool,
+    direct_url: Mapping[str, object] | None,
+    entry: bytes,
+) -> str:
+    """A digest of all that `plan_wheel_install` of ``wheel`` in ``layout`` depends on, and
+    of the cache files its plan links: ``entry``, the identity of ``wheel``'s cache entry
+    as this sync's seal check saw it (`lockenv.sync.prepare.Prepared.entries`: its
+    files' inodes in the seal's order, and the seal's own).  Two plans with one key put
+    the same paths in a tree, write the same bytes, and link the same inodes
+    (`lockenv.sync.reuse`).  The manifest the plan is made from is a file of the entry,
+    checked by the same seal: the entry's identity and lockenv's version stand for it."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (
+        f"{_PLAN_FORMAT}",
+        __version__,
+        str(wheel.files_dir),
+        wheel.filename,
+        layout.site_packages_rel,
+        layout.scripts_rel,
+        layout.include_rel,
+        layout.prefix_python,
+        "requested" if requested else "",
+        json.dumps(direct_url, sort_keys=True),
+    ):
+        data = part.encode("utf-8", "surrogateescape")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    h.update(entry)
+    return h.hexdigest()
+
+
 def _plan_files(
     wheel: UnpackedWheel, layout: EnvLayout
 ) -> tuple[list[tuple[str, str | bytes, bool]], list[tuple[str, str, int | None]], set[str]]:
@@ -850,7 +892,6 @@ def apply_wheel_installs(
     guard: PrefixGuard,
     *,
     skip: frozenset[str] = frozenset(),
-    installed: Callable[[int], None] | None = None,
 ) -> None:
     """Create the directories and entries of ``plans`` (each with the name of its wheel,
     for messages) through ``guard``, in order, except the entries whose paths are in
@@ -862,7 +903,7 @@ def apply_wheel_installs(
     together, so that a few threads link them whichever wheel they come from
     (`lockenv.sync.guard.PrefixGuard.place_files`; most wheels are too small to be worth
     threads of their own); then the files the installer writes, together too
-    (`lockenv.sync.guard.PrefixGuard.write_files`), and ``installed(i)`` for each plan.
+    (`lockenv.sync.guard.PrefixGuard.write_files`).
     """
     guard.makedirs_all([(parent, what) for plan, what in plans for parent in plan.dirs])
     # From the last entry back, so that the first seen of a path is the one made: one
@@ -897,6 +938,3 @@ def apply_wheel_installs(
             for dest, content, executable in mine
         ]
     )
-    if installed is not None:
-        for p in range(len(plans)):
-            installed(p)
