@@ -14,6 +14,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+TYPE_CHECKING = False  # typing itself is not imported: the fast path does without it
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 
 def _parse(argv: Sequence[str]) -> dict[str, str | list[str] | int | bool] | None:
     """The options of a plain ``sync`` or ``run`` that the fast path can answer
@@ -115,16 +119,78 @@ def _fast(argv: Sequence[str]) -> int | None:
     return 0  # not reached
 
 
+def _dataclasses_without_inspect() -> None:
+    """Import `dataclasses` with `inspect` loaded only if a dataclass needs it.
+
+    dataclasses imports inspect, and with it ast, dis, tokenize and linecache (about a
+    tenth of a warm sync's start-up), for one call: `inspect.signature`, which writes the
+    docstring of a dataclass that has none.  lockenv's dataclasses have docstrings
+    (tests/test_main.py checks), so the command never needs it.  `dataclasses` is given a
+    stand-in that imports the real module at its first attribute lookup, and is then
+    pointed at it; whatever else imports inspect gets the real module.
+    """
+    if "dataclasses" in sys.modules or "inspect" in sys.modules:
+        return
+    import types
+
+    class _Inspect(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            if sys.modules.get("inspect") is self:
+                del sys.modules["inspect"]
+            import inspect  # the real one
+
+            vars(sys.modules["dataclasses"])["inspect"] = inspect
+            return getattr(inspect, name)
+
+    stand_in = _Inspect("inspect")
+    sys.modules["inspect"] = stand_in
+    try:
+        import dataclasses  # noqa: F401  (imported for what it keeps of the stand-in)
+    finally:
+        if sys.modules.get("inspect") is stand_in:
+            del sys.modules["inspect"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``lockenv`` command with ``argv`` (default: the process's arguments)."""
-    args = sys.argv[1:] if argv is None else list(argv)
+    """Run the ``lockenv`` command with ``argv``; without, the process's arguments, and
+    the process ends with the command (`_end`)."""
+    if argv is None:
+        _end(main(sys.argv[1:]))
+    args = list(argv)
     if os.name == "posix":
         status = _fast(args)
         if status is not None:
             return status
+    _dataclasses_without_inspect()
     from lockenv.cli import main as cli_main
 
     return cli_main(args)
+
+
+def _end(status: int) -> NoReturn:
+    """End the process with ``status`` without tearing the interpreter down.
+
+    What the end of the interpreter does that anything outside it can see is done here:
+    the ``atexit`` handlers run (log handlers flushed and closed, temporary directories
+    removed...) and the standard streams are flushed.  What is left out is freeing every
+    object and module one by one, which nothing needs of a process that ends (measured:
+    30-60 ms after a warm sync of a large environment, more than a no-op sync takes).
+    While another thread runs (the interpreter would wait for it), or when a stream
+    cannot be flushed (the interpreter reports it), the interpreter ends as usual.
+    """
+    import atexit
+
+    threading = sys.modules.get("threading")  # no thread was started without it
+    if threading is None or threading.active_count() == 1:
+        atexit._run_exitfuncs()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        else:
+            os._exit(status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -72,9 +72,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lockenv.errors import CacheBusyError
+
+if TYPE_CHECKING:
+    from lockenv.cache_upkeep import DiskUsage, EnvironmentUse, PrunedItem, PruneReport
 
 __all__ = [
     "KEEP_ENV",
@@ -83,12 +86,8 @@ __all__ = [
     "LOCK_TIMEOUT_ENV",
     "SEAL",
     "Cache",
-    "DiskUsage",
     "EntryState",
-    "EnvironmentUse",
     "KeepPolicy",
-    "PruneReport",
-    "PrunedItem",
     "cache_usage",
     "check_entry",
     "default_cache_dir",
@@ -242,29 +241,79 @@ def check_entry(entry: Path, inodes: dict[str, tuple[int, int]] | None = None) -
     geteuid = getattr(os, "geteuid", None)
     owners = {geteuid(), 0} if geteuid is not None else None
     base = f"{entry}{os.sep}"
-    lstat = os.lstat
     try:
         with open(seal, "rb") as fh:
             data = json.loads(fh.read())
         if data.get("format") != _SEAL_FORMAT:
             return "missing"
-        for rel, kind, size, mtime, ino, mode, value in data["files"]:
-            path = base + rel
-            st = lstat(path)
+        return _check_files(data["files"], base, owners, inodes)
+    except (OSError, ValueError, KeyError, TypeError):
+        return "damaged"
+
+
+# `_check_files` looks at each file through a descriptor of its directory, where it can.
+# (``os.supports_dir_fd`` names ``stat``, which ``lstat`` is, without following.)
+_AT_DIRECTORY = os.stat in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+_DIRECTORY_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_DIRECTORY", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def _check_files(
+    rows: list[list[Any]],
+    base: str,
+    owners: set[int] | None,
+    inodes: dict[str, tuple[int, int]] | None,
+) -> EntryState:
+    """`check_entry` of the seal's ``rows`` in the tree ``base`` (with a trailing
+    separator); OSError when a file or a directory cannot be looked at.
+
+    Each file is looked at through a descriptor of its directory, so the kernel walks
+    one name per ``lstat``, not the whole path from ``/`` (a cache entry's files lie ten
+    or more names deep; measured on a warm sync's 12k files: ~5% of the check's CPU).  A
+    seal lists the files of each directory together (`seal_entry`): one directory is
+    open at a time.  A directory is opened without following a symlink in its last name:
+    a sealed tree's directories are real ones (its symlinks are listed as links, and
+    what lies behind them is not part of it).
+    """
+    lstat = os.lstat
+    at = _AT_DIRECTORY
+    here: str | None = None
+    fd: int | None = None
+    try:
+        for rel, kind, size, mtime, ino, mode, value in rows:
+            if at:
+                head, _, name = rel.rpartition("/")
+                if head != here:
+                    if fd is not None:
+                        os.close(fd)
+                        fd = None
+                    fd = os.open(base + head, _DIRECTORY_FLAGS)
+                    here = head
+                st = lstat(name, dir_fd=fd)
+            else:
+                name = base + rel
+                st = lstat(name)
             if kind == "l":
-                if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != value:
+                if not stat.S_ISLNK(st.st_mode) or os.readlink(name, dir_fd=fd) != value:
                     return "damaged"
                 continue
             if st.st_mode != mode or st.st_size != size:
                 return "damaged"  # a chmod, a link or directory swapped in, a new length
             if owners is not None and st.st_uid not in owners:
                 return "damaged"  # another user's file could change under our links
-            if (st.st_ino != ino or st.st_mtime_ns != mtime) and hash_file(Path(path))[0] != value:
+            if (st.st_ino != ino or st.st_mtime_ns != mtime) and (
+                hash_file(Path(base + rel))[0] != value
+            ):
                 return "damaged"  # touched, or copied back: what counts is the content
             if inodes is not None:
-                inodes[path] = (st.st_dev, st.st_ino)
-    except (OSError, ValueError, KeyError, TypeError):
-        return "damaged"
+                inodes[base + rel] = (st.st_dev, st.st_ino)
+    finally:
+        if fd is not None:
+            os.close(fd)
     return "ok"
 
 
@@ -695,41 +744,6 @@ def keep_policy(value: str | None = None) -> KeepPolicy:
     raise UsageError(f"{source} {configured!r}: give one of {', '.join(KEEP_POLICIES)}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
-class EnvironmentUse:
-    """What one environment this cache knows about (`Cache.register_environment`) needs
-    of it: worked out by the sync side from the environment's state file."""
-
-    registration: Path
-    present: bool  # its state file was found and names this prefix
-    artifacts: frozenset[str] = frozenset()  # sha256 of every artifact it was built from
-    needs_trees: bool = False  # its files are symlinks into the unpacked trees
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PrunedItem:
-    """One thing `prune` removed (or, dry, would remove)."""
-
-    path: str  # relative to the cache root
-    reason: str
-    freed_bytes: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
-class PruneReport:
-    """What `prune` removed: cache entries (archives and unpacked trees), leftovers of
-    killed processes (partial downloads, work directories), and the bytes freed (files
-    whose last link went: a tree still hardlinked into an environment frees nothing).
-    ``kept_for_environments``: entries kept only because a known environment uses them."""
-
-    entries: int
-    leftovers: int
-    freed_bytes: int
-    items: tuple[PrunedItem, ...] = ()
-    kept_for_environments: int = 0
-    dry_run: bool = False
-
-
 class _Pruner:
     """One pass of `prune`: decides, removes (unless dry) and records."""
 
@@ -766,6 +780,8 @@ class _Pruner:
             self.leftovers += 1
         else:
             self.entries += 1
+        from lockenv.cache_upkeep import PrunedItem
+
         rel = os.path.relpath(path, self.cache.root)
         self.items.append(PrunedItem(path=rel, reason=reason, freed_bytes=freed))
 
@@ -795,6 +811,7 @@ def prune(
     first (readers see it whole or not at all), and put back if a sync marked it used
     between the scan and the rename.  ``dry_run``: remove nothing, report what would go.
     """
+    from lockenv.cache_upkeep import PruneReport
     from lockenv.errors import UsageError
 
     if not older_than_days >= 0:  # also refuses NaN
@@ -883,18 +900,12 @@ def prune(
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DiskUsage:
-    """What part of a cache takes on disk: what quotas count."""
-
-    bytes: int  # allocated blocks
-    inodes: int  # files, links and directories
-
-
 def cache_usage(cache: Cache) -> dict[str, DiskUsage]:
     """Disk use of each top-level part of ``cache`` (``archives``, ``unpacked``, ...; the
     files at the top count as "other").  Each inode counts once, in the first part that
     reaches it (hard links are free)."""
+    from lockenv.cache_upkeep import DiskUsage
+
     seen: set[tuple[int, int]] = set()
     usage: dict[str, DiskUsage] = {}
     for top in sorted(_scandir(cache.root), key=lambda e: e.name):
@@ -908,6 +919,8 @@ def cache_usage(cache: Cache) -> dict[str, DiskUsage]:
 def tree_usage(path: Path) -> DiskUsage:
     """Disk use of the tree at ``path`` (each inode once, hard links or not): what it
     keeps on disk while it exists."""
+    from lockenv.cache_upkeep import DiskUsage
+
     used, inodes = _disk_usage(path, set())
     return DiskUsage(bytes=used, inodes=inodes)
 

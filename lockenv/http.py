@@ -1207,6 +1207,8 @@ def _local_range(path: Path, start: int, end: int | None) -> ByteRange:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _CacheEntry:
+    """One cached HTTP response, with what decides whether it is still fresh."""
+
     url: str
     content_type: str
     content: bytes

@@ -195,6 +195,9 @@ class LockedEnvironment:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Lockfile:
+    """A whole lock: its inputs, each environment's pins per platform, and every
+    artifact they name, by key."""
+
     inputs: LockInputs
     environments: Mapping[str, LockedEnvironment]
     artifacts: Mapping[str, Artifact]  # key (URL, path or git+URL@commit) -> artifact

@@ -84,6 +84,8 @@ class TooManyRedirects(Exception):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Proxy:
+    """The proxy a connection goes through."""
+
     host: str
     port: int
     authorization: str | None  # the Proxy-Authorization value, from the proxy URL

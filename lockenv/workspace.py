@@ -113,6 +113,8 @@ def _conflicted(path: Path) -> bool:
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class LockOutcome:
+    """What `lock` did: the lock, whether it was written, the changes to report."""
+
     lock: Lockfile
     written: bool
     changes: list[SummaryLine]  # one per package change (uv style)

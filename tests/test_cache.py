@@ -178,3 +178,112 @@ def test_artifact_lock_without_lock_support_goes_on(
     monkeypatch.setattr(fcntl, "lockf", no_locks)
     with Cache(tmp_path / "nolocks").artifact_lock(_SHA_A, wait=False) as held:
         assert held is True  # correct without it (entries appear by rename), only not single-flight
+
+
+# -- the seal check, file by file ---------------------------------------------------------
+
+
+def _sealed_entry(root: Path) -> Path:
+    """A sealed entry: files at its top and a few directories deep, and a symlink."""
+    work = root / "entry"
+    for rel, data in {
+        "manifest.json": b"{}",
+        "files/pkg/__init__.py": b"",
+        "files/pkg/mod.py": b"x = 1\n",
+        "files/pkg/sub/deep.py": b"y = 2\n",
+        "files/pkg/sub/other.py": b"z = 3\n",
+    }.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_bytes(data)
+        os.chmod(work / rel, 0o444)
+    os.symlink("mod.py", work / "files/pkg/alias.py")
+    cache_mod.seal_entry(work)
+    return work
+
+
+def _rewrite(path: Path, data: bytes) -> None:
+    os.chmod(path, 0o644)
+    path.write_bytes(data)
+    os.chmod(path, 0o444)
+
+
+def _touch(path: Path) -> None:
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+def _swap_directory_for_a_link(entry: Path) -> None:
+    """``files/pkg/sub`` becomes a symlink to a directory holding the very same inodes:
+    nothing but the directory itself differs."""
+    sub, twin = entry / "files/pkg/sub", entry.parent / "twin"
+    twin.mkdir()
+    for child in sub.iterdir():
+        os.link(child, twin / child.name)
+        child.unlink()
+    sub.rmdir()
+    os.symlink(twin, sub)
+
+
+_TAMPERINGS = {
+    "nothing": (lambda e: None, "ok"),
+    "touched, same content": (lambda e: _touch(e / "files/pkg/sub/deep.py"), "ok"),
+    "edited in place": (lambda e: _rewrite(e / "files/pkg/sub/deep.py", b"y = 3\n"), "damaged"),
+    "edited, time put back": (
+        lambda e: (_rewrite(e / "files/pkg/mod.py", b"x = 9\n"), _touch(e / "files/pkg/mod.py")),
+        "damaged",
+    ),
+    "made writable": (lambda e: os.chmod(e / "files/pkg/sub/other.py", 0o666), "damaged"),
+    "removed": (lambda e: os.unlink(e / "files/pkg/sub/other.py"), "damaged"),
+    "manifest removed": (lambda e: os.unlink(e / "manifest.json"), "damaged"),
+    "file swapped for a link": (
+        lambda e: (
+            os.unlink(e / "files/pkg/mod.py"),
+            os.symlink("/etc/hostname", e / "files/pkg/mod.py"),
+        ),
+        "damaged",
+    ),
+    "link retargeted": (
+        lambda e: (
+            os.unlink(e / "files/pkg/alias.py"),
+            os.symlink("sub/deep.py", e / "files/pkg/alias.py"),
+        ),
+        "damaged",
+    ),
+    "directory removed": (lambda e: __import__("shutil").rmtree(e / "files/pkg/sub"), "damaged"),
+}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks and modes as on POSIX")
+@pytest.mark.parametrize("by_descriptor", [True, False], ids=["dir-fd", "paths"])
+@pytest.mark.parametrize("tampering", sorted(_TAMPERINGS))
+def test_check_entry_sees_each_tampering_whichever_way_it_looks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tampering: str, by_descriptor: bool
+) -> None:
+    """Through descriptors of each directory (`lockenv.cache._check_files`) or through
+    whole paths (where descriptors are not available), the seal check tells the same."""
+    monkeypatch.setattr(cache_mod, "_AT_DIRECTORY", by_descriptor)
+    entry = _sealed_entry(tmp_path)
+    tamper, expected = _TAMPERINGS[tampering]
+    tamper(entry)
+    inodes: dict[str, tuple[int, int]] = {}
+    assert cache_mod.check_entry(entry, inodes) == expected
+    if expected == "ok":
+        assert set(inodes) == {
+            f"{entry}{os.sep}{rel}"
+            for rel in (
+                "manifest.json",
+                "files/pkg/__init__.py",
+                "files/pkg/mod.py",
+                "files/pkg/sub/deep.py",
+                "files/pkg/sub/other.py",
+            )
+        }
+
+
+@pytest.mark.skipif(not cache_mod._AT_DIRECTORY, reason="lstat takes no directory descriptor")
+def test_check_entry_refuses_a_directory_swapped_for_a_link(tmp_path: Path) -> None:
+    """A sealed tree's directories are real ones: one made a symlink is a change, even to
+    a directory holding the very same files (the whole-path walk followed it)."""
+    entry = _sealed_entry(tmp_path)
+    _swap_directory_for_a_link(entry)
+    assert cache_mod.check_entry(entry) == "damaged"

@@ -158,21 +158,32 @@ def test_lock_only_for_other_platforms_is_a_clear_error(tmp_path: Path, index_se
     assert "linux-64" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_no_op_sync_imports_nothing_heavy(project: Path) -> None:
-    lockenv(project, "sync")
+def _imported_by_sync(project: Path, modules: tuple[str, ...]) -> str:
+    """Which of ``modules`` `lockenv sync -q` imported, run as the command runs (comma
+    separated)."""
     probe = (
         "import sys, runpy\n"
         "sys.argv = ['lockenv', 'sync', '-q']\n"
         "try:\n    runpy.run_module('lockenv', run_name='__main__')\n"
         "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-        "heavy = [m for m in ('httpx', 'yaml', 'tomlkit', 'resolvelib', 'lockenv.lock.resolve')\n"
-        "         if m in sys.modules]\n"
-        "print(','.join(heavy))\n"
+        f"print(','.join(m for m in {modules!r} if m in sys.modules))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == ""
+    return result.stdout.strip()
+
+
+def test_no_op_sync_imports_nothing_heavy(project: Path) -> None:
+    lockenv(project, "sync")
+    heavy = ("httpx", "yaml", "tomlkit", "resolvelib", "lockenv.lock.resolve")
+    assert _imported_by_sync(project, heavy) == ""
+
+
+def test_a_sync_that_installs_does_not_load_inspect(project: Path) -> None:
+    # Nothing on the sync path needs it (`lockenv.__main__._dataclasses_without_inspect`).
+    assert _imported_by_sync(project, ("inspect",)) == ""
+    assert (project / ".lockenv" / "envs" / "default" / "bin" / "clicky").exists()
 
 
 def test_fast_path_after_a_full_check_and_back_on_any_change(project: Path) -> None:

@@ -307,3 +307,40 @@ def test_leftovers_of_a_killed_sync_send_sync_down_the_full_path(
 def test_the_stamp_keeps_variables_without_credentials(value: str, kept: str) -> None:
     # A stamp is a file: the index it watches is kept without who logs in to it.
     assert fastpath._public(value) == kept
+
+
+# -- the end of the process -------------------------------------------------------------
+
+_ENDING = """
+import atexit, sys, threading, time
+atexit.register(lambda: print("atexit ran"))
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.2), print("thread ended"))).start()
+    del sys.argv[1]
+sys.stdout.write("buffered, ")
+from lockenv.__main__ import main
+main()
+print("not reached")
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "out"),
+    [
+        (["--version"], 0, "buffered, lockenv "),
+        (["sync", "--frozen"], 2, "buffered, "),  # no project here: an error
+        (["thread", "--version"], 0, "buffered, lockenv "),  # the interpreter waits for it
+    ],
+)
+def test_the_process_ends_with_the_command_as_the_interpreter_would_end_it(
+    tmp_path: Path, argv: list[str], status: int, out: str
+) -> None:
+    """`main()` ends the process itself (`lockenv.__main__._end`): the command's exit
+    status, what it wrote, and the atexit handlers all there, nothing run after it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _ENDING, *argv], cwd=tmp_path, text=True, capture_output=True
+    )
+    assert result.returncode == status, result.stderr
+    assert result.stdout.startswith(out)
+    assert result.stdout.endswith("atexit ran\n") and "not reached" not in result.stdout
+    assert ("thread ended" in result.stdout) == (argv[0] == "thread")

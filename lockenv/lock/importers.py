@@ -433,6 +433,8 @@ def _merge(a: Requirement, b: Requirement, *, extras: bool = True) -> Requiremen
 
 @dataclass(slots=True)
 class _Environment:
+    """What an environment.yml asks for, as it is read."""
+
     conda: list[tuple[str, str]] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

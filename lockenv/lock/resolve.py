@@ -81,6 +81,8 @@ class LockOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Job:
+    """One environment to lock for one platform."""
+
     env: EnvironmentSpec
     platform: str
 

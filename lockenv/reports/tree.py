@@ -70,6 +70,8 @@ class TreeNode:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Edge:
+    """One requirement of a package in the tree: whom it leads to, and why."""
+
     target: _Key
     requested: str
     extras: tuple[str, ...] = ()  # the extras asked of the target

@@ -59,7 +59,7 @@ _STREAM_UNPACK_BYTES = 8 << 20
 _KEEP_BUFFERS_BYTES = 32 << 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class Prepared:
     """Each artifact's unpacked tree by sha256; what had to be downloaded or taken from a
     bundle (file names)."""

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lockenv.cache import Cache, EnvironmentUse
+from lockenv.cache import Cache
+from lockenv.cache_upkeep import EnvironmentUse
 from lockenv.sync.plan import read_state
 
 __all__ = ["environment_uses", "spare_trees"]

@@ -109,6 +109,8 @@ def _with_extra(requirement: Requirement, extra: NormalizedName) -> Requirement:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Context:
+    """What preparing one path or git source needs."""
+
     root: Path
     http: HttpClient
     fetcher: MetadataFetcher

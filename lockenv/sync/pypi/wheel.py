@@ -497,7 +497,7 @@ def unpack_wheel(archive: Path, work: Path, *, filename: str, project: str) -> U
     return finish_unpacked(work, layout, described, files, filename=filename)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class WheelLayout:
     """A wheel's members as its central directory lists them, checked: safe paths, no
     duplicates, no file that is also a directory, one .dist-info of the locked project."""
@@ -510,8 +510,10 @@ class WheelLayout:
     data_dir: str  # <name>-<version>.data, whether the wheel has one or not
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # never compared: cheaper to create
 class _Described:
+    """What a wheel's WHEEL, METADATA and entry_points.txt say of it (`_described`)."""
+
     root_is_purelib: bool
     project_name: str
     entry_points: list[EntryPoint]
