@@ -283,8 +283,13 @@ def refresh_tree(
         if rel_dir in stale:
             # Nothing in a directory only changed packages had files in can stay: its
             # files are not even compared.
-            doomed.extend(e.path for e in entries if not e.is_dir(follow_symlinks=False))
-            entries = [e for e in entries if e.is_dir(follow_symlinks=False)]
+            subdirs = []
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry)
+                else:
+                    doomed.append(entry.path)
+            entries = subdirs
         for entry in entries:
             rel = head + entry.name
             want = expected.get(rel)
