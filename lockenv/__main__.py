@@ -26,8 +26,8 @@ def _parse(argv: Sequence[str]) -> dict[str, str | list[str] | int | bool] | Non
     from lockenv.fastpath import read_plain
 
     plain = read_plain(argv)
-    if plain is None or (plain.get("frozen") and plain.get("locked")):
-        return None  # the pair is refused by the full command line
+    if plain is None:
+        return None
     command = plain["command"]
     found: dict[str, str | list[str] | int | bool] = {
         "command": command,

@@ -1406,8 +1406,6 @@ def plain_arguments(argv: Sequence[str]) -> argparse.Namespace | None:
     given = read_plain(argv)
     if given is None or "bundle" in given:
         return None
-    if given.get("frozen") and given.get("locked"):
-        return None  # argparse refuses the pair
     command = given["command"]
     values: dict[str, Any] = {
         "manifest": os.environ.get(_MANIFEST) or None,

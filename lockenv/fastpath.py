@@ -278,7 +278,8 @@ def read_plain(argv: Sequence[str]) -> dict[str, str | int | bool | list[str]] |
     and building a parser would cost such a command more than its work); None for anything
     else: another option (even an abbreviation), a valued option (``-e``/``--environment``,
     ``--prefix``, ``--lock``, ``--bundle``) repeated, empty or followed by an option, a
-    word after ``sync``.
+    word after ``sync``, or ``--frozen`` with ``--locked`` (a pair the full command line
+    refuses).
 
     The result: ``command``; ``quiet`` and ``quiet_after``, the ``-q`` before and after
     the command; each flag given (``frozen``, ``locked``, ``offline``: True); each valued
@@ -317,6 +318,8 @@ def read_plain(argv: Sequence[str]) -> dict[str, str | int | bool | list[str]] |
             break
         else:
             return None
+    if found.get("frozen") and found.get("locked"):
+        return None  # the full command line's to refuse
     found["quiet_after"] = after
     return found
 
